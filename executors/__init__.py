@@ -1,0 +1,1 @@
+"""Built-in executors. Each module is a plugin registered under the ``orchestrator`` entry-point group."""

@@ -1,0 +1,30 @@
+"""The one boundary for mistakes a user can fix: each problem says what, where and how."""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path}: {self.message}" if self.path else f"{self.file}: {self.message}"
+
+
+class UserError(Exception):
+    """Bad input or usage: the CLI prints it in one line per problem and exits 2."""
+
+
+class RoutineError(UserError):
+    """A routine failed validation; carries every problem found, not only the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(map(str, problems)))
+
+
+class PluginError(UserError):
+    """A plugin is broken or two plugins claim the same executor name."""

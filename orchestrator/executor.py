@@ -1,0 +1,169 @@
+"""The executor contract: what a plugin subclasses, marks and returns.
+
+An executor knows one system. The routine's ``params`` become its constructor's
+keyword arguments; its tasks are the methods marked with :func:`task`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, TypeVar
+
+__all__ = ["Cancelled", "Context", "Executor", "Location", "TaskMetrics", "task"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_TASK_MARK = "__orchestrator_task__"
+
+
+class Location(str):
+    """Annotation for a param that names a file, folder or ``s3://`` URI.
+
+    Relative local paths are resolved against the routine file's folder.
+    """
+
+
+class Cancelled(Exception):
+    """Raised inside a task when its run was cancelled (Ctrl-C, SIGTERM, timeout)."""
+
+
+@dataclasses.dataclass
+class TaskMetrics:
+    """What a task reports. Subclass it to add fields; they are kept and shown."""
+
+    inserts: int | None = None
+    updates: int | None = None
+    soft_deletes: int | None = None
+    total_rows: int | None = None
+    execution_metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("inserts", "updates", "soft_deletes", "total_rows"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"TaskMetrics.{name} must be a non-negative integer or None, got {value!r}")
+        if not isinstance(self.execution_metadata, dict):
+            raise ValueError("TaskMetrics.execution_metadata must be a dict")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def task(fn: F) -> F:
+    """Mark a method as a task: only marked methods may be called from a routine."""
+    setattr(fn, _TASK_MARK, True)
+    return fn
+
+
+class Context:
+    """What a running task may know about its run; passed if the task takes ``context``."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        run_date: str,
+        routine_name: str,
+        step: str,
+        task: str,
+        attempt: int = 1,
+        cancel_event: threading.Event | None = None,
+        home: Path | None = None,
+        watermark: Any = None,
+        logger: logging.Logger | logging.LoggerAdapter | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.run_date = run_date
+        self.routine_name = routine_name
+        self.step = step
+        self.task = task
+        self.attempt = attempt
+        self.watermark = watermark
+        self.next_watermark: Any = None
+        self._cancel_event = cancel_event or threading.Event()
+        self._home = home
+        self.logger = logger or logging.getLogger(f"orchestrator.task.{step}.{task}")
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel_event.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`Cancelled` if the run was asked to stop; call it between units of work."""
+        if self._cancel_event.is_set():
+            raise Cancelled(f"{self.step}.{self.task} cancelled")
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; return True early if the run is cancelled."""
+        return self._cancel_event.wait(seconds)
+
+    @property
+    def home(self) -> Path:
+        if self._home is None:
+            from .home import home_dir
+
+            self._home = home_dir()
+        return self._home
+
+    def state_dir(self, *parts: str) -> Path:
+        """A folder under the orchestrator home for what this step must remember between runs."""
+        path = self.home.joinpath("state", _safe(self.routine_name), _safe(self.step), *map(_safe, parts))
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def _safe(part: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in part) or "_"
+
+
+class Executor:
+    """Base class of every executor.
+
+    Class attributes a subclass may set:
+      ``name``           short registry name (its class name resolves too)
+      ``params_schema``  JSON Schema of its params (otherwise derived from ``__init__``)
+    """
+
+    name: ClassVar[str | None] = None
+    params_schema: ClassVar[dict[str, Any] | None] = None
+
+    def __init__(self) -> None:  # executors without params need no constructor
+        pass
+
+    @classmethod
+    def registry_name(cls) -> str:
+        return cls.name or cls.__name__
+
+    @classmethod
+    def tasks(cls) -> dict[str, Callable[..., Any]]:
+        """The methods a routine may call, by name, in definition order."""
+        found: dict[str, Callable[..., Any]] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                if callable(value) and getattr(value, _TASK_MARK, False):
+                    found[attr] = value
+        return found
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+        """Cross-field checks after the schema passed: yield ``(param, message)`` pairs.
+
+        Runs at validation time, before any side effect: it must not touch the outside world.
+        """
+        return ()
+
+    def check(self) -> list[str]:
+        """Problems that would stop this executor here (libraries, credentials, endpoints)."""
+        return []
+
+    def cancel(self) -> None:
+        """Stop remote work in flight. Called from another thread; must return quickly."""
+
+    def close(self) -> None:
+        """Release resources once the executor's last task has run."""
+
+
+def accepts_context(fn: Callable[..., Any]) -> bool:
+    return "context" in inspect.signature(fn).parameters

@@ -1,0 +1,87 @@
+"""Derive JSON Schemas from Python signatures, so params and task args are declared once."""
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from typing import Any, Callable
+
+from .executor import Location
+
+_SIMPLE: dict[Any, dict[str, Any]] = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+    dict: {"type": "object"},
+    list: {"type": "array"},
+    tuple: {"type": "array"},
+    type(None): {"type": "null"},
+    Location: {"type": "string", "format": "location"},
+}
+
+
+def type_schema(annotation: Any) -> dict[str, Any]:
+    """JSON Schema for one annotation; unknown annotations accept anything."""
+    if annotation in _SIMPLE:
+        return dict(_SIMPLE[annotation])
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        schema = type_schema(args[0])
+        for extra in args[1:]:
+            if isinstance(extra, str):
+                schema["description"] = extra
+            elif isinstance(extra, dict):
+                schema.update(extra)
+        return schema
+    if origin is typing.Literal:
+        return {"enum": list(args)}
+    if origin in (typing.Union, types.UnionType):
+        return {"anyOf": [type_schema(a) for a in args]}
+    if origin in (list, tuple, set, frozenset):
+        schema: dict[str, Any] = {"type": "array"}
+        if args and args[-1] is not Ellipsis:
+            schema["items"] = type_schema(args[0])
+        return schema
+    if origin is dict:
+        return {"type": "object"}
+    return {}
+
+
+def signature_schema(fn: Callable[..., Any], skip: tuple[str, ...] = ("self", "context")) -> dict[str, Any]:
+    """Object schema of ``fn``'s keyword arguments: required ones, types, no extras unless ``**kwargs``."""
+    hints = typing.get_type_hints(fn, include_extras=True)
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    extra_allowed = False
+    for name, param in inspect.signature(fn).parameters.items():
+        if name in skip or param.kind is param.VAR_POSITIONAL:
+            continue
+        if param.kind is param.VAR_KEYWORD:
+            extra_allowed = True
+            continue
+        schema = type_schema(hints.get(name, Any))
+        if param.default is param.empty:
+            required.append(name)
+        elif param.default is not None and _json_like(param.default):
+            schema["default"] = param.default
+        properties[name] = schema
+    result: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": extra_allowed}
+    if required:
+        result["required"] = required
+    return result
+
+
+def _json_like(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool, list, dict))
+
+
+def location_keys(schema: dict[str, Any]) -> set[str]:
+    """Top-level properties that hold locations (resolved against the routine's folder)."""
+    found = set()
+    for key, sub in schema.get("properties", {}).items():
+        options = [sub, *sub.get("anyOf", [])]
+        if any(opt.get("format") == "location" for opt in options):
+            found.add(key)
+    return found
