@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
+from functools import lru_cache
 from typing import Any, Callable
 
 from .executor import Location
@@ -49,6 +50,7 @@ def type_schema(annotation: Any) -> dict[str, Any]:
     return {}
 
 
+@lru_cache(maxsize=None)
 def signature_schema(fn: Callable[..., Any], skip: tuple[str, ...] = ("self", "context")) -> dict[str, Any]:
     """Object schema of ``fn``'s keyword arguments: required ones, types, no extras unless ``**kwargs``."""
     hints = typing.get_type_hints(fn, include_extras=True)

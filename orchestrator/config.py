@@ -1,0 +1,291 @@
+"""Read a routine (JSON or YAML), substitute ``${...}``, resolve paths and validate it whole.
+
+Every problem is collected as ``FILE: PATH: message`` before anything runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import uuid
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import PluginError, Problem, RoutineError, UserError
+from .executor import accepts_context
+from .introspect import location_keys, signature_schema
+from .registry import ExecutorInfo, Registry, unknown_message
+from .schema_check import schema_problems
+from .substitution import SECRET_NAME, Substituter, mask_values
+
+SCHEMA_PATH = Path(__file__).with_name("routine.schema.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskCall:
+    task: str
+    args: dict[str, Any]
+    retries: int = 0
+    retry_delay: float = 1.0
+    timeout: float | None = None
+    wants_context: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+    """One executor entry of the routine, validated and resolved."""
+
+    name: str
+    executor: ExecutorInfo
+    params: dict[str, Any]
+    tasks: tuple[TaskCall, ...]
+    depends_on: tuple[str, ...]
+    active: bool
+    path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Routine:
+    name: str
+    file: Path
+    params: dict[str, Any]
+    steps: tuple[StepSpec, ...]
+    active: bool
+    explicit_dependencies: bool
+    run_id: str
+    run_date: str
+    secrets: frozenset[str]
+    hash: str
+
+    def masked(self, value: Any) -> Any:
+        return mask_values(value, set(self.secrets))
+
+
+@lru_cache(maxsize=1)
+def routine_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def load_routine(
+    path: str | os.PathLike[str],
+    params: Mapping[str, str] | None = None,
+    registry: Registry | None = None,
+    run_id: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Routine:
+    """Load and validate ``path``; raise :class:`RoutineError` listing every problem."""
+    file = Path(path)
+    doc = parse_file(file)
+    return _Loader(file, doc, registry or Registry(), env if env is not None else os.environ).load(params or {}, run_id)
+
+
+def parse_file(file: Path) -> Any:
+    label = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RoutineError([Problem(label, "", f"cannot read routine: {exc.strerror or exc}")]) from None
+    if file.suffix.lower() in (".yaml", ".yml"):
+        return _parse_yaml(label, text)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RoutineError([Problem(label, "", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]) from None
+
+
+def _parse_yaml(label: str, text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise RoutineError([Problem(label, "", f"invalid YAML{where}: {reason}")]) from None
+
+
+class _Loader:
+    def __init__(self, file: Path, doc: Any, registry: Registry, env: Mapping[str, str]) -> None:
+        self.file, self.doc, self.registry, self.env = file, doc, registry, env
+        self.folder = file.resolve().parent
+        self.problems: list[Problem] = []
+
+    def report(self, path: str, message: str) -> None:
+        self.problems.append(Problem(str(self.file), path, message))
+
+    def fail_if_problems(self) -> None:
+        if self.problems:
+            raise RoutineError(self.problems)
+
+    def load(self, overrides: Mapping[str, str], run_id: str | None) -> Routine:
+        if not isinstance(self.doc, dict):
+            self.report("", "a routine must be a JSON/YAML object with routine_name and executors")
+            self.fail_if_problems()
+        for path, message in schema_problems(self.doc, routine_schema()):
+            self.report(path, message)
+        self.fail_if_problems()
+        params = self.merge_params(overrides)
+        now = dt.datetime.now(dt.timezone.utc)
+        run = {"id": run_id or str(uuid.uuid4()), "date": now.date().isoformat()}
+        subst = Substituter(params, self.env, run)
+        secrets = {str(v) for k, v in params.items() if SECRET_NAME.search(k) and v}
+        entries = self.entries()
+        steps = [self.step(entry, path, subst) for path, entry in entries]
+        self.check_names_and_dependencies(steps, entries)
+        self.fail_if_problems()
+        return Routine(
+            name=self.doc["routine_name"],
+            file=self.file,
+            params=params,
+            steps=tuple(s for s in steps if s is not None),
+            active=self.doc.get("active", True),
+            explicit_dependencies=any("depends_on" in e for _, e in entries),
+            run_id=run["id"],
+            run_date=run["date"],
+            secrets=frozenset(secrets | subst.secrets),
+            hash=self.digest(params),
+        )
+
+    def merge_params(self, overrides: Mapping[str, str]) -> dict[str, Any]:
+        params = dict(self.doc.get("params") or {})
+        for key, value in overrides.items():
+            default = params.get(key)
+            params[key] = value if default is None or isinstance(default, str) else _coerce(key, value)
+        return params
+
+    def digest(self, params: Mapping[str, Any]) -> str:
+        canonical = json.dumps({"routine": self.doc, "params": params}, sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def entries(self) -> list[tuple[str, dict[str, Any]]]:
+        executors = self.doc["executors"]
+        if isinstance(executors, list):
+            return [(f"executors[{i}]", e) for i, e in enumerate(executors)]
+        return [(f"executors.{key}", {"name": key, "executor": key, **value}) for key, value in executors.items()]
+
+    def step(self, entry: dict[str, Any], path: str, subst: Substituter) -> StepSpec | None:
+        ref = entry["executor"]
+        try:
+            info = self.registry.resolve(ref)
+        except (UserError, PluginError) as exc:
+            self.report(f"{path}.executor" if "[" in path else path, str(exc))
+            return None
+        params = subst.walk(entry.get("params") or {}, f"{path}.params", self.report)
+        params = self.check_params(info, params, f"{path}.params")
+        tasks = tuple(filter(None, (self.task_call(info, t, f"{path}.tasks[{i}]", subst) for i, t in enumerate(entry["tasks"]))))
+        return StepSpec(
+            name=entry.get("name") or ref,
+            executor=info,
+            params=params,
+            tasks=tasks,
+            depends_on=tuple(entry.get("depends_on") or ()),
+            active=entry.get("active", True),
+            path=path,
+        )
+
+    def check_params(self, info: ExecutorInfo, params: dict[str, Any], path: str) -> dict[str, Any]:
+        schema = info.params_schema
+        found = schema_problems(params, schema, prefix=path, what="param")
+        for sub, message in found:
+            self.report(sub, message)
+        params = self.resolve_locations(params, location_keys(schema))
+        if not found:
+            for key, message in info.cls.validate_params(params):
+                self.report(f"{path}.{key}" if key else path, message)
+        return params
+
+    def task_call(self, info: ExecutorInfo, raw: Any, path: str, subst: Substituter) -> TaskCall | None:
+        spec = {"task": raw} if isinstance(raw, str) else raw
+        methods = info.cls.tasks()
+        name = spec["task"]
+        if name not in methods:
+            where = path if isinstance(raw, str) else f"{path}.task"
+            self.report(where, unknown_message("task", name, list(methods)) + f" ({info.class_name} tasks: {', '.join(methods)})")
+            return None
+        method = methods[name]
+        args = subst.walk(spec.get("args") or {}, f"{path}.args", self.report)
+        schema = signature_schema(method)
+        for sub, message in schema_problems(args, schema, prefix=f"{path}.args", what="argument"):
+            self.report(sub, message)
+        return TaskCall(
+            task=name,
+            args=self.resolve_locations(args, location_keys(schema)),
+            retries=spec.get("retries", 0),
+            retry_delay=float(spec.get("retry_delay", 1.0)),
+            timeout=spec.get("timeout"),
+            wants_context=accepts_context(method),
+        )
+
+    def resolve_locations(self, values: dict[str, Any], keys: set[str]) -> dict[str, Any]:
+        resolved = dict(values)
+        for key in keys & resolved.keys():
+            value = resolved[key]
+            if isinstance(value, str) and value and "://" not in value and not os.path.isabs(value):
+                resolved[key] = str(self.folder / value)
+        return resolved
+
+    def check_names_and_dependencies(self, steps: list[StepSpec | None], entries: list[tuple[str, dict[str, Any]]]) -> None:
+        seen: dict[str, str] = {}
+        for path, entry in entries:
+            name = entry.get("name") or entry["executor"]
+            if name in seen:
+                self.report(f"{path}.name", f"step name {name!r} is already used at {seen[name]}; give each entry a unique name")
+            seen.setdefault(name, path)
+        graph: dict[str, list[str]] = {}
+        for path, entry in entries:
+            name = entry.get("name") or entry["executor"]
+            for i, dep in enumerate(entry.get("depends_on") or ()):
+                if dep not in seen:
+                    self.report(f"{path}.depends_on[{i}]", unknown_message("step", dep, list(seen)))
+                elif dep == name:
+                    self.report(f"{path}.depends_on[{i}]", f"step {name!r} cannot depend on itself")
+            graph[name] = [d for d in entry.get("depends_on") or () if d in seen and d != name]
+        cycle = find_cycle(graph)
+        if cycle:
+            self.report(f"{seen[cycle[0]]}.depends_on", "dependency cycle: " + " -> ".join(cycle) + "; remove one of these depends_on")
+
+
+def find_cycle(graph: Mapping[str, list[str]]) -> list[str] | None:
+    """A dependency cycle as a list of names (first == last), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in graph.get(node, ()):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in graph:
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def _coerce(key: str, value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise UserError(f"--param {key}={value}: the routine's default is not a string, so give a JSON value") from None
+
+
+def parse_param_overrides(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` strings from the command line."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--param {pair!r}: expected KEY=VALUE")
+        result[key.strip()] = value
+    return result
+

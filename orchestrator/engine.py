@@ -1,0 +1,322 @@
+"""Plan a validated routine into ordered steps, then run them.
+
+Executors run in declared order, or as a DAG when any entry uses ``depends_on``;
+independent steps run concurrently up to ``max_parallel``. Tasks of one step run in
+order on one instance. On a failure, running steps finish their current task and
+nothing new starts. Cancellation (Ctrl-C, timeouts) calls the executors' ``cancel()``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from typing import Any, Iterable, Sequence
+
+from .config import Routine, StepSpec, TaskCall
+from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
+from .executor import Cancelled, Context, Executor, TaskMetrics
+
+CANCEL_GRACE = 10.0
+
+
+class TaskTimeout(Exception):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    spec: StepSpec
+    after: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    routine: Routine
+    steps: tuple[Step, ...]
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The ordered steps with resolved, secret-masked params: what ``orchestrate plan`` shows."""
+        return [
+            {
+                "step": s.name,
+                "executor": s.spec.executor.name,
+                "class": s.spec.executor.class_name,
+                "active": s.spec.active and self.routine.active,
+                "after": list(s.after),
+                "params": self.routine.masked(s.spec.params),
+                "tasks": [{"task": c.task, "args": self.routine.masked(c.args), "retries": c.retries,
+                           "retry_delay": c.retry_delay, "timeout": c.timeout} for c in s.spec.tasks],
+            }
+            for s in self.steps
+        ]
+
+
+def plan(routine: Routine) -> Plan:
+    """Order the steps: declared order as a chain, or topological order of ``depends_on``."""
+    specs = routine.steps
+    if not routine.explicit_dependencies:
+        chain = [Step(spec, (specs[i - 1].name,) if i else ()) for i, spec in enumerate(specs)]
+        return Plan(routine, tuple(chain))
+    ordered: list[Step] = []
+    placed: set[str] = set()
+    remaining = list(specs)
+    while remaining:
+        ready = [s for s in remaining if set(s.depends_on) <= placed]
+        for spec in ready:
+            ordered.append(Step(spec, spec.depends_on))
+            placed.add(spec.name)
+            remaining.remove(spec)
+    return Plan(routine, tuple(ordered))
+
+
+class Run:
+    """One execution of a plan. ``cancel()`` may be called from any thread (or a signal handler)."""
+
+    def __init__(self, plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4, home: Any = None) -> None:
+        self.plan = plan
+        self.routine = plan.routine
+        self.listeners = list(listeners)
+        self.max_parallel = max(1, max_parallel)
+        self.home = home
+        self.results = {s.name: [TaskResult(s.name, s.spec.executor.name, c.task, i) for i, c in enumerate(s.spec.tasks)]
+                        for s in plan.steps}
+        self.stopping = threading.Event()
+        self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._instances: dict[str, Executor] = {}
+        self._task_events: set[threading.Event] = set()
+        self._done: queue.Queue[tuple[str, bool]] = queue.Queue()
+
+    def emit(self, event: str, *args: Any) -> None:
+        for listener in self.listeners:
+            getattr(listener, event)(*args)
+
+    def cancel(self) -> None:
+        """Ask every running task to stop and every executor to cancel its remote work."""
+        self.cancelled.set()
+        self.stopping.set()
+        with self._lock:
+            events, instances = list(self._task_events), list(self._instances.values())
+        for event in events:
+            event.set()
+        for instance in instances:
+            _quietly(instance.cancel)
+
+    def execute(self) -> RunResult:
+        started = time.time()
+        total = sum(len(r) for r in self.results.values())
+        self.emit("run_started", RunInfo(self.routine.run_id, self.routine.name, total))
+        if not self.routine.active:
+            self.skip_all("routine is inactive (active: false)")
+            return self.finish(started, SKIPPED)
+        self.schedule()
+        return self.finish(started, self.outcome())
+
+    def schedule(self) -> None:
+        status: dict[str, bool] = {}
+        pending = list(self.plan.steps)
+        running: dict[str, threading.Thread] = {}
+        deadline: float | None = None
+        while pending or running:
+            if not self.stopping.is_set():
+                self.start_ready(pending, running, status)
+            elif pending:
+                for step in pending:
+                    self.skip_step(step, "not started: an earlier step failed" if not self.cancelled.is_set() else "run cancelled")
+                pending.clear()
+            if not running:
+                if pending:
+                    continue
+                break
+            if self.cancelled.is_set() and deadline is None:
+                deadline = time.monotonic() + CANCEL_GRACE
+            try:
+                name, ok = self._done.get(timeout=0.25)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() > deadline:
+                    self.abandon(running)
+                    return
+                continue
+            except KeyboardInterrupt:
+                self.cancel()
+                continue
+            running.pop(name).join()
+            status[name] = ok
+            if not ok:
+                self.stopping.set()
+
+    def start_ready(self, pending: list[Step], running: dict[str, threading.Thread], status: dict[str, bool]) -> None:
+        for step in list(pending):
+            if len(running) >= self.max_parallel:
+                return
+            if any(dep not in status for dep in step.after):
+                continue
+            pending.remove(step)
+            if not step.spec.active:
+                self.skip_step(step, "step is inactive (active: false)")
+                status[step.name] = True
+                continue
+            thread = threading.Thread(target=self.run_step, args=(step,), name=f"step-{step.name}", daemon=True)
+            running[step.name] = thread
+            thread.start()
+
+    def abandon(self, running: dict[str, threading.Thread]) -> None:
+        """Tasks that ignored cancellation past the grace period are recorded as cancelled and left behind."""
+        for name in running:
+            for result in self.results[name]:
+                if result.status == SKIPPED and result.started is not None:
+                    result.status, result.ended = CANCELLED, time.time()
+                    result.error = "did not stop within the grace period"
+                    self.emit("task_finished", result)
+
+    def run_step(self, step: Step) -> None:
+        ok = False
+        try:
+            ok = self._run_step(step)
+        finally:
+            self._done.put((step.name, ok))
+
+    def _run_step(self, step: Step) -> bool:
+        results = self.results[step.name]
+        try:
+            instance = step.spec.executor.cls(**step.spec.params)
+        except Exception as exc:  # a constructor that raises fails the step's first task
+            results[0].started = results[0].ended = time.time()
+            self.fail(results[0], exc)
+            self.skip_results(results[1:], "not started: the executor could not be created")
+            return False
+        with self._lock:
+            self._instances[step.name] = instance
+        try:
+            for call, result in zip(step.spec.tasks, results):
+                if self.stopping.is_set():
+                    self.skip_results(results[result.index:], "run cancelled" if self.cancelled.is_set() else "not started: a task failed")
+                    return False
+                if not self.run_task(step, instance, call, result):
+                    self.skip_results(results[result.index + 1:], "not started: an earlier task of this step did not succeed")
+                    return False
+            return True
+        finally:
+            with self._lock:
+                self._instances.pop(step.name, None)
+            _quietly(instance.close)
+
+    def run_task(self, step: Step, instance: Executor, call: TaskCall, result: TaskResult) -> bool:
+        method = getattr(instance, call.task)
+        result.started = time.time()
+        for attempt in range(1, call.retries + 2):
+            result.attempts = attempt
+            self.emit("task_started", result)
+            event = threading.Event()
+            if self.cancelled.is_set():
+                event.set()
+            with self._lock:
+                self._task_events.add(event)
+            try:
+                result.metrics = self.invoke(instance, method, call, self.context(step, call, attempt, event), event)
+                result.status, result.ended = SUCCEEDED, time.time()
+                self.emit("task_finished", result)
+                return True
+            except Exception as exc:
+                if self.cancelled.is_set() or (isinstance(exc, Cancelled) and not isinstance(exc, TaskTimeout)):
+                    result.status, result.ended, result.error = CANCELLED, time.time(), str(exc) or "cancelled"
+                    result.error_type = type(exc).__name__
+                    self.emit("task_finished", result)
+                    return False
+                if attempt > call.retries or self.stopping.is_set():
+                    result.ended = time.time()
+                    self.fail(result, exc)
+                    return False
+                delay = call.retry_delay * 2 ** (attempt - 1)
+                result.error, result.error_type = str(exc), type(exc).__name__
+                self.emit("task_retrying", result, delay)
+                if self.cancelled.wait(delay):
+                    result.status, result.ended = CANCELLED, time.time()
+                    self.emit("task_finished", result)
+                    return False
+            finally:
+                with self._lock:
+                    self._task_events.discard(event)
+        return False
+
+    def context(self, step: Step, call: TaskCall, attempt: int, event: threading.Event) -> Context:
+        return Context(run_id=self.routine.run_id, run_date=self.routine.run_date, routine_name=self.routine.name,
+                       step=step.name, task=call.task, attempt=attempt, cancel_event=event, home=self.home)
+
+    def invoke(self, instance: Executor, method: Any, call: TaskCall, ctx: Context, event: threading.Event) -> TaskMetrics | None:
+        kwargs = dict(call.args, context=ctx) if call.wants_context else call.args
+        if call.timeout is None:
+            return _metrics(method(**kwargs))
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["value"] = method(**kwargs)
+            except BaseException as exc:  # re-raised in the step thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=target, name=f"task-{ctx.step}.{ctx.task}", daemon=True)
+        worker.start()
+        worker.join(call.timeout)
+        if worker.is_alive():
+            event.set()
+            _quietly(instance.cancel)
+            worker.join(CANCEL_GRACE)
+            raise TaskTimeout(f"timed out after {call.timeout:g}s (remote work cancelled)")
+        if "error" in box:
+            raise box["error"]
+        return _metrics(box.get("value"))
+
+    def fail(self, result: TaskResult, exc: BaseException) -> None:
+        result.status = FAILED
+        result.error = self.routine.masked(str(exc) or repr(exc))
+        result.error_type = type(exc).__name__
+        self.emit("task_finished", result)
+
+    def skip_step(self, step: Step, reason: str) -> None:
+        self.skip_results(self.results[step.name], reason)
+
+    def skip_results(self, results: Sequence[TaskResult], reason: str) -> None:
+        for result in results:
+            result.status, result.reason = SKIPPED, reason
+            self.emit("task_finished", result)
+
+    def skip_all(self, reason: str) -> None:
+        for step in self.plan.steps:
+            self.skip_step(step, reason)
+
+    def outcome(self) -> str:
+        statuses = {r.status for results in self.results.values() for r in results}
+        if self.cancelled.is_set() or CANCELLED in statuses:
+            return CANCELLED
+        if FAILED in statuses:
+            return FAILED
+        if statuses <= {SKIPPED}:
+            return SKIPPED
+        return SUCCEEDED
+
+    def finish(self, started: float, status: str) -> RunResult:
+        tasks = [r for step in self.plan.steps for r in self.results[step.name]]
+        result = RunResult(self.routine.run_id, self.routine.name, status, started, time.time(), tasks)
+        self.emit("run_finished", result)
+        return result
+
+
+def _metrics(value: Any) -> TaskMetrics | None:
+    return value if isinstance(value, TaskMetrics) else None
+
+
+def _quietly(fn: Any) -> None:
+    try:
+        fn()
+    except Exception:
+        pass
+
+
+def run(plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4) -> RunResult:
+    return Run(plan, listeners, max_parallel).execute()

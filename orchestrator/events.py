@@ -1,0 +1,91 @@
+"""What the engine tells its listeners, and what a run produces.
+
+Console output, JSON output and the run store are all listeners; the engine knows none by name.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .executor import TaskMetrics
+
+SUCCEEDED, FAILED, CANCELLED, SKIPPED = "succeeded", "failed", "cancelled", "skipped"
+
+
+@dataclasses.dataclass
+class TaskResult:
+    step: str
+    executor: str
+    task: str
+    index: int
+    status: str = SKIPPED
+    attempts: int = 0
+    started: float | None = None
+    ended: float | None = None
+    metrics: TaskMetrics | None = None
+    error: str | None = None
+    error_type: str | None = None
+    reason: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.started is None or self.ended is None else self.ended - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "executor": self.executor,
+            "task": self.task,
+            "status": self.status,
+            "attempts": self.attempts,
+            "duration": None if self.duration is None else round(self.duration, 6),
+            "metrics": self.metrics.to_dict() if self.metrics else None,
+            "error": self.error,
+            "error_type": self.error_type,
+            "reason": self.reason,
+        }
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_id: str
+    routine: str
+    status: str
+    started: float
+    ended: float
+    tasks: list[TaskResult]
+
+    @property
+    def exit_code(self) -> int:
+        return {SUCCEEDED: 0, SKIPPED: 0, CANCELLED: 130}.get(self.status, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "routine": self.routine,
+            "status": self.status,
+            "duration": round(self.ended - self.started, 6),
+            "tasks": [t.to_dict() for t in self.tasks],
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    routine: str
+    total_tasks: int
+
+
+class Listener:
+    """Base listener: override the events you care about. Calls may come from worker threads."""
+
+    def run_started(self, run: RunInfo) -> None: ...
+
+    def task_started(self, result: TaskResult) -> None: ...
+
+    def task_retrying(self, result: TaskResult, delay: float) -> None: ...
+
+    def task_finished(self, result: TaskResult) -> None:
+        """A task ended: succeeded, failed, cancelled or skipped (see ``result.status``)."""
+
+    def run_finished(self, result: RunResult) -> None: ...

@@ -1,0 +1,126 @@
+"""Listeners that show a run: rich progress for a terminal, plain lines for pipes and logs."""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
+
+_STYLE = {SUCCEEDED: "green", FAILED: "bold red", CANCELLED: "yellow", SKIPPED: "dim"}
+
+
+def describe_metrics(result: TaskResult) -> str:
+    if result.metrics is None:
+        return ""
+    values = result.metrics.to_dict()
+    meta = values.pop("execution_metadata", {}) or {}
+    shown = {k: v for k, v in values.items() if v is not None}
+    shown.update({k: v for k, v in meta.items() if isinstance(v, (int, float, str)) and len(str(v)) < 40})
+    return " ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def task_line(result: TaskResult) -> str:
+    name = f"{result.step}.{result.task}"
+    if result.status == SKIPPED:
+        return f"{name} skipped: {result.reason}"
+    duration = f" in {result.duration:.2f}s" if result.duration is not None else ""
+    attempts = f" after {result.attempts} attempts" if result.attempts > 1 else ""
+    tail = f": {result.error_type}: {result.error}" if result.status in (FAILED, CANCELLED) and result.error else ""
+    metrics = describe_metrics(result) if result.status == SUCCEEDED else ""
+    return f"{name} {result.status}{duration}{attempts}{tail}" + (f"  {metrics}" if metrics else "")
+
+
+def run_line(result: RunResult) -> str:
+    counts: dict[str, int] = {}
+    for task in result.tasks:
+        counts[task.status] = counts.get(task.status, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    return f"run {result.run_id} {result.status} in {result.ended - result.started:.2f}s ({summary})"
+
+
+class PlainRenderer(Listener):
+    """One line per event: readable in a pipe, a CI log or with NO_COLOR."""
+
+    def __init__(self, stream: IO[str] | None = None, quiet: bool = False) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self._lock = threading.Lock()
+
+    def write(self, text: str, always: bool = False) -> None:
+        if self.quiet and not always:
+            return
+        with self._lock:
+            print(f"{time.strftime('%H:%M:%S')} {text}", file=self.stream, flush=True)
+
+    def run_started(self, run: RunInfo) -> None:
+        self.write(f"run {run.run_id} of {run.routine} started ({run.total_tasks} tasks)")
+
+    def task_started(self, result: TaskResult) -> None:
+        suffix = f" (attempt {result.attempts})" if result.attempts > 1 else ""
+        self.write(f"{result.step}.{result.task} started{suffix}")
+
+    def task_retrying(self, result: TaskResult, delay: float) -> None:
+        self.write(f"{result.step}.{result.task} attempt {result.attempts} failed: {result.error}; retrying in {delay:g}s")
+
+    def task_finished(self, result: TaskResult) -> None:
+        self.write(task_line(result), always=result.status in (FAILED, CANCELLED))
+
+    def run_finished(self, result: RunResult) -> None:
+        self.write(run_line(result), always=True)
+
+
+class RichRenderer(Listener):
+    """Live progress and a final summary table for a terminal."""
+
+    def __init__(self, console: Any = None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=self.console, transient=True)
+        self._bar: Any = None
+        self._running: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def run_started(self, run: RunInfo) -> None:
+        self.progress.start()
+        self._bar = self.progress.add_task(f"{run.routine}", total=run.total_tasks)
+
+    def _describe(self) -> str:
+        names = [f"{s}.{t}" for s, t in self._running]
+        return ", ".join(names[:3]) + (" …" if len(names) > 3 else "") if names else "waiting"
+
+    def task_started(self, result: TaskResult) -> None:
+        with self._lock:
+            self._running[(result.step, result.task)] = time.time()
+            self.progress.update(self._bar, description=self._describe())
+
+    def task_retrying(self, result: TaskResult, delay: float) -> None:
+        self.progress.console.print(f"[yellow]↻[/] {result.step}.{result.task} attempt {result.attempts} failed: "
+                                    f"{result.error}; retrying in {delay:g}s", markup=True, highlight=False)
+
+    def task_finished(self, result: TaskResult) -> None:
+        with self._lock:
+            self._running.pop((result.step, result.task), None)
+            self.progress.update(self._bar, advance=1, description=self._describe())
+        style = _STYLE.get(result.status, "")
+        self.progress.console.print(f"[{style}]{task_line(result)}[/]", markup=True, highlight=False)
+
+    def run_finished(self, result: RunResult) -> None:
+        from rich.table import Table
+
+        self.progress.stop()
+        table = Table(title=f"{result.routine} · run {result.run_id}", title_justify="left")
+        for column in ("step", "task", "status", "attempts", "duration", "metrics / error"):
+            table.add_column(column)
+        for task in result.tasks:
+            detail = describe_metrics(task) if task.status == SUCCEEDED else (task.error or task.reason or "")
+            duration = f"{task.duration:.2f}s" if task.duration is not None else ""
+            status = f"[{_STYLE.get(task.status, '')}]{task.status}[/]"
+            table.add_row(task.step, task.task, status, str(task.attempts or ""), duration, detail)
+        self.console.print(table)
+        style = _STYLE.get(result.status, "")
+        self.console.print(f"[{style}]{run_line(result)}[/]", highlight=False)

@@ -1,0 +1,83 @@
+"""``${params.X}``, ``${env.X}``, ``${run.id}``, ``${run.date}`` in routine values.
+
+An unknown name is a problem to report, never an empty string. ``$${`` escapes a literal ``${``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping
+
+_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+SECRET_NAME = re.compile(r"(?i)(passw|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)")
+
+
+class Substituter:
+    """Resolves references in a nested document and remembers which values are secret."""
+
+    def __init__(self, params: Mapping[str, Any], env: Mapping[str, str], run: Mapping[str, str]) -> None:
+        self.scopes: dict[str, Mapping[str, Any]] = {"params": params, "env": env, "run": run}
+        self.secrets: set[str] = set()
+
+    def walk(self, value: Any, path: str, report: Callable[[str, str], None]) -> Any:
+        if isinstance(value, dict):
+            return {k: self.walk(v, f"{path}.{k}", report) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.walk(v, f"{path}[{i}]", report) for i, v in enumerate(value)]
+        if isinstance(value, str) and "${" in value:
+            return self.string(value, path, report)
+        return value
+
+    def string(self, text: str, path: str, report: Callable[[str, str], None]) -> Any:
+        whole = _REF.fullmatch(text)
+        if whole and whole.group(1) is not None:
+            return self.lookup(whole.group(1), path, report)
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(1) is None:
+                return "${"
+            value = self.lookup(match.group(1), path, report)
+            return "" if value is None else str(value)
+
+        return _REF.sub(replace, text)
+
+    def lookup(self, ref: str, path: str, report: Callable[[str, str], None]) -> Any:
+        scope, _, name = ref.strip().partition(".")
+        if scope not in self.scopes or not name:
+            report(path, f"unknown substitution ${{{ref}}}; use ${{params.NAME}}, ${{env.NAME}}, ${{run.id}} or ${{run.date}}")
+            return f"${{{ref}}}"
+        values = self.scopes[scope]
+        if name not in values:
+            report(path, _missing(scope, name, values))
+            return f"${{{ref}}}"
+        value = values[name]
+        if scope == "env" and SECRET_NAME.search(name) and isinstance(value, str) and value:
+            self.secrets.add(value)
+        return value
+
+
+def _missing(scope: str, name: str, values: Mapping[str, Any]) -> str:
+    if scope == "env":
+        return f"environment variable {name} is not set; export it or use ${{params.{name}}}"
+    if scope == "params":
+        known = ", ".join(sorted(values)) or "none"
+        return f"unknown param ${{params.{name}}}; define it under params or pass --param {name}=VALUE (known: {known})"
+    return f"unknown name ${{run.{name}}}; run has id and date"
+
+
+def mask(text: str, secrets: set[str]) -> str:
+    """Replace every secret value in ``text`` with ``****``."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 3:
+            text = text.replace(secret, "****")
+    return text
+
+
+def mask_values(value: Any, secrets: set[str], key: str = "") -> Any:
+    """Copy of a nested value with secrets masked, by value and by secret-looking key."""
+    if isinstance(value, dict):
+        return {k: mask_values(v, secrets, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_values(v, secrets, key) for v in value]
+    if isinstance(value, str):
+        return "****" if key and SECRET_NAME.search(key) and value else mask(value, secrets)
+    return value
