@@ -209,8 +209,12 @@ class _Loader:
         method = methods[name]
         args = subst.walk(spec.get("args") or {}, f"{path}.args", self.report)
         schema = signature_schema(method)
-        for sub, message in schema_problems(args, schema, prefix=f"{path}.args", what="argument"):
+        found = schema_problems(args, schema, prefix=f"{path}.args", what="argument")
+        for sub, message in found:
             self.report(sub, message)
+        if not found:
+            for sub, message in info.cls.validate_args(name, args):
+                self.report(f"{path}.args" + (f".{sub}" if sub and not sub.startswith("[") else sub), message)
         return TaskCall(
             task=name,
             args=self.resolve_locations(args, location_keys(schema)),

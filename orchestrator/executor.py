@@ -154,6 +154,14 @@ class Executor:
         """
         return ()
 
+    @classmethod
+    def validate_args(cls, task: str, args: dict[str, Any]) -> Iterable[tuple[str, str]]:
+        """Deeper checks of one task's args after the signature check: yield ``(arg path, message)``.
+
+        ``arg path`` is relative to the task's ``args`` (``"columns[2].type"``). No side effects.
+        """
+        return ()
+
     def check(self) -> list[str]:
         """Problems that would stop this executor here (libraries, credentials, endpoints)."""
         return []

@@ -1,0 +1,56 @@
+"""A third-party plugin, built and installed for real by the tests: executors that sleep, echo and fail."""
+import sys
+import time
+
+from orchestrator import Executor, TaskMetrics, hookimpl, task
+
+
+class Echo(Executor):
+    """Prints and reports what it was given."""
+
+    name = "echo"
+
+    def __init__(self, prefix: str = "", password: str = "") -> None:
+        self.prefix = prefix
+        self.password = password
+
+    @task
+    def say(self, text: str = "hello", context=None):
+        print(f"{self.prefix}{text}")
+        context.logger.info("said %s", text)
+        return TaskMetrics(total_rows=len(text), execution_metadata={"text": text})
+
+    @task
+    def noop(self):
+        return None
+
+    @task
+    def fail(self, message: str = "boom"):
+        raise RuntimeError(f"{message} {self.password}")
+
+
+class Sleeper(Executor):
+    """Waits until cancelled or done; writes a marker file when cancel() is called."""
+
+    name = "sleeper"
+
+    def __init__(self, marker: str = "") -> None:
+        self.marker = marker
+
+    @task
+    def sleep(self, seconds: float = 60, context=None):
+        print("sleeping", flush=True)
+        sys.stderr.write("SLEEPING\n")
+        sys.stderr.flush()
+        context.wait(seconds)
+        context.check_cancelled()
+
+    def cancel(self):
+        if self.marker:
+            with open(self.marker, "a") as handle:
+                handle.write(f"cancelled {time.time()}\n")
+
+
+@hookimpl
+def register_executors():
+    return [Echo, Sleeper]

@@ -1,0 +1,156 @@
+"""The engine: order, dependencies, parallelism, retries, timeouts, cancellation, events."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from inline_executors import CALLS, Worker, inline_registry
+from orchestrator.config import load_routine
+from orchestrator.engine import Run, plan
+from orchestrator.events import Listener
+
+
+class Recorder(Listener):
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def run_started(self, run):
+        self.events.append(("run_started", run.total_tasks))
+
+    def task_started(self, result):
+        self.events.append(("started", result.step, result.task, result.attempts))
+
+    def task_retrying(self, result, delay):
+        self.events.append(("retrying", result.step, result.task, delay))
+
+    def task_finished(self, result):
+        self.events.append((result.status, result.step, result.task))
+
+    def run_finished(self, result):
+        self.events.append(("run_finished", result.status))
+
+
+@pytest.fixture(autouse=True)
+def reset_worker():
+    Worker.reset()
+    CALLS.clear()
+    yield
+    Worker.reset()
+
+
+def step(name, *tasks, after=None, active=True, executor="worker"):
+    entry = {"name": name, "executor": executor, "params": {"label": name} if executor == "worker" else {"greeting": "hi"},
+             "tasks": list(tasks), "active": active}
+    if after is not None:
+        entry["depends_on"] = after
+    return entry
+
+
+def execute(write_routine, *steps, max_parallel=4, routine_active=True, cancel_after=None):
+    doc = {"routine_name": "eng", "active": routine_active, "executors": list(steps)}
+    routine = load_routine(write_routine(doc), {}, inline_registry(), env={})
+    recorder = Recorder()
+    run = Run(plan(routine), [recorder], max_parallel)
+    if cancel_after is not None:
+        threading.Timer(cancel_after, run.cancel).start()
+    result = run.execute()
+    return result, recorder.events
+
+
+def statuses(result):
+    return {(t.step, t.task): t.status for t in result.tasks}
+
+
+def test_declared_order_is_a_chain(write_routine):
+    result, events = execute(write_routine, step("a", "busy"), step("b", "busy"), step("c", "busy"))
+    started = [e[1] for e in events if e[0] == "started"]
+    assert started == ["a", "b", "c"]
+    assert Worker.peak == 1, "without depends_on, steps run one after another"
+    assert result.status == "succeeded" and result.exit_code == 0
+
+
+def test_independent_steps_run_concurrently(write_routine):
+    Worker.barrier = threading.Barrier(2, timeout=5)
+    result, _ = execute(write_routine, step("a", "meet", after=[]), step("b", "meet", after=[]))
+    assert result.status == "succeeded", [t.error for t in result.tasks]
+
+
+def test_max_parallel_bounds_concurrency(write_routine):
+    steps = [step(f"s{i}", {"task": "busy", "args": {"seconds": 0.05}}, after=[]) for i in range(6)]
+    execute(write_routine, *steps, max_parallel=2)
+    assert Worker.peak == 2
+
+
+def test_dependencies_order_the_dag(write_routine):
+    result, events = execute(write_routine, step("late", "busy", after=["early"]), step("early", "busy", after=[]))
+    finished = [e[1] for e in events if e[0] == "succeeded"]
+    assert finished == ["early", "late"]
+    assert [t.step for t in result.tasks] == ["early", "late"], "results follow plan order"
+
+
+def test_failure_lets_running_steps_finish_current_task_and_skips_the_rest(write_routine):
+    result, _ = execute(
+        write_routine,
+        step("slow", {"task": "busy", "args": {"seconds": 0.3}}, "busy", after=[]),
+        step("bad", "fail", after=[]),
+        step("after_bad", "busy", after=["bad"]),
+    )
+    got = statuses(result)
+    assert got[("bad", "fail")] == "failed"
+    assert got[("slow", "busy")] in ("succeeded", "skipped")
+    assert [t.status for t in result.tasks if t.step == "slow"] == ["succeeded", "skipped"]
+    assert got[("after_bad", "busy")] == "skipped"
+    assert result.status == "failed" and result.exit_code == 1
+    bad = next(t for t in result.tasks if t.step == "bad")
+    assert bad.error == "bad broke" and bad.error_type == "ValueError"
+
+
+def test_retries_back_off_exponentially_and_keep_subclass_metrics(write_routine):
+    result, events = execute(write_routine, step("f", {"task": "flaky", "args": {"fail_times": 2}, "retries": 2, "retry_delay": 0.01}))
+    assert [e[3] for e in events if e[0] == "retrying"] == [0.01, 0.02]
+    (task,) = result.tasks
+    assert task.status == "succeeded" and task.attempts == 3
+    assert task.to_dict()["metrics"]["files"] == 3
+
+
+def test_retries_exhausted_fail(write_routine):
+    result, _ = execute(write_routine, step("f", {"task": "flaky", "args": {"fail_times": 5}, "retries": 1, "retry_delay": 0}))
+    (task,) = result.tasks
+    assert (task.status, task.attempts, task.error) == ("failed", 2, "transient failure 2")
+
+
+def test_timeout_fails_the_task_and_cancels_the_executor(write_routine):
+    result, _ = execute(write_routine, step("t", {"task": "wait_for_cancel", "args": {"seconds": 30}, "timeout": 0.2}))
+    (task,) = result.tasks
+    assert task.status == "failed" and "timed out after 0.2s" in task.error
+    assert Worker.cancelled == ["t"]
+    assert task.duration < 5
+
+
+def test_cancel_stops_running_tasks_and_skips_pending(write_routine):
+    started = time.monotonic()
+    result, _ = execute(write_routine, step("long", "wait_for_cancel", after=[]), step("next", "busy", after=["long"]),
+                        cancel_after=0.2)
+    assert time.monotonic() - started < 5
+    got = statuses(result)
+    assert got == {("long", "wait_for_cancel"): "cancelled", ("next", "busy"): "skipped"}
+    assert result.status == "cancelled" and result.exit_code == 130
+    assert Worker.cancelled == ["long"]
+
+
+def test_inactive_routine_and_step_are_skipped_and_say_so(write_routine):
+    result, _ = execute(write_routine, step("a", "busy"), routine_active=False)
+    assert result.status == "skipped" and result.tasks[0].reason == "routine is inactive (active: false)"
+    result, _ = execute(write_routine, step("a", "busy", active=False), step("b", "busy"))
+    assert statuses(result) == {("a", "busy"): "skipped", ("b", "busy"): "succeeded"}
+    assert "inactive" in result.tasks[0].reason
+
+
+def test_context_only_when_declared_and_events_in_order(write_routine):
+    result, events = execute(write_routine, step("g", "say", {"task": "count", "args": {"n": 4}}, executor="greeter"))
+    assert CALLS[0] == ("say", "world", {"run_id": result.run_id})
+    assert CALLS[1][0] == "count"
+    assert events[0] == ("run_started", 2) and events[-1] == ("run_finished", "succeeded")
+    assert result.tasks[1].metrics.inserts == 4
