@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def normalise_argv(argv: list[str]) -> list[str]:
     """``orchestrate ROUTINE ...`` means ``orchestrate run ROUTINE ...``."""
-    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+    if argv and not argv[0].startswith("-") and argv[0] not in (*COMMANDS, "help"):
         return ["run", *argv]
     return argv
 
