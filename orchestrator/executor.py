@@ -6,6 +6,7 @@ keyword arguments; its tasks are the methods marked with :func:`task`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import logging
 import threading
@@ -139,11 +140,15 @@ class Executor:
     @classmethod
     def tasks(cls) -> dict[str, Callable[..., Any]]:
         """The methods a routine may call, by name, in definition order."""
+        cached = cls.__dict__.get("_orchestrator_tasks")
+        if cached is not None:
+            return cached
         found: dict[str, Callable[..., Any]] = {}
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
                 if callable(value) and getattr(value, _TASK_MARK, False):
                     found[attr] = value
+        cls._orchestrator_tasks = found
         return found
 
     @classmethod
@@ -173,5 +178,6 @@ class Executor:
         """Release resources once the executor's last task has run."""
 
 
+@functools.lru_cache(maxsize=None)
 def accepts_context(fn: Callable[..., Any]) -> bool:
     return "context" in inspect.signature(fn).parameters

@@ -20,12 +20,89 @@ def json_path(parts: Iterable[Any], prefix: str = "") -> str:
 
 def schema_problems(instance: Any, schema: dict[str, Any], prefix: str = "", what: str = "property") -> list[tuple[str, str]]:
     """Every violation of ``schema`` as ``(json path, message)``, most specific cause first."""
+    if quick_valid(instance, schema, schema):
+        return []
     validator = _validator(_freeze(schema))
     problems = []
     for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
         error = _most_specific(error)
         problems.append(_describe(error, prefix, what))
     return problems
+
+
+_TYPES: dict[str, Any] = {
+    "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+}
+_QUICK = {"type", "properties", "required", "additionalProperties", "items", "anyOf", "enum", "$ref", "minimum",
+          "exclusiveMinimum", "minItems", "minProperties", "uniqueItems", "pattern", "default", "description", "title",
+          "format", "$defs", "$schema", "$id", "allOf"}
+
+
+def quick_valid(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> bool:
+    """A fast yes for the common case: True only if ``value`` surely satisfies ``schema``.
+
+    It knows the keywords routines use; anything else (or any doubt) returns False and the
+    caller asks jsonschema, which also words the messages. Valid routines never import it.
+    """
+    if not schema.keys() <= _QUICK:
+        return False
+    if "$ref" in schema:
+        target = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            target = target.get(part, {})
+        if not quick_valid(value, target, root):
+            return False
+    kind = schema.get("type")
+    if kind is not None:
+        kinds = kind if isinstance(kind, list) else [kind]
+        if not any(_is(value, k) for k in kinds):
+            return False
+    if "enum" in schema and value not in schema["enum"]:
+        return False
+    if "anyOf" in schema and not any(quick_valid(value, sub, root) for sub in schema["anyOf"]):
+        return False
+    if "allOf" in schema and not all(quick_valid(value, sub, root) for sub in schema["allOf"]):
+        return False
+    if isinstance(value, dict):
+        return _quick_object(value, schema, root)
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0) or (schema.get("uniqueItems") and len(set(map(repr, value))) < len(value)):
+            return False
+        items = schema.get("items")
+        return items is None or all(quick_valid(v, items, root) for v in value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            return False
+        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+            return False
+    if isinstance(value, str) and "pattern" in schema:
+        import re
+
+        return re.search(schema["pattern"], value) is not None
+    return True
+
+
+def _is(value: Any, kind: str) -> bool:
+    check = _TYPES.get(kind)
+    if check is None:
+        return False
+    return isinstance(value, check) if isinstance(check, type) else check(value)
+
+
+def _quick_object(value: dict[str, Any], schema: dict[str, Any], root: dict[str, Any]) -> bool:
+    if any(key not in value for key in schema.get("required", ())) or len(value) < schema.get("minProperties", 0):
+        return False
+    properties = schema.get("properties", {})
+    extra = schema.get("additionalProperties", True)
+    for key, item in value.items():
+        if key in properties:
+            if not quick_valid(item, properties[key], root):
+                return False
+        elif extra is False or (isinstance(extra, dict) and not quick_valid(item, extra, root)):
+            return False
+    return True
 
 
 def _freeze(schema: dict[str, Any]) -> str:

@@ -22,6 +22,6 @@ def full_schema(registry: Registry) -> dict[str, Any]:
         for alias in {info.name, info.class_name}:
             by_class[alias] = {"allOf": [{"$ref": "#/$defs/dict_executor"}, {"properties": {"params": ref}}]}
     defs["list_executor"]["allOf"] = rules
-    dict_form = schema["properties"]["executors"]["oneOf"][1]
+    dict_form = schema["properties"]["executors"]["anyOf"][1]
     dict_form["properties"] = by_class
     return schema
