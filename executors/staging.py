@@ -1,7 +1,151 @@
-"""Placeholder; replaced by the staging executor."""
+"""The staging executor: copy landed files to the dump, then archive or delete what was copied.
+
+Nothing is lost: each copy is verified before its source may go, ``post_staging`` touches only
+files this run transferred and that have not changed since, and a run killed at any moment then
+rerun ends with each file in the dump exactly once (the dump key is the landing relative path).
+boto3 and smart-open are imported only when a location is ``s3://``.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Iterable, Literal
+
+from orchestrator.executor import Cancelled, Context, Executor, Location, TaskMetrics, task
 from orchestrator.hookspecs import hookimpl
+
+from . import _locations as loc
+from ._journal import Journal
+from ._storage import Entry, open_store, remove_quietly
+
+
+class StagingExecutor(Executor):
+    """Stage files from a landing folder or S3 prefix into a dump, optionally transforming each one."""
+
+    name = "staging"
+
+    def __init__(
+        self,
+        parent_directory: Annotated[Location, "Landing folder or s3:// prefix to stage from"],
+        dump_directory: Annotated[Location, "Folder or s3:// prefix the files are copied to"],
+        archive_or_delete: Annotated[Literal["archive", "delete"], "What happens to staged landing files"] = "archive",
+        archive_directory: Annotated[Location | None, "Archive folder; default <landing>_archive"] = None,
+        pattern: Annotated[str, "Glob matched on the relative path or the file name"] = "*",
+        py_exec_path: Annotated[Location | None, "Legacy: folder holding py_exec.py (test(), main())"] = None,
+        py_exec_args: Annotated[dict | None, "Legacy: keyword arguments for py_exec.main"] = None,
+        transform: Annotated[Location | None, "file.py:function(source, destination, **transform_args)"] = None,
+        transform_args: Annotated[dict | None, "Keyword arguments for the transform"] = None,
+    ) -> None:
+        self.parent_directory = str(parent_directory)
+        self.dump_directory = str(dump_directory)
+        self.archive_or_delete = archive_or_delete
+        self.archive_directory = str(archive_directory or loc.default_archive(self.parent_directory) or "")
+        self.pattern = pattern
+        self.py_exec_path = py_exec_path
+        self.py_exec_args = py_exec_args or {}
+        self.transform = transform
+        self.transform_args = transform_args or {}
+        self._handled: dict[str, Entry] = {}
+        self._cancelled = False
+        self._client: Any = None
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+        yield from _validate(params)
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @task
+    def transfer(self, context: Context) -> TaskMetrics:
+        """Copy every matching landing file to the dump (verified); the landing files stay."""
+        from ._transfer import legacy_transfer, transfer
+
+        self._handled = {}
+        journal = self._journal(context)
+        landing = self._store(self.parent_directory)
+        if not landing.exists():
+            context.logger.info("landing %s does not exist: nothing to stage", landing.uri)
+            return _metrics(0, files=0, bytes=0, skipped=0, verified=0)
+        if self.py_exec_path:
+            self._handled, metrics = legacy_transfer(self, landing, context)
+        else:
+            self._handled, metrics = transfer(self, landing, self._store(self.dump_directory), journal, context)
+        journal.reset()
+        return metrics
+
+    @task
+    def post_staging(self, context: Context) -> TaskMetrics:
+        """Archive or delete the landing files this run transferred, if they are unchanged since."""
+        from ._transfer import post_staging
+
+        return post_staging(self, self._store(self.parent_directory), self._journal(context), context)
+
+    def check_cancelled(self, context: Context) -> None:
+        if self._cancelled:
+            raise Cancelled(f"{context.step}.{context.task} cancelled")
+        context.check_cancelled()
+
+    def s3_client(self) -> Any:
+        if self._client is None:
+            from ._s3store import make_client
+
+            self._client = make_client()
+        return self._client
+
+    def _store(self, location: str) -> Any:
+        return open_store(location, self.s3_client)
+
+    def _journal(self, context: Context) -> Journal:
+        """The journal of writes in flight; leftovers of a crashed run are removed first."""
+        journal = Journal(context.state_dir("staging") / "journal.jsonl")
+        found = journal.recover(self._clean_leftover)
+        if found:
+            context.logger.info("removed %d leftovers of an interrupted run", found)
+        return journal
+
+    def _clean_leftover(self, target: str) -> None:
+        if loc.is_s3(target):
+            from ._s3store import abort_uploads
+
+            abort_uploads(self.s3_client(), target)
+        else:
+            remove_quietly(target)
+
+
+def _metrics(total: int, **metadata: Any) -> TaskMetrics:
+    return TaskMetrics(total_rows=total, execution_metadata=metadata)
+
+
+def _validate(params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    """Cross-field checks on strings only: the validator must not touch the outside world."""
+    if params.get("py_exec_path") and params.get("transform"):
+        yield "transform", "py_exec_path and transform are mutually exclusive"
+    if params.get("transform"):
+        try:
+            loc.split_callable(str(params["transform"]))
+        except ValueError as exc:
+            yield "transform", str(exc)
+    places = {k: str(params[k]) for k in ("parent_directory", "dump_directory") if params.get(k)}
+    if params.get("archive_or_delete", "archive") == "archive" and "parent_directory" in places:
+        archive = params.get("archive_directory") or loc.default_archive(places["parent_directory"])
+        if not archive:
+            yield "archive_directory", "required when parent_directory is a bucket or filesystem root"
+        else:
+            places["archive_directory"] = str(archive)
+    for key, value in places.items():
+        if (problem := loc.scheme_error(value)) is not None:
+            yield key, problem
+    names = list(places)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if loc.overlaps(places[a], places[b]):
+                yield b, f"{b} ({places[b]}) and {a} ({places[a]}) are the same place or nested"
 
 
 @hookimpl
-def register_executors():
-    return []
+def register_executors() -> list[type]:
+    return [StagingExecutor]

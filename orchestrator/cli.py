@@ -19,6 +19,7 @@ from . import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+CANCEL_JOIN_SECONDS = 30.0
 
 
 def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -169,18 +170,20 @@ def configure_logging(args: argparse.Namespace) -> None:
 @contextlib.contextmanager
 def cancel_on_signals(run: Any) -> Iterator[None]:
     """First Ctrl-C or SIGTERM cancels the run cleanly; a second one exits at once."""
-    hits = []
+    cancellers: list[threading.Thread] = []
 
     def handler(signum: int, frame: Any) -> None:
-        hits.append(signum)
-        if len(hits) > 1:
+        if cancellers:
             os._exit(EXIT_INTERRUPTED)
         print("\ncancelling: asking running tasks to stop (again to force)", file=sys.stderr)
-        threading.Thread(target=run.cancel, name="cancel", daemon=True).start()
+        cancellers.append(threading.Thread(target=run.cancel, name="cancel", daemon=True))
+        cancellers[0].start()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
+        for thread in cancellers:
+            thread.join(CANCEL_JOIN_SECONDS)
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

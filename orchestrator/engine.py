@@ -102,10 +102,10 @@ class Run:
         self.stopping.set()
         with self._lock:
             events, instances = list(self._task_events), list(self._instances.values())
-        for event in events:
-            event.set()
         for instance in instances:
             _quietly(instance.cancel)
+        for event in events:
+            event.set()
 
     def execute(self) -> RunResult:
         started = time.time()

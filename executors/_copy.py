@@ -1,0 +1,40 @@
+"""Copy one file between any two stores by the cheapest verified route.
+
+local→local: kernel copy; S3→S3: server-side copy; local→S3: PutObject/upload_file;
+anything with a transformation (or S3→local): one streaming pass, memory bounded by its buffers.
+"""
+from __future__ import annotations
+
+import shutil
+from typing import Any, BinaryIO, Callable
+
+from ._journal import Journal
+from ._storage import Entry
+
+Transform = Callable[..., Any]
+
+
+def copy_entry(src: Any, dst: Any, entry: Entry, rel: str, journal: Journal,
+               transform: Transform | None = None, transform_args: dict[str, Any] | None = None) -> int:
+    """Copy ``entry`` of ``src`` to ``rel`` in ``dst``; return the verified byte count at the destination."""
+    unchanged = lambda: src.ensure_unchanged(entry)  # noqa: E731
+    if transform is None and src.is_local and dst.is_local:
+        return dst.copy_file(src.path(entry.rel), rel, entry, journal, unchanged)
+    if transform is None and not src.is_local and not dst.is_local:
+        return dst.copy_from(src, entry, rel, journal)
+    if transform is None and src.is_local:
+        return dst.upload_file(src.path(entry.rel), rel, entry, journal, unchanged)
+    fill = _filler(src, entry, transform or _identity, transform_args or {})
+    return dst.write_stream(rel, fill, journal, entry.size, unchanged)
+
+
+def _identity(source: BinaryIO, destination: BinaryIO) -> None:
+    shutil.copyfileobj(source, destination, 1 << 20)
+
+
+def _filler(src: Any, entry: Entry, transform: Transform, args: dict[str, Any]) -> Callable[[BinaryIO], None]:
+    def fill(destination: BinaryIO) -> None:
+        with src.open_read(entry) as source:
+            transform(source, destination, **args)
+
+    return fill

@@ -1,0 +1,71 @@
+"""Pure reasoning about locations (local paths and ``s3://`` URIs): no filesystem, no network.
+
+Validation runs before any side effect, so nesting checks compare normalised strings only.
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+import posixpath
+
+PARTIAL_SUFFIX = ".orchestrator-partial"
+
+
+def is_s3(location: str) -> bool:
+    return location.startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` → ``("bucket", "a/b/")``: a prefix always ends with '/' unless empty."""
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    key = key.strip("/")
+    return bucket, f"{key}/" if key else ""
+
+
+def scheme_error(location: str) -> str | None:
+    """Why a location cannot be used, or None."""
+    if "://" in location and not is_s3(location) and not location.startswith("file://"):
+        return f"unsupported location {location!r}: use a local path or an s3:// URI"
+    if is_s3(location) and not split_s3(location)[0]:
+        return f"{location!r} names no bucket"
+    return None
+
+
+def identity(location: str) -> tuple[str, str]:
+    """A comparable ``(scheme, prefix/)`` so that nesting is a plain ``startswith``."""
+    if is_s3(location):
+        bucket, prefix = split_s3(location)
+        return "s3", f"{bucket}/{prefix}"
+    path = location[len("file://"):] if location.startswith("file://") else location
+    path = os.path.normpath(os.path.abspath(os.path.expanduser(path)))
+    return "file", path.rstrip("/") + "/"
+
+
+def overlaps(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` are the same place or one lies inside the other."""
+    (scheme_a, key_a), (scheme_b, key_b) = identity(a), identity(b)
+    return scheme_a == scheme_b and (key_a.startswith(key_b) or key_b.startswith(key_a))
+
+
+def default_archive(parent: str) -> str | None:
+    """``<landing>_archive``, a sibling of the landing folder; None for a bucket or filesystem root."""
+    if is_s3(parent):
+        bucket, prefix = split_s3(parent)
+        return f"s3://{bucket}/{prefix.rstrip('/')}_archive/" if prefix else None
+    scheme, path = identity(parent)
+    return None if path == "/" else path.rstrip("/") + "_archive"
+
+
+def matches(rel: str, pattern: str | None) -> bool:
+    """Glob on the relative path or on the basename, so ``*.csv`` and ``2024/*.csv`` both work."""
+    if not pattern or pattern == "*":
+        return True
+    return fnmatch.fnmatchcase(rel, pattern) or fnmatch.fnmatchcase(posixpath.basename(rel), pattern)
+
+
+def split_callable(ref: str) -> tuple[str, str]:
+    """``/path/file.py:function`` → ``("/path/file.py", "function")``."""
+    path, sep, function = ref.rpartition(":")
+    if not sep or not path or not function.isidentifier():
+        raise ValueError(f"{ref!r} is not 'file.py:function'")
+    return path, function

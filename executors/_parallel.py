@@ -1,0 +1,34 @@
+"""Run one function over many items, concurrently when the work waits on the network."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def run_all(fn: Callable[[T], R], items: Iterable[T], workers: int,
+            check: Callable[[], None]) -> list[tuple[T, R | Exception]]:
+    """Each item's result or exception, in input order.
+
+    ``check`` runs before each item and may raise (cancellation): that exception stops the
+    remaining items and is re-raised once the items already running have finished.
+    """
+    def guarded(item: T) -> R | Exception:
+        check()
+        try:
+            return fn(item)
+        except Exception as exc:  # one bad file must not stop the others
+            return exc
+
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        return [(item, guarded(item)) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="staging") as pool:
+        futures = [pool.submit(guarded, item) for item in items]
+        try:
+            return [(item, future.result()) for item, future in zip(items, futures)]
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise

@@ -1,0 +1,155 @@
+"""An S3 prefix as a store. Imported only when a location is ``s3://``: boto3 and smart-open load here.
+
+Requests are counted against the server: one LIST per 1,000 objects, a server-side copy per file
+(no GET), one HEAD per upload, one DeleteObjects per 1,000 keys.
+"""
+from __future__ import annotations
+
+from typing import Any, BinaryIO, Callable, Iterator
+
+import boto3
+import smart_open
+from botocore.config import Config
+
+from ._journal import Journal
+from ._locations import PARTIAL_SUFFIX, split_s3
+from ._storage import CountingWriter, Entry, Fill, VerifyError
+
+COPY_OBJECT_LIMIT = 5 * 1024**3
+SINGLE_PUT_LIMIT = 8 * 1024**2
+DELETE_BATCH = 1000
+
+
+def make_client() -> Any:
+    """A client that honours ``AWS_ENDPOINT_URL`` and retries throttling the standard way."""
+    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 8},
+                                            max_pool_connections=32))
+
+
+def _etag(value: str) -> str:
+    return value.strip('"')
+
+
+def abort_uploads(client: Any, uri: str) -> int:
+    """Abort incomplete multipart uploads to exactly the key ``uri`` (a crashed run's leftovers)."""
+    bucket, key = split_s3(uri)
+    key = key.rstrip("/")
+    uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
+    mine = [u for u in uploads if u["Key"] == key]
+    for upload in mine:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+    return len(mine)
+
+
+class S3Store:
+    is_local = False
+
+    def __init__(self, uri: str, client: Any) -> None:
+        self.bucket, self.prefix = split_s3(uri)
+        self.uri = f"s3://{self.bucket}/{self.prefix}"
+        self.client = client
+
+    def key(self, rel: str) -> str:
+        return self.prefix + rel
+
+    def exists(self) -> bool:
+        return True
+
+    def list(self) -> Iterator[Entry]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for obj in page.get("Contents", []):
+                rel = obj["Key"][len(self.prefix):]
+                if rel and not rel.endswith("/") and not rel.endswith(PARTIAL_SUFFIX):
+                    yield Entry(rel, obj["Size"], _etag(obj["ETag"]))
+
+    def stat(self, rel: str) -> Entry | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.key(rel))
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return Entry(rel, head["ContentLength"], _etag(head["ETag"]))
+
+    def ensure_unchanged(self, entry: Entry) -> None:
+        """Reads are pinned to the listed ETag (``IfMatch``), so a changed object fails the read."""
+
+    def checksum(self, rel: str) -> str:
+        entry = self.stat(rel)
+        return entry.version if entry else ""
+
+    def open_read(self, entry: Entry) -> BinaryIO:
+        params = {"client": self.client,
+                  "client_kwargs": {"S3.Client.get_object": {"IfMatch": f'"{entry.version}"'}}}
+        return smart_open.open(f"s3://{self.bucket}/{self.key(entry.rel)}", "rb",
+                               compression="disable", transport_params=params)
+
+    def write_stream(self, rel: str, fill: Fill, journal: Journal, size_hint: int | None,
+                     before_publish: Callable[[], None]) -> int:
+        """Small outputs are one PutObject; bigger ones a multipart upload, recorded while in flight."""
+        uri = f"s3://{self.bucket}/{self.key(rel)}"
+        multipart = size_hint is None or size_hint >= SINGLE_PUT_LIMIT
+        params: dict[str, Any] = {"client": self.client, "multipart_upload": multipart}
+        if multipart:
+            journal.begin(uri)
+        try:
+            with smart_open.open(uri, "wb", compression="disable", transport_params=params) as raw:
+                out = CountingWriter(raw)
+                fill(out)  # type: ignore[arg-type]
+                before_publish()
+        finally:
+            if multipart:
+                journal.end(uri)
+        return self._verify_size(rel, out.count)
+
+    def upload_file(self, path: str, rel: str, entry: Entry, journal: Journal,
+                    before_publish: Callable[[], None]) -> int:
+        key = self.key(rel)
+        if entry.size < SINGLE_PUT_LIMIT:
+            with open(path, "rb") as body:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+        else:
+            uri = f"s3://{self.bucket}/{key}"
+            journal.begin(uri)
+            try:
+                self.client.upload_file(path, self.bucket, key)
+            finally:
+                journal.end(uri)
+        before_publish()
+        return self._verify_size(rel, entry.size)
+
+    def copy_from(self, source: "S3Store", entry: Entry, rel: str, journal: Journal) -> int:
+        """Server-side copy: no byte crosses this machine. Verified by ETag, else by size."""
+        copy_source = {"Bucket": source.bucket, "Key": source.key(entry.rel)}
+        condition = {"CopySourceIfMatch": f'"{entry.version}"'}
+        if entry.size < COPY_OBJECT_LIMIT:
+            result = self.client.copy_object(CopySource=copy_source, Bucket=self.bucket,
+                                             Key=self.key(rel), **condition)
+            if "-" not in entry.version and _etag(result["CopyObjectResult"]["ETag"]) == entry.version:
+                return entry.size
+        else:
+            uri = f"s3://{self.bucket}/{self.key(rel)}"
+            journal.begin(uri)
+            try:
+                self.client.copy(copy_source, self.bucket, self.key(rel), ExtraArgs=condition)
+            finally:
+                journal.end(uri)
+        return self._verify_size(rel, entry.size)
+
+    def _verify_size(self, rel: str, expected: int) -> int:
+        head = self.client.head_object(Bucket=self.bucket, Key=self.key(rel))
+        if head["ContentLength"] != expected:
+            raise VerifyError(f"s3://{self.bucket}/{self.key(rel)}: {head['ContentLength']} bytes, expected {expected}")
+        return expected
+
+    def delete(self, entries: list[Entry]) -> list[str]:
+        """Batched deletes, each conditional on the ETag we verified; return keys not deleted."""
+        failed: list[str] = []
+        for start in range(0, len(entries), DELETE_BATCH):
+            batch = entries[start:start + DELETE_BATCH]
+            objects = [{"Key": self.key(e.rel), "ETag": f'"{e.version}"'} for e in batch]
+            response = self.client.delete_objects(Bucket=self.bucket,
+                                                  Delete={"Objects": objects, "Quiet": True})
+            failed += [err["Key"][len(self.prefix):] for err in response.get("Errors", [])]
+        return failed

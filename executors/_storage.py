@@ -1,0 +1,180 @@
+"""Stores behind one small interface: a local folder here, an S3 prefix in ``_s3store``.
+
+Every write goes to a hidden temp name (or a multipart upload) first and is published only once
+verified, so a reader of the destination never sees a partial file, even after a crash.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+from typing import Any, BinaryIO, Callable, Iterator
+
+from ._journal import Journal
+from ._locations import PARTIAL_SUFFIX, is_s3
+
+Fill = Callable[[BinaryIO], None]
+
+
+class VerifyError(Exception):
+    """A copy did not match its source: its source must not be deleted or archived."""
+
+
+class SourceChanged(Exception):
+    """The source changed while it was copied: leave it for the next run."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One file: path relative to the store root ('/'-separated), size and a version fingerprint."""
+
+    rel: str
+    size: int
+    version: str
+
+
+class CountingWriter:
+    """Counts the bytes a transformation writes, so the published size can be checked against it."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.count = 0
+
+    def write(self, data: Any) -> int:
+        written = self.raw.write(data)
+        self.count += len(memoryview(data)) if written is None else written
+        return len(memoryview(data)) if written is None else written
+
+    def writable(self) -> bool:
+        return True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+def partial_path(path: str) -> str:
+    head, name = os.path.split(path)
+    return os.path.join(head, f".{name}{PARTIAL_SUFFIX}")
+
+
+class LocalStore:
+    is_local = True
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.uri = self.root
+        self._made: set[str] = set()
+
+    def path(self, rel: str) -> str:
+        return os.path.join(self.root, *rel.split("/"))
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.root)
+
+    def list(self) -> Iterator[Entry]:
+        """Every file below the root, recursively, without our own partial files."""
+        stack = [(self.root, "")]
+        while stack:
+            folder, prefix = stack.pop()
+            with os.scandir(folder) as it:
+                for item in it:
+                    if item.is_dir(follow_symlinks=False):
+                        stack.append((item.path, f"{prefix}{item.name}/"))
+                    elif item.is_file() and not item.name.endswith(PARTIAL_SUFFIX):
+                        yield _entry(f"{prefix}{item.name}", item.stat())
+
+    def stat(self, rel: str) -> Entry | None:
+        try:
+            return _entry(rel, os.stat(self.path(rel)))
+        except FileNotFoundError:
+            return None
+
+    def ensure_unchanged(self, entry: Entry) -> None:
+        if self.stat(entry.rel) != entry:
+            raise SourceChanged(entry.rel)
+
+    def open_read(self, entry: Entry) -> BinaryIO:
+        return open(self.path(entry.rel), "rb")
+
+    def checksum(self, rel: str) -> str:
+        with open(self.path(rel), "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+
+    def write_stream(self, rel: str, fill: Fill, journal: Journal, size_hint: int | None,
+                     before_publish: Callable[[], None]) -> int:
+        """Write through ``fill`` into a hidden temp file, check its size, then rename it into place."""
+        counter: list[CountingWriter] = []
+
+        def produce(temp: str) -> int:
+            with open(temp, "wb") as f:
+                counter.append(CountingWriter(f))
+                fill(counter[0])
+            return counter[0].count
+
+        return self._publish(rel, produce, journal, before_publish)
+
+    def copy_file(self, source: str, rel: str, entry: Entry, journal: Journal,
+                  before_publish: Callable[[], None]) -> int:
+        """Kernel-side copy (``copy_file_range``/``sendfile``), no Python byte loop."""
+
+        def produce(temp: str) -> int:
+            shutil.copyfile(source, temp)
+            return entry.size
+
+        return self._publish(rel, produce, journal, before_publish)
+
+    def _publish(self, rel: str, produce: Callable[[str], int], journal: Journal,
+                 before_publish: Callable[[], None]) -> int:
+        final = self.path(rel)
+        self._makedirs(os.path.dirname(final))
+        temp = partial_path(final)
+        journal.begin(temp)
+        try:
+            expected = produce(temp)
+            actual = os.stat(temp).st_size
+            if actual != expected:
+                raise VerifyError(f"{final}: wrote {actual} bytes, expected {expected}")
+            before_publish()
+            os.replace(temp, final)
+        finally:
+            remove_quietly(temp)
+            journal.end(temp)
+        return expected
+
+    def _makedirs(self, folder: str) -> None:
+        if folder not in self._made:
+            os.makedirs(folder, exist_ok=True)
+            self._made.add(folder)
+
+    def delete(self, entries: list[Entry]) -> list[str]:
+        """Delete files; return the relative paths that were not deleted."""
+        failed = []
+        for entry in entries:
+            try:
+                os.unlink(self.path(entry.rel))
+            except FileNotFoundError:
+                pass
+            except OSError:
+                failed.append(entry.rel)
+        return failed
+
+
+def _entry(rel: str, st: os.stat_result) -> Entry:
+    return Entry(rel, st.st_size, f"{st.st_mtime_ns}:{st.st_ino}")
+
+
+def remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def open_store(location: str, s3_client: Callable[[], Any]) -> Any:
+    """A store for ``location``; boto3 is imported only for ``s3://`` locations."""
+    if is_s3(location):
+        from ._s3store import S3Store
+
+        return S3Store(location, s3_client())
+    return LocalStore(location[len("file://"):] if location.startswith("file://") else location)

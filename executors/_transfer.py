@@ -1,0 +1,91 @@
+"""The staging tasks' bodies, kept apart from the executor so importing it stays cheap."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from orchestrator.executor import Context, TaskMetrics
+
+from . import _locations as loc
+from ._archive import archive
+from ._copy import copy_entry
+from ._journal import Journal
+from ._loader import function_of, load_callable, load_file
+from ._parallel import run_all
+from ._storage import Entry, SourceChanged, open_store
+
+S3_WORKERS = 16
+
+
+class StagingError(RuntimeError):
+    """Some files could not be staged; they stay in the landing folder for the next run."""
+
+
+def _workers(*stores: Any) -> int:
+    return 1 if all(s.is_local for s in stores) else S3_WORKERS
+
+
+def transfer(ex: Any, landing: Any, dump: Any, journal: Journal, context: Context) -> tuple[dict[str, Entry], TaskMetrics]:
+    listed = list(landing.list())
+    entries = [e for e in listed if loc.matches(e.rel, ex.pattern)]
+    function = load_callable(ex.transform) if ex.transform else None
+    context.logger.info("staging %d of %d files from %s to %s", len(entries), len(listed), landing.uri, dump.uri)
+
+    def one(entry: Entry) -> int:
+        return copy_entry(landing, dump, entry, entry.rel, journal, function, ex.transform_args)
+
+    results = run_all(one, entries, _workers(landing, dump), lambda: ex.check_cancelled(context))
+    handled = {e.rel: e for e, r in results if not isinstance(r, Exception)}
+    changed = [e.rel for e, r in results if isinstance(r, SourceChanged)]
+    failed = [(e.rel, r) for e, r in results if isinstance(r, Exception) and not isinstance(r, SourceChanged)]
+    for rel in changed:
+        context.logger.warning("%s changed while it was copied: left for the next run", rel)
+    for rel, exc in failed:
+        context.logger.error("%s not staged: %s", rel, exc)
+    if failed:
+        raise StagingError(f"{len(failed)} of {len(entries)} files not staged, first: {failed[0][0]}: {failed[0][1]}")
+    written = sum(r for _, r in results if isinstance(r, int))
+    return handled, TaskMetrics(total_rows=len(handled), execution_metadata={
+        "files": len(handled), "bytes": written, "skipped": len(listed) - len(entries),
+        "changed": len(changed), "verified": len(handled)})
+
+
+def legacy_transfer(ex: Any, landing: Any, context: Context) -> tuple[dict[str, Entry], TaskMetrics]:
+    """The seed's contract: ``py_exec.test()``, then ``main(parent, dump, **py_exec_args)``.
+
+    ``main`` copies by itself, so the files ``post_staging`` may touch are those landed before it ran.
+    """
+    module = load_file(Path(ex.py_exec_path) / "py_exec.py")
+    if function_of(module, "test")() is False:
+        raise StagingError(f"{ex.py_exec_path}/py_exec.py: test() returned False")
+    snapshot = {e.rel: e for e in landing.list() if loc.matches(e.rel, ex.pattern)}
+    context.logger.info("legacy py_exec.main on %d landed files", len(snapshot))
+    function_of(module, "main")(ex.parent_directory, ex.dump_directory, **ex.py_exec_args)
+    return snapshot, TaskMetrics(total_rows=len(snapshot), execution_metadata={
+        "files": len(snapshot), "legacy": True})
+
+
+def post_staging(ex: Any, landing: Any, journal: Journal, context: Context) -> TaskMetrics:
+    handled, ex._handled = ex._handled, {}
+    if not handled:
+        context.logger.info("nothing was transferred in this run: nothing to %s", ex.archive_or_delete)
+        return TaskMetrics(total_rows=0, execution_metadata={"files": 0})
+    current = {e.rel: e for e in landing.list()} if landing.exists() else {}
+    ready = [e for rel, e in handled.items() if current.get(rel) == e]
+    left = sorted(set(handled) - {e.rel for e in ready})
+    for rel in left:
+        context.logger.warning("%s changed or vanished since it was copied: left for the next run", rel)
+    check = lambda: ex.check_cancelled(context)  # noqa: E731
+    if ex.archive_or_delete == "delete":
+        check()
+        failed = landing.delete(ready)
+        counts = {"deleted": len(ready) - len(failed)}
+    else:
+        store = open_store(ex.archive_directory, ex.s3_client)
+        result = archive(landing, store, ready, journal, _workers(landing, store), check)
+        failed = result.failed
+        counts = {"archived": result.archived, "already_archived": result.already_archived,
+                  "renamed": result.renamed}
+    if failed:
+        raise StagingError(f"{len(failed)} landing files could not be {ex.archive_or_delete}d, first: {failed[0]}")
+    return TaskMetrics(total_rows=len(ready), execution_metadata={**counts, "left": len(left)})
