@@ -43,8 +43,31 @@ def build_parser() -> argparse.ArgumentParser:
     routine.add_argument("routine", help="routine file (.json, .yaml or .yml)")
     routine.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                          help="override a routine param (repeatable)")
-    sub.add_parser("run", parents=[common, routine], help="validate, then run a routine").add_argument(
-        "--max-parallel", type=int, default=4, metavar="N", help="independent executors run at once (default 4)")
+    run = sub.add_parser("run", parents=[common, routine], help="validate, then run a routine")
+    run.add_argument("--max-parallel", type=int, default=4, metavar="N", help="independent executors run at once (default 4)")
+    run.add_argument("--detach", action="store_true", help="run in the background; print the run id")
+    run.add_argument("--allow-concurrent", action="store_true", help="run even if this routine is already running")
+    run.add_argument("--run-id", help=argparse.SUPPRESS)
+    runs = sub.add_parser("runs", parents=[common], help="list recent runs")
+    runs.add_argument("--routine", help="only runs of this routine")
+    runs.add_argument("--status", help="only runs with this status (running, succeeded, failed, cancelled, dead, ...)")
+    runs.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    run_ref = argparse.ArgumentParser(add_help=False)
+    run_ref.add_argument("run_id", metavar="RUN_ID", help="a run id (or a unique prefix)")
+    sub.add_parser("show", parents=[common, run_ref], help="one run: tasks, attempts, metrics, errors, children")
+    logs = sub.add_parser("logs", parents=[common, run_ref], help="print a run's log")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
+    logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    wait = sub.add_parser("wait", parents=[common, run_ref], help="block until a run ends; exit with its code")
+    wait.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long (exit 2)")
+    sub.add_parser("cancel", parents=[common, run_ref], help="stop a run (and its remote work); return once stopped")
+    resume = sub.add_parser("resume", parents=[common, run_ref], help="run again what did not succeed in a run")
+    resume.add_argument("--force", action="store_true", help="resume even if the routine file changed")
+    resume.add_argument("--max-parallel", type=int, default=4, metavar="N")
+    resume.add_argument("--allow-concurrent", action="store_true", help=argparse.SUPPRESS)
+    resume.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="override a param again")
+    doctor = sub.add_parser("doctor", parents=[common], help="check executors: libraries, credentials, endpoints")
+    doctor.add_argument("routine", nargs="?", help="check the executors of this routine with its params")
     sub.add_parser("validate", parents=[common, routine], help="check a routine without running anything")
     sub.add_parser("plan", parents=[common, routine], help="show the ordered steps with resolved params")
     sub.add_parser("plugins", parents=[common], help="list registered executors and their tasks")
@@ -95,11 +118,12 @@ def cmd_help(parser: argparse.ArgumentParser, topic: str | None) -> int:
     return EXIT_OK
 
 
-def load(args: argparse.Namespace) -> Any:
+def load(args: argparse.Namespace, path: str | None = None, params: dict[str, Any] | None = None) -> Any:
     from .config import load_routine, parse_param_overrides
     from .registry import Registry
 
-    return load_routine(args.routine, parse_param_overrides(args.param), Registry())
+    overrides = {**(params or {}), **parse_param_overrides(args.param)}
+    return load_routine(path or args.routine, overrides, Registry(), run_id=getattr(args, "run_id", None))
 
 
 @command
@@ -137,17 +161,55 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 @command
 def cmd_run(args: argparse.Namespace) -> int:
-    from .engine import Run, plan
+    from .engine import plan
 
     routine = load(args)
+    if args.detach:
+        return detach(args, routine.run_id)
+    return execute(args, plan(routine))
+
+
+def execute(args: argparse.Namespace, the_plan: Any, done: dict[int, str] | None = None, resumed_from: str | None = None) -> int:
+    """Run a plan with tracking: claim the routine, render, record, cancel cleanly on signals."""
+    from .lifecycle import TrackedRun
+    from .runs import open_store
+
     listeners = [] if args.json else [renderer(args)]
-    run = Run(plan(routine), listeners, args.max_parallel)
+    tracked = TrackedRun(open_store(), the_plan, listeners, args.max_parallel, done, resumed_from)
+    tracked.claim(args.allow_concurrent)
     configure_logging(args)
-    with cancel_on_signals(run), (contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()):
-        result = run.execute()
+    with cancel_on_signals(tracked), (contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()):
+        result = tracked.execute()
     if args.json:
         print(json.dumps(result.to_dict(), default=str))
     return result.exit_code
+
+
+def detach(args: argparse.Namespace, run_id: str) -> int:
+    """Start the run in a background process; return once it has claimed the routine (or failed to)."""
+    import subprocess
+    import time
+
+    from .home import home_dir
+    from .runs import open_store
+
+    log_path = home_dir() / "logs" / f"{run_id}.out"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "orchestrator.cli", "run", args.routine, "--run-id", run_id, "--quiet",
+           "--max-parallel", str(args.max_parallel), *(f"--param={p}" for p in args.param)]
+    if args.allow_concurrent:
+        cmd.append("--allow-concurrent")
+    with open(log_path, "ab") as log:
+        child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    store = open_store()
+    while store.get_run(run_id) is None:
+        if child.poll() is not None:
+            sys.stderr.write(log_path.read_text())
+            return child.returncode or EXIT_FAILED
+        time.sleep(0.05)
+    print(json.dumps({"run_id": run_id, "pid": child.pid}) if args.json else run_id)
+    return EXIT_OK
 
 
 def renderer(args: argparse.Namespace) -> Any:
@@ -158,13 +220,122 @@ def renderer(args: argparse.Namespace) -> Any:
     return PlainRenderer(sys.stderr, quiet=args.quiet)
 
 
+@command
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .lifecycle import reap
+    from .runs import open_store
+
+    store = open_store()
+    runs = reap(store, store.list_runs(args.routine, args.status, limit=args.limit))
+    if args.json:
+        print(json.dumps([r.to_dict() for r in runs], indent=2))
+        return EXIT_OK
+    from .views import runs_table
+
+    print(runs_table(runs))
+    return EXIT_OK
+
+
+@command
+def cmd_show(args: argparse.Namespace) -> int:
+    from .lifecycle import look_up
+    from .runs import open_store
+    from .views import run_details, show_run
+
+    store = open_store()
+    details = run_details(store, look_up(store, args.run_id))
+    print(json.dumps(details, indent=2, default=str) if args.json else show_run(details))
+    return EXIT_OK
+
+
+@command
+def cmd_logs(args: argparse.Namespace) -> int:
+    import time
+
+    from .lifecycle import look_up
+    from .runs import open_store
+    from .views import log_line
+
+    store = open_store()
+    run = look_up(store, args.run_id)
+    records = store.logs(run.run_id)
+    if args.tail is not None:
+        records = records[-args.tail:] if args.tail else []
+    last = records[-1].seq if records else 0
+    while True:
+        for record in records:
+            print(json.dumps(record.__dict__) if args.json else log_line(record), flush=True)
+            last = record.seq
+        if not args.follow or run.finished:
+            return EXIT_OK
+        time.sleep(0.2)
+        run = look_up(store, run.run_id)
+        records = store.logs(run.run_id, after=last)
+
+
+@command
+def cmd_wait(args: argparse.Namespace) -> int:
+    from .lifecycle import exit_code, wait_for
+    from .runs import open_store
+
+    run = wait_for(open_store(), args.run_id, args.timeout)
+    if args.json:
+        print(json.dumps(run.to_dict()))
+    elif not args.quiet:
+        print(f"run {run.run_id} {run.status}")
+    return exit_code(run.status)
+
+
+@command
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from .lifecycle import cancel_run
+    from .runs import open_store
+
+    run, changed = cancel_run(open_store(), args.run_id)
+    message = f"run {run.run_id} {run.status}" if changed else f"run {run.run_id} already ended ({run.status}); nothing to cancel"
+    print(json.dumps({"run_id": run.run_id, "status": run.status, "changed": changed}) if args.json else message)
+    return EXIT_OK
+
+
+@command
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .lifecycle import look_up, resume_plan
+    from .runs import open_store
+
+    store = open_store()
+    old = look_up(store, args.run_id)
+    params = {k: v for k, v in old.params.items() if v != "****"}
+    args.run_id = None
+    the_plan, done = resume_plan(store, old, load(args, old.routine_file, params), args.force)
+    if not args.quiet and not args.json:
+        print(f"resuming run {old.run_id}: {len(done)} of {len(the_plan.steps)} steps already succeeded", file=sys.stderr)
+    return execute(args, the_plan, done, resumed_from=old.run_id)
+
+
+@command
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose
+
+    report = diagnose(args.routine)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for item in report:
+            mark = "ok" if not item["problems"] else "PROBLEM"
+            print(f"{mark:7} {item['subject']}")
+            for problem in item["problems"]:
+                print(f"        - {problem}")
+    return EXIT_OK if all(not item["problems"] for item in report) else EXIT_FAILED
+
+
 def configure_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     logger = logging.getLogger("orchestrator")
     logger.addHandler(handler)
-    logger.setLevel(level)
+    logger.setLevel(min(level, logging.INFO))
 
 
 @contextlib.contextmanager

@@ -71,7 +71,7 @@ def routine_schema() -> dict[str, Any]:
 
 def load_routine(
     path: str | os.PathLike[str],
-    params: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
     registry: Registry | None = None,
     run_id: str | None = None,
     env: Mapping[str, str] | None = None,
@@ -121,7 +121,7 @@ class _Loader:
         if self.problems:
             raise RoutineError(self.problems)
 
-    def load(self, overrides: Mapping[str, str], run_id: str | None) -> Routine:
+    def load(self, overrides: Mapping[str, Any], run_id: str | None) -> Routine:
         if not isinstance(self.doc, dict):
             self.report("", "a routine must be a JSON/YAML object with routine_name and executors")
             self.fail_if_problems()
@@ -150,11 +150,12 @@ class _Loader:
             hash=self.digest(params),
         )
 
-    def merge_params(self, overrides: Mapping[str, str]) -> dict[str, Any]:
+    def merge_params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         params = dict(self.doc.get("params") or {})
         for key, value in overrides.items():
             default = params.get(key)
-            params[key] = value if default is None or isinstance(default, str) else _coerce(key, value)
+            textual = isinstance(value, str) and default is not None and not isinstance(default, str)
+            params[key] = _coerce(key, value) if textual else value
         return params
 
     def digest(self, params: Mapping[str, Any]) -> str:

@@ -11,7 +11,7 @@ import dataclasses
 import queue
 import threading
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from .config import Routine, StepSpec, TaskCall
 from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
@@ -22,6 +22,12 @@ CANCEL_GRACE = 10.0
 
 class TaskTimeout(Exception):
     pass
+
+
+class WatermarkStore(Protocol):
+    def get_watermark(self, routine: str, step: str, task: str) -> Any: ...
+
+    def set_watermark(self, routine: str, step: str, task: str, value: Any, run_id: str) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,14 +83,19 @@ def plan(routine: Routine) -> Plan:
 class Run:
     """One execution of a plan. ``cancel()`` may be called from any thread (or a signal handler)."""
 
-    def __init__(self, plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4, home: Any = None) -> None:
+    def __init__(self, plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4, home: Any = None,
+                 watermarks: WatermarkStore | None = None, done: Mapping[int, str] | None = None) -> None:
+        """``watermarks`` keeps ``next_watermark`` between runs; ``done`` maps the plan positions of
+        steps that already succeeded (in the run being resumed) to that run's id: they are skipped."""
         self.plan = plan
         self.routine = plan.routine
         self.listeners = list(listeners)
         self.max_parallel = max(1, max_parallel)
         self.home = home
-        self.results = {s.name: [TaskResult(s.name, s.spec.executor.name, c.task, i) for i, c in enumerate(s.spec.tasks)]
-                        for s in plan.steps}
+        self.watermarks = watermarks
+        self.done = dict(done or {})
+        self.results = {s.name: [TaskResult(s.name, s.spec.executor.name, c.task, i, n) for i, c in enumerate(s.spec.tasks)]
+                        for n, s in enumerate(plan.steps)}
         self.stopping = threading.Event()
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
@@ -157,6 +168,11 @@ class Run:
             if any(dep not in status for dep in step.after):
                 continue
             pending.remove(step)
+            position = self.plan.steps.index(step)
+            if position in self.done:
+                self.skip_step(step, f"already succeeded in run {self.done[position]}")
+                status[step.name] = True
+                continue
             if not step.spec.active:
                 self.skip_step(step, "step is inactive (active: false)")
                 status[step.name] = True
@@ -218,7 +234,10 @@ class Run:
             with self._lock:
                 self._task_events.add(event)
             try:
-                result.metrics = self.invoke(instance, method, call, self.context(step, call, attempt, event), event)
+                ctx = self.context(step, call, attempt, event)
+                result.metrics = self.invoke(instance, method, call, ctx, event)
+                self.save_watermark(step, call, ctx)
+                result.next_watermark = ctx.next_watermark
                 result.status, result.ended = SUCCEEDED, time.time()
                 self.emit("task_finished", result)
                 return True
@@ -245,18 +264,26 @@ class Run:
         return False
 
     def context(self, step: Step, call: TaskCall, attempt: int, event: threading.Event) -> Context:
+        watermark = self.watermarks.get_watermark(self.routine.name, step.name, call.task) if self.watermarks else None
         return Context(run_id=self.routine.run_id, run_date=self.routine.run_date, routine_name=self.routine.name,
-                       step=step.name, task=call.task, attempt=attempt, cancel_event=event, home=self.home)
+                       step=step.name, task=call.task, attempt=attempt, cancel_event=event, home=self.home,
+                       watermark=watermark)
+
+    def save_watermark(self, step: Step, call: TaskCall, ctx: Context) -> None:
+        if self.watermarks is not None and ctx.next_watermark is not None:
+            self.watermarks.set_watermark(self.routine.name, step.name, call.task, ctx.next_watermark, self.routine.run_id)
 
     def invoke(self, instance: Executor, method: Any, call: TaskCall, ctx: Context, event: threading.Event) -> TaskMetrics | None:
         kwargs = dict(call.args, context=ctx) if call.wants_context else call.args
         if call.timeout is None:
-            return _metrics(method(**kwargs))
+            with ctx.active():
+                return _metrics(method(**kwargs))
         box: dict[str, Any] = {}
 
         def target() -> None:
             try:
-                box["value"] = method(**kwargs)
+                with ctx.active():
+                    box["value"] = method(**kwargs)
             except BaseException as exc:  # re-raised in the step thread
                 box["error"] = exc
 

@@ -18,6 +18,7 @@ class TaskResult:
     executor: str
     task: str
     index: int
+    step_index: int = 0
     status: str = SKIPPED
     attempts: int = 0
     started: float | None = None
@@ -26,6 +27,7 @@ class TaskResult:
     error: str | None = None
     error_type: str | None = None
     reason: str | None = None
+    next_watermark: Any = None
 
     @property
     def duration(self) -> float | None:

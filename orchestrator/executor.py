@@ -5,18 +5,25 @@ keyword arguments; its tasks are the methods marked with :func:`task`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, TypeVar
+from typing import Any, Callable, ClassVar, Iterable, Iterator, TypeVar
 
 __all__ = ["Cancelled", "Context", "Executor", "Location", "TaskMetrics", "task"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TASK_MARK = "__orchestrator_task__"
+_current = threading.local()
+
+
+def current_context() -> "Context | None":
+    """The context of the task running in this thread, if any."""
+    return getattr(_current, "context", None)
 
 
 class Location(str):
@@ -86,6 +93,16 @@ class Context:
         self._cancel_event = cancel_event or threading.Event()
         self._home = home
         self.logger = logger or logging.getLogger(f"orchestrator.task.{step}.{task}")
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[Context]:
+        """Make this the current task's context in this thread (log attribution, child runs)."""
+        previous = getattr(_current, "context", None)
+        _current.context = self
+        try:
+            yield self
+        finally:
+            _current.context = previous
 
     @property
     def cancelled(self) -> bool:

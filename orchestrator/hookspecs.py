@@ -19,3 +19,12 @@ def register_executors() -> list[type]:  # type: ignore[empty-body]
     Called once when the registry loads. Importing the plugin module must stay cheap:
     import heavy libraries (boto3, database drivers) inside the tasks that need them.
     """
+
+
+@hookspec(firstresult=True)
+def run_store(url: str):  # type: ignore[empty-body]
+    """Return a run store (an ``orchestrator.runs.RunStore``) for ``url``, or None if the URL is not yours.
+
+    ``url`` comes from ``ORCHESTRATOR_STORE`` (for example ``dynamodb://table``); with no
+    variable, the built-in SQLite store under the orchestrator home is used.
+    """

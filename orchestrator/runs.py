@@ -1,0 +1,315 @@
+"""The run store: runs, task executions, logs and watermarks.
+
+``RunStore`` is the contract a backend implements (a plugin returns one from the
+``run_store`` hook); ``SQLiteStore`` is the default, a file under the orchestrator home,
+safe when several processes write at once (WAL, immediate transactions).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import UserError
+
+RUNNING, DEAD = "running", "dead"
+TERMINAL = ("succeeded", "failed", "cancelled", "skipped", "dead")
+HEARTBEAT_SECONDS = 5.0
+DEAD_AFTER_SECONDS = 30.0
+
+
+class RoutineBusy(UserError):
+    def __init__(self, routine: str, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"routine {routine!r} is already running as run {run_id}; wait for it, "
+                         f"`orchestrate cancel {run_id}`, or pass --allow-concurrent")
+
+
+class UnknownRun(UserError):
+    pass
+
+
+@dataclasses.dataclass
+class RunRecord:
+    run_id: str
+    routine: str
+    routine_file: str = ""
+    routine_hash: str = ""
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    status: str = RUNNING
+    started: float = dataclasses.field(default_factory=time.time)
+    ended: float | None = None
+    parent_run_id: str | None = None
+    resumed_from: str | None = None
+    host: str = dataclasses.field(default_factory=socket.gethostname)
+    pid: int | None = dataclasses.field(default_factory=os.getpid)
+    heartbeat: float = dataclasses.field(default_factory=time.time)
+    cancel_requested: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class TaskRecord:
+    id: str
+    run_id: str
+    step: str
+    executor: str
+    task: str
+    step_index: int
+    task_index: int
+    attempt: int
+    status: str = RUNNING
+    started: float = dataclasses.field(default_factory=time.time)
+    ended: float | None = None
+    error_type: str | None = None
+    error: str | None = None
+    metrics: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class LogRecord:
+    run_id: str
+    ts: float
+    level: str
+    step: str | None
+    task: str | None
+    message: str
+    seq: int = 0
+
+
+class RunStore:
+    """What a backend keeps. Methods are called from several threads and processes."""
+
+    def start_run(self, run: RunRecord, allow_concurrent: bool = False) -> None:
+        """Record a new running run; raise :class:`RoutineBusy` if the routine has a live run.
+
+        Two simultaneous starts must not both win. Runs found dead are marked so first.
+        """
+        raise NotImplementedError
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        raise NotImplementedError
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        raise NotImplementedError
+
+    def list_runs(self, routine: str | None = None, status: str | None = None, parent: str | None = None,
+                  limit: int = 20) -> list[RunRecord]:
+        raise NotImplementedError
+
+    def record_task(self, task: TaskRecord) -> None:
+        """Insert or replace one task execution (one attempt)."""
+        raise NotImplementedError
+
+    def tasks(self, run_id: str) -> list[TaskRecord]:
+        raise NotImplementedError
+
+    def append_logs(self, records: Iterable[LogRecord]) -> None:
+        raise NotImplementedError
+
+    def logs(self, run_id: str, after: int = 0) -> list[LogRecord]:
+        """Log records of a run with ``seq`` greater than ``after``, in order."""
+        raise NotImplementedError
+
+    def get_watermark(self, routine: str, step: str, task: str) -> Any:
+        raise NotImplementedError
+
+    def set_watermark(self, routine: str, step: str, task: str, value: Any, run_id: str) -> None:
+        raise NotImplementedError
+
+    def find_run(self, ref: str) -> RunRecord:
+        """A run by id or unique id prefix."""
+        run = self.get_run(ref)
+        if run is not None:
+            return run
+        matches = [r for r in self.list_runs(limit=10_000) if r.run_id.startswith(ref)] if len(ref) >= 4 else []
+        if len(matches) == 1:
+            return matches[0]
+        raise UnknownRun(f"no run {ref!r}" if not matches else f"run id prefix {ref!r} is ambiguous")
+
+
+def is_dead(run: RunRecord, now: float | None = None) -> bool:
+    """A running record whose process is gone (same host) or whose heartbeat stopped (any host)."""
+    if run.status != RUNNING:
+        return False
+    now = now or time.time()
+    if run.host == socket.gethostname() and run.pid:
+        return not pid_alive(run.pid)
+    return now - run.heartbeat > DEAD_AFTER_SECONDS
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child is dead for our purposes
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, routine TEXT NOT NULL, routine_file TEXT, routine_hash TEXT, params TEXT,
+    status TEXT NOT NULL, started REAL, ended REAL, parent_run_id TEXT, resumed_from TEXT,
+    host TEXT, pid INTEGER, heartbeat REAL, cancel_requested INTEGER DEFAULT 0);
+CREATE INDEX IF NOT EXISTS runs_routine ON runs (routine, status);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, step TEXT, executor TEXT, task TEXT, step_index INTEGER,
+    task_index INTEGER, attempt INTEGER, status TEXT, started REAL, ended REAL, error_type TEXT, error TEXT,
+    metrics TEXT);
+CREATE INDEX IF NOT EXISTS tasks_run ON tasks (run_id);
+CREATE TABLE IF NOT EXISTS logs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL, level TEXT, step TEXT, task TEXT,
+    message TEXT);
+CREATE INDEX IF NOT EXISTS logs_run ON logs (run_id, seq);
+CREATE TABLE IF NOT EXISTS watermarks (
+    routine TEXT, step TEXT, task TEXT, value TEXT, run_id TEXT, updated REAL,
+    PRIMARY KEY (routine, step, task));
+"""
+_RUN_COLUMNS = [f.name for f in dataclasses.fields(RunRecord)]
+_TASK_COLUMNS = [f.name for f in dataclasses.fields(TaskRecord)]
+
+
+class SQLiteStore(RunStore):
+    """Runs in one SQLite file; one connection per thread."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def _write(self, sql: str, args: Iterable[Any] = ()) -> None:
+        self._conn().execute(sql, tuple(args))
+
+    def start_run(self, run: RunRecord, allow_concurrent: bool = False) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if not allow_concurrent:
+                rows = conn.execute("SELECT * FROM runs WHERE routine = ? AND status = ?", (run.routine, RUNNING)).fetchall()
+                for other in map(self._run_from_row, rows):
+                    if is_dead(other):
+                        conn.execute("UPDATE runs SET status = ?, ended = ? WHERE run_id = ?", (DEAD, time.time(), other.run_id))
+                    elif other.run_id != run.run_id:
+                        raise RoutineBusy(run.routine, other.run_id)
+            values = [self._encode(name, getattr(run, name)) for name in _RUN_COLUMNS]
+            conn.execute(f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(values))})", values)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        sets = ", ".join(f"{key} = ?" for key in fields)
+        self._write(f"UPDATE runs SET {sets} WHERE run_id = ?", [*(self._encode(k, v) for k, v in fields.items()), run_id])
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        row = self._conn().execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return self._run_from_row(row) if row else None
+
+    def list_runs(self, routine: str | None = None, status: str | None = None, parent: str | None = None,
+                  limit: int = 20) -> list[RunRecord]:
+        where, args = [], []
+        for column, value in (("routine", routine), ("status", status), ("parent_run_id", parent)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._conn().execute(f"SELECT * FROM runs {clause} ORDER BY started DESC LIMIT ?", (*args, limit)).fetchall()
+        return [self._run_from_row(row) for row in rows]
+
+    def record_task(self, task: TaskRecord) -> None:
+        values = [self._encode(name, getattr(task, name)) for name in _TASK_COLUMNS]
+        self._write(f"INSERT OR REPLACE INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join('?' * len(values))})", values)
+
+    def tasks(self, run_id: str) -> list[TaskRecord]:
+        rows = self._conn().execute(f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE run_id = ? "
+                                    "ORDER BY step_index, task_index, attempt", (run_id,)).fetchall()
+        return [TaskRecord(**{name: self._decode(name, value) for name, value in zip(_TASK_COLUMNS, row)}) for row in rows]
+
+    def append_logs(self, records: Iterable[LogRecord]) -> None:
+        rows = [(r.run_id, r.ts, r.level, r.step, r.task, r.message) for r in records]
+        if rows:
+            self._conn().executemany("INSERT INTO logs (run_id, ts, level, step, task, message) VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def logs(self, run_id: str, after: int = 0) -> list[LogRecord]:
+        rows = self._conn().execute("SELECT seq, run_id, ts, level, step, task, message FROM logs "
+                                    "WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after)).fetchall()
+        return [LogRecord(run_id=r[1], ts=r[2], level=r[3], step=r[4], task=r[5], message=r[6], seq=r[0]) for r in rows]
+
+    def get_watermark(self, routine: str, step: str, task: str) -> Any:
+        row = self._conn().execute("SELECT value FROM watermarks WHERE routine = ? AND step = ? AND task = ?",
+                                   (routine, step, task)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_watermark(self, routine: str, step: str, task: str, value: Any, run_id: str) -> None:
+        self._write("INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?, ?, ?, ?)",
+                    (routine, step, task, json.dumps(value), run_id, time.time()))
+
+    @staticmethod
+    def _encode(name: str, value: Any) -> Any:
+        if name in ("params", "metrics"):
+            return None if value is None else json.dumps(value, default=str)
+        if name == "cancel_requested":
+            return int(bool(value))
+        return value
+
+    @staticmethod
+    def _decode(name: str, value: Any) -> Any:
+        if name in ("params", "metrics"):
+            return None if value is None else json.loads(value)
+        if name == "cancel_requested":
+            return bool(value)
+        return value
+
+    def _run_from_row(self, row: tuple[Any, ...]) -> RunRecord:
+        return RunRecord(**{name: self._decode(name, value) for name, value in zip(_RUN_COLUMNS, row)})
+
+
+def open_store(registry: Any = None) -> RunStore:
+    """The store named by ``ORCHESTRATOR_STORE`` (through the ``run_store`` hook), else SQLite in the home."""
+    url = os.environ.get("ORCHESTRATOR_STORE", "")
+    if url and not url.startswith("sqlite:"):
+        from .registry import Registry
+
+        store = (registry or Registry()).pm.hook.run_store(url=url)
+        if store is None:
+            raise UserError(f"ORCHESTRATOR_STORE={url!r}: no installed plugin provides this run store")
+        return store
+    if url.startswith("sqlite:"):
+        return SQLiteStore(url.removeprefix("sqlite://").removeprefix("sqlite:"))
+    from .home import home_dir
+
+    return SQLiteStore(home_dir() / "runs.sqlite")

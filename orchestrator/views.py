@@ -1,0 +1,61 @@
+"""Plain-text views of recorded runs for `runs`, `show` and `logs`."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .runs import LogRecord, RunRecord, RunStore
+
+
+def _clock(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def _duration(start: float | None, end: float | None) -> str:
+    return f"{end - start:.2f}s" if start and end else "-"
+
+
+def runs_table(runs: list[RunRecord]) -> str:
+    if not runs:
+        return "no runs recorded"
+    lines = [f"{'RUN ID':36}  {'ROUTINE':20}  {'STATUS':9}  {'STARTED':19}  {'DURATION':>9}  PARENT"]
+    for run in runs:
+        lines.append(f"{run.run_id:36}  {run.routine[:20]:20}  {run.status:9}  {_clock(run.started):19}  "
+                     f"{_duration(run.started, run.ended):>9}  {run.parent_run_id or ''}")
+    return "\n".join(lines)
+
+
+def run_details(store: RunStore, run: RunRecord) -> dict[str, Any]:
+    """The run, its task attempts and its child runs (recursively)."""
+    children = [run_details(store, child) for child in reversed(store.list_runs(parent=run.run_id, limit=1000))]
+    return {"run": run.to_dict(), "tasks": [t.to_dict() for t in store.tasks(run.run_id)], "children": children}
+
+
+def show_run(details: dict[str, Any], indent: str = "") -> str:
+    run = details["run"]
+    lines = [f"{indent}run {run['run_id']}  {run['routine']}  {run['status']}  "
+             f"started {_clock(run['started'])}  took {_duration(run['started'], run['ended'])}"]
+    if run.get("resumed_from"):
+        lines.append(f"{indent}  resumed from {run['resumed_from']}")
+    if run.get("parent_run_id") and not indent:
+        lines.append(f"{indent}  parent {run['parent_run_id']}")
+    for task in details["tasks"]:
+        attempt = f"#{task['attempt']}" if task["attempt"] else "  "
+        detail = task["error"] or _metrics(task["metrics"])
+        lines.append(f"{indent}  {task['step']}.{task['task']} {attempt} {task['status']:9} "
+                     f"{_duration(task['started'], task['ended']):>8}  {detail}".rstrip())
+    for child in details["children"]:
+        lines.append(show_run(child, indent + "    "))
+    return "\n".join(lines)
+
+
+def _metrics(metrics: dict[str, Any] | None) -> str:
+    if not metrics:
+        return ""
+    shown = {k: v for k, v in metrics.items() if v not in (None, {}, [])}
+    return " ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def log_line(record: LogRecord) -> str:
+    where = f"{record.step}.{record.task}" if record.step else "-"
+    return f"{time.strftime('%H:%M:%S', time.localtime(record.ts))} {record.level:7} {where}: {record.message}"
