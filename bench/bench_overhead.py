@@ -1,4 +1,4 @@
-"""Per-task overhead of the engine: a routine of N no-op tasks, whole process, against a plain loop.
+"""Per-task overhead of the engine, with and without run tracking: N no-op tasks against a plain loop.
 
     python bench/bench_overhead.py [--tasks 1000] [--repeat 5]
 
@@ -49,7 +49,7 @@ from orchestrator.registry import Registry
 from orchestrator.api import Orchestrator
 registry = Registry()
 registry.register(bench_noop_plugin)
-result = Orchestrator(registry).run({routine!r})
+result = Orchestrator(registry).run({routine!r}, track={track})
 assert result.status == "succeeded", result.status
 '''
 
@@ -75,10 +75,12 @@ def main() -> None:
         {"name": "noop", "executor": "noop", "tasks": ["nothing"] * args.tasks}]}))
     os.environ.setdefault("ORCHESTRATOR_HOME", str(Path(folder, "home")))
     base = statistics.median(timed(BASELINE.format(folder=folder, tasks=args.tasks), args.repeat))
-    ours = statistics.median(timed(RUNNER.format(folder=folder, routine=str(routine)), args.repeat))
-    per_task = (ours - base) / args.tasks * 1e6
-    print(f"{args.tasks} no-op tasks: plain loop {base * 1000:.1f} ms, orchestrator {ours * 1000:.1f} ms (medians of {args.repeat})")
-    print(f"overhead per task: {per_task:.1f} us (includes start-up, validation and planning)")
+    print(f"{args.tasks} no-op tasks, medians of {args.repeat} whole processes; plain loop {base * 1000:.1f} ms")
+    for track in (False, True):
+        ours = statistics.median(timed(RUNNER.format(folder=folder, routine=str(routine), track=track), args.repeat))
+        per_task = (ours - base) / args.tasks * 1e6
+        label = "with run tracking (SQLite store)" if track else "without run tracking"
+        print(f"  {label}: {ours * 1000:.1f} ms, overhead {per_task:.1f} us per task (start-up, validation, planning included)")
 
 
 if __name__ == "__main__":

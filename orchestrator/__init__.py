@@ -22,6 +22,8 @@ _EXPORTS = {
     "Routine": "config",
     "Registry": "registry",
     "Orchestrator": "api",
+    "track": "tracked",
+    "Tracked": "tracked",
     "RoutineError": "errors",
     "UserError": "errors",
 }

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from .config import Routine, load_routine
 from .engine import Plan, Run, plan
@@ -11,22 +11,45 @@ from .registry import Registry
 
 
 class Orchestrator:
-    """Holds a registry; each method loads and validates the routine afresh."""
+    """Holds a registry; each method loads and validates the routine afresh.
 
-    def __init__(self, registry: Registry | None = None) -> None:
+    Runs are recorded in the run store (``track=False`` to skip it); a run started from inside a
+    task records that task's run as its parent.
+    """
+
+    def __init__(self, registry: Registry | None = None, store: Any = None) -> None:
         self.registry = registry or Registry()
+        self._store = store
 
-    def load(self, path: str | os.PathLike[str], params: Mapping[str, str] | None = None) -> Routine:
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from .runs import open_store
+
+            self._store = open_store(self.registry)
+        return self._store
+
+    def load(self, path: str | os.PathLike[str], params: Mapping[str, Any] | None = None) -> Routine:
         return load_routine(path, params, self.registry)
 
-    def plan(self, path: str | os.PathLike[str], params: Mapping[str, str] | None = None) -> Plan:
+    def plan(self, path: str | os.PathLike[str], params: Mapping[str, Any] | None = None) -> Plan:
         return plan(self.load(path, params))
 
-    def start(self, path: str | os.PathLike[str], params: Mapping[str, str] | None = None,
-              listeners: Iterable[Listener] = (), max_parallel: int = 4) -> Run:
-        """A validated run, not yet executed: call ``execute()``; ``cancel()`` from elsewhere stops it."""
-        return Run(self.plan(path, params), listeners, max_parallel)
+    def start(self, path: str | os.PathLike[str], params: Mapping[str, Any] | None = None,
+              listeners: Iterable[Listener] = (), max_parallel: int = 4, track: bool = True,
+              allow_concurrent: bool = False) -> Any:
+        """A validated run that has claimed its routine, not yet executed: call ``execute()``;
+        ``cancel()`` from another thread stops it."""
+        the_plan = self.plan(path, params)
+        if not track:
+            return Run(the_plan, listeners, max_parallel)
+        from .lifecycle import TrackedRun
 
-    def run(self, path: str | os.PathLike[str], params: Mapping[str, str] | None = None,
-            listeners: Iterable[Listener] = (), max_parallel: int = 4) -> RunResult:
-        return self.start(path, params, listeners, max_parallel).execute()
+        tracked = TrackedRun(self.store, the_plan, listeners, max_parallel)
+        tracked.claim(allow_concurrent)
+        return tracked
+
+    def run(self, path: str | os.PathLike[str], params: Mapping[str, Any] | None = None,
+            listeners: Iterable[Listener] = (), max_parallel: int = 4, track: bool = True,
+            allow_concurrent: bool = False) -> RunResult:
+        return self.start(path, params, listeners, max_parallel, track, allow_concurrent).execute()

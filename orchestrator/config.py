@@ -147,7 +147,7 @@ class _Loader:
             run_id=run["id"],
             run_date=run["date"],
             secrets=frozenset(secrets | subst.secrets),
-            hash=self.digest(params),
+            hash=self.digest(),
         )
 
     def merge_params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,8 +158,9 @@ class _Loader:
             params[key] = _coerce(key, value) if textual else value
         return params
 
-    def digest(self, params: Mapping[str, Any]) -> str:
-        canonical = json.dumps({"routine": self.doc, "params": params}, sort_keys=True, default=str)
+    def digest(self) -> str:
+        """Identity of the routine's definition (not of this run's params): resume compares it."""
+        canonical = json.dumps(self.doc, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def entries(self) -> list[tuple[str, dict[str, Any]]]:

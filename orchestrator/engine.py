@@ -235,7 +235,7 @@ class Run:
                 self._task_events.add(event)
             try:
                 ctx = self.context(step, call, attempt, event)
-                result.metrics = self.invoke(instance, method, call, ctx, event)
+                result.metrics = self.masked(self.invoke(instance, method, call, ctx, event))
                 self.save_watermark(step, call, ctx)
                 result.next_watermark = ctx.next_watermark
                 result.status, result.ended = SUCCEEDED, time.time()
@@ -298,6 +298,14 @@ class Run:
         if "error" in box:
             raise box["error"]
         return _metrics(box.get("value"))
+
+    def masked(self, metrics: TaskMetrics | None) -> TaskMetrics | None:
+        """Metrics with secret values masked: they reach output, logs and the run store."""
+        if metrics is None or not self.routine.secrets:
+            return metrics
+        changes = {f.name: self.routine.masked(getattr(metrics, f.name)) for f in dataclasses.fields(metrics)
+                   if isinstance(getattr(metrics, f.name), (str, dict, list))}
+        return dataclasses.replace(metrics, **changes)
 
     def fail(self, result: TaskResult, exc: BaseException) -> None:
         result.status = FAILED

@@ -142,7 +142,7 @@ class _Tee(io.TextIOBase):
         self._partial = threading.local()
 
     def write(self, text: str) -> int:
-        self.stream.write(text)
+        self.stream.write(mask(text, self.capture.secrets))
         buffered = getattr(self._partial, "text", "") + text
         *lines, self._partial.text = buffered.split("\n")
         context = current_context()

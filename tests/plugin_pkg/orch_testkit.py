@@ -25,6 +25,22 @@ class Echo(Executor):
         return None
 
     @task
+    def remember(self, next: int = 0, fail: bool = False, context=None):
+        """Reports the saved watermark and proposes the next one."""
+        context.next_watermark = next
+        if fail:
+            raise RuntimeError("failing after setting next_watermark")
+        return TaskMetrics(execution_metadata={"seen": context.watermark})
+
+    @task
+    def run_routine(self, path: str):
+        """Runs another routine in-process: it becomes a child run."""
+        from orchestrator import Orchestrator
+
+        result = Orchestrator().run(path)
+        return TaskMetrics(execution_metadata={"child": result.run_id, "child_status": result.status})
+
+    @task
     def fail(self, message: str = "boom"):
         raise RuntimeError(f"{message} {self.password}")
 
