@@ -177,7 +177,7 @@ def execute(args: argparse.Namespace, the_plan: Any, done: dict[int, str] | None
     listeners = [] if args.json else [renderer(args)]
     tracked = TrackedRun(open_store(), the_plan, listeners, args.max_parallel, done, resumed_from)
     tracked.claim(args.allow_concurrent)
-    configure_logging(args)
+    configure_logging(args, the_plan.routine.secrets)
     with cancel_on_signals(tracked), (contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()):
         result = tracked.execute()
     if args.json:
@@ -328,10 +328,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if all(not item["problems"] for item in report) else EXIT_FAILED
 
 
-def configure_logging(args: argparse.Namespace) -> None:
+def configure_logging(args: argparse.Namespace, secrets: frozenset[str] = frozenset()) -> None:
+    from .tracking import MaskSecrets
+
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(level)
+    handler.addFilter(MaskSecrets(secrets))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     logger = logging.getLogger("orchestrator")
     logger.addHandler(handler)

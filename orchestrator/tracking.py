@@ -85,6 +85,19 @@ class RunRecorder(Listener):
         self.store.update_run(self.record.run_id, status=result.status, ended=result.ended, heartbeat=time.time())
 
 
+class MaskSecrets(logging.Filter):
+    """Masks secret values in a record's message before any handler formats it."""
+
+    def __init__(self, secrets: frozenset[str]) -> None:
+        super().__init__()
+        self.secrets = set(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            record.msg, record.args = mask(record.getMessage(), self.secrets), None
+        return True
+
+
 class LogCapture(logging.Handler):
     """Sends log records and printed lines of the running tasks to the run's log."""
 
