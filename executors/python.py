@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from orchestrator.executor import Executor, Location, TaskMetrics, task
+from orchestrator.executor import Context, Executor, Location, TaskMetrics, accepts_context, task
 from orchestrator.hookspecs import hookimpl
 
 
@@ -17,11 +17,15 @@ class PythonExecutor(Executor):
 
     @task
     def call(self, function: Annotated[str, "Name of a function in the file"],
-             kwargs: Annotated[dict | None, "Keyword arguments for the function"] = None) -> TaskMetrics | None:
-        """Import the file afresh and call ``function(**kwargs)``; a returned TaskMetrics is reported."""
+             kwargs: Annotated[dict | None, "Keyword arguments for the function"] = None,
+             context: Context | None = None) -> TaskMetrics | None:
+        """Import the file afresh and call ``function(**kwargs)``, with ``context=`` if it takes one;
+        a returned TaskMetrics is reported."""
         from ._loader import function_of, load_file
 
-        result: Any = function_of(load_file(self.path), function)(**(kwargs or {}))
+        fn = function_of(load_file(self.path), function)
+        extra = {"context": context} if context is not None and accepts_context(fn) else {}
+        result: Any = fn(**(kwargs or {}), **extra)
         return result if isinstance(result, TaskMetrics) else None
 
 

@@ -29,6 +29,10 @@ def metrics(n):
 
 def plain():
     return 42
+
+def watermarked(step, context):
+    context.next_watermark = (context.watermark or 0) + step
+    return TaskMetrics(execution_metadata={"run": context.run_id})
 '''
 
 
@@ -81,3 +85,11 @@ def test_demo_prepare_lands_the_samples(tmp_path: Path) -> None:
     assert result.total_rows == 3
     assert sorted(p.name for p in landing.glob("*.csv")) == ["people_1.csv", "people_2.csv", "people_3.csv"]
     assert (landing / "people_1.csv").read_bytes() == (ROUTINE / "samples" / "people_1.csv").read_bytes()
+
+
+def test_context_is_passed_when_the_function_takes_it(module: Path) -> None:
+    from orchestrator.executor import Context
+
+    context = Context(run_id="r-1", run_date="2026-11-22", routine_name="r", step="s", task="call", watermark=4)
+    result = PythonExecutor(path=str(module)).call("watermarked", {"step": 3}, context=context)
+    assert result.execution_metadata == {"run": "r-1"} and context.next_watermark == 7
