@@ -1,0 +1,34 @@
+"""Docs as tests: every built-in executor, task and CLI command is in the README."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import build_parser
+from orchestrator.registry import Registry
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+BUILT_IN = [info for info in Registry().executors() if info.distribution == "orchestrator"]
+
+
+def test_built_in_executors_are_found_through_entry_points():
+    assert {"staging", "python"} <= {info.name for info in BUILT_IN}
+
+
+@pytest.mark.parametrize("info", BUILT_IN, ids=lambda i: i.name)
+def test_each_built_in_executor_and_task_is_documented(info):
+    assert f"`{info.name}` (`{info.class_name}`)" in README
+    for task in info.tasks:
+        assert f"`{task}" in README, f"task {info.name}.{task} is missing from the README"
+        assert info.cls.tasks()[task].__doc__, f"task {info.name}.{task} has no docstring"
+
+
+def test_each_cli_command_is_documented_and_has_help():
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {choice.dest: choice.help for choice in commands._choices_actions}
+    for name in commands.choices:
+        assert f"orchestrate {name}" in README, f"command {name} is missing from the README"
+        assert helps.get(name), f"command {name} has no help text"
