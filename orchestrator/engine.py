@@ -8,6 +8,7 @@ nothing new starts. Cancellation (Ctrl-C, timeouts) calls the executors' ``cance
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import threading
 import time
@@ -17,7 +18,7 @@ from .config import Routine, StepSpec, TaskCall
 from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 from .executor import Cancelled, Context, Executor, TaskMetrics
 
-CANCEL_GRACE = 10.0
+CANCEL_GRACE = float(os.environ.get("ORCHESTRATOR_CANCEL_GRACE", "10"))
 
 
 class TaskTimeout(Exception):

@@ -35,6 +35,7 @@ def test_plugin_package_is_listed_and_runs(cli, write_routine):
     rows = {row["name"]: row for row in json.loads(listed.stdout)["executors"]}
     assert rows["echo"]["distribution"] == "orch-testkit" and rows["echo"]["version"] == "1.2.3"
     assert rows["echo"]["tasks"] == ["say", "noop", "remember", "run_routine", "fail"]
+    assert rows["sleeper"]["tasks"] == ["sleep", "stubborn"]
     assert rows["staging"]["distribution"] == "orchestrator"
     proc = cli(str(write_routine(echo_routine())))
     assert proc.returncode == 0, proc.stderr

@@ -213,3 +213,39 @@ def test_track_decorator_records_executions(orchestrator_home):
     (failed,) = store.list_runs(routine="broken")
     assert failed.status == "failed" and failed.parent_run_id == first.execution_id
     assert store.tasks(failed.run_id)[0].error_type == "KeyError"
+
+
+def test_cancel_ends_a_task_that_ignores_it(plugin_site, orchestrator_home, write_routine, cli):
+    doc = {"routine_name": "stubborn", "executors": [{"name": "mule", "executor": "sleeper", "tasks": ["stubborn"]}]}
+    env = {"ORCHESTRATOR_CANCEL_GRACE": "1"}
+    proc = start(plugin_site, orchestrator_home, "run", str(write_routine(doc)), "--json", env=env)
+    wait_for_line(proc, "STUBBORN")
+    run_id = as_json(cli("runs", "--json"))[0]["run_id"]
+    began = time.monotonic()
+    assert cli("cancel", run_id).returncode == 0
+    proc.wait(timeout=10)
+    assert time.monotonic() - began < 8
+    shown = as_json(cli("show", run_id, "--json"))
+    assert shown["run"]["status"] == "cancelled"
+    assert shown["tasks"][0]["status"] == "cancelled"
+
+
+def test_heartbeat_tells_whether_a_run_on_another_host_is_dead():
+    from orchestrator.runs import DEAD_AFTER_SECONDS, RunRecord, is_dead
+
+    fresh = RunRecord(run_id="a", routine="r", host="elsewhere", pid=1, heartbeat=time.time())
+    stale = RunRecord(run_id="b", routine="r", host="elsewhere", pid=1, heartbeat=time.time() - DEAD_AFTER_SECONDS - 1)
+    assert not is_dead(fresh) and is_dead(stale)
+    assert not is_dead(RunRecord(run_id="c", routine="r", status="failed", host="elsewhere", heartbeat=0))
+
+
+def test_doctor_runs_each_executor_check(cli, write_routine):
+    good = write_routine({"routine_name": "ok", "executors": [{"executor": "echo", "tasks": ["noop"]}]}, "good.json")
+    proc = cli("doctor", str(good))
+    assert proc.returncode == 0 and "ok      step echo (echo)" in proc.stdout
+    bad = write_routine({"routine_name": "bad", "executors": [
+        {"executor": "echo", "params": {"prefix": "broken"}, "tasks": ["noop"]}]}, "bad.json")
+    proc = cli("doctor", str(bad), "--json")
+    assert proc.returncode == 1
+    (step,) = [item for item in json.loads(proc.stdout) if item["subject"].startswith("step")]
+    assert step["problems"] == ["prefix 'broken' cannot work here; pick another"]

@@ -20,6 +20,9 @@ class Echo(Executor):
         context.logger.info("said %s", text)
         return TaskMetrics(total_rows=len(text), execution_metadata={"text": text})
 
+    def check(self):
+        return ["prefix 'broken' cannot work here; pick another"] if self.prefix == "broken" else []
+
     @task
     def noop(self):
         return None
@@ -60,6 +63,13 @@ class Sleeper(Executor):
         sys.stderr.flush()
         context.wait(seconds)
         context.check_cancelled()
+
+    @task
+    def stubborn(self, seconds: float = 60):
+        """Ignores cancellation entirely."""
+        sys.stderr.write("STUBBORN\n")
+        sys.stderr.flush()
+        time.sleep(seconds)
 
     def cancel(self):
         if self.marker:
