@@ -125,16 +125,14 @@ class _Loader:
         if not isinstance(self.doc, dict):
             self.report("", "a routine must be a JSON/YAML object with routine_name and executors")
             self.fail_if_problems()
-        for path, message in schema_problems(self.doc, routine_schema()):
-            self.report(path, message)
-        self.fail_if_problems()
+        broken = self.check_structure()
         params = self.merge_params(overrides)
         now = dt.datetime.now(dt.timezone.utc)
         run = {"id": run_id or str(uuid.uuid4()), "date": now.date().isoformat()}
         subst = Substituter(params, self.env, run)
         secrets = {str(v) for k, v in params.items() if SECRET_NAME.search(k) and v}
         entries = self.entries()
-        steps = [self.step(entry, path, subst) for path, entry in entries]
+        steps = [None if _under(path, broken) else self.step(entry, path, subst) for path, entry in entries]
         self.check_names_and_dependencies(steps, entries)
         self.fail_if_problems()
         return Routine(
@@ -149,6 +147,19 @@ class _Loader:
             secrets=frozenset(secrets | subst.secrets),
             hash=self.digest(),
         )
+
+    def check_structure(self) -> list[str]:
+        """Report schema problems; stop unless they are confined to single executor entries,
+        whose other problems are then still worth reporting for the rest."""
+        found = schema_problems(self.doc, routine_schema())
+        for path, message in found:
+            self.report(path, message)
+        paths = [path for path, _ in found]
+        if any(not path.startswith("executors") or path == "executors" for path in paths):
+            self.fail_if_problems()
+        if isinstance(self.doc["executors"], dict):
+            return [".".join(path.split(".")[:2]) for path in paths]
+        return [path.split("]")[0] + "]" for path in paths]
 
     def merge_params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         params = dict(self.doc.get("params") or {})
@@ -166,8 +177,9 @@ class _Loader:
     def entries(self) -> list[tuple[str, dict[str, Any]]]:
         executors = self.doc["executors"]
         if isinstance(executors, list):
-            return [(f"executors[{i}]", e) for i, e in enumerate(executors)]
-        return [(f"executors.{key}", {"name": key, "executor": key, **value}) for key, value in executors.items()]
+            return [(f"executors[{i}]", e) for i, e in enumerate(executors) if isinstance(e, dict)]
+        return [(f"executors.{key}", {"name": key, "executor": key, **value}) for key, value in executors.items()
+                if isinstance(value, dict)]
 
     def step(self, entry: dict[str, Any], path: str, subst: Substituter) -> StepSpec | None:
         ref = entry["executor"]
@@ -237,13 +249,13 @@ class _Loader:
     def check_names_and_dependencies(self, steps: list[StepSpec | None], entries: list[tuple[str, dict[str, Any]]]) -> None:
         seen: dict[str, str] = {}
         for path, entry in entries:
-            name = entry.get("name") or entry["executor"]
+            name = entry.get("name") or entry.get("executor", path)
             if name in seen:
                 self.report(f"{path}.name", f"step name {name!r} is already used at {seen[name]}; give each entry a unique name")
             seen.setdefault(name, path)
         graph: dict[str, list[str]] = {}
         for path, entry in entries:
-            name = entry.get("name") or entry["executor"]
+            name = entry.get("name") or entry.get("executor", path)
             for i, dep in enumerate(entry.get("depends_on") or ()):
                 if dep not in seen:
                     self.report(f"{path}.depends_on[{i}]", unknown_message("step", dep, list(seen)))
@@ -253,6 +265,10 @@ class _Loader:
         cycle = find_cycle(graph)
         if cycle:
             self.report(f"{seen[cycle[0]]}.depends_on", "dependency cycle: " + " -> ".join(cycle) + "; remove one of these depends_on")
+
+
+def _under(path: str, broken: list[str]) -> bool:
+    return any(path == b or path.startswith(b + ".") or path.startswith(b + "[") for b in broken)
 
 
 def find_cycle(graph: Mapping[str, list[str]]) -> list[str] | None:

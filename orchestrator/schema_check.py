@@ -24,10 +24,15 @@ def schema_problems(instance: Any, schema: dict[str, Any], prefix: str = "", wha
         return []
     validator = _validator(_freeze(schema))
     problems = []
-    for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
-        error = _most_specific(error)
-        problems.append(_describe(error, prefix, what))
-    return problems
+    for error in validator.iter_errors(instance):
+        problems.extend(_describe(e, prefix, what) for e in _causes(error))
+    return sorted(set(problems), key=lambda p: _sort_key(p[0]))
+
+
+def _sort_key(path: str) -> list[Any]:
+    import re
+
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[.\[\]]+", path) if part]
 
 
 _TYPES: dict[str, Any] = {
@@ -120,17 +125,18 @@ def _validator(frozen: str) -> Any:
     return Draft202012Validator(json.loads(frozen))
 
 
-def _most_specific(error: Any) -> Any:
-    """For oneOf/anyOf, descend into the branch that matches the value's type best."""
+def _causes(error: Any) -> list[Any]:
+    """For anyOf/oneOf, every error of the branch whose type fits the value (else the best guess)."""
+    if not error.context:
+        return [error]
     from jsonschema.exceptions import best_match
 
-    while error.context:
-        fitting = [e for e in error.context if not (e.validator == "type" and not e.relative_path)]
-        deeper = best_match(fitting or error.context)
-        if deeper is None:
-            break
-        error = deeper
-    return error
+    branches: dict[Any, list[Any]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.schema_path[0], []).append(sub)
+    fitting = [errs for errs in branches.values() if not any(e.validator == "type" and not e.relative_path for e in errs)]
+    chosen = fitting[0] if len(fitting) == 1 else [best_match(error.context)]
+    return [cause for sub in chosen for cause in _causes(sub)]
 
 
 def _describe(error: Any, prefix: str, what: str) -> tuple[str, str]:

@@ -148,3 +148,14 @@ def test_problem_line_format_names_file(write_routine):
     with pytest.raises(RoutineError) as caught:
         load(path)
     assert str(caught.value) == f"{path}: executors[0].params.greeting: missing required param 'greeting'; add it"
+
+
+def test_structure_problems_in_one_entry_do_not_hide_the_others(write_routine):
+    path = write_routine({"routine_name": "r", "executors": [
+        greeter(name="a", extra=1),
+        greeter(name="b", executor="greter"),
+        greeter(name="c", depends_on=["a"])]})
+    found = problems(path)
+    assert found[0].startswith("executors[0].extra: unknown property 'extra'")
+    assert any(line.startswith("executors[1].executor: unknown executor 'greter'") for line in found), found
+    assert len(found) == 2, "a depends_on naming a structurally broken entry is not a second error"
