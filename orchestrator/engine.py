@@ -244,7 +244,8 @@ class Run:
                 return True
             except Exception as exc:
                 if self.cancelled.is_set() or (isinstance(exc, Cancelled) and not isinstance(exc, TaskTimeout)):
-                    result.status, result.ended, result.error = CANCELLED, time.time(), str(exc) or "cancelled"
+                    result.status, result.ended = CANCELLED, time.time()
+                    result.error = self.routine.masked(str(exc) or "cancelled")
                     result.error_type = type(exc).__name__
                     self.emit("task_finished", result)
                     return False

@@ -1,0 +1,469 @@
+"""Run routines in AWS Lambda: ``orchestrator.aws_lambda.handler``.
+
+Events: ``{"routine": <object> | "s3://bucket/key.json" | "path/in/package.json", "params": {...}}``;
+an S3 event notification (one run of ``$ORCHESTRATOR_ROUTINE`` per created object, with params
+``bucket``, ``key``, ``s3_uri``); an EventBridge scheduled event (``$ORCHESTRATOR_ROUTINE`` with
+``scheduled_time``). The run is stopped through its ``cancel()`` a safety margin before Lambda's
+deadline, so executors stop their remote work and the record says "cancelled". A run that does not
+succeed raises :class:`RunFailed`, so Lambda's retries and dead-letter queues see it.
+
+Routines that come from outside the package (inline or S3) are untrusted: they may name code to
+load (staging ``py_exec_path``/``transform``, the python executor's ``path``) only under the
+prefixes of ``$ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import json
+import logging
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, TextIO
+
+from .config import Routine, load_routine
+from .errors import RoutineError, UserError
+from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
+from .executor import current_context
+from .substitution import mask
+
+ROUTINE_ENV = "ORCHESTRATOR_ROUTINE"
+MARGIN_ENV = "ORCHESTRATOR_LAMBDA_MARGIN_SECONDS"
+ALLOWLIST_ENV = "ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST"
+LAMBDA_HOME = "/tmp/orchestrator"
+DEFAULT_MARGIN_SECONDS = 10.0
+MAX_PARALLEL = 4
+CODE_PARAMS = ("py_exec_path", "transform")
+PYTHON_EXECUTOR = ("python", "PythonExecutor")
+
+
+class InvalidEvent(UserError):
+    """The event, its routine or the configuration is wrong; nothing ran. The message is one line."""
+
+
+class RunFailed(RuntimeError):
+    """A run failed or was cancelled (Lambda's deadline included); ``summary`` holds what happened."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        self.summary = summary
+        super().__init__(f"{message}: {json.dumps(summary, default=str)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where a routine comes from; ``text`` is set for routines that arrive with the event (untrusted)."""
+
+    label: str
+    trusted: bool
+    path: Path | None = None
+    text: str | None = None
+    suffix: str = ".json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    source: Source
+    params: dict[str, Any]
+
+
+# ---------------------------------------------------------------------- events
+
+def parse_event(event: Any, env: Mapping[str, str] = os.environ) -> list[Request]:
+    """The runs an event asks for; raises :class:`InvalidEvent` before anything runs."""
+    if not isinstance(event, dict):
+        raise InvalidEvent(f"the event must be a JSON object, got {type(event).__name__}")
+    if "Records" in event:
+        return _s3_requests(event["Records"], env)
+    if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
+        return [Request(_configured_routine(env), {"scheduled_time": event.get("time")})]
+    if event.get("Event") == "s3:TestEvent":
+        return []
+    if "routine" in event:
+        params = event.get("params") or {}
+        if not isinstance(params, dict):
+            raise InvalidEvent("event.params must be an object of parameter values")
+        return [Request(resolve_source(event["routine"]), dict(params))]
+    raise InvalidEvent("unrecognised event: expected {\"routine\": ..., \"params\": {...}}, an S3 notification "
+                       f"or an EventBridge scheduled event; got keys {sorted(event)}")
+
+
+def _s3_requests(records: Any, env: Mapping[str, str]) -> list[Request]:
+    if not isinstance(records, list):
+        raise InvalidEvent("event.Records must be a list")
+    created = []
+    for i, record in enumerate(records):
+        if not isinstance(record, dict) or record.get("eventSource") not in (None, "aws:s3") or "s3" not in record:
+            raise InvalidEvent(f"event.Records[{i}] is not an S3 event notification record")
+        if str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated"):
+            bucket = record["s3"]["bucket"]["name"]
+            key = urllib.parse.unquote_plus(record["s3"]["object"]["key"])
+            created.append({"bucket": bucket, "key": key, "s3_uri": f"s3://{bucket}/{key}"})
+    if not created:
+        return []
+    source = _configured_routine(env)
+    return [Request(source, params) for params in created]
+
+
+def _configured_routine(env: Mapping[str, str]) -> Source:
+    ref = env.get(ROUTINE_ENV, "").strip()
+    if not ref:
+        raise InvalidEvent(f"{ROUTINE_ENV} is not set: S3 and scheduled events run the routine it names")
+    return resolve_source(ref)
+
+
+def resolve_source(ref: Any) -> Source:
+    """An inline object (or JSON text), an ``s3://`` URI (fetched now) or a path inside the package."""
+    if isinstance(ref, str) and ref.strip().startswith("{"):
+        try:
+            ref = json.loads(ref)
+        except json.JSONDecodeError as exc:
+            raise InvalidEvent(f"routine: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if isinstance(ref, dict):
+        return Source("inline routine", trusted=False, text=json.dumps(ref))
+    if not isinstance(ref, str) or not ref.strip():
+        raise InvalidEvent("routine must be an object, an s3:// URI or a path inside the Lambda package")
+    ref = ref.strip()
+    if ref.startswith("s3://"):
+        suffix = Path(ref).suffix.lower() if ref.lower().endswith((".yaml", ".yml")) else ".json"
+        return Source(ref, trusted=False, text=_fetch_s3(ref), suffix=suffix)
+    return Source(ref, trusted=True, path=package_path(ref))
+
+
+def package_path(ref: str) -> Path:
+    """A routine file inside the deployed package; anything outside it (``..``, /tmp) is not trusted code."""
+    root = Path(os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()).resolve()
+    path = (root / ref).resolve()
+    if not path.is_relative_to(root):
+        raise InvalidEvent(f"routine {ref!r} is outside the Lambda package root {root}")
+    return path
+
+
+def _fetch_s3(uri: str) -> str:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not bucket or not key:
+        raise InvalidEvent(f"routine {uri!r} must be s3://bucket/key")
+    try:
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        raise InvalidEvent(f"cannot read routine {uri}: {exc.response.get('Error', {}).get('Code', exc)}") from None
+    return body.decode("utf-8")
+
+
+# ---------------------------------------------------------------------- untrusted code
+
+def allowlist(env: Mapping[str, str] = os.environ) -> list[str]:
+    prefixes = [p.strip() for p in env.get(ALLOWLIST_ENV, "").split(",") if p.strip()]
+    relative = [p for p in prefixes if not os.path.isabs(p)]
+    if relative:
+        raise InvalidEvent(f"{ALLOWLIST_ENV}: prefixes must be absolute paths, got {', '.join(relative)}")
+    return [os.path.realpath(p) for p in prefixes]
+
+
+def code_references(routine: Routine) -> Iterator[tuple[str, str]]:
+    """``(JSON path, file or folder)`` of every piece of code the routine would load."""
+    for step in routine.steps:
+        for key in CODE_PARAMS:
+            value = step.params.get(key)
+            if value:
+                yield f"{step.path}.params.{key}", _code_file(key, str(value))
+        if step.executor.name in PYTHON_EXECUTOR or step.executor.class_name in PYTHON_EXECUTOR:
+            if step.params.get("path"):
+                yield f"{step.path}.params.path", str(step.params["path"])
+
+
+def _code_file(key: str, value: str) -> str:
+    if key == "transform" and ":" in value:
+        return value.rpartition(":")[0]
+    return value
+
+
+def allowed(path: str, prefixes: list[str]) -> bool:
+    if "://" in path:
+        return False
+    real = os.path.realpath(path)
+    return any(real == p or real.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+def check_code(routine: Routine, label: str, prefixes: list[str]) -> None:
+    """Refuse, before anything runs, a routine from an event that names code outside the allowlist."""
+    refused = [f"{path}: {value!r} is outside {ALLOWLIST_ENV}" for path, value in code_references(routine)
+               if not allowed(value, prefixes)]
+    if refused:
+        where = ", ".join(prefixes) if prefixes else "empty, so no code may be named"
+        raise InvalidEvent(f"{label}: " + "; ".join(refused) + f" (allowlist: {where})")
+
+
+# ---------------------------------------------------------------------- output
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonLinesRenderer(Listener):
+    """One JSON object per line on stdout, as CloudWatch Logs Insights reads them; secrets masked."""
+
+    FIELDS = ("ts", "level", "event", "run_id", "routine", "step", "task", "status", "attempt", "duration", "error")
+
+    def __init__(self, run_id: str, routine: str, secrets: frozenset[str] = frozenset(), stream: TextIO | None = None,
+                 request_id: str | None = None) -> None:
+        self.run_id, self.routine, self.secrets, self.request_id = run_id, routine, set(secrets), request_id
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+
+    def emit(self, event: str, level: str = "INFO", **fields: Any) -> None:
+        line = {name: None for name in self.FIELDS}
+        line.update(ts=_now(), level=level, event=event, run_id=self.run_id, routine=self.routine, **fields)
+        if self.request_id:
+            line["request_id"] = self.request_id
+        text = mask(json.dumps(line, default=str), self.secrets)
+        with self._lock:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def _task(self, event: str, result: TaskResult, level: str = "INFO", **fields: Any) -> None:
+        self.emit(event, level, step=result.step, task=result.task, attempt=result.attempts, **fields)
+
+    def run_started(self, run: RunInfo) -> None:
+        self.emit("run_started", status="running", tasks=run.total_tasks)
+
+    def task_started(self, result: TaskResult) -> None:
+        self._task("task_started", result, status="running")
+
+    def task_retrying(self, result: TaskResult, delay: float) -> None:
+        self._task("task_retrying", result, "WARNING", status="retrying", error=result.error, delay=delay)
+
+    def task_finished(self, result: TaskResult) -> None:
+        level = {FAILED: "ERROR", CANCELLED: "WARNING"}.get(result.status, "INFO")
+        self._task("task_finished", result, level, status=result.status, duration=_round(result.duration),
+                   error=result.error, reason=result.reason)
+
+    def run_finished(self, result: RunResult) -> None:
+        level = "INFO" if result.status in (SUCCEEDED, SKIPPED) else "ERROR"
+        self.emit("run_finished", level, status=result.status, duration=_round(result.ended - result.started))
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+class _JsonOutput(io.TextIOBase):
+    """Stands in for stdout/stderr during a run: what tasks print becomes masked ``output`` JSON lines."""
+
+    def __init__(self, renderer: JsonLinesRenderer, level: str) -> None:
+        self.renderer, self.level = renderer, level
+        self._partial = threading.local()
+
+    def write(self, text: str) -> int:
+        buffered = getattr(self._partial, "text", "") + text
+        *lines, self._partial.text = buffered.split("\n")
+        for line in lines:
+            self._line(line)
+        return len(text)
+
+    def _line(self, line: str) -> None:
+        if line.strip():
+            context = current_context()
+            self.renderer.emit("output", self.level, step=context.step if context else None,
+                               task=context.task if context else None, message=line)
+
+    def flush(self) -> None:
+        rest = getattr(self._partial, "text", "")
+        self._partial.text = ""
+        self._line(rest)
+
+    def isatty(self) -> bool:
+        return False
+
+
+class _MaskSecrets(logging.Filter):
+    """Masks secrets in records reaching the Lambda runtime's own log handler."""
+
+    def __init__(self, secrets: frozenset[str]) -> None:
+        super().__init__()
+        self.secrets = set(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask(message, self.secrets)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+class _Output:
+    """Routes stdout, stderr and logging through the renderer for the duration of a run."""
+
+    def __init__(self, renderer: JsonLinesRenderer, secrets: frozenset[str]) -> None:
+        self.renderer, self.filter = renderer, _MaskSecrets(secrets)
+        self._saved: tuple[Any, Any] = (None, None)
+
+    def __enter__(self) -> None:
+        self._saved = (sys.stdout, sys.stderr)
+        sys.stdout, sys.stderr = _JsonOutput(self.renderer, "INFO"), _JsonOutput(self.renderer, "WARNING")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(self.filter)
+
+    def __exit__(self, *exc: Any) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, _JsonOutput):
+                stream.flush()
+        sys.stdout, sys.stderr = self._saved
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(self.filter)
+
+
+# ---------------------------------------------------------------------- deadline
+
+def margin_seconds(env: Mapping[str, str] = os.environ) -> float:
+    try:
+        margin = float(env.get(MARGIN_ENV) or DEFAULT_MARGIN_SECONDS)
+    except ValueError:
+        margin = -1.0
+    if not margin >= 0:
+        raise InvalidEvent(f"{MARGIN_ENV}={env.get(MARGIN_ENV)!r}: expected a number of seconds >= 0")
+    return margin
+
+
+def cancel_at(context: Any, cancel: Callable[[], None], margin: float) -> threading.Timer | None:
+    """A started timer that calls ``cancel`` ``margin`` (at most half the time left) before Lambda's deadline."""
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining_ms is None:
+        return None
+    remaining = remaining_ms() / 1000.0
+    timer = threading.Timer(max(remaining - min(margin, remaining / 2), 0.0), cancel)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+# ---------------------------------------------------------------------- running
+
+_ACTIVE: set[str] = set()
+
+
+def claim(tracked: Any) -> None:
+    """Claim the routine; a holder recorded by this very process (same host and pid) that is not running
+    here is a leftover of an earlier invocation in this sandbox, or of a killed sandbox that had the same
+    host name and pid: ``is_dead`` cannot tell it from a live run, so it is marked dead and the claim retried."""
+    from .runs import DEAD, RoutineBusy
+
+    try:
+        tracked.claim()
+    except RoutineBusy as busy:
+        holder = tracked.store.get_run(busy.run_id)
+        if holder is None or busy.run_id in _ACTIVE or holder.host != socket.gethostname() or holder.pid != os.getpid():
+            raise
+        tracked.store.update_run(holder.run_id, status=DEAD, ended=time.time())
+        tracked.claim()
+    _ACTIVE.add(tracked.record.run_id)
+
+
+class LambdaRunner:
+    """Holds the plugin registry across warm invocations; ``handle`` is the whole handler."""
+
+    def __init__(self, registry: Any = None) -> None:
+        self._registry = registry
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            from .registry import Registry
+
+            self._registry = Registry()
+        return self._registry
+
+    def handle(self, event: Any, context: Any) -> dict[str, Any]:
+        os.environ.setdefault("ORCHESTRATOR_HOME", LAMBDA_HOME)
+        requests = parse_event(event)
+        if len(requests) == 1 and "Records" not in event:
+            summary = self.run(requests[0], context)
+            if summary["status"] not in (SUCCEEDED, SKIPPED):
+                raise RunFailed(f"run {summary['run_id']} {summary['status']}", summary)
+            return summary
+        return self.run_all(requests, context)
+
+    def run_all(self, requests: list[Request], context: Any) -> dict[str, Any]:
+        """One run per S3 object, in order; after a deadline cancellation the rest are not started."""
+        runs: list[dict[str, Any]] = []
+        for request in requests:
+            if runs and runs[-1].get("deadline"):
+                runs.append({"status": "not started", "params": request.params})
+                continue
+            runs.append(self.run(request, context))
+        bad = [r for r in runs if r["status"] not in (SUCCEEDED, SKIPPED)]
+        summary = {"status": (bad[0]["status"] if bad else SUCCEEDED), "runs": runs}
+        if bad:
+            raise RunFailed(f"{len(bad)} of {len(runs)} runs did not succeed", summary)
+        return summary
+
+    def run(self, request: Request, context: Any) -> dict[str, Any]:
+        from .engine import plan
+        from .lifecycle import TrackedRun
+        from .runs import open_store
+
+        margin = margin_seconds()
+        with tempfile.TemporaryDirectory(prefix="orchestrator-routine-") as folder:
+            routine = self.load(request, Path(folder))
+            renderer = JsonLinesRenderer(routine.run_id, routine.name, routine.secrets,
+                                         request_id=getattr(context, "aws_request_id", None))
+            tracked = TrackedRun(open_store(self.registry), plan(routine), [renderer], MAX_PARALLEL)
+            tracked.record.routine_file = str(request.source.path) if request.source.trusted else request.source.label
+            claim(tracked)
+            deadline = threading.Event()
+
+            def on_deadline() -> None:
+                deadline.set()
+                renderer.emit("deadline", "WARNING", status="cancelling")
+                tracked.cancel()
+
+            timer = None
+            try:
+                timer = cancel_at(context, on_deadline, margin)
+                with _Output(renderer, routine.secrets):
+                    result = tracked.execute()
+            finally:
+                _ACTIVE.discard(routine.run_id)
+                if timer is not None:
+                    timer.cancel()
+        summary = json.loads(mask(json.dumps(result.to_dict(), default=str), set(routine.secrets)))
+        summary["deadline"] = deadline.is_set()
+        return summary
+
+    def load(self, request: Request, folder: Path) -> Routine:
+        """Validate the routine (and, for untrusted ones, the code it names) before any side effect."""
+        source = request.source
+        path = source.path
+        if path is None:
+            path = folder / f"routine{source.suffix}"
+            path.write_text(source.text or "", encoding="utf-8")
+        try:
+            routine = load_routine(path, request.params, self.registry)
+        except RoutineError as exc:
+            problems = "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems)
+            raise InvalidEvent(f"{source.label}: {problems}") from None
+        except UserError as exc:
+            raise InvalidEvent(f"{source.label}: {' '.join(str(exc).split())}") from None
+        if not source.trusted:
+            check_code(routine, source.label, allowlist())
+        return routine
+
+
+_default: LambdaRunner | None = None
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    """The Lambda entry point (``orchestrator.aws_lambda.handler``)."""
+    global _default
+    if _default is None:
+        _default = LambdaRunner()
+    return _default.handle(event, context)

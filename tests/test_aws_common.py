@@ -1,0 +1,138 @@
+"""Shared AWS behaviour: state map, backoff, waiting, records, clients, doctor checks, lazy imports."""
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aws_fixtures import AwsEnv, aws, aws_server  # noqa: F401
+from executors import _aws
+from orchestrator.executor import Cancelled, Context
+
+
+def context(tmp_path: Path, attempt: int = 1, event: threading.Event | None = None, task: str = "run_query") -> Context:
+    return Context(run_id="run-1", run_date="2024-01-01", routine_name="r", step="s", task=task, attempt=attempt,
+                   cancel_event=event, home=tmp_path)
+
+
+def test_importing_aws_executors_does_not_load_boto3() -> None:
+    code = ("import sys, executors._aws, executors.athena, executors.glue, executors.redshift, executors._tablespec;"
+            "print('boto3' in sys.modules, 'botocore' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("engine, raw, ours", [
+    ("athena", "SUCCEEDED", "succeeded"), ("athena", "CANCELLED", "cancelled"), ("athena", "RUNNING", None),
+    ("glue", "TIMEOUT", "failed"), ("glue", "ERROR", "failed"), ("glue", "STOPPED", "cancelled"), ("glue", "STOPPING", None),
+    ("redshift", "FINISHED", "succeeded"), ("redshift", "ABORTED", "cancelled"), ("redshift", "PICKED", None),
+])
+def test_terminal_state_map(engine: str, raw: str, ours: str | None) -> None:
+    assert _aws.outcome(engine, raw) == ours
+
+
+def test_backoff_is_fast_first_then_proportional_and_capped() -> None:
+    backoff, rng = _aws.Backoff(), random.Random(1)
+    assert 0.18 <= backoff.delay(0, rng) <= 0.22
+    assert backoff.delay(2.0, rng) <= 0.45
+    assert 54 <= backoff.delay(3600, rng) <= 66
+
+
+def simulated_calls(seconds: float, backoff: _aws.Backoff) -> tuple[int, float]:
+    """Status calls and detection lag for remote work of ``seconds`` (simulated clock)."""
+    t, calls, rng = 0.0, 0, random.Random(7)
+    while True:
+        calls += 1
+        if t >= seconds:
+            return calls, t - seconds
+        t += backoff.delay(t, rng)
+
+
+def test_two_second_job_is_seen_within_half_a_second_and_long_jobs_stay_cheap() -> None:
+    calls, lag = simulated_calls(2, _aws.DEFAULT_BACKOFF)
+    assert lag <= 0.5 and calls <= 12
+    calls, _ = simulated_calls(1800, _aws.DEFAULT_BACKOFF)
+    assert calls <= 70, "a 30-minute job costs tens of status calls, not hundreds"
+
+
+def test_wait_for_wakes_up_on_cancel(tmp_path: Path) -> None:
+    event = threading.Event()
+    threading.Timer(0.3, event.set).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        _aws.wait_for(lambda: 0, lambda v: False, context(tmp_path, event=event), backoff=_aws.Backoff(first=5, cap=5))
+    assert time.monotonic() - started < 1.0
+
+
+def test_wait_for_respects_deadline(tmp_path: Path) -> None:
+    with pytest.raises(TimeoutError):
+        _aws.wait_for(lambda: 0, lambda v: False, context(tmp_path), deadline=time.monotonic() + 0.3)
+
+
+def test_record_survives_attempts_and_tokens_change_per_generation(tmp_path: Path) -> None:
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    first = _aws.RemoteRecord(folder, "run_query-1.q0", "d1", "run-1", "r/s")
+    token = first.token()
+    first.save(id="abc", token=token)
+    again = _aws.RemoteRecord(folder, "run_query-1.q0", "d1", "run-1", "r/s")
+    assert again.remote_id == "abc" and again.token() == token and len(token) == 36
+    assert _aws.RemoteRecord(folder, "run_query-1.q0", "other-args", "run-1", "r/s").remote_id is None
+    again.next_generation()
+    assert again.remote_id is None and again.token() != token
+
+
+def test_call_key_is_stable_across_attempts_and_distinct_per_call(tmp_path: Path) -> None:
+    from executors.athena import AthenaExecutor
+
+    executor = AthenaExecutor(output_location="s3://out/")
+    keys = [executor.call_key(context(tmp_path, attempt)) for attempt in (1, 2, 3, 1, 2)]
+    assert keys == ["run_query-1", "run_query-1", "run_query-1", "run_query-2", "run_query-2"]
+
+
+def test_remote_job_error_names_everything() -> None:
+    error = _aws.RemoteJobError("glue", "job etl run", "jr_1", "FAILED", "OOM")
+    assert str(error) == "glue job etl run jr_1 ended FAILED: OOM"
+
+
+def test_clients_use_standard_retries_and_env_attempts(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    clients = _aws.AwsClients()
+    client = clients.client("athena")
+    assert client is clients.client("athena")
+    assert client.meta.config.retries["mode"] == "standard"
+    assert client.meta.endpoint_url == aws.endpoint
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS")
+    assert _aws.retry_config().retries["total_max_attempts"] == _aws.DEFAULT_TOTAL_ATTEMPTS
+
+
+def test_check_passes_against_reachable_endpoint(aws: AwsEnv) -> None:
+    from executors.athena import AthenaExecutor
+    from executors.glue import GlueExecutor
+    from executors.redshift import RedshiftExecutor
+
+    assert AthenaExecutor(output_location="s3://out/").check() == []
+    assert GlueExecutor().check() == []
+    assert RedshiftExecutor(database="dev", workgroup_name="wg1").check() == []
+
+
+def test_check_reports_missing_credentials_and_dead_endpoint(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from executors.glue import GlueExecutor
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert any("no AWS credentials" in p for p in GlueExecutor().check())
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    (problem,) = GlueExecutor().check()
+    assert "127.0.0.1:9" in problem
