@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,16 +61,13 @@ def seed(endpoint: str) -> None:
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
-    for bucket in ("demo-raw", "demo-athena-results"):
+    for bucket in ("demo-landing", "demo-raw", "demo-athena-results"):
         s3.create_bucket(Bucket=bucket)
     boto3.client("glue", endpoint_url=endpoint, region_name=REGION).create_job(
         Name="demo_enrich", Role=f"arn:aws:iam::{ACCOUNT}:role/demo-glue",
         Command={"Name": "glueetl", "ScriptLocation": "s3://demo-raw/scripts/enrich.py"})
-    landing = HERE / "work" / "landing"
-    shutil.rmtree(HERE / "work", ignore_errors=True)
-    landing.mkdir(parents=True)
     for name, text in PEOPLE.items():
-        (landing / name).write_text(text)
+        s3.put_object(Bucket="demo-landing", Key=f"people/{name}", Body=text.encode())
 
 
 def main() -> int:
