@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
-import logging
 import os
 import socket
 import threading
@@ -22,25 +21,25 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from conftest import use_moto
+
 ACCOUNT, REGION = "123456789012", "us-east-1"
 HOLD = {"progression": "manual", "times": 1_000_000}
 MODELS = ("athena::execution", "glue::job_run", "glue::crawl")
 
-__all__ = ["aws", "aws_server", "athena_sim", "redshift_sim", "glue_sim", "fault_proxy", "AwsEnv", "run_routine",
+__all__ = ["aws", "s3", "athena_sim", "redshift_sim", "glue_sim", "fault_proxy", "AwsEnv", "run_routine",
            "write_json", "ACCOUNT", "REGION", "HOLD"]
 
 
-@pytest.fixture(scope="session")
-def aws_server() -> Iterator[str]:
-    """One moto server for the session, on loopback and a free port."""
-    from moto.server import ThreadedMotoServer
+@pytest.fixture
+def s3(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A boto3 S3 client on an emptied moto server; the environment points every new client there too."""
+    import boto3
 
-    logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    use_moto(moto_server, monkeypatch)
+    client = boto3.client("s3")
+    assert client.meta.endpoint_url.startswith("http://127.0.0.1:"), client.meta.endpoint_url
+    return client
 
 
 def _post(url: str, body: Any = None) -> None:
@@ -81,18 +80,11 @@ ENV_KEYS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "A
 
 
 @pytest.fixture
-def aws(aws_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
+def aws(moto_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
     """An emptied moto server; the environment points every new boto3 client at it."""
-    _post(f"{aws_server}/moto-api/reset")
-    for name, value in {"AWS_ENDPOINT_URL": aws_server, "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
-                        "AWS_MAX_ATTEMPTS": "3", "ORCHESTRATOR_HOME": str(tmp_path / "home")}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_ENDPOINT_URL_ATHENA",
-                 "AWS_ENDPOINT_URL_GLUE", "AWS_ENDPOINT_URL_REDSHIFT_DATA", "AWS_ENDPOINT_URL_S3",
-                 "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "AWS_RETRY_MODE"):
-        monkeypatch.delenv(name, raising=False)
-    env = AwsEnv(aws_server, tmp_path)
+    use_moto(moto_server, monkeypatch, AWS_DEFAULT_REGION=REGION, AWS_MAX_ATTEMPTS="3",
+             ORCHESTRATOR_HOME=str(tmp_path / "home"))
+    env = AwsEnv(moto_server, tmp_path)
     env.unset_all()
     try:
         yield env

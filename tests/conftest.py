@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
 HERE = Path(__file__).parent
+pytest_plugins = ["aws_fixtures", "lambda_fixtures"]
 REPO = HERE.parent
 PLUGIN_SOURCE = HERE / "plugin_pkg"
 
@@ -37,6 +38,39 @@ def write_routine(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """One moto server for the whole session, bound to loopback on a free port."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    assert host == "127.0.0.1", host
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def use_moto(endpoint: str, monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
+    """Empty the moto server and point every boto3 client made from the environment at it."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
+    values = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+              "AWS_DEFAULT_REGION": "us-east-1", **extra}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL_") or name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN",
+                                                            "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_RETRY_MODE",
+                                                            "ORCHESTRATOR_STORE"):
+            if name not in values:
+                monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -1,36 +1,21 @@
 """Fixtures for the Lambda handler and DynamoDB store tests: a moto server on loopback, real boto3 clients.
 
-Import the fixtures you use into the test module (``from lambda_fixtures import ...``).
+conftest.py loads this module as a pytest plugin, so its fixtures need no import.
 """
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
-import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
+from conftest import use_moto
 from orchestrator.registry import Registry
 
-__all__ = ["lambda_moto", "lambda_aws", "dynamo_store", "lambda_registry", "FakeContext", "LambdaAws"]
-
-
-@pytest.fixture(scope="session")
-def lambda_moto() -> Iterator[str]:
-    """One moto server for these tests, bound to loopback on a free port."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    assert host == "127.0.0.1", host
-    yield f"http://{host}:{port}"
-    server.stop()
+__all__ = ["lambda_aws", "dynamo_store", "lambda_registry", "FakeContext", "LambdaAws"]
 
 
 @dataclasses.dataclass
@@ -46,16 +31,10 @@ class LambdaAws:
 
 
 @pytest.fixture
-def lambda_aws(lambda_moto: str, monkeypatch: pytest.MonkeyPatch) -> LambdaAws:
+def lambda_aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> LambdaAws:
     """An emptied moto server; every boto3 client made from the environment goes there."""
-    urllib.request.urlopen(urllib.request.Request(f"{lambda_moto}/moto-api/reset", method="POST")).close()
-    for name, value in {"AWS_ENDPOINT_URL": lambda_moto, "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_ENDPOINT_URL_S3",
-                 "AWS_ENDPOINT_URL_DYNAMODB", "AWS_SESSION_TOKEN", "ORCHESTRATOR_STORE"):
-        monkeypatch.delenv(name, raising=False)
-    aws = LambdaAws(lambda_moto)
+    use_moto(moto_server, monkeypatch)
+    aws = LambdaAws(moto_server)
     aws.client("dynamodb")
     return aws
 

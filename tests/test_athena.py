@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from aws_fixtures import HOLD, AwsEnv, AthenaSim, athena_sim, aws, aws_server, fault_proxy, run_routine, write_json  # noqa: F401
+from aws_fixtures import HOLD, AwsEnv, AthenaSim, run_routine, write_json
 
 OUTPUT = "s3://athena-results/out/"
 ORCHESTRATE = str(Path(sys.executable).with_name("orchestrate"))

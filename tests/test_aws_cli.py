@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import pytest
 
-from aws_fixtures import HOLD, AwsEnv, AthenaSim, GlueSim, athena_sim, aws, aws_server, glue_sim, write_json  # noqa: F401
+from aws_fixtures import HOLD, AwsEnv, AthenaSim, GlueSim, write_json
 
 ORCHESTRATE = str(Path(sys.executable).with_name("orchestrate"))
 pytestmark = pytest.mark.slow

@@ -7,11 +7,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from aws_fixtures import AwsEnv, aws, aws_server  # noqa: F401
+from aws_fixtures import AwsEnv
 from executors import _aws
 from orchestrator.executor import Cancelled, Context
 

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from lambda_fixtures import (FakeContext, LambdaAws, dynamo_store, lambda_aws, lambda_moto,  # noqa: F401
-                             lambda_registry, write_file)
+from lambda_fixtures import FakeContext, LambdaAws, write_file
 from orchestrator import aws_lambda
 from orchestrator.aws_lambda import InvalidEvent, JsonLinesRenderer, LambdaRunner, RunFailed
 from orchestrator.executor import Cancelled, Context, Executor, task

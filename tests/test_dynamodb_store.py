@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lambda_fixtures import LambdaAws, dynamo_store, lambda_aws, lambda_moto, lambda_registry  # noqa: F401
+from lambda_fixtures import LambdaAws
 from orchestrator.runs import LogRecord, RoutineBusy, RunRecord, SQLiteStore, TaskRecord, UnknownRun, open_store
 
 

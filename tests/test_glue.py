@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aws_fixtures import HOLD, AwsEnv, GlueSim, aws, aws_server, fault_proxy, glue_sim, run_routine, write_json  # noqa: F401
+from aws_fixtures import HOLD, AwsEnv, GlueSim, run_routine, write_json
 
 ROLE = "arn:aws:iam::123456789012:role/glue"
 

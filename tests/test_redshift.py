@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aws_fixtures import AwsEnv, RedshiftSim, aws, aws_server, fault_proxy, redshift_sim, run_routine, write_json  # noqa: F401
+from aws_fixtures import AwsEnv, RedshiftSim, run_routine, write_json
 
 PARAMS = {"database": "dev", "cluster_identifier": "analytics", "db_user": "loader"}
 ROLE = "arn:aws:iam::123456789012:role/redshift"

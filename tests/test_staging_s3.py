@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_aws import moto_server, s3  # noqa: F401
 
 from executors import _s3store
 from executors.staging import StagingExecutor
