@@ -33,6 +33,7 @@ from .errors import RoutineError, UserError
 from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 from .executor import current_context
 from .substitution import mask
+from .tracking import MaskSecrets
 
 ROUTINE_ENV = "ORCHESTRATOR_ROUTINE"
 MARGIN_ENV = "ORCHESTRATOR_LAMBDA_MARGIN_SECONDS"
@@ -285,26 +286,11 @@ class _JsonOutput(io.TextIOBase):
         return False
 
 
-class _MaskSecrets(logging.Filter):
-    """Masks secrets in records reaching the Lambda runtime's own log handler."""
-
-    def __init__(self, secrets: frozenset[str]) -> None:
-        super().__init__()
-        self.secrets = set(secrets)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = mask(message, self.secrets)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
 class _Output:
     """Routes stdout, stderr and logging through the renderer for the duration of a run."""
 
     def __init__(self, renderer: JsonLinesRenderer, secrets: frozenset[str]) -> None:
-        self.renderer, self.filter = renderer, _MaskSecrets(secrets)
+        self.renderer, self.filter = renderer, MaskSecrets(secrets)
         self._saved: tuple[Any, Any] = (None, None)
 
     def __enter__(self) -> None:
