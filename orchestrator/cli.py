@@ -174,14 +174,11 @@ def execute(args: argparse.Namespace, the_plan: Any, done: dict[int, str] | None
     from .lifecycle import TrackedRun
     from .runs import open_store
 
-    listeners = [] if args.json else [renderer(args)]
-    tracked = TrackedRun(open_store(), the_plan, listeners, args.max_parallel, done, resumed_from)
+    tracked = TrackedRun(open_store(), the_plan, [renderer(args)], args.max_parallel, done, resumed_from)
     tracked.claim(args.allow_concurrent)
     configure_logging(args, the_plan.routine.secrets)
     with cancel_on_signals(tracked), (contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()):
         result = tracked.execute()
-    if args.json:
-        print(json.dumps(result.to_dict(), default=str))
     return result.exit_code
 
 
@@ -213,8 +210,10 @@ def detach(args: argparse.Namespace, run_id: str) -> int:
 
 
 def renderer(args: argparse.Namespace) -> Any:
-    from .render import PlainRenderer, RichRenderer
+    from .render import JsonRenderer, PlainRenderer, RichRenderer
 
+    if args.json:
+        return JsonRenderer(sys.stdout)
     if not args.quiet and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
         return RichRenderer()
     return PlainRenderer(sys.stderr, quiet=args.quiet)

@@ -71,6 +71,19 @@ class PlainRenderer(Listener):
         self.write(run_line(result), always=True)
 
 
+class JsonRenderer(Listener):
+    """``--json``: exactly one JSON document, written when the run ends, to the stream given at start
+    (the real stdout, while what tasks print is sent to stderr)."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def run_finished(self, result: RunResult) -> None:
+        import json
+
+        print(json.dumps(result.to_dict(), default=str), file=self.stream, flush=True)
+
+
 class RichRenderer(Listener):
     """Live progress and a final summary table for a terminal."""
 
