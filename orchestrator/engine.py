@@ -18,6 +18,7 @@ from .config import Routine, StepSpec, TaskCall
 from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 from .executor import Cancelled, Context, Executor, TaskMetrics
 
+MAX_RETRY_DELAY = 86400.0
 CANCEL_GRACE = float(os.environ.get("ORCHESTRATOR_CANCEL_GRACE", "10"))
 
 
@@ -188,13 +189,19 @@ class Run:
             for result in self.results[name]:
                 if result.status == SKIPPED and result.started is not None:
                     result.status, result.ended = CANCELLED, time.time()
-                    result.error = "did not stop within the grace period"
+                    result.error_type = "Abandoned"
+                    result.error = f"did not stop within the {CANCEL_GRACE:g}s grace period"
                     self.emit("task_finished", result)
 
     def run_step(self, step: Step) -> None:
         ok = False
         try:
             ok = self._run_step(step)
+        except BaseException as exc:  # an engine or listener failure must still end the step as failed
+            for result in self.results[step.name]:
+                if result.started is not None and result.ended is None:
+                    result.ended = time.time()
+                    self.fail(result, exc)
         finally:
             self._done.put((step.name, ok))
 
@@ -228,6 +235,7 @@ class Run:
         result.started = time.time()
         for attempt in range(1, call.retries + 2):
             result.attempts = attempt
+            result.error = result.error_type = None
             self.emit("task_started", result)
             event = threading.Event()
             if self.cancelled.is_set():
@@ -242,7 +250,7 @@ class Run:
                 result.status, result.ended = SUCCEEDED, time.time()
                 self.emit("task_finished", result)
                 return True
-            except Exception as exc:
+            except BaseException as exc:  # SystemExit or KeyboardInterrupt raised by a task fails the task too
                 if self.cancelled.is_set() or (isinstance(exc, Cancelled) and not isinstance(exc, TaskTimeout)):
                     result.status, result.ended = CANCELLED, time.time()
                     result.error = self.routine.masked(str(exc) or "cancelled")
@@ -253,7 +261,7 @@ class Run:
                     result.ended = time.time()
                     self.fail(result, exc)
                     return False
-                delay = call.retry_delay * 2 ** (attempt - 1)
+                delay = min(call.retry_delay * 2 ** min(attempt - 1, 32), MAX_RETRY_DELAY)
                 result.error, result.error_type = str(exc), type(exc).__name__
                 self.emit("task_retrying", result, delay)
                 if self.cancelled.wait(delay):
@@ -296,7 +304,7 @@ class Run:
             event.set()
             _quietly(instance.cancel)
             worker.join(CANCEL_GRACE)
-            raise TaskTimeout(f"timed out after {call.timeout:g}s (remote work cancelled)")
+            raise TaskTimeout(f"timed out after {call.timeout:g}s (the executor was asked to cancel its work)")
         if "error" in box:
             raise box["error"]
         return _metrics(box.get("value"))

@@ -41,7 +41,7 @@ _TYPES: dict[str, Any] = {
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
 }
 _QUICK = {"type", "properties", "required", "additionalProperties", "items", "anyOf", "enum", "$ref", "minimum",
-          "exclusiveMinimum", "minItems", "minProperties", "uniqueItems", "pattern", "default", "description", "title",
+          "exclusiveMinimum", "maximum", "minItems", "minProperties", "uniqueItems", "pattern", "default", "description", "title",
           "format", "$defs", "$schema", "$id", "allOf"}
 
 
@@ -81,6 +81,8 @@ def quick_valid(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> boo
         if "minimum" in schema and value < schema["minimum"]:
             return False
         if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+            return False
+        if "maximum" in schema and value > schema["maximum"]:
             return False
     if isinstance(value, str) and "pattern" in schema:
         import re

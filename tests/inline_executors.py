@@ -99,10 +99,24 @@ class Worker(Executor):
         cls.cancelled, cls.attempts = [], {}
 
 
+class Quitter(Executor):
+    """Tasks that end in ways a task should not: the engine must still record a failure."""
+
+    name = "quitter"
+
+    @task
+    def exit(self) -> None:
+        raise SystemExit(3)
+
+    @task
+    def interrupt(self) -> None:
+        raise KeyboardInterrupt
+
+
 class InlinePlugin:
     @hookimpl
     def register_executors(self) -> list[type[Executor]]:
-        return [Greeter, Worker]
+        return [Greeter, Worker, Quitter]
 
 
 def inline_registry() -> Registry:

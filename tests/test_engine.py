@@ -41,7 +41,8 @@ def reset_worker():
 
 
 def step(name, *tasks, after=None, active=True, executor="worker"):
-    entry = {"name": name, "executor": executor, "params": {"label": name} if executor == "worker" else {"greeting": "hi"},
+    params = {"worker": {"label": name}, "greeter": {"greeting": "hi"}}.get(executor, {})
+    entry = {"name": name, "executor": executor, "params": params,
              "tasks": list(tasks), "active": active}
     if after is not None:
         entry["depends_on"] = after
@@ -154,3 +155,17 @@ def test_context_only_when_declared_and_events_in_order(write_routine):
     assert CALLS[1][0] == "count"
     assert events[0] == ("run_started", 2) and events[-1] == ("run_finished", "succeeded")
     assert result.tasks[1].metrics.inserts == 4
+
+
+@pytest.mark.parametrize("task_name", ["exit", "interrupt"])
+def test_a_task_that_exits_or_interrupts_is_a_failure_not_a_skip(write_routine, task_name):
+    result, _ = execute(write_routine, step("q", task_name, executor="quitter"), step("after", "busy"))
+    assert statuses(result) == {("q", task_name): "failed", ("after", "busy"): "skipped"}
+    assert result.status == "failed" and result.exit_code == 1
+    assert result.tasks[0].error_type in ("SystemExit", "KeyboardInterrupt")
+
+
+def test_a_successful_retry_clears_the_earlier_error(write_routine):
+    result, _ = execute(write_routine, step("f", {"task": "flaky", "args": {"fail_times": 1}, "retries": 1, "retry_delay": 0}))
+    (task,) = result.tasks
+    assert (task.status, task.error, task.error_type) == ("succeeded", None, None)
