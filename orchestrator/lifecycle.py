@@ -11,7 +11,7 @@ from .config import Routine
 from .engine import Plan, Run, plan
 from .errors import UserError
 from .events import SUCCEEDED, Listener, RunResult
-from .runs import DEAD, RUNNING, RunRecord, RunStore, is_dead, pid_alive
+from .runs import DEAD, RUNNING, RunRecord, RunStore, is_dead, owns_pid
 from .tracking import LogCapture, RunRecorder, new_record
 
 EXIT_CODES = {"succeeded": 0, "skipped": 0, "cancelled": 130}
@@ -51,8 +51,13 @@ def reap(store: RunStore, runs: Iterable[RunRecord]) -> list[RunRecord]:
     updated = []
     for run in runs:
         if is_dead(run):
-            store.update_run(run.run_id, status=DEAD, ended=time.time())
-            run.status, run.ended = DEAD, time.time()
+            now = time.time()
+            store.update_run(run.run_id, status=DEAD, ended=now)
+            run.status, run.ended = DEAD, now
+            for task in store.tasks(run.run_id):
+                if task.status == RUNNING:
+                    task.status, task.ended, task.error = DEAD, now, "the run's process died"
+                    store.record_task(task)
         updated.append(run)
     return updated
 
@@ -82,7 +87,7 @@ def cancel_run(store: RunStore, ref: str, grace: float = CANCEL_WAIT_SECONDS) ->
     if run.finished:
         return run, False
     store.update_run(run.run_id, cancel_requested=True)
-    local = run.host == socket.gethostname() and run.pid
+    local = run.host == socket.gethostname() and owns_pid(run)
     if local:
         _signal(run.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -91,7 +96,7 @@ def cancel_run(store: RunStore, ref: str, grace: float = CANCEL_WAIT_SECONDS) ->
         if run.finished:
             return run, True
         time.sleep(0.1)
-    if local and pid_alive(run.pid):
+    if local and owns_pid(run):
         _signal(run.pid, signal.SIGKILL)
     store.update_run(run.run_id, status="cancelled", ended=time.time())
     return look_up(store, run.run_id), True

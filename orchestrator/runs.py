@@ -49,6 +49,7 @@ class RunRecord:
     resumed_from: str | None = None
     host: str = dataclasses.field(default_factory=socket.gethostname)
     pid: int | None = dataclasses.field(default_factory=os.getpid)
+    pid_started: int | None = dataclasses.field(default_factory=lambda: process_start(os.getpid()))
     heartbeat: float = dataclasses.field(default_factory=time.time)
     cancel_requested: bool = False
 
@@ -149,8 +150,27 @@ def is_dead(run: RunRecord, now: float | None = None) -> bool:
         return False
     now = now or time.time()
     if run.host == socket.gethostname() and run.pid:
-        return not pid_alive(run.pid)
+        return not owns_pid(run)
     return now - run.heartbeat > DEAD_AFTER_SECONDS
+
+
+def owns_pid(run: RunRecord) -> bool:
+    """The run's process is still the one with its pid: alive, and started when the run's process started.
+
+    A pid reused by another process (containers with fixed host names repeat pids) is not ours.
+    """
+    if not run.pid or not pid_alive(run.pid):
+        return False
+    return run.pid_started is None or process_start(run.pid) in (None, run.pid_started)
+
+
+def process_start(pid: int) -> int | None:
+    """When a process started, in clock ticks since boot (Linux); None where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def pid_alive(pid: int) -> bool:
@@ -171,7 +191,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, routine TEXT NOT NULL, routine_file TEXT, routine_hash TEXT, params TEXT,
     status TEXT NOT NULL, started REAL, ended REAL, parent_run_id TEXT, resumed_from TEXT,
-    host TEXT, pid INTEGER, heartbeat REAL, cancel_requested INTEGER DEFAULT 0);
+    host TEXT, pid INTEGER, pid_started INTEGER, heartbeat REAL, cancel_requested INTEGER DEFAULT 0);
 CREATE INDEX IF NOT EXISTS runs_routine ON runs (routine, status);
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -200,6 +220,9 @@ class SQLiteStore(RunStore):
         self._local = threading.local()
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+            for name in set(_RUN_COLUMNS) - columns:  # a store written by an older version
+                conn.execute(f"ALTER TABLE runs ADD COLUMN {name}")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -218,7 +241,8 @@ class SQLiteStore(RunStore):
         conn.execute("BEGIN IMMEDIATE")
         try:
             if not allow_concurrent:
-                rows = conn.execute("SELECT * FROM runs WHERE routine = ? AND status = ?", (run.routine, RUNNING)).fetchall()
+                rows = conn.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE routine = ? AND status = ?",
+                                    (run.routine, RUNNING)).fetchall()
                 for other in map(self._run_from_row, rows):
                     if is_dead(other):
                         conn.execute("UPDATE runs SET status = ?, ended = ? WHERE run_id = ?", (DEAD, time.time(), other.run_id))
@@ -236,7 +260,7 @@ class SQLiteStore(RunStore):
         self._write(f"UPDATE runs SET {sets} WHERE run_id = ?", [*(self._encode(k, v) for k, v in fields.items()), run_id])
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        row = self._conn().execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        row = self._conn().execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return self._run_from_row(row) if row else None
 
     def list_runs(self, routine: str | None = None, status: str | None = None, parent: str | None = None,
@@ -247,7 +271,8 @@ class SQLiteStore(RunStore):
                 where.append(f"{column} = ?")
                 args.append(value)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._conn().execute(f"SELECT * FROM runs {clause} ORDER BY started DESC LIMIT ?", (*args, limit)).fetchall()
+        rows = self._conn().execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs {clause} ORDER BY started DESC LIMIT ?",
+                                    (*args, limit)).fetchall()
         return [self._run_from_row(row) for row in rows]
 
     def record_task(self, task: TaskRecord) -> None:

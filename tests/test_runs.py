@@ -116,6 +116,8 @@ def test_kill_9_is_detected_as_dead_and_resume_finishes(plugin_site, orchestrato
     proc.wait()
     (dead,) = as_json(cli("runs", "--json"))
     assert dead["status"] == "dead"
+    shown = as_json(cli("show", dead["run_id"], "--json"))["tasks"]
+    assert [(t["step"], t["status"]) for t in shown] == [("greet", "succeeded"), ("nap", "dead")]
     assert cli("wait", dead["run_id"]).returncode == 1
     resumed = cli("resume", dead["run_id"], "--json", "--param", "nap=0")
     assert resumed.returncode == 0, resumed.stderr
@@ -247,3 +249,24 @@ def test_doctor_runs_each_executor_check(cli, write_routine):
     assert proc.returncode == 1
     (step,) = [item for item in json.loads(proc.stdout) if item["subject"].startswith("step")]
     assert step["problems"] == ["prefix 'broken' cannot work here; pick another"]
+
+
+def test_a_reused_pid_is_not_mistaken_for_the_run(cli, orchestrator_home):
+    from orchestrator.lifecycle import cancel_run
+    from orchestrator.runs import RunRecord, is_dead, open_store, process_start
+
+    stranger = subprocess.Popen(["sleep", "30"])
+    try:
+        record = RunRecord(run_id="reused-pid-run", routine="r", pid=stranger.pid,
+                           pid_started=process_start(stranger.pid) - 1)
+        assert is_dead(record), "a live pid that started at another time belongs to another process"
+        store = open_store()
+        store.start_run(record)
+        run, changed = cancel_run(store, "reused-pid-run", grace=1)
+        assert run.status == "dead" and not changed
+        assert stranger.poll() is None, "cancel must not signal a process that is not the run's"
+        own = RunRecord(run_id="own", routine="r2", pid=stranger.pid, pid_started=process_start(stranger.pid))
+        assert not is_dead(own)
+    finally:
+        stranger.kill()
+        stranger.wait()
