@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -100,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "verbose", False):
             traceback.print_exc()
         print(str(exc), file=sys.stderr)
+        if getattr(args, "json", False):
+            problems = [dataclasses.asdict(p) for p in getattr(exc, "problems", [])]
+            print(json.dumps({"status": "invalid", "error": str(exc), "problems": problems}))
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -174,12 +178,31 @@ def execute(args: argparse.Namespace, the_plan: Any, done: dict[int, str] | None
     from .lifecycle import TrackedRun
     from .runs import open_store
 
-    tracked = TrackedRun(open_store(), the_plan, [renderer(args)], args.max_parallel, done, resumed_from)
-    tracked.claim(args.allow_concurrent)
-    configure_logging(args, the_plan.routine.secrets)
-    with cancel_on_signals(tracked), (contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()):
-        result = tracked.execute()
+    with (stdout_reserved() if args.json else contextlib.nullcontext(sys.stdout)) as stdout:
+        tracked = TrackedRun(open_store(), the_plan, [renderer(args, stdout)], args.max_parallel, done, resumed_from)
+        tracked.claim(args.allow_concurrent)
+        configure_logging(args, the_plan.routine.secrets)
+        with cancel_on_signals(tracked):
+            result = tracked.execute()
     return result.exit_code
+
+
+@contextlib.contextmanager
+def stdout_reserved() -> Iterator[Any]:
+    """For ``--json``: file descriptor 1 points at stderr (tasks, subprocesses, ``os.write(1, ...)``);
+    the yielded stream is the real stdout, kept for the one JSON document."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    real = os.fdopen(os.dup(saved), "w")
+    try:
+        yield real
+    finally:
+        real.flush()
+        real.close()
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def detach(args: argparse.Namespace, run_id: str) -> int:
@@ -209,11 +232,11 @@ def detach(args: argparse.Namespace, run_id: str) -> int:
     return EXIT_OK
 
 
-def renderer(args: argparse.Namespace) -> Any:
+def renderer(args: argparse.Namespace, stdout: Any = None) -> Any:
     from .render import JsonRenderer, PlainRenderer, RichRenderer
 
     if args.json:
-        return JsonRenderer(sys.stdout)
+        return JsonRenderer(stdout or sys.stdout)
     if not args.quiet and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
         return RichRenderer()
     return PlainRenderer(sys.stderr, quiet=args.quiet)

@@ -57,6 +57,7 @@ def test_json_output_is_exactly_one_document(cli, write_routine):
     assert (doc["status"], task["status"], task["attempts"]) == ("succeeded", "succeeded", 1)
     assert task["metrics"]["total_rows"] == 2 and task["metrics"]["execution_metadata"] == {"text": "hi"}
     assert ">hi" in proc.stderr, "what tasks print goes to stderr in --json mode"
+    assert "RAW-FD-1" in proc.stderr and "FROM-SUBPROCESS" in proc.stderr, "even below sys.stdout"
 
 
 def test_failed_task_exits_1_and_masks_secret_in_error(cli, write_routine):
@@ -191,3 +192,13 @@ def test_conflicting_plugins_name_both_distributions(tmp_path, plugin_site, orch
     assert "orch-testkit 1.2.3" in proc.stderr and "orch-clash 0.9" in proc.stderr
     listed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "plugins"], env=env, capture_output=True, text=True)
     assert listed.returncode == 2 and "conflict: executor name 'echo'" in listed.stderr
+
+
+def test_json_mode_reports_bad_input_as_one_document(cli, write_routine):
+    path = write_routine(echo_routine(executor="ecko"))
+    proc = cli("run", str(path), "--json")
+    assert proc.returncode == 2
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "invalid"
+    assert doc["problems"] == [{"file": str(path), "path": "executors[0].executor",
+                                "message": "unknown executor 'ecko'; did you mean 'echo' or 'Echo'?"}]

@@ -1,4 +1,6 @@
 """A third-party plugin, built and installed for real by the tests: executors that sleep, echo and fail."""
+import os
+import subprocess
 import sys
 import time
 
@@ -17,6 +19,8 @@ class Echo(Executor):
     @task
     def say(self, text: str = "hello", context=None):
         print(f"{self.prefix}{text}")
+        os.write(1, b"RAW-FD-1\n")
+        subprocess.run(["echo", "FROM-SUBPROCESS"], check=True)
         context.logger.info("said %s", text)
         return TaskMetrics(total_rows=len(text), execution_metadata={"text": text})
 
