@@ -21,6 +21,7 @@ from . import __version__
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 CANCEL_JOIN_SECONDS = 30.0
+RUN_STATUSES = ("running", "succeeded", "failed", "cancelled", "skipped", "dead")
 
 
 def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -45,26 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
     routine.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                          help="override a routine param (repeatable)")
     run = sub.add_parser("run", parents=[common, routine], help="validate, then run a routine")
-    run.add_argument("--max-parallel", type=int, default=4, metavar="N", help="independent executors run at once (default 4)")
+    run.add_argument("--max-parallel", type=positive, default=4, metavar="N", help="independent executors run at once (default 4)")
     run.add_argument("--detach", action="store_true", help="run in the background; print the run id")
     run.add_argument("--allow-concurrent", action="store_true", help="run even if this routine is already running")
     run.add_argument("--run-id", help=argparse.SUPPRESS)
     runs = sub.add_parser("runs", parents=[common], help="list recent runs")
     runs.add_argument("--routine", help="only runs of this routine")
-    runs.add_argument("--status", help="only runs with this status (running, succeeded, failed, cancelled, dead, ...)")
-    runs.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    runs.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
+    runs.add_argument("--limit", type=positive, default=20, help="how many (default 20)")
     run_ref = argparse.ArgumentParser(add_help=False)
     run_ref.add_argument("run_id", metavar="RUN_ID", help="a run id (or a unique prefix)")
     sub.add_parser("show", parents=[common, run_ref], help="one run: tasks, attempts, metrics, errors, children")
     logs = sub.add_parser("logs", parents=[common, run_ref], help="print a run's log")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
-    logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    logs.add_argument("--tail", type=natural, metavar="N", help="only the last N lines")
     wait = sub.add_parser("wait", parents=[common, run_ref], help="block until a run ends; exit with its code")
     wait.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long (exit 2)")
     sub.add_parser("cancel", parents=[common, run_ref], help="stop a run (and its remote work); return once stopped")
     resume = sub.add_parser("resume", parents=[common, run_ref], help="run again what did not succeed in a run")
     resume.add_argument("--force", action="store_true", help="resume even if the routine file changed")
-    resume.add_argument("--max-parallel", type=int, default=4, metavar="N")
+    resume.add_argument("--max-parallel", type=positive, default=4, metavar="N")
     resume.add_argument("--allow-concurrent", action="store_true", help=argparse.SUPPRESS)
     resume.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="override a param again")
     doctor = sub.add_parser("doctor", parents=[common], help="check executors: libraries, credentials, endpoints")
@@ -75,6 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", parents=[common], help="print the routine JSON Schema, with every executor's params")
     sub.add_parser("help", help="show help for a command").add_argument("topic", nargs="?", help="a command")
     return parser
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def natural(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def normalise_argv(argv: list[str]) -> list[str]:
@@ -148,17 +163,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
     the_plan = plan(load(args))
     steps = the_plan.describe()
     if args.json:
-        print(json.dumps({"routine": the_plan.routine.name, "run_id": the_plan.routine.run_id, "steps": steps}, indent=2))
+        print(json.dumps({"routine": the_plan.routine.name, "run_id": the_plan.routine.run_id, "steps": steps}, indent=2,
+                         default=str))
         return EXIT_OK
     for number, step in enumerate(steps, 1):
         flags = "" if step["active"] else "  (inactive: will be skipped)"
         after = f"  after {', '.join(step['after'])}" if step["after"] else ""
         print(f"{number}. {step['step']} [{step['executor']}]{after}{flags}")
         for key, value in step["params"].items():
-            print(f"     {key} = {json.dumps(value)}")
+            print(f"     {key} = {json.dumps(value, default=str)}")
         for call in step["tasks"]:
             extras = [f"{k}={v}" for k, v in call.items() if k in ("retries", "timeout") and v]
-            args_text = json.dumps(call["args"]) if call["args"] else ""
+            args_text = json.dumps(call["args"], default=str) if call["args"] else ""
             print(f"   - {call['task']}{(' ' + args_text) if args_text else ''}{('  ' + ' '.join(extras)) if extras else ''}")
     return EXIT_OK
 
@@ -321,11 +337,18 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 @command
 def cmd_resume(args: argparse.Namespace) -> int:
+    from .config import parse_param_overrides
+    from .errors import UserError
     from .lifecycle import look_up, resume_plan
     from .runs import open_store
 
     store = open_store()
     old = look_up(store, args.run_id)
+    given = parse_param_overrides(args.param)
+    hidden = sorted(k for k, v in old.params.items() if v == "****" and k not in given)
+    if hidden:
+        raise UserError(f"run {old.run_id} had secret params that were not stored: pass them again with "
+                        + " ".join(f"--param {k}=..." for k in hidden))
     params = {k: v for k, v in old.params.items() if v != "****"}
     args.run_id = None
     the_plan, done = resume_plan(store, old, load(args, old.routine_file, params), args.force)
@@ -343,9 +366,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         for item in report:
-            mark = "ok" if not item["problems"] else "PROBLEM"
+            mark = "PROBLEM" if item["problems"] else "skipped" if item.get("skipped") else "ok"
             print(f"{mark:7} {item['subject']}")
-            for problem in item["problems"]:
+            for problem in item["problems"] or ([item["skipped"]] if item.get("skipped") else []):
                 print(f"        - {problem}")
     return EXIT_OK if all(not item["problems"] for item in report) else EXIT_FAILED
 

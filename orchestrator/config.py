@@ -91,21 +91,61 @@ def parse_file(file: Path) -> Any:
     if file.suffix.lower() in (".yaml", ".yml"):
         return _parse_yaml(label, text)
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise RoutineError([Problem(label, "", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]) from None
+    except _DuplicateKey as exc:
+        raise RoutineError([Problem(label, "", str(exc))]) from None
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(f"duplicate key {key!r}: the second would silently replace the first; rename or merge them")
+        result[key] = value
+    return result
 
 
 def _parse_yaml(label: str, text: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_strict_yaml_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         reason = getattr(exc, "problem", None) or str(exc)
         raise RoutineError([Problem(label, "", f"invalid YAML{where}: {reason}")]) from None
+
+
+@lru_cache(maxsize=1)
+def _strict_yaml_loader() -> type:
+    """YAML as plain as JSON: string keys only, no duplicate keys, dates left as strings."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, str):
+                    raise yaml.constructor.ConstructorError(None, None, f"key {key!r} must be a string; quote it",
+                                                            key_node.start_mark)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}: the second would silently replace the first", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    StrictLoader.yaml_implicit_resolvers = {
+        first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    return StrictLoader
 
 
 class _Loader:
@@ -207,9 +247,8 @@ class _Loader:
         for sub, message in found:
             self.report(sub, message)
         params = self.resolve_locations(params, location_keys(schema))
-        if not found:
-            for key, message in info.cls.validate_params(params):
-                self.report(f"{path}.{key}" if key else path, message)
+        for key, message in _deeper_checks(lambda: info.cls.validate_params(params), {p for p, _ in found}, path):
+            self.report(f"{path}.{key}" if key else path, message)
         return params
 
     def task_call(self, info: ExecutorInfo, raw: Any, path: str, subst: Substituter) -> TaskCall | None:
@@ -226,9 +265,9 @@ class _Loader:
         found = schema_problems(args, schema, prefix=f"{path}.args", what="argument")
         for sub, message in found:
             self.report(sub, message)
-        if not found:
-            for sub, message in info.cls.validate_args(name, args):
-                self.report(f"{path}.args" + (f".{sub}" if sub and not sub.startswith("[") else sub), message)
+        args_path = f"{path}.args"
+        for sub, message in _deeper_checks(lambda: info.cls.validate_args(name, args), {p for p, _ in found}, args_path):
+            self.report(args_path + (f".{sub}" if sub and not sub.startswith("[") else sub), message)
         return TaskCall(
             task=name,
             args=self.resolve_locations(args, location_keys(schema)),
@@ -265,6 +304,18 @@ class _Loader:
         cycle = find_cycle(graph)
         if cycle:
             self.report(f"{seen[cycle[0]]}.depends_on", "dependency cycle: " + " -> ".join(cycle) + "; remove one of these depends_on")
+
+
+def _deeper_checks(check: Any, reported: set[str], prefix: str) -> list[tuple[str, str]]:
+    """An executor's own checks, run even when the schema found problems (so all are reported at once);
+    they may then meet values of the wrong type: a check that breaks on them, or repeats a problem
+    the schema already reported, adds nothing."""
+    try:
+        found = list(check())
+    except Exception:
+        return []
+    return [(key, message) for key, message in found
+            if not any(r == f"{prefix}.{key}" or r.startswith(f"{prefix}.{key}.") for r in reported)]
 
 
 def _under(path: str, broken: list[str]) -> bool:

@@ -31,7 +31,10 @@ def _bare_instance(cls: type) -> Any:
 def _check(subject: str, make: Any) -> dict[str, Any]:
     try:
         instance = make()
-        problems = instance.check() if instance is not None else []
+        if instance is None:
+            return {"subject": subject, "problems": [],
+                    "skipped": "needs params to check: run `orchestrate doctor ROUTINE` with a routine that uses it"}
+        problems = instance.check()
     except Exception as exc:
         problems = [f"{type(exc).__name__}: {exc}"]
     return {"subject": subject, "problems": list(problems)}

@@ -8,7 +8,8 @@ import re
 from typing import Any, Callable, Mapping
 
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
-SECRET_NAME = re.compile(r"(?i)(passw|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)")
+SECRET_NAME = re.compile(r"(?i)(passw|passphrase|(^|_)pass($|_)|pwd|secret|token|api[_-]?key|access[_-]?key"
+                         r"|private[_-]?key|credential)")
 
 
 class Substituter:
@@ -36,12 +37,18 @@ class Substituter:
             if match.group(1) is None:
                 return "${"
             value = self.lookup(match.group(1), path, report)
-            return "" if value is None else str(value)
+            if value is None:
+                report(path, f"${{{match.group(1)}}} is null and cannot be part of a string; give it a value")
+                return match.group(0)
+            return str(value)
 
         return _REF.sub(replace, text)
 
     def lookup(self, ref: str, path: str, report: Callable[[str, str], None]) -> Any:
         scope, _, name = ref.strip().partition(".")
+        if "$" in ref or "{" in ref:
+            report(path, f"nested substitution ${{{ref}}} is not supported; use one ${{scope.NAME}} at a time")
+            return f"${{{ref}}}"
         if scope not in self.scopes or not name:
             report(path, f"unknown substitution ${{{ref}}}; use ${{params.NAME}}, ${{env.NAME}}, ${{run.id}} or ${{run.date}}")
             return f"${{{ref}}}"

@@ -96,7 +96,10 @@ def test_secrets_masked_in_plan(write_routine):
 @pytest.mark.parametrize("text, expected", [
     ('{"routine_name": "r",\n "executors": [}', "invalid JSON at line 2, column 16"),
     ("routine_name: r\nexecutors: [a\n  b: c", "invalid YAML at line 3"),
-], ids=["json", "yaml"])
+    ('{"routine_name": "r", "routine_name": "s", "executors": []}', "duplicate key 'routine_name'"),
+    ("routine_name: r\nexecutors:\n  - executor: a\n    executor: b\n", "invalid YAML at line 4, column 5: duplicate key 'executor'"),
+    ("routine_name: r\nexecutors:\n  - executor: a\n    params: {1: x}\n", "invalid YAML at line 4, column 14: key 1 must be a string"),
+], ids=["json", "yaml", "json-duplicate", "yaml-duplicate", "yaml-int-key"])
 def test_syntax_errors_give_line_and_column(write_routine, text, expected):
     name = "r.json" if text.startswith("{") else "r.yaml"
     (message,) = problems(write_routine(text, name))
@@ -159,3 +162,45 @@ def test_structure_problems_in_one_entry_do_not_hide_the_others(write_routine):
     assert found[0].startswith("executors[0].extra: unknown property 'extra'")
     assert any(line.startswith("executors[1].executor: unknown executor 'greter'") for line in found), found
     assert len(found) == 2, "a depends_on naming a structurally broken entry is not a second error"
+
+
+def test_yaml_dates_stay_strings(write_routine):
+    routine = load(write_routine("routine_name: r\nparams: {day: 2026-11-21}\nexecutors:\n"
+                                 "  - {name: g, executor: greeter, params: {greeting: '${params.day}'}, tasks: [say]}\n", "r.yaml"))
+    assert routine.params["day"] == "2026-11-21" and routine.steps[0].params["greeting"] == "2026-11-21"
+
+
+def test_null_param_inside_a_string_is_an_error(write_routine):
+    path = write_routine({"routine_name": "r", "params": {"sub": None},
+                          "executors": [greeter(params={"greeting": "dump/${params.sub}"})]})
+    assert problems(path) == ["executors[0].params.greeting: ${params.sub} is null and cannot be part of a string; give it a value"]
+
+
+def test_nested_substitution_is_explained(write_routine):
+    path = write_routine({"routine_name": "r", "params": {"a": "b"},
+                          "executors": [greeter(params={"greeting": "${params.${params.a}}"})]})
+    (message,) = problems(path)
+    assert "nested substitution" in message
+
+
+@pytest.mark.parametrize("name", ["db_pass", "PWD", "passphrase", "DB_PASSWORD", "api_key", "github_token"])
+def test_secret_looking_names(name):
+    from orchestrator.substitution import SECRET_NAME
+
+    assert SECRET_NAME.search(name)
+    assert not SECRET_NAME.search("passenger_count") and not SECRET_NAME.search("compass")
+
+
+def test_executor_checks_run_even_when_the_schema_found_other_problems(write_routine):
+    from inline_executors import Greeter
+
+    path = write_routine({"routine_name": "r", "executors": [greeter(params={"greeting": "x", "times": "two",
+                                                                             "mode": "soft"})]})
+    original = Greeter.validate_params
+    Greeter.validate_params = classmethod(lambda cls, p: [("mode", "soft mode is retired")] if p.get("mode") == "soft" else [])
+    try:
+        found = problems(path)
+    finally:
+        Greeter.validate_params = original
+    assert found == ["executors[0].params.times: expected an integer, got str 'two'",
+                     "executors[0].params.mode: soft mode is retired"]

@@ -270,3 +270,13 @@ def test_a_reused_pid_is_not_mistaken_for_the_run(cli, orchestrator_home):
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_resume_asks_again_for_secret_params(cli, write_routine):
+    doc = {"routine_name": "sec", "params": {"db_password": "x"}, "executors": [
+        {"name": "s", "executor": "echo", "params": {"password": "${params.db_password}"}, "tasks": ["fail"]}]}
+    run_id = json.loads(cli(str(write_routine(doc)), "--json", "--param", "db_password=hunter2-secret").stdout)["run_id"]
+    refused = cli("resume", run_id)
+    assert refused.returncode == 2 and "--param db_password=..." in refused.stderr
+    again = cli("resume", run_id, "--json", "--param", "db_password=hunter2-secret")
+    assert again.returncode == 1 and json.loads(again.stdout)["tasks"][0]["error"] == "boom ****"
