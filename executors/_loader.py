@@ -1,21 +1,36 @@
-"""Load user code from a file path, never by name lookup: each load gets a fresh, unique module."""
+"""Load user code from a file path, never by name lookup: each load gets a fresh, unique module.
+
+``code_problem`` checks a code reference at validation time without importing it: the file is
+read and parsed with ``ast``, never executed.
+"""
 from __future__ import annotations
 
+import ast
 import importlib.util
 import itertools
+import os
+import stat
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from ._locations import split_callable
+from ._locations import is_s3, split_callable
 
 _counter = itertools.count()
+MAX_PARSED_BYTES = 16 * 1024 * 1024  # bigger code files are only checked to exist
+ALLOWLIST_ENV = "ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST"  # see orchestrator.aws_lambda
+
+
+def code_path(location: str | Path) -> Path:
+    """A code location as a local path (``file://`` stripped)."""
+    text = str(location)
+    return Path(text[len("file://"):] if text.startswith("file://") else text)
 
 
 def load_file(path: str | Path) -> ModuleType:
     """Import ``path`` under a unique name; registered in ``sys.modules`` so dataclasses and pickling work."""
-    path = Path(path)
+    path = code_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such Python file: {path}")
     name = f"_orchestrator_user_{path.stem}_{next(_counter)}"
@@ -43,3 +58,120 @@ def load_callable(ref: str) -> Callable[..., Any]:
     """``/path/file.py:function`` → the function."""
     path, name = split_callable(ref)
     return function_of(load_file(path), name)
+
+
+def code_problem(path: str | Path, functions: tuple[str, ...] = ()) -> str | None:
+    """Why ``path`` cannot provide ``functions`` (top-level names), or None. Reads, never imports.
+
+    A name counts as defined when the module binds it at top level in any way (``def``, ``class``,
+    assignment, import, also inside a top-level ``if``/``try``); a star import or a write to
+    ``globals()`` makes the check give up rather than reject code that may well work.
+    """
+    if is_s3(str(path)):
+        return f"{path}: code must be a local .py file, not an s3:// object"
+    file = code_path(path)
+    if not _may_inspect(file):
+        return None
+    try:
+        st = file.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return f"no such Python file: {file}"
+    except OSError as exc:
+        return f"cannot read {file}: {exc.strerror or exc}"
+    if stat.S_ISDIR(st.st_mode):
+        return f"{file} is a folder, not a Python file"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{file} is not a regular file"  # a FIFO or a device would block or never end
+    if not functions or st.st_size > MAX_PARSED_BYTES:
+        return None
+    try:
+        source = file.read_bytes()
+    except OSError as exc:
+        return f"cannot read {file}: {exc.strerror or exc}"
+    try:
+        tree = ast.parse(source, filename=str(file))
+    except SyntaxError as exc:
+        # Only the line: the text of a file named by an untrusted routine is not echoed back.
+        return f"{file} is not valid Python" + (f" (line {exc.lineno})" if exc.lineno else "")
+    except (ValueError, RecursionError, MemoryError):
+        return f"{file} is not valid Python"
+    bound = _top_level_names(tree.body)
+    if bound is None:
+        return None
+    missing = [name for name in functions if name not in bound]
+    if missing:
+        names = ", ".join(f"{name}()" for name in missing)
+        return f"{file} defines no top-level {names}"
+    return None
+
+
+def _may_inspect(file: Path) -> bool:
+    """Whether validation may look at ``file`` at all.
+
+    Under AWS Lambda (or wherever ``$ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST`` is set) routines may come
+    from events: code outside that allowlist is refused by the Lambda handler after validation, and
+    validation must not be a probe for which files exist or what they define. There, only code under
+    the allowlist is checked; the rest is left to the handler's refusal (or, for trusted routines,
+    to run time, as before these checks existed).
+    """
+    if "AWS_LAMBDA_FUNCTION_NAME" not in os.environ and ALLOWLIST_ENV not in os.environ:
+        return True
+    real = os.path.realpath(file)
+    prefixes = [p.strip() for p in os.environ.get(ALLOWLIST_ENV, "").split(",") if p.strip()]
+    return any(os.path.isabs(p) and (real == os.path.realpath(p) or
+                                     real.startswith(os.path.realpath(p).rstrip("/") + "/")) for p in prefixes)
+
+
+def _top_level_names(body: list[ast.stmt]) -> set[str] | None:
+    """Names bound at module level; None when that cannot be known statically."""
+    names: set[str] = set()
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name == "*":
+                    return None
+                names.add(alias.asname or alias.name.split(".")[0])
+        else:
+            for target in _targets(node):
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        for child in _nested_blocks(node):
+            inner = _top_level_names(child)
+            if inner is None:
+                return None
+            names |= inner
+        if _touches_globals(node):
+            return None
+    return names
+
+
+def _targets(node: ast.stmt) -> list[ast.AST]:
+    """What a module-level statement assigns to (walrus targets included)."""
+    found: list[ast.AST] = []
+    if isinstance(node, ast.Assign):
+        found += node.targets
+    elif isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
+        found.append(node.target)
+    elif isinstance(node, (ast.With, ast.AsyncWith)):
+        found += [item.optional_vars for item in node.items if item.optional_vars is not None]
+    found += [n.target for n in ast.walk(node) if isinstance(n, ast.NamedExpr)]
+    return found
+
+
+def _nested_blocks(node: ast.stmt) -> list[list[ast.stmt]]:
+    """Statement blocks of ``node`` that run at module level (not function or class bodies)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return []
+    blocks = [getattr(node, field) for field in ("body", "orelse", "finalbody") if getattr(node, field, None)]
+    blocks += [handler.body for handler in getattr(node, "handlers", [])]
+    blocks += [case.body for case in getattr(node, "cases", [])]
+    return [b for b in blocks if isinstance(b, list) and all(isinstance(s, ast.stmt) for s in b)]
+
+
+def _touches_globals(node: ast.stmt) -> bool:
+    """``globals()``/``setattr(sys.modules[...])``-style dynamic definitions at module level."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return False
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("globals", "exec", "setattr")
+               for n in ast.walk(node))

@@ -1,6 +1,8 @@
-"""Pure reasoning about locations (local paths and ``s3://`` URIs): no filesystem, no network.
+"""Reasoning about locations (local paths and ``s3://`` URIs): no writes, no network.
 
-Validation runs before any side effect, so nesting checks compare normalised strings only.
+Validation runs before any side effect. Nesting checks compare normalised strings; for local paths
+the symlinks are resolved first (a read of the filesystem), so a dump that is a link to the
+landing folder is caught as the same place.
 """
 from __future__ import annotations
 
@@ -31,14 +33,21 @@ def scheme_error(location: str) -> str | None:
     return None
 
 
+def local_path(location: str) -> str:
+    """A local location as an absolute, normalised path (``file://`` stripped), symlinks kept."""
+    path = location[len("file://"):] if location.startswith("file://") else location
+    return os.path.normpath(os.path.abspath(os.path.expanduser(path)))
+
+
 def identity(location: str) -> tuple[str, str]:
-    """A comparable ``(scheme, prefix/)`` so that nesting is a plain ``startswith``."""
+    """A comparable ``(scheme, prefix/)`` so that nesting is a plain ``startswith``.
+
+    Local paths are resolved with ``realpath``: two names for one folder (a symlink) are one place.
+    """
     if is_s3(location):
         bucket, prefix = split_s3(location)
         return "s3", f"{bucket}/{prefix}"
-    path = location[len("file://"):] if location.startswith("file://") else location
-    path = os.path.normpath(os.path.abspath(os.path.expanduser(path)))
-    return "file", path.rstrip("/") + "/"
+    return "file", os.path.realpath(local_path(location)).rstrip("/") + "/"
 
 
 def overlaps(a: str, b: str) -> bool:
@@ -52,7 +61,7 @@ def default_archive(parent: str) -> str | None:
     if is_s3(parent):
         bucket, prefix = split_s3(parent)
         return f"s3://{bucket}/{prefix.rstrip('/')}_archive/" if prefix else None
-    scheme, path = identity(parent)
+    path = local_path(parent)
     return None if path == "/" else path.rstrip("/") + "_archive"
 
 

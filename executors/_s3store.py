@@ -5,6 +5,8 @@ Requests are counted against the server: one LIST per 1,000 objects, a server-si
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Any, BinaryIO, Callable, Iterator
 
 import boto3
@@ -28,6 +30,19 @@ def make_client() -> Any:
 
 def _etag(value: str) -> str:
     return value.strip('"')
+
+
+def _plain_md5_etag(response: dict[str, Any]) -> str | None:
+    """The ETag of a PUT/HEAD response when it is the MD5 of the bytes, else None.
+
+    Multipart ETags carry a '-'; with SSE-KMS or SSE-C a single-part ETag is not the MD5 either.
+    """
+    etag = _etag(response.get("ETag", ""))
+    encrypted = str(response.get("ServerSideEncryption", "")).startswith("aws:kms") or \
+        "SSECustomerAlgorithm" in response
+    if not etag or "-" in etag or encrypted:
+        return None
+    return etag.lower()
 
 
 def abort_uploads(client: Any, uri: str) -> int:
@@ -95,20 +110,34 @@ class S3Store:
             journal.begin(uri)
         try:
             with smart_open.open(uri, "wb", compression="disable", transport_params=params) as raw:
-                out = CountingWriter(raw)
+                out = CountingWriter(raw, digest=None if multipart else hashlib.md5())
                 fill(out)  # type: ignore[arg-type]
                 before_publish()
         finally:
             if multipart:
                 journal.end(uri)
-        return self._verify_size(rel, out.count)
+        return self._verify(rel, out.count, out.digest.hexdigest() if out.digest else None)
 
     def upload_file(self, path: str, rel: str, entry: Entry, journal: Journal,
                     before_publish: Callable[[], None]) -> int:
         key = self.key(rel)
+        md5 = None
         if entry.size < SINGLE_PUT_LIMIT:
             with open(path, "rb") as body:
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+                digest = hashlib.file_digest(body, "md5")  # type: ignore[arg-type]
+                body.seek(0)
+                # S3 rejects the PUT when the bytes it received do not match Content-MD5.
+                try:
+                    response = self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                                      ContentMD5=base64.b64encode(digest.digest()).decode())
+                except self.client.exceptions.ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") == "BadDigest":
+                        before_publish()  # the file changed while it was read: SourceChanged
+                    raise
+            md5 = digest.hexdigest()
+            etag = _plain_md5_etag(response)
+            if etag is not None and etag != md5:
+                raise VerifyError(f"s3://{self.bucket}/{key}: ETag {etag} is not the MD5 {md5} of {path}")
         else:
             uri = f"s3://{self.bucket}/{key}"
             journal.begin(uri)
@@ -117,7 +146,7 @@ class S3Store:
             finally:
                 journal.end(uri)
         before_publish()
-        return self._verify_size(rel, entry.size)
+        return self._verify(rel, entry.size, md5)
 
     def copy_from(self, source: "S3Store", entry: Entry, rel: str, journal: Journal) -> int:
         """Server-side copy: no byte crosses this machine. Verified by ETag, else by size."""
@@ -138,9 +167,18 @@ class S3Store:
         return self._verify_size(rel, entry.size)
 
     def _verify_size(self, rel: str, expected: int) -> int:
+        return self._verify(rel, expected, None)
+
+    def _verify(self, rel: str, expected: int, md5: str | None) -> int:
+        """The published object has ``expected`` bytes and, when ``md5`` is given and its ETag is
+        a plain MD5 (single-part, not KMS/SSE-C encrypted), that MD5."""
         head = self.client.head_object(Bucket=self.bucket, Key=self.key(rel))
+        uri = f"s3://{self.bucket}/{self.key(rel)}"
         if head["ContentLength"] != expected:
-            raise VerifyError(f"s3://{self.bucket}/{self.key(rel)}: {head['ContentLength']} bytes, expected {expected}")
+            raise VerifyError(f"{uri}: {head['ContentLength']} bytes, expected {expected}")
+        etag = _plain_md5_etag(head) if md5 is not None else None
+        if etag is not None and etag != md5:
+            raise VerifyError(f"{uri}: ETag {etag} is not the MD5 {md5} of the bytes written")
         return expected
 
     def delete(self, entries: list[Entry]) -> list[str]:

@@ -37,14 +37,18 @@ class Entry:
 class CountingWriter:
     """Counts the bytes a transformation writes, so the published size can be checked against it."""
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, digest: Any = None) -> None:
         self.raw = raw
         self.count = 0
+        self.digest = digest  # a hashlib object fed with the bytes written, when given
 
     def write(self, data: Any) -> int:
         written = self.raw.write(data)
-        self.count += len(memoryview(data)) if written is None else written
-        return len(memoryview(data)) if written is None else written
+        size = len(memoryview(data)) if written is None else written
+        if self.digest is not None:
+            self.digest.update(memoryview(data)[:size])
+        self.count += size
+        return size
 
     def writable(self) -> bool:
         return True
@@ -87,7 +91,7 @@ class LocalStore:
     def stat(self, rel: str) -> Entry | None:
         try:
             return _entry(rel, os.stat(self.path(rel)))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
 
     def ensure_unchanged(self, entry: Entry) -> None:
@@ -161,7 +165,10 @@ class LocalStore:
 
 
 def _entry(rel: str, st: os.stat_result) -> Entry:
-    return Entry(rel, st.st_size, f"{st.st_mtime_ns}:{st.st_ino}")
+    """The version is size, mtime, ctime and inode: a rewrite in place that keeps the size and
+    restores the mtime (``cp -p``, ``rsync --inplace -t``) still moves the ctime, which no user
+    call can set back, so the new content is never taken for the copied one."""
+    return Entry(rel, st.st_size, f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}")
 
 
 def remove_quietly(path: str) -> None:

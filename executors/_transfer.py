@@ -10,7 +10,7 @@ from . import _locations as loc
 from ._archive import archive
 from ._copy import copy_entry
 from ._journal import Journal
-from ._loader import function_of, load_callable, load_file
+from ._loader import code_path, function_of, load_callable, load_file
 from ._parallel import run_all
 from ._storage import Entry, SourceChanged, open_store
 
@@ -50,19 +50,44 @@ def transfer(ex: Any, landing: Any, dump: Any, journal: Journal, context: Contex
         "changed": len(changed), "verified": len(handled)})
 
 
-def legacy_transfer(ex: Any, landing: Any, context: Context) -> tuple[dict[str, Entry], TaskMetrics]:
+def legacy_transfer(ex: Any, landing: Any, dump: Any, context: Context) -> tuple[dict[str, Entry], TaskMetrics]:
     """The seed's contract: ``py_exec.test()``, then ``main(parent, dump, **py_exec_args)``.
 
-    ``main`` copies by itself, so the files ``post_staging`` may touch are those landed before it ran.
+    ``main`` copies by itself, so the files ``post_staging`` may touch are those landed before it
+    ran *and* found in the dump afterwards under the same relative path (not empty unless the
+    landed file is empty, and on a local dump written by this ``main``, not left over from before).
+    The others stay in the landing folder: ``main`` skipped them, failed on them or renamed them.
     """
-    module = load_file(Path(ex.py_exec_path) / "py_exec.py")
+    module = load_file(Path(code_path(ex.py_exec_path)) / "py_exec.py")
     if function_of(module, "test")() is False:
         raise StagingError(f"{ex.py_exec_path}/py_exec.py: test() returned False")
     snapshot = {e.rel: e for e in landing.list() if loc.matches(e.rel, ex.pattern)}
+    check = lambda: ex.check_cancelled(context)  # noqa: E731
+    before = _dump_versions(dump, snapshot, check) if dump.is_local else {}
     context.logger.info("legacy py_exec.main on %d landed files", len(snapshot))
     function_of(module, "main")(ex.parent_directory, ex.dump_directory, **ex.py_exec_args)
-    return snapshot, TaskMetrics(total_rows=len(snapshot), execution_metadata={
-        "files": len(snapshot), "legacy": True})
+    after = _dump_versions(dump, snapshot, check)
+    handled, missing = {}, []
+    for rel, entry in snapshot.items():
+        found = after.get(rel)
+        untouched = dump.is_local and found is not None and before.get(rel) == found
+        if found is None or (entry.size > 0 and found.size == 0) or untouched:
+            missing.append(rel)
+        else:
+            handled[rel] = entry
+    for rel in sorted(missing):
+        context.logger.warning("%s not found in the dump after py_exec.main: left for the next run", rel)
+    return handled, TaskMetrics(total_rows=len(handled), execution_metadata={
+        "files": len(handled), "missing": len(missing), "legacy": True})
+
+
+def _dump_versions(dump: Any, snapshot: dict[str, Entry], check: Any) -> dict[str, Entry]:
+    """The dump's entry for each snapshot path that exists there (one stat each, parallel on S3)."""
+    results = run_all(dump.stat, list(snapshot), _workers(dump), check)
+    failed = [(rel, r) for rel, r in results if isinstance(r, Exception)]
+    if failed:
+        raise StagingError(f"cannot check the dump for {failed[0][0]}: {failed[0][1]}")
+    return {rel: found for rel, found in results if found is not None}
 
 
 def post_staging(ex: Any, landing: Any, journal: Journal, context: Context) -> TaskMetrics:

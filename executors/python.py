@@ -1,10 +1,15 @@
 """A tiny generic executor: call a function from a Python file next to the routine."""
 from __future__ import annotations
 
-from typing import Annotated, Any
+import threading
+from typing import Annotated, Any, Iterable
 
 from orchestrator.executor import Context, Executor, Location, TaskMetrics, accepts_context, task
 from orchestrator.hookspecs import hookimpl
+
+# validate_args sees only a task's args, not the step's params: the path that validate_params has
+# just checked for this step is kept here (per thread: validation may run in several threads).
+_validating = threading.local()
 
 
 class PythonExecutor(Executor):
@@ -14,6 +19,31 @@ class PythonExecutor(Executor):
 
     def __init__(self, path: Annotated[Location, "A .py file; relative to the routine's folder"]) -> None:
         self.path = str(path)
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+        """The file must exist and be readable; it is read, never imported."""
+        from ._loader import code_problem
+
+        path = str(params.get("path") or "")
+        problem = code_problem(path) if path else None
+        _validating.path = path if path and problem is None else None
+        if problem is not None:
+            yield "path", problem
+
+    @classmethod
+    def validate_args(cls, task: str, args: dict[str, Any]) -> Iterable[tuple[str, str]]:
+        """``call``'s function must be defined at the top level of the file (checked with ``ast``)."""
+        from ._loader import code_problem
+
+        path = getattr(_validating, "path", None)
+        function = args.get("function")
+        if task != "call" or not path or not isinstance(function, str):
+            return
+        if not function.isidentifier():
+            yield "function", f"{function!r} is not a Python function name"
+        elif (problem := code_problem(path, (function,))) is not None:
+            yield "function", problem
 
     @task
     def call(self, function: Annotated[str, "Name of a function in the file"],

@@ -7,6 +7,7 @@ boto3 and smart-open are imported only when a location is ``s3://``.
 """
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Iterable, Literal
 
 from orchestrator.executor import Cancelled, Context, Executor, Location, TaskMetrics, task
@@ -14,6 +15,7 @@ from orchestrator.hookspecs import hookimpl
 
 from . import _locations as loc
 from ._journal import Journal
+from ._loader import code_path, code_problem
 from ._storage import Entry, open_store, remove_quietly
 
 
@@ -64,14 +66,16 @@ class StagingExecutor(Executor):
         """Copy every matching landing file to the dump (verified); the landing files stay."""
         from ._transfer import legacy_transfer, transfer
 
+        self._cancelled = False  # a cancel() of an earlier attempt (timeout, then retry) is over
         self._handled = {}
+        self._check_places()
         journal = self._journal(context)
         landing = self._store(self.parent_directory)
         if not landing.exists():
             context.logger.info("landing %s does not exist: nothing to stage", landing.uri)
             return _metrics(0, files=0, bytes=0, skipped=0, verified=0)
         if self.py_exec_path:
-            self._handled, metrics = legacy_transfer(self, landing, context)
+            self._handled, metrics = legacy_transfer(self, landing, self._store(self.dump_directory), context)
         else:
             self._handled, metrics = transfer(self, landing, self._store(self.dump_directory), journal, context)
         journal.reset()
@@ -82,6 +86,8 @@ class StagingExecutor(Executor):
         """Archive or delete the landing files this run transferred, if they are unchanged since."""
         from ._transfer import post_staging
 
+        self._cancelled = False
+        self._check_places()
         return post_staging(self, self._store(self.parent_directory), self._journal(context), context)
 
     def check_cancelled(self, context: Context) -> None:
@@ -95,6 +101,15 @@ class StagingExecutor(Executor):
 
             self._client = make_client()
         return self._client
+
+    def _check_places(self) -> None:
+        """Validation's nesting check again, now that symlinks may have changed since the routine was read."""
+        from ._transfer import StagingError
+
+        params = {"parent_directory": self.parent_directory, "dump_directory": self.dump_directory,
+                  "archive_or_delete": self.archive_or_delete, "archive_directory": self.archive_directory}
+        for key, problem in _place_problems(params):
+            raise StagingError(f"{key}: {problem}")
 
     def _store(self, location: str) -> Any:
         return open_store(location, self.s3_client)
@@ -121,14 +136,28 @@ def _metrics(total: int, **metadata: Any) -> TaskMetrics:
 
 
 def _validate(params: dict[str, Any]) -> Iterable[tuple[str, str]]:
-    """Cross-field checks on strings only: the validator must not touch the outside world."""
+    """Cross-field checks. No side effects: local paths may be read (symlinks resolved, code files
+    parsed with ``ast``) but nothing is written, imported or executed."""
     if params.get("py_exec_path") and params.get("transform"):
         yield "transform", "py_exec_path and transform are mutually exclusive"
     if params.get("transform"):
         try:
-            loc.split_callable(str(params["transform"]))
+            path, function = loc.split_callable(str(params["transform"]))
         except ValueError as exc:
             yield "transform", str(exc)
+        else:
+            if (problem := code_problem(path, (function,))) is not None:
+                yield "transform", problem
+    if params.get("py_exec_path"):
+        folder = str(params["py_exec_path"])
+        module = folder if loc.is_s3(folder) else os.path.join(code_path(folder), "py_exec.py")
+        if (problem := code_problem(module, ("test", "main"))) is not None:
+            yield "py_exec_path", problem
+    yield from _place_problems(params)
+
+
+def _place_problems(params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    """Unsupported locations, and landing, dump and archive that are one place or nested."""
     places = {k: str(params[k]) for k in ("parent_directory", "dump_directory") if params.get(k)}
     if params.get("archive_or_delete", "archive") == "archive" and "parent_directory" in places:
         archive = params.get("archive_directory") or loc.default_archive(places["parent_directory"])

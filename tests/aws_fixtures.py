@@ -8,14 +8,12 @@ describes; the product code sees only ordinary API answers.
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import json
 import os
 import socket
-import threading
+import sys
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -356,85 +354,9 @@ def glue_sim(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> GlueSim:
 
 # ---------------------------------------------------------------------- fault proxy
 
-class FaultProxy:
-    """A loopback reverse proxy that answers the first ``faults`` matching requests with an error."""
-
-    def __init__(self, upstream: str, faults: list[tuple[int, str, str]], match: str = "", after: bool = False) -> None:
-        """``after``: forward the request first, then answer with the fault (the reply is lost)."""
-        self.upstream = upstream.split("//", 1)[1]
-        self.faults, self.match, self.after = list(faults), match, after
-        self.seen: list[str] = []
-        self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def next_fault(self, target: str) -> tuple[int, str, str] | None:
-        with self.lock:
-            self.seen.append(target)
-            if self.faults and self.match in target:
-                return self.faults.pop(0)
-        return None
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self._forward()
-
-            def do_GET(self) -> None:
-                self._forward()
-
-            def do_PUT(self) -> None:
-                self._forward()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                target = self.headers.get("X-Amz-Target") or self.path
-                fault = proxy.next_fault(target)
-                if fault and proxy.after:
-                    self._upstream(body)
-                if fault:
-                    status, error_type, message = fault
-                    payload = json.dumps({"__type": error_type, "message": message}).encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/x-amz-json-1.1")
-                    self.send_header("x-amzn-ErrorType", error_type)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
-                status, headers, data = self._upstream(body)
-                self.send_response(status)
-                for key, value in headers:
-                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _upstream(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-                conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                conn.request(self.command, self.path, body, headers)
-                response = conn.getresponse()
-                data = response.read()
-                conn.close()
-                return response.status, response.getheaders(), data
-
-        return Handler
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+# One implementation for the tests and the benchmarks: bench/faultproxy.py (stdlib only).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from faultproxy import FaultProxy  # noqa: E402
 
 
 @pytest.fixture

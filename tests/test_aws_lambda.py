@@ -95,6 +95,8 @@ def lam(lambda_aws: LambdaAws, dynamo_store: Any, lambda_registry: Any, tmp_path
     monkeypatch.setenv("ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST", str(code.parent))
     monkeypatch.delenv("ORCHESTRATOR_LAMBDA_MARGIN_SECONDS", raising=False)
     monkeypatch.delenv("ORCHESTRATOR_ROUTINE", raising=False)
+    monkeypatch.delenv("ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST", raising=False)
+    monkeypatch.delenv("ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST", raising=False)
     s3 = lambda_aws.client("s3")
     s3.create_bucket(Bucket="routines")
 
@@ -362,3 +364,169 @@ def test_a_leftover_run_of_this_process_does_not_block_the_routine_forever(lam: 
     lam.store.start_run(RunRecord(run_id="other-host-run", routine="lambda_test", host="another-sandbox"))
     with pytest.raises(RoutineBusy):
         lam.call({"routine": python_routine(lam.functions, "note", {"out": str(lam.out / "m")})})
+
+
+# ---------------------------------------------------------------------- untrusted env and paths
+
+def staging_routine(name: str = "stage", **params: Any) -> dict[str, Any]:
+    return {"routine_name": name, "executors": [
+        {"name": "stage", "executor": "staging", "params": params, "tasks": ["transfer", "post_staging"]}]}
+
+
+def test_event_routine_reads_only_allowlisted_env_vars(lam: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``${env.X}`` in an untrusted routine could copy any secret of the function into a folder or S3 key."""
+    monkeypatch.setenv("ORCH_TEST_DB_PASSWORD", SECRET)
+    monkeypatch.setenv("ORCH_TEST_REGION", "eu-west-3")
+    landing = write_file(tmp_path / "landing" / "creds.txt", "creds").parent
+    dump = tmp_path / "dump"
+    routine = staging_routine("exfil", parent_directory=str(landing), archive_or_delete="delete",
+                              dump_directory=str(dump) + "/${env.ORCH_TEST_DB_PASSWORD}")
+    lam.s3.put_object(Bucket="routines", Key="exfil.json", Body=json.dumps(routine).encode())
+    for allowlist, source, label in [(None, routine, "inline routine"), ("", routine, "inline routine"),
+                                     ("ORCH_TEST_REGION", routine, "inline routine"),
+                                     (None, "s3://routines/exfil.json", "s3://routines/exfil.json")]:
+        if allowlist is None:
+            monkeypatch.delenv("ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST", raising=False)
+        else:
+            monkeypatch.setenv("ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST", allowlist)
+        with pytest.raises(InvalidEvent) as refused:
+            lam.call({"routine": source})
+        message = str(refused.value)
+        assert message.startswith(f"{label}: executors[0].params.dump_directory: environment variable "
+                                  "ORCH_TEST_DB_PASSWORD is not in ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST"), message
+        assert f"(allowed: {allowlist or 'none'})" in message
+        assert SECRET not in message and "\n" not in message
+    assert not dump.exists() and (landing / "creds.txt").is_file() and lam.store.list_runs() == []
+
+    monkeypatch.setenv("ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST", " ORCH_TEST_REGION , ORCH_TEST_UNSET")
+    out = lam.out / "env.json"
+    summary = lam.call({"routine": python_routine(lam.functions, "note", {"out": str(out), "region": "${env.ORCH_TEST_REGION}"})})
+    assert summary["status"] == "succeeded" and json.loads(out.read_text()) == {"region": "eu-west-3"}
+    with pytest.raises(InvalidEvent, match=r"kwargs.x: environment variable ORCH_TEST_UNSET is not set; export it"):
+        lam.call({"routine": python_routine(lam.functions, "note", {"out": str(out), "x": "${env.ORCH_TEST_UNSET}"})})
+
+
+def test_packaged_routines_stay_trusted_for_env_and_paths(lam: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "package"
+    write_file(package / "code.py", "def note(out, value):\n    open(out, 'w').write(value)\n")
+    write_file(package / "env.json", json.dumps(python_routine("code.py", "note", {
+        "out": str(lam.out / "env.txt"), "value": "${env.ORCH_TEST_DB_PASSWORD}"})))
+    landing = write_file(tmp_path / "landing" / "a.csv", "a").parent
+    write_file(package / "stage.json", json.dumps(staging_routine(
+        parent_directory=str(landing), dump_directory=str(tmp_path / "dump"), archive_or_delete="delete")))
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(package))
+    monkeypatch.setenv("ORCH_TEST_DB_PASSWORD", SECRET)
+    monkeypatch.setenv("ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST", str(tmp_path / "nowhere"))
+    assert lam.call({"routine": "env.json"})["status"] == "succeeded"
+    assert (lam.out / "env.txt").read_text() == SECRET
+    assert lam.call({"routine": "stage.json"})["status"] == "succeeded"
+    assert (tmp_path / "dump" / "a.csv").read_text() == "a" and not (landing / "a.csv").exists()
+
+
+OUTSIDE, DATA, ATHENA = "<outside>", "<data>", "<athena>"
+
+
+@pytest.mark.parametrize("allow, params, json_path, why", [
+    ("data", {"parent_directory": OUTSIDE, "dump_directory": DATA + "/dump", "archive_or_delete": "delete"},
+     "executors[0].params.parent_directory", "is outside ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST"),
+    ("data", {"parent_directory": DATA + "/landing", "dump_directory": OUTSIDE},
+     "executors[0].params.dump_directory", "is outside ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST"),
+    ("data", {"parent_directory": DATA + "/landing", "dump_directory": "file://" + OUTSIDE},
+     "executors[0].params.dump_directory", "is outside ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST"),
+    ("data", {"parent_directory": DATA + "/landing", "dump_directory": DATA + "/dump", "archive_directory": OUTSIDE},
+     "executors[0].params.archive_directory", "is outside ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST"),
+    ("data", {"parent_directory": DATA, "dump_directory": "s3://dump-bucket/in/"},
+     "executors[0].params.archive_directory (default)", "_archive' is outside ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST"),
+    ("data", {"parent_directory": DATA + "-evil", "dump_directory": DATA + "/dump", "archive_or_delete": "delete"},
+     "executors[0].params.parent_directory", "is outside ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST"),
+    ("data", ATHENA, "executors[0].tasks[0].args.sql_file", "is outside ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST"),
+    ("tmp", {"parent_directory": "TMP", "dump_directory": "s3://dump-bucket/in/", "archive_or_delete": "delete"},
+     "executors[0].params.parent_directory", "overlaps the orchestrator home"),
+    ("tmp", {"parent_directory": "HOME/state", "dump_directory": "s3://dump-bucket/in/", "archive_or_delete": "delete"},
+     "executors[0].params.parent_directory", "overlaps the orchestrator home"),
+])
+def test_event_routine_naming_local_paths_outside_the_path_allowlist_is_refused(
+        lam: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, orchestrator_home: Path, allow: str,
+        params: Any, json_path: str, why: str) -> None:
+    """``<data>-evil`` shares a string prefix with the allowlisted folder, but is not inside it."""
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    write_file(data / "landing" / "a.csv", "a")
+    write_file(outside / "secret.txt", "secret")
+    write_file(Path(str(data) + "-evil") / "b.csv", "b")
+    write_file(orchestrator_home / "state" / "journal.jsonl", "{}")
+    monkeypatch.setenv("ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST", str(data if allow == "data" else tmp_path))
+    if params == ATHENA:
+        routine = {"routine_name": "stage", "executors": [{"executor": "athena", "params": {
+            "database": "db", "output_location": "s3://results-bucket/out/"},
+            "tasks": [{"task": "run_query", "args": {"sql_file": str(outside / "secret.txt")}}]}]}
+    else:
+        text = json.dumps(staging_routine(**params)).replace(OUTSIDE, str(outside)).replace(DATA, str(data))
+        routine = json.loads(text.replace('"TMP"', json.dumps(str(tmp_path))).replace("HOME", str(orchestrator_home)))
+    with pytest.raises(InvalidEvent) as refused:
+        lam.call({"routine": routine})
+    message = str(refused.value)
+    assert message.startswith(f"inline routine: {json_path}: "), message
+    assert why in message and "\n" not in message
+    if "ALLOWLIST" in why:
+        assert f"(path allowlist: {data}, {Path(lam.functions).parent})" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["code", "data", "data-evil", "orchestrator-home", "out", "outside"]
+    assert (outside / "secret.txt").is_file() and (data / "landing" / "a.csv").is_file()
+    assert lam.store.list_runs() == []
+
+
+def test_path_allowlist_defaults_to_tmp_and_admits_the_code_allowlist(lam: Any, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidEvent, match=r"^inline routine: executors\[0\].params.parent_directory: "
+                                           r"'/var/task/landing' is outside .*\(path allowlist: /tmp, "):
+        lam.call({"routine": staging_routine(parent_directory="/var/task/landing", dump_directory="s3://dump-bucket/in/",
+                                             archive_or_delete="delete")})
+    monkeypatch.setenv("ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST", "")
+    with pytest.raises(InvalidEvent, match=r"ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST and ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST"):
+        lam.call({"routine": staging_routine(parent_directory=str(tmp_path / "landing"),
+                                             dump_directory="s3://dump-bucket/in/", archive_or_delete="delete")})
+    code = Path(lam.functions).parent
+    write_file(code / "landing" / "a.csv", "a")
+    summary = lam.call({"routine": staging_routine(parent_directory=str(code / "landing"),
+                                                   dump_directory=str(code / "dump"))})
+    assert summary["status"] == "succeeded"
+    assert (code / "dump" / "a.csv").is_file() and (code / "landing_archive" / "a.csv").is_file()
+    monkeypatch.setenv("ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST", "relative/dir")
+    with pytest.raises(InvalidEvent, match="ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST: prefixes must be absolute paths"):
+        lam.call({"routine": staging_routine(parent_directory="landing", dump_directory="dump")})
+
+
+def test_event_routine_staging_inside_the_path_allowlist_runs(lam: Any, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data"
+    write_file(data / "landing" / "2026" / "a.csv", "a")
+    lam.s3.create_bucket(Bucket="dump-bucket")
+    monkeypatch.setenv("ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST", f"{tmp_path / 'elsewhere'},{data}/")
+    summary = lam.call({"routine": staging_routine(parent_directory=str(data / "landing"), dump_directory="s3://dump-bucket/in/")})
+    assert summary["status"] == "succeeded"
+    assert lam.s3.get_object(Bucket="dump-bucket", Key="in/2026/a.csv")["Body"].read() == b"a"
+    assert (data / "landing_archive" / "2026" / "a.csv").is_file()
+
+
+# ---------------------------------------------------------------------- malformed S3 records
+
+@pytest.mark.parametrize("s3, message", [
+    ({}, "event.Records[1].s3.bucket is missing: not an S3 event notification record"),
+    ({"bucket": {"name": "landing"}}, "event.Records[1].s3.object is missing"),
+    ({"bucket": {}, "object": {"key": "in/a.csv"}}, "event.Records[1].s3.bucket.name is missing"),
+    ({"bucket": "landing", "object": {"key": "in/a.csv"}}, "event.Records[1].s3.bucket.name is missing"),
+    ({"bucket": {"name": "landing"}, "object": {"size": 3}}, "event.Records[1].s3.object.key is missing"),
+    ({"bucket": {"name": "landing"}, "object": {"key": 5}}, "event.Records[1].s3.object.key must be a non-empty string, got 5"),
+    ({"bucket": {"name": ""}, "object": {"key": "in/a.csv"}}, "event.Records[1].s3.bucket.name must be a non-empty string"),
+])
+def test_s3_record_missing_fields_is_an_invalid_event(lam: Any, monkeypatch: pytest.MonkeyPatch, s3: dict[str, Any],
+                                                      message: str) -> None:
+    out = lam.out / "ran"
+    monkeypatch.setenv("ORCHESTRATOR_ROUTINE", json.dumps(python_routine(lam.functions, "note", {"out": str(out)})))
+    good = {"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "landing"}, "object": {"key": "in/a.csv"}}}
+    with pytest.raises(InvalidEvent) as invalid:
+        lam.call({"Records": [good, {"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": s3}]})
+    assert str(invalid.value).startswith(message) and "\n" not in str(invalid.value)
+    assert not out.exists() and lam.store.list_runs() == []
+    removed = {"eventSource": "aws:s3", "eventName": "ObjectRemoved:Delete", "s3": s3}
+    assert aws_lambda.parse_event({"Records": [removed]}) == []

@@ -212,11 +212,17 @@ def test_no_hidden_or_partial_files_in_dump_and_leftovers_are_removed(tmp_path: 
 
 
 def test_cancel_stops_before_copying(tmp_path: Path) -> None:
+    """A cancelled run stops the task before its first copy. (``cancel()`` itself is per attempt:
+    a retry after a timeout starts afresh, see test_staging_review.py.)"""
+    import threading
+
     land(tmp_path / "landing", {"a.csv": CSV})
-    ex = staging(tmp_path)
-    ex.cancel()
+    cancelled = threading.Event()
+    cancelled.set()
+    ctx = Context(run_id="r1", run_date="2026-11-22", routine_name="test", step="stage", task="transfer",
+                  home=tmp_path / "home", cancel_event=cancelled)
     with pytest.raises(Cancelled):
-        ex.transfer(context(tmp_path))
+        staging(tmp_path).transfer(ctx)
     assert tree(tmp_path / "dump") == {}
 
 
