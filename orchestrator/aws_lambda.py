@@ -7,9 +7,27 @@ an S3 event notification (one run of ``$ORCHESTRATOR_ROUTINE`` per created objec
 deadline, so executors stop their remote work and the record says "cancelled". A run that does not
 succeed raises :class:`RunFailed`, so Lambda's retries and dead-letter queues see it.
 
-Routines that come from outside the package (inline or S3) are untrusted: they may name code to
-load (staging ``py_exec_path``/``transform``, the python executor's ``path``) only under the
-prefixes of ``$ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST``.
+Routines that come from outside the package (inline, S3, or inline JSON in ``$ORCHESTRATOR_ROUTINE``)
+are untrusted; all three checks below run before anything runs, and a refusal is an :class:`InvalidEvent`
+naming the JSON path of each offending value:
+
+- code they name (staging ``py_exec_path``/``transform``, the python executor's ``path``) must lie under
+  a prefix of ``$ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST`` (comma-separated absolute prefixes; unset or
+  empty allows none);
+- ``${env.X}`` resolves only for names listed in ``$ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST`` (comma-separated
+  names; unset or empty allows none), so a routine cannot copy ``AWS_SECRET_ACCESS_KEY`` or the like
+  into an S3 key, a folder name or a query;
+- every other local location they name (staging ``parent_directory``, ``dump_directory`` and
+  ``archive_directory``, the default ``<parent_directory>_archive`` included; any other executor
+  parameter or task argument typed as a location, such as ``sql_file``) must lie under a prefix of
+  ``$ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST`` (comma-separated absolute prefixes; unset means ``/tmp/``,
+  empty allows none) or of the code allowlist, and must not contain or lie inside the orchestrator home
+  (``$ORCHESTRATOR_HOME``, ``/tmp/orchestrator`` by default: run records and executor state).
+  ``s3://`` locations are not restricted; other schemes are refused. Relative locations resolve
+  against the run's temporary routine folder under ``/tmp``.
+
+Routines packaged with the function (a path inside ``LAMBDA_TASK_ROOT``) are trusted: they see the
+whole environment and may name any path or code.
 """
 from __future__ import annotations
 
@@ -19,6 +37,7 @@ import io
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -28,21 +47,26 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TextIO
 
-from .config import Routine, load_routine
-from .errors import RoutineError, UserError
+from .config import Routine, StepSpec, load_routine
+from .errors import Problem, RoutineError, UserError
 from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 from .executor import current_context
+from .introspect import location_keys, signature_schema
 from .substitution import mask
 from .tracking import MaskSecrets
 
 ROUTINE_ENV = "ORCHESTRATOR_ROUTINE"
 MARGIN_ENV = "ORCHESTRATOR_LAMBDA_MARGIN_SECONDS"
 ALLOWLIST_ENV = "ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST"
+ENV_ALLOWLIST_ENV = "ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST"
+PATH_ALLOWLIST_ENV = "ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST"
+DEFAULT_PATH_ALLOWLIST = "/tmp/"
 LAMBDA_HOME = "/tmp/orchestrator"
 DEFAULT_MARGIN_SECONDS = 10.0
 MAX_PARALLEL = 4
 CODE_PARAMS = ("py_exec_path", "transform")
 PYTHON_EXECUTOR = ("python", "PythonExecutor")
+STAGING_EXECUTOR = ("staging", "StagingExecutor")
 
 
 class InvalidEvent(UserError):
@@ -103,13 +127,27 @@ def _s3_requests(records: Any, env: Mapping[str, str]) -> list[Request]:
         if not isinstance(record, dict) or record.get("eventSource") not in (None, "aws:s3") or "s3" not in record:
             raise InvalidEvent(f"event.Records[{i}] is not an S3 event notification record")
         if str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated"):
-            bucket = record["s3"]["bucket"]["name"]
-            key = urllib.parse.unquote_plus(record["s3"]["object"]["key"])
+            bucket = _record_field(record, i, "bucket", "name")
+            key = urllib.parse.unquote_plus(_record_field(record, i, "object", "key"))
             created.append({"bucket": bucket, "key": key, "s3_uri": f"s3://{bucket}/{key}"})
     if not created:
         return []
     source = _configured_routine(env)
     return [Request(source, params) for params in created]
+
+
+def _record_field(record: dict[str, Any], i: int, part: str, name: str) -> str:
+    """``record.s3.<part>.<name>``, a non-empty string, or :class:`InvalidEvent` naming what is missing."""
+    value: Any = record["s3"]
+    where = "s3"
+    for key in (part, name):
+        where += f".{key}"
+        if not isinstance(value, dict) or key not in value:
+            raise InvalidEvent(f"event.Records[{i}].{where} is missing: not an S3 event notification record")
+        value = value[key]
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(f"event.Records[{i}].s3.{part}.{name} must be a non-empty string, got {value!r}")
+    return value
 
 
 def _configured_routine(env: Mapping[str, str]) -> Source:
@@ -163,11 +201,43 @@ def _fetch_s3(uri: str) -> str:
 # ---------------------------------------------------------------------- untrusted code
 
 def allowlist(env: Mapping[str, str] = os.environ) -> list[str]:
-    prefixes = [p.strip() for p in env.get(ALLOWLIST_ENV, "").split(",") if p.strip()]
+    """Where untrusted routines may name code: ``$ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST``."""
+    return _prefixes(ALLOWLIST_ENV, env.get(ALLOWLIST_ENV, ""))
+
+
+def path_allowlist(env: Mapping[str, str] = os.environ) -> list[str]:
+    """Where untrusted routines may name local data: ``$ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST``, ``/tmp/`` if unset."""
+    return _prefixes(PATH_ALLOWLIST_ENV, env.get(PATH_ALLOWLIST_ENV, DEFAULT_PATH_ALLOWLIST))
+
+
+def _prefixes(name: str, text: str) -> list[str]:
+    prefixes = [p.strip() for p in text.split(",") if p.strip()]
     relative = [p for p in prefixes if not os.path.isabs(p)]
     if relative:
-        raise InvalidEvent(f"{ALLOWLIST_ENV}: prefixes must be absolute paths, got {', '.join(relative)}")
+        raise InvalidEvent(f"{name}: prefixes must be absolute paths, got {', '.join(relative)}")
     return [os.path.realpath(p) for p in prefixes]
+
+
+def env_allowlist(env: Mapping[str, str] = os.environ) -> list[str]:
+    """The environment variables untrusted routines may read: ``$ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST``."""
+    return sorted({n.strip() for n in env.get(ENV_ALLOWLIST_ENV, "").split(",") if n.strip()})
+
+
+def visible_env(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """What ``${env.X}`` sees in an untrusted routine: only the allowlisted variables that are set."""
+    return {name: env[name] for name in env_allowlist(env) if name in env}
+
+
+_UNSET_ENV = re.compile(r"^environment variable (\S+) is not set\b")
+
+
+def _problem_text(problem: Problem, trusted: bool, readable: list[str]) -> str:
+    message = problem.message
+    unset = None if trusted else _UNSET_ENV.match(message)
+    if unset and unset.group(1) not in readable:
+        message = (f"environment variable {unset.group(1)} is not in {ENV_ALLOWLIST_ENV}, "
+                   f"so routines from events cannot read it (allowed: {', '.join(readable) or 'none'})")
+    return f"{problem.path}: {message}" if problem.path else message
 
 
 def code_references(routine: Routine) -> Iterator[tuple[str, str]]:
@@ -195,13 +265,80 @@ def allowed(path: str, prefixes: list[str]) -> bool:
     return any(real == p or real.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
-def check_code(routine: Routine, label: str, prefixes: list[str]) -> None:
-    """Refuse, before anything runs, a routine from an event that names code outside the allowlist."""
+def location_references(routine: Routine) -> Iterator[tuple[str, str]]:
+    """``(JSON path, location)`` of every data location (not code) the routine names, ``s3://`` included:
+    location-typed executor params and task args, and staging's default ``<parent_directory>_archive``."""
+    code = {path for path, _ in code_references(routine)}
+    for step in routine.steps:
+        info = step.executor
+        for key in sorted(location_keys(info.params_schema)):
+            path, value = f"{step.path}.params.{key}", step.params.get(key)
+            if value and path not in code and key not in CODE_PARAMS:
+                yield path, str(value)
+        if default := _default_archive(step):
+            yield f"{step.path}.params.archive_directory (default)", default
+        methods = info.cls.tasks()
+        for i, call in enumerate(step.tasks):
+            for key in sorted(location_keys(signature_schema(methods[call.task]))):
+                if call.args.get(key):
+                    yield f"{step.path}.tasks[{i}].args.{key}", str(call.args[key])
+
+
+def _default_archive(step: StepSpec) -> str | None:
+    """The archive folder staging derives from a local ``parent_directory`` when none is given."""
+    if step.executor.name not in STAGING_EXECUTOR and step.executor.class_name not in STAGING_EXECUTOR:
+        return None
+    parent = str(step.params.get("parent_directory") or "")
+    if step.params.get("archive_directory") or step.params.get("archive_or_delete", "archive") != "archive":
+        return None
+    if not parent or parent.startswith("s3://") or ("://" in parent and not parent.startswith("file://")):
+        return None
+    path = os.path.normpath(os.path.abspath(parent.removeprefix("file://")))
+    return None if path == "/" else path.rstrip("/") + "_archive"
+
+
+def _nested(a: str, b: str) -> bool:
+    """Real paths ``a`` and ``b`` are the same folder or one lies inside the other."""
+    a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
+    return a.startswith(b) or b.startswith(a)
+
+
+def path_refusal(value: str, prefixes: list[str], home: str) -> str | None:
+    """Why an untrusted routine may not use the location ``value``, or None (``s3://`` is always fine)."""
+    if value.startswith("s3://"):
+        return None
+    local = value.removeprefix("file://")
+    if not allowed(local, prefixes):
+        return f"{value!r} is outside {PATH_ALLOWLIST_ENV} and {ALLOWLIST_ENV}"
+    if _nested(os.path.realpath(local), home):
+        return f"{value!r} overlaps the orchestrator home {home} (run records and state)"
+    return None
+
+
+def check_untrusted(routine: Routine, label: str, prefixes: list[str], data_prefixes: list[str] | None = None,
+                    home: str | None = None) -> None:
+    """Refuse, before anything runs, a routine from an event that names code outside the code allowlist or
+    local data outside the path allowlist (``data_prefixes`` + ``prefixes``) or overlapping ``home``."""
     refused = [f"{path}: {value!r} is outside {ALLOWLIST_ENV}" for path, value in code_references(routine)
                if not allowed(value, prefixes)]
+    notes = []
     if refused:
-        where = ", ".join(prefixes) if prefixes else "empty, so no code may be named"
-        raise InvalidEvent(f"{label}: " + "; ".join(refused) + f" (allowlist: {where})")
+        notes.append("code allowlist: " + (", ".join(prefixes) if prefixes else "empty, so no code may be named"))
+    if data_prefixes is not None:
+        home = os.path.realpath(home or LAMBDA_HOME)
+        places = data_prefixes + [p for p in prefixes if p not in data_prefixes]
+        bad = [f"{path}: {why}" for path, value in location_references(routine)
+               if (why := path_refusal(value, places, home)) is not None]
+        refused += bad
+        if any(PATH_ALLOWLIST_ENV in why for why in bad):
+            notes.append("path allowlist: " + (", ".join(places) if places else "empty, so no local path may be named"))
+    if refused:
+        raise InvalidEvent(f"{label}: " + "; ".join(refused) + (f" ({'; '.join(notes)})" if notes else ""))
+
+
+def check_code(routine: Routine, label: str, prefixes: list[str]) -> None:
+    """Refuse a routine from an event that names code outside the code allowlist."""
+    check_untrusted(routine, label, prefixes)
 
 
 # ---------------------------------------------------------------------- output
@@ -432,15 +569,19 @@ class LambdaRunner:
         if path is None:
             path = folder / f"routine{source.suffix}"
             path.write_text(source.text or "", encoding="utf-8")
+        readable = [] if source.trusted else env_allowlist()
         try:
-            routine = load_routine(path, request.params, self.registry)
+            routine = load_routine(path, request.params, self.registry,
+                                   env=None if source.trusted else visible_env())
         except RoutineError as exc:
-            problems = "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems)
+            problems = "; ".join(_problem_text(p, source.trusted, readable) for p in exc.problems)
             raise InvalidEvent(f"{source.label}: {problems}") from None
         except UserError as exc:
             raise InvalidEvent(f"{source.label}: {' '.join(str(exc).split())}") from None
         if not source.trusted:
-            check_code(routine, source.label, allowlist())
+            home = os.environ.get("ORCHESTRATOR_HOME") or str(Path.home() / ".orchestrator")
+            check_untrusted(routine, source.label, allowlist(), path_allowlist(),
+                            os.path.realpath(os.path.expanduser(home)))
         return routine
 
 
