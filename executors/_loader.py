@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import importlib.util
 import itertools
-import os
 import stat
 import sys
 from pathlib import Path
@@ -19,7 +18,6 @@ from ._locations import is_s3, split_callable
 
 _counter = itertools.count()
 MAX_PARSED_BYTES = 16 * 1024 * 1024  # bigger code files are only checked to exist
-ALLOWLIST_ENV = "ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST"  # see orchestrator.aws_lambda
 
 
 def code_path(location: str | Path) -> Path:
@@ -70,8 +68,6 @@ def code_problem(path: str | Path, functions: tuple[str, ...] = ()) -> str | Non
     if is_s3(str(path)):
         return f"{path}: code must be a local .py file, not an s3:// object"
     file = code_path(path)
-    if not _may_inspect(file):
-        return None
     try:
         st = file.stat()
     except (FileNotFoundError, NotADirectoryError):
@@ -103,24 +99,6 @@ def code_problem(path: str | Path, functions: tuple[str, ...] = ()) -> str | Non
         names = ", ".join(f"{name}()" for name in missing)
         return f"{file} defines no top-level {names}"
     return None
-
-
-def _may_inspect(file: Path) -> bool:
-    """Whether validation may look at ``file`` at all.
-
-    Under AWS Lambda (or wherever ``$ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST`` is set) routines may come
-    from events: code outside that allowlist is refused by the Lambda handler after validation, and
-    validation must not be a probe for which files exist or what they define. There, only code under
-    the allowlist is checked; the rest is left to the handler's refusal (or, for trusted routines,
-    to run time, as before these checks existed).
-    """
-    if "AWS_LAMBDA_FUNCTION_NAME" not in os.environ and ALLOWLIST_ENV not in os.environ:
-        return True
-    real = os.path.realpath(file)
-    prefixes = [p.strip() for p in os.environ.get(ALLOWLIST_ENV, "").split(",") if p.strip()]
-    return any(os.path.isabs(p) and (real == os.path.realpath(p) or
-                                     real.startswith(os.path.realpath(p).rstrip("/") + "/")) for p in prefixes)
-
 
 def _top_level_names(body: list[ast.stmt]) -> set[str] | None:
     """Names bound at module level; None when that cannot be known statically."""

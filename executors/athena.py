@@ -62,7 +62,7 @@ class AthenaExecutor(AwsExecutor):
             yield "max_bytes_scanned", "must be a positive number of bytes"
 
     @classmethod
-    def validate_args(cls, task: str, args: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
         checks = {"run_query": _query_problems, "create_table": _create_table_problems,
                   "repair_table": _repair_problems, "create_table_as": _ctas_problems, "drop_table": _drop_problems}
         return checks.get(task, lambda a: iter(()))(args)

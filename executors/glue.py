@@ -40,7 +40,7 @@ class GlueExecutor(AwsExecutor):
         self._aws_setup(region)
 
     @classmethod
-    def validate_args(cls, task: str, args: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
         if task == "run_job":
             yield from _job_problems(args)
         elif task in ("create_table", "update_table"):

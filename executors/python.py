@@ -1,15 +1,10 @@
 """A tiny generic executor: call a function from a Python file next to the routine."""
 from __future__ import annotations
 
-import threading
 from typing import Annotated, Any, Iterable
 
-from orchestrator.executor import Context, Executor, Location, TaskMetrics, accepts_context, task
+from orchestrator.executor import CodeLocation, Context, Executor, TaskMetrics, accepts_context, task
 from orchestrator.hookspecs import hookimpl
-
-# validate_args sees only a task's args, not the step's params: the path that validate_params has
-# just checked for this step is kept here (per thread: validation may run in several threads).
-_validating = threading.local()
 
 
 class PythonExecutor(Executor):
@@ -17,7 +12,7 @@ class PythonExecutor(Executor):
 
     name = "python"
 
-    def __init__(self, path: Annotated[Location, "A .py file; relative to the routine's folder"]) -> None:
+    def __init__(self, path: Annotated[CodeLocation, "A .py file; relative to the routine's folder"]) -> None:
         self.path = str(path)
 
     @classmethod
@@ -26,19 +21,16 @@ class PythonExecutor(Executor):
         from ._loader import code_problem
 
         path = str(params.get("path") or "")
-        problem = code_problem(path) if path else None
-        _validating.path = path if path and problem is None else None
-        if problem is not None:
+        if path and (problem := code_problem(path)) is not None:
             yield "path", problem
 
     @classmethod
-    def validate_args(cls, task: str, args: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
         """``call``'s function must be defined at the top level of the file (checked with ``ast``)."""
         from ._loader import code_problem
 
-        path = getattr(_validating, "path", None)
-        function = args.get("function")
-        if task != "call" or not path or not isinstance(function, str):
+        path, function = str(params.get("path") or ""), args.get("function")
+        if task != "call" or not path or not isinstance(function, str) or code_problem(path) is not None:
             return
         if not function.isidentifier():
             yield "function", f"{function!r} is not a Python function name"

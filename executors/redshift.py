@@ -54,7 +54,7 @@ class RedshiftExecutor(AwsExecutor):
             yield "secret_arn", "give db_user or secret_arn, not both"
 
     @classmethod
-    def validate_args(cls, task: str, args: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
         checks = {"run_sql": _sql_problems, "copy_from_s3": _copy_problems, "unload_to_s3": _unload_problems,
                   "create_table": _create_problems}
         return checks.get(task, lambda a: iter(()))(args)

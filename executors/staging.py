@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any, Iterable, Literal
 
-from orchestrator.executor import Cancelled, Context, Executor, Location, TaskMetrics, task
+from orchestrator.executor import Cancelled, CodeLocation, Context, Executor, Location, TaskMetrics, task
 from orchestrator.hookspecs import hookimpl
 
 from . import _locations as loc
@@ -31,9 +31,9 @@ class StagingExecutor(Executor):
         archive_or_delete: Annotated[Literal["archive", "delete"], "What happens to staged landing files"] = "archive",
         archive_directory: Annotated[Location | None, "Archive folder; default <landing>_archive"] = None,
         pattern: Annotated[str, "Glob matched on the relative path or the file name"] = "*",
-        py_exec_path: Annotated[Location | None, "Legacy: folder holding py_exec.py (test(), main())"] = None,
+        py_exec_path: Annotated[CodeLocation | None, "Legacy: folder holding py_exec.py (test(), main())"] = None,
         py_exec_args: Annotated[dict | None, "Legacy: keyword arguments for py_exec.main"] = None,
-        transform: Annotated[Location | None, "file.py:function(source, destination, **transform_args)"] = None,
+        transform: Annotated[CodeLocation | None, "file.py:function(source, destination, **transform_args)"] = None,
         transform_args: Annotated[dict | None, "Keyword arguments for the transform"] = None,
     ) -> None:
         self.parent_directory = str(parent_directory)

@@ -17,6 +17,7 @@ _EXPORTS = {
     "Context": "executor",
     "Cancelled": "executor",
     "Location": "executor",
+    "CodeLocation": "executor",
     "hookimpl": "hookspecs",
     "load_routine": "config",
     "Routine": "config",

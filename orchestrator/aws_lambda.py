@@ -315,6 +315,23 @@ def path_refusal(value: str, prefixes: list[str], home: str) -> str | None:
     return None
 
 
+def untrusted_policy(code_prefixes: list[str], data_prefixes: list[str], home: str) -> Callable[[str, str], str | None]:
+    """The location policy for routines from events, applied while they are validated, so that no
+    executor check reads a file the routine may not name (validation must not probe the disk)."""
+    places = data_prefixes + [p for p in code_prefixes if p not in data_prefixes]
+    code_note = "code allowlist: " + (", ".join(code_prefixes) or "empty, so no code may be named")
+    path_note = "path allowlist: " + (", ".join(places) or "empty, so no local path may be named")
+
+    def refuse(kind: str, value: str) -> str | None:
+        if kind == "code":
+            file = value.rpartition(":")[0] if ":" in value.rsplit("/", 1)[-1] else value
+            return None if allowed(file, code_prefixes) else f"{value!r} is outside {ALLOWLIST_ENV} ({code_note})"
+        why = path_refusal(value, places, home)
+        return f"{why} ({path_note})" if why and PATH_ALLOWLIST_ENV in why else why
+
+    return refuse
+
+
 def check_untrusted(routine: Routine, label: str, prefixes: list[str], data_prefixes: list[str] | None = None,
                     home: str | None = None) -> None:
     """Refuse, before anything runs, a routine from an event that names code outside the code allowlist or
@@ -570,18 +587,18 @@ class LambdaRunner:
             path = folder / f"routine{source.suffix}"
             path.write_text(source.text or "", encoding="utf-8")
         readable = [] if source.trusted else env_allowlist()
+        home = os.path.realpath(os.path.expanduser(os.environ.get("ORCHESTRATOR_HOME") or str(Path.home() / ".orchestrator")))
         try:
             routine = load_routine(path, request.params, self.registry,
-                                   env=None if source.trusted else visible_env())
+                                   env=None if source.trusted else visible_env(),
+                                   policy=None if source.trusted else untrusted_policy(allowlist(), path_allowlist(), home))
         except RoutineError as exc:
             problems = "; ".join(_problem_text(p, source.trusted, readable) for p in exc.problems)
             raise InvalidEvent(f"{source.label}: {problems}") from None
         except UserError as exc:
             raise InvalidEvent(f"{source.label}: {' '.join(str(exc).split())}") from None
         if not source.trusted:
-            home = os.environ.get("ORCHESTRATOR_HOME") or str(Path.home() / ".orchestrator")
-            check_untrusted(routine, source.label, allowlist(), path_allowlist(),
-                            os.path.realpath(os.path.expanduser(home)))
+            check_untrusted(routine, source.label, allowlist(), path_allowlist(), home)
         return routine
 
 

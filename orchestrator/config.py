@@ -12,11 +12,11 @@ import os
 import uuid
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .errors import PluginError, Problem, RoutineError, UserError
 from .executor import accepts_context
-from .introspect import location_keys, signature_schema
+from .introspect import location_kinds, signature_schema
 from .registry import ExecutorInfo, Registry, unknown_message
 from .schema_check import schema_problems
 from .substitution import SECRET_NAME, Substituter, mask_values
@@ -75,11 +75,17 @@ def load_routine(
     registry: Registry | None = None,
     run_id: str | None = None,
     env: Mapping[str, str] | None = None,
+    policy: LocationPolicy | None = None,
 ) -> Routine:
-    """Load and validate ``path``; raise :class:`RoutineError` listing every problem."""
+    """Load and validate ``path``; raise :class:`RoutineError` listing every problem.
+
+    ``env`` is what ``${env.X}`` sees (default: the process environment); ``policy`` may refuse
+    locations (data or code) before any executor check looks at them.
+    """
     file = Path(path)
     doc = parse_file(file)
-    return _Loader(file, doc, registry or Registry(), env if env is not None else os.environ).load(params or {}, run_id)
+    loader = _Loader(file, doc, registry or Registry(), env if env is not None else os.environ, policy)
+    return loader.load(params or {}, run_id)
 
 
 def parse_file(file: Path) -> Any:
@@ -148,9 +154,14 @@ def _strict_yaml_loader() -> type:
     return StrictLoader
 
 
+LocationPolicy = Callable[[str, str], "str | None"]
+"""``policy(kind, location) -> refusal or None``; ``kind`` is ``"location"`` (data) or ``"code"``."""
+
+
 class _Loader:
-    def __init__(self, file: Path, doc: Any, registry: Registry, env: Mapping[str, str]) -> None:
-        self.file, self.doc, self.registry, self.env = file, doc, registry, env
+    def __init__(self, file: Path, doc: Any, registry: Registry, env: Mapping[str, str],
+                 policy: LocationPolicy | None = None) -> None:
+        self.file, self.doc, self.registry, self.env, self.policy = file, doc, registry, env, policy
         self.folder = file.resolve().parent
         self.problems: list[Problem] = []
 
@@ -229,8 +240,9 @@ class _Loader:
             self.report(f"{path}.executor" if "[" in path else path, str(exc))
             return None
         params = subst.walk(entry.get("params") or {}, f"{path}.params", self.report)
-        params = self.check_params(info, params, f"{path}.params")
-        tasks = tuple(filter(None, (self.task_call(info, t, f"{path}.tasks[{i}]", subst) for i, t in enumerate(entry["tasks"]))))
+        params, refused = self.check_params(info, params, f"{path}.params")
+        calls = (self.task_call(info, t, f"{path}.tasks[{i}]", subst, params, refused) for i, t in enumerate(entry["tasks"]))
+        tasks = tuple(filter(None, calls))
         return StepSpec(
             name=entry.get("name") or ref,
             executor=info,
@@ -241,17 +253,23 @@ class _Loader:
             path=path,
         )
 
-    def check_params(self, info: ExecutorInfo, params: dict[str, Any], path: str) -> dict[str, Any]:
+    def check_params(self, info: ExecutorInfo, params: dict[str, Any], path: str) -> tuple[dict[str, Any], bool]:
+        """Schema, locations (resolved, then the location policy), then the executor's own checks.
+
+        A location the policy refuses is not looked at any further (no file is read for it); the
+        second value says whether that happened, so the step's task checks are skipped too."""
         schema = info.params_schema
         found = schema_problems(params, schema, prefix=path, what="param")
         for sub, message in found:
             self.report(sub, message)
-        params = self.resolve_locations(params, location_keys(schema))
-        for key, message in _deeper_checks(lambda: info.cls.validate_params(params), {p for p, _ in found}, path):
-            self.report(f"{path}.{key}" if key else path, message)
-        return params
+        params, refused = self.resolve_locations(params, location_kinds(schema), path)
+        if not refused:
+            for key, message in _deeper_checks(lambda: info.cls.validate_params(params), {p for p, _ in found}, path):
+                self.report(f"{path}.{key}" if key else path, message)
+        return params, refused
 
-    def task_call(self, info: ExecutorInfo, raw: Any, path: str, subst: Substituter) -> TaskCall | None:
+    def task_call(self, info: ExecutorInfo, raw: Any, path: str, subst: Substituter, params: dict[str, Any],
+                  refused: bool) -> TaskCall | None:
         spec = {"task": raw} if isinstance(raw, str) else raw
         methods = info.cls.tasks()
         name = spec["task"]
@@ -266,24 +284,33 @@ class _Loader:
         for sub, message in found:
             self.report(sub, message)
         args_path = f"{path}.args"
-        for sub, message in _deeper_checks(lambda: info.cls.validate_args(name, args), {p for p, _ in found}, args_path):
-            self.report(args_path + (f".{sub}" if sub and not sub.startswith("[") else sub), message)
+        args, refused_args = self.resolve_locations(args, location_kinds(schema), args_path)
+        if not (refused or refused_args):
+            checks = _deeper_checks(lambda: info.cls.validate_args(name, args, params), {p for p, _ in found}, args_path)
+            for sub, message in checks:
+                self.report(args_path + (f".{sub}" if sub and not sub.startswith("[") else sub), message)
         return TaskCall(
             task=name,
-            args=self.resolve_locations(args, location_keys(schema)),
+            args=args,
             retries=spec.get("retries", 0),
             retry_delay=float(spec.get("retry_delay", 1.0)),
             timeout=spec.get("timeout"),
             wants_context=accepts_context(method),
         )
 
-    def resolve_locations(self, values: dict[str, Any], keys: set[str]) -> dict[str, Any]:
-        resolved = dict(values)
-        for key in keys & resolved.keys():
+    def resolve_locations(self, values: dict[str, Any], kinds: dict[str, str], path: str) -> tuple[dict[str, Any], bool]:
+        """Relative local paths made absolute; each location then passed to the policy, if any."""
+        resolved, refused = dict(values), False
+        for key in kinds.keys() & resolved.keys():
             value = resolved[key]
-            if isinstance(value, str) and value and "://" not in value and not os.path.isabs(value):
-                resolved[key] = str(self.folder / value)
-        return resolved
+            if not isinstance(value, str) or not value:
+                continue
+            if "://" not in value and not os.path.isabs(value):
+                resolved[key] = value = str(self.folder / value)
+            if self.policy is not None and (message := self.policy(kinds[key], value)) is not None:
+                self.report(f"{path}.{key}", message)
+                refused = True
+        return resolved, refused
 
     def check_names_and_dependencies(self, steps: list[StepSpec | None], entries: list[tuple[str, dict[str, Any]]]) -> None:
         seen: dict[str, str] = {}

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator, TypeVar
 
-__all__ = ["Cancelled", "Context", "Executor", "Location", "TaskMetrics", "task"]
+__all__ = ["Cancelled", "CodeLocation", "Context", "Executor", "Location", "TaskMetrics", "task"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TASK_MARK = "__orchestrator_task__"
@@ -30,6 +30,14 @@ class Location(str):
     """Annotation for a param that names a file, folder or ``s3://`` URI.
 
     Relative local paths are resolved against the routine file's folder.
+    """
+
+
+class CodeLocation(Location):
+    """Annotation for a param or arg that names Python code (a file, ``file.py:function`` or a folder).
+
+    Resolved like a :class:`Location`; a caller may apply a stricter policy to code than to data
+    (the Lambda handler does, for routines that arrive in events).
     """
 
 
@@ -177,8 +185,9 @@ class Executor:
         return ()
 
     @classmethod
-    def validate_args(cls, task: str, args: dict[str, Any]) -> Iterable[tuple[str, str]]:
-        """Deeper checks of one task's args after the signature check: yield ``(arg path, message)``.
+    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+        """Deeper checks of one task's args (``params`` are the step's) after the signature check:
+        yield ``(arg path, message)``.
 
         ``arg path`` is relative to the task's ``args`` (``"columns[2].type"``). No side effects.
         """

@@ -7,7 +7,7 @@ import typing
 from functools import lru_cache
 from typing import Any, Callable
 
-from .executor import Location
+from .executor import CodeLocation, Location
 
 _SIMPLE: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},
@@ -19,6 +19,7 @@ _SIMPLE: dict[Any, dict[str, Any]] = {
     tuple: {"type": "array"},
     type(None): {"type": "null"},
     Location: {"type": "string", "format": "location"},
+    CodeLocation: {"type": "string", "format": "code"},
 }
 
 
@@ -79,11 +80,18 @@ def _json_like(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool, list, dict))
 
 
-def location_keys(schema: dict[str, Any]) -> set[str]:
-    """Top-level properties that hold locations (resolved against the routine's folder)."""
-    found = set()
+LOCATION_FORMATS = ("location", "code")
+
+
+def location_kinds(schema: dict[str, Any]) -> dict[str, str]:
+    """Top-level properties that hold locations (resolved against the routine's folder): ``key -> "location"|"code"``."""
+    found = {}
     for key, sub in schema.get("properties", {}).items():
-        options = [sub, *sub.get("anyOf", [])]
-        if any(opt.get("format") == "location" for opt in options):
-            found.add(key)
+        for option in (sub, *sub.get("anyOf", [])):
+            if option.get("format") in LOCATION_FORMATS:
+                found[key] = option["format"]
     return found
+
+
+def location_keys(schema: dict[str, Any]) -> set[str]:
+    return set(location_kinds(schema))
