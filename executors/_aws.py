@@ -190,7 +190,7 @@ class Backoff:
 
     first: float = 0.2
     ratio: float = 0.2
-    cap: float = 60.0
+    cap: float = 30.0
     jitter: float = 0.1
 
     def delay(self, elapsed: float, rng: random.Random | None = None) -> float:

@@ -40,7 +40,7 @@ def test_backoff_is_fast_first_then_proportional_and_capped() -> None:
     backoff, rng = _aws.Backoff(), random.Random(1)
     assert 0.18 <= backoff.delay(0, rng) <= 0.22
     assert backoff.delay(2.0, rng) <= 0.45
-    assert 54 <= backoff.delay(3600, rng) <= 66
+    assert 27 <= backoff.delay(3600, rng) <= 33
 
 
 def simulated_calls(seconds: float, backoff: _aws.Backoff) -> tuple[int, float]:
@@ -57,7 +57,7 @@ def test_two_second_job_is_seen_within_half_a_second_and_long_jobs_stay_cheap() 
     calls, lag = simulated_calls(2, _aws.DEFAULT_BACKOFF)
     assert lag <= 0.5 and calls <= 12
     calls, _ = simulated_calls(1800, _aws.DEFAULT_BACKOFF)
-    assert calls <= 70, "a 30-minute job costs tens of status calls, not hundreds"
+    assert calls < 100, "a 30-minute job costs tens of status calls, not hundreds"
 
 
 def test_wait_for_wakes_up_on_cancel(tmp_path: Path) -> None:
