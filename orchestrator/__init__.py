@@ -16,6 +16,7 @@ _EXPORTS = {
     "TaskMetrics": "executor",
     "Context": "executor",
     "Cancelled": "executor",
+    "NotRetryable": "executor",
     "Location": "executor",
     "CodeLocation": "executor",
     "hookimpl": "hookspecs",

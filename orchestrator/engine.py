@@ -86,7 +86,8 @@ class Run:
     """One execution of a plan. ``cancel()`` may be called from any thread (or a signal handler)."""
 
     def __init__(self, plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4, home: Any = None,
-                 watermarks: WatermarkStore | None = None, done: Mapping[int, str] | None = None) -> None:
+                 watermarks: WatermarkStore | None = None, done: Mapping[int, str] | None = None,
+                 resumed_from: str | None = None) -> None:
         """``watermarks`` keeps ``next_watermark`` between runs; ``done`` maps the plan positions of
         steps that already succeeded (in the run being resumed) to that run's id: they are skipped."""
         self.plan = plan
@@ -96,6 +97,7 @@ class Run:
         self.home = home
         self.watermarks = watermarks
         self.done = dict(done or {})
+        self.resumed_from = resumed_from
         self.results = {s.name: [TaskResult(s.name, s.spec.executor.name, c.task, i, n) for i, c in enumerate(s.spec.tasks)]
                         for n, s in enumerate(plan.steps)}
         self.stopping = threading.Event()
@@ -257,7 +259,7 @@ class Run:
                     result.error_type = type(exc).__name__
                     self.emit("task_finished", result)
                     return False
-                if attempt > call.retries or self.stopping.is_set():
+                if attempt > call.retries or self.stopping.is_set() or getattr(exc, "retryable", True) is False:
                     result.ended = time.time()
                     self.fail(result, exc)
                     return False
@@ -277,7 +279,7 @@ class Run:
         watermark = self.watermarks.get_watermark(self.routine.name, step.name, call.task) if self.watermarks else None
         return Context(run_id=self.routine.run_id, run_date=self.routine.run_date, routine_name=self.routine.name,
                        step=step.name, task=call.task, attempt=attempt, cancel_event=event, home=self.home,
-                       watermark=watermark)
+                       watermark=watermark, resumed_from=self.resumed_from)
 
     def save_watermark(self, step: Step, call: TaskCall, ctx: Context) -> None:
         if self.watermarks is not None and ctx.next_watermark is not None:

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator, TypeVar
 
-__all__ = ["Cancelled", "CodeLocation", "Context", "Executor", "Location", "TaskMetrics", "task"]
+__all__ = ["Cancelled", "CodeLocation", "Context", "NotRetryable", "Executor", "Location", "TaskMetrics", "task"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TASK_MARK = "__orchestrator_task__"
@@ -43,6 +43,15 @@ class CodeLocation(Location):
 
 class Cancelled(Exception):
     """Raised inside a task when its run was cancelled (Ctrl-C, SIGTERM, timeout)."""
+
+
+class NotRetryable(Exception):
+    """A failure that a retry would only repeat (a cost guard, a rejected spec): the task fails at once.
+
+    Any exception with a ``retryable = False`` attribute is treated the same way.
+    """
+
+    retryable = False
 
 
 @dataclasses.dataclass
@@ -89,6 +98,7 @@ class Context:
         home: Path | None = None,
         watermark: Any = None,
         logger: logging.Logger | logging.LoggerAdapter | None = None,
+        resumed_from: str | None = None,
     ) -> None:
         self.run_id = run_id
         self.run_date = run_date
@@ -98,6 +108,7 @@ class Context:
         self.attempt = attempt
         self.watermark = watermark
         self.next_watermark: Any = None
+        self.resumed_from = resumed_from  # the run this one resumes: its remote work may still be going
         self._cancel_event = cancel_event or threading.Event()
         self._home = home
         self.logger = logger or logging.getLogger(f"orchestrator.task.{step}.{task}")

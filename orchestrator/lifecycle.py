@@ -30,7 +30,7 @@ class TrackedRun:
         self.store = store
         self.routine: Routine = the_plan.routine
         self.record = new_record(self.routine, resumed_from)
-        self.run = Run(the_plan, [], max_parallel, watermarks=store, done=done)
+        self.run = Run(the_plan, [], max_parallel, watermarks=store, done=done, resumed_from=resumed_from)
         self.recorder = RunRecorder(store, self.record, on_cancel_request=self.run.cancel)
         self.run.listeners = [self.recorder, *listeners]
 

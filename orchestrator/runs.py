@@ -248,6 +248,9 @@ class SQLiteStore(RunStore):
                         conn.execute("UPDATE runs SET status = ?, ended = ? WHERE run_id = ?", (DEAD, time.time(), other.run_id))
                     elif other.run_id != run.run_id:
                         raise RoutineBusy(run.routine, other.run_id)
+            same = conn.execute("SELECT host, pid FROM runs WHERE run_id = ?", (run.run_id,)).fetchone()
+            if same is not None and tuple(same) != (run.host, run.pid):
+                raise UserError(f"run id {run.run_id} is already recorded; a run id is used once")
             values = [self._encode(name, getattr(run, name)) for name in _RUN_COLUMNS]
             conn.execute(f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(values))})", values)
             conn.execute("COMMIT")

@@ -5,7 +5,7 @@ import dataclasses
 import threading
 from typing import Annotated, Literal
 
-from orchestrator import Context, Executor, Location, TaskMetrics, hookimpl, task
+from orchestrator import Context, Executor, Location, NotRetryable, TaskMetrics, hookimpl, task
 from orchestrator.registry import Registry
 
 CALLS: list[tuple[str, str, dict]] = []
@@ -80,6 +80,11 @@ class Worker(Executor):
     @task
     def fail(self) -> None:
         raise ValueError(f"{self.label} broke")
+
+    @task
+    def refuse(self) -> None:
+        Worker.attempts[self.label] = Worker.attempts.get(self.label, 0) + 1
+        raise NotRetryable("over budget")
 
     @task
     def wait_for_cancel(self, seconds: float = 30, context: Context | None = None) -> None:

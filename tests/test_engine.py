@@ -169,3 +169,9 @@ def test_a_successful_retry_clears_the_earlier_error(write_routine):
     result, _ = execute(write_routine, step("f", {"task": "flaky", "args": {"fail_times": 1}, "retries": 1, "retry_delay": 0}))
     (task,) = result.tasks
     assert (task.status, task.error, task.error_type) == ("succeeded", None, None)
+
+
+def test_a_not_retryable_failure_is_not_retried(write_routine):
+    result, events = execute(write_routine, step("r", {"task": "refuse", "retries": 3, "retry_delay": 0}))
+    assert Worker.attempts == {"r": 1} and not [e for e in events if e[0] == "retrying"]
+    assert result.tasks[0].status == "failed" and result.tasks[0].error_type == "NotRetryable"

@@ -280,3 +280,13 @@ def test_resume_asks_again_for_secret_params(cli, write_routine):
     assert refused.returncode == 2 and "--param db_password=..." in refused.stderr
     again = cli("resume", run_id, "--json", "--param", "db_password=hunter2-secret")
     assert again.returncode == 1 and json.loads(again.stdout)["tasks"][0]["error"] == "boom ****"
+
+
+def test_a_run_id_is_used_once(orchestrator_home):
+    from orchestrator.errors import UserError
+    from orchestrator.runs import RunRecord, open_store
+
+    store = open_store()
+    store.start_run(RunRecord(run_id="once", routine="r", status="succeeded", pid=1), allow_concurrent=True)
+    with pytest.raises(UserError, match="already recorded"):
+        store.start_run(RunRecord(run_id="once", routine="r"), allow_concurrent=True)
