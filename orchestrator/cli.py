@@ -380,10 +380,22 @@ def configure_logging(args: argparse.Namespace, secrets: frozenset[str] = frozen
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(level)
     handler.addFilter(MaskSecrets(secrets))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(TaskLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     logger = logging.getLogger("orchestrator")
     logger.addHandler(handler)
     logger.setLevel(min(level, logging.INFO))
+
+
+class TaskLogFormatter(logging.Formatter):
+    """Names a task's log lines ``step.task`` rather than by the full logger name."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        name = record.name
+        record.name = name.removeprefix("orchestrator.task.")
+        try:
+            return super().format(record)
+        finally:
+            record.name = name
 
 
 @contextlib.contextmanager
