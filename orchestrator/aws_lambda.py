@@ -32,45 +32,29 @@ whole environment and may name any path or code.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import io
 import json
-import logging
 import os
-import re
 import socket
-import sys
 import tempfile
 import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, TextIO
+from typing import Any, Callable, Mapping
 
-from .config import Routine, StepSpec, load_routine
-from .errors import Problem, RoutineError, UserError
-from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
-from .executor import current_context
-from .introspect import location_keys, signature_schema
+from .config import Routine, load_routine
+from .errors import RoutineError, UserError
+from .events import SKIPPED, SUCCEEDED
+from .lambda_output import JsonLinesRenderer, Output
+from .lambda_trust import (InvalidEvent, allowlist, default_archive_refusals, env_allowlist, path_allowlist,
+                           problem_text, untrusted_policy, visible_env)
 from .substitution import mask
-from .tracking import MaskSecrets
 
 ROUTINE_ENV = "ORCHESTRATOR_ROUTINE"
 MARGIN_ENV = "ORCHESTRATOR_LAMBDA_MARGIN_SECONDS"
-ALLOWLIST_ENV = "ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST"
-ENV_ALLOWLIST_ENV = "ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST"
-PATH_ALLOWLIST_ENV = "ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST"
-DEFAULT_PATH_ALLOWLIST = "/tmp/"
 LAMBDA_HOME = "/tmp/orchestrator"
 DEFAULT_MARGIN_SECONDS = 10.0
 MAX_PARALLEL = 4
-CODE_PARAMS = ("py_exec_path", "transform")
-PYTHON_EXECUTOR = ("python", "PythonExecutor")
-STAGING_EXECUTOR = ("staging", "StagingExecutor")
-
-
-class InvalidEvent(UserError):
-    """The event, its routine or the configuration is wrong; nothing ran. The message is one line."""
 
 
 class RunFailed(RuntimeError):
@@ -198,270 +182,6 @@ def _fetch_s3(uri: str) -> str:
     return body.decode("utf-8")
 
 
-# ---------------------------------------------------------------------- untrusted code
-
-def allowlist(env: Mapping[str, str] = os.environ) -> list[str]:
-    """Where untrusted routines may name code: ``$ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST``."""
-    return _prefixes(ALLOWLIST_ENV, env.get(ALLOWLIST_ENV, ""))
-
-
-def path_allowlist(env: Mapping[str, str] = os.environ) -> list[str]:
-    """Where untrusted routines may name local data: ``$ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST``, ``/tmp/`` if unset."""
-    return _prefixes(PATH_ALLOWLIST_ENV, env.get(PATH_ALLOWLIST_ENV, DEFAULT_PATH_ALLOWLIST))
-
-
-def _prefixes(name: str, text: str) -> list[str]:
-    prefixes = [p.strip() for p in text.split(",") if p.strip()]
-    relative = [p for p in prefixes if not os.path.isabs(p)]
-    if relative:
-        raise InvalidEvent(f"{name}: prefixes must be absolute paths, got {', '.join(relative)}")
-    return [os.path.realpath(p) for p in prefixes]
-
-
-def env_allowlist(env: Mapping[str, str] = os.environ) -> list[str]:
-    """The environment variables untrusted routines may read: ``$ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST``."""
-    return sorted({n.strip() for n in env.get(ENV_ALLOWLIST_ENV, "").split(",") if n.strip()})
-
-
-def visible_env(env: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """What ``${env.X}`` sees in an untrusted routine: only the allowlisted variables that are set."""
-    return {name: env[name] for name in env_allowlist(env) if name in env}
-
-
-_UNSET_ENV = re.compile(r"^environment variable (\S+) is not set\b")
-
-
-def _problem_text(problem: Problem, trusted: bool, readable: list[str]) -> str:
-    message = problem.message
-    unset = None if trusted else _UNSET_ENV.match(message)
-    if unset and unset.group(1) not in readable:
-        message = (f"environment variable {unset.group(1)} is not in {ENV_ALLOWLIST_ENV}, "
-                   f"so routines from events cannot read it (allowed: {', '.join(readable) or 'none'})")
-    return f"{problem.path}: {message}" if problem.path else message
-
-
-def code_references(routine: Routine) -> Iterator[tuple[str, str]]:
-    """``(JSON path, file or folder)`` of every piece of code the routine would load."""
-    for step in routine.steps:
-        for key in CODE_PARAMS:
-            value = step.params.get(key)
-            if value:
-                yield f"{step.path}.params.{key}", _code_file(key, str(value))
-        if step.executor.name in PYTHON_EXECUTOR or step.executor.class_name in PYTHON_EXECUTOR:
-            if step.params.get("path"):
-                yield f"{step.path}.params.path", str(step.params["path"])
-
-
-def _code_file(key: str, value: str) -> str:
-    if key == "transform" and ":" in value:
-        return value.rpartition(":")[0]
-    return value
-
-
-def allowed(path: str, prefixes: list[str]) -> bool:
-    if "://" in path:
-        return False
-    real = os.path.realpath(path)
-    return any(real == p or real.startswith(p.rstrip("/") + "/") for p in prefixes)
-
-
-def location_references(routine: Routine) -> Iterator[tuple[str, str]]:
-    """``(JSON path, location)`` of every data location (not code) the routine names, ``s3://`` included:
-    location-typed executor params and task args, and staging's default ``<parent_directory>_archive``."""
-    code = {path for path, _ in code_references(routine)}
-    for step in routine.steps:
-        info = step.executor
-        for key in sorted(location_keys(info.params_schema)):
-            path, value = f"{step.path}.params.{key}", step.params.get(key)
-            if value and path not in code and key not in CODE_PARAMS:
-                yield path, str(value)
-        if default := _default_archive(step):
-            yield f"{step.path}.params.archive_directory (default)", default
-        methods = info.cls.tasks()
-        for i, call in enumerate(step.tasks):
-            for key in sorted(location_keys(signature_schema(methods[call.task]))):
-                if call.args.get(key):
-                    yield f"{step.path}.tasks[{i}].args.{key}", str(call.args[key])
-
-
-def _default_archive(step: StepSpec) -> str | None:
-    """The archive folder staging derives from a local ``parent_directory`` when none is given."""
-    if step.executor.name not in STAGING_EXECUTOR and step.executor.class_name not in STAGING_EXECUTOR:
-        return None
-    parent = str(step.params.get("parent_directory") or "")
-    if step.params.get("archive_directory") or step.params.get("archive_or_delete", "archive") != "archive":
-        return None
-    if not parent or parent.startswith("s3://") or ("://" in parent and not parent.startswith("file://")):
-        return None
-    path = os.path.normpath(os.path.abspath(parent.removeprefix("file://")))
-    return None if path == "/" else path.rstrip("/") + "_archive"
-
-
-def _nested(a: str, b: str) -> bool:
-    """Real paths ``a`` and ``b`` are the same folder or one lies inside the other."""
-    a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
-    return a.startswith(b) or b.startswith(a)
-
-
-def path_refusal(value: str, prefixes: list[str], home: str) -> str | None:
-    """Why an untrusted routine may not use the location ``value``, or None (``s3://`` is always fine)."""
-    if value.startswith("s3://"):
-        return None
-    local = value.removeprefix("file://")
-    if not allowed(local, prefixes):
-        return f"{value!r} is outside {PATH_ALLOWLIST_ENV} and {ALLOWLIST_ENV}"
-    if _nested(os.path.realpath(local), home):
-        return f"{value!r} overlaps the orchestrator home {home} (run records and state)"
-    return None
-
-
-def untrusted_policy(code_prefixes: list[str], data_prefixes: list[str], home: str) -> Callable[[str, str], str | None]:
-    """The location policy for routines from events, applied while they are validated, so that no
-    executor check reads a file the routine may not name (validation must not probe the disk)."""
-    places = data_prefixes + [p for p in code_prefixes if p not in data_prefixes]
-    code_note = "code allowlist: " + (", ".join(code_prefixes) or "empty, so no code may be named")
-    path_note = "path allowlist: " + (", ".join(places) or "empty, so no local path may be named")
-
-    def refuse(kind: str, value: str) -> str | None:
-        if kind == "code":
-            file = value.rpartition(":")[0] if ":" in value.rsplit("/", 1)[-1] else value
-            return None if allowed(file, code_prefixes) else f"{value!r} is outside {ALLOWLIST_ENV} ({code_note})"
-        why = path_refusal(value, places, home)
-        return f"{why} ({path_note})" if why and PATH_ALLOWLIST_ENV in why else why
-
-    return refuse
-
-
-def check_untrusted(routine: Routine, label: str, prefixes: list[str], data_prefixes: list[str] | None = None,
-                    home: str | None = None) -> None:
-    """Refuse, before anything runs, a routine from an event that names code outside the code allowlist or
-    local data outside the path allowlist (``data_prefixes`` + ``prefixes``) or overlapping ``home``."""
-    refused = [f"{path}: {value!r} is outside {ALLOWLIST_ENV}" for path, value in code_references(routine)
-               if not allowed(value, prefixes)]
-    notes = []
-    if refused:
-        notes.append("code allowlist: " + (", ".join(prefixes) if prefixes else "empty, so no code may be named"))
-    if data_prefixes is not None:
-        home = os.path.realpath(home or LAMBDA_HOME)
-        places = data_prefixes + [p for p in prefixes if p not in data_prefixes]
-        bad = [f"{path}: {why}" for path, value in location_references(routine)
-               if (why := path_refusal(value, places, home)) is not None]
-        refused += bad
-        if any(PATH_ALLOWLIST_ENV in why for why in bad):
-            notes.append("path allowlist: " + (", ".join(places) if places else "empty, so no local path may be named"))
-    if refused:
-        raise InvalidEvent(f"{label}: " + "; ".join(refused) + (f" ({'; '.join(notes)})" if notes else ""))
-
-
-def check_code(routine: Routine, label: str, prefixes: list[str]) -> None:
-    """Refuse a routine from an event that names code outside the code allowlist."""
-    check_untrusted(routine, label, prefixes)
-
-
-# ---------------------------------------------------------------------- output
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class JsonLinesRenderer(Listener):
-    """One JSON object per line on stdout, as CloudWatch Logs Insights reads them; secrets masked."""
-
-    FIELDS = ("ts", "level", "event", "run_id", "routine", "step", "task", "status", "attempt", "duration", "error")
-
-    def __init__(self, run_id: str, routine: str, secrets: frozenset[str] = frozenset(), stream: TextIO | None = None,
-                 request_id: str | None = None) -> None:
-        self.run_id, self.routine, self.secrets, self.request_id = run_id, routine, set(secrets), request_id
-        self.stream = stream or sys.stdout
-        self._lock = threading.Lock()
-
-    def emit(self, event: str, level: str = "INFO", **fields: Any) -> None:
-        line = {name: None for name in self.FIELDS}
-        line.update(ts=_now(), level=level, event=event, run_id=self.run_id, routine=self.routine, **fields)
-        if self.request_id:
-            line["request_id"] = self.request_id
-        text = mask(json.dumps(line, default=str), self.secrets)
-        with self._lock:
-            self.stream.write(text + "\n")
-            self.stream.flush()
-
-    def _task(self, event: str, result: TaskResult, level: str = "INFO", **fields: Any) -> None:
-        self.emit(event, level, step=result.step, task=result.task, attempt=result.attempts, **fields)
-
-    def run_started(self, run: RunInfo) -> None:
-        self.emit("run_started", status="running", tasks=run.total_tasks)
-
-    def task_started(self, result: TaskResult) -> None:
-        self._task("task_started", result, status="running")
-
-    def task_retrying(self, result: TaskResult, delay: float) -> None:
-        self._task("task_retrying", result, "WARNING", status="retrying", error=result.error, delay=delay)
-
-    def task_finished(self, result: TaskResult) -> None:
-        level = {FAILED: "ERROR", CANCELLED: "WARNING"}.get(result.status, "INFO")
-        self._task("task_finished", result, level, status=result.status, duration=_round(result.duration),
-                   error=result.error, reason=result.reason)
-
-    def run_finished(self, result: RunResult) -> None:
-        level = "INFO" if result.status in (SUCCEEDED, SKIPPED) else "ERROR"
-        self.emit("run_finished", level, status=result.status, duration=_round(result.ended - result.started))
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
-class _JsonOutput(io.TextIOBase):
-    """Stands in for stdout/stderr during a run: what tasks print becomes masked ``output`` JSON lines."""
-
-    def __init__(self, renderer: JsonLinesRenderer, level: str) -> None:
-        self.renderer, self.level = renderer, level
-        self._partial = threading.local()
-
-    def write(self, text: str) -> int:
-        buffered = getattr(self._partial, "text", "") + text
-        *lines, self._partial.text = buffered.split("\n")
-        for line in lines:
-            self._line(line)
-        return len(text)
-
-    def _line(self, line: str) -> None:
-        if line.strip():
-            context = current_context()
-            self.renderer.emit("output", self.level, step=context.step if context else None,
-                               task=context.task if context else None, message=line)
-
-    def flush(self) -> None:
-        rest = getattr(self._partial, "text", "")
-        self._partial.text = ""
-        self._line(rest)
-
-    def isatty(self) -> bool:
-        return False
-
-
-class _Output:
-    """Routes stdout, stderr and logging through the renderer for the duration of a run."""
-
-    def __init__(self, renderer: JsonLinesRenderer, secrets: frozenset[str]) -> None:
-        self.renderer, self.filter = renderer, MaskSecrets(secrets)
-        self._saved: tuple[Any, Any] = (None, None)
-
-    def __enter__(self) -> None:
-        self._saved = (sys.stdout, sys.stderr)
-        sys.stdout, sys.stderr = _JsonOutput(self.renderer, "INFO"), _JsonOutput(self.renderer, "WARNING")
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(self.filter)
-
-    def __exit__(self, *exc: Any) -> None:
-        for stream in (sys.stdout, sys.stderr):
-            if isinstance(stream, _JsonOutput):
-                stream.flush()
-        sys.stdout, sys.stderr = self._saved
-        for handler in logging.getLogger().handlers:
-            handler.removeFilter(self.filter)
-
-
 # ---------------------------------------------------------------------- deadline
 
 def margin_seconds(env: Mapping[str, str] = os.environ) -> float:
@@ -569,7 +289,7 @@ class LambdaRunner:
             timer = None
             try:
                 timer = cancel_at(context, on_deadline, margin)
-                with _Output(renderer, routine.secrets):
+                with Output(renderer, routine.secrets):
                     result = tracked.execute()
             finally:
                 _ACTIVE.discard(routine.run_id)
@@ -593,12 +313,13 @@ class LambdaRunner:
                                    env=None if source.trusted else visible_env(),
                                    policy=None if source.trusted else untrusted_policy(allowlist(), path_allowlist(), home))
         except RoutineError as exc:
-            problems = "; ".join(_problem_text(p, source.trusted, readable) for p in exc.problems)
+            problems = "; ".join(problem_text(p, source.trusted, readable) for p in exc.problems)
             raise InvalidEvent(f"{source.label}: {problems}") from None
         except UserError as exc:
             raise InvalidEvent(f"{source.label}: {' '.join(str(exc).split())}") from None
-        if not source.trusted:
-            check_untrusted(routine, source.label, allowlist(), path_allowlist(), home)
+        refused = [] if source.trusted else default_archive_refusals(routine, allowlist(), path_allowlist(), home)
+        if refused:
+            raise InvalidEvent(f"{source.label}: " + "; ".join(refused))
         return routine
 
 
