@@ -32,3 +32,28 @@ def test_each_cli_command_is_documented_and_has_help():
     for name in commands.choices:
         assert f"orchestrate {name}" in README, f"command {name} is missing from the README"
         assert helps.get(name), f"command {name} has no help text"
+
+
+def readme_block(language: str, containing: str) -> str:
+    import re
+
+    for block in re.findall(rf"```{language}\n(.*?)```", README, flags=re.S):
+        if containing in block:
+            return block
+    raise AssertionError(f"no {language} block with {containing!r} in the README")
+
+
+def test_readme_routine_examples_validate(tmp_path):
+    import shutil
+
+    from orchestrator.config import load_routine
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "routines/test_routine/py_exec", tmp_path / "py_exec")
+    seed = tmp_path / "seed.json"
+    seed.write_text(readme_block("json", '"StagingExecutor"'))
+    assert [s.executor.name for s in load_routine(seed, {}, env={}).steps] == ["staging"]
+    listed = tmp_path / "orders.yaml"
+    listed.write_text(readme_block("yaml", "orders_daily"))
+    routine = load_routine(listed, {"run_date": "2026-11-22"}, env={})
+    assert [s.name for s in routine.steps] == ["stage_orders", "orders_table"]
+    assert routine.steps[0].params["dump_directory"] == "s3://raw/orders/2026-11-22/"
