@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import random
 import threading
@@ -29,12 +30,14 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, TypeVar
 
 from orchestrator.events import CANCELLED, FAILED, SUCCEEDED
-from orchestrator.executor import Cancelled, Context, Executor
+from orchestrator.executor import Cancelled, Context, Executor, NotRetryable
 
 T = TypeVar("T")
 
 DEFAULT_TOTAL_ATTEMPTS = 5
 STOP_CONFIRM_SECONDS = 6.0
+TRANSIENT_PATIENCE_SECONDS = 900.0
+"""Without a deadline, status calls failing transiently this long in a row end the wait (the work is stopped)."""
 TOKEN_NAMESPACE = uuid.UUID("9f2d0c5e-52b4-4c36-9d5a-8a7a1f1e3c01")
 
 TERMINAL_STATES: dict[str, dict[str, str]] = {
@@ -50,6 +53,16 @@ Athena: QUEUED/RUNNING live. Redshift Data API: SUBMITTED/PICKED/STARTED live. G
 STARTING/RUNNING/STOPPING/WAITING live. Glue crawls (``LastCrawl.Status`` once the crawler is READY).
 The raw state is always kept beside ours in the task's metrics.
 """
+
+
+NOT_FOUND_CODES: dict[str, frozenset[str]] = {
+    "athena": frozenset({"InvalidRequestException"}),
+    "redshift": frozenset({"ResourceNotFoundException"}),
+    "glue": frozenset({"EntityNotFoundException"}),
+}
+"""The error codes with which each engine's status call says a remote id does not exist (any more)."""
+
+_log = logging.getLogger(__name__)
 
 
 def outcome(engine: str, raw_state: str | None) -> str | None:
@@ -72,6 +85,10 @@ class StopRemote(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+class RefusedEarlier(NotRetryable):
+    """An earlier attempt stopped this work for a reason a retry would only repeat (e.g. a cost guard)."""
 
 
 class RemoteCancelled(Cancelled):
@@ -305,17 +322,36 @@ class RemoteRecord:
     the unit's index within the task: the same for attempt 1 and attempt 2, different for the
     second call of the same task. ``generation`` grows each time the remembered work ended badly,
     so the next submission gets a fresh idempotency token.
+
+    A file that cannot be read, or holds something other than a record, counts as no record (with
+    a warning): the deterministic token still lets Glue find a run an earlier attempt started.
+    ``previous`` is the same unit's record in the run this run resumes, when this run has none yet.
     """
 
-    def __init__(self, folder: Path, key: str, digest: str, run_id: str, scope: str = "") -> None:
+    def __init__(self, folder: Path, key: str, digest: str, run_id: str, scope: str = "",
+                 logger: logging.Logger | None = None) -> None:
         self.path = folder / f"{key}.json"
         self.key, self.digest, self.run_id, self.scope = key, digest, run_id, scope
+        self.logger = logger or _log
+        self.previous: RemoteRecord | None = None
         self.data: dict[str, Any] = self._load()
 
     def _load(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            self.logger.warning("remote record %s cannot be read (%s); treating it as empty", self.path, exc)
+            return {}
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            self.logger.warning("remote record %s is not valid JSON (%s); treating it as empty", self.path, exc)
+            return {}
+        problem = _record_problem(data)
+        if problem:
+            self.logger.warning("remote record %s is malformed (%s); treating it as empty", self.path, problem)
             return {}
         return data if data.get("digest") == self.digest else {}
 
@@ -338,7 +374,25 @@ class RemoteRecord:
         os.replace(tmp, self.path)
 
     def next_generation(self) -> None:
-        self.save(id=None, state=None, generation=self.generation + 1)
+        self.save(id=None, state=None, token=None, generation=self.generation + 1)
+
+
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str, type(None)), "token": (str, type(None)), "state": (str, type(None)), "refused": (str, type(None)),
+    "digest": (str,), "key": (str,), "run_id": (str,),
+}
+
+
+def _record_problem(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    for field, types in _RECORD_TYPES.items():
+        if field in data and not isinstance(data[field], types):
+            return f"{field} is {data[field]!r}"
+    generation = data.get("generation", 0)
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        return f"generation is {generation!r}"
+    return None
 
 
 @dataclasses.dataclass
@@ -360,8 +414,14 @@ def run_remote(ops: RemoteOps, record: RemoteRecord, submit: Callable[[str], str
     ``submit(token)`` starts the work and returns its id; ``find_live(token)`` may find work a
     previous attempt started but could not record (Glue has no idempotency token).
     Raises :class:`RemoteJobError` on failure and :class:`RemoteCancelled` when it was stopped.
+    Once submitted, the work is never left running unwatched: if waiting fails for any reason
+    other than transient status errors (which are waited out), it is stopped before the error
+    is raised.
     """
     context.check_cancelled()
+    if record.data.get("refused"):
+        raise RefusedEarlier(f"{ops.engine} {ops.what} {record.remote_id or '?'} was stopped by an earlier attempt: "
+                             f"{record.data['refused']}")
     remote_id, reattached, description = _reattach(ops, record, context, find_live)
     if description is not None and outcome(ops.engine, ops.state_of(description)) == SUCCEEDED:
         return RemoteResult(remote_id or "", description, ops.state_of(description) or "", True)
@@ -378,8 +438,16 @@ def run_remote(ops: RemoteOps, record: RemoteRecord, submit: Callable[[str], str
         raise _stop_and_confirm(ops, remote_id, context, inflight, record) from None
     except StopRemote as stop:
         _stop_and_confirm(ops, remote_id, context, inflight, record)
-        record.next_generation()
+        if getattr(stop.error, "retryable", True) is False:
+            record.save(refused=str(stop.error))
+        else:
+            record.next_generation()
         raise stop.error from None
+    except Exception as exc:
+        context.logger.warning("%s %s %s: waiting failed (%s: %s); stopping it so it does not run unwatched",
+                               ops.engine, ops.what, remote_id, type(exc).__name__, exc)
+        _stop_and_confirm(ops, remote_id, context, inflight, record)
+        raise
     finally:
         inflight.discard(ops, remote_id)
     return _finish(ops, record, remote_id, description, reattached)
@@ -387,40 +455,92 @@ def run_remote(ops: RemoteOps, record: RemoteRecord, submit: Callable[[str], str
 
 def _reattach(ops: RemoteOps, record: RemoteRecord, context: Context,
               find_live: Callable[[str], str | None] | None) -> tuple[str | None, bool, dict[str, Any] | None]:
-    remote_id = record.remote_id
-    if remote_id is None and find_live is not None and record.data.get("token"):
-        remote_id = find_live(record.data["token"])
+    """Work this call already has: in its record, in the resumed run's record, or found live by token."""
+    remote_id, source = record.remote_id, "an earlier attempt"
+    previous = record.previous if not record.data else None
+    if remote_id is None and previous is not None:
+        remote_id, source = _previous_id(previous, find_live), f"resumed run {previous.run_id}"
+    if remote_id is None and find_live is not None:
+        remote_id, source = _find_live(ops, record, context, find_live), "an earlier attempt (found by token)"
     if remote_id is None:
         return None, False, None
     try:
         description = ops.describe(remote_id)
     except Exception as exc:
-        context.logger.warning("%s %s %s from an earlier attempt cannot be described (%s); submitting anew",
-                               ops.engine, ops.what, remote_id, exc)
-        record.next_generation()
+        if error_code(exc) not in NOT_FOUND_CODES.get(ops.engine, frozenset()):
+            raise
+        context.logger.warning("%s %s %s from %s does not exist (%s); submitting anew",
+                               ops.engine, ops.what, remote_id, source, exc)
+        if record.remote_id is not None:
+            record.next_generation()
         return None, False, None
     state = ops.state_of(description)
     ours = outcome(ops.engine, state)
     if ours is None or ours == SUCCEEDED:
         verb = "already succeeded; not submitting again" if ours else f"still {state}; re-attaching"
-        context.logger.info("%s %s %s from an earlier attempt %s", ops.engine, ops.what, remote_id, verb)
-        record.save(id=remote_id)
+        context.logger.info("%s %s %s from %s %s", ops.engine, ops.what, remote_id, source, verb)
+        extra = {"inherited_from": previous.run_id} if previous is not None and record.remote_id is None else {}
+        record.save(id=remote_id, **extra)
         return remote_id, True, description
-    context.logger.info("%s %s %s from an earlier attempt ended %s; submitting anew", ops.engine, ops.what, remote_id, state)
-    record.next_generation()
+    context.logger.info("%s %s %s from %s ended %s; submitting anew", ops.engine, ops.what, remote_id, source, state)
+    if record.remote_id is not None or record.data.get("token"):
+        record.next_generation()
     return None, False, None
+
+
+def _previous_id(previous: RemoteRecord, find_live: Callable[[str], str | None] | None) -> str | None:
+    """The id the resumed run recorded for this unit (or, for Glue, found by the token it used)."""
+    if previous.remote_id is not None:
+        return previous.remote_id
+    token = previous.data.get("token")
+    return find_live(token) if token and find_live is not None else None
+
+
+def _find_live(ops: RemoteOps, record: RemoteRecord, context: Context,
+               find_live: Callable[[str], str | None]) -> str | None:
+    """Look for work started with this record's token before (re)submitting.
+
+    With a remembered token a failed look-up fails the attempt (as a lost reply must not start a
+    second run). Without one (first submission, or a lost/unreadable record) only a transient
+    failure does; any other is logged and the work is submitted.
+    """
+    token = record.data.get("token")
+    try:
+        return find_live(token or record.token())
+    except Exception as exc:
+        if token or transient(exc):
+            raise
+        context.logger.warning("%s %s: cannot look for a run started earlier (%s); submitting", ops.engine, ops.what, exc)
+        return None
 
 
 def _wait(ops: RemoteOps, remote_id: str, context: Context, on_poll: Callable[[dict[str, Any]], None] | None,
           deadline: float | None) -> dict[str, Any]:
-    def poll() -> dict[str, Any]:
-        description = ops.describe(remote_id)
+    """Poll until the work ends; a transient status failure (throttling, 5xx, no answer) means "not yet"."""
+    failing_since: list[float] = []
+
+    def poll() -> dict[str, Any] | None:
+        try:
+            description = ops.describe(remote_id)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            now = time.monotonic()
+            failing_since[:] = failing_since or [now]
+            if deadline is None and now - failing_since[0] > TRANSIENT_PATIENCE_SECONDS:
+                raise
+            context.logger.warning("%s %s %s: status not available (%s); still waiting",
+                                   ops.engine, ops.what, remote_id, exc)
+            return None
+        failing_since.clear()
         if on_poll is not None:
             on_poll(description)
         return description
 
-    return wait_for(poll, lambda d: outcome(ops.engine, ops.state_of(d)) is not None, context,
-                    deadline=deadline, long_poll=ops.long_poll)
+    result = wait_for(poll, lambda d: d is not None and outcome(ops.engine, ops.state_of(d)) is not None, context,
+                      deadline=deadline, long_poll=ops.long_poll)
+    assert result is not None
+    return result
 
 
 def _stop_and_confirm(ops: RemoteOps, remote_id: str, context: Context, inflight: InFlight,
@@ -485,8 +605,14 @@ class AwsExecutor(Executor):
 
     def record(self, context: Context, call_key: str, unit: str, *digest_parts: Any) -> RemoteRecord:
         folder = context.state_dir("remote", context.run_id)
-        return RemoteRecord(folder, f"{call_key}.{unit}", args_digest(*digest_parts), context.run_id,
-                            scope=f"{context.routine_name}/{context.step}")
+        key, digest, scope = f"{call_key}.{unit}", args_digest(*digest_parts), f"{context.routine_name}/{context.step}"
+        record = RemoteRecord(folder, key, digest, context.run_id, scope=scope, logger=context.logger)
+        resumed = context.resumed_from
+        if resumed and resumed != context.run_id and not record.data:
+            previous = RemoteRecord(context.state_dir("remote", resumed), key, digest, resumed, scope=scope,
+                                    logger=context.logger)
+            record.previous = previous if previous.data else None
+        return record
 
 
 def read_text(location: str, clients: AwsClients) -> str:

@@ -14,7 +14,10 @@ from typing import Any, Iterable, Iterator, Literal
 Problem = tuple[str, str]
 Dialect = Literal["hive", "redshift"]
 
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,126}$")
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,126}")
+"""Matched with ``fullmatch``: ``$`` would also accept a trailing newline."""
+S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?")
+IAM_ROLE_ARN = re.compile(r"arn:aws[-a-z]*:iam::\d{12}:role/[\w+=,.@/-]+", re.ASCII)
 
 HIVE_PRIMITIVES = frozenset({
     "boolean", "tinyint", "smallint", "int", "integer", "bigint", "float", "double", "string",
@@ -59,7 +62,7 @@ class SpecError(ValueError):
 
 def identifier_problem(name: Any) -> str | None:
     """Why ``name`` is not a safe SQL identifier, or None."""
-    if not isinstance(name, str) or not IDENTIFIER.match(name):
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         return (f"illegal identifier {name!r}: use letters, digits and _ (not starting with a digit), "
                 "at most 127 characters")
     return None
@@ -132,8 +135,11 @@ def _sized(name: str, rest: list[str], bounds: tuple[int, int]) -> list[str]:
     rest, count = rest[1:], 0
     while rest and rest[0].isdigit():
         rest, count = rest[1:], count + 1
-        if rest[:1] == [","]:
-            rest = rest[1:]
+        if rest[:1] != [","]:
+            break
+        rest = rest[1:]
+        if not rest[:1] or not rest[0].isdigit():
+            raise SpecError(f"{name}: a size expected after ','")
     if not low <= count <= high or count == 0:
         raise SpecError(f"{name} takes {low or 1}..{high} numeric sizes")
     return _expect(rest, ")")
@@ -154,7 +160,7 @@ def _expect(rest: list[str], token: str) -> list[str]:
 
 
 def _parse_redshift(text: str) -> list[str]:
-    if text in REDSHIFT_PLAIN or text.upper() == "MAX":
+    if text in REDSHIFT_PLAIN:
         return []
     match = re.fullmatch(r"([a-z ]+?)\s*(\(\s*(max|\d+)\s*(,\s*\d+\s*)?\))?", text)
     if not match:
@@ -166,6 +172,8 @@ def _parse_redshift(text: str) -> list[str]:
         raise SpecError(f"{name!r} is not a Redshift type")
     if size and match.group(4) and REDSHIFT_SIZED[name][1] < 2:
         raise SpecError(f"{name} takes one size")
+    if size and match.group(3) == "max" and (match.group(4) or name in ("decimal", "numeric")):
+        raise SpecError(f"{name} does not take max here")
     return []
 
 
@@ -206,14 +214,25 @@ def properties_problems(value: Any, path: str) -> Iterator[Problem]:
 
 
 def s3_problem(value: Any, what: str = "location") -> str | None:
-    if not isinstance(value, str) or not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$", value):
+    if not isinstance(value, str) or not S3_URI.fullmatch(value):
         return f"{what} must be an s3://bucket/prefix/ URI, got {value!r}"
     return None
 
 
+def iam_role_problem(value: Any, what: str = "iam_role") -> str | None:
+    if not isinstance(value, str) or not IAM_ROLE_ARN.fullmatch(value):
+        return f"{what} must be an IAM role ARN (arn:aws:iam::123456789012:role/name), got {value!r}"
+    return None
+
+
 def quote_literal(value: Any) -> str:
-    """A single-quoted SQL string literal (Trino, Redshift): embedded quotes doubled."""
+    """A single-quoted Trino (Athena DML/CTAS) string literal: embedded quotes doubled, backslash is literal."""
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def redshift_literal(value: Any) -> str:
+    """A single-quoted Redshift string literal: Redshift reads backslash escapes, so backslashes are doubled too."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def hive_literal(value: Any) -> str:
@@ -377,14 +396,33 @@ def partition_problems(partitions: Any, path: str = "partitions") -> Iterable[Pr
             yield f"{where}.location", s3_problem(part["location"]) or ""
 
 
-def split_statements(sql: str) -> list[str]:
-    """Split a script on ``;`` outside quotes, identifiers and comments; empty statements are dropped."""
+Escapes = Literal["hive", "redshift", "trino"]
+
+_HIVE_DDL = re.compile(r"\s*(CREATE\s+EXTERNAL\s+TABLE|ALTER\s+(TABLE|DATABASE|SCHEMA)|MSCK\s|DROP\s+(TABLE|DATABASE|SCHEMA)|"
+                       r"CREATE\s+(DATABASE|SCHEMA)|DESCRIBE\s|DESC\s|SHOW\s)", re.I)
+_CREATE_TABLE = re.compile(r"\s*CREATE\s+TABLE\b", re.I)
+_DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
+
+
+def split_statements(sql: str, dialect: Escapes = "hive") -> list[str]:
+    """Split a script on ``;`` outside quotes, identifiers, dollar-quoted bodies and comments; empty statements are dropped.
+
+    Inside ``'…'`` a doubled quote is always an escaped quote; a backslash escapes the next
+    character in Redshift (``dialect="redshift"``) and in the Hive DDL Athena runs (CREATE EXTERNAL
+    TABLE, ALTER, DROP TABLE, MSCK…, with ``dialect="hive"``, the default for Athena), but not in
+    its Trino statements (SELECT, INSERT, CTAS…) nor with ``dialect="trino"``. ``$$ … $$`` and
+    ``$tag$ … $tag$`` bodies (Redshift procedures and functions) are kept whole.
+    """
     statements, current, i, n = [], [], 0, len(sql)
     while i < n:
         ch = sql[i]
         if ch in "'\"`":
+            backslash = ch != "`" and _backslash_escapes(dialect, ch, "".join(current))
             end = i + 1
             while end < n:
+                if backslash and sql[end] == "\\":
+                    end += 2
+                    continue
                 if sql[end] == ch:
                     if end + 1 < n and sql[end + 1] == ch:
                         end += 2
@@ -393,6 +431,11 @@ def split_statements(sql: str) -> list[str]:
                 end += 1
             current.append(sql[i:end + 1])
             i = end + 1
+        elif ch == "$" and (dollar := _dollar_quote_at(sql, i, current)):
+            close = sql.find(dollar, i + len(dollar))
+            end = n if close < 0 else close + len(dollar)
+            current.append(sql[i:end])
+            i = end
         elif sql.startswith("--", i):
             end = sql.find("\n", i)
             end = n if end < 0 else end
@@ -411,6 +454,27 @@ def split_statements(sql: str) -> list[str]:
             i += 1
     statements.append("".join(current))
     return [s.strip() for s in statements if _has_code(s)]
+
+
+def _backslash_escapes(dialect: Escapes, quote: str, statement_so_far: str) -> bool:
+    if dialect == "redshift":
+        return quote == "'"
+    if dialect == "trino":
+        return False
+    head = re.sub(r"--[^\n]*|/\*.*?\*/", " ", statement_so_far, flags=re.S)
+    if _HIVE_DDL.match(head):
+        return True
+    # CREATE TABLE without EXTERNAL: Hive DDL (Iceberg), unless it is a CTAS (WITH (…) AS / AS SELECT): Trino
+    return bool(_CREATE_TABLE.match(head)) and not re.search(r"\b(WITH|AS)\b", head, re.I)
+
+
+def _dollar_quote_at(sql: str, i: int, current: list[str]) -> str | None:
+    """The ``$tag$`` opening a dollar-quoted body at ``i``, or None (``$`` inside a word is not one)."""
+    before = current[-1][-1:] if current else ""
+    if before and (before.isalnum() or before in "_$"):
+        return None
+    match = _DOLLAR_TAG.match(sql, i)
+    return match.group(0) if match else None
 
 
 def _has_code(statement: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Iterable, Iterator, Literal
 
-from orchestrator.executor import Context, Location, TaskMetrics, task
+from orchestrator.executor import Context, Location, NotRetryable, TaskMetrics, task
 from orchestrator.hookspecs import hookimpl
 
 from . import _tablespec as spec
@@ -20,8 +20,8 @@ CTAS_FORMATS = ("parquet", "orc", "json", "textfile", "avro")
 MAX_RESULT_ROWS = 1000
 
 
-class CostGuardExceeded(RuntimeError):
-    """A query scanned more bytes than ``max_bytes_scanned`` allows."""
+class CostGuardExceeded(NotRetryable, RuntimeError):
+    """A query scanned more bytes than ``max_bytes_scanned`` allows; retrying would only scan them again."""
 
 
 class AthenaExecutor(AwsExecutor):
@@ -55,7 +55,7 @@ class AthenaExecutor(AwsExecutor):
             yield "output_location", problem
         if "database" in params and spec.identifier_problem(params["database"]):
             yield "database", spec.identifier_problem(params["database"]) or ""
-        if "workgroup" in params and not WORKGROUP.match(str(params["workgroup"])):
+        if "workgroup" in params and not WORKGROUP.fullmatch(str(params["workgroup"])):
             yield "workgroup", f"illegal workgroup name {params['workgroup']!r}"
         limit = params.get("max_bytes_scanned")
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0):
@@ -169,6 +169,8 @@ class AthenaExecutor(AwsExecutor):
     def _run_one(self, context: Context, key: str, index: int, sql: str, parameters: list[str] | None,
                  result_rows: int) -> dict[str, Any]:
         record = self.record(context, key, f"q{index}", sql, parameters, self.database, self.workgroup, self.catalog)
+        if record.data.get("refused"):
+            raise CostGuardExceeded(record.data["refused"] + " in an earlier attempt; not submitting it again")
         result = run_remote(self._ops(), record, lambda token: self._start(sql, parameters, token), context,
                             self._inflight, on_poll=self._guard_while_running)
         info = _query_info(result, sql)

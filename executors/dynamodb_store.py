@@ -62,7 +62,7 @@ class DynamoDBStore(RunStore):
     """Every method of the :class:`RunStore` contract on one table; thread-safe (one boto3 client)."""
 
     def __init__(self, table: str, client: Any = None) -> None:
-        if not _TABLE_NAME.match(table):
+        if not _TABLE_NAME.fullmatch(table):
             raise UserError(f"dynamodb://{table}: a table name is 3-255 letters, digits, '_', '-' or '.'")
         self.table = table
         self._client = client
@@ -100,20 +100,42 @@ class DynamoDBStore(RunStore):
         """Take the routine's lock and write the run in one transaction, retrying on a lost race.
 
         A lost reply (the transaction landed, the retry then failed its condition) is not mistaken for
-        a rival: the next pass reads the lock back, finds this run as holder and writes again.
+        a rival: the next pass reads the lock back, finds this run as holder and writes again. A run id
+        already recorded by another process (host, pid) is refused with :class:`UserError`; the run
+        item is written only if absent or this process's own, so two processes cannot share an id.
         """
-        if allow_concurrent:
-            self._transact([self._join_lock(run), {"Put": {"TableName": self.table, "Item": self._run_item(run)}}])
-            return
         for _ in range(CLAIM_ATTEMPTS):
-            lock = self._get(_lock_key(run.routine))
-            self._check_holders(run, lock)
+            if allow_concurrent:
+                self._check_run_id(run)
+                writes = [self._join_lock(run), self._put_run(run)]
+            else:
+                lock = self._get(_lock_key(run.routine))
+                self._check_holders(run, lock)
+                self._check_run_id(run)
+                writes = [self._take_lock(run, lock), self._put_run(run)]
             try:
-                self._transact([self._take_lock(run, lock), {"Put": {"TableName": self.table, "Item": self._run_item(run)}}])
+                self._transact(writes)
                 return
             except Conflict:
                 time.sleep(0.01)
         raise RuntimeError(f"could not claim routine {run.routine!r} after {CLAIM_ATTEMPTS} attempts (lock keeps changing)")
+
+    def _check_run_id(self, run: RunRecord) -> None:
+        """A run id is used once: refuse one recorded by another process, accept our own (a retried start)."""
+        item = self._get(_run_key(run.run_id))
+        if item is not None and (item.get("host"), _decode("pid", item.get("pid"))) != (run.host, run.pid):
+            raise UserError(f"run id {run.run_id} is already recorded; a run id is used once")
+
+    def _put_run(self, run: RunRecord) -> dict[str, Any]:
+        """The run item, written only if no other process wrote it first (closes the race of :meth:`_check_run_id`)."""
+        condition = "attribute_not_exists(pk) OR (#host = :host AND #pid = :pid)"
+        if run.pid is None:
+            condition = "attribute_not_exists(pk) OR (#host = :host AND attribute_type(#pid, :null))"
+        values = {":host": _attr(run.host), ":pid": _attr(run.pid)} if run.pid is not None else {
+            ":host": _attr(run.host), ":null": _attr("NULL")}
+        return {"Put": {"TableName": self.table, "Item": self._run_item(run), "ConditionExpression": condition,
+                        "ExpressionAttributeNames": {"#host": "host", "#pid": "pid"},
+                        "ExpressionAttributeValues": values}}
 
     def _check_holders(self, run: RunRecord, lock: dict[str, Any] | None) -> None:
         """Raise ``RoutineBusy`` for a live holder; mark dead ones so (the lock is then taken over)."""

@@ -149,28 +149,53 @@ class GlueExecutor(AwsExecutor):
         crawler_name: Annotated[str, "The crawler to run"],
         max_wait: Annotated[int, "Give up waiting after this many seconds (the crawl keeps going)"] = 6 * 3600,
     ) -> TaskMetrics:
-        """Start a crawl and wait for it; a crawl already running is waited for instead of failing."""
-        glue = self.aws.client("glue")
-        started = time.time()
-        joined = self._crawler(crawler_name)["State"] in ("RUNNING", "STOPPING")
-        if not joined:
-            try:
-                glue.start_crawler(Name=crawler_name)
-            except Exception as exc:
-                if error_code(exc) != "CrawlerRunningException":
-                    raise
-                joined = True
+        """Start a crawl and wait for it; a crawl already running is waited for instead of failing.
+
+        A crawler that is STOPPING is not joined (that crawl ends CANCELLED): we wait until it is
+        READY and start ours. Our crawl is recognised by its LastCrawl (StartTime, MessagePrefix)
+        differing from the one seen before starting, never by comparing clocks.
+        """
+        deadline = time.monotonic() + max_wait
+        before, joined = self._start_crawl(crawler_name, context, deadline)
         if joined:
             context.logger.info("glue crawler %s is already running; waiting for that crawl", crawler_name)
+        glue = self.aws.client("glue")
         ops = RemoteOps(engine="glue-crawler", what="crawler", describe=self._crawler,
-                        state_of=lambda c: _crawl_state(c, started, joined), reason_of=lambda c: (c.get("LastCrawl") or {}).get("ErrorMessage"),
+                        state_of=lambda c: _crawl_state(c, before, joined),
+                        reason_of=lambda c: (c.get("LastCrawl") or {}).get("ErrorMessage"),
                         stop=lambda name: glue.stop_crawler(Name=name))
-        crawler = self._wait_crawler(ops, crawler_name, context, time.monotonic() + max_wait)
+        crawler = self._wait_crawler(ops, crawler_name, context, deadline)
         last = crawler.get("LastCrawl") or {}
         return TaskMetrics(execution_metadata={
             "engine": "glue", "crawler": crawler_name, "state": "succeeded", "raw_state": last.get("Status"),
             "joined_running_crawl": joined, "elapsed_ms": crawler.get("CrawlElapsedTime"),
             "log_group": last.get("LogGroup"), "log_stream": last.get("LogStream")})
+
+    def _start_crawl(self, name: str, context: Context, deadline: float) -> tuple[tuple[Any, Any] | None, bool]:
+        """Start a crawl (or join a RUNNING one); returns the LastCrawl marker seen before starting, and joined."""
+        glue = self.aws.client("glue")
+        for _ in range(START_ATTEMPTS):
+            crawler = self._crawler(name)
+            if crawler.get("State") == "STOPPING":
+                context.logger.info("glue crawler %s is stopping; waiting until it is READY to start a crawl", name)
+                crawler = self._wait_until(name, lambda c: c.get("State") != "STOPPING", context, deadline)
+            if crawler.get("State") == "RUNNING":
+                return _crawl_marker(crawler), True
+            before = _crawl_marker(crawler)
+            try:
+                glue.start_crawler(Name=name)
+                return before, False
+            except Exception as exc:
+                if error_code(exc) != "CrawlerRunningException":
+                    raise
+                context.logger.info("glue crawler %s was started or stopped by someone else; looking again", name)
+        raise RuntimeError(f"glue crawler {name}: could not start a crawl (its state kept changing)")
+
+    def _wait_until(self, name: str, done: Any, context: Context, deadline: float) -> dict[str, Any]:
+        try:
+            return wait_for(lambda: self._crawler(name), done, context, deadline=deadline)
+        except TimeoutError as exc:
+            raise TimeoutError(f"glue crawler {name}: {exc}") from None
 
     def _crawler(self, name: str) -> dict[str, Any]:
         return self.aws.client("glue").get_crawler(Name=name)["Crawler"]
@@ -180,12 +205,17 @@ class GlueExecutor(AwsExecutor):
 
         self._inflight.add(ops, name)
         try:
-            crawler = wait_for(lambda: self._crawler(name), lambda c: ops.state_of(c) is not None, context, deadline=deadline)
+            crawler = self._wait_until(name, lambda c: ops.state_of(c) is not None, context, deadline)
         except Cancelled:
             self._inflight.stop(ops, name)
-            final = wait_for(lambda: self._crawler(name), lambda c: c.get("State") == "READY", None,
-                             deadline=time.monotonic() + 6, backoff=Backoff(first=0.2, ratio=0.5, cap=1.0))
-            raise RemoteCancelled("glue", "crawler", name, (final.get("LastCrawl") or {}).get("Status")) from None
+            try:
+                final = wait_for(lambda: self._crawler(name), lambda c: c.get("State") == "READY", None,
+                                 deadline=time.monotonic() + 6, backoff=Backoff(first=0.2, ratio=0.5, cap=1.0))
+                state = (final.get("LastCrawl") or {}).get("Status")
+            except Exception as exc:
+                context.logger.warning("glue crawler %s: stop not confirmed: %s", name, exc)
+                state = None
+            raise RemoteCancelled("glue", "crawler", name, state) from None
         finally:
             self._inflight.discard(ops, name)
         state = ops.state_of(crawler)
@@ -272,15 +302,23 @@ def _table_input(args: dict[str, Any]) -> dict[str, Any]:
     return spec.table_spec({k: args[k] for k in spec.TABLE_ARGS if k in args}).glue_table_input()
 
 
-def _crawl_state(crawler: dict[str, Any], started: float, joined: bool) -> str | None:
-    """The crawl's end status once the crawler is READY again and its last crawl is ours."""
+def _crawl_marker(crawler: dict[str, Any]) -> tuple[Any, Any] | None:
+    """What identifies the crawler's last crawl: its StartTime and MessagePrefix (None before any crawl)."""
+    last = crawler.get("LastCrawl")
+    return (last.get("StartTime"), last.get("MessagePrefix")) if last else None
+
+
+def _crawl_state(crawler: dict[str, Any], before: tuple[Any, Any] | None, joined: bool) -> str | None:
+    """The crawl's end status once the crawler is READY again and its last crawl is ours.
+
+    Ours is any LastCrawl other than the one seen before we started (the engine's clock is never
+    compared with ours); a joined crawl is the one running when we looked.
+    """
     if crawler.get("State") != "READY":
         return None
-    last = crawler.get("LastCrawl") or {}
-    begun = last.get("StartTime")
-    if not joined and begun is not None and hasattr(begun, "timestamp") and begun.timestamp() < started - 5:
+    if not joined and _crawl_marker(crawler) == before:
         return None
-    return last.get("Status")
+    return (crawler.get("LastCrawl") or {}).get("Status")
 
 
 def _job_metrics(job_name: str, run: dict[str, Any], reattached: bool, follower: "_LogFollower | None") -> TaskMetrics:

@@ -78,7 +78,7 @@ class RedshiftExecutor(AwsExecutor):
     ) -> TaskMetrics:
         """Run the statements; in one transaction they all land or none does."""
         key = self.call_key(context)
-        statements = spec.split_statements(sql if sql is not None else read_text(str(sql_file), self.aws))
+        statements = spec.split_statements(sql if sql is not None else read_text(str(sql_file), self.aws), "redshift")
         if not statements:
             raise ValueError("no SQL statement to run")
         if parameters and len(statements) > 1:
@@ -101,8 +101,8 @@ class RedshiftExecutor(AwsExecutor):
         """COPY from S3; rows loaded are reported as inserts."""
         key = self.call_key(context)
         cols = f" ({', '.join(spec.sql_name(c) for c in columns)})" if columns else ""
-        sql = (f"COPY {spec.sql_name(table)}{cols} FROM {spec.quote_literal(s3_path)} "
-               f"IAM_ROLE {spec.quote_literal(iam_role)} {COPY_FORMATS[format]}")
+        sql = (f"COPY {spec.sql_name(table)}{cols} FROM {spec.redshift_literal(s3_path)} "
+               f"IAM_ROLE {spec.redshift_literal(_checked_role(iam_role))} {COPY_FORMATS[format]}")
         sql += "".join(f" {option}" for option in options or [])
         return _metrics([self._run(context, key, 0, [sql], None)], inserted=True)
 
@@ -118,8 +118,8 @@ class RedshiftExecutor(AwsExecutor):
     ) -> TaskMetrics:
         """UNLOAD a query's result to S3."""
         key = self.call_key(context)
-        statement = (f"UNLOAD ({spec.quote_literal(sql.strip().rstrip(';'))}) TO {spec.quote_literal(s3_path)} "
-                     f"IAM_ROLE {spec.quote_literal(iam_role)} {UNLOAD_FORMATS[format]}")
+        statement = (f"UNLOAD ({spec.redshift_literal(sql.strip().rstrip(';'))}) TO {spec.redshift_literal(s3_path)} "
+                     f"IAM_ROLE {spec.redshift_literal(_checked_role(iam_role))} {UNLOAD_FORMATS[format]}")
         statement += "".join(f" {option}" for option in options or [])
         return _metrics([self._run(context, key, 0, [statement], None)])
 
@@ -228,9 +228,9 @@ def _sql_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:
     has_sql, has_file = args.get("sql") is not None, args.get("sql_file") is not None
     if has_sql == has_file:
         yield "sql", "give exactly one of sql and sql_file"
-    elif has_sql and not spec.split_statements(str(args["sql"])):
+    elif has_sql and not spec.split_statements(str(args["sql"]), "redshift"):
         yield "sql", "no SQL statement found"
-    elif has_sql and args.get("parameters") and len(spec.split_statements(str(args["sql"]))) > 1:
+    elif has_sql and args.get("parameters") and len(spec.split_statements(str(args["sql"]), "redshift")) > 1:
         yield "parameters", "parameters need exactly one statement"
 
 
@@ -238,8 +238,17 @@ def _s3_and_role(args: dict[str, Any]) -> Iterator[tuple[str, str]]:
     problem = spec.s3_problem(args.get("s3_path"), "s3_path")
     if problem:
         yield "s3_path", problem
-    if not str(args.get("iam_role", "")).startswith("arn:aws"):
-        yield "iam_role", "must be an IAM role ARN (arn:aws:iam::…:role/…)"
+    problem = spec.iam_role_problem(args.get("iam_role"))
+    if problem:
+        yield "iam_role", problem
+
+
+def _checked_role(iam_role: str) -> str:
+    """The role ARN, re-checked at run time (validation may have been skipped): it is pasted into SQL."""
+    problem = spec.iam_role_problem(iam_role)
+    if problem:
+        raise spec.SpecError(problem)
+    return iam_role
 
 
 def _copy_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:

@@ -356,15 +356,25 @@ def glue_sim(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> GlueSim:
 
 # One implementation for the tests and the benchmarks: bench/faultproxy.py (stdlib only).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from faultproxy import FaultProxy  # noqa: E402
+from faultproxy import Fault, FaultProxy, FirstN  # noqa: E402
+
+
+class OperationFirstN(FirstN):
+    """Like ``FirstN`` but ``match`` is a whole operation name: ``GetJobRun`` does not match ``GetJobRuns``."""
+
+    def __call__(self, target: str) -> Fault | None:
+        return super().__call__(target) if target.rsplit(".", 1)[-1] == self.match else None
 
 
 @pytest.fixture
 def fault_proxy(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., FaultProxy]]:
     proxies: list[FaultProxy] = []
 
-    def make(faults: list[tuple[int, str, str]], match: str = "", after: bool = False) -> FaultProxy:
-        proxy = FaultProxy(aws.endpoint, faults, match, after)
+    def make(faults: list[tuple[int, str, str]], match: str = "", after: bool = False,
+             operation: str | None = None) -> FaultProxy:
+        """``operation``: inject into exactly that operation instead of targets containing ``match``."""
+        policy = OperationFirstN([Fault.json_error(*f, after=after) for f in faults], operation) if operation else None
+        proxy = FaultProxy(aws.endpoint, faults, match, after, policy=policy)
         proxies.append(proxy)
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         return proxy

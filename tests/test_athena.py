@@ -123,16 +123,18 @@ def test_retry_reattaches_to_succeeded_query(aws: AwsEnv, athena_sim: AthenaSim,
     assert sum("StartQueryExecution" in t for t in proxy.seen) == 1
 
 
-def test_retry_reattaches_to_running_query(aws: AwsEnv, athena_sim: AthenaSim, fault_proxy: Any, tmp_path: Path) -> None:
+def test_status_errors_past_the_retry_budget_are_waited_out(aws: AwsEnv, athena_sim: AthenaSim, fault_proxy: Any,
+                                                            tmp_path: Path) -> None:
+    """GetQueryExecution throttled past botocore's budget: the same attempt keeps polling; nothing is resubmitted."""
     aws.set_transition("athena::execution", HOLD)
     athena_sim.on("SELECT slow", hold=6)
-    faults = [(400, "ThrottlingException", "Rate exceeded")] * 3
-    fault_proxy(faults, match="GetQueryExecution")
+    faults = [(400, "ThrottlingException", "Rate exceeded")] * 3 + [(500, "InternalServerException", "boom")] * 3
+    proxy = fault_proxy(faults, match="GetQueryExecution")
     path = routine(tmp_path, [{"task": "run_query", "args": {"sql": "SELECT slow"}, "retries": 1, "retry_delay": 0.1}])
     task = only(run_routine(path))
-    assert task.status == "succeeded" and task.attempts == 2, task.error
-    assert len(athena_sim.executions()) == 1
-    assert task.metrics.execution_metadata["queries"][0]["reattached"] is True
+    assert task.status == "succeeded" and task.attempts == 1, task.error
+    assert proxy.faults == [] and len(athena_sim.executions()) == 1
+    assert sum("StartQueryExecution" in t for t in proxy.seen) == 1
 
 
 def test_throttling_and_5xx_are_retried(aws: AwsEnv, athena_sim: AthenaSim, fault_proxy: Any, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The run-store contract, checked the same way on SQLite (the reference) and on DynamoDB (moto server)."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -192,6 +193,22 @@ def test_two_simultaneous_starts_exactly_one_wins(store: Any) -> None:
             thread.join(30)
         assert sorted(outcomes) == ["busy", "busy", "busy", "won"], outcomes
         assert len(store.list_runs(routine=routine, status="running")) == 1
+
+
+def test_a_run_id_is_used_once_but_a_retried_start_by_its_process_is_fine(store: Any) -> None:
+    from orchestrator.errors import UserError
+
+    run = a_run("once")
+    store.start_run(run)
+    store.start_run(run)
+    store.start_run(run, allow_concurrent=True)
+    message = f"run id {run.run_id} is already recorded; a run id is used once"
+    for other in (dataclasses.replace(run, host="another-host"), dataclasses.replace(run, pid=(run.pid or 0) + 1)):
+        for concurrent in (False, True):
+            with pytest.raises(UserError, match=message):
+                store.start_run(other, allow_concurrent=concurrent)
+    got = store.get_run(run.run_id)
+    assert (got.host, got.pid, got.status) == (run.host, run.pid, "running")
 
 
 # ---------------------------------------------------------------------- DynamoDB only
