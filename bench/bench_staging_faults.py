@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from bench_staging import start_moto
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -67,26 +68,6 @@ class Run:
 
 
 # ---------------------------------------------------------------------- servers
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_moto() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(400):
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/").close()
-            return proc, url
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("moto server did not start")
-
 
 def start_proxy(upstream: str, rate: float, seed: int, stats: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, str(HERE / "faultproxy.py"), "--upstream", upstream,

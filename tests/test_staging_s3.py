@@ -10,18 +10,7 @@ import pytest
 
 from executors import _s3store
 from executors.staging import StagingExecutor
-from orchestrator.executor import Context
-
-ROUTINE = Path(__file__).resolve().parents[1] / "routines" / "test_routine"
-MAPPER = {"column1": "name", "column2": "age", "column3": "job"}
-CSV = b"column1,column2,column3\nAlice,34,engineer\nBob,45,plumber\n"
-RENAMED = b"name,age,job\nAlice,34,engineer\nBob,45,plumber\n"
-
-
-def context(tmp_path: Path, task: str = "transfer") -> Context:
-    return Context(run_id="r1", run_date="2026-11-22", routine_name="test", step="stage", task=task,
-                   home=tmp_path / "home")
-
+from staging_helpers import CSV, MAPPER, RENAMED, ROUTINE, context
 
 def put(s3: Any, bucket: str, files: dict[str, bytes]) -> None:
     for key, body in files.items():
