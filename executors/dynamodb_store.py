@@ -31,10 +31,8 @@ import time
 from typing import Any, Iterable
 
 from orchestrator.errors import UserError
-from orchestrator.hookspecs import hookimpl
 from orchestrator.runs import DEAD, RUNNING, TERMINAL, LogRecord, RoutineBusy, RunRecord, RunStore, TaskRecord, is_dead
 
-SCHEME = "dynamodb://"
 META, LOCK, WM, LOGSEQ = "META", "LOCK", "WM", "LOGSEQ"
 CLAIM_ATTEMPTS = 25
 MAX_MESSAGE_CHARS = 100_000
@@ -44,14 +42,6 @@ _RUN_FIELDS = tuple(RunRecord.__dataclass_fields__)
 _TASK_FIELDS = tuple(TaskRecord.__dataclass_fields__)
 _JSON_FIELDS = frozenset({"params", "metrics"})
 _INT_FIELDS = frozenset({"pid", "step_index", "task_index", "attempt", "seq"})
-
-
-@hookimpl
-def run_store(url: str) -> "DynamoDBStore | None":
-    """``dynamodb://TABLE`` → a store on that table (region and endpoint from the usual AWS settings)."""
-    if not url.startswith(SCHEME):
-        return None
-    return DynamoDBStore(url[len(SCHEME):].strip("/"))
 
 
 class Conflict(Exception):

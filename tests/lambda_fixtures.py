@@ -52,12 +52,12 @@ def dynamo_store(lambda_aws: LambdaAws) -> Any:
 
 @pytest.fixture
 def lambda_registry() -> Registry:
-    """The installed plugins plus the DynamoDB store plugin (registered here until its entry point exists)."""
-    from executors import dynamodb_store
+    """The installed plugins, the DynamoDB store plugin among them (registered here if not installed)."""
+    from executors import dynamodb_plugin
 
     registry = Registry()
-    if not registry.pm.is_registered(dynamodb_store):
-        registry.register(dynamodb_store, name="dynamodb-store-test")
+    if not registry.pm.is_registered(dynamodb_plugin):
+        registry.register(dynamodb_plugin, name="dynamodb-store-test")
     return registry
 
 

@@ -257,7 +257,8 @@ def test_ending_an_old_run_does_not_release_a_new_holder(dynamo_store: Any) -> N
 
 def test_hook_and_open_store_select_the_table(lambda_aws: LambdaAws, lambda_registry: Any,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from executors.dynamodb_store import DynamoDBStore, run_store
+    from executors.dynamodb_plugin import run_store
+    from executors.dynamodb_store import DynamoDBStore
 
     assert run_store("sqlite:///tmp/x.sqlite") is None
     monkeypatch.setenv("ORCHESTRATOR_STORE", "dynamodb://orchestrator-runs")
