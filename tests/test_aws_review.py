@@ -81,7 +81,7 @@ def test_transient_status_errors_are_waited_out(tmp_path: Path) -> None:
 
 def test_reattach_keeps_the_record_when_the_status_call_fails_transiently(tmp_path: Path) -> None:
     rec = record(tmp_path, id="q-old", token="t")
-    engine = FakeEngine([client_error(503, "ServiceUnavailable")])
+    engine = FakeEngine([client_error(503, "ServiceUnavailable"), "SUCCEEDED"])
     with pytest.raises(Exception, match="ServiceUnavailable"):
         run(engine, rec, tmp_path)
     again = record(tmp_path)
