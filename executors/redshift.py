@@ -7,6 +7,7 @@ Rows affected (``ResultRows``) feed the metrics.
 """
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Iterable, Iterator, Literal
 
 from orchestrator.executor import Context, Location, TaskMetrics, task
@@ -256,6 +257,7 @@ def _copy_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:
     if problem:
         yield "table", problem
     yield from _s3_and_role(args)
+    yield from _option_problems(args)
     for i, column in enumerate(args.get("columns") or []):
         if spec.identifier_problem(column):
             yield f"columns[{i}]", spec.identifier_problem(column) or ""
@@ -265,6 +267,18 @@ def _unload_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:
     if not str(args.get("sql", "")).strip():
         yield "sql", "a SELECT is required"
     yield from _s3_and_role(args)
+    yield from _option_problems(args)
+
+
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.|'')*'")
+
+
+def _option_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """COPY/UNLOAD options are SQL fragments: one option each, so no statement end or comment outside quotes."""
+    for i, option in enumerate(args.get("options") or []):
+        bare = _QUOTED.sub("''", str(option))
+        if any(mark in bare for mark in (";", "--", "/*")):
+            yield f"options[{i}]", f"{option!r}: an option may not contain ';', '--' or '/*' outside quotes"
 
 
 def _create_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:

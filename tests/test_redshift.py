@@ -103,3 +103,20 @@ def test_validate_rejects_bad_params_and_specs(tmp_path: Path) -> None:
     assert result.returncode == 2, out
     assert "executors[0].params.db_user: a provisioned cluster needs db_user or secret_arn" in out
     assert "unknown column type 'intger'" in out
+
+
+def test_copy_and_unload_options_cannot_end_the_statement(tmp_path: Path) -> None:
+    role = "arn:aws:iam::123456789012:role/loader"
+    doc = {"routine_name": "opts", "executors": [
+        {"name": "dw", "executor": "redshift", "params": {"database": "dev", "workgroup_name": "wg1"},
+         "tasks": [{"task": "copy_from_s3", "args": {"table": "t", "s3_path": "s3://bkt/p/", "iam_role": role,
+                                                     "options": ["DELIMITER ';'", "IGNOREHEADER 1; DROP TABLE x"]}},
+                   {"task": "unload_to_s3", "args": {"sql": "SELECT 1", "s3_path": "s3://bkt/u/", "iam_role": role,
+                                                     "options": ["ALLOWOVERWRITE /* x */"]}}]}]}
+    path = write_json(tmp_path / "opts.json", doc)
+    result = subprocess.run([str(Path(sys.executable).with_name("orchestrate")), "validate", str(path)],
+                            capture_output=True, text=True, env=dict(os.environ), timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(": ")[1] for line in lines] == ["executors[0].tasks[0].args.options[1]",
+                                                      "executors[0].tasks[1].args.options[0]"], lines
