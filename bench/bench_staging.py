@@ -21,7 +21,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executors.staging import StagingExecutor  # noqa: E402
+from executors.staging.executor import StagingExecutor  # noqa: E402
 from orchestrator.executor import Context  # noqa: E402
 
 BIN = Path(sys.executable).parent

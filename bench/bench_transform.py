@@ -21,7 +21,7 @@ CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 from orchestrator.executor import Context
-from executors.staging import StagingExecutor
+from executors.staging.executor import StagingExecutor
 params, home = json.loads(sys.argv[1]), Path(sys.argv[2])
 ex = StagingExecutor(**params)
 t0 = time.perf_counter()

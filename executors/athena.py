@@ -12,8 +12,8 @@ from typing import Annotated, Any, Iterable, Iterator, Literal
 from orchestrator.executor import Context, Location, NotRetryable, TaskMetrics, task
 from orchestrator.hookspecs import hookimpl
 
-from . import _tablespec as spec
-from ._aws import AwsExecutor, RemoteOps, RemoteResult, StopRemote, check_service, read_text, run_remote
+from .aws import tablespec as spec
+from .aws.remote import AwsExecutor, RemoteOps, RemoteResult, StopRemote, check_service, read_text, run_remote
 
 WORKGROUP = re.compile(r"^[a-zA-Z0-9._-]{1,128}$")
 CTAS_FORMATS = ("parquet", "orc", "json", "textfile", "avro")

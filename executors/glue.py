@@ -14,8 +14,8 @@ from orchestrator.events import SUCCEEDED
 from orchestrator.executor import Context, TaskMetrics, task
 from orchestrator.hookspecs import hookimpl
 
-from . import _tablespec as spec
-from ._aws import (AwsExecutor, Backoff, RemoteCancelled, RemoteJobError, RemoteOps, check_service, error_code,
+from .aws import tablespec as spec
+from .aws.remote import (AwsExecutor, Backoff, RemoteCancelled, RemoteJobError, RemoteOps, check_service, error_code,
                    outcome, run_remote, transient, wait_for)
 
 TOKEN_ARG = "--orchestrator_run_token"

@@ -18,7 +18,7 @@ class PythonExecutor(Executor):
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> Iterable[tuple[str, str]]:
         """The file must exist and be readable; it is read, never imported."""
-        from ._loader import code_problem
+        from .staging.loader import code_problem
 
         path = str(params.get("path") or "")
         if path and (problem := code_problem(path)) is not None:
@@ -27,7 +27,7 @@ class PythonExecutor(Executor):
     @classmethod
     def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
         """``call``'s function must be defined at the top level of the file (checked with ``ast``)."""
-        from ._loader import code_problem
+        from .staging.loader import code_problem
 
         path, function = str(params.get("path") or ""), args.get("function")
         if task != "call" or not path or not isinstance(function, str) or code_problem(path) is not None:
@@ -43,7 +43,7 @@ class PythonExecutor(Executor):
              context: Context | None = None) -> TaskMetrics | None:
         """Import the file afresh and call ``function(**kwargs)``, with ``context=`` if it takes one;
         a returned TaskMetrics is reported."""
-        from ._loader import function_of, load_file
+        from .staging.loader import function_of, load_file
 
         fn = function_of(load_file(self.path), function)
         extra = {"context": context} if context is not None and accepts_context(fn) else {}

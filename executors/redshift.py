@@ -13,8 +13,8 @@ from typing import Annotated, Any, Iterable, Iterator, Literal
 from orchestrator.executor import Context, Location, TaskMetrics, task
 from orchestrator.hookspecs import hookimpl
 
-from . import _tablespec as spec
-from ._aws import AwsExecutor, RemoteOps, check_service, read_text, run_remote
+from .aws import tablespec as spec
+from .aws.remote import AwsExecutor, RemoteOps, check_service, read_text, run_remote
 
 LONG_POLL_SECONDS = 10
 COPY_FORMATS = {"csv": "FORMAT AS CSV", "json": "FORMAT AS JSON 'auto'", "parquet": "FORMAT AS PARQUET",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, Mapping
 
-from .config import Routine, load_routine
+from .routine.load import Routine, load_routine
 from .engine import Plan, Run, plan
 from .events import Listener, RunResult
 from .registry import Registry
@@ -24,7 +24,7 @@ class Orchestrator:
     @property
     def store(self) -> Any:
         if self._store is None:
-            from .runs import open_store
+            from .runs.store import open_store
 
             self._store = open_store(self.registry)
         return self._store
@@ -43,7 +43,7 @@ class Orchestrator:
         the_plan = self.plan(path, params)
         if not track:
             return Run(the_plan, listeners, max_parallel)
-        from .lifecycle import TrackedRun
+        from .runs.control import TrackedRun
 
         tracked = TrackedRun(self.store, the_plan, listeners, max_parallel)
         tracked.claim(allow_concurrent)

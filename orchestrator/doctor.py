@@ -14,7 +14,7 @@ def diagnose(routine_path: str | None = None) -> list[dict[str, Any]]:
         for info in Registry().executors():
             report.append(_check(f"executor {info.name}", lambda info=info: _bare_instance(info.cls)))
         return report
-    from .config import load_routine
+    from .routine.load import load_routine
 
     routine = load_routine(routine_path)
     for step in routine.steps:
@@ -41,7 +41,7 @@ def _check(subject: str, make: Any) -> dict[str, Any]:
 
 
 def _store_check() -> dict[str, Any]:
-    from .runs import open_store
+    from .runs.store import open_store
 
     try:
         store = open_store()

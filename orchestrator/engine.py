@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
-from .config import Routine, StepSpec, TaskCall
+from .routine.load import Routine, StepSpec, TaskCall
 from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 from .executor import Cancelled, Context, Executor, TaskMetrics
 

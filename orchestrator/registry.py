@@ -16,7 +16,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError, UserError
 from .executor import Executor
-from .introspect import signature_schema
+from .routine.introspect import signature_schema
 
 ENTRY_POINT_GROUP = "orchestrator"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from executors.staging import StagingExecutor
+from executors.staging.executor import StagingExecutor
 from orchestrator.executor import Context
 
 ROUTINE = Path(__file__).resolve().parents[1] / "routines" / "test_routine"

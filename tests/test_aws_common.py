@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aws_fixtures import AwsEnv
-from executors import _aws
+from executors.aws import remote as _aws
 from orchestrator.executor import Cancelled, Context
 
 
@@ -21,7 +21,7 @@ def context(tmp_path: Path, attempt: int = 1, event: threading.Event | None = No
 
 
 def test_importing_aws_executors_does_not_load_boto3() -> None:
-    code = ("import sys, executors._aws, executors.athena, executors.glue, executors.redshift, executors._tablespec;"
+    code = ("import sys, executors.aws.remote, executors.athena, executors.glue, executors.redshift, executors.aws.tablespec;"
             "print('boto3' in sys.modules, 'botocore' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from aws_fixtures import HOLD, AthenaSim, AwsEnv, GlueSim, RedshiftSim, run_routine, write_json
-from executors import _aws
-from executors import _tablespec as spec
+from executors.aws import remote as _aws
+from executors.aws import tablespec as spec
 from orchestrator.executor import Context
 
 OUTPUT = "s3://athena-results/out/"

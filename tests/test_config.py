@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from inline_executors import inline_registry
-from orchestrator.config import load_routine
+from orchestrator.routine.load import load_routine
 from orchestrator.errors import RoutineError
 
 
@@ -185,7 +185,7 @@ def test_nested_substitution_is_explained(write_routine):
 
 @pytest.mark.parametrize("name", ["db_pass", "PWD", "passphrase", "DB_PASSWORD", "api_key", "github_token"])
 def test_secret_looking_names(name):
-    from orchestrator.substitution import SECRET_NAME
+    from orchestrator.routine.substitution import SECRET_NAME
 
     assert SECRET_NAME.search(name)
     assert not SECRET_NAME.search("passenger_count") and not SECRET_NAME.search("compass")

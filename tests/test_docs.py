@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import build_parser
+from orchestrator.cli.app import build_parser
 from orchestrator.registry import Registry
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -46,7 +46,7 @@ def readme_block(language: str, containing: str) -> str:
 def test_readme_routine_examples_validate(tmp_path):
     import shutil
 
-    from orchestrator.config import load_routine
+    from orchestrator.routine.load import load_routine
 
     shutil.copytree(Path(__file__).resolve().parents[1] / "routines/test_routine/py_exec", tmp_path / "py_exec")
     seed = tmp_path / "seed.json"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from lambda_fixtures import LambdaAws
-from orchestrator.runs import LogRecord, RoutineBusy, RunRecord, SQLiteStore, TaskRecord, UnknownRun, open_store
+from orchestrator.runs.store import LogRecord, RoutineBusy, RunRecord, SQLiteStore, TaskRecord, UnknownRun, open_store
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
@@ -276,9 +276,9 @@ def test_importing_the_plugin_does_not_import_boto3() -> None:
 
 def test_store_records_a_real_tracked_run(dynamo_store: Any, write_routine: Any, tmp_path: Path,
                                           lambda_registry: Any) -> None:
-    from orchestrator.config import load_routine
+    from orchestrator.routine.load import load_routine
     from orchestrator.engine import plan
-    from orchestrator.lifecycle import TrackedRun
+    from orchestrator.runs.control import TrackedRun
 
     code = tmp_path / "work.py"
     code.write_text("from orchestrator.executor import TaskMetrics, current_context\n"

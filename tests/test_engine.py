@@ -7,7 +7,7 @@ import time
 import pytest
 
 from inline_executors import CALLS, Worker, inline_registry
-from orchestrator.config import load_routine
+from orchestrator.routine.load import load_routine
 from orchestrator.engine import Run, plan
 from orchestrator.events import Listener
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from executors.staging import StagingExecutor
+from executors.staging.executor import StagingExecutor
 from orchestrator.executor import Context
 
 ROUTINE = Path(__file__).resolve().parents[1] / "routines" / "test_routine"
@@ -23,7 +23,7 @@ HEADER, RENAMED_HEADER = b"column1,column2,column3\n", b"name,age,job\n"
 CHILD = """
 import sys, json
 from orchestrator.executor import Context
-from executors.staging import StagingExecutor
+from executors.staging.executor import StagingExecutor
 params, home = json.loads(sys.argv[1]), sys.argv[2]
 ex = StagingExecutor(**params)
 ctx = lambda task: Context(run_id="crash", run_date="2026-11-22", routine_name="crash", step="stage",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from executors.staging import StagingExecutor
+from executors.staging.executor import StagingExecutor
 from orchestrator.executor import Cancelled, Context
 from staging_helpers import CSV, MAPPER, RENAMED, ROUTINE, context, land, run, staging, tree
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from executors import _s3store
+from executors.staging import s3store as _s3store
 from executors.python import PythonExecutor
-from executors.staging import StagingExecutor
-from orchestrator.config import load_routine
+from executors.staging.executor import StagingExecutor
+from orchestrator.routine.load import load_routine
 from orchestrator.errors import RoutineError
 from orchestrator.executor import Cancelled
 from staging_helpers import CSV, MAPPER, RENAMED, ROUTINE, context, land, run, staging, tree

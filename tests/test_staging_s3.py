@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from executors import _s3store
-from executors.staging import StagingExecutor
+from executors.staging import s3store as _s3store
+from executors.staging.executor import StagingExecutor
 from staging_helpers import CSV, MAPPER, RENAMED, ROUTINE, context
 
 def put(s3: Any, bucket: str, files: dict[str, bytes]) -> None:

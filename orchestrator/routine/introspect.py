@@ -7,7 +7,7 @@ import typing
 from functools import lru_cache
 from typing import Any, Callable
 
-from .executor import CodeLocation, Location
+from ..executor import CodeLocation, Location
 
 _SIMPLE: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},

@@ -9,8 +9,8 @@ import os
 import re
 from typing import Callable, Mapping
 
-from .config import Routine, StepSpec
-from .errors import Problem, UserError
+from ..routine.load import Routine, StepSpec
+from ..errors import Problem, UserError
 
 ALLOWLIST_ENV = "ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST"
 ENV_ALLOWLIST_ENV = "ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST"

@@ -13,10 +13,10 @@ import posixpath
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from ._copy import copy_entry
-from ._journal import Journal
-from ._parallel import run_all
-from ._storage import Entry
+from .copy import copy_entry
+from .journal import Journal
+from .parallel import run_all
+from .storage import Entry
 
 
 @dataclasses.dataclass

@@ -11,8 +11,8 @@ import os
 import shutil
 from typing import Any, BinaryIO, Callable, Iterator
 
-from ._journal import Journal
-from ._locations import PARTIAL_SUFFIX, is_s3
+from .journal import Journal
+from .locations import PARTIAL_SUFFIX, is_s3
 
 Fill = Callable[[BinaryIO], None]
 
@@ -181,7 +181,7 @@ def remove_quietly(path: str) -> None:
 def open_store(location: str, s3_client: Callable[[], Any]) -> Any:
     """A store for ``location``; boto3 is imported only for ``s3://`` locations."""
     if is_s3(location):
-        from ._s3store import S3Store
+        from .s3store import S3Store
 
         return S3Store(location, s3_client())
     return LocalStore(location[len("file://"):] if location.startswith("file://") else location)

@@ -13,10 +13,10 @@ from typing import Annotated, Any, Iterable, Literal
 from orchestrator.executor import Cancelled, CodeLocation, Context, Executor, Location, TaskMetrics, task
 from orchestrator.hookspecs import hookimpl
 
-from . import _locations as loc
-from ._journal import Journal
-from ._loader import code_path, code_problem
-from ._storage import Entry, open_store, remove_quietly
+from . import locations as loc
+from .journal import Journal
+from .loader import code_path, code_problem
+from .storage import Entry, open_store, remove_quietly
 
 
 class StagingExecutor(Executor):
@@ -64,7 +64,7 @@ class StagingExecutor(Executor):
     @task
     def transfer(self, context: Context) -> TaskMetrics:
         """Copy every matching landing file to the dump (verified); the landing files stay."""
-        from ._transfer import legacy_transfer, transfer
+        from .transfer import legacy_transfer, transfer
 
         self._cancelled = False  # a cancel() of an earlier attempt (timeout, then retry) is over
         self._handled = {}
@@ -84,7 +84,7 @@ class StagingExecutor(Executor):
     @task
     def post_staging(self, context: Context) -> TaskMetrics:
         """Archive or delete the landing files this run transferred, if they are unchanged since."""
-        from ._transfer import post_staging
+        from .transfer import post_staging
 
         self._cancelled = False
         self._check_places()
@@ -97,14 +97,14 @@ class StagingExecutor(Executor):
 
     def s3_client(self) -> Any:
         if self._client is None:
-            from ._s3store import make_client
+            from .s3store import make_client
 
             self._client = make_client()
         return self._client
 
     def _check_places(self) -> None:
         """Validation's nesting check again, now that symlinks may have changed since the routine was read."""
-        from ._transfer import StagingError
+        from .transfer import StagingError
 
         params = {"parent_directory": self.parent_directory, "dump_directory": self.dump_directory,
                   "archive_or_delete": self.archive_or_delete, "archive_directory": self.archive_directory}
@@ -124,7 +124,7 @@ class StagingExecutor(Executor):
 
     def _clean_leftover(self, target: str) -> None:
         if loc.is_s3(target):
-            from ._s3store import abort_uploads
+            from .s3store import abort_uploads
 
             abort_uploads(self.s3_client(), target)
         else:

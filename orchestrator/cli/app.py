@@ -16,7 +16,7 @@ import threading
 import traceback
 from typing import Any, Callable, Iterator
 
-from . import __version__
+from .. import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "help":
         return cmd_help(parser, args.topic)
-    from .errors import UserError
+    from ..errors import UserError
 
     try:
         return COMMANDS[args.command](args)
@@ -138,8 +138,8 @@ def cmd_help(parser: argparse.ArgumentParser, topic: str | None) -> int:
 
 
 def load(args: argparse.Namespace, path: str | None = None, params: dict[str, Any] | None = None) -> Any:
-    from .config import load_routine, parse_param_overrides
-    from .registry import Registry
+    from ..routine.load import load_routine, parse_param_overrides
+    from ..registry import Registry
 
     overrides = {**(params or {}), **parse_param_overrides(args.param)}
     return load_routine(path or args.routine, overrides, Registry(), run_id=getattr(args, "run_id", None))
@@ -158,7 +158,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 @command
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .engine import plan
+    from ..engine import plan
 
     the_plan = plan(load(args))
     steps = the_plan.describe()
@@ -181,7 +181,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 @command
 def cmd_run(args: argparse.Namespace) -> int:
-    from .engine import plan
+    from ..engine import plan
 
     routine = load(args)
     if args.detach:
@@ -191,8 +191,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def execute(args: argparse.Namespace, the_plan: Any, done: dict[int, str] | None = None, resumed_from: str | None = None) -> int:
     """Run a plan with tracking: claim the routine, render, record, cancel cleanly on signals."""
-    from .lifecycle import TrackedRun
-    from .runs import open_store
+    from ..runs.control import TrackedRun
+    from ..runs.store import open_store
 
     with (stdout_reserved() if args.json else contextlib.nullcontext(sys.stdout)) as stdout:
         tracked = TrackedRun(open_store(), the_plan, [renderer(args, stdout)], args.max_parallel, done, resumed_from)
@@ -226,8 +226,8 @@ def detach(args: argparse.Namespace, run_id: str) -> int:
     import subprocess
     import time
 
-    from .home import home_dir
-    from .runs import open_store
+    from ..home import home_dir
+    from ..runs.store import open_store
 
     log_path = home_dir() / "logs" / f"{run_id}.out"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -260,8 +260,8 @@ def renderer(args: argparse.Namespace, stdout: Any = None) -> Any:
 
 @command
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .lifecycle import reap
-    from .runs import open_store
+    from ..runs.control import reap
+    from ..runs.store import open_store
 
     store = open_store()
     runs = reap(store, store.list_runs(args.routine, args.status, limit=args.limit))
@@ -276,8 +276,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 @command
 def cmd_show(args: argparse.Namespace) -> int:
-    from .lifecycle import look_up
-    from .runs import open_store
+    from ..runs.control import look_up
+    from ..runs.store import open_store
     from .views import run_details, show_run
 
     store = open_store()
@@ -290,8 +290,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     import time
 
-    from .lifecycle import look_up
-    from .runs import open_store
+    from ..runs.control import look_up
+    from ..runs.store import open_store
     from .views import log_line
 
     store = open_store()
@@ -313,8 +313,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 @command
 def cmd_wait(args: argparse.Namespace) -> int:
-    from .lifecycle import exit_code, wait_for
-    from .runs import open_store
+    from ..runs.control import exit_code, wait_for
+    from ..runs.store import open_store
 
     run = wait_for(open_store(), args.run_id, args.timeout)
     if args.json:
@@ -326,8 +326,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 @command
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from .lifecycle import cancel_run
-    from .runs import open_store
+    from ..runs.control import cancel_run
+    from ..runs.store import open_store
 
     run, changed = cancel_run(open_store(), args.run_id)
     message = f"run {run.run_id} {run.status}" if changed else f"run {run.run_id} already ended ({run.status}); nothing to cancel"
@@ -337,10 +337,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 @command
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .config import parse_param_overrides
-    from .errors import UserError
-    from .lifecycle import look_up, resume_plan
-    from .runs import open_store
+    from ..routine.load import parse_param_overrides
+    from ..errors import UserError
+    from ..runs.control import look_up, resume_plan
+    from ..runs.store import open_store
 
     store = open_store()
     old = look_up(store, args.run_id)
@@ -359,7 +359,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 @command
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import diagnose
+    from ..doctor import diagnose
 
     report = diagnose(args.routine)
     if args.json:
@@ -374,7 +374,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def configure_logging(args: argparse.Namespace, secrets: frozenset[str] = frozenset()) -> None:
-    from .tracking import MaskSecrets
+    from ..runs.recorder import MaskSecrets
 
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
@@ -422,7 +422,7 @@ def cancel_on_signals(run: Any) -> Iterator[None]:
 
 @command
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from .registry import Registry
+    from ..registry import Registry
 
     registry = Registry()
     rows = [{"name": i.name, "class": i.class_name, "distribution": i.distribution, "version": i.version,
@@ -442,12 +442,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 @command
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .registry import Registry
-    from .schema_export import full_schema
+    from ..registry import Registry
+    from ..routine.schema_export import full_schema
 
     print(json.dumps(full_schema(Registry()), indent=2))
     return EXIT_OK
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,8 +4,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .config import routine_schema
-from .registry import Registry
+from .load import routine_schema
+from ..registry import Registry
 
 
 def full_schema(registry: Registry) -> dict[str, Any]:

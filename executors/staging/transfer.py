@@ -6,13 +6,13 @@ from typing import Any
 
 from orchestrator.executor import Context, TaskMetrics
 
-from . import _locations as loc
-from ._archive import archive
-from ._copy import copy_entry
-from ._journal import Journal
-from ._loader import code_path, function_of, load_callable, load_file
-from ._parallel import run_all
-from ._storage import Entry, SourceChanged, open_store
+from . import locations as loc
+from .archive import archive
+from .copy import copy_entry
+from .journal import Journal
+from .loader import code_path, function_of, load_callable, load_file
+from .parallel import run_all
+from .storage import Entry, SourceChanged, open_store
 
 S3_WORKERS = 16
 

@@ -18,9 +18,9 @@ import time
 import uuid
 from typing import Any, Callable
 
-from .executor import Context, TaskMetrics, accepts_context
-from .runs import RunRecord, RunStore, TaskRecord, open_store
-from .tracking import LogCapture, parent_run_id
+from ..executor import Context, TaskMetrics, accepts_context
+from .store import RunRecord, RunStore, TaskRecord, open_store
+from .recorder import LogCapture, parent_run_id
 
 _UNSET: Any = object()
 

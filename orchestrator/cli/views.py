@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .runs import LogRecord, RunRecord, RunStore
+from ..runs.store import LogRecord, RunRecord, RunStore
 
 
 def _clock(ts: float | None) -> str:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import UserError
+from ..errors import UserError
 
 RUNNING, DEAD = "running", "dead"
 TERMINAL = ("succeeded", "failed", "cancelled", "skipped", "dead")
@@ -330,7 +330,7 @@ def open_store(registry: Any = None) -> RunStore:
     """The store named by ``ORCHESTRATOR_STORE`` (through the ``run_store`` hook), else SQLite in the home."""
     url = os.environ.get("ORCHESTRATOR_STORE", "")
     if url and not url.startswith("sqlite:"):
-        from .registry import Registry
+        from ..registry import Registry
 
         store = (registry or Registry()).pm.hook.run_store(url=url)
         if store is None:
@@ -338,6 +338,6 @@ def open_store(registry: Any = None) -> RunStore:
         return store
     if url.startswith("sqlite:"):
         return SQLiteStore(url.removeprefix("sqlite://").removeprefix("sqlite:"))
-    from .home import home_dir
+    from ..home import home_dir
 
     return SQLiteStore(home_dir() / "runs.sqlite")

@@ -13,9 +13,9 @@ import boto3
 import smart_open
 from botocore.config import Config
 
-from ._journal import Journal
-from ._locations import PARTIAL_SUFFIX, split_s3
-from ._storage import CountingWriter, Entry, Fill, VerifyError
+from .journal import Journal
+from .locations import PARTIAL_SUFFIX, split_s3
+from .storage import CountingWriter, Entry, Fill, VerifyError
 
 COPY_OBJECT_LIMIT = 5 * 1024**3
 SINGLE_PUT_LIMIT = 8 * 1024**2

@@ -14,10 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import PluginError, Problem, RoutineError, UserError
-from .executor import accepts_context
+from ..errors import PluginError, Problem, RoutineError, UserError
+from ..executor import accepts_context
 from .introspect import location_kinds, signature_schema
-from .registry import ExecutorInfo, Registry, unknown_message
+from ..registry import ExecutorInfo, Registry, unknown_message
 from .schema_check import schema_problems
 from .substitution import SECRET_NAME, Substituter, mask_values
 

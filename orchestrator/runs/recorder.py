@@ -14,10 +14,10 @@ import time
 import uuid
 from typing import Any, Callable, TextIO
 
-from .events import SKIPPED, Listener, RunResult, TaskResult
-from .executor import current_context
-from .runs import HEARTBEAT_SECONDS, LogRecord, RunRecord, RunStore, TaskRecord
-from .substitution import mask
+from ..events import SKIPPED, Listener, RunResult, TaskResult
+from ..executor import current_context
+from .store import HEARTBEAT_SECONDS, LogRecord, RunRecord, RunStore, TaskRecord
+from ..routine.substitution import mask
 
 PARENT_ENV = "ORCHESTRATOR_PARENT_RUN_ID"
 

@@ -7,12 +7,12 @@ import socket
 import time
 from typing import Any, Iterable
 
-from .config import Routine
-from .engine import Plan, Run, plan
-from .errors import UserError
-from .events import SUCCEEDED, Listener, RunResult
-from .runs import DEAD, RUNNING, RunRecord, RunStore, is_dead, owns_pid
-from .tracking import LogCapture, RunRecorder, new_record
+from ..routine.load import Routine
+from ..engine import Plan, Run, plan
+from ..errors import UserError
+from ..events import SUCCEEDED, Listener, RunResult
+from .store import DEAD, RUNNING, RunRecord, RunStore, is_dead, owns_pid
+from .recorder import LogCapture, RunRecorder, new_record
 
 EXIT_CODES = {"succeeded": 0, "skipped": 0, "cancelled": 130}
 CANCEL_WAIT_SECONDS = 20.0

@@ -8,8 +8,8 @@ from __future__ import annotations
 import shutil
 from typing import Any, BinaryIO, Callable
 
-from ._journal import Journal
-from ._storage import Entry
+from .journal import Journal
+from .storage import Entry
 
 Transform = Callable[..., Any]
 

@@ -42,13 +42,13 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .config import Routine, load_routine
-from .errors import RoutineError, UserError
-from .events import SKIPPED, SUCCEEDED
-from .lambda_output import JsonLinesRenderer, Output
-from .lambda_trust import (InvalidEvent, allowlist, default_archive_refusals, env_allowlist, path_allowlist,
+from ..routine.load import Routine, load_routine
+from ..errors import RoutineError, UserError
+from ..events import SKIPPED, SUCCEEDED
+from .output import JsonLinesRenderer, Output
+from .trust import (InvalidEvent, allowlist, default_archive_refusals, env_allowlist, path_allowlist,
                            problem_text, untrusted_policy, visible_env)
-from .substitution import mask
+from ..routine.substitution import mask
 
 ROUTINE_ENV = "ORCHESTRATOR_ROUTINE"
 MARGIN_ENV = "ORCHESTRATOR_LAMBDA_MARGIN_SECONDS"
@@ -215,7 +215,7 @@ def claim(tracked: Any) -> None:
     """Claim the routine; a holder recorded by this very process (same host and pid) that is not running
     here is a leftover of an earlier invocation in this sandbox, or of a killed sandbox that had the same
     host name and pid: ``is_dead`` cannot tell it from a live run, so it is marked dead and the claim retried."""
-    from .runs import DEAD, RoutineBusy
+    from ..runs.store import DEAD, RoutineBusy
 
     try:
         tracked.claim()
@@ -237,7 +237,7 @@ class LambdaRunner:
     @property
     def registry(self) -> Any:
         if self._registry is None:
-            from .registry import Registry
+            from ..registry import Registry
 
             self._registry = Registry()
         return self._registry
@@ -267,9 +267,9 @@ class LambdaRunner:
         return summary
 
     def run(self, request: Request, context: Any) -> dict[str, Any]:
-        from .engine import plan
-        from .lifecycle import TrackedRun
-        from .runs import open_store
+        from ..engine import plan
+        from ..runs.control import TrackedRun
+        from ..runs.store import open_store
 
         margin = margin_seconds()
         with tempfile.TemporaryDirectory(prefix="orchestrator-routine-") as folder:

@@ -10,10 +10,10 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
-from .executor import current_context
-from .substitution import mask
-from .tracking import MaskSecrets
+from ..events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
+from ..executor import current_context
+from ..routine.substitution import mask
+from ..runs.recorder import MaskSecrets
 
 
 def _now() -> str:

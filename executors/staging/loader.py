@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from ._locations import is_s3, split_callable
+from .locations import is_s3, split_callable
 
 _counter = itertools.count()
 MAX_PARSED_BYTES = 16 * 1024 * 1024  # bigger code files are only checked to exist

@@ -6,7 +6,7 @@ import threading
 import time
 from typing import IO, Any
 
-from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
+from ..events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 
 _STYLE = {SUCCEEDED: "green", FAILED: "bold red", CANCELLED: "yellow", SKIPPED: "dim"}
 
