@@ -8,8 +8,9 @@ import dataclasses
 from typing import Any
 
 from .executor import TaskMetrics
+from .outcome import Status
 
-SUCCEEDED, FAILED, CANCELLED, SKIPPED = "succeeded", "failed", "cancelled", "skipped"
+SUCCEEDED, FAILED, CANCELLED, SKIPPED = Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.SKIPPED
 
 
 @dataclasses.dataclass
@@ -59,7 +60,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return {SUCCEEDED: 0, SKIPPED: 0, CANCELLED: 130}.get(self.status, 1)
+        return Status(self.status).exit_code
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -17,11 +17,12 @@ import traceback
 from typing import Any, Callable, Iterator
 
 from .. import __version__
+from ..outcome import ExitCode, Status, exit_code
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE, ExitCode.INTERRUPTED
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 CANCEL_JOIN_SECONDS = 30.0
-RUN_STATUSES = ("running", "succeeded", "failed", "cancelled", "skipped", "dead")
+RUN_STATUSES = tuple(Status)
 
 
 def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -313,7 +314,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 @command
 def cmd_wait(args: argparse.Namespace) -> int:
-    from ..runs.control import exit_code, wait_for
+    from ..runs.control import wait_for
     from ..runs.store import open_store
 
     run = wait_for(open_store(), args.run_id, args.timeout)

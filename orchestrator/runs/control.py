@@ -14,12 +14,7 @@ from ..events import SUCCEEDED, Listener, RunResult
 from .store import DEAD, RUNNING, RunRecord, RunStore, is_dead, owns_pid
 from .recorder import LogCapture, RunRecorder, new_record
 
-EXIT_CODES = {"succeeded": 0, "skipped": 0, "cancelled": 130}
 CANCEL_WAIT_SECONDS = 20.0
-
-
-def exit_code(status: str) -> int:
-    return EXIT_CODES.get(status, 1)
 
 
 class TrackedRun:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import UserError
+from ..outcome import TERMINAL, Status
 
-RUNNING, DEAD = "running", "dead"
-TERMINAL = ("succeeded", "failed", "cancelled", "skipped", "dead")
+RUNNING, DEAD = Status.RUNNING, Status.DEAD
 HEARTBEAT_SECONDS = 5.0
 DEAD_AFTER_SECONDS = 30.0
 
