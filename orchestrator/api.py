@@ -2,22 +2,30 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Union
 
-from .routine.load import Routine, load_routine
 from .engine import Plan, Run, plan
 from .events import Listener, RunResult
 from .registry import Registry
+from .routine.load import Routine, load_routine
+
+#: A routine file's path, or the routine itself as a dict (the seed's notebook builds one inline).
+RoutineSource = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
 
 class Orchestrator:
-    """Holds a registry; each method loads and validates the routine afresh.
+    """Holds a registry (and optionally one routine); each method loads and validates afresh.
 
+    ``Orchestrator(routine).run_executors()`` is the seed's spelling of ``Orchestrator().run(routine)``.
     Runs are recorded in the run store (``track=False`` to skip it); a run started from inside a
     task records that task's run as its parent.
     """
 
-    def __init__(self, registry: Registry | None = None, store: Any = None) -> None:
+    def __init__(self, routine: RoutineSource | Registry | None = None, registry: Registry | None = None,
+                 store: Any = None) -> None:
+        if isinstance(routine, Registry):  # the earlier signature: Orchestrator(registry)
+            routine, registry = None, routine
+        self.routine = routine
         self.registry = registry or Registry()
         self._store = store
 
@@ -29,13 +37,19 @@ class Orchestrator:
             self._store = open_store(self.registry)
         return self._store
 
-    def load(self, path: str | os.PathLike[str], params: Mapping[str, Any] | None = None) -> Routine:
-        return load_routine(path, params, self.registry)
+    def _source(self, path: RoutineSource | None) -> RoutineSource:
+        source = path if path is not None else self.routine
+        if source is None:
+            raise TypeError("no routine: pass a path or a dict, here or to Orchestrator(routine)")
+        return source
 
-    def plan(self, path: str | os.PathLike[str], params: Mapping[str, Any] | None = None) -> Plan:
+    def load(self, path: RoutineSource | None = None, params: Mapping[str, Any] | None = None) -> Routine:
+        return load_routine(self._source(path), params, self.registry)
+
+    def plan(self, path: RoutineSource | None = None, params: Mapping[str, Any] | None = None) -> Plan:
         return plan(self.load(path, params))
 
-    def start(self, path: str | os.PathLike[str], params: Mapping[str, Any] | None = None,
+    def start(self, path: RoutineSource | None = None, params: Mapping[str, Any] | None = None,
               listeners: Iterable[Listener] = (), max_parallel: int = 4, track: bool = True,
               allow_concurrent: bool = False) -> Any:
         """A validated run that has claimed its routine, not yet executed: call ``execute()``;
@@ -49,7 +63,11 @@ class Orchestrator:
         tracked.claim(allow_concurrent)
         return tracked
 
-    def run(self, path: str | os.PathLike[str], params: Mapping[str, Any] | None = None,
+    def run(self, path: RoutineSource | None = None, params: Mapping[str, Any] | None = None,
             listeners: Iterable[Listener] = (), max_parallel: int = 4, track: bool = True,
             allow_concurrent: bool = False) -> RunResult:
         return self.start(path, params, listeners, max_parallel, track, allow_concurrent).execute()
+
+    def run_executors(self, params: Mapping[str, Any] | None = None, **options: Any) -> RunResult:
+        """The seed's name: run the routine given to the constructor (same validation, same records)."""
+        return self.run(None, params, **options)

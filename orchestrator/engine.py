@@ -355,7 +355,7 @@ class Run:
 
 
 def _metrics(value: Any) -> TaskMetrics | None:
-    return value if isinstance(value, TaskMetrics) else None
+    return TaskMetrics.from_value(value)
 
 
 def _quietly(fn: Any) -> None:

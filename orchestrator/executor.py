@@ -65,7 +65,7 @@ class TaskMetrics:
     execution_metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("inserts", "updates", "soft_deletes", "total_rows"):
+        for name in _METRIC_NAMES:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ValueError(f"TaskMetrics.{name} must be a non-negative integer or None, got {value!r}")
@@ -74,6 +74,35 @@ class TaskMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_value(cls, value: Any) -> TaskMetrics | None:
+        """What a task returned, as metrics; None when it is a plain result instead.
+
+        Metrics are a ``TaskMetrics``, a dict whose keys are all metric names
+        (``{"total_rows": 5}``), or any object (another library's metrics class, say) carrying
+        metric attributes. Values that are not valid metrics make it a plain result.
+        """
+        if isinstance(value, TaskMetrics):
+            return value
+        if isinstance(value, dict):
+            known = set(_METRIC_NAMES) | {"execution_metadata"}
+            fields = dict(value) if value and set(value) <= known and set(value) & set(_METRIC_NAMES) else None
+        elif value is None or isinstance(value, (str, bytes, int, float, list, tuple, set)):
+            fields = None
+        else:
+            fields = {n: getattr(value, n) for n in (*_METRIC_NAMES, "execution_metadata") if hasattr(value, n)}
+            fields = fields if set(fields) & set(_METRIC_NAMES) else None
+        if not fields:
+            return None
+        meta = fields.pop("execution_metadata", None)
+        try:
+            return cls(**fields, execution_metadata=dict(meta) if isinstance(meta, dict) else {})
+        except (TypeError, ValueError):
+            return None
+
+
+_METRIC_NAMES = ("inserts", "updates", "soft_deletes", "total_rows")
 
 
 def task(fn: F) -> F:

@@ -220,6 +220,22 @@ def test_legacy_py_exec_seed_form(tmp_path: Path) -> None:
     assert moved.total_rows == 2 and deleted.execution_metadata["deleted"] == 2
 
 
+def test_legacy_py_exec_without_args_calls_only_test(tmp_path: Path) -> None:
+    """The seed calls main() only when py_exec_args is given: without it, test() runs and nothing moves."""
+    code = tmp_path / "py_exec"
+    code.mkdir()
+    (code / "py_exec.py").write_text(
+        "import pathlib\n"
+        f"MARK = pathlib.Path({str(tmp_path / 'tested')!r})\n"
+        "def test():\n    MARK.write_text('yes')\n"
+        "def main(parent, dump):\n    raise AssertionError('main must not run without py_exec_args')\n")
+    land(tmp_path / "landing", {"a.csv": CSV})
+    moved, deleted = run(staging(tmp_path, py_exec_path=str(code), archive_or_delete="delete"), tmp_path)
+    assert (tmp_path / "tested").read_text() == "yes"
+    assert moved.total_rows == 0 and deleted.total_rows == 0
+    assert tree(tmp_path / "landing") == {"a.csv": CSV} and tree(tmp_path / "dump") == {}
+
+
 def test_test_routine_runs_twice_through_the_cli(tmp_path: Path) -> None:
     """End to end: the shipped routine, run twice in a row, stages each sample once and archives it."""
     import shutil

@@ -42,7 +42,7 @@ class StagingExecutor(Executor):
         self.archive_directory = str(archive_directory or loc.default_archive(self.parent_directory) or "")
         self.pattern = pattern
         self.py_exec_path = py_exec_path
-        self.py_exec_args = py_exec_args or {}
+        self.py_exec_args = py_exec_args  # None: the seed calls only test(), never main()
         self.transform = transform
         self.transform_args = transform_args or {}
         self._handled: dict[str, Entry] = {}

@@ -51,7 +51,8 @@ def transfer(ex: Any, landing: Any, dump: Any, journal: Journal, context: Contex
 
 
 def legacy_transfer(ex: Any, landing: Any, dump: Any, context: Context) -> tuple[dict[str, Entry], TaskMetrics]:
-    """The seed's contract: ``py_exec.test()``, then ``main(parent, dump, **py_exec_args)``.
+    """The seed's contract: ``py_exec.test()``, then ``main(parent, dump, **py_exec_args)`` only
+    when ``py_exec_args`` is given (the seed calls nothing but ``test()`` otherwise).
 
     ``main`` copies by itself, so the files ``post_staging`` may touch are those landed before it
     ran *and* found in the dump afterwards under the same relative path (not empty unless the
@@ -61,6 +62,9 @@ def legacy_transfer(ex: Any, landing: Any, dump: Any, context: Context) -> tuple
     module = load_file(Path(code_path(ex.py_exec_path)) / "py_exec.py")
     if function_of(module, "test")() is False:
         raise StagingError(f"{ex.py_exec_path}/py_exec.py: test() returned False")
+    if ex.py_exec_args is None:
+        context.logger.info("py_exec_args not given: only py_exec.test() runs, as in the seed")
+        return {}, TaskMetrics(total_rows=0, execution_metadata={"files": 0, "missing": 0, "legacy": True})
     snapshot = {e.rel: e for e in landing.list() if loc.matches(e.rel, ex.pattern)}
     check = lambda: ex.check_cancelled(context)  # noqa: E731
     before = _dump_versions(dump, snapshot, check) if dump.is_local else {}

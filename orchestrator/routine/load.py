@@ -70,22 +70,35 @@ def routine_schema() -> dict[str, Any]:
 
 
 def load_routine(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Mapping[str, Any],
     params: Mapping[str, Any] | None = None,
     registry: Registry | None = None,
     run_id: str | None = None,
     env: Mapping[str, str] | None = None,
     policy: LocationPolicy | None = None,
 ) -> Routine:
-    """Load and validate ``path``; raise :class:`RoutineError` listing every problem.
+    """Load and validate ``path`` (or a routine given as a dict); raise :class:`RoutineError`
+    listing every problem. A dict's relative locations resolve against the working directory.
 
     ``env`` is what ``${env.X}`` sees (default: the process environment); ``policy`` may refuse
     locations (data or code) before any executor check looks at them.
     """
-    file = Path(path)
-    doc = parse_file(file)
+    if isinstance(path, Mapping):
+        file, doc = Path.cwd() / "<routine dict>", _plain(path)
+    else:
+        file = Path(path)
+        doc = parse_file(file)
     loader = _Loader(file, doc, registry or Registry(), env if env is not None else os.environ, policy)
     return loader.load(params or {}, run_id)
+
+
+def _plain(doc: Mapping[str, Any]) -> Any:
+    """A routine given as a dict, as if read from JSON: a private copy with JSON's types only."""
+    try:
+        return json.loads(json.dumps(doc, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise RoutineError([Problem("<routine dict>", "", f"not JSON data ({exc}); use str, numbers, "
+                                    "bools, None, lists and dicts with string keys")]) from None
 
 
 def parse_file(file: Path) -> Any:

@@ -80,7 +80,9 @@ class _Execution:
             self.task.error_type = type(exc).__name__
             self.finish("cancelled" if isinstance(exc, KeyboardInterrupt) else "failed", None, error=str(exc))
             raise
-        metrics = value if isinstance(value, TaskMetrics) else None
+        metrics = TaskMetrics.from_value(value)
+        if getattr(value, "completed_successfully", True) is False:
+            return self.finish("failed", metrics, value=value, error="the function reported completed_successfully=False")
         if context.next_watermark is not None:
             self.store.set_watermark(self.pipeline, self.pipeline, self.fn.__name__, context.next_watermark, self.run.run_id)
         return self.finish("succeeded", metrics, value=value)
