@@ -76,6 +76,18 @@ def test_param_override(cli, write_routine):
     assert json.loads(proc.stdout)["tasks"][0]["metrics"]["execution_metadata"]["text"] == "override"
 
 
+def test_misspelled_param_is_refused_with_a_suggestion(cli, write_routine, orchestrator_home):
+    doc = echo_routine(tasks=[{"task": "say", "args": {"text": "${params.word} ${params.other}"}}])
+    doc["params"] = {"word": "default"}
+    path = str(write_routine(doc))
+    proc = cli("run", path, "--param", "wrod=override", "-p", "other=x")
+    assert proc.returncode == 2, proc.stderr
+    assert "unknown param 'wrod'; did you mean 'word'?" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (orchestrator_home / "runs.sqlite").exists() or "wrod" not in cli("runs").stdout
+    referenced_only = cli("validate", path, "-p", "other=x")  # referenced but not declared: a legal override
+    assert referenced_only.returncode == 0, referenced_only.stderr
+
+
 def test_plan_shows_steps_with_masked_secrets(cli, write_routine):
     doc = echo_routine(params={"prefix": "p", "password": "${env.DB_PASSWORD}"})
     proc = cli("plan", str(write_routine(doc)), env={"DB_PASSWORD": "hunter2-secret"})

@@ -311,7 +311,8 @@ class LambdaRunner:
         try:
             routine = load_routine(path, request.params, self.registry,
                                    env=None if source.trusted else visible_env(),
-                                   policy=None if source.trusted else untrusted_policy(allowlist(), path_allowlist(), home))
+                                   policy=None if source.trusted else untrusted_policy(allowlist(), path_allowlist(), home),
+                                   strict_params=False)
         except RoutineError as exc:
             problems = "; ".join(problem_text(p, source.trusted, readable) for p in exc.problems)
             raise InvalidEvent(f"{source.label}: {problems}") from None

@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import uuid
 from functools import lru_cache
 from pathlib import Path
@@ -69,6 +70,9 @@ def routine_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
 
 
+_PARAM_REF = re.compile(r"\$\{params\.([A-Za-z_][\w-]*)")
+
+
 def load_routine(
     path: str | os.PathLike[str] | Mapping[str, Any],
     params: Mapping[str, Any] | None = None,
@@ -76,12 +80,15 @@ def load_routine(
     run_id: str | None = None,
     env: Mapping[str, str] | None = None,
     policy: LocationPolicy | None = None,
+    strict_params: bool = True,
 ) -> Routine:
     """Load and validate ``path`` (or a routine given as a dict); raise :class:`RoutineError`
     listing every problem. A dict's relative locations resolve against the working directory.
 
     ``env`` is what ``${env.X}`` sees (default: the process environment); ``policy`` may refuse
-    locations (data or code) before any executor check looks at them.
+    locations (data or code) before any executor check looks at them. With ``strict_params`` a
+    param that the routine neither declares nor references is a problem (a typo, most likely);
+    the Lambda adapter turns it off, as events carry context (bucket, key) a routine may ignore.
     """
     if isinstance(path, Mapping):
         file, doc = Path.cwd() / "<routine dict>", _plain(path)
@@ -89,6 +96,8 @@ def load_routine(
         file = Path(path)
         doc = parse_file(file)
     loader = _Loader(file, doc, registry or Registry(), env if env is not None else os.environ, policy)
+    if strict_params:
+        loader.check_param_names(params or {})
     return loader.load(params or {}, run_id)
 
 
@@ -224,6 +233,14 @@ class _Loader:
         if isinstance(self.doc["executors"], dict):
             return [".".join(path.split(".")[:2]) for path in paths]
         return [path.split("]")[0] + "]" for path in paths]
+
+    def check_param_names(self, overrides: Mapping[str, Any]) -> None:
+        declared = self.doc.get("params") if isinstance(self.doc, dict) else None
+        known = set(declared) if isinstance(declared, dict) else set()
+        known |= set(_PARAM_REF.findall(json.dumps(self.doc, default=str)))
+        for key in overrides:
+            if key not in known:
+                self.report("--param", unknown_message("param", key, sorted(known)))
 
     def merge_params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         params = dict(self.doc.get("params") or {})
