@@ -1,6 +1,7 @@
 """``orchestrate``: parse arguments, call the core, render. No logic of its own.
 
-Exit codes: 0 success, 1 a task failed, 2 bad input or usage, 130 interrupted.
+Exit codes (orchestrator.outcome.ExitCode): 0 success, 1 a task failed, 2 bad input or usage,
+3 `wait --timeout` gave up, 130 interrupted.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrate",
         description="Validate and run data-lake routines. `orchestrate ROUTINE` is `orchestrate run ROUTINE`.",
-        epilog="Exit codes: 0 success, 1 a task failed, 2 bad input or usage, 130 interrupted.",
+        epilog="Exit codes: 0 success, 1 a task failed, 2 bad input or usage, 3 `wait --timeout` gave up, "
+               "130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"orchestrate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
     logs.add_argument("--tail", type=natural, metavar="N", help="only the last N lines")
     wait = sub.add_parser("wait", parents=[common, run_ref], help="block until a run ends; exit with its code")
-    wait.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long (exit 2)")
+    wait.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long (exit 3; the run goes on)")
     sub.add_parser("cancel", parents=[common, run_ref], help="stop a run (and its remote work); return once stopped")
     resume = sub.add_parser("resume", parents=[common, run_ref], help="run again what did not succeed in a run")
     resume.add_argument("--force", action="store_true", help="resume even if the routine file changed")
@@ -94,16 +96,48 @@ def natural(text: str) -> int:
 
 
 def normalise_argv(argv: list[str]) -> list[str]:
-    """``orchestrate ROUTINE ...`` means ``orchestrate run ROUTINE ...``."""
-    if argv and not argv[0].startswith("-") and argv[0] not in (*COMMANDS, "help"):
-        return ["run", *argv]
-    return argv
+    """``orchestrate [FLAGS] ROUTINE ...`` means ``orchestrate run [FLAGS] ROUTINE ...``.
+
+    A first word that is no command but looks like one (no path separator, no routine suffix)
+    is a typo, answered by argparse's "invalid choice" with our did-you-mean (see ``main``).
+    """
+    first = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if first is None or argv[first] in (*COMMANDS, "help"):
+        return argv
+    if any(a in ("-h", "--help", "--version") for a in argv[:first]):
+        return argv
+    word = argv[first]
+    if "/" not in word and "." not in word and not os.path.exists(word):
+        return argv  # a mistyped command, not a routine
+    return ["run", *argv]
 
 
 def main(argv: list[str] | None = None) -> int:
     args_list = normalise_argv(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
-    args = parser.parse_args(args_list)
+    unknown = _unknown_command(args_list)
+    if unknown is not None:
+        from ..registry import unknown_message
+
+        parser.print_usage(sys.stderr)
+        print(f"orchestrate: {unknown_message('command', unknown, [*COMMANDS, 'help'])}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _dispatch(parser, parser.parse_args(args_list))
+    except BrokenPipeError:
+        # `orchestrate runs | head -1`: the reader left; say nothing more (and not at exit either).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _unknown_command(argv: list[str]) -> str | None:
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first is None or first in (*COMMANDS, "help") or any(a in ("-h", "--help", "--version") for a in argv):
+        return None
+    return first
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
@@ -119,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         if getattr(args, "json", False):
             problems = [dataclasses.asdict(p) for p in getattr(exc, "problems", [])]
-            print(json.dumps({"status": "invalid", "error": str(exc), "problems": problems}))
-        return EXIT_USAGE
+            print(json.dumps({"status": "invalid", "errors": str(exc).splitlines(), "problems": problems}))
+        return int(getattr(exc, "exit_code", EXIT_USAGE))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -164,8 +198,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     the_plan = plan(load(args))
     steps = the_plan.describe()
     if args.json:
-        print(json.dumps({"routine": the_plan.routine.name, "run_id": the_plan.routine.run_id, "steps": steps}, indent=2,
-                         default=str))
+        # No run id: each run gets its own when it starts, so a plan's would be one no run has.
+        print(json.dumps({"routine": the_plan.routine.name, "steps": steps}, indent=2, default=str))
         return EXIT_OK
     for number, step in enumerate(steps, 1):
         flags = "" if step["active"] else "  (inactive: will be skipped)"

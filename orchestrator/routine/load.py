@@ -96,9 +96,8 @@ def load_routine(
         file = Path(path)
         doc = parse_file(file)
     loader = _Loader(file, doc, registry or Registry(), env if env is not None else os.environ, policy)
-    if strict_params:
-        loader.check_param_names(params or {})
-    return loader.load(params or {}, run_id)
+    params = loader.known_params(params or {}) if strict_params else params or {}
+    return loader.load(params, run_id)
 
 
 def _plain(doc: Mapping[str, Any]) -> Any:
@@ -234,13 +233,15 @@ class _Loader:
             return [".".join(path.split(".")[:2]) for path in paths]
         return [path.split("]")[0] + "]" for path in paths]
 
-    def check_param_names(self, overrides: Mapping[str, Any]) -> None:
+    def known_params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The overrides the routine declares or references; each other one is reported."""
         declared = self.doc.get("params") if isinstance(self.doc, dict) else None
         known = set(declared) if isinstance(declared, dict) else set()
         known |= set(_PARAM_REF.findall(json.dumps(self.doc, default=str)))
         for key in overrides:
             if key not in known:
                 self.report("--param", unknown_message("param", key, sorted(known)))
+        return {k: v for k, v in overrides.items() if k in known}
 
     def merge_params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         params = dict(self.doc.get("params") or {})

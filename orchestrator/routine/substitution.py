@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Mapping
 
-_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+# `$${` is an escaped literal; `${...}` a reference; a `${` never closed is reported, not kept.
+_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 SECRET_NAME = re.compile(r"(?i)(passw|passphrase|(^|_)pass($|_)|pwd|secret|token|api[_-]?key|access[_-]?key"
                          r"|private[_-]?key|credential)")
 
@@ -34,6 +35,9 @@ class Substituter:
             return self.lookup(whole.group(1), path, report)
 
         def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "${":
+                report(path, f"unterminated ${{ in {text!r}; close it with }} (or write $${{ for a literal)")
+                return match.group(0)
             if match.group(1) is None:
                 return "${"
             value = self.lookup(match.group(1), path, report)

@@ -12,6 +12,7 @@ from ..engine import Plan, Run, plan
 from ..errors import UserError
 from ..events import SUCCEEDED, Listener, RunResult
 from .store import DEAD, RUNNING, RunRecord, RunStore, is_dead, owns_pid
+from ..outcome import ExitCode
 from .recorder import LogCapture, RunRecorder, new_record
 
 CANCEL_WAIT_SECONDS = 20.0
@@ -61,12 +62,18 @@ def look_up(store: RunStore, ref: str) -> RunRecord:
     return reap(store, [store.find_run(ref)])[0]
 
 
+class WaitTimedOut(UserError):
+    """``wait --timeout`` gave up: not bad input, so it has its own exit code."""
+
+    exit_code = ExitCode.WAIT_TIMEOUT
+
+
 def wait_for(store: RunStore, ref: str, timeout: float | None = None, poll: float = 0.2) -> RunRecord:
     deadline = None if timeout is None else time.monotonic() + timeout
     run = look_up(store, ref)
     while not run.finished:
         if deadline is not None and time.monotonic() > deadline:
-            raise UserError(f"run {run.run_id} still {run.status} after {timeout:g}s")
+            raise WaitTimedOut(f"run {run.run_id} still {run.status} after {timeout:g}s")
         time.sleep(poll)
         run = look_up(store, run.run_id)
     return run
