@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("plan", parents=[common, routine], help="show the ordered steps with resolved params")
     sub.add_parser("plugins", parents=[common], help="list registered executors and their tasks")
     sub.add_parser("schema", parents=[common], help="print the routine JSON Schema, with every executor's params")
-    sub.add_parser("help", help="show help for a command").add_argument("topic", nargs="?", help="a command")
+    sub.add_parser("help", help="help for a command, an executor or EXECUTOR.TASK").add_argument(
+        "topic", nargs="?", help="a command (run), an executor (athena) or a task (athena.run_query)")
     return parser
 
 
@@ -165,10 +166,29 @@ def cmd_help(parser: argparse.ArgumentParser, topic: str | None) -> int:
         parser.print_help()
         return EXIT_OK
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if topic not in subparsers.choices:
-        print(f"unknown command {topic!r}; commands: {', '.join(subparsers.choices)}", file=sys.stderr)
+    if topic in subparsers.choices:
+        subparsers.choices[topic].print_help()
+        return EXIT_OK
+    return help_executor(topic, list(subparsers.choices))
+
+
+def help_executor(topic: str, commands: list[str]) -> int:
+    """``help EXECUTOR`` or ``help EXECUTOR.TASK``; an unknown topic names the closest of both kinds."""
+    from ..errors import UserError
+    from ..registry import Registry, unknown_message
+    from .help import describe_executor, describe_task
+
+    ref, _, task = topic.partition(".")
+    registry = Registry()
+    try:
+        info = registry.resolve(ref)
+    except UserError:
+        print(unknown_message("command or executor", topic, [*commands, *registry.known_names()]), file=sys.stderr)
         return EXIT_USAGE
-    subparsers.choices[topic].print_help()
+    if task and task not in info.tasks:
+        print(unknown_message(f"task of {info.name}", task, info.tasks), file=sys.stderr)
+        return EXIT_USAGE
+    print(describe_task(info, task) if task else describe_executor(info))
     return EXIT_OK
 
 

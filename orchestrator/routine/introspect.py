@@ -76,6 +76,17 @@ def signature_schema(fn: Callable[..., Any], skip: tuple[str, ...] = ("self", "c
     return result
 
 
+def summary(obj: Any) -> str:
+    """The first paragraph of a docstring, on one line ("" when there is none)."""
+    text = inspect.getdoc(obj) or ""
+    return " ".join(text.split("\n\n", 1)[0].split())
+
+
+def task_schemas(cls: type) -> dict[str, dict[str, Any]]:
+    """Each task's ``args`` as an object schema, described by the method's docstring."""
+    return {name: {**signature_schema(fn), "description": summary(fn)} for name, fn in cls.tasks().items()}
+
+
 def _json_like(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool, list, dict))
 

@@ -4,24 +4,39 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..registry import ExecutorInfo, Registry
+from .introspect import summary, task_schemas
 from .load import routine_schema
-from ..registry import Registry
 
 
 def full_schema(registry: Registry) -> dict[str, Any]:
+    """The routine schema with, for each executor, its params and each task's args, so an
+    editor completes and checks both (``orchestrate schema > routine.schema.json``)."""
     schema = copy.deepcopy(routine_schema())
     defs = schema["$defs"]
     rules = []
     by_class: dict[str, Any] = {}
     for info in registry.executors():
         key = f"params_{info.name}"
-        defs[key] = {**info.params_schema, "description": (info.cls.__doc__ or info.class_name).strip().splitlines()[0]}
-        ref = {"$ref": f"#/$defs/{key}"}
+        defs[key] = {**info.params_schema, "description": summary(info.cls) or info.class_name}
+        defs[f"tasks_{info.name}"] = _tasks_schema(info)
+        step = {"params": {"$ref": f"#/$defs/{key}"}, "tasks": {"$ref": f"#/$defs/tasks_{info.name}"}}
         rules.append({"if": {"properties": {"executor": {"enum": [info.name, info.class_name]}}, "required": ["executor"]},
-                      "then": {"properties": {"params": ref}}})
+                      "then": {"properties": step}})
         for alias in {info.name, info.class_name}:
-            by_class[alias] = {"allOf": [{"$ref": "#/$defs/dict_executor"}, {"properties": {"params": ref}}]}
+            by_class[alias] = {"allOf": [{"$ref": "#/$defs/dict_executor"}, {"properties": step}]}
     defs["list_executor"]["allOf"] = rules
     dict_form = schema["properties"]["executors"]["anyOf"][1]
     dict_form["properties"] = by_class
     return schema
+
+
+def _tasks_schema(info: ExecutorInfo) -> dict[str, Any]:
+    """A step's ``tasks`` for one executor: its task names, and per task the schema of ``args``."""
+    per_task = task_schemas(info.cls)
+    names = list(per_task)
+    call = {"type": "object", "required": ["task"], "properties": {"task": {"enum": names}},
+            "allOf": [{"if": {"properties": {"task": {"const": name}}},
+                       "then": {"properties": {"args": args}, "description": args.get("description", "")}}
+                      for name, args in per_task.items()]}
+    return {"type": "array", "items": {"anyOf": [{"enum": names}, call]}}
