@@ -204,3 +204,28 @@ def test_executor_checks_run_even_when_the_schema_found_other_problems(write_rou
         Greeter.validate_params = original
     assert found == ["executors[0].params.times: expected an integer, got str 'two'",
                      "executors[0].params.mode: soft mode is retired"]
+
+
+def test_every_typo_is_reported_in_one_round(write_routine):
+    """Four typos in one file took three rounds: unknown keys at any depth, all at once, and a
+    structural problem in an entry no longer hides its params' and args' problems."""
+    path = write_routine({"routine_name": "r", "paramz": {}, "executors": [
+        greeter(dependson=[], params={"greeting": "hi", "greting": 1, "colour": 2},
+                tasks=[{"task": "say", "retires": 2, "args": {"loud": True}}])]})
+    found = [line.split(";")[0] for line in problems(path)]
+    assert sorted(found) == sorted([
+        "paramz: unknown property 'paramz'",
+        "executors[0].dependson: unknown property 'dependson'",
+        "executors[0].tasks[0].retires: unknown property 'retires'",
+        "executors[0].params.greting: unknown param 'greting'",
+        "executors[0].params.colour: unknown param 'colour'",
+        "executors[0].tasks[0].args.loud: unknown argument 'loud'",
+    ]), found
+
+
+def test_malformed_parts_of_an_entry_do_not_stop_the_rest(write_routine):
+    path = write_routine({"routine_name": "r", "executors": [
+        greeter(params=["not", "a", "mapping"], tasks=["say", {"task": 5}, {"task": "sya"}], depends_on="x")]})
+    found = problems(path)
+    assert any(line.startswith("executors[0].params: expected an object") for line in found), found
+    assert any(line.startswith("executors[0].tasks[2]") and "unknown task 'sya'" in line for line in found), found

@@ -227,11 +227,16 @@ class _Loader:
         for path, message in found:
             self.report(path, message)
         paths = [path for path, _ in found]
-        if any(not path.startswith("executors") or path == "executors" for path in paths):
-            self.fail_if_problems()
+        if any(path in ("", "executors", "params") for path in paths):
+            self.fail_if_problems()  # nothing below can be read; other root problems do not stop us
+        # An entry is skipped only when what the step check needs first is broken: the entry
+        # itself or its executor. Problems elsewhere (an unknown key, bad params or tasks) still
+        # leave its other parts worth checking, so every problem is reported in one round.
         if isinstance(self.doc["executors"], dict):
-            return [".".join(path.split(".")[:2]) for path in paths]
-        return [path.split("]")[0] + "]" for path in paths]
+            entries = [".".join(path.split(".")[:2]) for path in paths]
+        else:
+            entries = [path.split("]")[0] + "]" for path in paths]
+        return [entry for entry, path in zip(entries, paths) if path in (entry, f"{entry}.executor")]
 
     def known_params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """The overrides the routine declares or references; each other one is reported."""
@@ -270,17 +275,23 @@ class _Loader:
         except (UserError, PluginError) as exc:
             self.report(f"{path}.executor" if "[" in path else path, str(exc))
             return None
-        params = subst.walk(entry.get("params") or {}, f"{path}.params", self.report)
-        params, refused = self.check_params(info, params, f"{path}.params")
-        calls = (self.task_call(info, t, f"{path}.tasks[{i}]", subst, params, refused) for i, t in enumerate(entry["tasks"]))
+        raw_params = entry.get("params") or {}
+        if isinstance(raw_params, dict):
+            params = subst.walk(raw_params, f"{path}.params", self.report)
+            params, refused = self.check_params(info, params, f"{path}.params")
+        else:  # already reported by the schema; the tasks are still checked
+            params, refused = {}, False
+        raw_tasks = entry.get("tasks") if isinstance(entry.get("tasks"), list) else []
+        calls = (self.task_call(info, t, f"{path}.tasks[{i}]", subst, params, refused) for i, t in enumerate(raw_tasks))
         tasks = tuple(filter(None, calls))
+        name = entry.get("name")
         return StepSpec(
-            name=entry.get("name") or ref,
+            name=name if isinstance(name, str) and name else ref,
             executor=info,
             params=params,
             tasks=tasks,
-            depends_on=tuple(entry.get("depends_on") or ()),
-            active=entry.get("active", True),
+            depends_on=tuple(_names(entry.get("depends_on"))),
+            active=entry.get("active", True) is not False,
             path=path,
         )
 
@@ -302,6 +313,8 @@ class _Loader:
     def task_call(self, info: ExecutorInfo, raw: Any, path: str, subst: Substituter, params: dict[str, Any],
                   refused: bool) -> TaskCall | None:
         spec = {"task": raw} if isinstance(raw, str) else raw
+        if not isinstance(spec, dict) or not isinstance(spec.get("task"), str):
+            return None  # the schema reported it
         methods = info.cls.tasks()
         name = spec["task"]
         if name not in methods:
@@ -309,7 +322,10 @@ class _Loader:
             self.report(where, unknown_message("task", name, list(methods)) + f" ({info.class_name} tasks: {', '.join(methods)})")
             return None
         method = methods[name]
-        args = subst.walk(spec.get("args") or {}, f"{path}.args", self.report)
+        args = spec.get("args") or {}
+        if not isinstance(args, dict):
+            return None  # the schema reported it
+        args = subst.walk(args, f"{path}.args", self.report)
         schema = signature_schema(method)
         found = schema_problems(args, schema, prefix=f"{path}.args", what="argument")
         for sub, message in found:
@@ -320,14 +336,17 @@ class _Loader:
             checks = _deeper_checks(lambda: info.cls.validate_args(name, args, params), {p for p, _ in found}, args_path)
             for sub, message in checks:
                 self.report(args_path + (f".{sub}" if sub and not sub.startswith("[") else sub), message)
-        return TaskCall(
-            task=name,
-            args=args,
-            retries=spec.get("retries", 0),
-            retry_delay=float(spec.get("retry_delay", 1.0)),
-            timeout=spec.get("timeout"),
-            wants_context=accepts_context(method),
-        )
+        try:
+            return TaskCall(
+                task=name,
+                args=args,
+                retries=spec.get("retries", 0),
+                retry_delay=float(spec.get("retry_delay", 1.0)),
+                timeout=spec.get("timeout"),
+                wants_context=accepts_context(method),
+            )
+        except (TypeError, ValueError):
+            return None  # a malformed retry_delay: the schema reported it
 
     def resolve_locations(self, values: dict[str, Any], kinds: dict[str, str], path: str) -> tuple[dict[str, Any], bool]:
         """Relative local paths made absolute; each location then passed to the policy, if any."""
@@ -353,15 +372,20 @@ class _Loader:
         graph: dict[str, list[str]] = {}
         for path, entry in entries:
             name = entry.get("name") or entry.get("executor", path)
-            for i, dep in enumerate(entry.get("depends_on") or ()):
+            for i, dep in enumerate(_names(entry.get("depends_on"))):
                 if dep not in seen:
                     self.report(f"{path}.depends_on[{i}]", unknown_message("step", dep, list(seen)))
                 elif dep == name:
                     self.report(f"{path}.depends_on[{i}]", f"step {name!r} cannot depend on itself")
-            graph[name] = [d for d in entry.get("depends_on") or () if d in seen and d != name]
+            graph[name] = [d for d in _names(entry.get("depends_on")) if d in seen and d != name]
         cycle = find_cycle(graph)
         if cycle:
             self.report(f"{seen[cycle[0]]}.depends_on", "dependency cycle: " + " -> ".join(cycle) + "; remove one of these depends_on")
+
+
+def _names(value: Any) -> list[str]:
+    """``depends_on`` as a list of names, whatever the schema said about it."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _deeper_checks(check: Any, reported: set[str], prefix: str) -> list[tuple[str, str]]:

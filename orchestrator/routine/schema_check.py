@@ -25,7 +25,7 @@ def schema_problems(instance: Any, schema: dict[str, Any], prefix: str = "", wha
     validator = _validator(_freeze(schema))
     problems = []
     for error in validator.iter_errors(instance):
-        problems.extend(_describe(e, prefix, what) for e in _causes(error))
+        problems.extend(p for e in _causes(error) for p in _describe(e, prefix, what))
     return sorted(set(problems), key=lambda p: _sort_key(p[0]))
 
 
@@ -141,26 +141,28 @@ def _causes(error: Any) -> list[Any]:
     return [cause for sub in chosen for cause in _causes(sub)]
 
 
-def _describe(error: Any, prefix: str, what: str) -> tuple[str, str]:
+def _describe(error: Any, prefix: str, what: str) -> list[tuple[str, str]]:
     path = json_path(error.absolute_path, prefix)
     kind, value, schema = error.validator, error.instance, error.schema
     if kind == "required":
         missing = error.message.split("'")[1]
-        return json_path([missing], path), f"missing required {what} {missing!r}; add it"
-    if kind == "additionalProperties":
+        return [(json_path([missing], path), f"missing required {what} {missing!r}; add it")]
+    if kind == "additionalProperties":  # every unknown key, not only the first
         allowed = sorted(schema.get("properties", {}))
-        extras = sorted(set(value) - set(allowed))
-        extra = extras[0] if extras else "?"
-        close = difflib.get_close_matches(extra, allowed, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed) or 'none'}"
-        return json_path([extra], path), f"unknown {what} {extra!r}; {hint}"
+        return [(json_path([extra], path), f"unknown {what} {extra!r}; {_hint(extra, allowed)}")
+                for extra in sorted(set(value) - set(allowed), key=str)]
     if kind == "type":
         expected = schema["type"]
         names = " or ".join(_TYPE_NAMES.get(t, t) for t in (expected if isinstance(expected, list) else [expected]))
-        return path, f"expected {names}, got {_show(value)}"
+        return [(path, f"expected {names}, got {_show(value)}")]
     if kind == "enum":
-        return path, f"must be one of {', '.join(map(repr, schema['enum']))}, got {_show(value)}"
-    return path, error.message
+        return [(path, f"must be one of {', '.join(map(repr, schema['enum']))}, got {_show(value)}")]
+    return [(path, error.message)]
+
+
+def _hint(extra: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(str(extra), allowed, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed) or 'none'}"
 
 
 def _show(value: Any) -> str:
