@@ -39,7 +39,7 @@ def problems(tmp_path: Path, doc: dict) -> list[str]:
 
 def test_legacy_main_that_copies_nothing_deletes_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     land(tmp_path / "landing", {"a.csv": CSV, "b.csv": CSV})
-    ex = staging(tmp_path, archive_or_delete="delete", py_exec_path=str(py_exec(tmp_path, "    pass\n")))
+    ex = staging(tmp_path, archive_or_delete="delete", py_exec_path=str(py_exec(tmp_path, "    pass\n")), py_exec_args={})
     moved, deleted = run(ex, tmp_path)
     assert tree(tmp_path / "landing") == {"a.csv": CSV, "b.csv": CSV}
     assert moved.total_rows == 0 and moved.execution_metadata["missing"] == 2
@@ -56,7 +56,7 @@ def test_legacy_main_that_skips_some_files_keeps_them(tmp_path: Path) -> None:
             "            data = b'' if name == 'c.csv' else open(src, 'rb').read()\n"
             "            open(os.path.join(dump, name), 'wb').write(data)\n")
     land(tmp_path / "landing", {"a.csv": CSV, "b.csv": CSV, "c.csv": CSV, "empty.csv": b"", "sub/d.csv": CSV})
-    ex = staging(tmp_path, py_exec_path=str(py_exec(tmp_path, body)))
+    ex = staging(tmp_path, py_exec_path=str(py_exec(tmp_path, body)), py_exec_args={})
     moved, archived = run(ex, tmp_path)
     assert tree(tmp_path / "landing") == {"b.csv": CSV, "c.csv": CSV, "sub/d.csv": CSV}
     assert tree(tmp_path / "archive") == {"a.csv": CSV, "empty.csv": b""}
@@ -67,7 +67,7 @@ def test_legacy_main_that_skips_some_files_keeps_them(tmp_path: Path) -> None:
 def test_legacy_dump_file_left_from_an_earlier_run_is_not_taken_for_a_copy(tmp_path: Path) -> None:
     land(tmp_path / "dump", {"a.csv": b"yesterday's a.csv\n"})
     land(tmp_path / "landing", {"a.csv": CSV})
-    ex = staging(tmp_path, archive_or_delete="delete", py_exec_path=str(py_exec(tmp_path, "    pass\n")))
+    ex = staging(tmp_path, archive_or_delete="delete", py_exec_path=str(py_exec(tmp_path, "    pass\n")), py_exec_args={})
     moved, _ = run(ex, tmp_path)
     assert tree(tmp_path / "landing") == {"a.csv": CSV} and moved.execution_metadata["missing"] == 1
 
@@ -213,7 +213,7 @@ CODE_REFERENCES = {
     "transform-on-s3": ({"transform": "s3://b/code.py:f"}, "transform", "local .py file"),
     "py-exec-folder-missing": ({"py_exec_path": "nope"}, "py_exec_path", "no such Python file"),
     "py-exec-file-missing": ({"py_exec_path": "."}, "py_exec_path", "py_exec.py"),
-    "py-exec-without-main": ({"py_exec_path": "py"}, "py_exec_path", "defines no top-level main()"),
+    "py-exec-without-main": ({"py_exec_path": "py", "py_exec_args": {}}, "py_exec_path", "defines no top-level main()"),
 }
 
 
@@ -360,7 +360,7 @@ def test_legacy_main_writing_to_an_s3_dump_is_checked_there(buckets: Any, tmp_pa
             "    boto3.client('s3').put_object(Bucket='lake', Key='raw/a.csv', Body=open(parent + '/a.csv', 'rb'))\n")
     land(tmp_path / "landing", {"a.csv": CSV, "b.csv": CSV})
     ex = staging(tmp_path, dump_directory="s3://lake/raw/", archive_or_delete="delete",
-                 py_exec_path=str(py_exec(tmp_path, body)))
+                 py_exec_path=str(py_exec(tmp_path, body)), py_exec_args={})
     moved, deleted = run(ex, tmp_path)
     assert moved.execution_metadata == {"files": 1, "missing": 1, "legacy": True}
     assert tree(tmp_path / "landing") == {"b.csv": CSV}

@@ -151,7 +151,8 @@ def _validate(params: dict[str, Any]) -> Iterable[tuple[str, str]]:
     if params.get("py_exec_path"):
         folder = str(params["py_exec_path"])
         module = folder if loc.is_s3(folder) else os.path.join(code_path(folder), "py_exec.py")
-        if (problem := code_problem(module, ("test", "main"))) is not None:
+        needed = ("test", "main") if params.get("py_exec_args") is not None else ("test",)
+        if (problem := code_problem(module, needed)) is not None:
             yield "py_exec_path", problem
     yield from _place_problems(params)
 
