@@ -20,3 +20,8 @@ def test_aws_demo_runs_every_step(tmp_path):
     assert ("query", "repair_table") in tasks
     assert tasks[("stage_people", "transfer")]["metrics"]["total_rows"] == 3
     assert tasks[("load_warehouse", "copy_from_s3")]["metrics"]["inserts"] == 5
+    # the run is in the store the user's own commands read, and the summary says how to look at it
+    assert f"orchestrate show {result['run_id']}" in proc.stderr and "does not execute SQL" in proc.stderr
+    shown = subprocess.run([sys.executable, "-m", "orchestrator.cli", "show", result["run_id"]], capture_output=True,
+                           text=True, env={**__import__("os").environ, "ORCHESTRATOR_HOME": str(tmp_path)})
+    assert shown.returncode == 0 and "load_warehouse" in shown.stdout, shown.stderr
