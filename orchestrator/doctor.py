@@ -1,43 +1,38 @@
 """`orchestrate doctor`: is each executor usable here (libraries, credentials, endpoints)?"""
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from .registry import Registry
 
 
 def diagnose(routine_path: str | None = None) -> list[dict[str, Any]]:
-    """One entry per subject checked, with the problems found and how to fix them."""
+    """One entry per subject checked, with the problems found and how to fix them.
+
+    Without a routine every executor gets the same, params-free check (libraries, credentials);
+    with one, each step's configured executor also probes its endpoints.
+    """
     report = [_store_check()]
     if routine_path is None:
         for info in Registry().executors():
-            report.append(_check(f"executor {info.name}", lambda info=info: _bare_instance(info.cls)))
+            report.append(_check(f"executor {info.name}", info.cls, None))
         return report
     from .routine.load import load_routine
 
     routine = load_routine(routine_path)
     for step in routine.steps:
-        report.append(_check(f"step {step.name} ({step.executor.name})", lambda step=step: step.executor.cls(**step.params)))
+        report.append(_check(f"step {step.name} ({step.executor.name})", step.executor.cls, step.params))
     return report
 
 
-def _bare_instance(cls: type) -> Any:
-    required = [p for p in inspect.signature(cls.__init__).parameters.values()
-                if p.name != "self" and p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-    return cls() if not required else None
-
-
-def _check(subject: str, make: Any) -> dict[str, Any]:
+def _check(subject: str, cls: Any, params: dict[str, Any] | None) -> dict[str, Any]:
     try:
-        instance = make()
-        if instance is None:
-            return {"subject": subject, "problems": [],
-                    "skipped": "needs params to check: run `orchestrate doctor ROUTINE` with a routine that uses it"}
-        problems = instance.check()
-    except Exception as exc:
+        problems = list(cls.check_environment())
+        if not problems and params is not None:
+            problems = list(cls(**params).check())
+    except Exception as exc:  # doctor reports, it does not crash
         problems = [f"{type(exc).__name__}: {exc}"]
-    return {"subject": subject, "problems": list(problems)}
+    return {"subject": subject, "problems": problems}
 
 
 def _store_check() -> dict[str, Any]:

@@ -233,8 +233,15 @@ class Executor:
         """
         return ()
 
+    @classmethod
+    def check_environment(cls) -> list[str]:
+        """Problems that would stop *any* instance here (libraries, credentials), found without
+        params: what ``orchestrate doctor`` reports for every executor when given no routine."""
+        return []
+
     def check(self) -> list[str]:
-        """Problems that would stop this executor here (libraries, credentials, endpoints)."""
+        """Problems that would stop this configured executor here (endpoints, permissions):
+        ``orchestrate doctor ROUTINE`` runs it after :meth:`check_environment`."""
         return []
 
     def cancel(self) -> None:

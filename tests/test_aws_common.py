@@ -135,3 +135,35 @@ def test_check_reports_missing_credentials_and_dead_endpoint(aws: AwsEnv, monkey
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     (problem,) = GlueExecutor().check()
     assert "127.0.0.1:9" in problem
+
+
+def test_doctor_without_a_routine_checks_every_aws_executor_alike(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    """Without credentials glue was a PROBLEM while athena and redshift were skipped: now all say so."""
+    from orchestrator.doctor import diagnose
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(tmp_path / "home"))
+    report = {item["subject"]: item["problems"] for item in diagnose()}
+    for name in ("athena", "glue", "redshift"):
+        assert any("no AWS credentials" in p for p in report[f"executor {name}"]), report
+    assert report["executor python"] == [] and report["executor staging"] == []
+
+
+def test_staging_check_probes_its_s3_locations(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    from executors.staging import StagingExecutor
+
+    aws.client("s3").create_bucket(Bucket="land")
+    aws.client("s3").create_bucket(Bucket="dump")
+    staging = StagingExecutor(parent_directory="s3://land/in/", dump_directory="s3://dump/out/")
+    assert staging.check() == []
+    missing = StagingExecutor(parent_directory="s3://land/in/", dump_directory="s3://nobucket/out/").check()
+    assert len(missing) == 1 and "s3://nobucket/out/" in missing[0] and "NoSuchBucket" in missing[0]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    dead = staging.check()
+    assert len(dead) == 3 and all("127.0.0.1:9" in p for p in dead), dead  # landing, dump, default archive
+    assert StagingExecutor(parent_directory="/tmp/in", dump_directory="/tmp/out").check() == []

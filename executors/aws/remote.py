@@ -171,9 +171,8 @@ def transient(exc: BaseException) -> bool:
     return False
 
 
-def check_service(clients: AwsClients, service: str, probe: Callable[[Any], Any],
-                  ok_codes: Iterable[str] = ()) -> list[str]:
-    """Doctor checks: credentials resolve, the endpoint answers, one cheap call is allowed."""
+def environment_problems(clients: AwsClients) -> list[str]:
+    """What every AWS executor needs before any call: boto3, credentials and a region."""
     try:
         import boto3  # noqa: F401
     except ImportError:
@@ -184,8 +183,18 @@ def check_service(clients: AwsClients, service: str, probe: Callable[[Any], Any]
             problems.append("no AWS credentials found (env, profile, SSO or instance role)")
         if not clients.session.region_name:
             problems.append("no AWS region set (AWS_REGION / AWS_DEFAULT_REGION / profile)")
-        if problems:
-            return problems
+    except Exception as exc:  # a broken profile file, say: doctor reports, it does not crash
+        problems.append(f"AWS configuration: {type(exc).__name__}: {exc}")
+    return problems
+
+
+def check_service(clients: AwsClients, service: str, probe: Callable[[Any], Any],
+                  ok_codes: Iterable[str] = ()) -> list[str]:
+    """Doctor checks: credentials resolve, the endpoint answers, one cheap call is allowed."""
+    problems = environment_problems(clients)
+    if problems:
+        return problems
+    try:
         client = clients.client(service)
         probe(client)
     except Exception as exc:  # doctor reports, it does not crash
@@ -578,6 +587,10 @@ class AwsExecutor(Executor):
     """Base of the AWS executors: clients, in-flight tracking, per-call record keys, ``cancel()``."""
 
     service: ClassVar[str] = ""
+
+    @classmethod
+    def check_environment(cls) -> list[str]:
+        return environment_problems(AwsClients())
 
     def _aws_setup(self, region: str | None = None) -> None:
         """In-memory state only: constructors must have no side effects."""

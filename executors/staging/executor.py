@@ -56,6 +56,31 @@ class StagingExecutor(Executor):
     def cancel(self) -> None:
         self._cancelled = True
 
+    def check(self) -> list[str]:
+        """Each s3:// location answers a one-key listing (endpoint, credentials, permission)."""
+        places = [p for p in (self.parent_directory, self.dump_directory, self.archive_directory) if loc.is_s3(p)]
+        if not places:
+            return []
+        try:
+            import boto3
+            from botocore.config import Config
+        except ImportError:
+            return ["boto3 is not installed; s3:// locations need it"]
+        # Short timeouts and few attempts: doctor must answer quickly about a dead endpoint.
+        config = Config(connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
+        problems = []
+        try:
+            client = boto3.client("s3", config=config)
+        except Exception as exc:
+            return [f"S3 client: {type(exc).__name__}: {exc}"]
+        for place in dict.fromkeys(places):
+            bucket, prefix = loc.split_s3(place)
+            try:
+                client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+            except Exception as exc:
+                problems.append(f"{place} at {client.meta.endpoint_url}: {type(exc).__name__}: {exc}")
+        return problems
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

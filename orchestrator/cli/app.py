@@ -421,10 +421,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         for item in report:
-            mark = "PROBLEM" if item["problems"] else "skipped" if item.get("skipped") else "ok"
-            print(f"{mark:7} {item['subject']}")
-            for problem in item["problems"] or ([item["skipped"]] if item.get("skipped") else []):
+            print(f"{'PROBLEM' if item['problems'] else 'ok':7} {item['subject']}")
+            for problem in item["problems"]:
                 print(f"        - {problem}")
+        if not args.routine:
+            print("Endpoints are probed per step: orchestrate doctor ROUTINE")
     return EXIT_OK if all(not item["problems"] for item in report) else EXIT_FAILED
 
 
