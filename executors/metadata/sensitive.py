@@ -40,3 +40,13 @@ def _luhn(digits: str) -> bool:
         number = int(char) * (2 if index % 2 else 1)
         total += number - 9 if number > 9 else number
     return total % 10 == 0
+
+
+def redact(profile: Any) -> None:
+    """Mark a table profile's sensitive columns (by name or by the values seen) and drop their values."""
+    for column in profile.columns.values():
+        seen = list(column.sample_values or ()) + [v.get("value") for v in column.top_values or ()]
+        if sensitive_name(column.name) or any_sensitive(seen):
+            column.sensitive = True
+        if column.sensitive:
+            column.min_value = column.max_value = column.top_values = column.sample_values = None

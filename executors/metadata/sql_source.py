@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from .hookspecs import hookimpl
 from .model import Catalog, TableInfo, TableProfile
-from .sensitive import any_sensitive, sensitive_name
+from .sensitive import sensitive_name
 from .source import ProfileOptions, SourceError
 from .urls import mask_url, scheme_of, with_password
 
@@ -114,22 +114,13 @@ class SqlSource:
         self._stats = None
 
     def _add_samples(self, table: TableInfo, result: TableProfile, rows: int) -> None:
+        from .sensitive import redact
         from .sql_profile import sample_values
 
-        for column in table.columns:
-            if sensitive_name(column.name):
-                result.columns[column.name].sensitive = True
-        shown = [c for c in table.columns if not result.columns[c.name].sensitive]
-        samples = sample_values(self.connection, table, shown, rows, self.dialect)
-        for name, values in samples.items():
-            profile = result.columns[name]
-            if any_sensitive(values) or any_sensitive(v["value"] for v in profile.top_values or ()):
-                profile.sensitive = True
-            else:
-                profile.sample_values = values
-        for profile in result.columns.values():
-            if profile.sensitive:
-                profile.min_value = profile.max_value = profile.top_values = profile.sample_values = None
+        shown = [c for c in table.columns if not sensitive_name(c.name)]
+        for name, values in sample_values(self.connection, table, shown, rows, self.dialect).items():
+            result.columns[name].sample_values = values
+        redact(result)
 
     def _run(self, work: Callable[[], Any]) -> Any:
         try:
