@@ -16,7 +16,7 @@ import threading
 import traceback
 from typing import Any, Callable, Iterator
 
-from . import __version__
+from . import __version__, cli_metadata
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("plugins", parents=[common], help="list registered executors and their tasks")
     sub.add_parser("schema", parents=[common], help="print the routine JSON Schema, with every executor's params")
     sub.add_parser("help", help="show help for a command").add_argument("topic", nargs="?", help="a command")
+    cli_metadata.add_parser(sub, common)
     return parser
 
 
@@ -448,6 +449,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(full_schema(Registry()), indent=2))
     return EXIT_OK
 
+
+COMMANDS["metadata"] = cli_metadata.cmd_metadata
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -100,6 +100,7 @@ def test_pg_estimate_reads_pg_stats_after_analyze_and_never_scans(pg, tmp_path):
     meta.close()
     assert not [s for s in source_statements(counter) if "count(" in s.lower()], "estimate mode scanned the table"
     assert [s for s in source_statements(counter) if s.startswith("ANALYZE")]
+    assert pg.scalar(f"SELECT COUNT(*) FROM pg_stats WHERE schemaname = '{pg.name}'") == 3  # kept, not rolled back
     doc = meta.store.run_document(ctx.run_id)
     columns = {c["column_name"]: c for c in doc["columns"]}
     assert columns["grp"]["distinct_count"] == 50 and columns["grp"]["distinct_approx"] is True

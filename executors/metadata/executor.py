@@ -193,6 +193,23 @@ class MetadataExecutor(Executor):
             return MetadataMetrics(tables_seen=len(document["tables"]), columns_seen=len(document["columns"]),
                                    execution_metadata={"pages": pages, "attempts": publisher.attempts})
 
+    @classmethod
+    def run_summary(cls, params: dict[str, Any], run_id: str) -> dict[str, Any]:
+        """What one run wrote for these params, read back from the target (for ``orchestrate metadata``)."""
+        from orchestrator.home import home_dir
+
+        from .store import MetadataStore
+        from .urls import mask_url, source_id
+
+        target = params.get("target") or default_target(home_dir())
+        store = MetadataStore(target)
+        try:
+            display = mask_url(str(params["source"]))
+            doc = store.run_document(run_id, source_id(display))
+        finally:
+            store.close()
+        return {"source": display, "target": mask_url(target), **doc}
+
     # ------------------------------------------------------------------ helpers
 
     @property

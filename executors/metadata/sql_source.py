@@ -56,7 +56,9 @@ class SqlSource:
                 url = url.set(drivername="postgresql")
             args = DRIVER_ARGS.get(url.get_backend_name(), {})
             try:
-                self._engine = sa.create_engine(url, connect_args=args, poolclass=sa.pool.NullPool)
+                # autocommit: reads need no transaction, and ANALYZE's statistics must outlive us
+                self._engine = sa.create_engine(url, connect_args=args, poolclass=sa.pool.NullPool,
+                                                isolation_level="AUTOCOMMIT")
                 self._conn = self._engine.connect()
             except Exception as exc:
                 raise SourceError(f"cannot connect to {self.display}: {self.masked(first_line(exc))}") from None
