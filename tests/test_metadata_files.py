@@ -140,3 +140,46 @@ def test_s3_missing_bucket_fails_with_the_location(aws, tmp_path):
     with pytest.raises(SourceError, match=r"s3://no-such-bucket/x/: cannot list: .*NoSuchBucket"):
         meta.extract(context(tmp_path))
     meta.close()
+
+
+def test_glue_database_on_moto_catalogued_then_profiled_at_its_locations(aws, cli, write_routine, tmp_path):
+    import sqlalchemy as sa
+
+    from executors.metadata.store import MetadataStore
+
+    land = write_landing(tmp_path / "land")
+    upload(aws.client("s3"), "lake", land / "orders", "orders/")
+    glue = aws.client("glue")
+    glue.create_database(DatabaseInput={"Name": "sales"})
+    glue.create_table(DatabaseName="sales", TableInput={
+        "Name": "orders", "Parameters": {"classification": "parquet"},
+        "PartitionKeys": [{"Name": "year", "Type": "int"}, {"Name": "month", "Type": "string"}],
+        "StorageDescriptor": {"Location": "s3://lake/orders/", "Columns": [
+            {"Name": "id", "Type": "bigint"}, {"Name": "amount", "Type": "double"}]}})
+    routine = write_routine({"routine_name": "g", "executors": [{"name": "meta", "executor": "metadata", "params": {
+        "source": "glue://sales", "target": f"sqlite:///{tmp_path}/m.db"}, "tasks": ["extract", "profile"]}]})
+    proc = cli("run", str(routine), env=aws.env())
+    assert proc.returncode == 0, proc.stderr
+    store = MetadataStore(f"sqlite:///{tmp_path}/m.db")
+    with store.engine.connect() as conn:
+        run_id = conn.execute(sa.select(store.t["sources"].c.run_id)).scalar()
+    doc = store.run_document(run_id)
+    store.close()
+    (table,) = doc["tables"]
+    assert table["table_name"] == "sales.orders" and table["file_path"] == "s3://lake/orders/"
+    assert json.loads(table["partition_keys"]) == ["year", "month"] and table["row_count"] == 200
+    columns = columns_of(doc, "sales.orders")
+    assert [columns[c]["data_type"] for c in ("id", "amount", "year", "month")] == ["bigint", "double", "int", "string"]
+    assert columns["amount"]["mean"] == pytest.approx(74.25) and columns["month"]["distinct_count"] == 2
+
+
+def test_a_partitioned_folder_given_as_the_source_is_one_table(tmp_path):
+    land = write_landing(tmp_path / "land")
+    meta = executor(source=str(land / "orders"), target=f"sqlite:///{tmp_path}/m.db")
+    ctx = context(tmp_path)
+    meta.profile(ctx)
+    doc = meta.store.run_document(ctx.run_id)
+    meta.close()
+    (table,) = doc["tables"]
+    assert table["table_name"] == "orders" and table["row_count"] == 200
+    assert json.loads(table["partition_keys"]) == ["year", "month"] and table["file_path"] == str(land / "orders")

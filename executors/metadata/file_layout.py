@@ -48,8 +48,12 @@ def file_format(path: str) -> str | None:
     return FORMATS.get(posixpath.splitext(name)[1])
 
 
-def group(entries: Iterable[FileEntry]) -> tuple[list[FileTable], list[str]]:
-    """Tables from a listing, and the relative paths skipped (unknown extension, mixed formats)."""
+def group(entries: Iterable[FileEntry], root_name: str = "") -> tuple[list[FileTable], list[str]]:
+    """Tables from a listing, and the relative paths skipped (unknown extension, mixed formats).
+
+    A listing whose first folders are ``key=value`` is one partitioned table: the root itself
+    (named ``root_name``), as when a Glue table's location is given.
+    """
     tables: dict[str, FileTable] = {}
     skipped = []
     for entry in sorted(entries, key=lambda e: e.path):
@@ -58,7 +62,10 @@ def group(entries: Iterable[FileEntry]) -> tuple[list[FileTable], list[str]]:
             skipped.append(entry.path)
             continue
         head, _, rest = entry.path.partition("/")
-        name, folder = (head, True) if rest else (entry.path, False)
+        if rest and "=" in head:
+            name, folder, rest = root_name or "data", True, entry.path
+        else:
+            name, folder = (head, True) if rest else (entry.path, False)
         table = tables.setdefault(name, FileTable(name, kind, [], partition_keys(rest) if rest else [], folder))
         if table.file_type != kind:
             skipped.append(entry.path)

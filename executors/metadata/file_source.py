@@ -70,7 +70,7 @@ class FileSource:
             if type(exc).__module__.startswith(("botocore", "boto3")):
                 raise SourceError(f"{self.location}: cannot list: {str(exc).splitlines()[0]}") from None
             raise
-        tables, skipped = layout.group(listing)
+        tables, skipped = layout.group(listing, self._root_name())
         catalog = Catalog("files")
         for table in tables:
             if not self.wanted(table.name):
@@ -87,6 +87,9 @@ class FileSource:
             self._s3_root, entries = list_s3(self.location, self.region)
             return entries
         return layout.list_local(self.local_root)
+
+    def _root_name(self) -> str:
+        return self.location.rstrip("/").rsplit("/", 1)[-1]
 
     def wanted(self, name: str) -> bool:
         included = not self.include or any(fnmatch.fnmatchcase(name, p) for p in self.include)
@@ -107,9 +110,14 @@ class FileSource:
 
     def _path(self, table: layout.FileTable) -> str:
         if self.is_s3:
-            return f"s3://{self._s3_root}{table.name}"
+            return f"s3://{self._s3_root}{table.name if self._nested(table) else ''}"
         root = self.local_root
-        return root if os.path.isfile(root) else f"{root}/{table.name}"
+        return root if os.path.isfile(root) or not self._nested(table) else f"{root}/{table.name}"
+
+    @staticmethod
+    def _nested(table: layout.FileTable) -> bool:
+        """A table in a folder or file under the root (not the partitioned root itself)."""
+        return not table.files[0].path.split("/", 1)[0].count("=")
 
     def _parquet_rows(self, table: layout.FileTable) -> int | None:
         """Parquet footers know their row counts: no scan needed."""

@@ -98,7 +98,8 @@ def register_dataset(con: Any, root: str, table: FileTable, region: str | None) 
     if table.file_type == "csv":
         fmt = _csv_format(root, table, region)
     partitioning = ds.partitioning(flavor="hive") if table.partition_keys else None
-    base = f"{root}{table.name}" if table.folder else root.rstrip("/")
+    nested = "=" not in table.files[0].path.split("/", 1)[0]
+    base = f"{root}{table.name}" if table.folder and nested else root.rstrip("/")
     dataset = ds.dataset([f"{root}{f.path}" for f in table.files], filesystem=_filesystem(region), format=fmt,
                          partitioning=partitioning, partition_base_dir=base)
     con.register(name, dataset)

@@ -10,7 +10,7 @@ import json
 from typing import Any, Iterable
 
 from . import store_schema
-from .model import Catalog, TableProfile
+from .model import Catalog, ColumnProfile, TableProfile
 from .urls import mask_url
 
 
@@ -100,7 +100,7 @@ class MetadataStore:
             rows.append({**keys, "column_name": column.name, "data_type": column.data_type,
                          "position": column.position, "nullable": column.nullable,
                          "primary_key": column.primary_key, "foreign_key": column.foreign_key,
-                         **(_profile_row(p, profile.row_count) if p else {})})
+                         **_profile_row(p or ColumnProfile(column.name), profile.row_count)})
         tables = self.t["tables"]
         with self._begin() as conn:
             self._replace(conn, "columns", keys, rows)
