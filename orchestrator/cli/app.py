@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 from .. import __version__
 from ..outcome import ExitCode, Status, exit_code
+from . import metadata as cli_metadata
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE, ExitCode.INTERRUPTED
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", parents=[common], help="print the routine JSON Schema, with every executor's params")
     sub.add_parser("help", help="help for a command, an executor or EXECUTOR.TASK").add_argument(
         "topic", nargs="?", help="a command (run), an executor (athena) or a task (athena.run_query)")
+    cli_metadata.add_parser(sub, common)
     return parser
 
 
@@ -504,3 +506,5 @@ def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(full_schema(Registry()), indent=2))
     return EXIT_OK
 
+
+COMMANDS["metadata"] = cli_metadata.cmd_metadata

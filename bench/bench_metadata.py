@@ -1,0 +1,208 @@
+"""The metadata executor against the issue's anchors, side by side in one run.
+
+    python bench/bench_metadata.py [--pg-rows 1000000] [--tables 500] [--csv-mb 256] [--repeat 3]
+
+1. PostgreSQL profile of one table (rows x 10 columns): the hand-written all-aggregates statement
+   through psql, against ``orchestrate metadata --mode exact`` and the default ``estimate`` mode;
+   whole-process medians and the client's peak RSS.
+2. Schema extraction of N tables (columns, primary and foreign keys): SQLAlchemy's inspector table
+   by table against our set-based catalog queries, in process; statements counted.
+3. A CSV (10 mixed columns) and the same data as Parquet: DuckDB ``SUMMARIZE`` against
+   ``orchestrate metadata FILE`` (approximate distinct counts), time, peak RSS and the distinct
+   counts' error against exact ones.
+Needs the local PostgreSQL (trust auth, database ``test``); creates and drops schema ``bench_meta``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+SCHEMA = "bench_meta"
+COLUMNS = ["id", "a_int", "b_int", "c_float", "d_float", "e_text", "f_text", "g_date", "h_bool", "i_num"]
+
+
+def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(seconds, peak RSS MiB) of one child process."""
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd[:4]} failed: {child.stderr.read().decode()[-800:]}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def median_of(cmd: list[str], repeat: int, env: dict[str, str] | None = None) -> tuple[float, float]:
+    runs = [run_measured(cmd, env) for _ in range(repeat)]
+    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def psql(sql: str) -> None:
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-q", "-v", "ON_ERROR_STOP=1",
+                    "-c", sql], check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PGOPTIONS": "-c client_min_messages=warning"})
+
+
+def make_pg_table(rows: int) -> None:
+    psql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA};"
+         f"CREATE TABLE {SCHEMA}.big AS SELECT i AS id, (random()*1000)::int AS a_int,"
+         f" (random()*1e6)::int AS b_int, random() AS c_float,"
+         f" CASE WHEN i % 10 = 0 THEN NULL ELSE random()*100 END AS d_float, 'k' || (i % 5000) AS e_text,"
+         f" md5(i::text) AS f_text, date '2020-01-01' + (i % 1500) AS g_date, i % 3 = 0 AS h_bool,"
+         f" (i % 997)::numeric(10,2) AS i_num FROM generate_series(1, {rows}) i;")
+
+
+def hand_written(exact_distinct: bool = True) -> str:
+    parts = ["count(*)"]
+    for c in COLUMNS:
+        parts.append(f"count({c})")
+        if exact_distinct:
+            parts.append(f"count(DISTINCT {c})")
+        if c != "h_bool":
+            parts += [f"min({c})", f"max({c})"]
+        if c in ("id", "a_int", "b_int", "c_float", "d_float", "i_num"):
+            parts.append(f"avg({c})")
+    return f"SELECT {', '.join(parts)} FROM {SCHEMA}.big"
+
+
+def bench_pg(rows: int, repeat: int, home: str) -> None:
+    print(f"\n## PostgreSQL: one table, {rows:,} rows x 10 columns (the issue's anchor is 10 M rows)")
+    make_pg_table(rows)
+    env = {**os.environ, "ORCHESTRATOR_HOME": home}
+    target = f"sqlite:///{home}/bench.db"
+    ours = [sys.executable, "-m", "orchestrator.cli", "metadata", PG, "--include", f"{SCHEMA}.*", "--target", target]
+    psql_cmd = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-q", "-c"]
+    rows_out = [
+        ("psql: hand-written statement, exact distinct", median_of(psql_cmd + [hand_written()], repeat)),
+        ("psql: hand-written statement, no distinct", median_of(psql_cmd + [hand_written(False)], repeat)),
+        ("orchestrate metadata --mode exact", median_of(ours + ["--mode", "exact"], repeat, env)),
+        ("orchestrate metadata --mode sample (10 % TABLESAMPLE)", median_of(ours + ["--mode", "sample"], repeat, env)),
+    ]
+    psql(f"ANALYZE {SCHEMA}.big")
+    rows_out.append(("orchestrate metadata (estimate: pg_stats)", median_of(ours, repeat, env)))
+    for label, (seconds, rss) in rows_out:
+        print(f"{label:<55} {seconds:7.2f} s   peak RSS {rss:6.0f} MiB")
+
+
+def bench_catalog(tables: int, repeat: int) -> None:
+    import sqlalchemy as sa
+
+    from executors.metadata.sql_catalog import read_catalog
+
+    print(f"\n## Schema extraction: {tables} tables with primary and foreign keys (in process)")
+    statements = [f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA};",
+                  f"CREATE TABLE {SCHEMA}.parent (id int PRIMARY KEY, name text);"]
+    statements += [f"CREATE TABLE {SCHEMA}.t{i} (id bigint PRIMARY KEY, parent_id int REFERENCES {SCHEMA}.parent(id),"
+                   f" a text, b numeric(10,2), c timestamptz);" for i in range(tables - 1)]
+    psql("".join(statements))
+    engine = sa.create_engine(PG, isolation_level="AUTOCOMMIT")
+    counted: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: counted.append(a[2]))
+
+    def inspector() -> int:
+        inspect = sa.inspect(engine)
+        names = inspect.get_table_names(schema=SCHEMA)
+        for name in names:
+            inspect.get_columns(name, schema=SCHEMA)
+            inspect.get_pk_constraint(name, schema=SCHEMA)
+            inspect.get_foreign_keys(name, schema=SCHEMA)
+        return len(names)
+
+    def ours() -> int:
+        with engine.connect() as conn:
+            return len([t for t in read_catalog(conn, "postgresql").tables if t.name.startswith(SCHEMA + ".")])
+
+    with engine.connect():
+        pass  # dialect initialisation outside the measurement
+    for label, fn in (("SQLAlchemy inspector, table by table", inspector), ("set-based pg_catalog queries", ours)):
+        times, found = [], 0
+        for _ in range(repeat):
+            counted.clear()
+            start = time.perf_counter()
+            found = fn()
+            times.append(time.perf_counter() - start)
+        print(f"{label:<55} {statistics.median(times) * 1000:8.1f} ms  {len(counted):5d} statements  "
+              f"{found} tables")
+    engine.dispose()
+
+
+def make_files(folder: Path, megabytes: int) -> tuple[Path, Path]:
+    import duckdb
+
+    rows = int(megabytes * 1024 * 1024 / 105)  # about 105 bytes a row
+    csv, parquet = folder / "mixed.csv", folder / "mixed.parquet"
+    con = duckdb.connect()
+    con.execute(f"""CREATE TABLE m AS SELECT i AS id, (random()*1000)::INT AS a_int, (random()*1e6)::INT AS b_int,
+        random() AS c_float, CASE WHEN i % 10 = 0 THEN NULL ELSE random()*100 END AS d_float,
+        'k' || (i % 5000) AS e_text, md5(i::VARCHAR) AS f_text, DATE '2020-01-01' + (i % 1500)::INT AS g_date,
+        i % 3 = 0 AS h_bool, (i % 997)::DECIMAL(10,2) AS i_num FROM range({rows}) t(i)""")
+    con.execute(f"COPY m TO '{csv}' (HEADER, DELIMITER ',')")
+    con.execute(f"COPY m TO '{parquet}' (FORMAT parquet)")
+    exact = dict(zip(COLUMNS, con.execute("SELECT " + ", ".join(f"count(DISTINCT {c})" for c in COLUMNS)
+                                          + " FROM m").fetchone()))
+    con.close()
+    (folder / "exact.txt").write_text(repr(exact))
+    return csv, parquet
+
+
+def bench_files(megabytes: int, repeat: int, home: str) -> None:
+    import json
+
+    print(f"\n## Files: a {megabytes} MiB CSV of 10 mixed columns, and the same data as Parquet")
+    folder = Path(home) / "files"
+    folder.mkdir(parents=True, exist_ok=True)
+    # in a child process: a forked child's peak RSS counts the parent's memory, so the parent
+    # must not hold DuckDB's buffers while the others are measured
+    subprocess.run([sys.executable, __file__, "--make-files", str(folder), str(megabytes)], check=True)
+    csv, parquet = folder / "mixed.csv", folder / "mixed.parquet"
+    exact = eval((folder / "exact.txt").read_text())  # noqa: S307 - our own repr of a dict of ints
+    env = {**os.environ, "ORCHESTRATOR_HOME": home}
+    for path, reader in ((csv, "read_csv"), (parquet, "read_parquet")):
+        summarize = [sys.executable, "-c", f"import duckdb; duckdb.sql(\"SUMMARIZE SELECT * FROM {reader}('{path}')\")"
+                     ".fetchall()"]
+        seconds, rss = median_of(summarize, repeat)
+        size = path.stat().st_size / 2**20
+        print(f"DuckDB SUMMARIZE {path.name:<14} {seconds:7.2f} s  {size / seconds:7.0f} MiB/s  peak RSS {rss:5.0f} MiB")
+        ours = [sys.executable, "-m", "orchestrator.cli", "metadata", str(path), "--target",
+                f"sqlite:///{home}/files.db", "--json"]
+        seconds, rss = median_of(ours, repeat, env)
+        print(f"orchestrate metadata {path.name:<10} {seconds:7.2f} s  {size / seconds:7.0f} MiB/s  peak RSS {rss:5.0f} MiB")
+        out = subprocess.run(ours, capture_output=True, text=True, env=env).stdout
+        columns = {c["column_name"]: c for c in json.loads(out)["columns"]}
+        errors = {c: abs(columns[c]["distinct_count"] - exact[c]) / exact[c] for c in COLUMNS}
+        worst = max(errors, key=errors.get)
+        print(f"  distinct counts: mean error {statistics.mean(errors.values()) * 100:.2f} %, worst "
+              f"{errors[worst] * 100:.2f} % ({worst}); approximate: {columns['id']['distinct_approx']}")
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--make-files"]:
+        make_files(Path(sys.argv[2]), int(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pg-rows", type=int, default=1_000_000)
+    parser.add_argument("--tables", type=int, default=500)
+    parser.add_argument("--csv-mb", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=("pg", "catalog", "files"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as home:
+        try:
+            if args.only in (None, "pg"):
+                bench_pg(args.pg_rows, args.repeat, home)
+            if args.only in (None, "catalog"):
+                bench_catalog(args.tables, args.repeat)
+        finally:
+            psql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        if args.only in (None, "files"):
+            bench_files(args.csv_mb, args.repeat, home)
+
+
+if __name__ == "__main__":
+    main()
