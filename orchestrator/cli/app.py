@@ -209,7 +209,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"routine": routine.name, "valid": True, "steps": len(routine.steps), "tasks": tasks}))
     elif not args.quiet:
-        print(f"{args.routine}: ok ({routine.name}: {len(routine.steps)} steps, {tasks} tasks)")
+        from .render import plural
+
+        print(f"{args.routine}: ok ({routine.name}: {plural(len(routine.steps), 'step')}, {plural(tasks, 'task')})")
     return EXIT_OK
 
 
@@ -252,9 +254,10 @@ def execute(args: argparse.Namespace, the_plan: Any, done: dict[int, str] | None
     from ..runs.store import open_store
 
     with (stdout_reserved() if args.json else contextlib.nullcontext(sys.stdout)) as stdout:
-        tracked = TrackedRun(open_store(), the_plan, [renderer(args, stdout)], args.max_parallel, done, resumed_from)
+        shown = renderer(args, stdout)
+        tracked = TrackedRun(open_store(), the_plan, [shown], args.max_parallel, done, resumed_from)
         tracked.claim(args.allow_concurrent)
-        configure_logging(args, the_plan.routine.secrets)
+        configure_logging(args, the_plan.routine.secrets, getattr(shown, "console", None))
         with cancel_on_signals(tracked):
             result = tracked.execute()
     return result.exit_code
@@ -327,7 +330,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return EXIT_OK
     from .views import runs_table
 
-    print(runs_table(runs))
+    print(runs_table(runs, args.routine, args.status))
     return EXIT_OK
 
 
@@ -431,17 +434,33 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if all(not item["problems"] for item in report) else EXIT_FAILED
 
 
-def configure_logging(args: argparse.Namespace, secrets: frozenset[str] = frozenset()) -> None:
+def configure_logging(args: argparse.Namespace, secrets: frozenset[str] = frozenset(), console: Any = None) -> None:
+    """Log lines on stderr; through the rich console when there is one, so they print above
+    the live progress bar instead of over it."""
     from ..runs.recorder import MaskSecrets
 
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = ConsoleLogHandler(console) if console is not None else logging.StreamHandler(sys.stderr)
     handler.setLevel(level)
     handler.addFilter(MaskSecrets(secrets))
     handler.setFormatter(TaskLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     logger = logging.getLogger("orchestrator")
     logger.addHandler(handler)
     logger.setLevel(min(level, logging.INFO))
+
+
+class ConsoleLogHandler(logging.Handler):
+    """Writes formatted records through a rich console (plain text: no markup, no highlighting)."""
+
+    def __init__(self, console: Any) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        except Exception:
+            self.handleError(record)
 
 
 class TaskLogFormatter(logging.Formatter):

@@ -12,13 +12,23 @@ _STYLE = {SUCCEEDED: "green", FAILED: "bold red", CANCELLED: "yellow", SKIPPED: 
 
 
 def describe_metrics(result: TaskResult) -> str:
-    if result.metrics is None:
+    return metrics_text(result.metrics.to_dict() if result.metrics is not None else None)
+
+
+def metrics_text(metrics: dict[str, Any] | None) -> str:
+    """``k=v`` pairs on one line: counts first, then short scalar metadata (no dicts, no newlines)."""
+    if not metrics:
         return ""
-    values = result.metrics.to_dict()
-    meta = values.pop("execution_metadata", {}) or {}
+    values = dict(metrics)
+    meta = values.pop("execution_metadata", None) or {}
     shown = {k: v for k, v in values.items() if v is not None}
-    shown.update({k: v for k, v in meta.items() if isinstance(v, (int, float, str)) and len(str(v)) < 40})
+    shown.update({k: v for k, v in meta.items()
+                  if isinstance(v, (int, float, str)) and len(str(v)) < 40 and "\n" not in str(v)})
     return " ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def task_line(result: TaskResult) -> str:
@@ -92,19 +102,25 @@ class RichRenderer(Listener):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.console = console or Console(stderr=True)
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=self.console, transient=True)
+        # Log lines must go through this console (see ConsoleLogHandler) so they print above the bar.
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}", style="cyan"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), console=self.console, transient=True)
+        self._total = 0
+        self._done = 0
         self._bar: Any = None
         self._running: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
     def run_started(self, run: RunInfo) -> None:
         self.progress.start()
+        self._total = run.total_tasks
         self._bar = self.progress.add_task(f"{run.routine}", total=run.total_tasks)
 
     def _describe(self) -> str:
         names = [f"{s}.{t}" for s, t in self._running]
-        return ", ".join(names[:3]) + (" …" if len(names) > 3 else "") if names else "waiting"
+        if names:
+            return ", ".join(names[:2]) + (f" +{len(names) - 2}" if len(names) > 2 else "")
+        return "done" if self._done >= self._total else "waiting"
 
     def task_started(self, result: TaskResult) -> None:
         with self._lock:
@@ -118,22 +134,37 @@ class RichRenderer(Listener):
     def task_finished(self, result: TaskResult) -> None:
         with self._lock:
             self._running.pop((result.step, result.task), None)
+            self._done += 1
             self.progress.update(self._bar, advance=1, description=self._describe())
         style = _STYLE.get(result.status, "")
         self.progress.console.print(f"[{style}]{task_line(result)}[/]", markup=True, highlight=False)
 
     def run_finished(self, result: RunResult) -> None:
-        from rich.table import Table
-
         self.progress.stop()
-        table = Table(title=f"{result.routine} · run {result.run_id}", title_justify="left")
-        for column in ("step", "task", "status", "attempts", "duration", "metrics / error"):
-            table.add_column(column)
-        for task in result.tasks:
-            detail = describe_metrics(task) if task.status == SUCCEEDED else (task.error or task.reason or "")
-            duration = f"{task.duration:.2f}s" if task.duration is not None else ""
-            status = f"[{_STYLE.get(task.status, '')}]{task.status}[/]"
-            table.add_row(task.step, task.task, status, str(task.attempts or ""), duration, detail)
-        self.console.print(table)
+        self.console.print(summary_table(result))
         style = _STYLE.get(result.status, "")
         self.console.print(f"[{style}]{run_line(result)}[/]", highlight=False)
+
+
+def summary_table(result: RunResult) -> Any:
+    """One row per task, designed for 80 columns: the name is never cut before the details are,
+    and details stay on one line (ellipsis), so a table of many tasks stays a table."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=f"{result.routine} · run {result.run_id}", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    table.add_column("task", no_wrap=True, overflow="fold", min_width=12)
+    table.add_column("status", no_wrap=True)
+    table.add_column("tries", justify="right", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("details", no_wrap=True, overflow="ellipsis", ratio=1)
+    for task in result.tasks:
+        if task.status == SUCCEEDED:
+            detail = describe_metrics(task)
+        else:
+            detail = " ".join((task.error or task.reason or "").split())
+        duration = f"{task.duration:.2f}s" if task.duration is not None else ""
+        status = f"[{_STYLE.get(task.status, '')}]{task.status}[/]"
+        table.add_row(f"{task.step}.{task.task}", status, str(task.attempts or ""), duration, detail)
+    return table

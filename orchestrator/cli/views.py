@@ -15,8 +15,11 @@ def _duration(start: float | None, end: float | None) -> str:
     return f"{end - start:.2f}s" if start and end else "-"
 
 
-def runs_table(runs: list[RunRecord]) -> str:
+def runs_table(runs: list[RunRecord], routine: str | None = None, status: str | None = None) -> str:
     if not runs:
+        if routine or status:
+            which = " ".join(filter(None, [status, f"of {routine}" if routine else None]))
+            return f"no {which} runs"
         return "no runs recorded"
     lines = [f"{'RUN ID':36}  {'ROUTINE':20}  {'STATUS':9}  {'STARTED':19}  {'DURATION':>9}  PARENT"]
     for run in runs:
@@ -41,19 +44,20 @@ def show_run(details: dict[str, Any], indent: str = "") -> str:
         lines.append(f"{indent}  parent {run['parent_run_id']}")
     for task in details["tasks"]:
         attempt = f"#{task['attempt']}" if task["attempt"] else "  "
-        detail = task["error"] or _metrics(task["metrics"])
+        error = (task["error"] or "").strip().splitlines()
+        detail = error[0] if error else _metrics(task["metrics"])
         lines.append(f"{indent}  {task['step']}.{task['task']} {attempt} {task['status']:9} "
                      f"{_duration(task['started'], task['ended']):>8}  {detail}".rstrip())
+        lines.extend(f"{indent}      {more}" for more in error[1:])  # a multi-line error, readable
     for child in details["children"]:
         lines.append(show_run(child, indent + "    "))
     return "\n".join(lines)
 
 
 def _metrics(metrics: dict[str, Any] | None) -> str:
-    if not metrics:
-        return ""
-    shown = {k: v for k, v in metrics.items() if v not in (None, {}, [])}
-    return " ".join(f"{k}={v}" for k, v in shown.items())
+    from .render import metrics_text
+
+    return metrics_text(metrics)
 
 
 def log_line(record: LogRecord) -> str:
