@@ -253,3 +253,19 @@ def test_test_routine_runs_twice_through_the_cli(tmp_path: Path) -> None:
     assert tree(routine / "work" / "landing") == {}
     assert tree(routine / "work" / "dump") == {
         rel: data.replace(b"column1,column2,column3", b"name,age,job", 1) for rel, data in samples.items()}
+
+
+def test_a_missing_landing_folder_is_a_warning_or_with_require_files_a_failure(tmp_path: Path) -> None:
+    from executors.staging.transfer import StagingError
+    from orchestrator.cli.render import metrics_text
+
+    metrics = staging(tmp_path, parent_directory=str(tmp_path / "nosuchdir")).transfer(context(tmp_path))
+    assert metrics.total_rows == 0 and "does not exist" in metrics.execution_metadata["warning"]
+    assert metrics_text(metrics.to_dict()).startswith("warning: landing ")  # the summary says it
+    with pytest.raises(StagingError, match="require_files"):
+        staging(tmp_path, parent_directory=str(tmp_path / "nosuchdir"), require_files=True).transfer(context(tmp_path))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StagingError, match="no file matching"):
+        staging(tmp_path, parent_directory=str(tmp_path / "empty"), require_files=True).transfer(context(tmp_path))
+    land(tmp_path / "landing", {"a.csv": CSV})
+    assert staging(tmp_path, require_files=True).transfer(context(tmp_path)).total_rows == 1

@@ -35,6 +35,7 @@ class StagingExecutor(Executor):
         py_exec_args: Annotated[dict | None, "Legacy: keyword arguments for py_exec.main"] = None,
         transform: Annotated[CodeLocation | None, "file.py:function(source, destination, **transform_args)"] = None,
         transform_args: Annotated[dict | None, "Keyword arguments for the transform"] = None,
+        require_files: Annotated[bool, "Fail transfer when no landing file arrived (else a warning)"] = False,
     ) -> None:
         self.parent_directory = str(parent_directory)
         self.dump_directory = str(dump_directory)
@@ -45,6 +46,7 @@ class StagingExecutor(Executor):
         self.py_exec_args = py_exec_args  # None: the seed calls only test(), never main()
         self.transform = transform
         self.transform_args = transform_args or {}
+        self.require_files = require_files
         self._handled: dict[str, Entry] = {}
         self._cancelled = False
         self._client: Any = None
@@ -89,7 +91,7 @@ class StagingExecutor(Executor):
     @task
     def transfer(self, context: Context) -> TaskMetrics:
         """Copy every matching landing file to the dump (verified); the landing files stay."""
-        from .transfer import legacy_transfer, transfer
+        from .transfer import StagingError, legacy_transfer, transfer
 
         self._cancelled = False  # a cancel() of an earlier attempt (timeout, then retry) is over
         self._handled = {}
@@ -97,13 +99,19 @@ class StagingExecutor(Executor):
         journal = self._journal(context)
         landing = self._store(self.parent_directory)
         if not landing.exists():
-            context.logger.info("landing %s does not exist: nothing to stage", landing.uri)
-            return _metrics(0, files=0, bytes=0, skipped=0, verified=0)
+            # Not fatal by default: an upstream step may create it later; but never silent.
+            warning = f"landing {landing.uri} does not exist: nothing staged"
+            if self.require_files:
+                raise StagingError(f"{warning} (require_files: true)")
+            context.logger.warning(warning)
+            return _metrics(0, files=0, bytes=0, skipped=0, verified=0, warning=warning)
         if self.py_exec_path:
             self._handled, metrics = legacy_transfer(self, landing, self._store(self.dump_directory), context)
         else:
             self._handled, metrics = transfer(self, landing, self._store(self.dump_directory), journal, context)
         journal.reset()
+        if not self._handled and self.require_files:
+            raise StagingError(f"no file matching {self.pattern!r} arrived in {landing.uri} (require_files: true)")
         return metrics
 
     @task

@@ -20,11 +20,13 @@ def metrics_text(metrics: dict[str, Any] | None) -> str:
     if not metrics:
         return ""
     values = dict(metrics)
-    meta = values.pop("execution_metadata", None) or {}
+    meta = dict(values.pop("execution_metadata", None) or {})
+    warning = meta.pop("warning", None)  # a task's warning is shown whole, and first
     shown = {k: v for k, v in values.items() if v is not None}
     shown.update({k: v for k, v in meta.items()
                   if isinstance(v, (int, float, str)) and len(str(v)) < 40 and "\n" not in str(v)})
-    return " ".join(f"{k}={v}" for k, v in shown.items())
+    text = " ".join(f"{k}={v}" for k, v in shown.items())
+    return f"warning: {warning}; {text}" if warning else text
 
 
 def plural(count: int, noun: str) -> str:
