@@ -275,3 +275,60 @@ def test_light_commands_do_not_import_the_docker_sdk(tmp_path: Path) -> None:
             f"rc = main(['validate', {str(path)!r}])\nprint(rc, 'docker' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.splitlines()[-1].split() == ["0", "False"], proc.stderr
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when,code", [("running", 0), ("exited", 0), ("exited", 5)],
+                         ids=["reattach-running", "finished-ok", "finished-failed"])
+def test_kill_9_then_resume_reattaches_to_the_same_container(
+        docker_client: Any, busybox_image: str, routine_name: str, tmp_path: Path, plugin_site: Path,
+        orchestrator_home: Path, when: str, code: int) -> None:
+    import os
+    import signal
+    import uuid
+
+    from conftest import cli_env
+    from orchestrator.runs import open_store
+
+    (tmp_path / "s").mkdir()
+    script = f"echo first; while [ ! -e /s/go ]; do sleep 0.05; done; echo second; exit {code}"
+    call = {"task": "run", "args": {"command": ["sh", "-c", script], "mounts": [{"source": "s", "target": "/s"}]}}
+    path = docker_routine(tmp_path, routine_name, [call])
+    env, old = cli_env(plugin_site, orchestrator_home), str(uuid.uuid4())
+    since = time.time()
+    child = _spawn(["run", str(path), "--run-id", old], env)
+    wait_until(lambda: "first" in run_logs(old), what="the container's first line in the run log")
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(30)
+    (container,) = containers(docker_client, routine_name)
+    assert container.status == "running"
+    if when == "exited":
+        (tmp_path / "s" / "go").touch()
+        wait_until(lambda: docker_client.containers.get(container.id).status == "exited", what="the container's exit")
+
+    resume = _spawn(["resume", old], env)
+    store = open_store()
+    new = wait_until(lambda: [r.run_id for r in store.list_runs(routine_name) if r.run_id != old],
+                     what="the resumed run")[0]
+    wait_until(lambda: any("re-attaching" in line for line in run_logs(new)), what="the re-attach")
+    (tmp_path / "s" / "go").touch()
+    out, err = resume.communicate(timeout=120)
+
+    assert resume.returncode == (0 if code == 0 else 1), err
+    logs = run_logs(new)
+    assert "second" in logs and "first" not in logs  # continued where the killed run's log stopped
+    assert [e["id"] for e in created_events(docker_client, routine_name, since)] == [container.id]
+    (task,) = store.tasks(new)
+    if code:
+        assert task.status == "failed" and f"exited with code {code}" in task.error
+    else:
+        assert task.status == "succeeded" and task.metrics["execution_metadata"]["reattached"] is True
+    assert containers(docker_client, routine_name) == []
