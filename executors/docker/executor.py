@@ -21,7 +21,9 @@ from .daemon import PullPolicy, connect, ensure_image, probe
 from .logs import LogPump
 from .spec import MOUNT_SCHEMA, RESOURCES_SCHEMA, build_problems, host_config, run_problems
 
-DEFAULT_STOP_GRACE = 10.0
+DEFAULT_STOP_GRACE = 5.0
+"""Below the engine's own cancel grace (ORCHESTRATOR_CANCEL_GRACE, 10 s): a task still stopping its
+container when that runs out is abandoned, and the stopped container would be left behind."""
 ENV_SCHEMA = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}
 Command = list[str] | str | None
 

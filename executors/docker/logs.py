@@ -66,11 +66,13 @@ class LogPump:
         while not self._stopped.is_set():
             try:
                 self._copy(name)
+                ended = True  # the daemon closes a followed stream when the container stops
             except Exception as exc:  # a broken stream is opened again while the container runs
                 self.logger.debug("container %s %s stream broke (%s); reopening", self.container_id[:12], name, exc)
-            if not self._running():
-                if self._stopped.is_set():
-                    return
+                ended = False
+            if ended and not self._running():
+                return
+            if not ended and not self._running():
                 self._copy_rest(name)
                 return
             time.sleep(0.1)
