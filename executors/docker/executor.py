@@ -162,8 +162,8 @@ class DockerExecutor(Executor):
         candidates: list[tuple[str, _aws.RemoteRecord]] = []
         previous = record.previous
         for source in (record, previous):
-            if source is None:
-                continue
+            if source is None or not source.data:
+                continue  # nothing was started for it (a lost create answer is caught by the name conflict)
             if source.remote_id:
                 candidates.append((source.remote_id, source))
             candidates.append((box.container_name(source.data.get("token") or source.token()), source))
