@@ -207,10 +207,10 @@ def test_conflicting_plugins_name_both_distributions(tmp_path, plugin_site, orch
 
 
 def test_json_mode_reports_bad_input_as_one_document(cli, write_routine):
-    path = write_routine(echo_routine(executor="ecko"))
+    path = write_routine(echo_routine(executor="ekho"))
     proc = cli("run", str(path), "--json")
     assert proc.returncode == 2
     doc = json.loads(proc.stdout)
     assert doc["status"] == "invalid"
     assert doc["problems"] == [{"file": str(path), "path": "executors[0].executor",
-                                "message": "unknown executor 'ecko'; did you mean 'echo' or 'Echo'?"}]
+                                "message": "unknown executor 'ekho'; did you mean 'echo' or 'Echo'?"}]

@@ -46,6 +46,7 @@ TERMINAL_STATES: dict[str, dict[str, str]] = {
     "glue": {"SUCCEEDED": SUCCEEDED, "FAILED": FAILED, "ERROR": FAILED, "TIMEOUT": FAILED, "EXPIRED": FAILED,
              "STOPPED": CANCELLED},
     "glue-crawler": {"SUCCEEDED": SUCCEEDED, "FAILED": FAILED, "CANCELLED": CANCELLED},
+    "ecs": {"EXITED_ZERO": SUCCEEDED, "EXITED_NONZERO": FAILED, "STOPPED_BY_USER": CANCELLED},
 }
 """Each engine's terminal states mapped to ours; any state not listed is still running.
 
@@ -59,6 +60,7 @@ NOT_FOUND_CODES: dict[str, frozenset[str]] = {
     "athena": frozenset({"InvalidRequestException"}),
     "redshift": frozenset({"ResourceNotFoundException"}),
     "glue": frozenset({"EntityNotFoundException"}),
+    "ecs": frozenset({"TaskNotFound", "ClusterNotFoundException"}),
 }
 """The error codes with which each engine's status call says a remote id does not exist (any more)."""
 

@@ -25,8 +25,12 @@ _SIMPLE: dict[Any, dict[str, Any]] = {
 
 def type_schema(annotation: Any) -> dict[str, Any]:
     """JSON Schema for one annotation; unknown annotations accept anything."""
-    if annotation in _SIMPLE:
-        return dict(_SIMPLE[annotation])
+    try:
+        simple = _SIMPLE.get(annotation)
+    except TypeError:  # Annotated[..., {schema}] cannot be hashed: a dict is part of it
+        simple = None
+    if simple is not None:
+        return dict(simple)
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
@@ -101,6 +105,17 @@ def location_kinds(schema: dict[str, Any]) -> dict[str, str]:
         for option in (sub, *sub.get("anyOf", [])):
             if option.get("format") in LOCATION_FORMATS:
                 found[key] = option["format"]
+    return found
+
+
+def item_location_kinds(schema: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Top-level lists whose object items hold locations (a container's mount sources):
+    ``key -> {item key -> "location"|"code"}``."""
+    found = {}
+    for key, sub in schema.get("properties", {}).items():
+        for option in (sub, *sub.get("anyOf", [])):
+            if option.get("type") == "array" and (kinds := location_kinds(option.get("items") or {})):
+                found[key] = kinds
     return found
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import PluginError, Problem, RoutineError, UserError
 from ..executor import accepts_context
-from .introspect import location_kinds, signature_schema
+from .introspect import item_location_kinds, location_kinds, signature_schema
 from ..registry import ExecutorInfo, Registry, unknown_message
 from .schema_check import schema_problems
 from .substitution import SECRET_NAME, Substituter, mask_values
@@ -304,7 +304,7 @@ class _Loader:
         found = schema_problems(params, schema, prefix=path, what="param")
         for sub, message in found:
             self.report(sub, message)
-        params, refused = self.resolve_locations(params, location_kinds(schema), path)
+        params, refused = self.resolve_all_locations(params, schema, path)
         if not refused:
             for key, message in _deeper_checks(lambda: info.cls.validate_params(params), {p for p, _ in found}, path):
                 self.report(f"{path}.{key}" if key else path, message)
@@ -331,7 +331,7 @@ class _Loader:
         for sub, message in found:
             self.report(sub, message)
         args_path = f"{path}.args"
-        args, refused_args = self.resolve_locations(args, location_kinds(schema), args_path)
+        args, refused_args = self.resolve_all_locations(args, schema, args_path)
         if not (refused or refused_args):
             checks = _deeper_checks(lambda: info.cls.validate_args(name, args, params), {p for p, _ in found}, args_path)
             for sub, message in checks:
@@ -347,6 +347,21 @@ class _Loader:
             )
         except (TypeError, ValueError):
             return None  # a malformed retry_delay: the schema reported it
+
+    def resolve_all_locations(self, values: dict[str, Any], schema: dict[str, Any],
+                              path: str) -> tuple[dict[str, Any], bool]:
+        """Locations at the top level and inside lists of objects (``mounts: [{source: ...}]``)."""
+        resolved, refused = self.resolve_locations(values, location_kinds(schema), path)
+        for key, kinds in item_location_kinds(schema).items():
+            items = resolved.get(key)
+            if not isinstance(items, list):
+                continue
+            resolved[key] = list(items)
+            for i, item in enumerate(items):
+                if isinstance(item, dict):
+                    resolved[key][i], refused_item = self.resolve_locations(item, kinds, f"{path}.{key}[{i}]")
+                    refused = refused or refused_item
+        return resolved, refused
 
     def resolve_locations(self, values: dict[str, Any], kinds: dict[str, str], path: str) -> tuple[dict[str, Any], bool]:
         """Relative local paths made absolute; each location then passed to the policy, if any."""

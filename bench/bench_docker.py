@@ -1,0 +1,198 @@
+"""The docker executor against the docker CLI on the same daemon: overhead, log latency, cancel, parallel throughput.
+
+    python bench/bench_docker.py [--repeat 5] [--only overhead,logs,cancel,parallel]
+
+Needs a Docker daemon (``.ci/docker-up`` starts one as root) and /bin/busybox (busybox-static);
+the image is built locally from busybox, so no registry is used. Containers run with
+``--network none``. Prints figures, asserts nothing.
+
+* overhead: ``docker run --rm IMAGE true`` (whole CLI process) against the task running ``true``
+  (start to finish as the run store records it) and the whole ``orchestrate run`` process.
+* logs: a container prints its uptime (``/proc/uptime``, 10 ms resolution, the host's clock) every
+  100 ms; delay until the line is in the run store, and until ``orchestrate logs --follow`` prints it.
+* cancel: ``orchestrate cancel`` of a run whose container loops without handling SIGTERM, with the
+  default init process and without it (default stop grace 5 s): time until the container is gone.
+* parallel: 20 containers running ``true``, 20 sequential ``docker run`` calls against one
+  ``orchestrate run --max-parallel 4`` of 20 independent steps.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+IMAGE = "orchestrator-bench/busybox:1"
+APPLETS = ("sh", "echo", "cat", "sleep", "true", "read")
+
+
+def build_image(client: Any) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for folder in ("bin", "tmp"):
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777
+            tar.addfile(info)
+        tar.add("/bin/busybox", "bin/busybox")
+        for applet in APPLETS:
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(info)
+    repository, tag = IMAGE.split(":")
+    client.api.import_image_from_data(buffer.getvalue(), repository=repository, tag=tag)
+
+
+def routine(folder: Path, name: str, steps: list[dict[str, Any]]) -> Path:
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps({"routine_name": name, "executors": steps}))
+    return path
+
+
+def step(name: str, script: str, parallel: bool = False, **args: Any) -> dict[str, Any]:
+    entry = {"name": name, "executor": "docker", "params": {"image": IMAGE, "pull": "never"},
+             "tasks": [{"task": "run", "args": {"command": ["sh", "-c", script], **args}}]}
+    if parallel:
+        entry["depends_on"] = []
+    return entry
+
+
+def orchestrate(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True, **kwargs)
+
+
+def timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def store() -> Any:
+    from orchestrator.runs.store import open_store
+
+    return open_store()
+
+
+def bench_overhead(folder: Path, repeat: int) -> None:
+    """Interleaved, so both sides see the same load on a shared machine."""
+    path = routine(folder, "overhead", [step("t", "true")])
+    cli, tasks, whole = [], [], []
+    for _ in range(repeat):
+        cli.append(timed(lambda: subprocess.run(["docker", "run", "--rm", "--network", "none", IMAGE, "true"],
+                                                check=True)))
+        run_id = str(uuid.uuid4())
+        whole.append(timed(lambda: orchestrate("run", str(path), "--run-id", run_id, "--quiet", check=True)))
+        (record,) = store().tasks(run_id)
+        tasks.append(record.ended - record.started)
+    print(f"overhead (median of {repeat}): docker run --rm true {statistics.median(cli):.3f}s; "
+          f"task start-to-finish {statistics.median(tasks):.3f}s "
+          f"({statistics.median(tasks) / statistics.median(cli):.2f}x); "
+          f"whole orchestrate run process {statistics.median(whole):.3f}s")
+
+
+def bench_logs(folder: Path, lines: int = 30) -> None:
+    script = f"i=0; while [ $i -lt {lines} ]; do read up idle < /proc/uptime; echo tick $up; i=$((i+1)); sleep 0.1; done"
+    path = routine(folder, "logs", [step("ticker", script)])
+    run_id = str(uuid.uuid4())
+    offset = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+    follower_seen: dict[str, float] = {}
+    child = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(path), "--run-id", run_id, "--quiet"])
+    while store().get_run(run_id) is None:
+        time.sleep(0.02)
+    follow = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "logs", "--follow", run_id],
+                              stdout=subprocess.PIPE, text=True)
+
+    def read() -> None:
+        for line in follow.stdout or []:
+            if "tick " in line:
+                follower_seen[line.rsplit("tick ", 1)[1].strip()] = time.time()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    child.wait()
+    follow.wait(30)
+    reader.join(5)
+    in_store = []
+    via_follow = []
+    for record in store().logs(run_id):
+        if record.message.startswith("tick "):
+            up = record.message.split()[1]
+            printed = float(up) + offset
+            in_store.append(record.ts - printed)
+            if up in follower_seen:
+                via_follow.append(follower_seen[up] - printed)
+    print(f"log latency over {len(in_store)} lines (printed every 100 ms; uptime resolution 10 ms): "
+          f"in the run store median {statistics.median(in_store) * 1000:.0f} ms, max {max(in_store) * 1000:.0f} ms; "
+          f"printed by logs --follow median {statistics.median(via_follow) * 1000:.0f} ms, "
+          f"max {max(via_follow) * 1000:.0f} ms")
+
+
+def bench_cancel(folder: Path, client: Any) -> None:
+    for init in (True, False):
+        name = f"cancel_{'init' if init else 'pid1'}"
+        path = routine(folder, name, [step("loop", "echo started; while true; do sleep 0.1; done", init=init)])
+        run_id = str(uuid.uuid4())
+        child = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(path), "--run-id", run_id,
+                                  "--quiet"], stderr=subprocess.DEVNULL)
+        while not any(r.message == "started" for r in store().logs(run_id)):
+            time.sleep(0.02)
+        (container,) = client.api.containers(filters={"label": f"orchestrator.run={run_id}"})
+        start = time.perf_counter()
+        canceller = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "cancel", run_id],
+                                     stdout=subprocess.DEVNULL)
+        while client.api.containers(all=True, filters={"id": container["Id"]}):
+            time.sleep(0.005)
+        gone = time.perf_counter() - start
+        canceller.wait()
+        command = time.perf_counter() - start
+        child.wait()
+        status = store().get_run(run_id).status
+        print(f"cancel ({'init process' if init else 'sh as PID 1'}, grace 5 s): container gone after {gone:.3f}s; "
+              f"orchestrate cancel returned after {command:.3f}s; run {status}")
+
+
+def bench_parallel(folder: Path, count: int = 20) -> None:
+    sequential = timed(lambda: [subprocess.run(["docker", "run", "--rm", "--network", "none", IMAGE, "true"],
+                                               check=True) for _ in range(count)])
+    path = routine(folder, "parallel", [step(f"c{i}", "true", parallel=True) for i in range(count)])
+    ours = timed(lambda: orchestrate("run", str(path), "--max-parallel", "4", "--quiet", check=True))
+    print(f"{count} containers: {count} sequential docker run {sequential:.2f}s; orchestrate --max-parallel 4 "
+          f"{ours:.2f}s (whole process): {sequential / ours:.2f}x the throughput")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", default="overhead,logs,cancel,parallel")
+    args = parser.parse_args()
+    import docker
+
+    client = docker.from_env()
+    build_image(client)
+    print(f"daemon {client.version()['Version']}, storage {client.info()['Driver']}")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault("ORCHESTRATOR_HOME", str(Path(tmp) / "home"))
+        os.environ["NO_COLOR"] = "1"
+        folder = Path(tmp)
+        wanted = args.only.split(",")
+        if "overhead" in wanted:
+            bench_overhead(folder, args.repeat)
+        if "logs" in wanted:
+            bench_logs(folder)
+        if "cancel" in wanted:
+            bench_cancel(folder, client)
+        if "parallel" in wanted:
+            bench_parallel(folder)
+
+
+if __name__ == "__main__":
+    main()

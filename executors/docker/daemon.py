@@ -1,0 +1,90 @@
+"""The Docker daemon as the executor sees it: a client, images by pull policy, the doctor's probe.
+
+The Docker SDK is imported here, inside functions, only when a task or ``check()`` needs it.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from orchestrator import NotRetryable
+
+PullPolicy = Literal["never", "missing", "always"]
+
+
+class ImageUnavailable(NotRetryable):
+    """The image is not on the daemon and the pull policy forbids (or failed) fetching it."""
+
+
+def connect(docker_host: str | None) -> Any:
+    """A client for ``docker_host``, or the environment's (``DOCKER_HOST``, else the local socket)."""
+    import docker
+
+    return docker.DockerClient(base_url=docker_host) if docker_host else docker.from_env()
+
+
+def ensure_image(client: Any, image: str, pull: PullPolicy, logger: logging.Logger | logging.LoggerAdapter) -> str:
+    """The image's id, pulled first when the policy says so."""
+    from docker.errors import APIError, ImageNotFound
+
+    if pull != "always":
+        try:
+            return client.images.get(image).id
+        except ImageNotFound:
+            if pull == "never":
+                raise ImageUnavailable(f"image {image} is not on the Docker daemon and pull is 'never'; "
+                                       "build or load it first, or set pull: missing") from None
+    logger.info("pulling image %s", image)
+    try:
+        return client.images.pull(*_repository_tag(image)).id
+    except APIError as exc:
+        raise ImageUnavailable(f"image {image} could not be pulled: {exc.explanation or exc}") from None
+
+
+def _repository_tag(image: str) -> tuple[str, str | None]:
+    from docker.utils import parse_repository_tag
+
+    repository, tag = parse_repository_tag(image)
+    return repository, tag or ("latest" if "@" not in image else None)
+
+
+def probe(docker_host: str | None, image: str | None, pull: PullPolicy) -> list[str]:
+    """``check()``: the daemon answers, and the image is there or can be pulled."""
+    try:
+        import docker  # noqa: F401
+    except ImportError:
+        return ["the Docker SDK is not installed: pip install 'orchestrator[docker]'"]
+    where = docker_host or "DOCKER_HOST / the local socket"
+    try:
+        client = connect(docker_host)
+        client.version()
+    except Exception as exc:
+        return [f"Docker daemon at {where} does not answer ({type(exc).__name__}: {exc}); "
+                "start dockerd or set docker_host"]
+    try:
+        return _image_problems(client, image, pull)
+    finally:
+        client.close()
+
+
+def _image_problems(client: Any, image: str | None, pull: PullPolicy) -> list[str]:
+    from docker.errors import ImageNotFound
+
+    if not image:
+        return []
+    try:
+        client.images.get(image)
+        return []
+    except ImageNotFound:
+        pass
+    if pull == "never":
+        return [f"image {image} is not on the daemon and pull is 'never'"]
+    try:
+        client.images.get_registry_data(image)
+        return []
+    except Exception as exc:
+        return [f"image {image} is not on the daemon and cannot be pulled: {exc}"]
+
+
+def daemon_version(client: Any) -> str:
+    return str(client.version().get("Version", "?"))

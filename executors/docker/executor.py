@@ -1,0 +1,268 @@
+"""The ``docker`` executor: run a command in a container (or build an image) with the full lifecycle.
+
+``run`` is start + wait. Its container is named after a token derived from the run, step and
+call, and remembered (id and log position) in the step's state folder the moment it exists, so
+a retry or ``orchestrate resume`` re-attaches to a container that is still running, takes the
+exit code and remaining logs of one that finished, and only otherwise creates a new one.
+Its stdout/stderr go live into the run's log; ``cancel()`` and timeouts stop it (SIGTERM, grace
+period, SIGKILL) and remove it. Containers run with an init process, so signals reach the program.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Annotated, Any, Iterable
+
+from orchestrator import Cancelled, Context, Executor, Location, TaskMetrics, task
+
+from ..aws import remote as _aws
+from . import container as box
+from .daemon import PullPolicy, connect, ensure_image, probe
+from .logs import LogPump
+from .spec import MOUNT_SCHEMA, RESOURCES_SCHEMA, build_problems, host_config, run_problems
+
+DEFAULT_STOP_GRACE = 5.0
+"""Below the engine's own cancel grace (ORCHESTRATOR_CANCEL_GRACE, 10 s): a task still stopping its
+container when that runs out is abandoned, and the stopped container would be left behind."""
+ENV_SCHEMA = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}
+Command = list[str] | str | None
+
+
+class DockerExecutor(Executor):
+    """Run containers on a Docker daemon: live logs, real cancel, never two containers for one task."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        image: Annotated[str, "Image to run (and the tag `build` gives by default)"],
+        pull: Annotated[PullPolicy, "Fetch the image: never, when missing, or always"] = "missing",
+        docker_host: Annotated[str | None, "Daemon address; default DOCKER_HOST, else the local socket"] = None,
+        stop_grace: Annotated[float, "Seconds between SIGTERM and SIGKILL when stopping"] = DEFAULT_STOP_GRACE,
+    ) -> None:
+        self.image, self.pull, self.docker_host, self.stop_grace = image, pull, docker_host, stop_grace
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._running: dict[str, float] = {}
+        self._ordinals: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ contract
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+        image = params.get("image")
+        if isinstance(image, str) and (not image.strip() or any(c.isspace() for c in image)):
+            yield "image", f"{image!r} is not an image reference (like vendor/extractor:1.4)"
+        grace = params.get("stop_grace")
+        if isinstance(grace, (int, float)) and grace < 0:
+            yield "stop_grace", "must be 0 or more seconds"
+
+    @classmethod
+    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+        if task == "run":
+            yield from run_problems(args)
+        elif task == "build":
+            yield from build_problems(args)
+
+    def check(self) -> list[str]:
+        return probe(self.docker_host, self.image, self.pull)
+
+    def cancel(self) -> None:
+        """Stop this step's container in the background, so ``cancel()`` returns at once.
+
+        The engine has also flagged the task's context: the task thread sees it within
+        ``WAIT_TICK``, stops the container itself (a second stop is harmless), removes it and raises.
+        """
+        with self._lock:
+            running = dict(self._running)
+        for container_id, grace in running.items():
+            threading.Thread(target=self._stop_quietly, args=(container_id, grace), daemon=True,
+                             name=f"stop-{container_id[:12]}").start()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = connect(self.docker_host)
+            return self._client
+
+    # ------------------------------------------------------------------ tasks
+
+    @task
+    def run(
+        self,
+        context: Context,
+        command: Annotated[Command, "Command (a list of arguments, or one string); default the image's"] = None,
+        entrypoint: Annotated[Command, "Entrypoint; default the image's"] = None,
+        environment: Annotated[dict | None, "Environment variables", ENV_SCHEMA] = None,
+        working_dir: Annotated[str | None, "Working directory inside the container"] = None,
+        mounts: Annotated[list[Annotated[dict, MOUNT_SCHEMA]] | None,
+                          "Bind mounts: [{source, target, read_only}]"] = None,
+        resources: Annotated[dict | None, "Limits: {cpus, memory, gpus}", RESOURCES_SCHEMA] = None,
+        network: Annotated[str, "Network: none (default), bridge, host or a network's name"] = "none",
+        user: Annotated[str | None, "User (name or uid[:gid]) to run as"] = None,
+        init: Annotated[bool, "Run an init process as PID 1 (signals reach the program, zombies reaped)"] = True,
+        keep_on_failure: Annotated[bool, "Keep a failed container for debugging (renamed orchestrator-kept-…)"] = False,
+    ) -> TaskMetrics:
+        """Start a container (or re-attach to this task's), stream its output, wait; exit 0 succeeds."""
+        context.check_cancelled()
+        options = {"command": command, "entrypoint": entrypoint, "working_dir": working_dir, "user": user,
+                   "environment": {k: str(v) for k, v in (environment or {}).items()} or None,
+                   "network_mode": network, "init": init, **host_config(resources, mounts)}
+        options = {k: v for k, v in options.items() if v is not None}
+        record = self._record(context, self._call_key(context), "container", self.image, options, keep_on_failure)
+        found, positions, reattached = self._attach(record, context)
+        if found is None:
+            found = self._create(record, context, options)
+        return self._follow(found, record, context, positions, reattached, keep_on_failure)
+
+    @task
+    def build(
+        self,
+        context: Context,
+        context_dir: Annotated[Location, "Build context folder; relative to the routine's folder"],
+        dockerfile: Annotated[str, "Dockerfile, relative to the context folder"] = "Dockerfile",
+        tag: Annotated[str | None, "Tag of the image; default the executor's image"] = None,
+        build_args: Annotated[dict | None, "Build arguments (ARG)", ENV_SCHEMA] = None,
+        network: Annotated[str, "Network for RUN instructions; none by default"] = "none",
+    ) -> TaskMetrics:
+        """Build an image from a folder and tag it, streaming the build's output into the log."""
+        from .build import build_image
+
+        tag = tag or self.image
+        image_id = build_image(self.client.api, str(context_dir), dockerfile, tag,
+                               {k: str(v) for k, v in (build_args or {}).items()}, network,
+                               pull=self.pull == "always", context=context)
+        return TaskMetrics(execution_metadata={"engine": "docker", "image": tag, "image_id": image_id})
+
+    @task
+    def cleanup(
+        self,
+        context: Context,
+        include_kept: Annotated[bool, "Remove failed containers kept for debugging (keep_on_failure)"] = True,
+        include_unrecorded: Annotated[bool, "Also remove stopped containers of crashed runs, "
+                                      "whose outcome `orchestrate resume` would take from them"] = False,
+    ) -> TaskMetrics:
+        """Remove stopped containers this routine's other runs left on the daemon; never a running one."""
+        from .cleanup import remove_finished
+
+        removed = remove_finished(self.client.api, context.routine_name, context.run_id, include_kept,
+                                  include_unrecorded)
+        context.logger.info("removed %d container(s) of routine %s", len(removed), context.routine_name)
+        return TaskMetrics(execution_metadata={"engine": "docker", "removed": removed})
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _attach(self, record: _aws.RemoteRecord, context: Context) -> tuple[Any, dict[str, int], bool]:
+        """This call's container from an earlier attempt or the resumed run: ``(container, log positions, True)``."""
+        candidates: list[tuple[str, _aws.RemoteRecord]] = []
+        previous = record.previous
+        for source in (record, previous):
+            if source is None or not source.data:
+                continue  # nothing was started for it (a lost create answer is caught by the name conflict)
+            if source.remote_id:
+                candidates.append((source.remote_id, source))
+            candidates.append((box.container_name(source.data.get("token") or source.token()), source))
+        for ref, source in candidates:
+            found = box.find(self.client, ref)
+            if found is None:
+                continue
+            where = "an earlier attempt" if source is record else f"resumed run {source.run_id}"
+            context.logger.info("container %s from %s is %s; re-attaching", found.name, where, found.status)
+            record.save(id=found.id, token=found.labels.get(box.LABEL_PREFIX + "token"),
+                        logs=source.data.get("logs") or {}, inherited_from=None if source is record else source.run_id)
+            return found, dict(source.data.get("logs") or {}), True
+        return None, {}, False
+
+    def _create(self, record: _aws.RemoteRecord, context: Context, options: dict[str, Any]) -> Any:
+        ensure_image(self.client, self.image, self.pull, context.logger)
+        token = record.token()
+        record.save(token=token, id=None, logs={})
+        labels = box.labels(context.routine_name, context.run_id, context.step, context.task, token)
+        found, created = box.create(self.client, box.container_name(token), self.image, {**options, "labels": labels})
+        record.save(id=found.id)
+        verb = "created" if created else "found (created by an attempt whose answer was lost)"
+        context.logger.info("container %s %s from %s", found.name, verb, self.image)
+        return found
+
+    def _follow(self, found: Any, record: _aws.RemoteRecord, context: Context, positions: dict[str, int],
+                reattached: bool, keep_on_failure: bool) -> TaskMetrics:
+        api, cid, grace = self.client.api, found.id, self.stop_grace
+        with self._lock:
+            self._running[cid] = grace
+        try:
+            if found.status == "created":
+                self._start(found, record)
+            pump = LogPump(api, cid, context.logger, positions, lambda p: record.save(logs=p)).start()
+            started = time.monotonic()
+            end = box.wait(api, cid, lambda: context.cancelled)
+            if end is None:
+                self._stop_quietly(cid, grace)
+                pump.drain()
+                box.remove(api, cid)
+                record.save(state="cancelled")
+                raise Cancelled(f"container {found.name} stopped and removed (cancelled)")
+            pump.drain()
+        finally:
+            with self._lock:
+                self._running.pop(cid, None)
+        return self._finish(found, record, context, end, pump, reattached, keep_on_failure, time.monotonic() - started)
+
+    def _finish(self, found: Any, record: _aws.RemoteRecord, context: Context, end: box.Exit, pump: LogPump,
+                reattached: bool, keep_on_failure: bool, waited: float) -> TaskMetrics:
+        api = self.client.api
+        record.save(state=f"exited {end.code}", exit_code=end.code)
+        if end.code != 0:
+            failure = box.ContainerFailed(found.name, self.image, end, list(pump.stderr_tail))
+            if keep_on_failure:
+                kept = box.keep(api, found.id, found.name)
+                context.logger.info("failed container kept as %s (keep_on_failure)", kept)
+            else:
+                box.remove(api, found.id)
+            record.next_generation()  # a retry starts a fresh container
+            raise failure
+        box.remove(api, found.id)
+        return TaskMetrics(execution_metadata={
+            "engine": "docker", "container": found.name, "container_id": found.id, "image": self.image,
+            "exit_code": end.code, "reattached": reattached, "log_lines": pump.lines, "waited_s": round(waited, 3)})
+
+    def _start(self, found: Any, record: _aws.RemoteRecord) -> None:
+        """Start a created container; one that cannot start is removed so a retry creates it afresh."""
+        try:
+            self.client.api.start(found.id)
+        except Exception:
+            box.remove(self.client.api, found.id)
+            record.next_generation()
+            raise
+
+    def _stop_quietly(self, container_id: str, grace: float) -> None:
+        try:
+            box.stop(self.client.api, container_id, grace)
+        except Exception:  # the task thread stops it again and reports what it finds
+            pass
+
+    # ------------------------------------------------------------------ records
+
+    def _call_key(self, context: Context) -> str:
+        """``task-n``: the n-th call of this task in this step, the same for every attempt of that call."""
+        count = self._ordinals.get(context.task, 0)
+        if context.attempt <= 1 or count == 0:
+            count += 1
+            self._ordinals[context.task] = count
+        return f"{context.task}-{count}"
+
+    def _record(self, context: Context, call_key: str, unit: str, *digest_parts: Any) -> _aws.RemoteRecord:
+        scope = f"{context.routine_name}/{context.step}"
+        key, digest = f"{call_key}.{unit}", _aws.args_digest(*digest_parts)
+        record = _aws.RemoteRecord(context.state_dir("remote", context.run_id), key, digest, context.run_id,
+                                   scope=scope, logger=context.logger)
+        resumed = context.resumed_from
+        if resumed and resumed != context.run_id and not record.data:
+            previous = _aws.RemoteRecord(context.state_dir("remote", resumed), key, digest, resumed, scope=scope,
+                                         logger=context.logger)
+            record.previous = previous if previous.data else None
+        return record
