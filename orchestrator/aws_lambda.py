@@ -45,10 +45,9 @@ from typing import Any, Callable, Mapping
 from .config import Routine, load_routine
 from .errors import RoutineError, UserError
 from .events import SKIPPED, SUCCEEDED
-from .lambda_output import JsonLinesRenderer, Output
+from .lambda_output import JsonLinesRenderer, Output, masked
 from .lambda_trust import (InvalidEvent, allowlist, default_archive_refusals, env_allowlist, path_allowlist,
                            problem_text, untrusted_policy, visible_env)
-from .substitution import mask
 
 ROUTINE_ENV = "ORCHESTRATOR_ROUTINE"
 MARGIN_ENV = "ORCHESTRATOR_LAMBDA_MARGIN_SECONDS"
@@ -295,7 +294,7 @@ class LambdaRunner:
                 _ACTIVE.discard(routine.run_id)
                 if timer is not None:
                     timer.cancel()
-        summary = json.loads(mask(json.dumps(result.to_dict(), default=str), set(routine.secrets)))
+        summary = masked(result.to_dict(), routine.secrets)
         summary["deadline"] = deadline.is_set()
         return summary
 

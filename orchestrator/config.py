@@ -19,7 +19,7 @@ from .executor import accepts_context
 from .introspect import location_kinds, signature_schema
 from .registry import ExecutorInfo, Registry, unknown_message
 from .schema_check import schema_problems
-from .substitution import SECRET_NAME, Substituter, mask_values
+from .substitution import SECRET_NAME, Substituter, mask_values, secret_values
 
 SCHEMA_PATH = Path(__file__).with_name("routine.schema.json")
 
@@ -164,6 +164,7 @@ class _Loader:
         self.file, self.doc, self.registry, self.env, self.policy = file, doc, registry, env, policy
         self.folder = file.resolve().parent
         self.problems: list[Problem] = []
+        self.secrets: set[str] = set()  # values under secret-looking names in params and args
 
     def report(self, path: str, message: str) -> None:
         self.problems.append(Problem(str(self.file), path, message))
@@ -195,7 +196,7 @@ class _Loader:
             explicit_dependencies=any("depends_on" in e for _, e in entries),
             run_id=run["id"],
             run_date=run["date"],
-            secrets=frozenset(secrets | subst.secrets),
+            secrets=frozenset(secrets | subst.secrets | self.secrets),
             hash=self.digest(),
         )
 
@@ -240,6 +241,7 @@ class _Loader:
             self.report(f"{path}.executor" if "[" in path else path, str(exc))
             return None
         params = subst.walk(entry.get("params") or {}, f"{path}.params", self.report)
+        self.secrets |= secret_values(params)
         params, refused = self.check_params(info, params, f"{path}.params")
         calls = (self.task_call(info, t, f"{path}.tasks[{i}]", subst, params, refused) for i, t in enumerate(entry["tasks"]))
         tasks = tuple(filter(None, calls))
@@ -279,6 +281,7 @@ class _Loader:
             return None
         method = methods[name]
         args = subst.walk(spec.get("args") or {}, f"{path}.args", self.report)
+        self.secrets |= secret_values(args)
         schema = signature_schema(method)
         found = schema_problems(args, schema, prefix=f"{path}.args", what="argument")
         for sub, message in found:

@@ -264,7 +264,7 @@ class Run:
                     self.fail(result, exc)
                     return False
                 delay = min(call.retry_delay * 2 ** min(attempt - 1, 32), MAX_RETRY_DELAY)
-                result.error, result.error_type = str(exc), type(exc).__name__
+                result.error, result.error_type = self.routine.masked(str(exc) or repr(exc)), type(exc).__name__
                 self.emit("task_retrying", result, delay)
                 if self.cancelled.wait(delay):
                     result.status, result.ended = CANCELLED, time.time()

@@ -16,9 +16,11 @@ from typing import Any, Callable, TextIO
 
 from .events import SKIPPED, Listener, RunResult, TaskResult
 from .executor import current_context
+from .masking import MaskedLines, MaskSecrets
 from .runs import HEARTBEAT_SECONDS, LogRecord, RunRecord, RunStore, TaskRecord
 from .substitution import mask
 
+__all__ = ["LogCapture", "MaskSecrets", "RunRecorder", "new_record", "parent_run_id"]
 PARENT_ENV = "ORCHESTRATOR_PARENT_RUN_ID"
 
 
@@ -85,19 +87,6 @@ class RunRecorder(Listener):
         self.store.update_run(self.record.run_id, status=result.status, ended=result.ended, heartbeat=time.time())
 
 
-class MaskSecrets(logging.Filter):
-    """Masks secret values in a record's message before any handler formats it."""
-
-    def __init__(self, secrets: frozenset[str]) -> None:
-        super().__init__()
-        self.secrets = set(secrets)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            record.msg, record.args = mask(record.getMessage(), self.secrets), None
-        return True
-
-
 class LogCapture(logging.Handler):
     """Sends log records and printed lines of the running tasks to the run's log."""
 
@@ -148,14 +137,18 @@ def _where(logger_name: str) -> tuple[str | None, str | None]:
 
 
 class _Tee(io.TextIOBase):
-    """Writes through to the real stream and keeps whole lines for the run's log."""
+    """Writes through to the real stream and keeps whole lines for the run's log.
+
+    The real stream gets whole lines too, masked: a secret written in pieces matches no piece.
+    """
 
     def __init__(self, stream: TextIO, capture: LogCapture, level: str) -> None:
         self.stream, self.capture, self.level = stream, capture, level
+        self._terminal = MaskedLines(capture.secrets, stream.write)
         self._partial = threading.local()
 
     def write(self, text: str) -> int:
-        self.stream.write(mask(text, self.capture.secrets))
+        self._terminal.write(text)
         buffered = getattr(self._partial, "text", "") + text
         *lines, self._partial.text = buffered.split("\n")
         context = current_context()
@@ -168,6 +161,8 @@ class _Tee(io.TextIOBase):
         self.stream.flush()
 
     def flush_partial(self) -> None:
+        self._terminal.close()
+        self.stream.flush()
         rest = getattr(self._partial, "text", "")
         if rest.strip():
             self.capture.write(self.level, rest)
