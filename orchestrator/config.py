@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import PluginError, Problem, RoutineError, UserError
-from .executor import accepts_context
+from .executor import Place, accepts_context
 from .introspect import location_kinds, signature_schema
 from .registry import ExecutorInfo, Registry, unknown_message
 from .schema_check import schema_problems
@@ -59,6 +60,7 @@ class Routine:
     run_date: str
     secrets: frozenset[str]
     hash: str
+    trusted: bool = True  # False when loaded under a location policy (a routine from an event)
 
     def masked(self, value: Any) -> Any:
         return mask_values(value, set(self.secrets))
@@ -80,7 +82,8 @@ def load_routine(
     """Load and validate ``path``; raise :class:`RoutineError` listing every problem.
 
     ``env`` is what ``${env.X}`` sees (default: the process environment); ``policy`` may refuse
-    locations (data or code) before any executor check looks at them.
+    locations (data or code), typed or declared by the executors as places, before any executor
+    check looks at them. A routine loaded under a policy is untrusted (``Routine.trusted`` False).
     """
     file = Path(path)
     doc = parse_file(file)
@@ -154,8 +157,8 @@ def _strict_yaml_loader() -> type:
     return StrictLoader
 
 
-LocationPolicy = Callable[[str, str], "str | None"]
-"""``policy(kind, location) -> refusal or None``; ``kind`` is ``"location"`` (data) or ``"code"``."""
+LocationPolicy = Callable[[Place], "str | None"]
+"""``policy(place) -> refusal or None``; ``place.kind`` is ``"location"`` (data) or ``"code"``."""
 
 
 class _Loader:
@@ -198,6 +201,7 @@ class _Loader:
             run_date=run["date"],
             secrets=frozenset(secrets | subst.secrets | self.secrets),
             hash=self.digest(),
+            trusted=self.policy is None,
         )
 
     def check_structure(self) -> list[str]:
@@ -265,6 +269,9 @@ class _Loader:
         for sub, message in found:
             self.report(sub, message)
         params, refused = self.resolve_locations(params, location_kinds(schema), path)
+        reported = {p for p, _ in found}
+        if not refused:
+            refused = self.check_places(lambda: info.cls.places(params), path, reported)
         if not refused:
             for key, message in _deeper_checks(lambda: info.cls.validate_params(params), {p for p, _ in found}, path):
                 self.report(f"{path}.{key}" if key else path, message)
@@ -289,6 +296,9 @@ class _Loader:
         args_path = f"{path}.args"
         args, refused_args = self.resolve_locations(args, location_kinds(schema), args_path)
         if not (refused or refused_args):
+            declared = functools.partial(info.cls.task_places, name, args, params)
+            refused_args = self.check_places(declared, args_path, {p for p, _ in found})
+        if not (refused or refused_args):
             checks = _deeper_checks(lambda: info.cls.validate_args(name, args, params), {p for p, _ in found}, args_path)
             for sub, message in checks:
                 self.report(args_path + (f".{sub}" if sub and not sub.startswith("[") else sub), message)
@@ -310,10 +320,33 @@ class _Loader:
                 continue
             if "://" not in value and not os.path.isabs(value):
                 resolved[key] = value = str(self.folder / value)
-            if self.policy is not None and (message := self.policy(kinds[key], value)) is not None:
+            if self.policy is None:
+                continue
+            if (message := self.policy(Place(key, value, kinds[key]))) is not None:
                 self.report(f"{path}.{key}", message)
                 refused = True
         return resolved, refused
+
+    def check_places(self, declared: Callable[[], Any], path: str, reported: set[str]) -> bool:
+        """The location policy applied to what the executor declares it will use besides its typed
+        locations (``Executor.places``/``task_places``); True if any was refused. Without a policy
+        nothing is asked. An executor that cannot say (its params are malformed) is refused."""
+        if self.policy is None:
+            return False
+        try:
+            places = list(declared())
+        except Exception as exc:
+            if not reported:
+                self.report(path, f"cannot tell which locations this uses ({type(exc).__name__}: "
+                                  f"{exc}), so a routine from an event may not run it")
+            return True
+        refused = False
+        for place in places:
+            if (message := self.policy(place)) is not None:
+                where = f"{path}.{place.key}" + (" (default)" if place.derived else "")
+                self.report(where, message)
+                refused = True
+        return refused
 
     def check_names_and_dependencies(self, steps: list[StepSpec | None], entries: list[tuple[str, dict[str, Any]]]) -> None:
         seen: dict[str, str] = {}

@@ -278,7 +278,8 @@ class Run:
     def context(self, step: Step, call: TaskCall, attempt: int, event: threading.Event) -> Context:
         watermark = self.watermarks.get_watermark(self.routine.name, step.name, call.task) if self.watermarks else None
         return Context(run_id=self.routine.run_id, run_date=self.routine.run_date, routine_name=self.routine.name,
-                       step=step.name, task=call.task, attempt=attempt, cancel_event=event, home=self.home,
+                       step=step.name, task=call.task, attempt=attempt, cancel_event=event,
+                       trusted=self.routine.trusted, home=self.home,
                        watermark=watermark, resumed_from=self.resumed_from)
 
     def save_watermark(self, step: Step, call: TaskCall, ctx: Context) -> None:
