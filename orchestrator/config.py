@@ -18,8 +18,9 @@ from typing import Any, Callable, Mapping
 from .errors import PluginError, Problem, RoutineError, UserError
 from .executor import Place, accepts_context
 from .introspect import location_kinds, signature_schema
+from .masking import mask_shown
 from .registry import ExecutorInfo, Registry, unknown_message
-from .schema_check import schema_problems
+from .schema_check import SHOWN_CHARS, schema_problems
 from .substitution import SECRET_NAME, Substituter, mask_values, secret_values
 
 SCHEMA_PATH = Path(__file__).with_name("routine.schema.json")
@@ -168,13 +169,17 @@ class _Loader:
         self.folder = file.resolve().parent
         self.problems: list[Problem] = []
         self.secrets: set[str] = set()  # values under secret-looking names in params and args
+        self.substituter: Substituter | None = None
 
     def report(self, path: str, message: str) -> None:
         self.problems.append(Problem(str(self.file), path, message))
 
     def fail_if_problems(self) -> None:
+        """Stop with every problem found, secrets masked: a message may quote a wrong value."""
         if self.problems:
-            raise RoutineError(self.problems)
+            secrets = self.secrets | (self.substituter.secrets if self.substituter else set())
+            masked = [mask_shown(p.message, secrets, SHOWN_CHARS) for p in self.problems]
+            raise RoutineError([dataclasses.replace(p, message=m) for p, m in zip(self.problems, masked)])
 
     def load(self, overrides: Mapping[str, Any], run_id: str | None) -> Routine:
         if not isinstance(self.doc, dict):
@@ -184,8 +189,8 @@ class _Loader:
         params = self.merge_params(overrides)
         now = dt.datetime.now(dt.timezone.utc)
         run = {"id": run_id or str(uuid.uuid4()), "date": now.date().isoformat()}
-        subst = Substituter(params, self.env, run)
-        secrets = {str(v) for k, v in params.items() if SECRET_NAME.search(k) and v}
+        subst = self.substituter = Substituter(params, self.env, run)
+        self.secrets |= {str(v) for k, v in params.items() if SECRET_NAME.search(k) and v}
         entries = self.entries()
         steps = [None if _under(path, broken) else self.step(entry, path, subst) for path, entry in entries]
         self.check_names_and_dependencies(steps, entries)
@@ -199,7 +204,7 @@ class _Loader:
             explicit_dependencies=any("depends_on" in e for _, e in entries),
             run_id=run["id"],
             run_date=run["date"],
-            secrets=frozenset(secrets | subst.secrets | self.secrets),
+            secrets=frozenset(subst.secrets | self.secrets),
             hash=self.digest(),
             trusted=self.policy is None,
         )
@@ -412,7 +417,9 @@ def _coerce(key: str, value: str) -> Any:
     try:
         return json.loads(value)
     except json.JSONDecodeError:
-        raise UserError(f"--param {key}={value}: the routine's default is not a string, so give a JSON value") from None
+        shown = "****" if SECRET_NAME.search(key) else value
+        raise UserError(f"--param {key}={shown}: the routine's default is not a string, "
+                        "so give a JSON value") from None
 
 
 def parse_param_overrides(pairs: list[str]) -> dict[str, str]:

@@ -83,6 +83,13 @@ def _last_line_end(text: str) -> int:
     return max(text.rfind("\n"), text.rfind("\r")) + 1
 
 
+def mask_shown(text: str, secrets: set[str] | frozenset[str], shown: int) -> str:
+    """``text`` with secrets masked, also where a message showed only the first ``shown``
+    characters of a secret's ``repr`` (a validation message quoting a wrong value)."""
+    cut = {repr(s)[:shown] for s in secrets if len(repr(s)) > shown}
+    return mask(mask(text, set(secrets)), cut)
+
+
 def masked_traceback(exc: BaseException, secrets: set[str] | frozenset[str], skip_file: str | None = None) -> str:
     """The formatted traceback of ``exc``, secrets masked; leading frames of ``skip_file`` (the
     engine calling the task) are left out, and only the end of a huge traceback is kept."""

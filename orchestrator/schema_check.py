@@ -163,6 +163,9 @@ def _describe(error: Any, prefix: str, what: str) -> tuple[str, str]:
     return path, error.message
 
 
+SHOWN_CHARS = 40  # of a wrong value's repr in a message (the loader masks secrets cut this short)
+
+
 def _show(value: Any) -> str:
     text = repr(value)
-    return f"{type(value).__name__} {text[:40]}"
+    return f"{type(value).__name__} {text[:SHOWN_CHARS]}"

@@ -255,3 +255,24 @@ def test_masked_lines_hold_back_only_what_a_secret_could_still_need():
     lines.write("a\rb\nc")
     lines.close()
     assert out == ["a\rb\n", "c"]
+
+
+def test_validation_messages_do_not_quote_a_secret(cli, write_routine, tmp_path):
+    """A secret substituted into a field of the wrong type was quoted back in the validation error,
+    also in part (messages show the first 40 characters of a wrong value)."""
+    long_secret = "tok-" + "Q" * 60
+    doc = {"routine_name": "typo", "executors": [
+        {"name": "stage", "executor": "staging", "tasks": ["transfer"],
+         "params": {"parent_directory": "in", "dump_directory": "out", "archive_or_delete": "${env.DB_PASSWORD}"}},
+        {"name": "again", "executor": "staging", "tasks": ["transfer"],
+         "params": {"parent_directory": "in2", "dump_directory": "out2", "archive_or_delete": "${env.API_TOKEN}"}}]}
+    proc = cli("validate", str(write_routine(doc)), env={"DB_PASSWORD": SECRET, "API_TOKEN": long_secret})
+    assert proc.returncode == 2
+    assert "executors[0].params.archive_or_delete: must be one of 'archive', 'delete', got str '****'" in proc.stderr
+    assert "executors[1].params.archive_or_delete: must be one of" in proc.stderr
+    assert SECRET not in proc.stderr and long_secret[:30] not in proc.stderr, proc.stderr
+    doc = {"routine_name": "n", "params": {"pin_password": 1234}, "executors": [
+        {"name": "stage", "executor": "staging", "tasks": ["transfer"],
+         "params": {"parent_directory": "in", "dump_directory": "out"}}]}
+    proc = cli("validate", str(write_routine(doc, "n.json")), "--param", f"pin_password={SECRET}")
+    assert proc.returncode == 2 and "--param pin_password=****" in proc.stderr and SECRET not in proc.stderr
