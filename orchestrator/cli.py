@@ -297,8 +297,8 @@ def renderer(args: argparse.Namespace, stdout: Any = None) -> Any:
     if args.json:
         return JsonRenderer(stdout or sys.stdout)
     if not args.quiet and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
-        return RichRenderer()
-    return PlainRenderer(sys.stderr, quiet=args.quiet)
+        return RichRenderer(verbose=args.verbose)
+    return PlainRenderer(sys.stderr, quiet=args.quiet, verbose=args.verbose)
 
 
 @command
@@ -321,11 +321,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from .lifecycle import look_up
     from .runs import open_store
-    from .views import run_details, show_run
+    from .views import details_json, run_details, show_run
 
     store = open_store()
     details = run_details(store, look_up(store, args.run_id))
-    print(json.dumps(details, indent=2, default=str) if args.json else show_run(details))
+    if args.json:
+        print(json.dumps(details_json(details), indent=2, default=str))
+    else:
+        print(show_run(details))
     return EXIT_OK
 
 

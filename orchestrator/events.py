@@ -8,6 +8,7 @@ import dataclasses
 from typing import Any
 
 from .executor import TaskMetrics
+from .masking import last_frames
 
 SUCCEEDED, FAILED, CANCELLED, SKIPPED = "succeeded", "failed", "cancelled", "skipped"
 
@@ -28,6 +29,8 @@ class TaskResult:
     error_type: str | None = None
     reason: str | None = None
     next_watermark: Any = None
+    traceback: str | None = None  # of the failed attempt, secrets masked
+
 
     @property
     def duration(self) -> float | None:
@@ -45,6 +48,7 @@ class TaskResult:
             "error": self.error,
             "error_type": self.error_type,
             "reason": self.reason,
+            "traceback": last_frames(self.traceback),
         }
 
 

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 from .executor import current_context
-from .masking import MaskedLines, MaskSecrets
+from .masking import MaskedLines, MaskSecrets, last_frames
 from .substitution import mask_values
 
 
@@ -51,12 +51,13 @@ class JsonLinesRenderer(Listener):
         self._task("task_started", result, status="running")
 
     def task_retrying(self, result: TaskResult, delay: float) -> None:
-        self._task("task_retrying", result, "WARNING", status="retrying", error=result.error, delay=delay)
+        self._task("task_retrying", result, "WARNING", status="retrying", error=result.error,
+                   delay=delay, **_traceback(result))
 
     def task_finished(self, result: TaskResult) -> None:
         level = {FAILED: "ERROR", CANCELLED: "WARNING"}.get(result.status, "INFO")
         self._task("task_finished", result, level, status=result.status, duration=_round(result.duration),
-                   error=result.error, reason=result.reason)
+                   error=result.error, reason=result.reason, **_traceback(result))
 
     def run_finished(self, result: RunResult) -> None:
         level = "INFO" if result.status in (SUCCEEDED, SKIPPED) else "ERROR"
@@ -67,6 +68,11 @@ def masked(value: Any, secrets: set[str] | frozenset[str]) -> Any:
     """``value`` as plain JSON data with secrets masked, ready to encode: masking the encoded text
     would miss a secret that JSON escapes (non-ASCII, quotes, backslashes)."""
     return mask_values(json.loads(json.dumps(value, default=str)), set(secrets))
+
+
+def _traceback(result: TaskResult) -> dict[str, Any]:
+    """A failed attempt's last frames, as a field of its line."""
+    return {"traceback": last_frames(result.traceback)} if result.traceback else {}
 
 
 def _round(value: float | None) -> float | None:

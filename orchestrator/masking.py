@@ -18,6 +18,7 @@ from .substitution import mask
 LINE_END = re.compile(r"[\r\n]")
 MAX_PENDING = 8192  # a line this long without an end is passed on (all but a possible secret's start)
 MAX_TRACEBACK = 32_768  # characters kept of one traceback (its end: the frames nearest the error)
+TRACEBACK_HEADER = "Traceback (most recent call last):"
 
 
 class MaskSecrets(logging.Filter):
@@ -103,11 +104,17 @@ def masked_traceback(exc: BaseException, secrets: set[str] | frozenset[str], ski
 
 
 def last_frames(text: str | None, frames: int = 3) -> str | None:
-    """A stored traceback cut to its last ``frames`` frames and the exception: what ``--json`` shows."""
+    """A stored traceback with each of its exceptions (a chain has several) cut to the last
+    ``frames`` frames: what ``--json`` shows."""
     if not text:
         return text
-    lines = text.rstrip("\n").split("\n")
-    starts = [i for i, line in enumerate(lines) if line.startswith("  File ")]
-    if len(starts) <= frames:
-        return "\n".join(lines)
-    return "\n".join([lines[0], "  …", *lines[starts[-frames]:]])
+    kept: list[str] = []
+    section: list[str] = []
+    for line in [*text.rstrip("\n").split("\n"), TRACEBACK_HEADER]:
+        if line == TRACEBACK_HEADER and section:
+            starts = [i for i, entry in enumerate(section) if entry.startswith("  File ")]
+            cut = len(starts) > frames
+            kept += [*section[:starts[0]], "  …", *section[starts[-frames]:]] if cut else section
+            section = []
+        section.append(line)
+    return "\n".join(kept)

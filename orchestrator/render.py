@@ -32,6 +32,10 @@ def task_line(result: TaskResult) -> str:
     return f"{name} {result.status}{duration}{attempts}{tail}" + (f"  {metrics}" if metrics else "")
 
 
+def indented(traceback: str) -> str:
+    return "".join(f"    {line}\n" for line in traceback.rstrip("\n").split("\n"))
+
+
 def run_line(result: RunResult) -> str:
     counts: dict[str, int] = {}
     for task in result.tasks:
@@ -43,9 +47,10 @@ def run_line(result: RunResult) -> str:
 class PlainRenderer(Listener):
     """One line per event: readable in a pipe, a CI log or with NO_COLOR."""
 
-    def __init__(self, stream: IO[str] | None = None, quiet: bool = False) -> None:
+    def __init__(self, stream: IO[str] | None = None, quiet: bool = False,
+                 verbose: bool = False) -> None:
         self.stream = stream or sys.stderr
-        self.quiet = quiet
+        self.quiet, self.verbose = quiet, verbose
         self._lock = threading.Lock()
 
     def write(self, text: str, always: bool = False) -> None:
@@ -63,9 +68,19 @@ class PlainRenderer(Listener):
 
     def task_retrying(self, result: TaskResult, delay: float) -> None:
         self.write(f"{result.step}.{result.task} attempt {result.attempts} failed: {result.error}; retrying in {delay:g}s")
+        self.write_traceback(result)
 
     def task_finished(self, result: TaskResult) -> None:
         self.write(task_line(result), always=result.status in (FAILED, CANCELLED))
+        if result.status == FAILED:
+            self.write_traceback(result)
+
+    def write_traceback(self, result: TaskResult) -> None:
+        """``--verbose``: the failed attempt's traceback (masked) under its line."""
+        if self.verbose and result.traceback:
+            with self._lock:
+                self.stream.write(indented(result.traceback))
+                self.stream.flush()
 
     def run_finished(self, result: RunResult) -> None:
         self.write(run_line(result), always=True)
@@ -87,7 +102,7 @@ class JsonRenderer(Listener):
 class RichRenderer(Listener):
     """Live progress and a final summary table for a terminal."""
 
-    def __init__(self, console: Any = None) -> None:
+    def __init__(self, console: Any = None, verbose: bool = False) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -95,6 +110,7 @@ class RichRenderer(Listener):
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=self.console, transient=True)
         self._bar: Any = None
+        self.verbose = verbose
         self._running: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
@@ -114,6 +130,7 @@ class RichRenderer(Listener):
     def task_retrying(self, result: TaskResult, delay: float) -> None:
         self.progress.console.print(f"[yellow]↻[/] {result.step}.{result.task} attempt {result.attempts} failed: "
                                     f"{result.error}; retrying in {delay:g}s", markup=True, highlight=False)
+        self.print_traceback(result)
 
     def task_finished(self, result: TaskResult) -> None:
         with self._lock:
@@ -121,6 +138,13 @@ class RichRenderer(Listener):
             self.progress.update(self._bar, advance=1, description=self._describe())
         style = _STYLE.get(result.status, "")
         self.progress.console.print(f"[{style}]{task_line(result)}[/]", markup=True, highlight=False)
+        if result.status == FAILED:
+            self.print_traceback(result)
+
+    def print_traceback(self, result: TaskResult) -> None:
+        if self.verbose and result.traceback:
+            text = indented(result.traceback)
+            self.progress.console.print(text, markup=False, highlight=False, end="")
 
     def run_finished(self, result: RunResult) -> None:
         from rich.table import Table

@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any, Callable, TextIO
 
-from .events import SKIPPED, Listener, RunResult, TaskResult
+from .events import FAILED, SKIPPED, Listener, RunResult, TaskResult
 from .executor import current_context
 from .masking import MaskedLines, MaskSecrets
 from .runs import HEARTBEAT_SECONDS, LogRecord, RunRecord, RunStore, TaskRecord
@@ -68,7 +68,17 @@ class RunRecorder(Listener):
             step_index=result.step_index, task_index=result.index, attempt=result.attempts if attempt is None else attempt,
             status=status, started=result.started or time.time(), ended=result.ended,
             error_type=result.error_type, error=result.error or result.reason,
-            metrics=result.metrics.to_dict() if result.metrics else None))
+            metrics=result.metrics.to_dict() if result.metrics else None,
+            traceback=result.traceback))
+        if status == FAILED and result.traceback:  # ``orchestrate logs`` tells what went wrong, too
+            self._log_traceback(result)
+
+    def _log_traceback(self, result: TaskResult) -> None:
+        head = f"attempt {result.attempts} failed: {result.error_type}: {result.error}"
+        message = f"{head}\n{result.traceback}".rstrip("\n")
+        record = LogRecord(self.record.run_id, result.ended or time.time(), "ERROR", result.step, result.task,
+                           message)
+        self.store.append_logs([record])
 
     def task_started(self, result: TaskResult) -> None:
         self._attempt_ids.pop((result.step_index, result.index), None)

@@ -230,6 +230,7 @@ def test_lambda_masks_retries_tracebacks_and_flushed_pieces(lam, tmp_path, capsy
     lines = json_lines(out.out)
     retry = next(line for line in lines if line["event"] == "task_retrying")
     assert retry["error"] == "retrying because of ****"
+    assert retry["traceback"].endswith("ConnectionError: retrying because of ****"), retry
     assert [line["message"] for line in lines if line["event"] == "output"] == ["out: ****"]
     assert "ValueError: bad token ****" in runtime_log
     seen = out.out + out.err + str(failed) + runtime_log + json.dumps(items)
