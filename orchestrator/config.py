@@ -278,7 +278,7 @@ class _Loader:
         if not refused:
             refused = self.check_places(lambda: info.cls.places(params), path, reported)
         if not refused:
-            for key, message in _deeper_checks(lambda: info.cls.validate_params(params), {p for p, _ in found}, path):
+            for key, message in _deeper_checks(lambda: info.cls.validate_params(params), reported, path):
                 self.report(f"{path}.{key}" if key else path, message)
         return params, refused
 

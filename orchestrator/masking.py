@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import traceback
 from types import TracebackType
 from typing import Callable
 
@@ -94,6 +93,8 @@ def mask_shown(text: str, secrets: set[str] | frozenset[str], shown: int) -> str
 def masked_traceback(exc: BaseException, secrets: set[str] | frozenset[str], skip_file: str | None = None) -> str:
     """The formatted traceback of ``exc``, secrets masked; leading frames of ``skip_file`` (the
     engine calling the task) are left out, and only the end of a huge traceback is kept."""
+    import traceback  # only when something failed: start-up does not pay for it
+
     tb: TracebackType | None = exc.__traceback__
     while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == skip_file:
         tb = tb.tb_next

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from .executor import Context, TaskMetrics, accepts_context
 from .runs import RunRecord, RunStore, TaskRecord, open_store
+from .masking import masked_traceback
 from .tracking import LogCapture, parent_run_id
 
 _UNSET: Any = object()
@@ -78,6 +79,7 @@ class _Execution:
                 value = self.fn(*args, **kwargs)
         except BaseException as exc:
             self.task.error_type = type(exc).__name__
+            self.task.traceback = masked_traceback(exc, frozenset())
             self.finish("cancelled" if isinstance(exc, KeyboardInterrupt) else "failed", None, error=str(exc))
             raise
         metrics = value if isinstance(value, TaskMetrics) else None
