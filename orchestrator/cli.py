@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--detach", action="store_true", help="run in the background; print the run id")
     run.add_argument("--allow-concurrent", action="store_true", help="run even if this routine is already running")
     run.add_argument("--run-id", help=argparse.SUPPRESS)
-    run.add_argument("--params-file", help=argparse.SUPPRESS)  # --param values from a detaching parent
+    run.add_argument("--params-file", help=argparse.SUPPRESS)  # --param values of a detached run
     runs = sub.add_parser("runs", parents=[common], help="list recent runs")
     runs.add_argument("--routine", help="only runs of this routine")
     runs.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
@@ -236,14 +236,15 @@ def detach(args: argparse.Namespace, run_id: str) -> int:
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", args.routine, "--run-id", run_id, "--quiet",
            "--max-parallel", str(args.max_parallel)]
     params_file = write_private_params(args.param) if args.param else None
-    if params_file is not None:  # a command line is readable by every user of the machine (ps, /proc)
+    if params_file is not None:  # a command line is readable by every user (ps, /proc/PID/cmdline)
         cmd += ["--params-file", str(params_file)]
     if args.allow_concurrent:
         cmd.append("--allow-concurrent")
     try:
         with open(log_path, "ab") as log:
-            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
         store = open_store()
         while store.get_run(run_id) is None:
             if child.poll() is not None:
@@ -273,7 +274,7 @@ def write_private_params(pairs: list[str]) -> Any:
 
 
 def read_private_params(path: str | None) -> list[str]:
-    """The ``--param`` values a detaching parent wrote to ``path``; the file is removed once read."""
+    """The ``--param`` values a detaching parent wrote to ``path``; removed once read."""
     if not path:
         return []
     from .errors import UserError
@@ -282,7 +283,8 @@ def read_private_params(path: str | None) -> list[str]:
         with open(path, encoding="utf-8") as handle:
             pairs = json.load(handle)
     except (OSError, ValueError) as exc:
-        raise UserError(f"--params-file {path}: cannot read the params of the detached run: {exc}") from None
+        message = f"--params-file {path}: cannot read the detached run's params: {exc}"
+        raise UserError(message) from None
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)

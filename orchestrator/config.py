@@ -179,7 +179,8 @@ class _Loader:
         if self.problems:
             secrets = self.secrets | (self.substituter.secrets if self.substituter else set())
             masked = [mask_shown(p.message, secrets, SHOWN_CHARS) for p in self.problems]
-            raise RoutineError([dataclasses.replace(p, message=m) for p, m in zip(self.problems, masked)])
+            problems = [dataclasses.replace(p, message=m) for p, m in zip(self.problems, masked)]
+            raise RoutineError(problems)
 
     def load(self, overrides: Mapping[str, Any], run_id: str | None) -> Routine:
         if not isinstance(self.doc, dict):
@@ -278,7 +279,8 @@ class _Loader:
         if not refused:
             refused = self.check_places(lambda: info.cls.places(params), path, reported)
         if not refused:
-            for key, message in _deeper_checks(lambda: info.cls.validate_params(params), reported, path):
+            checks = _deeper_checks(lambda: info.cls.validate_params(params), reported, path)
+            for key, message in checks:
                 self.report(f"{path}.{key}" if key else path, message)
         return params, refused
 

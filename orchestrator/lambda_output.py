@@ -80,7 +80,7 @@ def _round(value: float | None) -> float | None:
 
 
 class _JsonOutput(io.TextIOBase):
-    """Stands in for stdout/stderr during a run: what tasks print becomes masked ``output`` JSON lines.
+    """Stands in for stdout/stderr during a run: what tasks print becomes masked ``output`` lines.
 
     Only whole lines are emitted, also on ``flush()``: a secret flushed in two pieces would
     otherwise become two lines that each hold half of it.

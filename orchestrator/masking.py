@@ -15,13 +15,13 @@ from typing import Callable
 from .substitution import mask
 
 LINE_END = re.compile(r"[\r\n]")
-MAX_PENDING = 8192  # a line this long without an end is passed on (all but a possible secret's start)
-MAX_TRACEBACK = 32_768  # characters kept of one traceback (its end: the frames nearest the error)
+MAX_PENDING = 8192  # an unended line this long is passed on, but for a secret's possible start
+MAX_TRACEBACK = 32_768  # characters kept of one traceback: its end, the frames nearest the error
 TRACEBACK_HEADER = "Traceback (most recent call last):"
 
 
 class MaskSecrets(logging.Filter):
-    """Masks secret values in a record's message, traceback and stack before any handler formats it."""
+    """Masks secrets in a record's message, traceback and stack before any handler formats it."""
 
     def __init__(self, secrets: frozenset[str] | set[str]) -> None:
         super().__init__()
@@ -90,7 +90,8 @@ def mask_shown(text: str, secrets: set[str] | frozenset[str], shown: int) -> str
     return mask(mask(text, set(secrets)), cut)
 
 
-def masked_traceback(exc: BaseException, secrets: set[str] | frozenset[str], skip_file: str | None = None) -> str:
+def masked_traceback(exc: BaseException, secrets: set[str] | frozenset[str],
+                     skip_file: str | None = None) -> str:
     """The formatted traceback of ``exc``, secrets masked; leading frames of ``skip_file`` (the
     engine calling the task) are left out, and only the end of a huge traceback is kept."""
     import traceback  # only when something failed: start-up does not pay for it

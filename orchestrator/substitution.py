@@ -86,7 +86,8 @@ def secret_values(value: Any, key: str = "") -> set[str]:
         return set().union(*(secret_values(v, k) for k, v in value.items()))
     if isinstance(value, list):
         return set().union(*(secret_values(v, key) for v in value))
-    return {value} if isinstance(value, str) and value and key and SECRET_NAME.search(key) else set()
+    secret = isinstance(value, str) and value and key and SECRET_NAME.search(key)
+    return {value} if secret else set()
 
 
 def mask_values(value: Any, secrets: set[str], key: str = "") -> Any:

@@ -76,8 +76,8 @@ class RunRecorder(Listener):
     def _log_traceback(self, result: TaskResult) -> None:
         head = f"attempt {result.attempts} failed: {result.error_type}: {result.error}"
         message = f"{head}\n{result.traceback}".rstrip("\n")
-        record = LogRecord(self.record.run_id, result.ended or time.time(), "ERROR", result.step, result.task,
-                           message)
+        when = result.ended or time.time()
+        record = LogRecord(self.record.run_id, when, "ERROR", result.step, result.task, message)
         self.store.append_logs([record])
 
     def task_started(self, result: TaskResult) -> None:

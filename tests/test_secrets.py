@@ -4,6 +4,7 @@ Each test runs the real CLI in a subprocess with the built-in ``python`` executo
 file, then looks at everything a user (or another user of the machine) can see: stdout, stderr,
 ``show``, ``show --json``, ``logs``, the SQLite file and a detached process's command line.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ from test_aws_lambda import json_lines, lam  # noqa: F401  (lam: the Lambda runn
 
 SECRET = "hunter2-Sekr1t-7731"
 
-CODE = '''
+CODE = """
 import logging, pathlib, sys, time
 
 def flaky(counter, secret):
@@ -50,7 +51,7 @@ def hold(db_password, out, release):
     limit = time.monotonic() + 30
     while not pathlib.Path(release).exists() and time.monotonic() < limit:
         time.sleep(0.05)
-'''
+"""
 
 
 @pytest.fixture
@@ -61,12 +62,16 @@ def code(tmp_path: Path) -> Path:
 
 
 def python_step(code: Path, function: str, kwargs: dict[str, Any], **task: Any) -> dict[str, Any]:
-    return {"name": "work", "executor": "python", "params": {"path": str(code)},
-            "tasks": [{"task": "call", "args": {"function": function, "kwargs": kwargs}, **task}]}
+    return {
+        "name": "work",
+        "executor": "python",
+        "params": {"path": str(code)},
+        "tasks": [{"task": "call", "args": {"function": function, "kwargs": kwargs}, **task}],
+    }
 
 
 def everything_shown(cli: Callable[..., Any], run_id: str, home: Path) -> str:
-    """What ``show``, ``show --json``, ``logs`` print and the bytes of the run store, as one text."""
+    """What ``show``, ``show --json``, ``logs`` print and the run store's bytes, as one text."""
     shown = [cli("show", run_id), cli("show", run_id, "--json"), cli("logs", run_id)]
     for proc in shown:
         assert proc.returncode == 0, proc.stderr
@@ -78,11 +83,23 @@ def last_run_id(cli: Callable[..., Any]) -> str:
     return json.loads(cli("runs", "--json").stdout)[0]["run_id"]
 
 
-def test_a_retried_attempt_is_stored_and_shown_masked(cli, write_routine, code, tmp_path, orchestrator_home):
-    """(a) the attempt that fails and is retried kept ``str(exc)``: stderr, show, --json and the store."""
-    doc = {"routine_name": "retry", "params": {"password": "${env.DB_PASSWORD}"}, "executors": [
-        python_step(code, "flaky", {"counter": str(tmp_path / "n"), "secret": "${params.password}"},
-                    retries=1, retry_delay=0)]}
+def test_a_retried_attempt_is_stored_and_shown_masked(
+    cli, write_routine, code, tmp_path, orchestrator_home
+):
+    """(a) the attempt that fails and is retried kept ``str(exc)``: stderr, show, the store."""
+    doc = {
+        "routine_name": "retry",
+        "params": {"password": "${env.DB_PASSWORD}"},
+        "executors": [
+            python_step(
+                code,
+                "flaky",
+                {"counter": str(tmp_path / "n"), "secret": "${params.password}"},
+                retries=1,
+                retry_delay=0,
+            )
+        ],
+    }
     proc = cli(str(write_routine(doc)), env={"DB_PASSWORD": SECRET})
     assert proc.returncode == 0, proc.stderr
     assert "attempt 1 failed: login failed for ****" in proc.stderr
@@ -91,29 +108,50 @@ def test_a_retried_attempt_is_stored_and_shown_masked(cli, write_routine, code, 
     assert "login failed for ****" in seen and SECRET not in seen
 
 
-def test_a_secret_named_task_arg_or_step_param_is_masked_everywhere(cli, write_routine, code, orchestrator_home):
-    """(b) a value under a secret-looking name was masked in ``plan`` only; an error echoing it leaked."""
-    doc = {"routine_name": "named", "executors": [
-        python_step(code, "echo_back", {"db_password": SECRET})]}
+def test_a_secret_named_task_arg_or_step_param_is_masked_everywhere(
+    cli, write_routine, code, orchestrator_home
+):
+    """(b) a value under a secret-looking name was masked in ``plan`` only; an error echoing it
+    leaked."""
+    doc = {
+        "routine_name": "named",
+        "executors": [python_step(code, "echo_back", {"db_password": SECRET})],
+    }
     proc = cli(str(write_routine(doc)), "--json")
     assert proc.returncode == 1
     (failed,) = json.loads(proc.stdout)["tasks"]
     assert failed["error"] == "rejected password ****", failed
     assert SECRET not in proc.stdout + proc.stderr
     assert SECRET not in everything_shown(cli, json.loads(proc.stdout)["run_id"], orchestrator_home)
-    step_param = {"routine_name": "param", "executors": [
-        {"name": "greet", "executor": "echo", "params": {"password": SECRET}, "tasks": [
-            {"task": "fail", "args": {"message": "no entry for"}}]}]}
+    step_param = {
+        "routine_name": "param",
+        "executors": [
+            {
+                "name": "greet",
+                "executor": "echo",
+                "params": {"password": SECRET},
+                "tasks": [{"task": "fail", "args": {"message": "no entry for"}}],
+            }
+        ],
+    }
     proc = cli(str(write_routine(step_param, "param.json")), "--json")
-    assert proc.returncode == 1 and json.loads(proc.stdout)["tasks"][0]["error"] == "no entry for ****"
+    assert (
+        proc.returncode == 1 and json.loads(proc.stdout)["tasks"][0]["error"] == "no entry for ****"
+    )
     assert SECRET not in proc.stdout + proc.stderr
     assert SECRET not in everything_shown(cli, json.loads(proc.stdout)["run_id"], orchestrator_home)
 
 
-def test_a_logged_traceback_and_split_writes_reach_the_terminal_masked(cli, write_routine, code, orchestrator_home):
-    """(d) ``logger.exception`` formatted its traceback after masking; a write split in two was masked in halves."""
-    doc = {"routine_name": "chatty", "params": {"api_token": SECRET},
-           "executors": [python_step(code, "chatty", {"secret": "${params.api_token}"})]}
+def test_a_logged_traceback_and_split_writes_reach_the_terminal_masked(
+    cli, write_routine, code, orchestrator_home
+):
+    """(d) ``logger.exception`` formatted its traceback after masking; a write split in two was
+    masked in halves."""
+    doc = {
+        "routine_name": "chatty",
+        "params": {"api_token": SECRET},
+        "executors": [python_step(code, "chatty", {"secret": "${params.api_token}"})],
+    }
     proc = cli(str(write_routine(doc)))
     assert proc.returncode == 0, proc.stderr
     assert "ValueError: cannot connect with ****" in proc.stderr, proc.stderr
@@ -124,16 +162,39 @@ def test_a_logged_traceback_and_split_writes_reach_the_terminal_masked(cli, writ
 
 
 def test_detach_passes_params_through_a_private_file_not_the_command_line(
-        plugin_site, orchestrator_home, write_routine, code, tmp_path):
+    plugin_site, orchestrator_home, write_routine, code, tmp_path
+):
     """(e) ``run --detach`` put ``--param db_password=...`` where ``ps`` shows it to every user."""
     out, release = tmp_path / "got.txt", tmp_path / "release"
-    doc = {"routine_name": "detached", "params": {"db_password": "unset"},
-           "executors": [python_step(code, "hold", {"db_password": "${params.db_password}", "out": str(out),
-                                                    "release": str(release)})]}
+    doc = {
+        "routine_name": "detached",
+        "params": {"db_password": "unset"},
+        "executors": [
+            python_step(
+                code,
+                "hold",
+                {"db_password": "${params.db_password}", "out": str(out), "release": str(release)},
+            )
+        ],
+    }
     env = cli_env(plugin_site, orchestrator_home)
-    started = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(write_routine(doc)), "--detach",
-                              "--json", "--param", f"db_password={SECRET}"], env=env, capture_output=True, text=True,
-                             timeout=60)
+    started = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "run",
+            str(write_routine(doc)),
+            "--detach",
+            "--json",
+            "--param",
+            f"db_password={SECRET}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert started.returncode == 0, started.stderr
     detached = json.loads(started.stdout)
     try:
@@ -144,11 +205,18 @@ def test_detach_passes_params_through_a_private_file_not_the_command_line(
         cmdline = Path(f"/proc/{detached['pid']}/cmdline").read_bytes()
         assert b"orchestrator.cli" in cmdline and SECRET.encode() not in cmdline, cmdline
         assert out.read_text() == SECRET, "the param still reached the run"
-        assert not list(orchestrator_home.rglob("*.params")), "the private params file is gone once read"
+        assert not list(
+            orchestrator_home.rglob("*.params")
+        ), "the private params file is gone once read"
     finally:
         release.touch()
-    waited = subprocess.run([sys.executable, "-m", "orchestrator.cli", "wait", detached["run_id"], "--json"],
-                            env=env, capture_output=True, text=True, timeout=60)
+    waited = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "wait", detached["run_id"], "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert json.loads(waited.stdout)["status"] == "succeeded", waited.stdout + waited.stderr
     assert json.loads(waited.stdout)["params"] == {"db_password": "****"}
 
@@ -165,8 +233,8 @@ def test_the_private_params_file_is_readable_by_its_owner_only(orchestrator_home
 
 # ---------------------------------------------------------------------- Lambda
 
-LAMBDA_SECRET = "pässwörd-Ωmega-\"42\""
-LEAKY = '''
+LAMBDA_SECRET = 'pässwörd-Ωmega-"42"'
+LEAKY = """
 import logging, pathlib, sys
 
 def leaky(token, counter):
@@ -183,11 +251,13 @@ def leaky(token, counter):
     except ValueError:
         logging.getLogger("user.code").exception("lookup failed")
     raise PermissionError(f"token {token} was rejected")
-'''
+"""
 
 
 def run_leaky(lam: Any, tmp_path: Path, secret: str) -> tuple[Any, str, Any]:
-    """Run LEAKY in the Lambda handler with ``secret`` as its token: (stdout/stderr, runtime log, RunFailed)."""
+    """Run LEAKY in the Lambda handler with ``secret`` as its token.
+
+    Returns the RunFailed, what the runtime's log handler got and the store's raw items."""
     import io
     import logging
 
@@ -199,14 +269,24 @@ def run_leaky(lam: Any, tmp_path: Path, secret: str) -> tuple[Any, str, Any]:
     runtime_log = io.StringIO()  # stands for the handler the Lambda runtime puts on the root logger
     handler = logging.StreamHandler(runtime_log)
     logging.getLogger().addHandler(handler)
-    routine = python_routine(str(code), "leaky", {"token": "${params.api_token}", "counter": str(tmp_path / "n")},
-                             params={"api_token": "none"}, retries=1, retry_delay=0)
+    routine = python_routine(
+        str(code),
+        "leaky",
+        {"token": "${params.api_token}", "counter": str(tmp_path / "n")},
+        params={"api_token": "none"},
+        retries=1,
+        retry_delay=0,
+    )
     try:
         with pytest.raises(RunFailed) as failed:
             lam.call({"routine": routine, "params": {"api_token": secret}})
     finally:
         logging.getLogger().removeHandler(handler)
-    return failed.value, runtime_log.getvalue(), lam.store.client.scan(TableName=lam.store.table)["Items"]
+    return (
+        failed.value,
+        runtime_log.getvalue(),
+        lam.store.client.scan(TableName=lam.store.table)["Items"],
+    )
 
 
 def test_lambda_masks_a_secret_before_json_escapes_it(lam, tmp_path, capsys):
@@ -249,7 +329,7 @@ def test_masked_lines_hold_back_only_what_a_secret_could_still_need():
         out.clear()
         text = "x" * start + SECRET + "y" * 40
         for i in range(0, len(text), 7):
-            lines.write(text[i:i + 7])
+            lines.write(text[i : i + 7])
         lines.close()
         assert "".join(out) == "x" * start + "****" + "y" * 40
     out.clear()
@@ -262,18 +342,56 @@ def test_validation_messages_do_not_quote_a_secret(cli, write_routine, tmp_path)
     """A secret substituted into a field of the wrong type was quoted back in the validation error,
     also in part (messages show the first 40 characters of a wrong value)."""
     long_secret = "tok-" + "Q" * 60
-    doc = {"routine_name": "typo", "executors": [
-        {"name": "stage", "executor": "staging", "tasks": ["transfer"],
-         "params": {"parent_directory": "in", "dump_directory": "out", "archive_or_delete": "${env.DB_PASSWORD}"}},
-        {"name": "again", "executor": "staging", "tasks": ["transfer"],
-         "params": {"parent_directory": "in2", "dump_directory": "out2", "archive_or_delete": "${env.API_TOKEN}"}}]}
-    proc = cli("validate", str(write_routine(doc)), env={"DB_PASSWORD": SECRET, "API_TOKEN": long_secret})
+    doc = {
+        "routine_name": "typo",
+        "executors": [
+            {
+                "name": "stage",
+                "executor": "staging",
+                "tasks": ["transfer"],
+                "params": {
+                    "parent_directory": "in",
+                    "dump_directory": "out",
+                    "archive_or_delete": "${env.DB_PASSWORD}",
+                },
+            },
+            {
+                "name": "again",
+                "executor": "staging",
+                "tasks": ["transfer"],
+                "params": {
+                    "parent_directory": "in2",
+                    "dump_directory": "out2",
+                    "archive_or_delete": "${env.API_TOKEN}",
+                },
+            },
+        ],
+    }
+    proc = cli(
+        "validate", str(write_routine(doc)), env={"DB_PASSWORD": SECRET, "API_TOKEN": long_secret}
+    )
     assert proc.returncode == 2
-    assert "executors[0].params.archive_or_delete: must be one of 'archive', 'delete', got str '****'" in proc.stderr
+    assert (
+        "executors[0].params.archive_or_delete: must be one of 'archive', 'delete', got str '****'"
+        in proc.stderr
+    )
     assert "executors[1].params.archive_or_delete: must be one of" in proc.stderr
     assert SECRET not in proc.stderr and long_secret[:30] not in proc.stderr, proc.stderr
-    doc = {"routine_name": "n", "params": {"pin_password": 1234}, "executors": [
-        {"name": "stage", "executor": "staging", "tasks": ["transfer"],
-         "params": {"parent_directory": "in", "dump_directory": "out"}}]}
+    doc = {
+        "routine_name": "n",
+        "params": {"pin_password": 1234},
+        "executors": [
+            {
+                "name": "stage",
+                "executor": "staging",
+                "tasks": ["transfer"],
+                "params": {"parent_directory": "in", "dump_directory": "out"},
+            }
+        ],
+    }
     proc = cli("validate", str(write_routine(doc, "n.json")), "--param", f"pin_password={SECRET}")
-    assert proc.returncode == 2 and "--param pin_password=****" in proc.stderr and SECRET not in proc.stderr
+    assert (
+        proc.returncode == 2
+        and "--param pin_password=****" in proc.stderr
+        and SECRET not in proc.stderr
+    )
