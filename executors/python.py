@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Iterable
 
-from orchestrator.executor import CodeLocation, Context, Executor, TaskMetrics, accepts_context, task
+from orchestrator.executor import (CodeLocation, Context, Executor, Place, TaskMetrics,
+                                   accepts_context, task)
 from orchestrator.hookspecs import hookimpl
 
 
@@ -37,6 +38,21 @@ class PythonExecutor(Executor):
         elif (problem := code_problem(path, (function,))) is not None:
             yield "function", problem
 
+    @classmethod
+    def task_places(cls, task: str, args: dict[str, Any],
+                    params: dict[str, Any]) -> Iterable[Place]:
+        """``call`` runs ``function`` from ``path`` (code) and hands it ``kwargs``: the strings
+        among them that name local paths are data locations to whoever checks them."""
+        from .staging.locations import local_path_strings
+
+        path, function = params.get("path"), args.get("function")
+        if task != "call":
+            return
+        if isinstance(path, str) and path and isinstance(function, str):
+            yield Place("function", path, "code", (function,))
+        for key, value in local_path_strings(args.get("kwargs") or {}, "kwargs"):
+            yield Place(key, value)
+
     @task
     def call(self, function: Annotated[str, "Name of a function in the file"],
              kwargs: Annotated[dict | None, "Keyword arguments for the function"] = None,
@@ -45,7 +61,8 @@ class PythonExecutor(Executor):
         a returned TaskMetrics is reported."""
         from .staging.loader import function_of, load_file
 
-        fn = function_of(load_file(self.path), function)
+        own_only = context is not None and not context.trusted
+        fn = function_of(load_file(self.path), function, own_only)
         extra = {"context": context} if context is not None and accepts_context(fn) else {}
         result: Any = fn(**(kwargs or {}), **extra)
         return result if isinstance(result, TaskMetrics) else None

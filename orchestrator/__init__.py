@@ -19,6 +19,7 @@ _EXPORTS = {
     "NotRetryable": "executor",
     "Location": "executor",
     "CodeLocation": "executor",
+    "Place": "executor",
     "hookimpl": "hookspecs",
     "load_routine": "routine.load",
     "Routine": "routine.load",

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 from .routine.load import Routine, StepSpec, TaskCall
 from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 from .executor import Cancelled, Context, Executor, TaskMetrics
+from .masking import masked_traceback
 
 MAX_RETRY_DELAY = 86400.0
 CANCEL_GRACE = float(os.environ.get("ORCHESTRATOR_CANCEL_GRACE", "10"))
@@ -237,7 +238,7 @@ class Run:
         result.started = time.time()
         for attempt in range(1, call.retries + 2):
             result.attempts = attempt
-            result.error = result.error_type = None
+            result.error = result.error_type = result.traceback = None
             self.emit("task_started", result)
             event = threading.Event()
             if self.cancelled.is_set():
@@ -264,7 +265,7 @@ class Run:
                     self.fail(result, exc)
                     return False
                 delay = min(call.retry_delay * 2 ** min(attempt - 1, 32), MAX_RETRY_DELAY)
-                result.error, result.error_type = str(exc), type(exc).__name__
+                self.describe_failure(result, exc)
                 self.emit("task_retrying", result, delay)
                 if self.cancelled.wait(delay):
                     result.status, result.ended = CANCELLED, time.time()
@@ -278,7 +279,8 @@ class Run:
     def context(self, step: Step, call: TaskCall, attempt: int, event: threading.Event) -> Context:
         watermark = self.watermarks.get_watermark(self.routine.name, step.name, call.task) if self.watermarks else None
         return Context(run_id=self.routine.run_id, run_date=self.routine.run_date, routine_name=self.routine.name,
-                       step=step.name, task=call.task, attempt=attempt, cancel_event=event, home=self.home,
+                       step=step.name, task=call.task, attempt=attempt, cancel_event=event,
+                       trusted=self.routine.trusted, home=self.home,
                        watermark=watermark, resumed_from=self.resumed_from)
 
     def save_watermark(self, step: Step, call: TaskCall, ctx: Context) -> None:
@@ -321,9 +323,14 @@ class Run:
 
     def fail(self, result: TaskResult, exc: BaseException) -> None:
         result.status = FAILED
+        self.describe_failure(result, exc)
+        self.emit("task_finished", result)
+
+    def describe_failure(self, result: TaskResult, exc: BaseException) -> None:
+        """Error, type and traceback of a failed attempt, secrets masked before anyone sees them."""
         result.error = self.routine.masked(str(exc) or repr(exc))
         result.error_type = type(exc).__name__
-        self.emit("task_finished", result)
+        result.traceback = masked_traceback(exc, self.routine.secrets, skip_file=__file__)
 
     def skip_step(self, step: Step, reason: str) -> None:
         self.skip_results(self.results[step.name], reason)

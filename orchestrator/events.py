@@ -8,6 +8,7 @@ import dataclasses
 from typing import Any
 
 from .executor import TaskMetrics
+from .masking import last_frames
 from .outcome import Status
 
 SUCCEEDED, FAILED, CANCELLED, SKIPPED = Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.SKIPPED
@@ -29,6 +30,8 @@ class TaskResult:
     error_type: str | None = None
     reason: str | None = None
     next_watermark: Any = None
+    traceback: str | None = None  # of the failed attempt, secrets masked
+
 
     @property
     def duration(self) -> float | None:
@@ -46,6 +49,7 @@ class TaskResult:
             "error": self.error,
             "error_type": self.error_type,
             "reason": self.reason,
+            "traceback": last_frames(self.traceback),
         }
 
 

@@ -14,7 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator, TypeVar
 
-__all__ = ["Cancelled", "CodeLocation", "Context", "NotRetryable", "Executor", "Location", "TaskMetrics", "task"]
+__all__ = ["Cancelled", "CodeLocation", "Context", "NotRetryable", "Executor", "Location", "Place",
+           "TaskMetrics", "task"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TASK_MARK = "__orchestrator_task__"
@@ -39,6 +40,23 @@ class CodeLocation(Location):
     Resolved like a :class:`Location`; a caller may apply a stricter policy to code than to data
     (the Lambda handler does, for routines that arrive in events).
     """
+
+
+@dataclasses.dataclass(frozen=True)
+class Place:
+    """A location an executor will use that its ``Location``/``CodeLocation`` annotations do not
+    show: one it derives (a default archive folder), one inside a free-form argument (a path among a
+    function's kwargs), or the functions it will call from a code location.
+
+    A caller that applies a location policy (the Lambda handler, for routines from events) checks
+    these too, so that declaring them is what keeps the core from naming any executor.
+    """
+
+    key: str  # where the value is, relative to the step's params or the task's args: "kwargs.out"
+    value: str  # the location, resolved as the executor will use it
+    kind: str = "location"  # "location" (data: read, written, deleted) or "code" (imported)
+    functions: tuple[str, ...] = ()  # for code: the names that will be called from it
+    derived: bool = False  # not written in the routine: the executor's default
 
 
 class Cancelled(Exception):
@@ -123,6 +141,7 @@ class Context:
         step: str,
         task: str,
         attempt: int = 1,
+        trusted: bool = True,
         cancel_event: threading.Event | None = None,
         home: Path | None = None,
         watermark: Any = None,
@@ -135,6 +154,9 @@ class Context:
         self.step = step
         self.task = task
         self.attempt = attempt
+        # False for a routine from outside (a Lambda event): code it names may then be called only
+        # for functions the code file defines itself, not names the file imports.
+        self.trusted = trusted
         self.watermark = watermark
         self.next_watermark: Any = None
         self.resumed_from = resumed_from  # the run this one resumes: its remote work may still be going
@@ -238,6 +260,19 @@ class Executor:
         """Problems that would stop *any* instance here (libraries, credentials), found without
         params: what ``orchestrate doctor`` reports for every executor when given no routine."""
         return []
+
+    @classmethod
+    def places(cls, params: dict[str, Any]) -> Iterable[Place]:
+        """Locations the step will use beyond its ``Location``/``CodeLocation`` params: derived ones
+        and the functions it calls from code. Called at validation, like ``validate_params``."""
+        return ()
+
+    @classmethod
+    def task_places(cls, task: str, args: dict[str, Any],
+                    params: dict[str, Any]) -> Iterable[Place]:
+        """Locations one task will use beyond its typed args (paths inside a free-form dict, code
+        and the function it calls); keys are relative to the task's ``args``. No side effects."""
+        return ()
 
     def check(self) -> list[str]:
         """Problems that would stop this configured executor here (endpoints, permissions):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any, Iterable, Literal
 
-from orchestrator.executor import Cancelled, CodeLocation, Context, Executor, Location, TaskMetrics, task
+from orchestrator.executor import (Cancelled, CodeLocation, Context, Executor, Location, Place,
+                                   TaskMetrics, task)
 from orchestrator.hookspecs import hookimpl
 
 from . import locations as loc
@@ -54,6 +55,10 @@ class StagingExecutor(Executor):
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> Iterable[tuple[str, str]]:
         yield from _validate(params)
+
+    @classmethod
+    def places(cls, params: dict[str, Any]) -> Iterable[Place]:
+        yield from _places(params)
 
     def cancel(self) -> None:
         self._cancelled = True
@@ -166,6 +171,29 @@ class StagingExecutor(Executor):
 
 def _metrics(total: int, **metadata: Any) -> TaskMetrics:
     return TaskMetrics(total_rows=total, execution_metadata=metadata)
+
+
+def _places(params: dict[str, Any]) -> Iterable[Place]:
+    """What the typed params do not show: the default archive folder, the functions called from
+    the code, and the paths among the arguments handed to that code."""
+    parent, archive = params.get("parent_directory"), params.get("archive_directory")
+    if params.get("archive_or_delete", "archive") == "archive" and parent and not archive:
+        if (default := loc.default_archive(str(parent))) is not None:
+            yield Place("archive_directory", default, derived=True)
+    if params.get("transform"):
+        try:
+            path, function = loc.split_callable(str(params["transform"]))
+        except ValueError:
+            pass  # validate_params says what is wrong with it
+        else:
+            yield Place("transform", path, "code", (function,))
+    if params.get("py_exec_path"):
+        folder = str(params["py_exec_path"])
+        module = os.path.join(code_path(folder), "py_exec.py")
+        yield Place("py_exec_path", module, "code", ("test", "main"))
+    for name in ("transform_args", "py_exec_args"):
+        for key, value in loc.local_path_strings(params.get(name) or {}, name):
+            yield Place(key, value)
 
 
 def _validate(params: dict[str, Any]) -> Iterable[tuple[str, str]]:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import inspect
 import itertools
 import stat
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
+
+from orchestrator.executor import NotRetryable
 
 from .locations import is_s3, split_callable
 
@@ -45,17 +48,30 @@ def load_file(path: str | Path) -> ModuleType:
     return module
 
 
-def function_of(module: ModuleType, name: str) -> Callable[..., Any]:
+class ForeignFunction(NotRetryable):
+    """An untrusted routine named a function the code file does not define itself (an import)."""
+
+
+def function_of(module: ModuleType, name: str, own_only: bool = False) -> Callable[..., Any]:
+    """``module.name``; with ``own_only`` (an untrusted routine) it must be a function the module
+    itself defines: a name it imports (``from shutil import copyfile``) would let a routine from an
+    event call any library function through an allowlisted file."""
     function = getattr(module, name, None)
     if not callable(function):
         raise AttributeError(f"{module.__file__} has no function {name!r}")
+    if own_only and not (inspect.isfunction(function) and function.__module__ == module.__name__):
+        origin = getattr(function, "__module__", None) or "?"
+        origin += "." + getattr(function, "__qualname__", name)
+        raise ForeignFunction(
+            f"{module.__file__}: {name} is {origin}, not a function this file defines; a routine "
+            "from an event may call only functions the allowlisted file defines")
     return function
 
 
-def load_callable(ref: str) -> Callable[..., Any]:
+def load_callable(ref: str, own_only: bool = False) -> Callable[..., Any]:
     """``/path/file.py:function`` → the function."""
     path, name = split_callable(ref)
-    return function_of(load_file(path), name)
+    return function_of(load_file(path), name, own_only)
 
 
 def code_problem(path: str | Path, functions: tuple[str, ...] = ()) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import posixpath
+from typing import Any, Iterator
 
 PARTIAL_SUFFIX = ".orchestrator-partial"
 
@@ -78,3 +79,26 @@ def split_callable(ref: str) -> tuple[str, str]:
     if not sep or not path or not function.isidentifier():
         raise ValueError(f"{ref!r} is not 'file.py:function'")
     return path, function
+
+
+def local_path_strings(value: Any, key: str) -> Iterator[tuple[str, str]]:
+    """``(key path, path)`` for each string in a free-form value (a function's kwargs) that names a
+    local file outside the working folder: absolute, ``~``-relative or ``file://``, or climbing
+    with a ``..`` segment (URLs included). Other relative names (``in/orders.csv``, an S3 key) stay
+    under the working folder (in Lambda: the read-only package) and are left alone. ``~`` is
+    expanded and ``file://`` removed; ``..`` is left for the checker to resolve."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from local_path_strings(item, f"{key}.{name}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from local_path_strings(item, f"{key}[{i}]")
+    elif isinstance(value, str) and _names_outside_cwd(value):
+        path = value[len("file://"):] if value.startswith("file://") else value
+        yield key, os.path.expanduser(path)
+
+
+def _names_outside_cwd(text: str) -> bool:
+    if text.startswith(("/", "~", "file://")):
+        return True
+    return ".." in text.replace("\\", "/").split("/")

@@ -28,7 +28,7 @@ def _workers(*stores: Any) -> int:
 def transfer(ex: Any, landing: Any, dump: Any, journal: Journal, context: Context) -> tuple[dict[str, Entry], TaskMetrics]:
     listed = list(landing.list())
     entries = [e for e in listed if loc.matches(e.rel, ex.pattern)]
-    function = load_callable(ex.transform) if ex.transform else None
+    function = load_callable(ex.transform, own_only=not context.trusted) if ex.transform else None
     context.logger.info("staging %d of %d files from %s to %s", len(entries), len(listed), landing.uri, dump.uri)
 
     def one(entry: Entry) -> int:
@@ -60,7 +60,8 @@ def legacy_transfer(ex: Any, landing: Any, dump: Any, context: Context) -> tuple
     The others stay in the landing folder: ``main`` skipped them, failed on them or renamed them.
     """
     module = load_file(Path(code_path(ex.py_exec_path)) / "py_exec.py")
-    if function_of(module, "test")() is False:
+    own_only = not context.trusted
+    if function_of(module, "test", own_only)() is False:
         raise StagingError(f"{ex.py_exec_path}/py_exec.py: test() returned False")
     if ex.py_exec_args is None:
         context.logger.info("py_exec_args not given: only py_exec.test() runs, as in the seed")
@@ -69,7 +70,7 @@ def legacy_transfer(ex: Any, landing: Any, dump: Any, context: Context) -> tuple
     check = lambda: ex.check_cancelled(context)  # noqa: E731
     before = _dump_versions(dump, snapshot, check) if dump.is_local else {}
     context.logger.info("legacy py_exec.main on %d landed files", len(snapshot))
-    function_of(module, "main")(ex.parent_directory, ex.dump_directory, **ex.py_exec_args)
+    function_of(module, "main", own_only)(ex.parent_directory, ex.dump_directory, **ex.py_exec_args)
     after = _dump_versions(dump, snapshot, check)
     handled, missing = {}, []
     for rel, entry in snapshot.items():

@@ -12,8 +12,8 @@ from typing import Any, TextIO
 
 from ..events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 from ..executor import current_context
-from ..routine.substitution import mask
-from ..runs.recorder import MaskSecrets
+from ..masking import MaskedLines, MaskSecrets, last_frames
+from ..routine.substitution import mask_values
 
 
 def _now() -> str:
@@ -36,7 +36,7 @@ class JsonLinesRenderer(Listener):
         line.update(ts=_now(), level=level, event=event, run_id=self.run_id, routine=self.routine, **fields)
         if self.request_id:
             line["request_id"] = self.request_id
-        text = mask(json.dumps(line, default=str), self.secrets)
+        text = json.dumps(masked(line, self.secrets))
         with self._lock:
             self.stream.write(text + "\n")
             self.stream.flush()
@@ -51,16 +51,28 @@ class JsonLinesRenderer(Listener):
         self._task("task_started", result, status="running")
 
     def task_retrying(self, result: TaskResult, delay: float) -> None:
-        self._task("task_retrying", result, "WARNING", status="retrying", error=result.error, delay=delay)
+        self._task("task_retrying", result, "WARNING", status="retrying", error=result.error,
+                   delay=delay, **_traceback(result))
 
     def task_finished(self, result: TaskResult) -> None:
         level = {FAILED: "ERROR", CANCELLED: "WARNING"}.get(result.status, "INFO")
         self._task("task_finished", result, level, status=result.status, duration=_round(result.duration),
-                   error=result.error, reason=result.reason)
+                   error=result.error, reason=result.reason, **_traceback(result))
 
     def run_finished(self, result: RunResult) -> None:
         level = "INFO" if result.status in (SUCCEEDED, SKIPPED) else "ERROR"
         self.emit("run_finished", level, status=result.status, duration=_round(result.ended - result.started))
+
+
+def masked(value: Any, secrets: set[str] | frozenset[str]) -> Any:
+    """``value`` as plain JSON data with secrets masked, ready to encode: masking the encoded text
+    would miss a secret that JSON escapes (non-ASCII, quotes, backslashes)."""
+    return mask_values(json.loads(json.dumps(value, default=str)), set(secrets))
+
+
+def _traceback(result: TaskResult) -> dict[str, Any]:
+    """A failed attempt's last frames, as a field of its line."""
+    return {"traceback": last_frames(result.traceback)} if result.traceback else {}
 
 
 def _round(value: float | None) -> float | None:
@@ -68,29 +80,30 @@ def _round(value: float | None) -> float | None:
 
 
 class _JsonOutput(io.TextIOBase):
-    """Stands in for stdout/stderr during a run: what tasks print becomes masked ``output`` JSON lines."""
+    """Stands in for stdout/stderr during a run: what tasks print becomes masked ``output`` lines.
+
+    Only whole lines are emitted, also on ``flush()``: a secret flushed in two pieces would
+    otherwise become two lines that each hold half of it.
+    """
 
     def __init__(self, renderer: JsonLinesRenderer, level: str) -> None:
         self.renderer, self.level = renderer, level
-        self._partial = threading.local()
+        self._lines = MaskedLines(renderer.secrets, self._emit)
 
     def write(self, text: str) -> int:
-        buffered = getattr(self._partial, "text", "") + text
-        *lines, self._partial.text = buffered.split("\n")
-        for line in lines:
-            self._line(line)
+        self._lines.write(text)
         return len(text)
 
-    def _line(self, line: str) -> None:
-        if line.strip():
-            context = current_context()
-            self.renderer.emit("output", self.level, step=context.step if context else None,
-                               task=context.task if context else None, message=line)
+    def _emit(self, text: str) -> None:
+        context = current_context()
+        for line in text.splitlines():
+            if line.strip():
+                self.renderer.emit("output", self.level, step=context.step if context else None,
+                                   task=context.task if context else None, message=line)
 
-    def flush(self) -> None:
-        rest = getattr(self._partial, "text", "")
-        self._partial.text = ""
-        self._line(rest)
+    def close_lines(self) -> None:
+        """Emit what is left of unfinished lines (the run is over)."""
+        self._lines.close()
 
     def isatty(self) -> bool:
         return False
@@ -112,7 +125,7 @@ class Output:
     def __exit__(self, *exc: Any) -> None:
         for stream in (sys.stdout, sys.stderr):
             if isinstance(stream, _JsonOutput):
-                stream.flush()
+                stream.close_lines()
         sys.stdout, sys.stderr = self._saved
         for handler in logging.getLogger().handlers:
             handler.removeFilter(self.filter)

@@ -8,23 +8,31 @@ deadline, so executors stop their remote work and the record says "cancelled". A
 succeed raises :class:`RunFailed`, so Lambda's retries and dead-letter queues see it.
 
 Routines that come from outside the package (inline, S3, or inline JSON in ``$ORCHESTRATOR_ROUTINE``)
-are untrusted; all three checks below run before anything runs, and a refusal is an :class:`InvalidEvent`
-naming the JSON path of each offending value:
+are untrusted; all the checks below run before anything runs, and a refusal is an
+:class:`InvalidEvent` naming the JSON path of each offending value:
 
 - code they name (staging ``py_exec_path``/``transform``, the python executor's ``path``) must lie under
   a prefix of ``$ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST`` (comma-separated absolute prefixes; unset or
-  empty allows none);
+  empty allows none), and each function called from it must be one the file defines itself with
+  ``def`` (not a name it imports, such as ``from shutil import copyfile``): checked with ``ast`` now
+  and on the function object (``__module__``) when it is imported;
 - ``${env.X}`` resolves only for names listed in ``$ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST`` (comma-separated
   names; unset or empty allows none), so a routine cannot copy ``AWS_SECRET_ACCESS_KEY`` or the like
   into an S3 key, a folder name or a query;
-- every other local location they name (staging ``parent_directory``, ``dump_directory`` and
+- every local data location they name (staging ``parent_directory``, ``dump_directory`` and
   ``archive_directory``, the default ``<parent_directory>_archive`` included; any other executor
-  parameter or task argument typed as a location, such as ``sql_file``) must lie under a prefix of
-  ``$ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST`` (comma-separated absolute prefixes; unset means ``/tmp/``,
-  empty allows none) or of the code allowlist, and must not contain or lie inside the orchestrator home
+  parameter or task argument typed as a location, such as ``sql_file``; strings among a function's
+  ``kwargs``, ``transform_args`` or ``py_exec_args`` that could be local paths) must lie under a
+  prefix of ``$ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST`` (comma-separated absolute prefixes; unset means
+  ``/tmp/``, empty allows none), must neither contain nor lie inside a code allowlist prefix (data
+  staged there could be imported as code) and must not contain or lie inside the orchestrator home
   (``$ORCHESTRATOR_HOME``, ``/tmp/orchestrator`` by default: run records and executor state).
   ``s3://`` locations are not restricted; other schemes are refused. Relative locations resolve
-  against the run's temporary routine folder under ``/tmp``.
+  against the run's temporary routine folder under ``/tmp`` (relative kwargs against the working
+  folder, where the function will open them).
+
+Which params and args are locations or code is declared by each executor (annotations and
+``Executor.places``/``task_places``); nothing here names an executor.
 
 Routines packaged with the function (a path inside ``LAMBDA_TASK_ROOT``) are trusted: they see the
 whole environment and may name any path or code.
@@ -42,13 +50,12 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..routine.load import Routine, load_routine
 from ..errors import RoutineError, UserError
 from ..events import SKIPPED, SUCCEEDED
-from .output import JsonLinesRenderer, Output
-from .trust import (InvalidEvent, allowlist, default_archive_refusals, env_allowlist, path_allowlist,
-                           problem_text, untrusted_policy, visible_env)
-from ..routine.substitution import mask
+from ..routine.load import Routine, load_routine
+from .output import JsonLinesRenderer, Output, masked
+from .trust import (InvalidEvent, allowlist, env_allowlist, path_allowlist, problem_text,
+                    untrusted_policy, visible_env)
 
 ROUTINE_ENV = "ORCHESTRATOR_ROUTINE"
 MARGIN_ENV = "ORCHESTRATOR_LAMBDA_MARGIN_SECONDS"
@@ -295,7 +302,7 @@ class LambdaRunner:
                 _ACTIVE.discard(routine.run_id)
                 if timer is not None:
                     timer.cancel()
-        summary = json.loads(mask(json.dumps(result.to_dict(), default=str), set(routine.secrets)))
+        summary = masked(result.to_dict(), routine.secrets)
         summary["deadline"] = deadline.is_set()
         return summary
 
@@ -318,9 +325,6 @@ class LambdaRunner:
             raise InvalidEvent(f"{source.label}: {problems}") from None
         except UserError as exc:
             raise InvalidEvent(f"{source.label}: {' '.join(str(exc).split())}") from None
-        refused = [] if source.trusted else default_archive_refusals(routine, allowlist(), path_allowlist(), home)
-        if refused:
-            raise InvalidEvent(f"{source.label}: " + "; ".join(refused))
         return routine
 
 

@@ -1,22 +1,25 @@
 """What a routine that arrives in a Lambda event (untrusted) may name: env vars, code, local paths.
 
 See :mod:`orchestrator.aws_lambda` for the rules; they are enforced as a location policy while the
-routine is validated, so nothing outside them is even read.
+routine is validated, so nothing outside them is even read. The policy names no executor: each
+declares its locations through the executor contract (annotations, ``Executor.places``).
 """
 from __future__ import annotations
 
+import ast
 import os
 import re
-from typing import Callable, Mapping
+from typing import Mapping, Sequence
 
-from ..routine.load import Routine, StepSpec
 from ..errors import Problem, UserError
+from ..executor import Place
+from ..routine.load import LocationPolicy
 
 ALLOWLIST_ENV = "ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST"
 ENV_ALLOWLIST_ENV = "ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST"
 PATH_ALLOWLIST_ENV = "ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST"
 DEFAULT_PATH_ALLOWLIST = "/tmp/"
-STAGING_EXECUTOR = ("staging", "StagingExecutor")
+MAX_CODE_BYTES = 16 * 1024 * 1024  # a bigger file is not parsed: none of its functions is callable
 
 
 class InvalidEvent(UserError):
@@ -70,61 +73,125 @@ def allowed(path: str, prefixes: list[str]) -> bool:
     return any(real == p or real.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
-def _default_archive(step: StepSpec) -> str | None:
-    """The archive folder staging derives from a local ``parent_directory`` when none is given."""
-    if step.executor.name not in STAGING_EXECUTOR and step.executor.class_name not in STAGING_EXECUTOR:
-        return None
-    parent = str(step.params.get("parent_directory") or "")
-    if step.params.get("archive_directory") or step.params.get("archive_or_delete", "archive") != "archive":
-        return None
-    if not parent or parent.startswith("s3://") or ("://" in parent and not parent.startswith("file://")):
-        return None
-    path = os.path.normpath(os.path.abspath(parent.removeprefix("file://")))
-    return None if path == "/" else path.rstrip("/") + "_archive"
-
-
 def _nested(a: str, b: str) -> bool:
     """Real paths ``a`` and ``b`` are the same folder or one lies inside the other."""
     a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
     return a.startswith(b) or b.startswith(a)
 
 
-def path_refusal(value: str, prefixes: list[str], home: str) -> str | None:
-    """Why an untrusted routine may not use the location ``value``, or None (``s3://`` is always fine)."""
+def path_refusal(value: str, prefixes: list[str], home: str,
+                 code_prefixes: Sequence[str] = ()) -> str | None:
+    """Why an untrusted routine may not use the data location ``value``, or None (``s3://`` is
+    always fine). Data never overlaps a code location: what a routine stages, writes or hands to a
+    function there could later be imported as code."""
     if value.startswith("s3://"):
         return None
     local = value.removeprefix("file://")
     if not allowed(local, prefixes):
-        return f"{value!r} is outside {PATH_ALLOWLIST_ENV} and {ALLOWLIST_ENV}"
-    if _nested(os.path.realpath(local), home):
+        return f"{value!r} is outside {PATH_ALLOWLIST_ENV}"
+    real = os.path.realpath(local)
+    if _nested(real, home):
         return f"{value!r} overlaps the orchestrator home {home} (run records and state)"
+    for code in code_prefixes:
+        if _nested(real, code):
+            return (f"{value!r} overlaps {code} in {ALLOWLIST_ENV}: a routine from an event may "
+                    "not put or read data where code is imported from")
     return None
 
 
-def untrusted_policy(code_prefixes: list[str], data_prefixes: list[str], home: str) -> Callable[[str, str], str | None]:
-    """The location policy for routines from events, applied while they are validated, so that no
-    executor check reads a file the routine may not name (validation must not probe the disk)."""
-    places = data_prefixes + [p for p in code_prefixes if p not in data_prefixes]
-    code_note = "code allowlist: " + (", ".join(code_prefixes) or "empty, so no code may be named")
-    path_note = "path allowlist: " + (", ".join(places) or "empty, so no local path may be named")
+def code_refusal(place: Place, prefixes: list[str], note: str) -> str | None:
+    """Why an untrusted routine may not run ``place``'s code, or None: the file must lie under the
+    code allowlist and define each function it will call itself (checked again when imported)."""
+    value = place.value
+    file = value.rpartition(":")[0] if ":" in value.rsplit("/", 1)[-1] else value
+    if not allowed(file, prefixes):
+        return f"{value!r} is outside {ALLOWLIST_ENV} ({note})"
+    if not place.functions or not os.path.isfile(file):
+        return None  # a missing file is the executor's own check to report
+    own = own_functions(file)
+    foreign = [name for name in place.functions if own is None or name not in own]
+    if not foreign:
+        return None
+    names = ", ".join(f"{name}()" for name in foreign)
+    why = ("its top level cannot be read statically: globals(), exec, setattr, import *, 16+ MiB"
+           if own is None else "it imports, assigns or redefines them")
+    return (f"{file} does not itself define {names} ({why}); a routine from an event may call only "
+            "functions the allowlisted file defines")
 
-    def refuse(kind: str, value: str) -> str | None:
-        if kind == "code":
-            file = value.rpartition(":")[0] if ":" in value.rsplit("/", 1)[-1] else value
-            return None if allowed(file, code_prefixes) else f"{value!r} is outside {ALLOWLIST_ENV} ({code_note})"
-        why = path_refusal(value, places, home)
-        return f"{why} ({path_note})" if why and PATH_ALLOWLIST_ENV in why else why
+
+def own_functions(file: str) -> set[str] | None:
+    """Top-level functions ``file`` defines with ``def`` and binds in no other way; None when the
+    module may bind names dynamically. Read with ``ast``, never imported."""
+    try:
+        with open(file, "rb") as handle:
+            source = handle.read(MAX_CODE_BYTES + 1)
+        if len(source) > MAX_CODE_BYTES:
+            return None
+        tree = ast.parse(source, filename=file)
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    defs: set[str] = set()
+    others: set[str] = set()
+    try:
+        for node in tree.body:
+            _bindings(node, defs, others)
+    except _Dynamic:
+        return None
+    return defs - others
+
+
+class _Dynamic(Exception):
+    pass
+
+
+_DYNAMIC_CALLS = {"globals", "exec", "eval", "setattr", "vars", "__import__", "compile"}
+
+
+def _bindings(node: ast.AST, defs: set[str], others: set[str]) -> None:
+    """Names a module-level statement binds, split into ``def`` and everything else; function and
+    class bodies are not module level (their decorators, defaults and bases are)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        defs.add(node.name)
+        outer = [*node.decorator_list, *node.args.defaults, *filter(None, node.args.kw_defaults)]
+    elif isinstance(node, ast.ClassDef):
+        others.add(node.name)
+        outer = [*node.decorator_list, *node.bases, *node.keywords]
+    elif isinstance(node, ast.Lambda):
+        outer = [*node.args.defaults, *filter(None, node.args.kw_defaults)]
+    else:
+        outer = list(ast.iter_child_nodes(node))
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any(alias.name == "*" for alias in node.names):
+                raise _Dynamic
+            others.update(alias.asname or alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            others.add(node.id)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            others.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            others.add(node.rest)
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in _DYNAMIC_CALLS:
+            raise _Dynamic
+    for child in outer:
+        _bindings(child, defs, others)
+
+
+def untrusted_policy(code_prefixes: list[str], data_prefixes: list[str],
+                     home: str) -> LocationPolicy:
+    """The location policy for routines from events, applied while they are validated, so that no
+    executor check reads a file the routine may not name (validation must not probe the disk).
+
+    Executors declare what their typed params do not show (``Executor.places``): the default
+    archive folder, paths among a function's kwargs, the functions called from code."""
+    code_note = "code allowlist: " + (", ".join(code_prefixes) or "empty, so no code may be named")
+    path_note = "path allowlist: " + (", ".join(data_prefixes)
+                                      or "empty, so no local path may be named")
+
+    def refuse(place: Place) -> str | None:
+        if place.kind == "code":
+            return code_refusal(place, code_prefixes, code_note)
+        why = path_refusal(place.value, data_prefixes, home, code_prefixes)
+        outside = why is not None and why.endswith(f"outside {PATH_ALLOWLIST_ENV}")
+        return f"{why} ({path_note})" if outside else why
 
     return refuse
-
-
-def default_archive_refusals(routine: Routine, code_prefixes: list[str], data_prefixes: list[str], home: str) -> list[str]:
-    """Staging derives ``<parent_directory>_archive`` when no archive is named: the policy applied during
-    validation never saw it, so it is checked here, before anything runs."""
-    refuse = untrusted_policy(code_prefixes, data_prefixes, home)
-    refused = []
-    for step in routine.steps:
-        default = _default_archive(step)
-        if default and (why := refuse("location", default)) is not None:
-            refused.append(f"{step.path}.params.archive_directory (default): {why}")
-    return refused

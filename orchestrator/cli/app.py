@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--detach", action="store_true", help="run in the background; print the run id")
     run.add_argument("--allow-concurrent", action="store_true", help="run even if this routine is already running")
     run.add_argument("--run-id", help=argparse.SUPPRESS)
+    run.add_argument("--params-file", help=argparse.SUPPRESS)  # --param values of a detached run
     runs = sub.add_parser("runs", parents=[common], help="list recent runs")
     runs.add_argument("--routine", help="only runs of this routine")
     runs.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
@@ -199,7 +200,8 @@ def load(args: argparse.Namespace, path: str | None = None, params: dict[str, An
     from ..routine.load import load_routine, parse_param_overrides
     from ..registry import Registry
 
-    overrides = {**(params or {}), **parse_param_overrides(args.param)}
+    given = [*read_private_params(getattr(args, "params_file", None)), *args.param]
+    overrides = {**(params or {}), **parse_param_overrides(given)}
     return load_routine(path or args.routine, overrides, Registry(), run_id=getattr(args, "run_id", None))
 
 
@@ -293,20 +295,63 @@ def detach(args: argparse.Namespace, run_id: str) -> int:
     log_path = home_dir() / "logs" / f"{run_id}.out"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", args.routine, "--run-id", run_id, "--quiet",
-           "--max-parallel", str(args.max_parallel), *(f"--param={p}" for p in args.param)]
+           "--max-parallel", str(args.max_parallel)]
+    params_file = write_private_params(args.param) if args.param else None
+    if params_file is not None:  # a command line is readable by every user (ps, /proc/PID/cmdline)
+        cmd += ["--params-file", str(params_file)]
     if args.allow_concurrent:
         cmd.append("--allow-concurrent")
-    with open(log_path, "ab") as log:
-        child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    store = open_store()
-    while store.get_run(run_id) is None:
-        if child.poll() is not None:
-            sys.stderr.write(log_path.read_text())
-            return child.returncode or EXIT_FAILED
-        time.sleep(0.05)
+    try:
+        with open(log_path, "ab") as log:
+            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        store = open_store()
+        while store.get_run(run_id) is None:
+            if child.poll() is not None:
+                sys.stderr.write(log_path.read_text())
+                return child.returncode or EXIT_FAILED
+            time.sleep(0.05)
+    finally:
+        if params_file is not None:  # read and removed by the child before it claims the run
+            params_file.unlink(missing_ok=True)
     print(json.dumps({"run_id": run_id, "pid": child.pid}) if args.json else run_id)
     return EXIT_OK
+
+
+def write_private_params(pairs: list[str]) -> Any:
+    """``--param`` values in a new file only this user can read (0600), for a detached run."""
+    import tempfile
+    from pathlib import Path
+
+    from ..home import home_dir
+
+    folder = home_dir() / "detach"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, name = tempfile.mkstemp(prefix="run-", suffix=".params", dir=folder)  # created 0600
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(pairs, handle)
+    return Path(name)
+
+
+def read_private_params(path: str | None) -> list[str]:
+    """The ``--param`` values a detaching parent wrote to ``path``; removed once read."""
+    if not path:
+        return []
+    from ..errors import UserError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            pairs = json.load(handle)
+    except (OSError, ValueError) as exc:
+        message = f"--params-file {path}: cannot read the detached run's params: {exc}"
+        raise UserError(message) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    if not isinstance(pairs, list) or not all(isinstance(p, str) for p in pairs):
+        raise UserError(f"--params-file {path}: expected a JSON list of KEY=VALUE strings")
+    return pairs
 
 
 def renderer(args: argparse.Namespace, stdout: Any = None) -> Any:
@@ -315,8 +360,8 @@ def renderer(args: argparse.Namespace, stdout: Any = None) -> Any:
     if args.json:
         return JsonRenderer(stdout or sys.stdout)
     if not args.quiet and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
-        return RichRenderer()
-    return PlainRenderer(sys.stderr, quiet=args.quiet)
+        return RichRenderer(verbose=args.verbose)
+    return PlainRenderer(sys.stderr, quiet=args.quiet, verbose=args.verbose)
 
 
 @command
@@ -339,11 +384,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from ..runs.control import look_up
     from ..runs.store import open_store
-    from .views import run_details, show_run
+    from .views import details_json, run_details, show_run
 
     store = open_store()
     details = run_details(store, look_up(store, args.run_id))
-    print(json.dumps(details, indent=2, default=str) if args.json else show_run(details))
+    if args.json:
+        print(json.dumps(details_json(details), indent=2, default=str))
+    else:
+        print(show_run(details))
     return EXIT_OK
 
 
@@ -438,7 +486,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def configure_logging(args: argparse.Namespace, secrets: frozenset[str] = frozenset(), console: Any = None) -> None:
     """Log lines on stderr; through the rich console when there is one, so they print above
     the live progress bar instead of over it."""
-    from ..runs.recorder import MaskSecrets
+    from ..masking import MaskSecrets
 
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     handler: logging.Handler = ConsoleLogHandler(console) if console is not None else logging.StreamHandler(sys.stderr)

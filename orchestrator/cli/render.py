@@ -44,6 +44,10 @@ def task_line(result: TaskResult) -> str:
     return f"{name} {result.status}{duration}{attempts}{tail}" + (f"  {metrics}" if metrics else "")
 
 
+def indented(traceback: str) -> str:
+    return "".join(f"    {line}\n" for line in traceback.rstrip("\n").split("\n"))
+
+
 def run_line(result: RunResult) -> str:
     counts: dict[str, int] = {}
     for task in result.tasks:
@@ -55,9 +59,10 @@ def run_line(result: RunResult) -> str:
 class PlainRenderer(Listener):
     """One line per event: readable in a pipe, a CI log or with NO_COLOR."""
 
-    def __init__(self, stream: IO[str] | None = None, quiet: bool = False) -> None:
+    def __init__(self, stream: IO[str] | None = None, quiet: bool = False,
+                 verbose: bool = False) -> None:
         self.stream = stream or sys.stderr
-        self.quiet = quiet
+        self.quiet, self.verbose = quiet, verbose
         self._lock = threading.Lock()
 
     def write(self, text: str, always: bool = False) -> None:
@@ -75,9 +80,19 @@ class PlainRenderer(Listener):
 
     def task_retrying(self, result: TaskResult, delay: float) -> None:
         self.write(f"{result.step}.{result.task} attempt {result.attempts} failed: {result.error}; retrying in {delay:g}s")
+        self.write_traceback(result)
 
     def task_finished(self, result: TaskResult) -> None:
         self.write(task_line(result), always=result.status in (FAILED, CANCELLED))
+        if result.status == FAILED:
+            self.write_traceback(result)
+
+    def write_traceback(self, result: TaskResult) -> None:
+        """``--verbose``: the failed attempt's traceback (masked) under its line."""
+        if self.verbose and result.traceback:
+            with self._lock:
+                self.stream.write(indented(result.traceback))
+                self.stream.flush()
 
     def run_finished(self, result: RunResult) -> None:
         self.write(run_line(result), always=True)
@@ -99,7 +114,7 @@ class JsonRenderer(Listener):
 class RichRenderer(Listener):
     """Live progress and a final summary table for a terminal."""
 
-    def __init__(self, console: Any = None) -> None:
+    def __init__(self, console: Any = None, verbose: bool = False) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -110,6 +125,7 @@ class RichRenderer(Listener):
         self._total = 0
         self._done = 0
         self._bar: Any = None
+        self.verbose = verbose
         self._running: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
@@ -132,6 +148,7 @@ class RichRenderer(Listener):
     def task_retrying(self, result: TaskResult, delay: float) -> None:
         self.progress.console.print(f"[yellow]↻[/] {result.step}.{result.task} attempt {result.attempts} failed: "
                                     f"{result.error}; retrying in {delay:g}s", markup=True, highlight=False)
+        self.print_traceback(result)
 
     def task_finished(self, result: TaskResult) -> None:
         with self._lock:
@@ -140,6 +157,13 @@ class RichRenderer(Listener):
             self.progress.update(self._bar, advance=1, description=self._describe())
         style = _STYLE.get(result.status, "")
         self.progress.console.print(f"[{style}]{task_line(result)}[/]", markup=True, highlight=False)
+        if result.status == FAILED:
+            self.print_traceback(result)
+
+    def print_traceback(self, result: TaskResult) -> None:
+        if self.verbose and result.traceback:
+            text = indented(result.traceback)
+            self.progress.console.print(text, markup=False, highlight=False, end="")
 
     def run_finished(self, result: RunResult) -> None:
         self.progress.stop()

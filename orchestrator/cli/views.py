@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..masking import last_frames
 from ..runs.store import LogRecord, RunRecord, RunStore
 
 
@@ -34,6 +35,12 @@ def run_details(store: RunStore, run: RunRecord) -> dict[str, Any]:
     return {"run": run.to_dict(), "tasks": [t.to_dict() for t in store.tasks(run.run_id)], "children": children}
 
 
+def details_json(details: dict[str, Any]) -> dict[str, Any]:
+    """``show --json``: the details with each traceback cut to its last frames."""
+    tasks = [{**task, "traceback": last_frames(task.get("traceback"))} for task in details["tasks"]]
+    return {**details, "tasks": tasks, "children": [details_json(c) for c in details["children"]]}
+
+
 def show_run(details: dict[str, Any], indent: str = "") -> str:
     run = details["run"]
     lines = [f"{indent}run {run['run_id']}  {run['routine']}  {run['status']}  "
@@ -49,6 +56,9 @@ def show_run(details: dict[str, Any], indent: str = "") -> str:
         lines.append(f"{indent}  {task['step']}.{task['task']} {attempt} {task['status']:9} "
                      f"{_duration(task['started'], task['ended']):>8}  {detail}".rstrip())
         lines.extend(f"{indent}      {more}" for more in error[1:])  # a multi-line error, readable
+        if task.get("traceback"):
+            trace = task["traceback"].rstrip("\n").split("\n")
+            lines += [f"{indent}      {line}" for line in trace]
     for child in details["children"]:
         lines.append(show_run(child, indent + "    "))
     return "\n".join(lines)

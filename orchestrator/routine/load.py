@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -16,11 +17,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import PluginError, Problem, RoutineError, UserError
-from ..executor import accepts_context
-from .introspect import item_location_kinds, location_kinds, signature_schema
+from ..executor import Place, accepts_context
+from ..masking import mask_shown
 from ..registry import ExecutorInfo, Registry, unknown_message
-from .schema_check import schema_problems
-from .substitution import SECRET_NAME, Substituter, mask_values
+from .introspect import item_location_kinds, location_kinds, signature_schema
+from .schema_check import SHOWN_CHARS, schema_problems
+from .substitution import SECRET_NAME, Substituter, mask_values, secret_values
 
 SCHEMA_PATH = Path(__file__).with_name("routine.schema.json")
 
@@ -60,6 +62,7 @@ class Routine:
     run_date: str
     secrets: frozenset[str]
     hash: str
+    trusted: bool = True  # False when loaded under a location policy (a routine from an event)
 
     def masked(self, value: Any) -> Any:
         return mask_values(value, set(self.secrets))
@@ -89,6 +92,7 @@ def load_routine(
     locations (data or code) before any executor check looks at them. With ``strict_params`` a
     param that the routine neither declares nor references is a problem (a typo, most likely);
     the Lambda adapter turns it off, as events carry context (bucket, key) a routine may ignore.
+    A routine loaded under a policy is untrusted (``Routine.trusted`` False).
     """
     if isinstance(path, Mapping):
         file, doc = Path.cwd() / "<routine dict>", _plain(path)
@@ -175,8 +179,8 @@ def _strict_yaml_loader() -> type:
     return StrictLoader
 
 
-LocationPolicy = Callable[[str, str], "str | None"]
-"""``policy(kind, location) -> refusal or None``; ``kind`` is ``"location"`` (data) or ``"code"``."""
+LocationPolicy = Callable[[Place], "str | None"]
+"""``policy(place) -> refusal or None``; ``place.kind`` is ``"location"`` (data) or ``"code"``."""
 
 
 class _Loader:
@@ -185,13 +189,19 @@ class _Loader:
         self.file, self.doc, self.registry, self.env, self.policy = file, doc, registry, env, policy
         self.folder = file.resolve().parent
         self.problems: list[Problem] = []
+        self.secrets: set[str] = set()  # values under secret-looking names in params and args
+        self.substituter: Substituter | None = None
 
     def report(self, path: str, message: str) -> None:
         self.problems.append(Problem(str(self.file), path, message))
 
     def fail_if_problems(self) -> None:
+        """Stop with every problem found, secrets masked: a message may quote a wrong value."""
         if self.problems:
-            raise RoutineError(self.problems)
+            secrets = self.secrets | (self.substituter.secrets if self.substituter else set())
+            masked = [mask_shown(p.message, secrets, SHOWN_CHARS) for p in self.problems]
+            problems = [dataclasses.replace(p, message=m) for p, m in zip(self.problems, masked)]
+            raise RoutineError(problems)
 
     def load(self, overrides: Mapping[str, Any], run_id: str | None) -> Routine:
         if not isinstance(self.doc, dict):
@@ -201,8 +211,8 @@ class _Loader:
         params = self.merge_params(overrides)
         now = dt.datetime.now(dt.timezone.utc)
         run = {"id": run_id or str(uuid.uuid4()), "date": now.date().isoformat()}
-        subst = Substituter(params, self.env, run)
-        secrets = {str(v) for k, v in params.items() if SECRET_NAME.search(k) and v}
+        subst = self.substituter = Substituter(params, self.env, run)
+        self.secrets |= {str(v) for k, v in params.items() if SECRET_NAME.search(k) and v}
         entries = self.entries()
         steps = [None if _under(path, broken) else self.step(entry, path, subst) for path, entry in entries]
         self.check_names_and_dependencies(steps, entries)
@@ -216,8 +226,9 @@ class _Loader:
             explicit_dependencies=any("depends_on" in e for _, e in entries),
             run_id=run["id"],
             run_date=run["date"],
-            secrets=frozenset(secrets | subst.secrets),
+            secrets=frozenset(subst.secrets | self.secrets),
             hash=self.digest(),
+            trusted=self.policy is None,
         )
 
     def check_structure(self) -> list[str]:
@@ -278,6 +289,7 @@ class _Loader:
         raw_params = entry.get("params") or {}
         if isinstance(raw_params, dict):
             params = subst.walk(raw_params, f"{path}.params", self.report)
+            self.secrets |= secret_values(params)
             params, refused = self.check_params(info, params, f"{path}.params")
         else:  # already reported by the schema; the tasks are still checked
             params, refused = {}, False
@@ -305,8 +317,12 @@ class _Loader:
         for sub, message in found:
             self.report(sub, message)
         params, refused = self.resolve_all_locations(params, schema, path)
+        reported = {p for p, _ in found}
         if not refused:
-            for key, message in _deeper_checks(lambda: info.cls.validate_params(params), {p for p, _ in found}, path):
+            refused = self.check_places(lambda: info.cls.places(params), path, reported)
+        if not refused:
+            checks = _deeper_checks(lambda: info.cls.validate_params(params), reported, path)
+            for key, message in checks:
                 self.report(f"{path}.{key}" if key else path, message)
         return params, refused
 
@@ -326,12 +342,16 @@ class _Loader:
         if not isinstance(args, dict):
             return None  # the schema reported it
         args = subst.walk(args, f"{path}.args", self.report)
+        self.secrets |= secret_values(args)
         schema = signature_schema(method)
         found = schema_problems(args, schema, prefix=f"{path}.args", what="argument")
         for sub, message in found:
             self.report(sub, message)
         args_path = f"{path}.args"
         args, refused_args = self.resolve_all_locations(args, schema, args_path)
+        if not (refused or refused_args):
+            declared = functools.partial(info.cls.task_places, name, args, params)
+            refused_args = self.check_places(declared, args_path, {p for p, _ in found})
         if not (refused or refused_args):
             checks = _deeper_checks(lambda: info.cls.validate_args(name, args, params), {p for p, _ in found}, args_path)
             for sub, message in checks:
@@ -372,10 +392,33 @@ class _Loader:
                 continue
             if "://" not in value and not os.path.isabs(value):
                 resolved[key] = value = str(self.folder / value)
-            if self.policy is not None and (message := self.policy(kinds[key], value)) is not None:
+            if self.policy is None:
+                continue
+            if (message := self.policy(Place(key, value, kinds[key]))) is not None:
                 self.report(f"{path}.{key}", message)
                 refused = True
         return resolved, refused
+
+    def check_places(self, declared: Callable[[], Any], path: str, reported: set[str]) -> bool:
+        """The location policy applied to what the executor declares it will use besides its typed
+        locations (``Executor.places``/``task_places``); True if any was refused. Without a policy
+        nothing is asked. An executor that cannot say (its params are malformed) is refused."""
+        if self.policy is None:
+            return False
+        try:
+            places = list(declared())
+        except Exception as exc:
+            if not reported:
+                self.report(path, f"cannot tell which locations this uses ({type(exc).__name__}: "
+                                  f"{exc}), so a routine from an event may not run it")
+            return True
+        refused = False
+        for place in places:
+            if (message := self.policy(place)) is not None:
+                where = f"{path}.{place.key}" + (" (default)" if place.derived else "")
+                self.report(where, message)
+                refused = True
+        return refused
 
     def check_names_and_dependencies(self, steps: list[StepSpec | None], entries: list[tuple[str, dict[str, Any]]]) -> None:
         seen: dict[str, str] = {}
@@ -446,7 +489,9 @@ def _coerce(key: str, value: str) -> Any:
     try:
         return json.loads(value)
     except json.JSONDecodeError:
-        raise UserError(f"--param {key}={value}: the routine's default is not a string, so give a JSON value") from None
+        shown = "****" if SECRET_NAME.search(key) else value
+        raise UserError(f"--param {key}={shown}: the routine's default is not a string, "
+                        "so give a JSON value") from None
 
 
 def parse_param_overrides(pairs: list[str]) -> dict[str, str]:

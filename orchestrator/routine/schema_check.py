@@ -165,6 +165,9 @@ def _hint(extra: str, allowed: list[str]) -> str:
     return f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed) or 'none'}"
 
 
+SHOWN_CHARS = 40  # of a wrong value's repr in a message (the loader masks secrets cut this short)
+
+
 def _show(value: Any) -> str:
     text = repr(value)
-    return f"{type(value).__name__} {text[:40]}"
+    return f"{type(value).__name__} {text[:SHOWN_CHARS]}"

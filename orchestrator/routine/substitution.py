@@ -83,6 +83,17 @@ def mask(text: str, secrets: set[str]) -> str:
     return text
 
 
+def secret_values(value: Any, key: str = "") -> set[str]:
+    """The strings held under secret-looking names anywhere in a nested value (``db_password``,
+    ``kwargs.api_token``): they are masked wherever they appear, not only where their name shows."""
+    if isinstance(value, dict):
+        return set().union(*(secret_values(v, k) for k, v in value.items()))
+    if isinstance(value, list):
+        return set().union(*(secret_values(v, key) for v in value))
+    secret = isinstance(value, str) and value and key and SECRET_NAME.search(key)
+    return {value} if secret else set()
+
+
 def mask_values(value: Any, secrets: set[str], key: str = "") -> Any:
     """Copy of a nested value with secrets masked, by value and by secret-looking key."""
     if isinstance(value, dict):

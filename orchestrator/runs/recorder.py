@@ -14,11 +14,13 @@ import time
 import uuid
 from typing import Any, Callable, TextIO
 
-from ..events import SKIPPED, Listener, RunResult, TaskResult
+from ..events import FAILED, SKIPPED, Listener, RunResult, TaskResult
 from ..executor import current_context
-from .store import HEARTBEAT_SECONDS, LogRecord, RunRecord, RunStore, TaskRecord
+from ..masking import MaskedLines, MaskSecrets
 from ..routine.substitution import mask
+from .store import HEARTBEAT_SECONDS, LogRecord, RunRecord, RunStore, TaskRecord
 
+__all__ = ["LogCapture", "MaskSecrets", "RunRecorder", "new_record", "parent_run_id"]
 PARENT_ENV = "ORCHESTRATOR_PARENT_RUN_ID"
 
 
@@ -66,7 +68,17 @@ class RunRecorder(Listener):
             step_index=result.step_index, task_index=result.index, attempt=result.attempts if attempt is None else attempt,
             status=status, started=result.started or time.time(), ended=result.ended,
             error_type=result.error_type, error=result.error or result.reason,
-            metrics=result.metrics.to_dict() if result.metrics else None))
+            metrics=result.metrics.to_dict() if result.metrics else None,
+            traceback=result.traceback))
+        if status == FAILED and result.traceback:  # ``orchestrate logs`` tells what went wrong, too
+            self._log_traceback(result)
+
+    def _log_traceback(self, result: TaskResult) -> None:
+        head = f"attempt {result.attempts} failed: {result.error_type}: {result.error}"
+        message = f"{head}\n{result.traceback}".rstrip("\n")
+        when = result.ended or time.time()
+        record = LogRecord(self.record.run_id, when, "ERROR", result.step, result.task, message)
+        self.store.append_logs([record])
 
     def task_started(self, result: TaskResult) -> None:
         self._attempt_ids.pop((result.step_index, result.index), None)
@@ -83,19 +95,6 @@ class RunRecorder(Listener):
     def run_finished(self, result: RunResult) -> None:
         self._stop.set()
         self.store.update_run(self.record.run_id, status=result.status, ended=result.ended, heartbeat=time.time())
-
-
-class MaskSecrets(logging.Filter):
-    """Masks secret values in a record's message before any handler formats it."""
-
-    def __init__(self, secrets: frozenset[str]) -> None:
-        super().__init__()
-        self.secrets = set(secrets)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            record.msg, record.args = mask(record.getMessage(), self.secrets), None
-        return True
 
 
 class LogCapture(logging.Handler):
@@ -148,14 +147,18 @@ def _where(logger_name: str) -> tuple[str | None, str | None]:
 
 
 class _Tee(io.TextIOBase):
-    """Writes through to the real stream and keeps whole lines for the run's log."""
+    """Writes through to the real stream and keeps whole lines for the run's log.
+
+    The real stream gets whole lines too, masked: a secret written in pieces matches no piece.
+    """
 
     def __init__(self, stream: TextIO, capture: LogCapture, level: str) -> None:
         self.stream, self.capture, self.level = stream, capture, level
+        self._terminal = MaskedLines(capture.secrets, stream.write)
         self._partial = threading.local()
 
     def write(self, text: str) -> int:
-        self.stream.write(mask(text, self.capture.secrets))
+        self._terminal.write(text)
         buffered = getattr(self._partial, "text", "") + text
         *lines, self._partial.text = buffered.split("\n")
         context = current_context()
@@ -168,6 +171,8 @@ class _Tee(io.TextIOBase):
         self.stream.flush()
 
     def flush_partial(self) -> None:
+        self._terminal.close()
+        self.stream.flush()
         rest = getattr(self._partial, "text", "")
         if rest.strip():
             self.capture.write(self.level, rest)

@@ -77,6 +77,7 @@ class TaskRecord:
     error_type: str | None = None
     error: str | None = None
     metrics: dict[str, Any] | None = None
+    traceback: str | None = None  # of a failed attempt, secrets masked
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -197,7 +198,7 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY, run_id TEXT NOT NULL, step TEXT, executor TEXT, task TEXT, step_index INTEGER,
     task_index INTEGER, attempt INTEGER, status TEXT, started REAL, ended REAL, error_type TEXT, error TEXT,
-    metrics TEXT);
+    metrics TEXT, traceback TEXT);
 CREATE INDEX IF NOT EXISTS tasks_run ON tasks (run_id);
 CREATE TABLE IF NOT EXISTS logs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL, level TEXT, step TEXT, task TEXT,
@@ -220,9 +221,10 @@ class SQLiteStore(RunStore):
         self._local = threading.local()
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-            for name in set(_RUN_COLUMNS) - columns:  # a store written by an older version
-                conn.execute(f"ALTER TABLE runs ADD COLUMN {name}")
+            for table, wanted in (("runs", _RUN_COLUMNS), ("tasks", _TASK_COLUMNS)):
+                columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                for name in sorted(set(wanted) - columns):  # a store written by an older version
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name}")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

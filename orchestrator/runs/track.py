@@ -19,8 +19,9 @@ import uuid
 from typing import Any, Callable
 
 from ..executor import Context, TaskMetrics, accepts_context
-from .store import RunRecord, RunStore, TaskRecord, open_store
+from ..masking import masked_traceback
 from .recorder import LogCapture, parent_run_id
+from .store import RunRecord, RunStore, TaskRecord, open_store
 
 _UNSET: Any = object()
 
@@ -78,6 +79,7 @@ class _Execution:
                 value = self.fn(*args, **kwargs)
         except BaseException as exc:
             self.task.error_type = type(exc).__name__
+            self.task.traceback = masked_traceback(exc, frozenset())
             self.finish("cancelled" if isinstance(exc, KeyboardInterrupt) else "failed", None, error=str(exc))
             raise
         metrics = TaskMetrics.from_value(value)
