@@ -112,17 +112,27 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except UserError as exc:
-        if getattr(args, "verbose", False):
-            traceback.print_exc()
-        print(str(exc), file=sys.stderr)
-        if getattr(args, "json", False):
-            problems = [dataclasses.asdict(p) for p in getattr(exc, "problems", [])]
-            print(json.dumps({"status": "invalid", "error": str(exc), "problems": problems}))
-        return EXIT_USAGE
+    except (UserError, OSError) as exc:  # an OSError here is the machine's: a folder or disk the user must fix
+        return user_error(args, exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def user_error(args: argparse.Namespace, exc: Exception) -> int:
+    """One line per problem on stderr (and one JSON document with ``--json``); exit 2."""
+    if getattr(args, "verbose", False):
+        traceback.print_exc()
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        message = f"orchestrate: {exc.strerror or exc}{where}"
+    else:
+        message = str(exc)
+    print(message, file=sys.stderr)
+    if getattr(args, "json", False):
+        problems = [dataclasses.asdict(p) for p in getattr(exc, "problems", [])]
+        print(json.dumps({"status": "invalid", "error": message, "problems": problems}))
+    return EXIT_USAGE
 
 
 def cmd_help(parser: argparse.ArgumentParser, topic: str | None) -> int:
@@ -200,6 +210,9 @@ def execute(args: argparse.Namespace, the_plan: Any, done: dict[int, str] | None
         configure_logging(args, the_plan.routine.secrets)
         with cancel_on_signals(tracked):
             result = tracked.execute()
+    if tracked.failure is not None:  # not raised: --json has already printed its one document
+        print(f"run {result.run_id} stopped and failed: {tracked.failure}", file=sys.stderr)
+        return EXIT_USAGE
     return result.exit_code
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 from .errors import PluginError, Problem, RoutineError, UserError
 from .executor import accepts_context
 from .introspect import location_kinds, signature_schema
+from .limits import MAX_DEPTH, DocumentProblem, check_document, decode_utf8, location_problem, read_bounded, yaml_graph_problem
 from .registry import ExecutorInfo, Registry, unknown_message
 from .schema_check import schema_problems
 from .substitution import SECRET_NAME, Substituter, mask_values
@@ -89,19 +90,34 @@ def load_routine(
 
 
 def parse_file(file: Path) -> Any:
+    """The routine document, within the bounds of :mod:`.limits`: anything else is one problem."""
     label = str(file)
     try:
-        text = file.read_text(encoding="utf-8")
+        with open(file, "rb") as stream:
+            text = decode_utf8(read_bounded(stream))
+        doc = _parse_yaml(text) if file.suffix.lower() in (".yaml", ".yml") else _parse_json(text)
+        check_document(doc)
     except OSError as exc:
         raise RoutineError([Problem(label, "", f"cannot read routine: {exc.strerror or exc}")]) from None
-    if file.suffix.lower() in (".yaml", ".yml"):
-        return _parse_yaml(label, text)
+    except DocumentProblem as exc:
+        raise RoutineError([Problem(label, exc.path, str(exc))]) from None
+    return doc
+
+
+_TOO_MANY_DIGITS = "a number with more digits than Python reads (4,300); write it as a string"
+
+
+def _parse_json(text: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
-        raise RoutineError([Problem(label, "", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]) from None
+        raise DocumentProblem(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except _DuplicateKey as exc:
-        raise RoutineError([Problem(label, "", str(exc))]) from None
+        raise DocumentProblem(str(exc)) from None
+    except RecursionError:  # deeper than Python's own recursion limit, far deeper than MAX_DEPTH
+        raise DocumentProblem(f"nested deeper than {MAX_DEPTH} levels; flatten it") from None
+    except ValueError:  # the only other thing the decoder refuses: an integer too long to convert
+        raise DocumentProblem(_TOO_MANY_DIGITS) from None
 
 
 class _DuplicateKey(ValueError):
@@ -117,7 +133,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _parse_yaml(label: str, text: str) -> Any:
+def _parse_yaml(text: str) -> Any:
     import yaml
 
     try:
@@ -126,7 +142,11 @@ def _parse_yaml(label: str, text: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         reason = getattr(exc, "problem", None) or str(exc)
-        raise RoutineError([Problem(label, "", f"invalid YAML{where}: {reason}")]) from None
+        raise DocumentProblem(f"invalid YAML{where}: {reason}") from None
+    except DocumentProblem:
+        raise
+    except ValueError:  # a scalar the resolver took for a number, too long to convert
+        raise DocumentProblem(_TOO_MANY_DIGITS) from None
 
 
 @lru_cache(maxsize=1)
@@ -135,6 +155,25 @@ def _strict_yaml_loader() -> type:
     import yaml
 
     class StrictLoader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            """Nesting is bounded while the text is read, before Python's own recursion limit."""
+            self.depth += 1
+            try:
+                if self.depth > MAX_DEPTH:
+                    raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels; flatten it",
+                                                      self.peek_event().start_mark)
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def construct_document(self, node: Any) -> Any:
+            """Aliases expanded, tags and nesting checked on the node graph before any value is built."""
+            if (problem := yaml_graph_problem(node)) is not None:
+                raise problem
+            return super().construct_document(node)
+
         def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
             seen: set[Any] = set()
             for key_node, _ in node.value:
@@ -177,11 +216,11 @@ class _Loader:
             self.report("", "a routine must be a JSON/YAML object with routine_name and executors")
             self.fail_if_problems()
         broken = self.check_structure()
-        params = self.merge_params(overrides)
         now = dt.datetime.now(dt.timezone.utc)
         run = {"id": run_id or str(uuid.uuid4()), "date": now.date().isoformat()}
+        params, secrets = self.merge_params(overrides, run)
         subst = Substituter(params, self.env, run)
-        secrets = {str(v) for k, v in params.items() if SECRET_NAME.search(k) and v}
+        secrets |= {str(v) for k, v in params.items() if SECRET_NAME.search(k) and v}
         entries = self.entries()
         steps = [None if _under(path, broken) else self.step(entry, path, subst) for path, entry in entries]
         self.check_names_and_dependencies(steps, entries)
@@ -212,13 +251,16 @@ class _Loader:
             return [".".join(path.split(".")[:2]) for path in paths]
         return [path.split("]")[0] + "]" for path in paths]
 
-    def merge_params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
-        params = dict(self.doc.get("params") or {})
+    def merge_params(self, overrides: Mapping[str, Any], run: Mapping[str, str]) -> tuple[dict[str, Any], set[str]]:
+        """The routine's params with their ``${env.X}`` and ``${run.X}`` resolved, then the overrides
+        (values, taken as given), and the secret values the references brought in."""
+        defaults = Substituter(None, self.env, run)
+        params = defaults.walk(dict(self.doc.get("params") or {}), "params", self.report)
         for key, value in overrides.items():
             default = params.get(key)
             textual = isinstance(value, str) and default is not None and not isinstance(default, str)
             params[key] = _coerce(key, value) if textual else value
-        return params
+        return params, defaults.secrets
 
     def digest(self) -> str:
         """Identity of the routine's definition (not of this run's params): resume compares it."""
@@ -299,7 +341,8 @@ class _Loader:
         )
 
     def resolve_locations(self, values: dict[str, Any], kinds: dict[str, str], path: str) -> tuple[dict[str, Any], bool]:
-        """Relative local paths made absolute; each location then passed to the policy, if any."""
+        """Relative local paths made absolute; each location then checked for length (before any folder
+        is made for it) and passed to the policy, if any."""
         resolved, refused = dict(values), False
         for key in kinds.keys() & resolved.keys():
             value = resolved[key]
@@ -307,6 +350,10 @@ class _Loader:
                 continue
             if "://" not in value and not os.path.isabs(value):
                 resolved[key] = value = str(self.folder / value)
+            if (problem := location_problem(value)) is not None:
+                self.report(f"{path}.{key}", problem)
+                refused = True
+                continue
             if self.policy is not None and (message := self.policy(kinds[key], value)) is not None:
                 self.report(f"{path}.{key}", message)
                 refused = True

@@ -4,9 +4,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import EnvironmentProblem
+
 
 def home_dir() -> Path:
     """``$ORCHESTRATOR_HOME`` or ``~/.orchestrator``, created on first use."""
     path = Path(os.environ.get("ORCHESTRATOR_HOME") or Path.home() / ".orchestrator").expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EnvironmentProblem(f"orchestrator home {path}: cannot create it ({exc.strerror or exc}); "
+                                 "make its parent writable or set ORCHESTRATOR_HOME to a writable folder") from None
     return path

@@ -5,6 +5,8 @@ import difflib
 from functools import lru_cache
 from typing import Any, Iterable
 
+from .limits import finite_number
+
 _TYPE_NAMES = {
     "object": "an object", "array": "a list", "string": "a string", "integer": "an integer",
     "number": "a number", "boolean": "true or false", "null": "null",
@@ -38,11 +40,11 @@ def _sort_key(path: str) -> list[Any]:
 _TYPES: dict[str, Any] = {
     "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "number": lambda v: finite_number(v) and not isinstance(v, bool),
 }
 _QUICK = {"type", "properties", "required", "additionalProperties", "items", "anyOf", "enum", "$ref", "minimum",
-          "exclusiveMinimum", "maximum", "minItems", "minProperties", "uniqueItems", "pattern", "default", "description", "title",
-          "format", "$defs", "$schema", "$id", "allOf"}
+          "exclusiveMinimum", "maximum", "minItems", "maxLength", "minProperties", "uniqueItems", "pattern",
+          "default", "description", "title", "format", "$defs", "$schema", "$id", "allOf"}
 
 
 def quick_valid(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> bool:
@@ -84,6 +86,8 @@ def quick_valid(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> boo
             return False
         if "maximum" in schema and value > schema["maximum"]:
             return False
+    if isinstance(value, str) and len(value) > schema.get("maxLength", len(value)):
+        return False
     if isinstance(value, str) and "pattern" in schema:
         import re
 
@@ -122,9 +126,12 @@ def _freeze(schema: dict[str, Any]) -> str:
 def _validator(frozen: str) -> Any:
     import json
 
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, validators
 
-    return Draft202012Validator(json.loads(frozen))
+    # NaN and the infinities pass every minimum and maximum (each comparison is false): not numbers here
+    checker = Draft202012Validator.TYPE_CHECKER.redefine(
+        "number", lambda _, value: finite_number(value) and not isinstance(value, bool))
+    return validators.extend(Draft202012Validator, type_checker=checker)(json.loads(frozen))
 
 
 def _causes(error: Any) -> list[Any]:
@@ -154,6 +161,11 @@ def _describe(error: Any, prefix: str, what: str) -> tuple[str, str]:
         close = difflib.get_close_matches(extra, allowed, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed) or 'none'}"
         return json_path([extra], path), f"unknown {what} {extra!r}; {hint}"
+    if kind in ("pattern", "maxLength") and schema.get("description"):
+        shown = repr(value) if len(value) <= 40 else repr(value[:40])[:-1] + "...'"
+        return path, f"{shown} is not allowed. {schema['description']}"
+    if kind == "type" and isinstance(value, float) and not finite_number(value):
+        return path, f"{value} is not a number a routine may give; give a finite number"
     if kind == "type":
         expected = schema["type"]
         names = " or ".join(_TYPE_NAMES.get(t, t) for t in (expected if isinstance(expected, list) else [expected]))
