@@ -362,22 +362,35 @@ class _Loader:
     def check_names_and_dependencies(self, steps: list[StepSpec | None], entries: list[tuple[str, dict[str, Any]]]) -> None:
         seen: dict[str, str] = {}
         for path, entry in entries:
-            name = entry.get("name") or entry.get("executor", path)
+            name = _step_name(entry, path)
             if name in seen:
                 self.report(f"{path}.name", f"step name {name!r} is already used at {seen[name]}; give each entry a unique name")
             seen.setdefault(name, path)
         graph: dict[str, list[str]] = {}
         for path, entry in entries:
-            name = entry.get("name") or entry.get("executor", path)
-            for i, dep in enumerate(entry.get("depends_on") or ()):
+            name = _step_name(entry, path)
+            depends_on = _dependencies(entry)
+            for i, dep in depends_on:
                 if dep not in seen:
                     self.report(f"{path}.depends_on[{i}]", unknown_message("step", dep, list(seen)))
                 elif dep == name:
                     self.report(f"{path}.depends_on[{i}]", f"step {name!r} cannot depend on itself")
-            graph[name] = [d for d in entry.get("depends_on") or () if d in seen and d != name]
+            graph[name] = [d for _, d in depends_on if d in seen and d != name]
         cycle = find_cycle(graph)
         if cycle:
             self.report(f"{seen[cycle[0]]}.depends_on", "dependency cycle: " + " -> ".join(cycle) + "; remove one of these depends_on")
+
+
+def _step_name(entry: dict[str, Any], path: str) -> str:
+    """The entry's step name; a name of the wrong type (the schema reported it) stands as its path."""
+    name = entry.get("name") or entry.get("executor", path)
+    return name if isinstance(name, str) else path
+
+
+def _dependencies(entry: dict[str, Any]) -> list[tuple[int, str]]:
+    """``(index, step)`` of ``depends_on``; what is not a string was reported by the schema and adds no edge."""
+    depends_on = entry.get("depends_on")
+    return [(i, d) for i, d in enumerate(depends_on) if isinstance(d, str)] if isinstance(depends_on, list) else []
 
 
 def _deeper_checks(check: Any, reported: set[str], prefix: str) -> list[tuple[str, str]]:

@@ -164,7 +164,7 @@ def _describe(error: Any, prefix: str, what: str) -> tuple[str, str]:
     if kind in ("pattern", "maxLength") and schema.get("description"):
         shown = repr(value) if len(value) <= 40 else repr(value[:40])[:-1] + "...'"
         return path, f"{shown} is not allowed. {schema['description']}"
-    if kind == "type" and isinstance(value, float) and not finite_number(value):
+    if kind == "type" and isinstance(value, float) and not finite_number(value) and _wants_number(schema["type"]):
         return path, f"{value} is not a number a routine may give; give a finite number"
     if kind == "type":
         expected = schema["type"]
@@ -173,6 +173,10 @@ def _describe(error: Any, prefix: str, what: str) -> tuple[str, str]:
     if kind == "enum":
         return path, f"must be one of {', '.join(map(repr, schema['enum']))}, got {_show(value)}"
     return path, error.message
+
+
+def _wants_number(expected: str | list[str]) -> bool:
+    return bool({"number", "integer"} & set([expected] if isinstance(expected, str) else expected))
 
 
 def _show(value: Any) -> str:

@@ -246,3 +246,22 @@ def test_alias_bomb_from_s3_through_the_lambda_handler(lambda_aws: Any, lambda_r
     deep = "{" + '"a": {' * 3000 + "}" * 3001
     with pytest.raises(InvalidEvent, match=r"^inline routine: nested deeper than 64 levels"):
         runner.handle({"routine": deep}, FakeContext(60))
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ({"depends_on": 86401}, "executors[1].depends_on: expected a list, got int 86401"),
+    ({"depends_on": [1, "step0"]}, "executors[1].depends_on[0]: expected a string, got int 1"),
+    ({"name": {"a": 1}}, "executors[1].name: expected a string, got dict {'a': 1}"),
+    ({"name": float("inf")}, "executors[1].name: expected a string, got float inf"),
+], ids=["depends_on_int", "depends_on_item_int", "name_dict", "name_infinity"])
+def test_names_and_dependencies_of_the_wrong_type_are_reported_not_crashed_on(
+        folder: Path, capsys: pytest.CaptureFixture[str], entry: dict[str, Any], expected: str) -> None:
+    """Found by the fuzz (tests/test_fuzz_routines.py): the dependency check met the raw values."""
+    doc = python_routine()
+    doc["executors"][0]["name"] = "step0"
+    doc["executors"].append({**python_routine()["executors"][0], "name": "step1", **entry})
+    path = folder / "r.json"
+    path.write_text(json.dumps(doc))
+    code, out, err = run_cli("validate", str(path), capsys=capsys)
+    assert code == 2 and "Traceback" not in err
+    assert f"{path}: {expected}" in err.splitlines()
