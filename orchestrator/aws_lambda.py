@@ -149,14 +149,14 @@ def resolve_source(ref: Any) -> Source:
             ref = json.loads(ref)
         except json.JSONDecodeError as exc:
             raise InvalidEvent(f"routine: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-        except (RecursionError, ValueError):  # nested too deep, or an integer too long: the file check says which
+        except (RecursionError, ValueError):  # too deep, an integer too long: the file check says
             return Source("inline routine", trusted=False, text=ref)
     if isinstance(ref, dict):
         try:
             return Source("inline routine", trusted=False, text=json.dumps(ref))
         except (RecursionError, ValueError):
-            raise InvalidEvent(f"routine: nested deeper than {MAX_DEPTH} levels or holding an integer too long; "
-                               "fix the event") from None
+            raise InvalidEvent(f"routine: nested deeper than {MAX_DEPTH} levels or holding an "
+                               "integer too long; fix the event") from None
     if not isinstance(ref, str) or not ref.strip():
         raise InvalidEvent("routine must be an object, an s3:// URI or a path inside the Lambda package")
     ref = ref.strip()

@@ -1,6 +1,7 @@
 """``orchestrate``: parse arguments, call the core, render. No logic of its own.
 
-Exit codes: 0 success, 1 a task failed, 2 bad input or usage, 130 interrupted.
+Exit codes: 0 success, 1 a task failed, 2 bad input, usage or environment (an orchestrator home
+or run store that cannot be used), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrate",
         description="Validate and run data-lake routines. `orchestrate ROUTINE` is `orchestrate run ROUTINE`.",
-        epilog="Exit codes: 0 success, 1 a task failed, 2 bad input or usage, 130 interrupted.",
+        epilog="Exit codes: 0 success, 1 a task failed, 2 bad input, usage or environment "
+               "(home, run store), 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"orchestrate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (UserError, OSError) as exc:  # an OSError here is the machine's: a folder or disk the user must fix
+    except (UserError, OSError) as exc:  # an OSError here is the machine's: a folder or disk to fix
         return user_error(args, exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -17,7 +17,8 @@ from typing import Any, Callable, Mapping
 from .errors import PluginError, Problem, RoutineError, UserError
 from .executor import accepts_context
 from .introspect import location_kinds, signature_schema
-from .limits import MAX_DEPTH, DocumentProblem, check_document, decode_utf8, location_problem, read_bounded, yaml_graph_problem
+from .limits import (MAX_DEPTH, DocumentProblem, check_document, decode_utf8, location_problem,
+                     read_bounded, yaml_graph_problem)
 from .registry import ExecutorInfo, Registry, unknown_message
 from .schema_check import schema_problems
 from .substitution import SECRET_NAME, Substituter, mask_values
@@ -111,7 +112,8 @@ def _parse_json(text: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
-        raise DocumentProblem(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise DocumentProblem(f"invalid JSON at {where}: {exc.msg}") from None
     except _DuplicateKey as exc:
         raise DocumentProblem(str(exc)) from None
     except RecursionError:  # deeper than Python's own recursion limit, far deeper than MAX_DEPTH
@@ -162,14 +164,15 @@ def _strict_yaml_loader() -> type:
             self.depth += 1
             try:
                 if self.depth > MAX_DEPTH:
-                    raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels; flatten it",
-                                                      self.peek_event().start_mark)
+                    deep = f"nested deeper than {MAX_DEPTH} levels; flatten it"
+                    mark = self.peek_event().start_mark
+                    raise yaml.composer.ComposerError(None, None, deep, mark)
                 return super().compose_node(parent, index)
             finally:
                 self.depth -= 1
 
         def construct_document(self, node: Any) -> Any:
-            """Aliases expanded, tags and nesting checked on the node graph before any value is built."""
+            """Aliases expanded, tags and nesting checked on the nodes before any value is built."""
             if (problem := yaml_graph_problem(node)) is not None:
                 raise problem
             return super().construct_document(node)
@@ -251,9 +254,10 @@ class _Loader:
             return [".".join(path.split(".")[:2]) for path in paths]
         return [path.split("]")[0] + "]" for path in paths]
 
-    def merge_params(self, overrides: Mapping[str, Any], run: Mapping[str, str]) -> tuple[dict[str, Any], set[str]]:
-        """The routine's params with their ``${env.X}`` and ``${run.X}`` resolved, then the overrides
-        (values, taken as given), and the secret values the references brought in."""
+    def merge_params(self, overrides: Mapping[str, Any],
+                     run: Mapping[str, str]) -> tuple[dict[str, Any], set[str]]:
+        """The routine's params with their ``${env.X}`` and ``${run.X}`` resolved, then the
+        overrides (values, taken as given), and the secret values the references brought in."""
         defaults = Substituter(None, self.env, run)
         params = defaults.walk(dict(self.doc.get("params") or {}), "params", self.report)
         for key, value in overrides.items():
@@ -341,8 +345,8 @@ class _Loader:
         )
 
     def resolve_locations(self, values: dict[str, Any], kinds: dict[str, str], path: str) -> tuple[dict[str, Any], bool]:
-        """Relative local paths made absolute; each location then checked for length (before any folder
-        is made for it) and passed to the policy, if any."""
+        """Relative local paths made absolute; each location then checked for length (before any
+        folder is made for it) and passed to the policy, if any."""
         resolved, refused = dict(values), False
         for key in kinds.keys() & resolved.keys():
             value = resolved[key]
@@ -382,15 +386,17 @@ class _Loader:
 
 
 def _step_name(entry: dict[str, Any], path: str) -> str:
-    """The entry's step name; a name of the wrong type (the schema reported it) stands as its path."""
+    """The entry's step name; a name of the wrong type (the schema said so) stands as its path."""
     name = entry.get("name") or entry.get("executor", path)
     return name if isinstance(name, str) else path
 
 
 def _dependencies(entry: dict[str, Any]) -> list[tuple[int, str]]:
-    """``(index, step)`` of ``depends_on``; what is not a string was reported by the schema and adds no edge."""
+    """``(index, step)`` of ``depends_on``; a non-string (the schema said so) adds no edge."""
     depends_on = entry.get("depends_on")
-    return [(i, d) for i, d in enumerate(depends_on) if isinstance(d, str)] if isinstance(depends_on, list) else []
+    if not isinstance(depends_on, list):
+        return []
+    return [(i, d) for i, d in enumerate(depends_on) if isinstance(d, str)]
 
 
 def _deeper_checks(check: Any, reported: set[str], prefix: str) -> list[tuple[str, str]]:

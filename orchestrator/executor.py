@@ -153,10 +153,11 @@ class Context:
 
 
 def _safe(part: str) -> str:
-    """One folder name that stays where it is put: no separator, never ``.`` or ``..``, not too long."""
+    """One folder name that stays where it is put: no separator, no ``.``/``..``, not too long."""
     name = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in part)
     if len(name) > 128:  # two long names that share a beginning stay two folders
-        name = name[:111] + "-" + hashlib.sha256(part.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        digest = hashlib.sha256(part.encode("utf-8", "surrogatepass")).hexdigest()
+        name = f"{name[:111]}-{digest[:16]}"
     return "_" + name[1:] if name.startswith(".") else name or "_"
 
 

@@ -13,6 +13,7 @@ def home_dir() -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise EnvironmentProblem(f"orchestrator home {path}: cannot create it ({exc.strerror or exc}); "
-                                 "make its parent writable or set ORCHESTRATOR_HOME to a writable folder") from None
+        reason = exc.strerror or exc
+        raise EnvironmentProblem(f"orchestrator home {path}: cannot create it ({reason}); make its "
+                                 "parent writable or set ORCHESTRATOR_HOME elsewhere") from None
     return path

@@ -40,12 +40,14 @@ class TrackedRun:
         self.recorder.begin(allow_concurrent)
 
     def execute(self) -> RunResult:
-        with LogCapture(self.store, self.record.run_id, self.routine.secrets, on_error=self.recorder.store_failed):
+        capture = LogCapture(self.store, self.record.run_id, self.routine.secrets,
+                             on_error=self.recorder.store_failed)
+        with capture:
             return self.run.execute()
 
     @property
     def failure(self) -> str | None:
-        """Why the run's record could not be kept (then it was stopped and ended failed), or None."""
+        """Why the run's record could not be kept (it was stopped and ended failed), or None."""
         return self.recorder.failure
 
     def cancel(self) -> None:

@@ -17,7 +17,9 @@ MAX_INT_DIGITS = 1000  # Python refuses to print integers of more than 4,300 dig
 MAX_NAME_BYTES = 255  # one path component (NAME_MAX on Linux and macOS)
 MAX_PATH_BYTES = 4095  # a whole local path (PATH_MAX on Linux, less its terminating NUL)
 MAX_S3_KEY_BYTES = 1024
-JSON_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map"))
+JSON_TAGS = frozenset(f"tag:yaml.org,2002:{name}"
+                      for name in ("str", "int", "float", "bool", "null", "seq", "map"))
+ONLY_JSON = "a routine holds only what JSON can: strings, numbers, true/false, null, lists, objects"
 
 
 class DocumentProblem(ValueError):
@@ -31,10 +33,17 @@ class DocumentProblem(ValueError):
 
 def read_bounded(stream: BinaryIO, limit: int = MAX_ROUTINE_BYTES) -> bytes:
     """At most ``limit`` bytes; a longer stream (or an endless one, like a device) is refused."""
-    data = stream.read(limit + 1)
-    if len(data) > limit:
-        raise DocumentProblem(f"larger than {limit // 1024} KiB; a routine that big is a mistake: split it")
-    return data
+    chunks, total = [], 0
+    while total <= limit:  # a pipe or an HTTP body may return less than asked for
+        chunk = stream.read(min(1 << 16, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    if total > limit:
+        raise DocumentProblem(f"larger than {limit // 1024} KiB; a routine that big is a mistake: "
+                              "split it")
+    return b"".join(chunks)
 
 
 def decode_utf8(data: bytes) -> str:
@@ -42,7 +51,8 @@ def decode_utf8(data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
-        raise DocumentProblem(f"not UTF-8 text (byte {data[exc.start]:#04x} at line {line}); save the file as UTF-8") from None
+        where = f"byte {data[exc.start]:#04x} at line {line}"
+        raise DocumentProblem(f"not UTF-8 text ({where}); save the file as UTF-8") from None
 
 
 def check_document(doc: Any) -> None:
@@ -57,12 +67,13 @@ def check_document(doc: Any) -> None:
         value, path, depth = stack.pop()
         seen += 1
         if seen > MAX_VALUES:
-            raise DocumentProblem(f"more than {MAX_VALUES:,} values (counting each use of a YAML alias); "
-                         "a routine that big is a mistake: split it")
+            raise DocumentProblem(f"more than {MAX_VALUES:,} values (counting each use of a YAML "
+                                  "alias); a routine that big is a mistake: split it")
         if depth > MAX_DEPTH:
             raise DocumentProblem(f"nested deeper than {MAX_DEPTH} levels; flatten it", path)
         if isinstance(value, dict):
-            stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in value.items())
+            stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1)
+                         for k, v in value.items())
         elif isinstance(value, list):
             stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
         else:
@@ -74,17 +85,19 @@ def _check_scalar(value: Any, path: str) -> None:
         return
     if isinstance(value, int):
         if value.bit_length() > MAX_INT_DIGITS * 3.33:
-            raise DocumentProblem(f"an integer of more than {MAX_INT_DIGITS} digits; write it as a string", path)
+            message = f"an integer of more than {MAX_INT_DIGITS} digits; write it as a string"
+            raise DocumentProblem(message, path)
         return
     if isinstance(value, float):
-        return  # NaN and infinities are refused where a number is expected (the schema's type check)
-    raise DocumentProblem(f"a value of type {type(value).__name__} (from a YAML tag) is not allowed: a routine holds "
-                 "only what JSON can (strings, numbers, true/false, null, lists and objects)", path)
+        return  # NaN and the infinities: refused where a number is expected (schema type check)
+    kind = type(value).__name__
+    raise DocumentProblem(f"a value of type {kind} (from a YAML tag) is not allowed: {ONLY_JSON}",
+                          path)
 
 
 def yaml_graph_problem(root: Any) -> DocumentProblem | None:
-    """Before a YAML document is built: aliases expanded beyond bounds, an alias inside its own anchor,
-    or a tag JSON has no equivalent for. Memoised per node, so the check is linear in the text."""
+    """Before a YAML document is built: aliases expanded beyond bounds, an alias inside its own
+    anchor, or a tag JSON has no equivalent for. Memoised per node: linear in the text."""
     sizes: dict[int, tuple[int, int]] = {}
     try:
         _node_size(root, 1, sizes, set())
@@ -93,28 +106,37 @@ def yaml_graph_problem(root: Any) -> DocumentProblem | None:
     return None
 
 
-def _node_size(node: Any, depth: int, sizes: dict[int, tuple[int, int]], open_nodes: set[int]) -> tuple[int, int]:
-    """``(values, height)`` of ``node`` with aliases expanded; raises :class:`DocumentProblem` past a bound."""
-    key = id(node)
+def _node_size(node: Any, depth: int, sizes: dict[int, tuple[int, int]],
+               open_nodes: set[int]) -> tuple[int, int]:
+    """``(values, height)`` of ``node``, aliases expanded; :class:`DocumentProblem` past a bound.
+
+    Recursion stops at ``MAX_DEPTH``: a node already measured is not entered again."""
+    key, line = id(node), node.start_mark.line + 1
     if key in open_nodes:
-        raise DocumentProblem(f"an alias inside its own anchor (line {node.start_mark.line + 1}): the value would be infinite")
+        raise DocumentProblem(f"an alias inside its own anchor (line {line}): the value would be "
+                              "infinite")
     if key not in sizes:
         if node.tag not in JSON_TAGS:
-            raise DocumentProblem(f"YAML tag {node.tag!r} at line {node.start_mark.line + 1} is not allowed: a routine holds "
-                         "only what JSON can (strings, numbers, true/false, null, lists and objects)")
+            raise DocumentProblem(f"YAML tag {node.tag!r} at line {line} is not allowed: "
+                                  f"{ONLY_JSON}")
         if depth > MAX_DEPTH:
-            raise DocumentProblem(f"nested deeper than {MAX_DEPTH} levels (line {node.start_mark.line + 1}); flatten it")
+            raise DocumentProblem(f"nested deeper than {MAX_DEPTH} levels (line {line}); "
+                                  "flatten it")
         open_nodes.add(key)
-        children = node.value if isinstance(node.value, list) else []
-        flat = [part for child in children for part in (child if isinstance(child, tuple) else (child,))]
+        children = node.value if isinstance(node.value, list) else []  # a scalar's value: its text
+        flat = [part for child in children
+                for part in (child if isinstance(child, tuple) else (child,))]  # (key, value) pairs
         measured = [_node_size(child, depth + 1, sizes, open_nodes) for child in flat]
         open_nodes.discard(key)
-        sizes[key] = (1 + sum(m[0] for m in measured), 1 + max((m[1] for m in measured), default=0))
+        sizes[key] = (1 + sum(size for size, _ in measured),
+                      1 + max((height for _, height in measured), default=0))
     values, height = sizes[key]
     if values > MAX_VALUES:
-        raise DocumentProblem(f"more than {MAX_VALUES:,} values once its YAML aliases are expanded; use fewer aliases")
+        raise DocumentProblem(f"more than {MAX_VALUES:,} values once its YAML aliases are "
+                              "expanded; use fewer aliases")
     if depth + height - 1 > MAX_DEPTH:
-        raise DocumentProblem(f"nested deeper than {MAX_DEPTH} levels once its YAML aliases are expanded; flatten it")
+        raise DocumentProblem(f"nested deeper than {MAX_DEPTH} levels once its YAML aliases are "
+                              "expanded; flatten it")
     return sizes[key]
 
 
@@ -124,7 +146,8 @@ def finite_number(value: Any) -> bool:
 
 
 def location_problem(location: str) -> str | None:
-    """A location too long for any filesystem or for S3, or None. Checked before any folder is made."""
+    """Why a location is too long for any file system or for S3, or None (checked at validation,
+    before any folder is made)."""
     if location.startswith("s3://"):
         key = location[len("s3://"):].partition("/")[2]
         if len(_bytes(key)) > MAX_S3_KEY_BYTES:

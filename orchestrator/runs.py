@@ -236,18 +236,24 @@ def _advice(path: Path, exc: BaseException, timeout: float) -> str:
     text = str(exc).lower()
     code = getattr(exc, "errno", None)
     if "locked" in text or "busy" in text:
-        return f"another process kept it locked for {timeout:g}s; try again when it is done (or raise {TIMEOUT_ENV})"
+        return (f"another process kept it locked for {timeout:g}s; try again when it is done "
+                f"(or raise {TIMEOUT_ENV})")
     if "not a database" in text or "malformed" in text or "corrupt" in text:
-        return "the file is damaged: move it aside (a new, empty store is then created) or set ORCHESTRATOR_HOME"
+        return ("the file is damaged: move it aside (a new, empty store is then created) or set "
+                "ORCHESTRATOR_HOME")
     if "full" in text or code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return f"the disk of {path.parent} is full: free some space or set ORCHESTRATOR_HOME to another disk"
-    if "readonly" in text or "unable to open" in text or code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"the disk of {path.parent} is full: free space or set ORCHESTRATOR_HOME elsewhere"
+    if "disk i/o" in text:
+        return (f"a write to {path.parent} failed (a full disk, a quota, a file size limit?): "
+                "fix it or set ORCHESTRATOR_HOME elsewhere")
+    if "readonly" in text or "unable to open" in text or code in (errno.EROFS, errno.EACCES,
+                                                                   errno.EPERM):
         return f"make {path.parent} writable or set ORCHESTRATOR_HOME to a writable folder"
     return "check the file and its folder, or set ORCHESTRATOR_HOME to another folder"
 
 
 def _store_errors(method: F) -> F:
-    """SQLite and file-system errors become one :class:`StoreUnavailable` line, never a traceback."""
+    """SQLite and file-system errors become one :class:`StoreUnavailable` line, not a traceback."""
 
     @functools.wraps(method)
     def guarded(self: SQLiteStore, *args: Any, **kwargs: Any) -> Any:
@@ -267,7 +273,7 @@ def store_timeout(env: dict[str, str] | None = None) -> float:
     except ValueError:
         value = -1.0
     if not 0 <= value <= 86400:
-        raise EnvironmentProblem(f"{TIMEOUT_ENV}={text!r}: expected a number of seconds from 0 to 86400")
+        raise EnvironmentProblem(f"{TIMEOUT_ENV}={text!r}: expected seconds, from 0 to 86400")
     return value
 
 
@@ -325,7 +331,8 @@ class SQLiteStore(RunStore):
         if conn is None or self._local.generation != self._generation:
             if conn is not None:
                 conn.close()
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                   check_same_thread=False)
             self._local.conn, self._local.generation = conn, self._generation
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -394,7 +401,8 @@ class SQLiteStore(RunStore):
 
     @_store_errors
     def append_logs(self, records: Iterable[LogRecord]) -> None:
-        rows = [(r.run_id, r.ts, r.level, storable(r.step), storable(r.task), storable(r.message)) for r in records]
+        rows = [(r.run_id, r.ts, r.level, storable(r.step), storable(r.task), storable(r.message))
+                for r in records]
         if rows:
             self._conn().executemany("INSERT INTO logs (run_id, ts, level, step, task, message) VALUES (?, ?, ?, ?, ?, ?)", rows)
 

@@ -42,9 +42,10 @@ _TYPES: dict[str, Any] = {
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "number": lambda v: finite_number(v) and not isinstance(v, bool),
 }
-_QUICK = {"type", "properties", "required", "additionalProperties", "items", "anyOf", "enum", "$ref", "minimum",
-          "exclusiveMinimum", "maximum", "minItems", "maxLength", "minProperties", "uniqueItems", "pattern",
-          "default", "description", "title", "format", "$defs", "$schema", "$id", "allOf"}
+_QUICK = {"type", "properties", "required", "additionalProperties", "items", "anyOf", "enum",
+          "$ref", "minimum", "exclusiveMinimum", "maximum", "minItems", "maxLength",
+          "minProperties", "uniqueItems", "pattern", "default", "description", "title", "format",
+          "$defs", "$schema", "$id", "allOf"}
 
 
 def quick_valid(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> bool:
@@ -128,7 +129,7 @@ def _validator(frozen: str) -> Any:
 
     from jsonschema import Draft202012Validator, validators
 
-    # NaN and the infinities pass every minimum and maximum (each comparison is false): not numbers here
+    # NaN and the infinities pass every minimum and maximum (each comparison is false): no numbers
     checker = Draft202012Validator.TYPE_CHECKER.redefine(
         "number", lambda _, value: finite_number(value) and not isinstance(value, bool))
     return validators.extend(Draft202012Validator, type_checker=checker)(json.loads(frozen))
@@ -164,7 +165,8 @@ def _describe(error: Any, prefix: str, what: str) -> tuple[str, str]:
     if kind in ("pattern", "maxLength") and schema.get("description"):
         shown = repr(value) if len(value) <= 40 else repr(value[:40])[:-1] + "...'"
         return path, f"{shown} is not allowed. {schema['description']}"
-    if kind == "type" and isinstance(value, float) and not finite_number(value) and _wants_number(schema["type"]):
+    if kind == "type" and _wants_number(schema["type"]) and isinstance(value, float) \
+            and not finite_number(value):
         return path, f"{value} is not a number a routine may give; give a finite number"
     if kind == "type":
         expected = schema["type"]

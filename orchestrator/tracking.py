@@ -30,18 +30,19 @@ def parent_run_id() -> str | None:
 
 
 class RunRecorder(Listener):
-    """Writes the run and every task attempt to the store; beats a heartbeat; relays remote cancel requests.
+    """Writes the run and each task attempt to the store, beats a heartbeat, relays cancel requests.
 
     The record is the run's claim on its routine. If it cannot be written (the store is full, locked
     past its timeout, damaged) or the store itself vanishes (the orchestrator home deleted mid-run),
     the run cannot be trusted to be the only one, nor to be resumable: ``on_failure`` is called once
     with the reason (the run is then stopped), the run ends as failed and ``failure`` says why. A
-    vanished store is re-created at once, with this run's record and attempts in it, so that a second
-    start is refused while this run is still stopping.
+    vanished store is re-created at once, with this run's record and attempts in it, so that a
+    second start is refused while this run is still stopping.
     """
 
     def __init__(self, store: RunStore, record: RunRecord, on_cancel_request: Callable[[], None] | None = None,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS, on_failure: Callable[[str], None] | None = None,
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS,
+                 on_failure: Callable[[str], None] | None = None,
                  watch_seconds: float = WATCH_SECONDS) -> None:
         self.store = store
         self.record = record
@@ -84,7 +85,8 @@ class RunRecorder(Listener):
         with self._watch_lock:
             reason = self.store.lost()
             if reason is not None and self.failure is None:
-                self._reclaim(f"the run store {reason} while the run was going (was the orchestrator home removed?)")
+                self._reclaim(f"the run store {reason} while the run was going "
+                              "(was the orchestrator home removed?)")
 
     def _reclaim(self, reason: str) -> None:
         """Put this run's record (its claim) and attempts into a fresh store, then fail the run: the
@@ -105,13 +107,14 @@ class RunRecorder(Listener):
         self.fail(reason)
 
     def fail(self, reason: str) -> None:
-        """The run's record cannot be trusted any more: say so once and let the owner stop the run."""
+        """The run's record cannot be trusted any more: say so once, let the owner stop the run."""
         with self._failure_lock:
             if self.failure is not None:
                 return
             self.failure = reason
-        self._quietly(lambda: self.store.append_logs([LogRecord(self.record.run_id, time.time(), "ERROR", None, None,
-                                                                f"run stopped: {reason}")]))
+        line = LogRecord(self.record.run_id, time.time(), "ERROR", None, None,
+                         f"run stopped: {reason}")
+        self._quietly(lambda: self.store.append_logs([line]))
         if self.on_failure is not None:
             self.on_failure(reason)
 
@@ -155,8 +158,8 @@ class RunRecorder(Listener):
         self._stop.set()
         self._watch()
         status = FAILED if self.failure is not None else result.status
-        self._quietly(lambda: self.store.update_run(self.record.run_id, status=status, ended=result.ended,
-                                                    heartbeat=time.time()))
+        self._quietly(lambda: self.store.update_run(self.record.run_id, status=status,
+                                                    ended=result.ended, heartbeat=time.time()))
         if self.failure is not None:  # set before, or by this very write
             result.status = FAILED
 
@@ -179,7 +182,7 @@ class LogCapture(logging.Handler):
 
     def __init__(self, store: RunStore, run_id: str, secrets: frozenset[str] = frozenset(),
                  on_error: Callable[[BaseException], None] | None = None) -> None:
-        """``on_error`` hears of a log line the store refused; the task that logged it never does."""
+        """``on_error`` hears of a log line the store refused; the task that logged it does not."""
         super().__init__(logging.INFO)
         self.store, self.run_id, self.secrets, self.on_error = store, run_id, set(secrets), on_error
         self._saved: list[Any] = []
@@ -193,7 +196,8 @@ class LogCapture(logging.Handler):
 
     def write(self, level: str, message: str, step: str | None = None, task: str | None = None,
               ts: float | None = None) -> None:
-        record = LogRecord(self.run_id, ts or time.time(), level, step, task, mask(message, self.secrets))
+        record = LogRecord(self.run_id, ts or time.time(), level, step, task,
+                           mask(message, self.secrets))
         try:
             self.store.append_logs([record])
         except Exception as exc:
@@ -241,7 +245,7 @@ class _Tee(io.TextIOBase):
         shown = mask(text, self.capture.secrets)
         try:
             self.stream.write(shown)
-        except UnicodeEncodeError:  # an undecodable file name printed to a strict stream (a pipe, a file)
+        except UnicodeEncodeError:  # an undecodable file name, printed to a strict pipe or file
             encoding = self.encoding or "utf-8"
             self.stream.write(shown.encode(encoding, "backslashreplace").decode(encoding))
         buffered = getattr(self._partial, "text", "") + text

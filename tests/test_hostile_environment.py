@@ -5,6 +5,7 @@ record to hold its claim (issue 7, items 6 and 10). Undecodable names reach logs
 Full and read-only disks are real: a small tmpfs mounted for the test (as root), else a file size
 limit (full) or a folder without write permission (read-only) when not root.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,24 +61,48 @@ def routine(tmp_path: Path) -> Callable[..., Path]:
 
     def write(function: str, name: str = "env", **kwargs: Any) -> Path:
         path = tmp_path / f"{name}.json"
-        path.write_text(json.dumps({"routine_name": name, "executors": [
-            {"name": "work", "executor": "python", "params": {"path": "functions.py"},
-             "tasks": [{"task": "call", "args": {"function": function, "kwargs": kwargs}}]}]}))
+        path.write_text(
+            json.dumps(
+                {
+                    "routine_name": name,
+                    "executors": [
+                        {
+                            "name": "work",
+                            "executor": "python",
+                            "params": {"path": "functions.py"},
+                            "tasks": [
+                                {"task": "call", "args": {"function": function, "kwargs": kwargs}}
+                            ],
+                        }
+                    ],
+                }
+            )
+        )
         return path
 
     return write
 
 
-def orchestrate(home: Path, *args: str, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+def orchestrate(
+    home: Path, *args: str, env: dict[str, str] | None = None, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
     full_env = dict(os.environ, ORCHESTRATOR_HOME=str(home), NO_COLOR="1", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], env=full_env, capture_output=True,
-                          text=True, timeout=120, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
 
 
 def one_line(proc: subprocess.CompletedProcess[str], *expected: str) -> str:
     """Exit 2, no traceback, and the last stderr line (the error) says all of ``expected``."""
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr and "Logging error" not in proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "Logging error" not in proc.stderr, proc.stderr[
+        -3000:
+    ]
     line = proc.stderr.strip().splitlines()[-1]
     for text in expected:
         assert text in line, line
@@ -88,7 +113,9 @@ def one_line(proc: subprocess.CompletedProcess[str], *expected: str) -> str:
 def tmpfs(path: Path, options: str) -> Iterator[Path]:
     """A real small file system at ``path`` (root only; the caller falls back otherwise)."""
     path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True
+    )
     if mounted.returncode != 0:
         raise PermissionError(mounted.stderr.decode(errors="replace"))
     try:
@@ -101,27 +128,34 @@ def can_mount() -> bool:
     return os.geteuid() == 0 and shutil.which("mount") is not None
 
 
-def test_damaged_store_is_one_line_and_nothing_runs(routine: Callable[..., Path], orchestrator_home: Path,
-                                                     tmp_path: Path) -> None:
+def test_damaged_store_is_one_line_and_nothing_runs(
+    routine: Callable[..., Path], orchestrator_home: Path, tmp_path: Path
+) -> None:
     orchestrator_home.mkdir()
     (orchestrator_home / "runs.sqlite").write_bytes(b"SQLite format 3\x00" + os.urandom(5000))
     marker = tmp_path / "marker"
-    one_line(orchestrate(orchestrator_home, "run", str(routine("mark", marker=str(marker)))),
-             "runs.sqlite", "move it aside")
+    one_line(
+        orchestrate(orchestrator_home, "run", str(routine("mark", marker=str(marker)))),
+        "runs.sqlite",
+        "move it aside",
+    )
     assert not marker.exists(), "a task ran without a run record"
     for command in (["runs"], ["show", "abcd"], ["wait", "abcd"], ["cancel", "abcd"]):
         one_line(orchestrate(orchestrator_home, *command), "runs.sqlite: file is not a database")
 
 
-def test_store_locked_past_its_timeout_is_one_line(routine: Callable[..., Path], orchestrator_home: Path,
-                                                   tmp_path: Path) -> None:
+def test_store_locked_past_its_timeout_is_one_line(
+    routine: Callable[..., Path], orchestrator_home: Path, tmp_path: Path
+) -> None:
     marker = tmp_path / "marker"
     path = routine("mark", marker=str(marker))
     assert orchestrate(orchestrator_home, "run", str(path)).returncode == 0
     holder = sqlite3.connect(orchestrator_home / "runs.sqlite", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        proc = orchestrate(orchestrator_home, "run", str(path), env={"ORCHESTRATOR_STORE_TIMEOUT": "0.5"})
+        proc = orchestrate(
+            orchestrator_home, "run", str(path), env={"ORCHESTRATOR_STORE_TIMEOUT": "0.5"}
+        )
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -129,10 +163,16 @@ def test_store_locked_past_its_timeout_is_one_line(routine: Callable[..., Path],
     assert marker.read_text() == "ran\n", "the refused run ran nothing"
 
 
-def test_bad_store_timeout_is_one_line(routine: Callable[..., Path], orchestrator_home: Path, tmp_path: Path) -> None:
-    proc = orchestrate(orchestrator_home, "run", str(routine("mark", marker=str(tmp_path / "marker"))),
-                       env={"ORCHESTRATOR_STORE_TIMEOUT": "soon"})
-    one_line(proc, "ORCHESTRATOR_STORE_TIMEOUT='soon': expected a number of seconds")
+def test_bad_store_timeout_is_one_line(
+    routine: Callable[..., Path], orchestrator_home: Path, tmp_path: Path
+) -> None:
+    proc = orchestrate(
+        orchestrator_home,
+        "run",
+        str(routine("mark", marker=str(tmp_path / "marker"))),
+        env={"ORCHESTRATOR_STORE_TIMEOUT": "soon"},
+    )
+    one_line(proc, "ORCHESTRATOR_STORE_TIMEOUT='soon': expected seconds, from 0 to 86400")
 
 
 def test_read_only_home_is_one_line(routine: Callable[..., Path], tmp_path: Path) -> None:
@@ -150,11 +190,16 @@ def test_read_only_home_is_one_line(routine: Callable[..., Path], tmp_path: Path
     assert not marker.exists()
 
 
-def test_home_that_cannot_be_created_is_one_line(routine: Callable[..., Path], tmp_path: Path) -> None:
+def test_home_that_cannot_be_created_is_one_line(
+    routine: Callable[..., Path], tmp_path: Path
+) -> None:
     (tmp_path / "a-file").write_text("")
     home = tmp_path / "a-file" / "home"
-    one_line(orchestrate(home, "run", str(routine("mark", marker=str(tmp_path / "marker")))),
-             f"orchestrator home {home}: cannot create it", "ORCHESTRATOR_HOME")
+    one_line(
+        orchestrate(home, "run", str(routine("mark", marker=str(tmp_path / "marker")))),
+        f"orchestrator home {home}: cannot create it",
+        "ORCHESTRATOR_HOME",
+    )
 
 
 def fill(path: Path) -> None:
@@ -166,45 +211,71 @@ def fill(path: Path) -> None:
 
 
 def _limit_file_size() -> None:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # Python ignores SIGXFSZ: writes get EFBIG
+    resource.setrlimit(
+        resource.RLIMIT_FSIZE, (4096, 4096)
+    )  # Python ignores SIGXFSZ: writes get EFBIG
 
 
-def test_full_disk_before_the_claim_is_one_line(routine: Callable[..., Path], tmp_path: Path) -> None:
+def test_full_disk_before_the_claim_is_one_line(
+    routine: Callable[..., Path], tmp_path: Path
+) -> None:
     home = tmp_path / "full" / "home"
     marker = tmp_path / "marker"
     path = routine("mark", marker=str(marker))
-    if can_mount():
-        with tmpfs(home.parent, "size=128k"):
-            fill(home.parent / "filler")
-            proc = orchestrate(home, "run", str(path))
-        one_line(proc, "database or disk is full", "free some space")
-    else:
-        one_line(orchestrate(home, "run", str(path), preexec_fn=_limit_file_size), "runs.sqlite")
+    if not can_mount():
+        pytest.skip("a full disk needs a small tmpfs (root); the file size limit test stands in")
+    with tmpfs(home.parent, "size=128k"):
+        fill(home.parent / "filler")
+        proc = orchestrate(home, "run", str(path))
+    one_line(proc, "database or disk is full", f"the disk of {home} is full", "free space")
+    assert not marker.exists()
+
+
+def test_file_size_limit_is_one_line(routine: Callable[..., Path], tmp_path: Path) -> None:
+    """A write the kernel refuses (EFBIG, as with a quota): SQLite says "disk I/O error"."""
+    home = tmp_path / "home"
+    marker = tmp_path / "marker"
+    path = routine("mark", marker=str(marker))
+    proc = orchestrate(home, "run", str(path), preexec_fn=_limit_file_size)
+    one_line(proc, f"run store {home}/runs.sqlite: disk I/O error", "a file size limit?")
     assert not marker.exists()
 
 
 @pytest.mark.skipif(not can_mount(), reason="filling a disk mid-run needs a small tmpfs (root)")
-def test_disk_full_mid_run_stops_the_run_in_one_line(routine: Callable[..., Path], tmp_path: Path) -> None:
+def test_disk_full_mid_run_stops_the_run_in_one_line(
+    routine: Callable[..., Path], tmp_path: Path
+) -> None:
     """The run's log can no longer be written: the run is stopped and ends failed, exit 2."""
     disk = tmp_path / "small"
     with tmpfs(disk, "size=1m"):
-        proc = orchestrate(disk / "home", "run", str(routine("fill_then_talk", target=str(disk / "filler"))))
+        proc = orchestrate(
+            disk / "home", "run", str(routine("fill_then_talk", target=str(disk / "filler")))
+        )
         (disk / "filler").unlink()
         shown = orchestrate(disk / "home", "runs", "--json")
     line = one_line(proc, "stopped and failed: the run store failed", "database or disk is full")
     assert line.startswith("run ")
     assert "FILLING" in proc.stderr
     (run,) = json.loads(shown.stdout)
-    assert run["status"] in ("failed", "dead"), "never left running, never succeeded (the disk was still full)"
+    assert run["status"] in ("failed", "dead"), (
+        "never left running, never succeeded (the disk was still full)"
+    )
 
 
-def test_home_deleted_mid_run_is_reclaimed_and_the_run_fails(routine: Callable[..., Path], orchestrator_home: Path) -> None:
+def test_home_deleted_mid_run_is_reclaimed_and_the_run_fails(
+    routine: Callable[..., Path], orchestrator_home: Path
+) -> None:
     """While the first run is still alive (its task ignores the cancel), a second start is refused;
     the first then ends failed (exit 2) and says why, its record in the re-created store."""
     path = routine("stubborn", name="vanishing", seconds=8)
     env = dict(os.environ, ORCHESTRATOR_HOME=str(orchestrator_home), NO_COLOR="1")
-    first = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(path)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "run", str(path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert first.stderr is not None
         for line in first.stderr:
@@ -222,8 +293,10 @@ def test_home_deleted_mid_run_is_reclaimed_and_the_run_fails(routine: Callable[.
             first.kill()
     assert "Traceback" not in rest
     assert rest.strip().splitlines()[-1] == (
-        f"run {running['run_id']} stopped and failed: the run store {orchestrator_home}/runs.sqlite was deleted "
-        "while the run was going (was the orchestrator home removed?)")
+        f"run {running['run_id']} stopped and failed: the run store "
+        f"{orchestrator_home}/runs.sqlite was deleted while the run was going "
+        "(was the orchestrator home removed?)"
+    )
     shown = json.loads(orchestrate(orchestrator_home, "show", running["run_id"], "--json").stdout)
     assert shown["run"]["status"] == "failed", shown
     logs = orchestrate(orchestrator_home, "logs", running["run_id"]).stdout
@@ -235,7 +308,9 @@ def _wait_for_running(home: Path, routine_name: str, timeout: float = 30) -> dic
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if (home / "runs.sqlite").exists():
-            proc = orchestrate(home, "runs", "--json", "--status", "running", "--routine", routine_name)
+            proc = orchestrate(
+                home, "runs", "--json", "--status", "running", "--routine", routine_name
+            )
             if proc.returncode == 0 and (runs := json.loads(proc.stdout)):
                 return runs[0]
         time.sleep(0.2)
@@ -249,8 +324,13 @@ def test_record_vanishing_from_the_store_fails_the_run(orchestrator_home: Path) 
 
     store = SQLiteStore(orchestrator_home / "runs.sqlite")
     failures: list[str] = []
-    recorder = RunRecorder(store, RunRecord(run_id="r-1", routine="gone"), heartbeat_seconds=0.05,
-                           on_failure=failures.append, watch_seconds=0.05)
+    recorder = RunRecorder(
+        store,
+        RunRecord(run_id="r-1", routine="gone"),
+        heartbeat_seconds=0.05,
+        on_failure=failures.append,
+        watch_seconds=0.05,
+    )
     recorder.begin()
     store._write("DELETE FROM runs WHERE run_id = ?", ("r-1",))
     deadline = time.monotonic() + 10
@@ -261,10 +341,17 @@ def test_record_vanishing_from_the_store_fails_the_run(orchestrator_home: Path) 
     assert store.get_run("r-1").status == "running", "the claim is back while the run stops"
 
 
-def test_undecodable_names_reach_the_log_escaped(routine: Callable[..., Path], orchestrator_home: Path) -> None:
+def test_undecodable_names_reach_the_log_escaped(
+    routine: Callable[..., Path], orchestrator_home: Path
+) -> None:
     """Print and log a file name that is not UTF-8 (and a lone surrogate), with strict streams."""
-    proc = orchestrate(orchestrator_home, "run", str(routine("undecodable")), "--json",
-                       env={"PYTHONIOENCODING": "utf-8:strict", "LC_ALL": "C.UTF-8"})
+    proc = orchestrate(
+        orchestrator_home,
+        "run",
+        str(routine("undecodable")),
+        "--json",
+        env={"PYTHONIOENCODING": "utf-8:strict", "LC_ALL": "C.UTF-8"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Logging error" not in proc.stderr and "Traceback" not in proc.stderr
     assert "printed landing/\\udcff-report.csv and \\ud800" in proc.stderr
