@@ -263,7 +263,12 @@ class _Loader:
         for key, value in overrides.items():
             default = params.get(key)
             textual = isinstance(value, str) and default is not None and not isinstance(default, str)
-            params[key] = _coerce(key, value) if textual else value
+            params[key] = value = _coerce(key, value) if textual else value
+            try:  # a value from the command line or an event is held to the file's bounds
+                check_document(value)
+            except DocumentProblem as exc:
+                inner = exc.path if not exc.path or exc.path.startswith("[") else f".{exc.path}"
+                self.report(f"params.{key}{inner}", f"the value given: {exc}")
         return params, defaults.secrets
 
     def digest(self) -> str:
@@ -441,8 +446,9 @@ def find_cycle(graph: Mapping[str, list[str]]) -> list[str] | None:
 def _coerce(key: str, value: str) -> Any:
     try:
         return json.loads(value)
-    except json.JSONDecodeError:
-        raise UserError(f"--param {key}={value}: the routine's default is not a string, so give a JSON value") from None
+    except (ValueError, RecursionError):  # not JSON, nested too deep, or an integer too long
+        raise UserError(f"--param {key}: the routine's default is not a string, so give a JSON value "
+                        f"(got {value[:40]!r}{'...' if len(value) > 40 else ''})") from None
 
 
 def parse_param_overrides(pairs: list[str]) -> dict[str, str]:

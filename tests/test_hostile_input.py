@@ -408,3 +408,23 @@ def test_names_and_dependencies_of_the_wrong_type_are_reported_not_crashed_on(
     code, out, err = run_cli("validate", str(path), capsys=capsys)
     assert code == 2 and "Traceback" not in err
     assert f"{path}: {expected}" in err.splitlines()
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("9" * 5000, "--param n: the routine's default is not a string, so give a JSON value (got '999"),
+        ("[" * 3000, "--param n: the routine's default is not a string, so give a JSON value"),
+        ("[" * 65 + "]" * 65, ": params.n" + "[0]" * 64 + ": the value given: nested deeper than 64"),
+    ],
+    ids=["5000_digits", "3000_deep", "65_deep"],
+)
+def test_hostile_param_values_are_one_line_and_exit_2(
+    folder: Path, capsys: pytest.CaptureFixture[str], value: str, expected: str
+) -> None:
+    doc = {**python_routine(), "params": {"n": 1}}
+    path = folder / "r.json"
+    path.write_text(json.dumps(doc))
+    code, out, err = run_cli("validate", str(path), "--param", f"n={value}", capsys=capsys)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert expected in err and len(err) < 400
