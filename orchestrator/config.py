@@ -447,8 +447,9 @@ def _coerce(key: str, value: str) -> Any:
     try:
         return json.loads(value)
     except (ValueError, RecursionError):  # not JSON, nested too deep, or an integer too long
+        shown = f"{value[:40]!r}{'...' if len(value) > 40 else ''}"
         raise UserError(f"--param {key}: the routine's default is not a string, so give a JSON value "
-                        f"(got {value[:40]!r}{'...' if len(value) > 40 else ''})") from None
+                        f"(got {shown})") from None
 
 
 def parse_param_overrides(pairs: list[str]) -> dict[str, str]:

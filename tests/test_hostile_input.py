@@ -413,9 +413,9 @@ def test_names_and_dependencies_of_the_wrong_type_are_reported_not_crashed_on(
 @pytest.mark.parametrize(
     "value, expected",
     [
-        ("9" * 5000, "--param n: the routine's default is not a string, so give a JSON value (got '999"),
+        ("9" * 5000, "--param n: the routine's default is not a string, so give a JSON value"),
         ("[" * 3000, "--param n: the routine's default is not a string, so give a JSON value"),
-        ("[" * 65 + "]" * 65, ": params.n" + "[0]" * 64 + ": the value given: nested deeper than 64"),
+        ("[" * 65 + "]" * 65, ": params.n" + "[0]" * 64 + ": the value given: nested deeper"),
     ],
     ids=["5000_digits", "3000_deep", "65_deep"],
 )
