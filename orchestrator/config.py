@@ -448,8 +448,8 @@ def _coerce(key: str, value: str) -> Any:
         return json.loads(value)
     except (ValueError, RecursionError):  # not JSON, nested too deep, or an integer too long
         shown = f"{value[:40]!r}{'...' if len(value) > 40 else ''}"
-        raise UserError(f"--param {key}: the routine's default is not a string, so give a JSON value "
-                        f"(got {shown})") from None
+        raise UserError(f"--param {key}: the routine's default is not a string, so give a JSON "
+                        f"value (got {shown})") from None
 
 
 def parse_param_overrides(pairs: list[str]) -> dict[str, str]:
