@@ -28,3 +28,9 @@ class RoutineError(UserError):
 
 class PluginError(UserError):
     """A plugin is broken or two plugins claim the same executor name."""
+
+
+class EnvironmentProblem(UserError):
+    """The machine, not the input: the orchestrator home or the run store cannot be used (not
+    writable, full, damaged, locked, deleted). Exit 2 like bad input: something must be fixed
+    before a run can be trusted to record itself, and a rerun as it is would fail the same way."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import inspect
 import logging
 import threading
@@ -203,7 +204,12 @@ class Context:
 
 
 def _safe(part: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in part) or "_"
+    """One folder name that stays where it is put: no separator, no ``.``/``..``, not too long."""
+    name = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in part)
+    if len(name) > 128:  # two long names that share a beginning stay two folders
+        digest = hashlib.sha256(part.encode("utf-8", "surrogatepass")).hexdigest()
+        name = f"{name[:111]}-{digest[:16]}"
+    return "_" + name[1:] if name.startswith(".") else name or "_"
 
 
 class Executor:

@@ -4,9 +4,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import EnvironmentProblem
+
 
 def home_dir() -> Path:
     """``$ORCHESTRATOR_HOME`` or ``~/.orchestrator``, created on first use."""
     path = Path(os.environ.get("ORCHESTRATOR_HOME") or Path.home() / ".orchestrator").expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise EnvironmentProblem(f"orchestrator home {path}: cannot create it ({reason}); make its "
+                                 "parent writable or set ORCHESTRATOR_HOME elsewhere") from None
     return path

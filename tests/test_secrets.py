@@ -392,6 +392,6 @@ def test_validation_messages_do_not_quote_a_secret(cli, write_routine, tmp_path)
     proc = cli("validate", str(write_routine(doc, "n.json")), "--param", f"pin_password={SECRET}")
     assert (
         proc.returncode == 2
-        and "--param pin_password=****" in proc.stderr
+        and "--param pin_password:" in proc.stderr and "(got ****)" in proc.stderr
         and SECRET not in proc.stderr
     )

@@ -52,6 +52,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import RoutineError, UserError
 from ..events import SKIPPED, SUCCEEDED
+from ..limits import MAX_DEPTH, DocumentProblem, decode_utf8, read_bounded
 from ..routine.load import Routine, load_routine
 from .output import JsonLinesRenderer, Output, masked
 from .trust import (InvalidEvent, allowlist, env_allowlist, path_allowlist, problem_text,
@@ -155,8 +156,14 @@ def resolve_source(ref: Any) -> Source:
             ref = json.loads(ref)
         except json.JSONDecodeError as exc:
             raise InvalidEvent(f"routine: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        except (RecursionError, ValueError):  # too deep, an integer too long: the file check says
+            return Source("inline routine", trusted=False, text=ref)
     if isinstance(ref, dict):
-        return Source("inline routine", trusted=False, text=json.dumps(ref))
+        try:
+            return Source("inline routine", trusted=False, text=json.dumps(ref))
+        except (RecursionError, ValueError):
+            raise InvalidEvent(f"routine: nested deeper than {MAX_DEPTH} levels or holding an "
+                               "integer too long; fix the event") from None
     if not isinstance(ref, str) or not ref.strip():
         raise InvalidEvent("routine must be an object, an s3:// URI or a path inside the Lambda package")
     ref = ref.strip()
@@ -183,10 +190,15 @@ def _fetch_s3(uri: str) -> str:
     if not bucket or not key:
         raise InvalidEvent(f"routine {uri!r} must be s3://bucket/key")
     try:
-        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+        try:  # bounded: a routine of gigabytes must not be read into memory to be refused
+            return decode_utf8(read_bounded(body))
+        finally:
+            body.close()
     except ClientError as exc:
         raise InvalidEvent(f"cannot read routine {uri}: {exc.response.get('Error', {}).get('Code', exc)}") from None
-    return body.decode("utf-8")
+    except DocumentProblem as exc:
+        raise InvalidEvent(f"routine {uri}: {exc}") from None
 
 
 # ---------------------------------------------------------------------- deadline

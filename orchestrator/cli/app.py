@@ -1,7 +1,8 @@
 """``orchestrate``: parse arguments, call the core, render. No logic of its own.
 
-Exit codes (orchestrator.outcome.ExitCode): 0 success, 1 a task failed, 2 bad input or usage,
-3 `wait --timeout` gave up, 130 interrupted.
+Exit codes (orchestrator.outcome.ExitCode): 0 success, 1 a task failed, 2 bad input, usage or
+environment (an orchestrator home or run store that cannot be used), 3 `wait --timeout` gave up,
+130 interrupted.
 """
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrate",
         description="Validate and run data-lake routines. `orchestrate ROUTINE` is `orchestrate run ROUTINE`.",
-        epilog="Exit codes: 0 success, 1 a task failed, 2 bad input or usage, 3 `wait --timeout` gave up, "
-               "130 interrupted.",
+        epilog="Exit codes: 0 success, 1 a task failed, 2 bad input, usage or environment (home, run "
+               "store), 3 `wait --timeout` gave up, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"orchestrate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -152,17 +153,27 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except UserError as exc:
-        if getattr(args, "verbose", False):
-            traceback.print_exc()
-        print(str(exc), file=sys.stderr)
-        if getattr(args, "json", False):
-            problems = [dataclasses.asdict(p) for p in getattr(exc, "problems", [])]
-            print(json.dumps({"status": "invalid", "errors": str(exc).splitlines(), "problems": problems}))
-        return int(getattr(exc, "exit_code", EXIT_USAGE))
+    except (UserError, OSError) as exc:  # an OSError here is the machine's: a folder or disk to fix
+        return user_error(args, exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def user_error(args: argparse.Namespace, exc: Exception) -> int:
+    """One line per problem on stderr (and one JSON document with ``--json``); exit 2."""
+    if getattr(args, "verbose", False):
+        traceback.print_exc()
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        message = f"orchestrate: {exc.strerror or exc}{where}"
+    else:
+        message = str(exc)
+    print(message, file=sys.stderr)
+    if getattr(args, "json", False):
+        problems = [dataclasses.asdict(p) for p in getattr(exc, "problems", [])]
+        print(json.dumps({"status": "invalid", "errors": message.splitlines(), "problems": problems}))
+    return int(getattr(exc, "exit_code", EXIT_USAGE))
 
 
 def cmd_help(parser: argparse.ArgumentParser, topic: str | None) -> int:
@@ -263,6 +274,9 @@ def execute(args: argparse.Namespace, the_plan: Any, done: dict[int, str] | None
         configure_logging(args, the_plan.routine.secrets, getattr(shown, "console", None))
         with cancel_on_signals(tracked):
             result = tracked.execute()
+    if tracked.failure is not None:  # not raised: --json has already printed its one document
+        print(f"run {result.run_id} stopped and failed: {tracked.failure}", file=sys.stderr)
+        return EXIT_USAGE
     return result.exit_code
 
 

@@ -18,6 +18,8 @@ from typing import Any, Callable, Mapping
 
 from ..errors import PluginError, Problem, RoutineError, UserError
 from ..executor import Place, accepts_context
+from ..limits import (MAX_DEPTH, DocumentProblem, check_document, decode_utf8, location_problem,
+                      read_bounded, yaml_graph_problem)
 from ..masking import mask_shown
 from ..registry import ExecutorInfo, Registry, unknown_message
 from .introspect import item_location_kinds, location_kinds, signature_schema
@@ -114,19 +116,35 @@ def _plain(doc: Mapping[str, Any]) -> Any:
 
 
 def parse_file(file: Path) -> Any:
+    """The routine document, within the bounds of :mod:`.limits`: anything else is one problem."""
     label = str(file)
     try:
-        text = file.read_text(encoding="utf-8")
+        with open(file, "rb") as stream:
+            text = decode_utf8(read_bounded(stream))
+        doc = _parse_yaml(text) if file.suffix.lower() in (".yaml", ".yml") else _parse_json(text)
+        check_document(doc)
     except OSError as exc:
         raise RoutineError([Problem(label, "", f"cannot read routine: {exc.strerror or exc}")]) from None
-    if file.suffix.lower() in (".yaml", ".yml"):
-        return _parse_yaml(label, text)
+    except DocumentProblem as exc:
+        raise RoutineError([Problem(label, exc.path, str(exc))]) from None
+    return doc
+
+
+_TOO_MANY_DIGITS = "a number with more digits than Python reads (4,300); write it as a string"
+
+
+def _parse_json(text: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
-        raise RoutineError([Problem(label, "", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]) from None
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise DocumentProblem(f"invalid JSON at {where}: {exc.msg}") from None
     except _DuplicateKey as exc:
-        raise RoutineError([Problem(label, "", str(exc))]) from None
+        raise DocumentProblem(str(exc)) from None
+    except RecursionError:  # deeper than Python's own recursion limit, far deeper than MAX_DEPTH
+        raise DocumentProblem(f"nested deeper than {MAX_DEPTH} levels; flatten it") from None
+    except ValueError:  # the only other thing the decoder refuses: an integer too long to convert
+        raise DocumentProblem(_TOO_MANY_DIGITS) from None
 
 
 class _DuplicateKey(ValueError):
@@ -142,7 +160,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _parse_yaml(label: str, text: str) -> Any:
+def _parse_yaml(text: str) -> Any:
     import yaml
 
     try:
@@ -151,7 +169,11 @@ def _parse_yaml(label: str, text: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         reason = getattr(exc, "problem", None) or str(exc)
-        raise RoutineError([Problem(label, "", f"invalid YAML{where}: {reason}")]) from None
+        raise DocumentProblem(f"invalid YAML{where}: {reason}") from None
+    except DocumentProblem:
+        raise
+    except ValueError:  # a scalar the resolver took for a number, too long to convert
+        raise DocumentProblem(_TOO_MANY_DIGITS) from None
 
 
 @lru_cache(maxsize=1)
@@ -160,6 +182,26 @@ def _strict_yaml_loader() -> type:
     import yaml
 
     class StrictLoader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            """Nesting is bounded while the text is read, before Python's own recursion limit."""
+            self.depth += 1
+            try:
+                if self.depth > MAX_DEPTH:
+                    deep = f"nested deeper than {MAX_DEPTH} levels; flatten it"
+                    mark = self.peek_event().start_mark
+                    raise yaml.composer.ComposerError(None, None, deep, mark)
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def construct_document(self, node: Any) -> Any:
+            """Aliases expanded, tags and nesting checked on the nodes before any value is built."""
+            if (problem := yaml_graph_problem(node)) is not None:
+                raise problem
+            return super().construct_document(node)
+
         def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
             seen: set[Any] = set()
             for key_node, _ in node.value:
@@ -208,9 +250,10 @@ class _Loader:
             self.report("", "a routine must be a JSON/YAML object with routine_name and executors")
             self.fail_if_problems()
         broken = self.check_structure()
-        params = self.merge_params(overrides)
         now = dt.datetime.now(dt.timezone.utc)
         run = {"id": run_id or str(uuid.uuid4()), "date": now.date().isoformat()}
+        params, secrets = self.merge_params(overrides, run)
+        self.secrets |= secrets
         subst = self.substituter = Substituter(params, self.env, run)
         self.secrets |= {str(v) for k, v in params.items() if SECRET_NAME.search(k) and v}
         entries = self.entries()
@@ -259,13 +302,22 @@ class _Loader:
                 self.report("--param", unknown_message("param", key, sorted(known)))
         return {k: v for k, v in overrides.items() if k in known}
 
-    def merge_params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
-        params = dict(self.doc.get("params") or {})
+    def merge_params(self, overrides: Mapping[str, Any],
+                     run: Mapping[str, str]) -> tuple[dict[str, Any], set[str]]:
+        """The routine's params with their ``${env.X}`` and ``${run.X}`` resolved, then the
+        overrides (values, taken as given), and the secret values the references brought in."""
+        defaults = Substituter(None, self.env, run)
+        params = defaults.walk(dict(self.doc.get("params") or {}), "params", self.report)
         for key, value in overrides.items():
             default = params.get(key)
             textual = isinstance(value, str) and default is not None and not isinstance(default, str)
-            params[key] = _coerce(key, value) if textual else value
-        return params
+            params[key] = value = _coerce(key, value) if textual else value
+            try:  # a value from the command line or an event is held to the file's bounds
+                check_document(value)
+            except DocumentProblem as exc:
+                inner = exc.path if not exc.path or exc.path.startswith("[") else f".{exc.path}"
+                self.report(f"params.{key}{inner}", f"the value given: {exc}")
+        return params, defaults.secrets
 
     def digest(self) -> str:
         """Identity of the routine's definition (not of this run's params): resume compares it."""
@@ -302,7 +354,7 @@ class _Loader:
             executor=info,
             params=params,
             tasks=tasks,
-            depends_on=tuple(_names(entry.get("depends_on"))),
+            depends_on=tuple(d for _, d in _dependencies(entry)),
             active=entry.get("active", True) is not False,
             path=path,
         )
@@ -384,7 +436,8 @@ class _Loader:
         return resolved, refused
 
     def resolve_locations(self, values: dict[str, Any], kinds: dict[str, str], path: str) -> tuple[dict[str, Any], bool]:
-        """Relative local paths made absolute; each location then passed to the policy, if any."""
+        """Relative local paths made absolute; each location then checked for length (before any
+        folder is made for it) and passed to the policy, if any."""
         resolved, refused = dict(values), False
         for key in kinds.keys() & resolved.keys():
             value = resolved[key]
@@ -392,6 +445,10 @@ class _Loader:
                 continue
             if "://" not in value and not os.path.isabs(value):
                 resolved[key] = value = str(self.folder / value)
+            if (problem := location_problem(value)) is not None:
+                self.report(f"{path}.{key}", problem)
+                refused = True
+                continue
             if self.policy is None:
                 continue
             if (message := self.policy(Place(key, value, kinds[key]))) is not None:
@@ -423,27 +480,37 @@ class _Loader:
     def check_names_and_dependencies(self, steps: list[StepSpec | None], entries: list[tuple[str, dict[str, Any]]]) -> None:
         seen: dict[str, str] = {}
         for path, entry in entries:
-            name = entry.get("name") or entry.get("executor", path)
+            name = _step_name(entry, path)
             if name in seen:
                 self.report(f"{path}.name", f"step name {name!r} is already used at {seen[name]}; give each entry a unique name")
             seen.setdefault(name, path)
         graph: dict[str, list[str]] = {}
         for path, entry in entries:
-            name = entry.get("name") or entry.get("executor", path)
-            for i, dep in enumerate(_names(entry.get("depends_on"))):
+            name = _step_name(entry, path)
+            depends_on = _dependencies(entry)
+            for i, dep in depends_on:
                 if dep not in seen:
                     self.report(f"{path}.depends_on[{i}]", unknown_message("step", dep, list(seen)))
                 elif dep == name:
                     self.report(f"{path}.depends_on[{i}]", f"step {name!r} cannot depend on itself")
-            graph[name] = [d for d in _names(entry.get("depends_on")) if d in seen and d != name]
+            graph[name] = [d for _, d in depends_on if d in seen and d != name]
         cycle = find_cycle(graph)
         if cycle:
             self.report(f"{seen[cycle[0]]}.depends_on", "dependency cycle: " + " -> ".join(cycle) + "; remove one of these depends_on")
 
 
-def _names(value: Any) -> list[str]:
-    """``depends_on`` as a list of names, whatever the schema said about it."""
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+def _step_name(entry: dict[str, Any], path: str) -> str:
+    """The entry's step name; a name of the wrong type (the schema said so) stands as its path."""
+    name = entry.get("name") or entry.get("executor", path)
+    return name if isinstance(name, str) else path
+
+
+def _dependencies(entry: dict[str, Any]) -> list[tuple[int, str]]:
+    """``(index, step)`` of ``depends_on``; a non-string (the schema said so) adds no edge."""
+    depends_on = entry.get("depends_on")
+    if not isinstance(depends_on, list):
+        return []
+    return [(i, d) for i, d in enumerate(depends_on) if isinstance(d, str)]
 
 
 def _deeper_checks(check: Any, reported: set[str], prefix: str) -> list[tuple[str, str]]:
@@ -488,10 +555,10 @@ def find_cycle(graph: Mapping[str, list[str]]) -> list[str] | None:
 def _coerce(key: str, value: str) -> Any:
     try:
         return json.loads(value)
-    except json.JSONDecodeError:
-        shown = "****" if SECRET_NAME.search(key) else value
-        raise UserError(f"--param {key}={shown}: the routine's default is not a string, "
-                        "so give a JSON value") from None
+    except (ValueError, RecursionError):  # not JSON, nested too deep, or an integer too long
+        shown = "****" if SECRET_NAME.search(key) else f"{value[:40]!r}{'...' if len(value) > 40 else ''}"
+        raise UserError(f"--param {key}: the routine's default is not a string, so give a JSON "
+                        f"value (got {shown})") from None
 
 
 def parse_param_overrides(pairs: list[str]) -> dict[str, str]:

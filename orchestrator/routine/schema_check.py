@@ -5,6 +5,8 @@ import difflib
 from functools import lru_cache
 from typing import Any, Iterable
 
+from ..limits import finite_number
+
 _TYPE_NAMES = {
     "object": "an object", "array": "a list", "string": "a string", "integer": "an integer",
     "number": "a number", "boolean": "true or false", "null": "null",
@@ -38,11 +40,12 @@ def _sort_key(path: str) -> list[Any]:
 _TYPES: dict[str, Any] = {
     "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "number": lambda v: finite_number(v) and not isinstance(v, bool),
 }
-_QUICK = {"type", "properties", "required", "additionalProperties", "items", "anyOf", "enum", "$ref", "minimum",
-          "exclusiveMinimum", "maximum", "minItems", "minProperties", "uniqueItems", "pattern", "default", "description", "title",
-          "format", "$defs", "$schema", "$id", "allOf"}
+_QUICK = {"type", "properties", "required", "additionalProperties", "items", "anyOf", "enum",
+          "$ref", "minimum", "exclusiveMinimum", "maximum", "minItems", "maxLength",
+          "minProperties", "uniqueItems", "pattern", "default", "description", "title", "format",
+          "$defs", "$schema", "$id", "allOf"}
 
 
 def quick_valid(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> bool:
@@ -84,6 +87,8 @@ def quick_valid(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> boo
             return False
         if "maximum" in schema and value > schema["maximum"]:
             return False
+    if isinstance(value, str) and len(value) > schema.get("maxLength", len(value)):
+        return False
     if isinstance(value, str) and "pattern" in schema:
         import re
 
@@ -122,9 +127,12 @@ def _freeze(schema: dict[str, Any]) -> str:
 def _validator(frozen: str) -> Any:
     import json
 
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, validators
 
-    return Draft202012Validator(json.loads(frozen))
+    # NaN and the infinities pass every minimum and maximum (each comparison is false): no numbers
+    checker = Draft202012Validator.TYPE_CHECKER.redefine(
+        "number", lambda _, value: finite_number(value) and not isinstance(value, bool))
+    return validators.extend(Draft202012Validator, type_checker=checker)(json.loads(frozen))
 
 
 def _causes(error: Any) -> list[Any]:
@@ -151,6 +159,12 @@ def _describe(error: Any, prefix: str, what: str) -> list[tuple[str, str]]:
         allowed = sorted(schema.get("properties", {}))
         return [(json_path([extra], path), f"unknown {what} {extra!r}; {_hint(extra, allowed)}")
                 for extra in sorted(set(value) - set(allowed), key=str)]
+    if kind in ("pattern", "maxLength") and schema.get("description"):
+        shown = repr(value) if len(value) <= 40 else repr(value[:40])[:-1] + "...'"
+        return [(path, f"{shown} is not allowed. {schema['description']}")]
+    if kind == "type" and _wants_number(schema["type"]) and isinstance(value, float) \
+            and not finite_number(value):
+        return [(path, f"{value} is not a number a routine may give; give a finite number")]
     if kind == "type":
         expected = schema["type"]
         names = " or ".join(_TYPE_NAMES.get(t, t) for t in (expected if isinstance(expected, list) else [expected]))
@@ -166,6 +180,10 @@ def _hint(extra: str, allowed: list[str]) -> str:
 
 
 SHOWN_CHARS = 40  # of a wrong value's repr in a message (the loader masks secrets cut this short)
+
+
+def _wants_number(expected: str | list[str]) -> bool:
+    return bool({"number", "integer"} & set([expected] if isinstance(expected, str) else expected))
 
 
 def _show(value: Any) -> str:

@@ -16,8 +16,12 @@ SECRET_NAME = re.compile(r"(?i)(passw|passphrase|(^|_)pass($|_)|pwd|secret|token
 class Substituter:
     """Resolves references in a nested document and remembers which values are secret."""
 
-    def __init__(self, params: Mapping[str, Any], env: Mapping[str, str], run: Mapping[str, str]) -> None:
-        self.scopes: dict[str, Mapping[str, Any]] = {"params": params, "env": env, "run": run}
+    def __init__(self, params: Mapping[str, Any] | None, env: Mapping[str, str],
+                 run: Mapping[str, str]) -> None:
+        """``params`` None: the values being resolved are the routine's params themselves."""
+        self.scopes: dict[str, Mapping[str, Any]] = {"env": env, "run": run}
+        if params is not None:
+            self.scopes["params"] = params
         self.secrets: set[str] = set()
 
     def walk(self, value: Any, path: str, report: Callable[[str, str], None]) -> Any:
@@ -52,6 +56,10 @@ class Substituter:
         scope, _, name = ref.strip().partition(".")
         if "$" in ref or "{" in ref:
             report(path, f"nested substitution ${{{ref}}} is not supported; use one ${{scope.NAME}} at a time")
+            return f"${{{ref}}}"
+        if scope == "params" and scope not in self.scopes:
+            report(path, f"${{{ref}}}: a param cannot refer to another param; give its value, "
+                         "or use ${env.NAME}, ${run.id} or ${run.date}")
             return f"${{{ref}}}"
         if scope not in self.scopes or not name:
             report(path, f"unknown substitution ${{{ref}}}; use ${{params.NAME}}, ${{env.NAME}}, ${{run.id}} or ${{run.date}}")

@@ -27,16 +27,24 @@ class TrackedRun:
         self.routine: Routine = the_plan.routine
         self.record = new_record(self.routine, resumed_from)
         self.run = Run(the_plan, [], max_parallel, watermarks=store, done=done, resumed_from=resumed_from)
-        self.recorder = RunRecorder(store, self.record, on_cancel_request=self.run.cancel)
-        self.run.listeners = [self.recorder, *listeners]
+        self.recorder = RunRecorder(store, self.record, on_cancel_request=self.run.cancel,
+                                    on_failure=lambda reason: self.run.cancel())
+        self.run.listeners = [self.recorder, *listeners]  # first: it may mark the result failed
 
     def claim(self, allow_concurrent: bool = False) -> None:
         """Refuses (``RoutineBusy``) before anything runs if the routine is already running."""
         self.recorder.begin(allow_concurrent)
 
     def execute(self) -> RunResult:
-        with LogCapture(self.store, self.record.run_id, self.routine.secrets):
+        capture = LogCapture(self.store, self.record.run_id, self.routine.secrets,
+                             on_error=self.recorder.store_failed)
+        with capture:
             return self.run.execute()
+
+    @property
+    def failure(self) -> str | None:
+        """Why the run's record could not be kept (it was stopped and ended failed), or None."""
+        return self.recorder.failure
 
     def cancel(self) -> None:
         self.run.cancel()

@@ -18,10 +18,11 @@ from ..events import FAILED, SKIPPED, Listener, RunResult, TaskResult
 from ..executor import current_context
 from ..masking import MaskedLines, MaskSecrets
 from ..routine.substitution import mask
-from .store import HEARTBEAT_SECONDS, LogRecord, RunRecord, RunStore, TaskRecord
+from .store import HEARTBEAT_SECONDS, LogRecord, RoutineBusy, RunRecord, RunStore, TaskRecord
 
 __all__ = ["LogCapture", "MaskSecrets", "RunRecorder", "new_record", "parent_run_id"]
 PARENT_ENV = "ORCHESTRATOR_PARENT_RUN_ID"
+WATCH_SECONDS = 1.0
 
 
 def parent_run_id() -> str | None:
@@ -31,15 +32,30 @@ def parent_run_id() -> str | None:
 
 
 class RunRecorder(Listener):
-    """Writes the run and every task attempt to the store; beats a heartbeat; relays remote cancel requests."""
+    """Writes the run and each task attempt to the store, beats a heartbeat, relays cancel requests.
+
+    The record is the run's claim on its routine. If it cannot be written (the store is full, locked
+    past its timeout, damaged) or the store itself vanishes (the orchestrator home deleted mid-run),
+    the run cannot be trusted to be the only one, nor to be resumable: ``on_failure`` is called once
+    with the reason (the run is then stopped), the run ends as failed and ``failure`` says why. A
+    vanished store is re-created at once, with this run's record and attempts in it, so that a
+    second start is refused while this run is still stopping.
+    """
 
     def __init__(self, store: RunStore, record: RunRecord, on_cancel_request: Callable[[], None] | None = None,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS,
+                 on_failure: Callable[[str], None] | None = None,
+                 watch_seconds: float = WATCH_SECONDS) -> None:
         self.store = store
         self.record = record
         self.on_cancel_request = on_cancel_request
+        self.on_failure = on_failure
         self.heartbeat_seconds = heartbeat_seconds
+        self.watch_seconds = min(watch_seconds, heartbeat_seconds)
+        self.failure: str | None = None
         self._attempt_ids: dict[tuple[int, int], str] = {}
+        self._attempts: dict[str, TaskRecord] = {}
+        self._failure_lock, self._watch_lock = threading.Lock(), threading.Lock()
         self._stop = threading.Event()
         self._beater: threading.Thread | None = None
 
@@ -50,28 +66,84 @@ class RunRecorder(Listener):
         self._beater.start()
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat_seconds):
+        last_beat = time.monotonic()
+        while not self._stop.wait(self.watch_seconds):
+            self._watch()
+            if time.monotonic() - last_beat < self.heartbeat_seconds:
+                continue
+            last_beat = time.monotonic()
             try:
                 self.store.update_run(self.record.run_id, heartbeat=time.time())
                 current = self.store.get_run(self.record.run_id)
             except Exception:  # a store hiccup must not kill the run
                 continue
-            if current is not None and current.cancel_requested and self.on_cancel_request:
+            if current is None:
+                self._reclaim("its record vanished from the run store")
+            elif current.cancel_requested and self.on_cancel_request:
                 self.on_cancel_request()
+
+    def _watch(self) -> None:
+        """The store this run claimed its routine in must still be the one at its place."""
+        with self._watch_lock:
+            reason = self.store.lost()
+            if reason is not None and self.failure is None:
+                self._reclaim(f"the run store {reason} while the run was going "
+                              "(was the orchestrator home removed?)")
+
+    def _reclaim(self, reason: str) -> None:
+        """Put this run's record (its claim) and attempts into a fresh store, then fail the run: the
+        executors' state under the home (journals, remote ids) went with it, so carrying on would
+        give up what a rerun after a crash relies on."""
+        try:
+            self.store.reopen()
+            self.record.heartbeat = time.time()
+            try:
+                self.store.start_run(self.record)
+            except RoutineBusy as busy:
+                reason += f"; run {busy.run_id} has claimed the routine since"
+                self.store.start_run(self.record, allow_concurrent=True)
+            for attempt in list(self._attempts.values()):
+                self.store.record_task(attempt)
+        except Exception as exc:  # the store cannot be re-created either: the run still stops
+            reason += f"; it could not be re-created ({exc})"
+        self.fail(reason)
+
+    def fail(self, reason: str) -> None:
+        """The run's record cannot be trusted any more: say so once, let the owner stop the run."""
+        with self._failure_lock:
+            if self.failure is not None:
+                return
+            self.failure = reason
+        line = LogRecord(self.record.run_id, time.time(), "ERROR", None, None,
+                         f"run stopped: {reason}")
+        self._quietly(lambda: self.store.append_logs([line]))
+        if self.on_failure is not None:
+            self.on_failure(reason)
+
+    def store_failed(self, exc: BaseException) -> None:
+        self.fail(f"the run store failed: {' '.join(str(exc).split()) or type(exc).__name__}")
+
+    def _quietly(self, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except Exception as exc:
+            self.store_failed(exc)
 
     def _record(self, result: TaskResult, status: str, attempt: int | None = None) -> None:
         key = (result.step_index, result.index)
         task_id = self._attempt_ids.get(key) or str(uuid.uuid4())
         self._attempt_ids[key] = task_id
-        self.store.record_task(TaskRecord(
+        record = TaskRecord(
             id=task_id, run_id=self.record.run_id, step=result.step, executor=result.executor, task=result.task,
             step_index=result.step_index, task_index=result.index, attempt=result.attempts if attempt is None else attempt,
             status=status, started=result.started or time.time(), ended=result.ended,
             error_type=result.error_type, error=result.error or result.reason,
             metrics=result.metrics.to_dict() if result.metrics else None,
-            traceback=result.traceback))
+            traceback=result.traceback)
+        self._attempts[task_id] = record
+        self._quietly(lambda: self.store.record_task(record))
         if status == FAILED and result.traceback:  # ``orchestrate logs`` tells what went wrong, too
-            self._log_traceback(result)
+            self._quietly(lambda: self._log_traceback(result))
 
     def _log_traceback(self, result: TaskResult) -> None:
         head = f"attempt {result.attempts} failed: {result.error_type}: {result.error}"
@@ -93,16 +165,25 @@ class RunRecorder(Listener):
         self._record(result, result.status, 0 if result.status == SKIPPED and not result.attempts else None)
 
     def run_finished(self, result: RunResult) -> None:
+        """Record the end. The recorder is the run's first listener: a run whose record failed is
+        marked failed here, before the console and JSON output report it."""
         self._stop.set()
-        self.store.update_run(self.record.run_id, status=result.status, ended=result.ended, heartbeat=time.time())
+        self._watch()
+        status = FAILED if self.failure is not None else result.status
+        self._quietly(lambda: self.store.update_run(self.record.run_id, status=status,
+                                                    ended=result.ended, heartbeat=time.time()))
+        if self.failure is not None:  # set before, or by this very write
+            result.status = FAILED
 
 
 class LogCapture(logging.Handler):
     """Sends log records and printed lines of the running tasks to the run's log."""
 
-    def __init__(self, store: RunStore, run_id: str, secrets: frozenset[str] = frozenset()) -> None:
+    def __init__(self, store: RunStore, run_id: str, secrets: frozenset[str] = frozenset(),
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
+        """``on_error`` hears of a log line the store refused; the task that logged it does not."""
         super().__init__(logging.INFO)
-        self.store, self.run_id, self.secrets = store, run_id, set(secrets)
+        self.store, self.run_id, self.secrets, self.on_error = store, run_id, set(secrets), on_error
         self._saved: list[Any] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -114,7 +195,13 @@ class LogCapture(logging.Handler):
 
     def write(self, level: str, message: str, step: str | None = None, task: str | None = None,
               ts: float | None = None) -> None:
-        self.store.append_logs([LogRecord(self.run_id, ts or time.time(), level, step, task, mask(message, self.secrets))])
+        record = LogRecord(self.run_id, ts or time.time(), level, step, task,
+                           mask(message, self.secrets))
+        try:
+            self.store.append_logs([record])
+        except Exception as exc:
+            if self.on_error is not None:
+                self.on_error(exc)
 
     def __enter__(self) -> LogCapture:
         root = logging.getLogger()
@@ -154,8 +241,15 @@ class _Tee(io.TextIOBase):
 
     def __init__(self, stream: TextIO, capture: LogCapture, level: str) -> None:
         self.stream, self.capture, self.level = stream, capture, level
-        self._terminal = MaskedLines(capture.secrets, stream.write)
+        self._terminal = MaskedLines(capture.secrets, self._write_out)
         self._partial = threading.local()
+
+    def _write_out(self, shown: str) -> None:
+        try:
+            self.stream.write(shown)
+        except UnicodeEncodeError:  # an undecodable file name, printed to a strict pipe or file
+            encoding = getattr(self.stream, "encoding", None) or "utf-8"
+            self.stream.write(shown.encode(encoding, "backslashreplace").decode(encoding))
 
     def write(self, text: str) -> int:
         self._terminal.write(text)

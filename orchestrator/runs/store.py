@@ -7,6 +7,8 @@ safe when several processes write at once (WAL, immediate transactions).
 from __future__ import annotations
 
 import dataclasses
+import errno
+import functools
 import json
 import os
 import socket
@@ -14,14 +16,17 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
-from ..errors import UserError
+from ..errors import EnvironmentProblem, UserError
 from ..outcome import TERMINAL, Status
 
 RUNNING, DEAD = Status.RUNNING, Status.DEAD
 HEARTBEAT_SECONDS = 5.0
 DEAD_AFTER_SECONDS = 30.0
+TIMEOUT_ENV = "ORCHESTRATOR_STORE_TIMEOUT"
+DEFAULT_TIMEOUT_SECONDS = 30.0
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RoutineBusy(UserError):
@@ -134,6 +139,14 @@ class RunStore:
     def set_watermark(self, routine: str, step: str, task: str, value: Any, run_id: str) -> None:
         raise NotImplementedError
 
+    def lost(self) -> str | None:
+        """Why the store this process opened is no longer the one at its place (deleted, replaced),
+        or None. A run checks it while it runs: a lost store has lost the run's record and claim."""
+        return None
+
+    def reopen(self) -> None:
+        """Open the store at its place afresh (creating it), after :meth:`lost` said it is gone."""
+
     def find_run(self, ref: str) -> RunRecord:
         """A run by id or unique id prefix."""
         run = self.get_run(ref)
@@ -212,32 +225,126 @@ _RUN_COLUMNS = [f.name for f in dataclasses.fields(RunRecord)]
 _TASK_COLUMNS = [f.name for f in dataclasses.fields(TaskRecord)]
 
 
-class SQLiteStore(RunStore):
-    """Runs in one SQLite file; one connection per thread."""
+class StoreUnavailable(EnvironmentProblem):
+    """The SQLite run store cannot be used: the message says why and what to do, in one line."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: Path, exc: BaseException, timeout: float) -> None:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        super().__init__(f"run store {path}: {reason}; {_advice(path, exc, timeout)}")
+
+
+def _advice(path: Path, exc: BaseException, timeout: float) -> str:
+    text = str(exc).lower()
+    code = getattr(exc, "errno", None)
+    if "locked" in text or "busy" in text:
+        return (f"another process kept it locked for {timeout:g}s; try again when it is done "
+                f"(or raise {TIMEOUT_ENV})")
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return ("the file is damaged: move it aside (a new, empty store is then created) or set "
+                "ORCHESTRATOR_HOME")
+    if "full" in text or code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f"the disk of {path.parent} is full: free space or set ORCHESTRATOR_HOME elsewhere"
+    if "disk i/o" in text:
+        return (f"a write to {path.parent} failed (a full disk, a quota, a file size limit?): "
+                "fix it or set ORCHESTRATOR_HOME elsewhere")
+    if "readonly" in text or "unable to open" in text or code in (errno.EROFS, errno.EACCES,
+                                                                   errno.EPERM):
+        return f"make {path.parent} writable or set ORCHESTRATOR_HOME to a writable folder"
+    return "check the file and its folder, or set ORCHESTRATOR_HOME to another folder"
+
+
+def _store_errors(method: F) -> F:
+    """SQLite and file-system errors become one :class:`StoreUnavailable` line, not a traceback."""
+
+    @functools.wraps(method)
+    def guarded(self: SQLiteStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(self.path, exc, self.timeout) from exc
+
+    return guarded  # type: ignore[return-value]
+
+
+def store_timeout(env: dict[str, str] | None = None) -> float:
+    """Seconds to wait for another process's lock on the store (``$ORCHESTRATOR_STORE_TIMEOUT``)."""
+    text = (os.environ if env is None else env).get(TIMEOUT_ENV, "")
+    try:
+        value = float(text) if text else DEFAULT_TIMEOUT_SECONDS
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise EnvironmentProblem(f"{TIMEOUT_ENV}={text!r}: expected seconds, from 0 to 86400")
+    return value
+
+
+def storable(text: Any) -> Any:
+    """Text SQLite can store: lone surrogates (undecodable file names) become backslash escapes."""
+    if not isinstance(text, str) or text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+class SQLiteStore(RunStore):
+    """Runs in one SQLite file; one connection per thread.
+
+    The file's identity (device, inode) is kept: if the file is deleted or replaced while a run is
+    going (the orchestrator home removed), :meth:`lost` says so and :meth:`reopen` starts afresh.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], timeout: float | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout = store_timeout() if timeout is None else timeout
         self._local = threading.local()
-        with self._conn() as conn:
-            conn.executescript(_SCHEMA)
-            for table, wanted in (("runs", _RUN_COLUMNS), ("tasks", _TASK_COLUMNS)):
-                columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-                for name in sorted(set(wanted) - columns):  # a store written by an older version
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name}")
+        self._generation = 0
+        self._identity: tuple[int, int] | None = None
+        self._open()
+
+    @_store_errors
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+        for table, wanted in (("runs", _RUN_COLUMNS), ("tasks", _TASK_COLUMNS)):
+            columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for name in sorted(set(wanted) - columns):  # a store written by an older version
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name}")
+        self._identity = _identity(self.path)
+
+    def lost(self) -> str | None:
+        try:
+            identity = _identity(self.path)
+        except FileNotFoundError:
+            return f"{self.path} was deleted"
+        except OSError as exc:
+            return f"{self.path} cannot be read ({exc.strerror or exc})"
+        return None if identity == self._identity else f"{self.path} was replaced by another file"
+
+    def reopen(self) -> None:
+        self._generation += 1
+        self._open()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        if conn is None or self._local.generation != self._generation:
+            if conn is not None:
+                conn.close()
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                   check_same_thread=False)
+            self._local.conn, self._local.generation = conn, self._generation
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
         return conn
 
+    @_store_errors
     def _write(self, sql: str, args: Iterable[Any] = ()) -> None:
         self._conn().execute(sql, tuple(args))
 
+    @_store_errors
     def start_run(self, run: RunRecord, allow_concurrent: bool = False) -> None:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
@@ -257,17 +364,20 @@ class SQLiteStore(RunStore):
             conn.execute(f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(values))})", values)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # a COMMIT that failed (a full disk) may have ended it already
+                conn.execute("ROLLBACK")
             raise
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         sets = ", ".join(f"{key} = ?" for key in fields)
         self._write(f"UPDATE runs SET {sets} WHERE run_id = ?", [*(self._encode(k, v) for k, v in fields.items()), run_id])
 
+    @_store_errors
     def get_run(self, run_id: str) -> RunRecord | None:
         row = self._conn().execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return self._run_from_row(row) if row else None
 
+    @_store_errors
     def list_runs(self, routine: str | None = None, status: str | None = None, parent: str | None = None,
                   limit: int = 20) -> list[RunRecord]:
         where, args = [], []
@@ -280,25 +390,31 @@ class SQLiteStore(RunStore):
                                     (*args, limit)).fetchall()
         return [self._run_from_row(row) for row in rows]
 
+    @_store_errors
     def record_task(self, task: TaskRecord) -> None:
         values = [self._encode(name, getattr(task, name)) for name in _TASK_COLUMNS]
         self._write(f"INSERT OR REPLACE INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join('?' * len(values))})", values)
 
+    @_store_errors
     def tasks(self, run_id: str) -> list[TaskRecord]:
         rows = self._conn().execute(f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE run_id = ? "
                                     "ORDER BY step_index, task_index, attempt", (run_id,)).fetchall()
         return [TaskRecord(**{name: self._decode(name, value) for name, value in zip(_TASK_COLUMNS, row)}) for row in rows]
 
+    @_store_errors
     def append_logs(self, records: Iterable[LogRecord]) -> None:
-        rows = [(r.run_id, r.ts, r.level, r.step, r.task, r.message) for r in records]
+        rows = [(r.run_id, r.ts, r.level, storable(r.step), storable(r.task), storable(r.message))
+                for r in records]
         if rows:
             self._conn().executemany("INSERT INTO logs (run_id, ts, level, step, task, message) VALUES (?, ?, ?, ?, ?, ?)", rows)
 
+    @_store_errors
     def logs(self, run_id: str, after: int = 0) -> list[LogRecord]:
         rows = self._conn().execute("SELECT seq, run_id, ts, level, step, task, message FROM logs "
                                     "WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after)).fetchall()
         return [LogRecord(run_id=r[1], ts=r[2], level=r[3], step=r[4], task=r[5], message=r[6], seq=r[0]) for r in rows]
 
+    @_store_errors
     def get_watermark(self, routine: str, step: str, task: str) -> Any:
         row = self._conn().execute("SELECT value FROM watermarks WHERE routine = ? AND step = ? AND task = ?",
                                    (routine, step, task)).fetchone()
@@ -314,7 +430,7 @@ class SQLiteStore(RunStore):
             return None if value is None else json.dumps(value, default=str)
         if name == "cancel_requested":
             return int(bool(value))
-        return value
+        return storable(value)
 
     @staticmethod
     def _decode(name: str, value: Any) -> Any:
@@ -326,6 +442,11 @@ class SQLiteStore(RunStore):
 
     def _run_from_row(self, row: tuple[Any, ...]) -> RunRecord:
         return RunRecord(**{name: self._decode(name, value) for name, value in zip(_RUN_COLUMNS, row)})
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
 
 
 def open_store(registry: Any = None) -> RunStore:
