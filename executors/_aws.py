@@ -595,6 +595,12 @@ class AwsExecutor(Executor):
     def close(self) -> None:
         self._clients.close()
 
+    def restore(self, context: Context, succeeded_in: str) -> bool:
+        """A skipped call still counts, so the calls after it keep the record keys the resumed run
+        used (and so re-attach to its remote work instead of submitting it again)."""
+        self._ordinals[context.task] = self._ordinals.get(context.task, 0) + 1
+        return True
+
     def call_key(self, context: Context) -> str:
         """``task#n``: the n-th call of this task in this step, the same for every attempt of that call."""
         count = self._ordinals.get(context.task, 0)

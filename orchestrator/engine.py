@@ -86,10 +86,11 @@ class Run:
     """One execution of a plan. ``cancel()`` may be called from any thread (or a signal handler)."""
 
     def __init__(self, plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4, home: Any = None,
-                 watermarks: WatermarkStore | None = None, done: Mapping[int, str] | None = None,
+                 watermarks: WatermarkStore | None = None, done: Mapping[tuple[int, int], str] | None = None,
                  resumed_from: str | None = None) -> None:
-        """``watermarks`` keeps ``next_watermark`` between runs; ``done`` maps the plan positions of
-        steps that already succeeded (in the run being resumed) to that run's id: they are skipped."""
+        """``watermarks`` keeps ``next_watermark`` between runs; ``done`` maps the tasks that already
+        succeeded (``(step position, task index)``, in the run being resumed or one it resumed) to
+        the id of the run they succeeded in: they are skipped, never run twice."""
         self.plan = plan
         self.routine = plan.routine
         self.listeners = list(listeners)
@@ -172,9 +173,9 @@ class Run:
             if any(dep not in status for dep in step.after):
                 continue
             pending.remove(step)
-            position = self.plan.steps.index(step)
-            if position in self.done:
-                self.skip_step(step, f"already succeeded in run {self.done[position]}")
+            if self.step_done(step):
+                for result in self.results[step.name]:
+                    self.skip_results([result], _done_reason(self.done[(result.step_index, result.index)]))
                 status[step.name] = True
                 continue
             if not step.spec.active:
@@ -223,6 +224,15 @@ class Run:
                 if self.stopping.is_set():
                     self.skip_results(results[result.index:], "run cancelled" if self.cancelled.is_set() else "not started: a task failed")
                     return False
+                origin = self.done.get((result.step_index, result.index))
+                try:
+                    if origin is not None and self.restore(step, instance, call, result, origin):
+                        continue
+                except Exception as exc:  # the executor could not rebuild the task's state: it fails
+                    result.started = result.ended = time.time()
+                    self.fail(result, exc)
+                    self.skip_results(results[result.index + 1:], "not started: an earlier task of this step did not succeed")
+                    return False
                 if not self.run_task(step, instance, call, result):
                     self.skip_results(results[result.index + 1:], "not started: an earlier task of this step did not succeed")
                     return False
@@ -231,6 +241,24 @@ class Run:
             with self._lock:
                 self._instances.pop(step.name, None)
             _quietly(instance.close)
+
+    def step_done(self, step: Step) -> bool:
+        return all((r.step_index, r.index) in self.done for r in self.results[step.name])
+
+    def restore(self, step: Step, instance: Executor, call: TaskCall, result: TaskResult, origin: str) -> bool:
+        """Skip a task that succeeded in run ``origin``; the executor rebuilds what later tasks need.
+
+        False when the executor cannot, and the task must run again; raises what the executor raised.
+        """
+        ctx = self.context(step, call, 1, threading.Event())
+        with ctx.active():
+            restored = instance.restore(ctx, origin)
+        if restored is False:
+            ctx.logger.warning("%s.%s succeeded in run %s but its state cannot be rebuilt: running it again",
+                               step.name, call.task, origin)
+            return False
+        self.skip_results([result], _done_reason(origin))
+        return True
 
     def run_task(self, step: Step, instance: Executor, call: TaskCall, result: TaskResult) -> bool:
         method = getattr(instance, call.task)
@@ -352,6 +380,10 @@ class Run:
         result = RunResult(self.routine.run_id, self.routine.name, status, started, time.time(), tasks)
         self.emit("run_finished", result)
         return result
+
+
+def _done_reason(origin: str) -> str:
+    return f"already succeeded in run {origin}"
 
 
 def _metrics(value: Any) -> TaskMetrics | None:
