@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 from .config import Routine, StepSpec, TaskCall
 from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 from .executor import Cancelled, Context, Executor, TaskMetrics
+from .scheduling import ReadyQueue, waves
 
 MAX_RETRY_DELAY = 86400.0
 CANCEL_GRACE = float(os.environ.get("ORCHESTRATOR_CANCEL_GRACE", "10"))
@@ -70,16 +71,9 @@ def plan(routine: Routine) -> Plan:
     if not routine.explicit_dependencies:
         chain = [Step(spec, (specs[i - 1].name,) if i else ()) for i, spec in enumerate(specs)]
         return Plan(routine, tuple(chain))
-    ordered: list[Step] = []
-    placed: set[str] = set()
-    remaining = list(specs)
-    while remaining:
-        ready = [s for s in remaining if set(s.depends_on) <= placed]
-        for spec in ready:
-            ordered.append(Step(spec, spec.depends_on))
-            placed.add(spec.name)
-            remaining.remove(spec)
-    return Plan(routine, tuple(ordered))
+    by_name = {spec.name: spec for spec in specs}
+    order = waves(list(by_name), {spec.name: spec.depends_on for spec in specs})
+    return Plan(routine, tuple(Step(by_name[name], by_name[name].depends_on) for name in order))
 
 
 class Run:
@@ -134,20 +128,16 @@ class Run:
         return self.finish(started, self.outcome())
 
     def schedule(self) -> None:
-        status: dict[str, bool] = {}
-        pending = list(self.plan.steps)
+        steps = {step.name: step for step in self.plan.steps}
+        ready = ReadyQueue(list(steps), {step.name: step.after for step in self.plan.steps})
         running: dict[str, threading.Thread] = {}
         deadline: float | None = None
-        while pending or running:
+        while True:
             if not self.stopping.is_set():
-                self.start_ready(pending, running, status)
-            elif pending:
-                for step in pending:
-                    self.skip_step(step, "not started: an earlier step failed" if not self.cancelled.is_set() else "run cancelled")
-                pending.clear()
+                self.start_ready(steps, ready, running)
+            else:
+                self.skip_unstarted(steps, ready)
             if not running:
-                if pending:
-                    continue
                 break
             if self.cancelled.is_set() and deadline is None:
                 deadline = time.monotonic() + CANCEL_GRACE
@@ -162,29 +152,31 @@ class Run:
                 self.cancel()
                 continue
             running.pop(name).join()
-            status[name] = ok
+            ready.finish(name)
             if not ok:
                 self.stopping.set()
 
-    def start_ready(self, pending: list[Step], running: dict[str, threading.Thread], status: dict[str, bool]) -> None:
-        for step in list(pending):
-            if len(running) >= self.max_parallel:
-                return
-            if any(dep not in status for dep in step.after):
-                continue
-            pending.remove(step)
+    def start_ready(self, steps: dict[str, Step], ready: ReadyQueue[str], running: dict[str, threading.Thread]) -> None:
+        """Start ready steps up to ``max_parallel``; steps with nothing to do end at once."""
+        while ready and len(running) < self.max_parallel:
+            step = steps[ready.pop()]
             if self.step_done(step):
                 for result in self.results[step.name]:
                     self.skip_results([result], _done_reason(self.done[(result.step_index, result.index)]))
-                status[step.name] = True
+                ready.finish(step.name)
                 continue
             if not step.spec.active:
                 self.skip_step(step, "step is inactive (active: false)")
-                status[step.name] = True
+                ready.finish(step.name)
                 continue
             thread = threading.Thread(target=self.run_step, args=(step,), name=f"step-{step.name}", daemon=True)
             running[step.name] = thread
             thread.start()
+
+    def skip_unstarted(self, steps: dict[str, Step], ready: ReadyQueue[str]) -> None:
+        reason = "run cancelled" if self.cancelled.is_set() else "not started: an earlier step failed"
+        for name in ready.take_rest():
+            self.skip_step(steps[name], reason)
 
     def abandon(self, running: dict[str, threading.Thread]) -> None:
         """Tasks that ignored cancellation past the grace period are recorded as cancelled and left behind."""
