@@ -88,6 +88,10 @@ class ChildCall:
             self.process.stdin.write(_frame(self.request))
             self.process.stdin.flush()
             outcome = self._wait(messages)
+            try:
+                self.process.wait(stop_grace())  # it has reported (or closed its end): let it exit by itself
+            except subprocess.TimeoutExpired:
+                pass
         finally:
             if self.process.poll() is None:  # stopped, or the wait itself failed: nothing may keep running
                 self._stop_process()
@@ -242,7 +246,7 @@ def _metrics_from(payload: dict[str, Any] | None) -> TaskMetrics | None:
 
 
 def _error_from(payload: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter) -> BaseException:
-    logger.info("traceback in the task's process:\n%s", payload["traceback"].rstrip())
+    logger.debug("traceback in the task's process:\n%s", payload["traceback"].rstrip())  # --verbose shows it
     if payload.get("pickled") is not None:
         try:
             exc = pickle.loads(payload["pickled"])
@@ -272,9 +276,13 @@ def _read_request(stream: Any) -> dict[str, Any]:
     return pickle.loads(stream.read(size))
 
 
-def _watch_parent(stdin: Any) -> None:
-    """The parent holds our stdin open while it waits: EOF means it is gone, so stop as if told to."""
-    stdin.read()
+def _watch_parent(fd: int) -> None:
+    """The parent holds our stdin open while it waits: EOF means it is gone, so stop as if told to.
+
+    Reads the raw descriptor: a thread blocked in ``sys.stdin.buffer`` would hold its lock and
+    make the interpreter abort at exit."""
+    while os.read(fd, 65536):
+        pass
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(stop_grace())
     os.killpg(os.getpgrp(), signal.SIGKILL)
@@ -339,7 +347,7 @@ def main(argv: list[str]) -> int:
     cancel = threading.Event()
     signal.signal(signal.SIGTERM, _on_sigterm(cancel))
     request = _read_request(sys.stdin.buffer)
-    threading.Thread(target=_watch_parent, args=(sys.stdin.buffer,), daemon=True).start()
+    threading.Thread(target=_watch_parent, args=(sys.stdin.fileno(),), daemon=True).start()
     root = logging.getLogger()
     root.addHandler(_Forward(send))
     root.setLevel(logging.INFO)

@@ -152,3 +152,13 @@ def test_in_process_calls_share_the_process(tmp_path: Path, jobs: Path) -> None:
          "tasks": [{"task": "call", "args": {"function": "reports", "kwargs": {"n": 1}}}]}]})
     (task,) = run_routine(path).tasks
     assert task.status == "succeeded" and task.metrics.execution_metadata["pid"] == os.getpid()
+
+
+def test_the_child_exits_cleanly_after_its_call(jobs: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from executors._python_child import ChildCall
+
+    call = ChildCall(str(jobs), "fails_locally", {}, None)
+    with pytest.raises(Exception, match="defined in the user's file"):
+        call.run()
+    assert call.process is not None and call.process.returncode == 0, "the child aborted at exit"
+    assert "Fatal Python error" not in capfd.readouterr().err
