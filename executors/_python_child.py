@@ -49,7 +49,8 @@ class Terminated(BaseException):
 
 
 class ChildTaskError(RuntimeError):
-    """The function failed with an exception that cannot be rebuilt here (its class lives in the user's file)."""
+    """The function failed with an exception that cannot be rebuilt here (its class is in the user's
+    file): its type name and message, and whether a retry may help."""
 
     def __init__(self, message: str, retryable: bool = True) -> None:
         super().__init__(message)
@@ -59,10 +60,12 @@ class ChildTaskError(RuntimeError):
 # ---------------------------------------------------------------------- parent side
 
 class ChildCall:
-    """One call of ``function`` from ``path`` in a child process; ``stop()`` may come from any thread."""
+    """One call of ``function`` from ``path`` in a child process; ``stop()`` from any thread."""
 
-    def __init__(self, path: str, function: str, kwargs: dict[str, Any], context: Context | None) -> None:
-        self.request = {"path": path, "function": function, "kwargs": kwargs, "context": _context_fields(context)}
+    def __init__(self, path: str, function: str, kwargs: dict[str, Any],
+                 context: Context | None) -> None:
+        self.request = {"path": path, "function": function, "kwargs": kwargs,
+                        "context": _context_fields(context)}
         self.context = context
         self.process: subprocess.Popen[bytes] | None = None
         self._stop_requested = threading.Event()
@@ -76,24 +79,25 @@ class ChildCall:
                 if self._stop_requested.is_set():
                     raise Cancelled("cancelled before the task started")
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "executors._python_child", str(write_fd)], stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(write_fd,), env=_child_env(self.context),
-                    start_new_session=True)
+                    [sys.executable, "-m", "executors._python_child", str(write_fd)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    pass_fds=(write_fd,), env=_child_env(self.context), start_new_session=True)
         finally:
             os.close(write_fd)
         messages = Connection(read_fd, writable=False)
-        relays = [self._relay(self.process.stdout, sys_stream="stdout"), self._relay(self.process.stderr, "stderr")]
+        relays = [self._relay(self.process.stdout, "stdout"),
+                  self._relay(self.process.stderr, "stderr")]
         try:
             assert self.process.stdin is not None
             self.process.stdin.write(_frame(self.request))
             self.process.stdin.flush()
             outcome = self._wait(messages)
             try:
-                self.process.wait(stop_grace())  # it has reported (or closed its end): let it exit by itself
+                self.process.wait(stop_grace())  # it has reported (or closed its end): let it exit
             except subprocess.TimeoutExpired:
                 pass
         finally:
-            if self.process.poll() is None:  # stopped, or the wait itself failed: nothing may keep running
+            if self.process.poll() is None:  # stopped, or the wait failed: nothing may keep running
                 self._stop_process()
             messages.close()
             for relay in relays:
@@ -114,7 +118,8 @@ class ChildCall:
         assert self.process is not None
         outcome = None
         while True:
-            if self._stop_requested.is_set() or (self.context is not None and self.context.cancelled):
+            cancelled = self.context is not None and self.context.cancelled
+            if self._stop_requested.is_set() or cancelled:
                 self.stop()
                 self._stop_process()
                 raise Cancelled(f"{self._name()} stopped (its process was terminated)")
@@ -144,8 +149,9 @@ class ChildCall:
         assert self.process is not None
         if outcome is None:
             code = self.process.returncode
-            how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
-            raise ChildTaskError(f"the process running {self._name()} {how} before it reported a result")
+            how = f"was killed by signal {-code}" if code is not None and code < 0 \
+                else f"exited with code {code}"
+            raise ChildTaskError(f"the process running {self._name()} {how} before it reported")
         kind, payload = outcome
         if kind == "result":
             metrics, next_watermark = payload
@@ -157,7 +163,7 @@ class ChildCall:
         raise _error_from(payload, self._logger())
 
     def _stop_process(self) -> None:
-        """Terminate the child's whole process group, then kill what is left after the grace period."""
+        """Terminate the child's process group, then kill what is left after the grace period."""
         process = self.process
         if process is None:
             return
@@ -171,10 +177,11 @@ class ChildCall:
         process.wait()
 
     def _relay(self, stream: Any, sys_stream: str) -> threading.Thread:
-        """Print the child's output lines here, in the task's context, as an in-process task's would be."""
+        """Print the child's output here in the task's context, as an in-process task would."""
 
         def pump() -> None:
-            target: Callable[[], TextIO] = lambda: getattr(sys, sys_stream)  # noqa: E731 (LogCapture may swap it)
+            # looked up per line: LogCapture swaps sys.stdout and sys.stderr while a run is recorded
+            target: Callable[[], TextIO] = lambda: getattr(sys, sys_stream)  # noqa: E731
             for raw in iter(stream.readline, b""):
                 line = raw.decode("utf-8", "replace")
                 if self.context is not None:
@@ -189,7 +196,9 @@ class ChildCall:
         return thread
 
     def _logger(self) -> logging.Logger | logging.LoggerAdapter:
-        return self.context.logger if self.context is not None else logging.getLogger("orchestrator.task.python")
+        if self.context is not None:
+            return self.context.logger
+        return logging.getLogger("orchestrator.task.python")
 
     def _name(self) -> str:
         return f"{Path(self.request['path']).name}:{self.request['function']}"
@@ -198,13 +207,14 @@ class ChildCall:
 def _context_fields(context: Context | None) -> dict[str, Any] | None:
     if context is None:
         return None
-    return {"run_id": context.run_id, "run_date": context.run_date, "routine_name": context.routine_name,
-            "step": context.step, "task": context.task, "attempt": context.attempt, "watermark": context.watermark,
+    return {"run_id": context.run_id, "run_date": context.run_date,
+            "routine_name": context.routine_name, "step": context.step, "task": context.task,
+            "attempt": context.attempt, "watermark": context.watermark,
             "resumed_from": context.resumed_from, "home": str(context.home)}
 
 
 def _child_env(context: Context | None) -> dict[str, str]:
-    """The parent's environment and import path; the child's run is the parent's task (nested runs)."""
+    """The parent's environment and import path; a run started in the child is the task's child."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.exists(p))
     if context is not None:
@@ -232,7 +242,8 @@ def _quietly(fn: Callable[[], Any]) -> None:
 
 
 def _metrics_from(payload: dict[str, Any] | None) -> TaskMetrics | None:
-    """TaskMetrics, or a look-alike subclass with the same fields (the child's class may live in the user's file)."""
+    """TaskMetrics, or a look-alike subclass with the same fields (the child's class may be in the
+    user's file, which is not importable here)."""
     if payload is None:
         return None
     fields = payload["fields"]
@@ -240,13 +251,13 @@ def _metrics_from(payload: dict[str, Any] | None) -> TaskMetrics | None:
     extra = [name for name in fields if name not in base]
     if not extra:
         return TaskMetrics(**fields)
-    cls = dataclasses.make_dataclass(payload["class"], [(name, Any, dataclasses.field(default=None)) for name in extra],
-                                     bases=(TaskMetrics,))
+    extra_fields = [(name, Any, dataclasses.field(default=None)) for name in extra]
+    cls = dataclasses.make_dataclass(payload["class"], extra_fields, bases=(TaskMetrics,))
     return cls(**fields)
 
 
-def _error_from(payload: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter) -> BaseException:
-    logger.debug("traceback in the task's process:\n%s", payload["traceback"].rstrip())  # --verbose shows it
+def _error_from(payload: dict[str, Any], logger: Any) -> BaseException:
+    logger.debug("traceback in the task's process:\n%s", payload["traceback"].rstrip())  # --verbose
     if payload.get("pickled") is not None:
         try:
             exc = pickle.loads(payload["pickled"])
@@ -254,7 +265,8 @@ def _error_from(payload: dict[str, Any], logger: logging.Logger | logging.Logger
                 return exc
         except Exception:
             pass
-    return ChildTaskError(f"{payload['type']}: {payload['message']}", payload.get("retryable", True))
+    message = f"{payload['type']}: {payload['message']}"
+    return ChildTaskError(message, payload.get("retryable", True))
 
 
 # ---------------------------------------------------------------------- child side
@@ -313,7 +325,8 @@ def _encode_error(exc: BaseException) -> dict[str, Any]:
     except Exception:
         pickled = None
     return {"type": type(exc).__name__, "message": str(exc), "pickled": pickled,
-            "retryable": getattr(exc, "retryable", True), "traceback": "".join(traceback.format_exception(exc))}
+            "retryable": getattr(exc, "retryable", True),
+            "traceback": "".join(traceback.format_exception(exc))}
 
 
 def _call(request: dict[str, Any], cancel: threading.Event) -> tuple[str, Any]:

@@ -19,9 +19,12 @@ class PythonExecutor(Executor):
 
     name = "python"
 
-    def __init__(self, path: Annotated[CodeLocation, "A .py file; relative to the routine's folder"],
-                 in_process: Annotated[bool, "Call in this process: faster, but a timeout or cancel "
-                                             "cannot stop a function that ignores cancellation"] = False) -> None:
+    def __init__(
+        self,
+        path: Annotated[CodeLocation, "A .py file; relative to the routine's folder"],
+        in_process: Annotated[bool, "Call in this process: faster, but a timeout or cancel cannot "
+                                    "stop a function that ignores cancellation"] = False,
+    ) -> None:
         self.path = str(path)
         self.in_process = in_process
         self._calls: set[Any] = set()
@@ -65,13 +68,14 @@ class PythonExecutor(Executor):
         return result if isinstance(result, TaskMetrics) else None
 
     def cancel(self) -> None:
-        """Terminate the child processes of the calls in flight (they are killed after a grace period)."""
+        """Terminate the child processes of the calls in flight (killed after a grace period)."""
         with self._lock:
             calls = list(self._calls)
         for call in calls:
             call.stop()
 
-    def _call_in_child(self, function: str, kwargs: dict[str, Any], context: Context | None) -> TaskMetrics | None:
+    def _call_in_child(self, function: str, kwargs: dict[str, Any],
+                       context: Context | None) -> TaskMetrics | None:
         from ._python_child import ChildCall
 
         call = ChildCall(self.path, function, kwargs, context)
