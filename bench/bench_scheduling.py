@@ -1,4 +1,4 @@
-"""Scheduling cost for many steps: a chain of N one-task steps, declared in order and with depends_on.
+"""Scheduling cost of many steps: a chain of N one-task steps, declared in order or by depends_on.
 
     python bench/bench_scheduling.py [--steps 10000] [--repeat 3]
 

@@ -410,8 +410,8 @@ class RemoteResult:
 
 
 FindOrphan = Callable[[str, float, frozenset], "str | None"]
-"""``(token, submitted_at, known_ids) -> id``: work submitted with ``token`` at about ``submitted_at``
-(epoch seconds) whose id was never recorded, other than ``known_ids``; None if there is none."""
+"""``(token, submitted_at, known_ids) -> id``: work submitted with ``token`` at about
+``submitted_at`` (epoch seconds) whose id was never recorded, not one of ``known_ids``; or None."""
 
 
 def run_remote(ops: RemoteOps, record: RemoteRecord, submit: Callable[[str], str], context: Context,
@@ -470,7 +470,8 @@ def run_remote(ops: RemoteOps, record: RemoteRecord, submit: Callable[[str], str
     return _finish(ops, record, remote_id, description, reattached)
 
 
-def _reattach(ops: RemoteOps, record: RemoteRecord, context: Context, find_live: Callable[[str], str | None] | None,
+def _reattach(ops: RemoteOps, record: RemoteRecord, context: Context,
+              find_live: Callable[[str], str | None] | None,
               find_orphan: FindOrphan | None) -> tuple[str | None, bool, dict[str, Any] | None]:
     """Work this call already has: in its record, in the resumed run's record, or found by token."""
     remote_id, source = record.remote_id, "an earlier attempt"
@@ -480,7 +481,8 @@ def _reattach(ops: RemoteOps, record: RemoteRecord, context: Context, find_live:
         if remote_id is None and previous.data.get("token"):
             _inherit_token(ops, record, previous, context)
     if remote_id is None and record.data.get("token") and find_orphan is not None:
-        remote_id, source = _find_orphan(ops, record, previous, context, find_orphan), "a submission never recorded"
+        remote_id = _find_orphan(ops, record, previous, context, find_orphan)
+        source = "a submission never recorded"
     if remote_id is None and find_live is not None:
         remote_id, source = _find_live(ops, record, context, find_live), "an earlier attempt (found by token)"
     if remote_id is None:
@@ -509,33 +511,36 @@ def _reattach(ops: RemoteOps, record: RemoteRecord, context: Context, find_live:
     return None, False, None
 
 
-def _inherit_token(ops: RemoteOps, record: RemoteRecord, previous: RemoteRecord, context: Context) -> None:
-    """The resumed run saved a token and died before it saved the id: submit with that token again."""
+def _inherit_token(ops: RemoteOps, record: RemoteRecord, previous: RemoteRecord,
+                   context: Context) -> None:
+    """The resumed run saved a token and died before it saved the id: submit with that token."""
+    token = previous.data["token"]
     context.logger.info("%s %s: resumed run %s submitted it (token %s) but never recorded its id; "
-                        "using the same token", ops.engine, ops.what, previous.run_id, previous.data["token"])
+                        "using the same token", ops.engine, ops.what, previous.run_id, token)
     saved = previous.data.get("token_saved") or previous.data.get("updated") or time.time()
-    record.save(id=None, token=previous.data["token"], token_saved=saved, inherited_from=previous.run_id)
+    record.save(id=None, token=token, token_saved=saved, inherited_from=previous.run_id)
 
 
-def _find_orphan(ops: RemoteOps, record: RemoteRecord, previous: RemoteRecord | None, context: Context,
-                 find_orphan: FindOrphan) -> str | None:
-    """Best effort: a failed look-up is logged, and the saved token (submitted next) is the safeguard."""
+def _find_orphan(ops: RemoteOps, record: RemoteRecord, previous: RemoteRecord | None,
+                 context: Context, find_orphan: FindOrphan) -> str | None:
+    """Best effort: a failed look-up is logged; the saved token, sent next, is the safeguard."""
     token = record.data["token"]
     saved = record.data.get("token_saved") or record.data.get("updated") or time.time()
     try:
         found = find_orphan(token, float(saved), known_ids(record, previous))
     except Exception as exc:
-        context.logger.warning("%s %s: cannot look for work submitted with token %s (%s: %s); submitting with "
-                               "the same token", ops.engine, ops.what, token, type(exc).__name__, exc)
+        context.logger.warning("%s %s: cannot look for work submitted with token %s (%s: %s); "
+                               "submitting with the same token", ops.engine, ops.what, token,
+                               type(exc).__name__, exc)
         return None
     if found:
-        context.logger.warning("%s %s %s was submitted with token %s but its id was never recorded; adopting it",
-                               ops.engine, ops.what, found, token)
+        context.logger.warning("%s %s %s was submitted with token %s but its id was never "
+                               "recorded; adopting it", ops.engine, ops.what, found, token)
     return found
 
 
 def known_ids(*records: RemoteRecord | None) -> frozenset[str]:
-    """Remote ids recorded next to these records (the step's other units): never someone's orphan."""
+    """Remote ids recorded next to these records (the step's other units): never an orphan."""
     ids: set[str] = set()
     for folder in {r.path.parent for r in records if r is not None}:
         for path in folder.glob("*.json"):
@@ -549,7 +554,7 @@ def known_ids(*records: RemoteRecord | None) -> frozenset[str]:
 
 
 def closest_submission(candidates: Iterable[tuple[str, float]], since: float) -> str | None:
-    """The id submitted nearest after ``since`` (a clock skew earlier allowed), within the submit window."""
+    """The id submitted nearest ``since`` within [since - clock skew, since + submit window]."""
     fitting = [(abs(at - since), remote_id) for remote_id, at in candidates
                if since - ORPHAN_CLOCK_SKEW <= at <= since + ORPHAN_SUBMIT_WINDOW]
     return min(fitting)[1] if fitting else None

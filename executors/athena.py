@@ -13,8 +13,8 @@ from orchestrator.executor import Context, Location, NotRetryable, TaskMetrics, 
 from orchestrator.hookspecs import hookimpl
 
 from . import _tablespec as spec
-from ._aws import (AwsExecutor, RemoteOps, RemoteResult, StopRemote, check_service, closest_submission, read_text,
-                   run_remote)
+from ._aws import (AwsExecutor, RemoteOps, RemoteResult, StopRemote, check_service,
+                   closest_submission, read_text, run_remote)
 
 WORKGROUP = re.compile(r"^[a-zA-Z0-9._-]{1,128}$")
 CTAS_FORMATS = ("parquet", "orc", "json", "textfile", "avro")
@@ -173,9 +173,12 @@ class AthenaExecutor(AwsExecutor):
         record = self.record(context, key, f"q{index}", sql, parameters, self.database, self.workgroup, self.catalog)
         if record.data.get("refused"):
             raise CostGuardExceeded(record.data["refused"] + " in an earlier attempt; not submitting it again")
-        result = run_remote(self._ops(), record, lambda token: self._start(sql, parameters, token), context,
-                            self._inflight, on_poll=self._guard_while_running,
-                            find_orphan=lambda token, since, known: self._find_orphan(sql, parameters, since, known))
+        def find_orphan(token: str, since: float, known: frozenset) -> str | None:
+            return self._find_orphan(sql, parameters, since, known)
+
+        result = run_remote(self._ops(), record, lambda token: self._start(sql, parameters, token),
+                            context, self._inflight, on_poll=self._guard_while_running,
+                            find_orphan=find_orphan)
         info = _query_info(result, sql)
         self._guard(info)
         if info.get("statement_type") == "DML" or result_rows:
@@ -200,7 +203,8 @@ class AthenaExecutor(AwsExecutor):
             request["ExecutionParameters"] = [str(p) for p in parameters]
         return self.aws.client("athena").start_query_execution(**request)["QueryExecutionId"]
 
-    def _find_orphan(self, sql: str, parameters: list[str] | None, since: float, known: frozenset) -> str | None:
+    def _find_orphan(self, sql: str, parameters: list[str] | None, since: float,
+                     known: frozenset) -> str | None:
         """A query submitted around ``since`` whose id was never recorded.
 
         Athena does not tell which ClientRequestToken started a query, so it is matched by what
@@ -217,7 +221,8 @@ class AthenaExecutor(AwsExecutor):
             if not page.get("NextToken"):
                 break
             request["NextToken"] = page["NextToken"]
-        sent = {"sql": sql.strip(), "database": self.database.lower(), "parameters": [str(p) for p in parameters or []]}
+        sent = {"sql": sql.strip(), "database": self.database.lower(),
+                "parameters": [str(p) for p in parameters or []]}
         candidates = []
         for query_id in ids[:ORPHAN_SCAN]:
             if query_id in known:
@@ -278,8 +283,8 @@ def _query_info(result: RemoteResult, sql: str) -> dict[str, Any]:
 
 def _sent(description: dict[str, Any]) -> dict[str, Any]:
     """What a described query was started with, in the form ``_find_orphan`` compares."""
-    return {"sql": str(description.get("Query", "")).strip(),
-            "database": str(description.get("QueryExecutionContext", {}).get("Database", "")).lower(),
+    database = description.get("QueryExecutionContext", {}).get("Database", "")
+    return {"sql": str(description.get("Query", "")).strip(), "database": str(database).lower(),
             "parameters": [str(p) for p in description.get("ExecutionParameters") or []]}
 
 

@@ -156,8 +156,14 @@ class RedshiftExecutor(AwsExecutor):
 
     def _run(self, context: Context, key: str, index: int, sqls: list[str], parameters: dict | None) -> dict[str, Any]:
         record = self.record(context, key, f"s{index}", sqls, parameters, self._target())
-        result = run_remote(self._ops(), record, lambda token: self._submit(sqls, parameters, token), context,
-                            self._inflight, find_orphan=lambda token, since, known: self._find_orphan(token, known))
+        def find_orphan(token: str, since: float, known: frozenset) -> str | None:
+            return self._find_orphan(token, known)
+
+        def submit(token: str) -> str:
+            return self._submit(sqls, parameters, token)
+
+        result = run_remote(self._ops(), record, submit, context, self._inflight,
+                            find_orphan=find_orphan)
         d = result.description
         info = {"id": result.remote_id, "state": "succeeded", "raw_state": result.raw_state, "reattached": result.reattached,
                 "sql": _short("; ".join(sqls)), "result_rows": _rows(d.get("ResultRows")),
@@ -170,7 +176,8 @@ class RedshiftExecutor(AwsExecutor):
 
     def _submit(self, sqls: list[str], parameters: dict | None, token: str) -> str:
         client = self.aws.client("redshift-data")
-        request: dict[str, Any] = {**self._target(), "ClientToken": token, "StatementName": statement_name(token)}
+        request: dict[str, Any] = {**self._target(), "ClientToken": token,
+                                   "StatementName": statement_name(token)}
         if len(sqls) > 1:
             return client.batch_execute_statement(Sqls=sqls, **request)["Id"]
         if parameters:
@@ -179,10 +186,12 @@ class RedshiftExecutor(AwsExecutor):
 
     def _find_orphan(self, token: str, known: frozenset) -> str | None:
         """The statement submitted with ``token`` whose id was never recorded, found by the name it
-        was given (the Data API does not list statements by ClientToken); the first one if several."""
+        was given (the Data API lists no statements by ClientToken); the first if several."""
         name = statement_name(token)
-        page = self.aws.client("redshift-data").list_statements(StatementName=name, Status="ALL", MaxResults=100)
-        found = [s for s in page.get("Statements") or [] if s.get("StatementName") == name and s.get("Id") not in known]
+        client = self.aws.client("redshift-data")
+        page = client.list_statements(StatementName=name, Status="ALL", MaxResults=100)
+        found = [s for s in page.get("Statements") or []
+                 if s.get("StatementName") == name and s.get("Id") not in known]
         found.sort(key=lambda s: str(s.get("CreatedAt") or ""))
         return found[0]["Id"] if found else None
 

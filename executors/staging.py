@@ -88,9 +88,9 @@ class StagingExecutor(Executor):
         return metrics
 
     def restore(self, context: Context, succeeded_in: str) -> bool:
-        """Resume after ``transfer`` succeeded in run ``succeeded_in``: ``post_staging`` gets the files
-        that run copied. Without its list (a run of an older version) ``transfer`` runs again,
-        which is harmless: a file copied before is copied to the same dump path."""
+        """Resume after ``transfer`` succeeded in run ``succeeded_in``: ``post_staging`` gets the
+        files that run copied. Without its list (a run of an older version) ``transfer`` runs
+        again, which is harmless: a file copied before is copied to the same dump path."""
         if context.task != "transfer":
             return True
         path = self._transferred_file(context, succeeded_in)
@@ -108,9 +108,10 @@ class StagingExecutor(Executor):
 
         self._cancelled = False
         self._check_places()
-        metrics = post_staging(self, self._store(self.parent_directory), self._journal(context), context)
-        if self._handled_list is not None:
-            self._handled_list.unlink(missing_ok=True)  # dealt with: a later resume finds nothing to redo
+        landing = self._store(self.parent_directory)
+        metrics = post_staging(self, landing, self._journal(context), context)
+        if self._handled_list is not None:  # dealt with: a later resume has nothing to redo
+            self._handled_list.unlink(missing_ok=True)
         return metrics
 
     def check_cancelled(self, context: Context) -> None:

@@ -20,6 +20,7 @@ from .executor import Cancelled, Context, Executor, TaskMetrics
 from .scheduling import ReadyQueue, waves
 
 MAX_RETRY_DELAY = 86400.0
+EARLIER_TASK_FAILED = "not started: an earlier task of this step did not succeed"
 CANCEL_GRACE = float(os.environ.get("ORCHESTRATOR_CANCEL_GRACE", "10"))
 
 
@@ -80,11 +81,12 @@ class Run:
     """One execution of a plan. ``cancel()`` may be called from any thread (or a signal handler)."""
 
     def __init__(self, plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4, home: Any = None,
-                 watermarks: WatermarkStore | None = None, done: Mapping[tuple[int, int], str] | None = None,
+                 watermarks: WatermarkStore | None = None,
+                 done: Mapping[tuple[int, int], str] | None = None,
                  resumed_from: str | None = None) -> None:
-        """``watermarks`` keeps ``next_watermark`` between runs; ``done`` maps the tasks that already
-        succeeded (``(step position, task index)``, in the run being resumed or one it resumed) to
-        the id of the run they succeeded in: they are skipped, never run twice."""
+        """``watermarks`` keeps ``next_watermark`` between runs; ``done`` maps the tasks that
+        already succeeded (``(step position, task index)``, in the run being resumed or one it
+        resumed) to the id of the run they succeeded in: they are skipped, never run twice."""
         self.plan = plan
         self.routine = plan.routine
         self.listeners = list(listeners)
@@ -156,13 +158,15 @@ class Run:
             if not ok:
                 self.stopping.set()
 
-    def start_ready(self, steps: dict[str, Step], ready: ReadyQueue[str], running: dict[str, threading.Thread]) -> None:
+    def start_ready(self, steps: dict[str, Step], ready: ReadyQueue[str],
+                    running: dict[str, threading.Thread]) -> None:
         """Start ready steps up to ``max_parallel``; steps with nothing to do end at once."""
         while ready and len(running) < self.max_parallel:
             step = steps[ready.pop()]
             if self.step_done(step):
                 for result in self.results[step.name]:
-                    self.skip_results([result], _done_reason(self.done[(result.step_index, result.index)]))
+                    origin = self.done[(result.step_index, result.index)]
+                    self.skip_results([result], _done_reason(origin))
                 ready.finish(step.name)
                 continue
             if not step.spec.active:
@@ -174,7 +178,8 @@ class Run:
             thread.start()
 
     def skip_unstarted(self, steps: dict[str, Step], ready: ReadyQueue[str]) -> None:
-        reason = "run cancelled" if self.cancelled.is_set() else "not started: an earlier step failed"
+        failed = "not started: an earlier step failed"
+        reason = "run cancelled" if self.cancelled.is_set() else failed
         for name in ready.take_rest():
             self.skip_step(steps[name], reason)
 
@@ -220,13 +225,13 @@ class Run:
                 try:
                     if origin is not None and self.restore(step, instance, call, result, origin):
                         continue
-                except Exception as exc:  # the executor could not rebuild the task's state: it fails
+                except Exception as exc:  # the executor cannot rebuild the task's state: it fails
                     result.started = result.ended = time.time()
                     self.fail(result, exc)
-                    self.skip_results(results[result.index + 1:], "not started: an earlier task of this step did not succeed")
+                    self.skip_results(results[result.index + 1:], EARLIER_TASK_FAILED)
                     return False
                 if not self.run_task(step, instance, call, result):
-                    self.skip_results(results[result.index + 1:], "not started: an earlier task of this step did not succeed")
+                    self.skip_results(results[result.index + 1:], EARLIER_TASK_FAILED)
                     return False
             return True
         finally:
@@ -237,17 +242,17 @@ class Run:
     def step_done(self, step: Step) -> bool:
         return all((r.step_index, r.index) in self.done for r in self.results[step.name])
 
-    def restore(self, step: Step, instance: Executor, call: TaskCall, result: TaskResult, origin: str) -> bool:
-        """Skip a task that succeeded in run ``origin``; the executor rebuilds what later tasks need.
-
-        False when the executor cannot, and the task must run again; raises what the executor raised.
+    def restore(self, step: Step, instance: Executor, call: TaskCall, result: TaskResult,
+                origin: str) -> bool:
+        """Skip a task that succeeded in run ``origin``; its executor rebuilds what later tasks
+        need. False when it cannot and the task must run again; raises what the executor raised.
         """
         ctx = self.context(step, call, 1, threading.Event())
         with ctx.active():
             restored = instance.restore(ctx, origin)
         if restored is False:
-            ctx.logger.warning("%s.%s succeeded in run %s but its state cannot be rebuilt: running it again",
-                               step.name, call.task, origin)
+            ctx.logger.warning("%s.%s succeeded in run %s but its state cannot be rebuilt: "
+                               "running it again", step.name, call.task, origin)
             return False
         self.skip_results([result], _done_reason(origin))
         return True

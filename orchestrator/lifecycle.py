@@ -5,7 +5,7 @@ import os
 import signal
 import socket
 import time
-from typing import Any, Iterable
+from typing import Iterable
 
 from .config import Routine
 from .engine import Plan, Run, plan
@@ -26,7 +26,8 @@ class TrackedRun:
     """A run wired to the store: claim the routine, record everything, capture logs."""
 
     def __init__(self, store: RunStore, the_plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4,
-                 done: dict[tuple[int, int], str] | None = None, resumed_from: str | None = None) -> None:
+                 done: dict[tuple[int, int], str] | None = None,
+                 resumed_from: str | None = None) -> None:
         self.store = store
         self.routine: Routine = the_plan.routine
         self.record = new_record(self.routine, resumed_from)
@@ -111,7 +112,7 @@ def _signal(pid: int, sig: int) -> None:
 
 def resume_plan(store: RunStore, old: RunRecord, routine: Routine,
                 force: bool = False) -> tuple[Plan, dict[tuple[int, int], str]]:
-    """The plan of ``routine`` and the tasks that already succeeded, mapped to the run they succeeded in.
+    """The plan of ``routine`` and the tasks that already succeeded, mapped to the run they did.
 
     Resume works task by task: a task that succeeded is never run again, even when a later task of
     its step failed (its executor rebuilds what the task left in memory, see ``Executor.restore``).
@@ -131,12 +132,14 @@ def resume_plan(store: RunStore, old: RunRecord, routine: Routine,
 def succeeded_tasks(store: RunStore, old: RunRecord, the_plan: Plan) -> dict[tuple[int, int], str]:
     """Each task of ``the_plan`` that succeeded in ``old`` or, where ``old`` skipped it, in the run
     ``old`` resumed (and so on back through the stored ``resumed_from`` chain)."""
-    wanted = {(p, i): call.task for p, step in enumerate(the_plan.steps) for i, call in enumerate(step.spec.tasks)}
+    wanted = {(p, i): call.task
+              for p, step in enumerate(the_plan.steps) for i, call in enumerate(step.spec.tasks)}
     done: dict[tuple[int, int], str] = {}
     pending, run, seen = set(wanted), old, set()
     while run is not None and pending and run.run_id not in seen:
         seen.add(run.run_id)
-        latest = {(t.step_index, t.task_index): t for t in store.tasks(run.run_id)}  # the last attempt wins
+        # ordered by attempt: the last one wins
+        latest = {(t.step_index, t.task_index): t for t in store.tasks(run.run_id)}
         skipped = set()
         for key in pending:
             task = latest.get(key)
@@ -154,18 +157,21 @@ def succeeded_tasks(store: RunStore, old: RunRecord, the_plan: Plan) -> dict[tup
 def _refuse_finished(store: RunStore, old: RunRecord) -> None:
     """A succeeded run has nothing left to do; a run resumed already is continued by its resume."""
     if old.status == SUCCEEDED:
-        raise UserError(f"run {old.run_id} succeeded: there is nothing to resume (pass --force to resume it anyway)")
+        raise UserError(f"run {old.run_id} succeeded: there is nothing to resume "
+                        "(pass --force to resume it anyway)")
     later = resumes_of(store, old)
     if later:
         newest = later[0]
         while (after := resumes_of(store, newest)):
             newest = after[0]
         hint = f"resume run {newest.run_id} instead, or " if newest.status != SUCCEEDED else ""
-        raise UserError(f"run {old.run_id} was already resumed by run {later[0].run_id} ({later[0].status}); "
-                        f"{hint}pass --force to resume run {old.run_id} anyway")
+        raise UserError(f"run {old.run_id} was already resumed by run {later[0].run_id} "
+                        f"({later[0].status}); {hint}pass --force to resume run {old.run_id} "
+                        "anyway")
 
 
 def resumes_of(store: RunStore, run: RunRecord) -> list[RunRecord]:
     """The runs that resumed ``run``, newest first (liveness checked)."""
-    found = [r for r in store.list_runs(routine=run.routine, limit=100_000) if r.resumed_from == run.run_id]
+    runs = store.list_runs(routine=run.routine, limit=100_000)
+    found = [r for r in runs if r.resumed_from == run.run_id]
     return reap(store, found)

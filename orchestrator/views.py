@@ -18,11 +18,12 @@ def _duration(start: float | None, end: float | None) -> str:
 def runs_table(runs: list[RunRecord]) -> str:
     if not runs:
         return "no runs recorded"
-    lines = [f"{'RUN ID':36}  {'ROUTINE':20}  {'STATUS':9}  {'STARTED':19}  {'DURATION':>9}  {'PARENT':36}  RESUMES"]
+    lines = [f"{'RUN ID':36}  {'ROUTINE':20}  {'STATUS':9}  {'STARTED':19}  {'DURATION':>9}  "
+             f"{'PARENT':36}  RESUMES"]
     for run in runs:
         lines.append(f"{run.run_id:36}  {run.routine[:20]:20}  {run.status:9}  {_clock(run.started):19}  "
-                     f"{_duration(run.started, run.ended):>9}  {run.parent_run_id or '':36}  {run.resumed_from or ''}"
-                     .rstrip())
+                     f"{_duration(run.started, run.ended):>9}  {run.parent_run_id or '':36}  "
+                     f"{run.resumed_from or ''}".rstrip())
     return "\n".join(lines)
 
 
