@@ -1,4 +1,5 @@
 """Linear-time dependency bookkeeping keeps the planner's order and the engine's semantics."""
+
 from __future__ import annotations
 
 import random
@@ -58,11 +59,20 @@ def test_ready_queue_releases_a_step_when_its_last_dependency_finishes() -> None
 
 def test_a_long_chain_runs_in_order_and_a_failure_skips_the_rest(write_routine) -> None:
     Worker.reset()
-    steps = [{"name": f"s{i}", "executor": "worker", "params": {"label": f"s{i}"},
-              "tasks": ["fail" if i == 300 else "busy"]} for i in range(500)]
+    steps = [
+        {
+            "name": f"s{i}",
+            "executor": "worker",
+            "params": {"label": f"s{i}"},
+            "tasks": ["fail" if i == 300 else "busy"],
+        }
+        for i in range(500)
+    ]
     for i, step in enumerate(steps[1:], 1):
         step["depends_on"] = [f"s{i - 1}"]
-    routine = load_routine(write_routine({"routine_name": "chain", "executors": steps}), {}, inline_registry(), env={})
+    routine = load_routine(
+        write_routine({"routine_name": "chain", "executors": steps}), {}, inline_registry(), env={}
+    )
     result = Run(plan(routine), [], max_parallel=4).execute()
     statuses = [t.status for t in result.tasks]
     assert statuses == ["succeeded"] * 300 + ["failed"] + ["skipped"] * 199
