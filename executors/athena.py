@@ -13,11 +13,13 @@ from orchestrator.executor import Context, Location, NotRetryable, TaskMetrics, 
 from orchestrator.hookspecs import hookimpl
 
 from .aws import tablespec as spec
-from .aws.remote import AwsExecutor, RemoteOps, RemoteResult, StopRemote, check_service, read_text, run_remote
+from .aws.remote import (AwsExecutor, RemoteOps, RemoteResult, StopRemote, check_service,
+                         closest_submission, read_text, run_remote)
 
 WORKGROUP = re.compile(r"^[a-zA-Z0-9._-]{1,128}$")
 CTAS_FORMATS = ("parquet", "orc", "json", "textfile", "avro")
 MAX_RESULT_ROWS = 1000
+ORPHAN_SCAN = 100
 
 
 class CostGuardExceeded(NotRetryable, RuntimeError):
@@ -171,8 +173,12 @@ class AthenaExecutor(AwsExecutor):
         record = self.record(context, key, f"q{index}", sql, parameters, self.database, self.workgroup, self.catalog)
         if record.data.get("refused"):
             raise CostGuardExceeded(record.data["refused"] + " in an earlier attempt; not submitting it again")
-        result = run_remote(self._ops(), record, lambda token: self._start(sql, parameters, token), context,
-                            self._inflight, on_poll=self._guard_while_running)
+        def find_orphan(token: str, since: float, known: frozenset) -> str | None:
+            return self._find_orphan(sql, parameters, since, known)
+
+        result = run_remote(self._ops(), record, lambda token: self._start(sql, parameters, token),
+                            context, self._inflight, on_poll=self._guard_while_running,
+                            find_orphan=find_orphan)
         info = _query_info(result, sql)
         self._guard(info)
         if info.get("statement_type") == "DML" or result_rows:
@@ -196,6 +202,36 @@ class AthenaExecutor(AwsExecutor):
         if parameters:
             request["ExecutionParameters"] = [str(p) for p in parameters]
         return self.aws.client("athena").start_query_execution(**request)["QueryExecutionId"]
+
+    def _find_orphan(self, sql: str, parameters: list[str] | None, since: float,
+                     known: frozenset) -> str | None:
+        """A query submitted around ``since`` whose id was never recorded.
+
+        Athena does not tell which ClientRequestToken started a query, so it is matched by what
+        was sent: text, database, workgroup, parameters, and submission time. Only the newest
+        ``ORPHAN_SCAN`` queries of the workgroup are looked at; past them, the reused token is
+        what keeps the query from running twice.
+        """
+        client = self.aws.client("athena")
+        ids: list[str] = []
+        request: dict[str, Any] = {"WorkGroup": self.workgroup, "MaxResults": 50}
+        while len(ids) < ORPHAN_SCAN:
+            page = client.list_query_executions(**request)
+            ids.extend(page.get("QueryExecutionIds") or [])
+            if not page.get("NextToken"):
+                break
+            request["NextToken"] = page["NextToken"]
+        sent = {"sql": sql.strip(), "database": self.database.lower(),
+                "parameters": [str(p) for p in parameters or []]}
+        candidates = []
+        for query_id in ids[:ORPHAN_SCAN]:
+            if query_id in known:
+                continue
+            description = self._describe(query_id)
+            submitted = description.get("Status", {}).get("SubmissionDateTime")
+            if submitted is not None and _sent(description) == sent:
+                candidates.append((query_id, submitted.timestamp()))
+        return closest_submission(candidates, since)
 
     def _describe(self, query_id: str) -> dict[str, Any]:
         return self.aws.client("athena").get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
@@ -243,6 +279,13 @@ def _query_info(result: RemoteResult, sql: str) -> dict[str, Any]:
         "total_ms": stats.get("TotalExecutionTimeInMillis"),
         "output_location": d.get("ResultConfiguration", {}).get("OutputLocation"),
     }
+
+
+def _sent(description: dict[str, Any]) -> dict[str, Any]:
+    """What a described query was started with, in the form ``_find_orphan`` compares."""
+    database = description.get("QueryExecutionContext", {}).get("Database", "")
+    return {"sql": str(description.get("Query", "")).strip(), "database": str(database).lower(),
+            "parameters": [str(p) for p in description.get("ExecutionParameters") or []]}
 
 
 def _metrics(queries: list[dict[str, Any]]) -> TaskMetrics:

@@ -1,6 +1,13 @@
-"""A tiny generic executor: call a function from a Python file next to the routine."""
+"""A tiny generic executor: call a function from a Python file next to the routine.
+
+By default each call runs in a child process (``executors._python_child``), because only a
+process can be stopped from outside: a timeout or a cancel terminates it, then kills it.
+``in_process: true`` calls the function in this process instead: no start-up cost and shared
+state, but a function that ignores ``context.check_cancelled()`` cannot be stopped.
+"""
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any, Iterable
 
 from orchestrator.executor import (CodeLocation, Context, Executor, Place, TaskMetrics,
@@ -13,8 +20,16 @@ class PythonExecutor(Executor):
 
     name = "python"
 
-    def __init__(self, path: Annotated[CodeLocation, "A .py file; relative to the routine's folder"]) -> None:
+    def __init__(
+        self,
+        path: Annotated[CodeLocation, "A .py file; relative to the routine's folder"],
+        in_process: Annotated[bool, "Call in this process: faster, but a timeout or cancel cannot "
+                                    "stop a function that ignores cancellation"] = False,
+    ) -> None:
         self.path = str(path)
+        self.in_process = in_process
+        self._calls: set[Any] = set()
+        self._lock = threading.Lock()
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> Iterable[tuple[str, str]]:
@@ -58,7 +73,9 @@ class PythonExecutor(Executor):
              kwargs: Annotated[dict | None, "Keyword arguments for the function"] = None,
              context: Context | None = None) -> TaskMetrics | None:
         """Import the file afresh and call ``function(**kwargs)``, with ``context=`` if it takes one;
-        a returned TaskMetrics is reported."""
+        a returned TaskMetrics is reported. Runs in a child process unless ``in_process``."""
+        if not self.in_process:
+            return self._call_in_child(function, kwargs or {}, context)
         from .staging.loader import function_of, load_file
 
         own_only = context is not None and not context.trusted
@@ -66,6 +83,26 @@ class PythonExecutor(Executor):
         extra = {"context": context} if context is not None and accepts_context(fn) else {}
         result: Any = fn(**(kwargs or {}), **extra)
         return result if isinstance(result, TaskMetrics) else None
+
+    def cancel(self) -> None:
+        """Terminate the child processes of the calls in flight (killed after a grace period)."""
+        with self._lock:
+            calls = list(self._calls)
+        for call in calls:
+            call.stop()
+
+    def _call_in_child(self, function: str, kwargs: dict[str, Any],
+                       context: Context | None) -> TaskMetrics | None:
+        from ._python_child import ChildCall
+
+        call = ChildCall(self.path, function, kwargs, context)
+        with self._lock:
+            self._calls.add(call)
+        try:
+            return call.run()
+        finally:
+            with self._lock:
+                self._calls.discard(call)
 
 
 @hookimpl

@@ -156,7 +156,14 @@ class RedshiftExecutor(AwsExecutor):
 
     def _run(self, context: Context, key: str, index: int, sqls: list[str], parameters: dict | None) -> dict[str, Any]:
         record = self.record(context, key, f"s{index}", sqls, parameters, self._target())
-        result = run_remote(self._ops(), record, lambda token: self._submit(sqls, parameters, token), context, self._inflight)
+        def find_orphan(token: str, since: float, known: frozenset) -> str | None:
+            return self._find_orphan(token, known)
+
+        def submit(token: str) -> str:
+            return self._submit(sqls, parameters, token)
+
+        result = run_remote(self._ops(), record, submit, context, self._inflight,
+                            find_orphan=find_orphan)
         d = result.description
         info = {"id": result.remote_id, "state": "succeeded", "raw_state": result.raw_state, "reattached": result.reattached,
                 "sql": _short("; ".join(sqls)), "result_rows": _rows(d.get("ResultRows")),
@@ -169,12 +176,24 @@ class RedshiftExecutor(AwsExecutor):
 
     def _submit(self, sqls: list[str], parameters: dict | None, token: str) -> str:
         client = self.aws.client("redshift-data")
-        request: dict[str, Any] = {**self._target(), "ClientToken": token}
+        request: dict[str, Any] = {**self._target(), "ClientToken": token,
+                                   "StatementName": statement_name(token)}
         if len(sqls) > 1:
             return client.batch_execute_statement(Sqls=sqls, **request)["Id"]
         if parameters:
             request["Parameters"] = [{"name": str(k), "value": str(v)} for k, v in parameters.items()]
         return client.execute_statement(Sql=sqls[0], **request)["Id"]
+
+    def _find_orphan(self, token: str, known: frozenset) -> str | None:
+        """The statement submitted with ``token`` whose id was never recorded, found by the name it
+        was given (the Data API lists no statements by ClientToken); the first if several."""
+        name = statement_name(token)
+        client = self.aws.client("redshift-data")
+        page = client.list_statements(StatementName=name, Status="ALL", MaxResults=100)
+        found = [s for s in page.get("Statements") or []
+                 if s.get("StatementName") == name and s.get("Id") not in known]
+        found.sort(key=lambda s: str(s.get("CreatedAt") or ""))
+        return found[0]["Id"] if found else None
 
     def _ops(self) -> RemoteOps:
         client = self.aws.client("redshift-data")
@@ -187,6 +206,11 @@ class RedshiftExecutor(AwsExecutor):
         return RemoteOps(engine="redshift", what="statement", describe=describe, state_of=lambda d: d.get("Status"),
                          reason_of=_reason, stop=lambda statement_id: client.cancel_statement(Id=statement_id),
                          long_poll=LONG_POLL_SECONDS if long_poll else 0.0)
+
+
+def statement_name(token: str) -> str:
+    """The StatementName a statement is submitted with: how a lost submission is found again."""
+    return f"orchestrator-{token}"
 
 
 def _supports_long_poll(client: Any) -> bool:

@@ -18,8 +18,10 @@ from .routine.load import Routine, StepSpec, TaskCall
 from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 from .executor import Cancelled, Context, Executor, TaskMetrics
 from .masking import masked_traceback
+from .scheduling import ReadyQueue, waves
 
 MAX_RETRY_DELAY = 86400.0
+EARLIER_TASK_FAILED = "not started: an earlier task of this step did not succeed"
 CANCEL_GRACE = float(os.environ.get("ORCHESTRATOR_CANCEL_GRACE", "10"))
 
 
@@ -71,26 +73,21 @@ def plan(routine: Routine) -> Plan:
     if not routine.explicit_dependencies:
         chain = [Step(spec, (specs[i - 1].name,) if i else ()) for i, spec in enumerate(specs)]
         return Plan(routine, tuple(chain))
-    ordered: list[Step] = []
-    placed: set[str] = set()
-    remaining = list(specs)
-    while remaining:
-        ready = [s for s in remaining if set(s.depends_on) <= placed]
-        for spec in ready:
-            ordered.append(Step(spec, spec.depends_on))
-            placed.add(spec.name)
-            remaining.remove(spec)
-    return Plan(routine, tuple(ordered))
+    by_name = {spec.name: spec for spec in specs}
+    order = waves(list(by_name), {spec.name: spec.depends_on for spec in specs})
+    return Plan(routine, tuple(Step(by_name[name], by_name[name].depends_on) for name in order))
 
 
 class Run:
     """One execution of a plan. ``cancel()`` may be called from any thread (or a signal handler)."""
 
     def __init__(self, plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4, home: Any = None,
-                 watermarks: WatermarkStore | None = None, done: Mapping[int, str] | None = None,
+                 watermarks: WatermarkStore | None = None,
+                 done: Mapping[tuple[int, int], str] | None = None,
                  resumed_from: str | None = None) -> None:
-        """``watermarks`` keeps ``next_watermark`` between runs; ``done`` maps the plan positions of
-        steps that already succeeded (in the run being resumed) to that run's id: they are skipped."""
+        """``watermarks`` keeps ``next_watermark`` between runs; ``done`` maps the tasks that
+        already succeeded (``(step position, task index)``, in the run being resumed or one it
+        resumed) to the id of the run they succeeded in: they are skipped, never run twice."""
         self.plan = plan
         self.routine = plan.routine
         self.listeners = list(listeners)
@@ -134,20 +131,16 @@ class Run:
         return self.finish(started, self.outcome())
 
     def schedule(self) -> None:
-        status: dict[str, bool] = {}
-        pending = list(self.plan.steps)
+        steps = {step.name: step for step in self.plan.steps}
+        ready = ReadyQueue(list(steps), {step.name: step.after for step in self.plan.steps})
         running: dict[str, threading.Thread] = {}
         deadline: float | None = None
-        while pending or running:
+        while True:
             if not self.stopping.is_set():
-                self.start_ready(pending, running, status)
-            elif pending:
-                for step in pending:
-                    self.skip_step(step, "not started: an earlier step failed" if not self.cancelled.is_set() else "run cancelled")
-                pending.clear()
+                self.start_ready(steps, ready, running)
+            else:
+                self.skip_unstarted(steps, ready)
             if not running:
-                if pending:
-                    continue
                 break
             if self.cancelled.is_set() and deadline is None:
                 deadline = time.monotonic() + CANCEL_GRACE
@@ -162,29 +155,34 @@ class Run:
                 self.cancel()
                 continue
             running.pop(name).join()
-            status[name] = ok
+            ready.finish(name)
             if not ok:
                 self.stopping.set()
 
-    def start_ready(self, pending: list[Step], running: dict[str, threading.Thread], status: dict[str, bool]) -> None:
-        for step in list(pending):
-            if len(running) >= self.max_parallel:
-                return
-            if any(dep not in status for dep in step.after):
-                continue
-            pending.remove(step)
-            position = self.plan.steps.index(step)
-            if position in self.done:
-                self.skip_step(step, f"already succeeded in run {self.done[position]}")
-                status[step.name] = True
+    def start_ready(self, steps: dict[str, Step], ready: ReadyQueue[str],
+                    running: dict[str, threading.Thread]) -> None:
+        """Start ready steps up to ``max_parallel``; steps with nothing to do end at once."""
+        while ready and len(running) < self.max_parallel:
+            step = steps[ready.pop()]
+            if self.step_done(step):
+                for result in self.results[step.name]:
+                    origin = self.done[(result.step_index, result.index)]
+                    self.skip_results([result], _done_reason(origin))
+                ready.finish(step.name)
                 continue
             if not step.spec.active:
                 self.skip_step(step, "step is inactive (active: false)")
-                status[step.name] = True
+                ready.finish(step.name)
                 continue
             thread = threading.Thread(target=self.run_step, args=(step,), name=f"step-{step.name}", daemon=True)
             running[step.name] = thread
             thread.start()
+
+    def skip_unstarted(self, steps: dict[str, Step], ready: ReadyQueue[str]) -> None:
+        failed = "not started: an earlier step failed"
+        reason = "run cancelled" if self.cancelled.is_set() else failed
+        for name in ready.take_rest():
+            self.skip_step(steps[name], reason)
 
     def abandon(self, running: dict[str, threading.Thread]) -> None:
         """Tasks that ignored cancellation past the grace period are recorded as cancelled and left behind."""
@@ -224,14 +222,41 @@ class Run:
                 if self.stopping.is_set():
                     self.skip_results(results[result.index:], "run cancelled" if self.cancelled.is_set() else "not started: a task failed")
                     return False
+                origin = self.done.get((result.step_index, result.index))
+                try:
+                    if origin is not None and self.restore(step, instance, call, result, origin):
+                        continue
+                except Exception as exc:  # the executor cannot rebuild the task's state: it fails
+                    result.started = result.ended = time.time()
+                    self.fail(result, exc)
+                    self.skip_results(results[result.index + 1:], EARLIER_TASK_FAILED)
+                    return False
                 if not self.run_task(step, instance, call, result):
-                    self.skip_results(results[result.index + 1:], "not started: an earlier task of this step did not succeed")
+                    self.skip_results(results[result.index + 1:], EARLIER_TASK_FAILED)
                     return False
             return True
         finally:
             with self._lock:
                 self._instances.pop(step.name, None)
             _quietly(instance.close)
+
+    def step_done(self, step: Step) -> bool:
+        return all((r.step_index, r.index) in self.done for r in self.results[step.name])
+
+    def restore(self, step: Step, instance: Executor, call: TaskCall, result: TaskResult,
+                origin: str) -> bool:
+        """Skip a task that succeeded in run ``origin``; its executor rebuilds what later tasks
+        need. False when it cannot and the task must run again; raises what the executor raised.
+        """
+        ctx = self.context(step, call, 1, threading.Event())
+        with ctx.active():
+            restored = instance.restore(ctx, origin)
+        if restored is False:
+            ctx.logger.warning("%s.%s succeeded in run %s but its state cannot be rebuilt: "
+                               "running it again", step.name, call.task, origin)
+            return False
+        self.skip_results([result], _done_reason(origin))
+        return True
 
     def run_task(self, step: Step, instance: Executor, call: TaskCall, result: TaskResult) -> bool:
         method = getattr(instance, call.task)
@@ -359,6 +384,10 @@ class Run:
         result = RunResult(self.routine.run_id, self.routine.name, status, started, time.time(), tasks)
         self.emit("run_finished", result)
         return result
+
+
+def _done_reason(origin: str) -> str:
+    return f"already succeeded in run {origin}"
 
 
 def _metrics(value: Any) -> TaskMetrics | None:

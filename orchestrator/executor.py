@@ -218,6 +218,9 @@ class Executor:
     Class attributes a subclass may set:
       ``name``           short registry name (its class name resolves too)
       ``params_schema``  JSON Schema of its params (otherwise derived from ``__init__``)
+
+    Methods a subclass may override: ``validate_params``, ``validate_args``, ``check``, ``cancel``,
+    ``restore`` (resume: rebuild state a skipped task left) and ``close``.
     """
 
     name: ClassVar[str | None] = None
@@ -287,6 +290,16 @@ class Executor:
 
     def cancel(self) -> None:
         """Stop remote work in flight. Called from another thread; must return quickly."""
+
+    def restore(self, context: Context, succeeded_in: str) -> bool:
+        """A resume skips ``context.task``: it already succeeded in run ``succeeded_in``.
+
+        Called on the step's instance, in task order, instead of the task. An executor whose later
+        tasks depend on what an earlier task left in memory rebuilds it here from what it persisted
+        then (files under ``context.state_dir``). Return False only when that cannot be done and
+        running the task again is harmless: the task then runs again. Raising fails the task.
+        """
+        return True
 
     def close(self) -> None:
         """Release resources once the executor's last task has run."""

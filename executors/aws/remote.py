@@ -39,6 +39,10 @@ STOP_CONFIRM_SECONDS = 6.0
 TRANSIENT_PATIENCE_SECONDS = 900.0
 """Without a deadline, status calls failing transiently this long in a row end the wait (the work is stopped)."""
 TOKEN_NAMESPACE = uuid.UUID("9f2d0c5e-52b4-4c36-9d5a-8a7a1f1e3c01")
+ORPHAN_CLOCK_SKEW = 60.0
+"""An orphan's submission time may read this much before our token save (clocks differ)."""
+ORPHAN_SUBMIT_WINDOW = 600.0
+"""...and this much after it: a submit call with all its retries ends well within it."""
 
 TERMINAL_STATES: dict[str, dict[str, str]] = {
     "athena": {"SUCCEEDED": SUCCEEDED, "FAILED": FAILED, "CANCELLED": CANCELLED},
@@ -390,7 +394,7 @@ class RemoteRecord:
 
 _RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "id": (str, type(None)), "token": (str, type(None)), "state": (str, type(None)), "refused": (str, type(None)),
-    "digest": (str,), "key": (str,), "run_id": (str,),
+    "digest": (str,), "key": (str,), "run_id": (str,), "token_saved": (int, float, type(None)),
 }
 
 
@@ -416,14 +420,27 @@ class RemoteResult:
     reattached: bool
 
 
+FindOrphan = Callable[[str, float, frozenset], "str | None"]
+"""``(token, submitted_at, known_ids) -> id``: work submitted with ``token`` at about
+``submitted_at`` (epoch seconds) whose id was never recorded, not one of ``known_ids``; or None."""
+
+
 def run_remote(ops: RemoteOps, record: RemoteRecord, submit: Callable[[str], str], context: Context,
                inflight: InFlight, *, find_live: Callable[[str], str | None] | None = None,
+               find_orphan: FindOrphan | None = None,
                on_poll: Callable[[dict[str, Any]], None] | None = None,
                deadline: float | None = None) -> RemoteResult:
     """Submit (or re-attach to) remote work, wait for it, and map its end to ours.
 
     ``submit(token)`` starts the work and returns its id; ``find_live(token)`` may find work a
     previous attempt started but could not record (Glue has no idempotency token).
+
+    A token saved without an id means a submission whose answer was lost (a crash or a lost reply
+    between the two saves, here or in the run this one resumes). That token is submitted again,
+    so an engine that honours it (Athena's ClientRequestToken, the Redshift Data API's ClientToken)
+    returns the same work instead of starting it twice. Before that, ``find_orphan`` (best effort)
+    looks the work up and adopts it: for engines or emulators that ignore the token, and for
+    tokens the engine has forgotten.
     Raises :class:`RemoteJobError` on failure and :class:`RemoteCancelled` when it was stopped.
     Once submitted, the work is never left running unwatched: if waiting fails for any reason
     other than transient status errors (which are waited out), it is stopped before the error
@@ -433,12 +450,12 @@ def run_remote(ops: RemoteOps, record: RemoteRecord, submit: Callable[[str], str
     if record.data.get("refused"):
         raise RefusedEarlier(f"{ops.engine} {ops.what} {record.remote_id or '?'} was stopped by an earlier attempt: "
                              f"{record.data['refused']}")
-    remote_id, reattached, description = _reattach(ops, record, context, find_live)
+    remote_id, reattached, description = _reattach(ops, record, context, find_live, find_orphan)
     if description is not None and outcome(ops.engine, ops.state_of(description)) == SUCCEEDED:
         return RemoteResult(remote_id or "", description, ops.state_of(description) or "", True)
     if remote_id is None:
-        token = record.token()
-        record.save(token=token, id=None)
+        token = record.data.get("token") or record.token()
+        record.save(token=token, id=None, token_saved=time.time())
         remote_id = submit(token)
         record.save(id=remote_id, state="SUBMITTED", submitted=time.time())
         context.logger.info("%s %s %s submitted", ops.engine, ops.what, remote_id)
@@ -465,12 +482,18 @@ def run_remote(ops: RemoteOps, record: RemoteRecord, submit: Callable[[str], str
 
 
 def _reattach(ops: RemoteOps, record: RemoteRecord, context: Context,
-              find_live: Callable[[str], str | None] | None) -> tuple[str | None, bool, dict[str, Any] | None]:
-    """Work this call already has: in its record, in the resumed run's record, or found live by token."""
+              find_live: Callable[[str], str | None] | None,
+              find_orphan: FindOrphan | None) -> tuple[str | None, bool, dict[str, Any] | None]:
+    """Work this call already has: in its record, in the resumed run's record, or found by token."""
     remote_id, source = record.remote_id, "an earlier attempt"
     previous = record.previous if not record.data else None
     if remote_id is None and previous is not None:
         remote_id, source = _previous_id(previous, find_live), f"resumed run {previous.run_id}"
+        if remote_id is None and previous.data.get("token"):
+            _inherit_token(ops, record, previous, context)
+    if remote_id is None and record.data.get("token") and find_orphan is not None:
+        remote_id = _find_orphan(ops, record, previous, context, find_orphan)
+        source = "a submission never recorded"
     if remote_id is None and find_live is not None:
         remote_id, source = _find_live(ops, record, context, find_live), "an earlier attempt (found by token)"
     if remote_id is None:
@@ -497,6 +520,55 @@ def _reattach(ops: RemoteOps, record: RemoteRecord, context: Context,
     if record.remote_id is not None or record.data.get("token"):
         record.next_generation()
     return None, False, None
+
+
+def _inherit_token(ops: RemoteOps, record: RemoteRecord, previous: RemoteRecord,
+                   context: Context) -> None:
+    """The resumed run saved a token and died before it saved the id: submit with that token."""
+    token = previous.data["token"]
+    context.logger.info("%s %s: resumed run %s submitted it (token %s) but never recorded its id; "
+                        "using the same token", ops.engine, ops.what, previous.run_id, token)
+    saved = previous.data.get("token_saved") or previous.data.get("updated") or time.time()
+    record.save(id=None, token=token, token_saved=saved, inherited_from=previous.run_id)
+
+
+def _find_orphan(ops: RemoteOps, record: RemoteRecord, previous: RemoteRecord | None,
+                 context: Context, find_orphan: FindOrphan) -> str | None:
+    """Best effort: a failed look-up is logged; the saved token, sent next, is the safeguard."""
+    token = record.data["token"]
+    saved = record.data.get("token_saved") or record.data.get("updated") or time.time()
+    try:
+        found = find_orphan(token, float(saved), known_ids(record, previous))
+    except Exception as exc:
+        context.logger.warning("%s %s: cannot look for work submitted with token %s (%s: %s); "
+                               "submitting with the same token", ops.engine, ops.what, token,
+                               type(exc).__name__, exc)
+        return None
+    if found:
+        context.logger.warning("%s %s %s was submitted with token %s but its id was never "
+                               "recorded; adopting it", ops.engine, ops.what, found, token)
+    return found
+
+
+def known_ids(*records: RemoteRecord | None) -> frozenset[str]:
+    """Remote ids recorded next to these records (the step's other units): never an orphan."""
+    ids: set[str] = set()
+    for folder in {r.path.parent for r in records if r is not None}:
+        for path in folder.glob("*.json"):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and isinstance(data.get("id"), str):
+                ids.add(data["id"])
+    return frozenset(ids)
+
+
+def closest_submission(candidates: Iterable[tuple[str, float]], since: float) -> str | None:
+    """The id submitted nearest ``since`` within [since - clock skew, since + submit window]."""
+    fitting = [(abs(at - since), remote_id) for remote_id, at in candidates
+               if since - ORPHAN_CLOCK_SKEW <= at <= since + ORPHAN_SUBMIT_WINDOW]
+    return min(fitting)[1] if fitting else None
 
 
 def _previous_id(previous: RemoteRecord, find_live: Callable[[str], str | None] | None) -> str | None:
@@ -609,6 +681,12 @@ class AwsExecutor(Executor):
 
     def close(self) -> None:
         self._clients.close()
+
+    def restore(self, context: Context, succeeded_in: str) -> bool:
+        """A skipped call still counts, so the calls after it keep the record keys the resumed run
+        used (and so re-attach to its remote work instead of submitting it again)."""
+        self._ordinals[context.task] = self._ordinals.get(context.task, 0) + 1
+        return True
 
     def call_key(self, context: Context) -> str:
         """``task#n``: the n-th call of this task in this step, the same for every attempt of that call."""

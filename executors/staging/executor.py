@@ -7,7 +7,10 @@ boto3 and smart-open are imported only when a location is ``s3://``.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
 
 from orchestrator.executor import (Cancelled, CodeLocation, Context, Executor, Location, Place,
@@ -49,6 +52,7 @@ class StagingExecutor(Executor):
         self.transform_args = transform_args or {}
         self.require_files = require_files
         self._handled: dict[str, Entry] = {}
+        self._handled_list: Path | None = None
         self._cancelled = False
         self._client: Any = None
 
@@ -109,15 +113,31 @@ class StagingExecutor(Executor):
             if self.require_files:
                 raise StagingError(f"{warning} (require_files: true)")
             context.logger.warning(warning)
-            return _metrics(0, files=0, bytes=0, skipped=0, verified=0, warning=warning)
-        if self.py_exec_path:
+            metrics = _metrics(0, files=0, bytes=0, skipped=0, verified=0, warning=warning)
+        elif self.py_exec_path:
             self._handled, metrics = legacy_transfer(self, landing, self._store(self.dump_directory), context)
         else:
             self._handled, metrics = transfer(self, landing, self._store(self.dump_directory), journal, context)
         journal.reset()
         if not self._handled and self.require_files:
             raise StagingError(f"no file matching {self.pattern!r} arrived in {landing.uri} (require_files: true)")
+        self._handled_list = self._transferred_file(context, context.run_id)
+        _save_transferred(self._handled_list, self._handled)
         return metrics
+
+    def restore(self, context: Context, succeeded_in: str) -> bool:
+        """Resume after ``transfer`` succeeded in run ``succeeded_in``: ``post_staging`` gets the
+        files that run copied. Without its list (a run of an older version) ``transfer`` runs
+        again, which is harmless: a file copied before is copied to the same dump path."""
+        if context.task != "transfer":
+            return True
+        path = self._transferred_file(context, succeeded_in)
+        handled = _load_transferred(path)
+        if handled is None:
+            return False
+        self._handled, self._handled_list = handled, path
+        context.logger.info("%d files transferred by run %s", len(handled), succeeded_in)
+        return True
 
     @task
     def post_staging(self, context: Context) -> TaskMetrics:
@@ -126,7 +146,11 @@ class StagingExecutor(Executor):
 
         self._cancelled = False
         self._check_places()
-        return post_staging(self, self._store(self.parent_directory), self._journal(context), context)
+        landing = self._store(self.parent_directory)
+        metrics = post_staging(self, landing, self._journal(context), context)
+        if self._handled_list is not None:  # dealt with: a later resume has nothing to redo
+            self._handled_list.unlink(missing_ok=True)
+        return metrics
 
     def check_cancelled(self, context: Context) -> None:
         if self._cancelled:
@@ -160,6 +184,10 @@ class StagingExecutor(Executor):
             context.logger.info("removed %d leftovers of an interrupted run", found)
         return journal
 
+    def _transferred_file(self, context: Context, run_id: str) -> Path:
+        """What ``transfer`` copied in run ``run_id``, kept for a resume that skips it."""
+        return context.state_dir("staging", "transferred") / f"{run_id}.json"
+
     def _clean_leftover(self, target: str) -> None:
         if loc.is_s3(target):
             from .s3store import abort_uploads
@@ -167,6 +195,20 @@ class StagingExecutor(Executor):
             abort_uploads(self.s3_client(), target)
         else:
             remove_quietly(target)
+
+
+def _save_transferred(path: Path, handled: dict[str, Entry]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([dataclasses.asdict(entry) for entry in handled.values()]))
+    os.replace(tmp, path)
+
+
+def _load_transferred(path: Path) -> dict[str, Entry] | None:
+    try:
+        entries = [Entry(**fields) for fields in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError):
+        return None
+    return {entry.rel: entry for entry in entries}
 
 
 def _metrics(total: int, **metadata: Any) -> TaskMetrics:

@@ -70,8 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     wait = sub.add_parser("wait", parents=[common, run_ref], help="block until a run ends; exit with its code")
     wait.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long (exit 3; the run goes on)")
     sub.add_parser("cancel", parents=[common, run_ref], help="stop a run (and its remote work); return once stopped")
-    resume = sub.add_parser("resume", parents=[common, run_ref], help="run again what did not succeed in a run")
-    resume.add_argument("--force", action="store_true", help="resume even if the routine file changed")
+    resume = sub.add_parser("resume", parents=[common, run_ref],
+                            help="run the tasks that did not succeed in a run")
+    resume.add_argument("--force", action="store_true", help="resume even if the routine file "
+                        "changed, the run succeeded or it was resumed already")
     resume.add_argument("--max-parallel", type=positive, default=4, metavar="N")
     resume.add_argument("--allow-concurrent", action="store_true", help=argparse.SUPPRESS)
     resume.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="override a param again")
@@ -262,7 +264,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return execute(args, plan(routine))
 
 
-def execute(args: argparse.Namespace, the_plan: Any, done: dict[int, str] | None = None, resumed_from: str | None = None) -> int:
+def execute(args: argparse.Namespace, the_plan: Any, done: dict[tuple[int, int], str] | None = None,
+            resumed_from: str | None = None) -> int:
     """Run a plan with tracking: claim the routine, render, record, cancel cleanly on signals."""
     from ..runs.control import TrackedRun
     from ..runs.store import open_store
@@ -476,7 +479,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     args.run_id = None
     the_plan, done = resume_plan(store, old, load(args, old.routine_file, params), args.force)
     if not args.quiet and not args.json:
-        print(f"resuming run {old.run_id}: {len(done)} of {len(the_plan.steps)} steps already succeeded", file=sys.stderr)
+        total = sum(len(step.spec.tasks) for step in the_plan.steps)
+        print(f"resuming run {old.run_id}: {len(done)} of {total} tasks already succeeded",
+              file=sys.stderr)
     return execute(args, the_plan, done, resumed_from=old.run_id)
 
 

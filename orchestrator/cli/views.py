@@ -22,10 +22,12 @@ def runs_table(runs: list[RunRecord], routine: str | None = None, status: str | 
             which = " ".join(filter(None, [status, f"of {routine}" if routine else None]))
             return f"no {which} runs"
         return "no runs recorded"
-    lines = [f"{'RUN ID':36}  {'ROUTINE':20}  {'STATUS':9}  {'STARTED':19}  {'DURATION':>9}  PARENT"]
+    lines = [f"{'RUN ID':36}  {'ROUTINE':20}  {'STATUS':9}  {'STARTED':19}  {'DURATION':>9}  "
+             f"{'PARENT':36}  RESUMES"]
     for run in runs:
         lines.append(f"{run.run_id:36}  {run.routine[:20]:20}  {run.status:9}  {_clock(run.started):19}  "
-                     f"{_duration(run.started, run.ended):>9}  {run.parent_run_id or ''}")
+                     f"{_duration(run.started, run.ended):>9}  {run.parent_run_id or '':36}  "
+                     f"{run.resumed_from or ''}".rstrip())
     return "\n".join(lines)
 
 
@@ -46,7 +48,7 @@ def show_run(details: dict[str, Any], indent: str = "") -> str:
     lines = [f"{indent}run {run['run_id']}  {run['routine']}  {run['status']}  "
              f"started {_clock(run['started'])}  took {_duration(run['started'], run['ended'])}"]
     if run.get("resumed_from"):
-        lines.append(f"{indent}  resumed from {run['resumed_from']}")
+        lines.append(f"{indent}  resumes run {run['resumed_from']}")
     if run.get("parent_run_id") and not indent:
         lines.append(f"{indent}  parent {run['parent_run_id']}")
     for task in details["tasks"]:

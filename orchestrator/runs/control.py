@@ -5,15 +5,15 @@ import os
 import signal
 import socket
 import time
-from typing import Any, Iterable
+from typing import Iterable
 
-from ..routine.load import Routine
 from ..engine import Plan, Run, plan
 from ..errors import UserError
-from ..events import SUCCEEDED, Listener, RunResult
-from .store import DEAD, RUNNING, RunRecord, RunStore, is_dead, owns_pid
+from ..events import SKIPPED, SUCCEEDED, Listener, RunResult
 from ..outcome import ExitCode
+from ..routine.load import Routine
 from .recorder import LogCapture, RunRecorder, new_record
+from .store import DEAD, RUNNING, RunRecord, RunStore, is_dead, owns_pid
 
 CANCEL_WAIT_SECONDS = 20.0
 
@@ -22,7 +22,8 @@ class TrackedRun:
     """A run wired to the store: claim the routine, record everything, capture logs."""
 
     def __init__(self, store: RunStore, the_plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4,
-                 done: dict[int, str] | None = None, resumed_from: str | None = None) -> None:
+                 done: dict[tuple[int, int], str] | None = None,
+                 resumed_from: str | None = None) -> None:
         self.store = store
         self.routine: Routine = the_plan.routine
         self.record = new_record(self.routine, resumed_from)
@@ -119,33 +120,68 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def resume_plan(store: RunStore, old: RunRecord, routine: Routine, force: bool = False) -> tuple[Plan, dict[int, str]]:
-    """The plan of ``routine`` and the positions of the steps that already succeeded in ``old``.
+def resume_plan(store: RunStore, old: RunRecord, routine: Routine,
+                force: bool = False) -> tuple[Plan, dict[tuple[int, int], str]]:
+    """The plan of ``routine`` and the tasks that already succeeded, mapped to the run they did.
 
-    A step is done when every one of its tasks succeeded (or was skipped as done by an earlier resume);
-    tasks of one step share an executor instance, so a partly done step runs again whole.
+    Resume works task by task: a task that succeeded is never run again, even when a later task of
+    its step failed (its executor rebuilds what the task left in memory, see ``Executor.restore``).
+    Refused (unless ``force``) for a run that succeeded, a run a later resume already took over, and
+    a routine file that changed since.
     """
     if old.status == RUNNING:
         raise UserError(f"run {old.run_id} is still running; wait for it or cancel it first")
+    if not force:
+        _refuse_finished(store, old)
     if routine.hash != old.routine_hash and not force:
         raise UserError(f"{routine.file}: the routine changed since run {old.run_id}; pass --force to resume anyway")
     the_plan = plan(routine)
-    latest: dict[tuple[int, int], Any] = {}
-    for task in store.tasks(old.run_id):
-        latest[(task.step_index, task.task_index)] = task
-    done: dict[int, str] = {}
-    for position, step in enumerate(the_plan.steps):
-        records = [latest.get((position, i)) for i in range(len(step.spec.tasks))]
-        if records and all(r is not None and _succeeded(r) for r in records):
-            done[position] = _origin(records[0], old.run_id)
-    return the_plan, done
+    return the_plan, succeeded_tasks(store, old, the_plan)
 
 
-def _succeeded(task: Any) -> bool:
-    return task.status == SUCCEEDED or (task.status == "skipped" and (task.error or "").startswith("already succeeded"))
+def succeeded_tasks(store: RunStore, old: RunRecord, the_plan: Plan) -> dict[tuple[int, int], str]:
+    """Each task of ``the_plan`` that succeeded in ``old`` or, where ``old`` skipped it, in the run
+    ``old`` resumed (and so on back through the stored ``resumed_from`` chain)."""
+    wanted = {(p, i): call.task
+              for p, step in enumerate(the_plan.steps) for i, call in enumerate(step.spec.tasks)}
+    done: dict[tuple[int, int], str] = {}
+    pending, run, seen = set(wanted), old, set()
+    while run is not None and pending and run.run_id not in seen:
+        seen.add(run.run_id)
+        # ordered by attempt: the last one wins
+        latest = {(t.step_index, t.task_index): t for t in store.tasks(run.run_id)}
+        skipped = set()
+        for key in pending:
+            task = latest.get(key)
+            if task is None or task.task != wanted[key]:
+                continue
+            if task.status == SUCCEEDED:
+                done[key] = run.run_id
+            elif task.status == SKIPPED:
+                skipped.add(key)
+        pending = skipped
+        run = store.get_run(run.resumed_from) if run.resumed_from else None
+    return done
 
 
-def _origin(task: Any, run_id: str) -> str:
-    if task.status == "skipped" and task.error:
-        return task.error.rsplit(" ", 1)[-1]
-    return run_id
+def _refuse_finished(store: RunStore, old: RunRecord) -> None:
+    """A succeeded run has nothing left to do; a run resumed already is continued by its resume."""
+    if old.status == SUCCEEDED:
+        raise UserError(f"run {old.run_id} succeeded: there is nothing to resume "
+                        "(pass --force to resume it anyway)")
+    later = resumes_of(store, old)
+    if later:
+        newest = later[0]
+        while (after := resumes_of(store, newest)):
+            newest = after[0]
+        hint = f"resume run {newest.run_id} instead, or " if newest.status != SUCCEEDED else ""
+        raise UserError(f"run {old.run_id} was already resumed by run {later[0].run_id} "
+                        f"({later[0].status}); {hint}pass --force to resume run {old.run_id} "
+                        "anyway")
+
+
+def resumes_of(store: RunStore, run: RunRecord) -> list[RunRecord]:
+    """The runs that resumed ``run``, newest first (liveness checked)."""
+    runs = store.list_runs(routine=run.routine, limit=100_000)
+    found = [r for r in runs if r.resumed_from == run.run_id]
+    return reap(store, found)
