@@ -16,10 +16,10 @@ import threading
 import traceback
 from typing import Any, Callable, Iterator
 
-from . import __version__
+from . import __version__, cli_extensions
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = dict(cli_extensions.COMMANDS)
 CANCEL_JOIN_SECONDS = 30.0
 RUN_STATUSES = ("running", "succeeded", "failed", "cancelled", "skipped", "dead")
 
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("plan", parents=[common, routine], help="show the ordered steps with resolved params")
     sub.add_parser("plugins", parents=[common], help="list registered executors and their tasks")
     sub.add_parser("schema", parents=[common], help="print the routine JSON Schema, with every executor's params")
+    cli_extensions.add_parsers(sub, common, routine)
     sub.add_parser("help", help="show help for a command").add_argument("topic", nargs="?", help="a command")
     return parser
 
@@ -138,11 +139,12 @@ def cmd_help(parser: argparse.ArgumentParser, topic: str | None) -> int:
 
 
 def load(args: argparse.Namespace, path: str | None = None, params: dict[str, Any] | None = None) -> Any:
+    from .catalog.catalog import resolve_routine_arg
     from .config import load_routine, parse_param_overrides
     from .registry import Registry
 
     overrides = {**(params or {}), **parse_param_overrides(args.param)}
-    return load_routine(path or args.routine, overrides, Registry(), run_id=getattr(args, "run_id", None))
+    return load_routine(resolve_routine_arg(path or args.routine), overrides, Registry(), run_id=getattr(args, "run_id", None))
 
 
 @command
@@ -361,7 +363,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import diagnose
 
-    report = diagnose(args.routine)
+    from .catalog.catalog import resolve_routine_arg
+
+    report = diagnose(resolve_routine_arg(args.routine) if args.routine else None)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
