@@ -138,6 +138,9 @@ def _flatten(doc: dict[str, Any], file: Path, prefix: str = "") -> dict[str, Any
             flat.update(_flatten(value, file, dotted + "."))
         elif dotted in BY_NAME:
             flat[dotted] = value
+        elif any(k.name.startswith(dotted + ".") for k in KEYS):
+            inner = ", ".join(k.name.removeprefix(dotted + ".") for k in KEYS if k.name.startswith(dotted + "."))
+            raise UserError(f"{file}: {dotted} must be an object with {inner}; got {json.dumps(value)}")
         else:
             raise UserError(f"{file}: unknown key {dotted!r}; {_known(dotted)}")
     return flat
@@ -154,7 +157,9 @@ def set_value(name: str, value: str | None, env: Mapping[str, str] = os.environ)
         raise UserError(f"unknown config key {name!r}; {_known(name)}")
     file = config_file(env)
     doc = read_file(file)
-    _flatten(doc, file)
+    for other, current in _flatten(doc, file).items():
+        if other != name:  # the rest of the file must stay valid; the key being set may fix itself
+            _parse(BY_NAME[other], current, f"{file}: {other}")
     if value is not None:
         parsed = _parse(BY_NAME[name], _maybe_json(value), f"config key {name}")
         doc = _with(doc, name.split("."), parsed)
