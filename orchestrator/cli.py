@@ -139,7 +139,7 @@ def cmd_help(parser: argparse.ArgumentParser, topic: str | None) -> int:
 
 
 def load(args: argparse.Namespace, path: str | None = None, params: dict[str, Any] | None = None) -> Any:
-    from .catalog.catalog import resolve_routine_arg
+    from .catalog.refs import resolve_routine_arg
     from .config import load_routine, parse_param_overrides
     from .registry import Registry
 
@@ -363,7 +363,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import diagnose
 
-    from .catalog.catalog import resolve_routine_arg
+    from .catalog.refs import resolve_routine_arg
 
     report = diagnose(resolve_routine_arg(args.routine) if args.routine else None)
     if args.json:

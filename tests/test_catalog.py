@@ -62,8 +62,10 @@ def test_publish_then_run_by_version_elsewhere_gives_the_same_result(cli, source
 
 def test_the_manifest_lists_every_file_the_routine_names_with_checksums(cli, source, tmp_path):
     env = {"ORCHESTRATOR_CATALOG": str(tmp_path / "catalog")}
-    result = cli("publish", str(source), "--json", "--include", "samples", env=env)
+    result = cli("publish", str(source), "--json", "--verbose", "--include", "samples", env=env)
     files = json.loads(result.stdout)["files"]
+    assert "validating" in result.stderr and "stored transforms.py (sha256 " in result.stderr
+    assert "published test_routine@1" in result.stderr
     assert set(files) == {"routine_config.json", "demo.py", "transforms.py", "samples/people_1.csv",
                           "samples/people_2.csv", "samples/people_3.csv"}
     assert files["transforms.py"] == hashlib.sha256((source.parent / "transforms.py").read_bytes()).hexdigest()

@@ -152,13 +152,3 @@ def _write(target: Path, data: bytes) -> None:
     with os.fdopen(handle, "wb") as out:
         out.write(data)
     os.replace(temporary, target)
-
-
-def resolve_routine_arg(text: str, say: Callable[[str], None] = lambda _: None) -> str:
-    """A routine argument as a local path: a file as given, ``NAME@VERSION`` fetched and verified."""
-    from .refs import parse_ref
-
-    ref = parse_ref(text)
-    if ref is None:
-        return text
-    return str(Catalog.from_config().fetch(ref, say).routine_path)

@@ -45,3 +45,15 @@ def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
 def next_version(existing: list[str]) -> str:
     """The next integer after the highest integer version (``1`` for an empty catalog entry)."""
     return str(max((int(v) for v in existing if v.isdigit()), default=0) + 1)
+
+
+def resolve_routine_arg(text: str) -> str:
+    """A routine argument as a local path: a file as given, ``NAME@VERSION`` fetched and verified.
+
+    Kept here, away from the catalog, so that running a file costs nothing extra."""
+    ref = parse_ref(text)
+    if ref is None:
+        return text
+    from .catalog import Catalog
+
+    return str(Catalog.from_config().fetch(ref).routine_path)

@@ -14,9 +14,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -89,6 +86,10 @@ class HttpStore:
 
     def request(self, method: str, key: str, data: bytes | None = None, headers: dict[str, str] | None = None,
                 query: str = "") -> tuple[int, bytes]:
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
         url = self.base + urllib.parse.quote(key) + (f"?{query}" if query else "")
         all_headers = dict(headers or {})
         if os.environ.get(TOKEN_ENV):
@@ -136,7 +137,7 @@ class HttpStore:
 def open_store(url: str, registry: Any = None) -> CatalogStore:
     """The store for ``url``: a folder or ``file://``, ``http(s)://``, or what a plugin's
     ``catalog_store(url)`` hook returns (``s3://`` is the built-in S3 plugin's)."""
-    scheme = urllib.parse.urlsplit(url).scheme.lower() if "://" in url else ""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme in ("", "file"):
         return LocalStore(url)
     if scheme in ("http", "https"):
