@@ -4,6 +4,7 @@
 New keys are written with ``If-None-Match: *`` (S3 conditional writes), so a published version or
 an artifact is never replaced, even by two publishers racing.
 """
+
 from __future__ import annotations
 
 from functools import cached_property
@@ -17,7 +18,7 @@ SCHEME = "s3://"
 class S3CatalogStore:
     def __init__(self, url: str, client: Any = None) -> None:
         self.url = url
-        self.bucket, _, prefix = url[len(SCHEME):].partition("/")
+        self.bucket, _, prefix = url[len(SCHEME) :].partition("/")
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         if client is not None:
             self.client = client
@@ -38,18 +39,27 @@ class S3CatalogStore:
         from botocore.exceptions import ClientError
 
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data, IfNoneMatch="*",
-                                   ChecksumAlgorithm="SHA256")
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self.prefix + key,
+                Body=data,
+                IfNoneMatch="*",
+                ChecksumAlgorithm="SHA256",
+            )
             return True
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if exc.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+            ):
                 return False
             raise
 
     def children(self, prefix: str) -> list[str]:
         names: set[str] = set()
         pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self.prefix + prefix, Delimiter="/")
+            Bucket=self.bucket, Prefix=self.prefix + prefix, Delimiter="/"
+        )
         start = len(self.prefix + prefix)
         for page in pages:
             names.update(p["Prefix"][start:] for p in page.get("CommonPrefixes", []))
@@ -59,7 +69,7 @@ class S3CatalogStore:
 
 @hookimpl
 def catalog_store(url: str) -> Any:
-    """``s3://bucket/prefix/`` → a catalog store there (region and endpoint from the usual AWS settings)."""
-    if not url.startswith(SCHEME) or not url[len(SCHEME):].split("/")[0]:
+    """``s3://bucket/prefix/`` → a catalog store there (usual AWS settings)."""
+    if not url.startswith(SCHEME) or not url[len(SCHEME) :].split("/")[0]:
         return None
     return S3CatalogStore(url)

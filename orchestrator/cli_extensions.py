@@ -1,5 +1,7 @@
 """Commands kept outside ``cli.py`` (the home config, the catalog, generate) and the examples every
-command's help ends with. Importing this module costs only argparse: each command imports its work."""
+command's help ends with. Importing this module costs only argparse: each command imports its work.
+"""
+
 from __future__ import annotations
 
 import argparse
@@ -8,16 +10,18 @@ from typing import Any, Callable
 from .catalog import commands as catalog_commands
 from .generate import commands as generate_commands
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {**catalog_commands.COMMANDS,
-                                                             **generate_commands.COMMANDS}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    **catalog_commands.COMMANDS,
+    **generate_commands.COMMANDS,
+}
 
 EXAMPLES = {
     "run": "example:\n  orchestrate run routines/daily.yaml --param run_date=2026-11-21\n"
-           "  orchestrate run daily@3            a published version, fetched and verified first",
+    "  orchestrate run daily@3            a published version, fetched and verified first",
     "validate": "example:\n  orchestrate validate routines/daily.yaml --param run_date=2026-11-21",
     "plan": "example:\n  orchestrate plan daily@latest --json",
     "runs": "example:\n  orchestrate runs --routine daily --status failed --limit 5",
-    "show": "example:\n  orchestrate show 3f2c            (a unique prefix of the run id is enough)",
+    "show": "example:\n  orchestrate show 3f2c            (a unique prefix is enough)",
     "logs": "example:\n  orchestrate logs 3f2c --follow",
     "wait": "example:\n  orchestrate wait 3f2c --timeout 3600; echo $?",
     "cancel": "example:\n  orchestrate cancel 3f2c",
@@ -28,7 +32,9 @@ EXAMPLES = {
 }
 
 
-def add_parsers(sub: Any, common: argparse.ArgumentParser, routine: argparse.ArgumentParser) -> None:
+def add_parsers(
+    sub: Any, common: argparse.ArgumentParser, routine: argparse.ArgumentParser
+) -> None:
     """Add this module's commands, and an example to each existing command's help."""
     for name, parser in sub.choices.items():
         if name in EXAMPLES and not parser.epilog:

@@ -1,9 +1,10 @@
-"""The home config, ``$ORCHESTRATOR_HOME/config.json``: where the catalog, the artifacts and Docker live.
+"""The home config, ``$ORCHESTRATOR_HOME/config.json``: catalog, artifacts, Docker.
 
 Each key is declared once (type, environment override, help); the file, the overrides and
 ``orchestrate config show`` all come from that one table. The file is read only by commands that
 need it, so a broken config never stops ``orchestrate run FILE``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,7 +31,9 @@ def _options(value: Any) -> list[str]:
     if isinstance(value, str):
         return shlex.split(value)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError("must be a list of strings (or one string, split like a shell command line)")
+        raise ValueError(
+            "must be a list of strings (or one string, split like a shell command line)"
+        )
     return list(value)
 
 
@@ -43,16 +46,32 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("catalog", "ORCHESTRATOR_CATALOG",
-        "where published routines live: a folder, file://, s3://bucket/prefix/ or https://host/path/"),
-    Key("artifacts", "ORCHESTRATOR_ARTIFACTS",
-        "where content-addressed files live (same forms); default: <catalog>/_artifacts/"),
-    Key("docker.base_image", "ORCHESTRATOR_DOCKER_BASE_IMAGE",
-        "base image of generated Docker targets; default python:<this Python's X.Y>-slim"),
-    Key("docker.registry", "ORCHESTRATOR_DOCKER_REGISTRY",
-        "registry prefix of generated image names (e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com)"),
-    Key("docker.run_options", "ORCHESTRATOR_DOCKER_RUN_OPTIONS",
-        "extra `docker run` options of generated run scripts (list, or one shell-quoted string)", _options),
+    Key(
+        "catalog",
+        "ORCHESTRATOR_CATALOG",
+        "where published routines live: a folder, file://, s3://bucket/prefix/ or https://host/p/",
+    ),
+    Key(
+        "artifacts",
+        "ORCHESTRATOR_ARTIFACTS",
+        "where content-addressed files live (same forms); default: <catalog>/_artifacts/",
+    ),
+    Key(
+        "docker.base_image",
+        "ORCHESTRATOR_DOCKER_BASE_IMAGE",
+        "base image of generated Docker targets; default python:<this Python's X.Y>-slim",
+    ),
+    Key(
+        "docker.registry",
+        "ORCHESTRATOR_DOCKER_REGISTRY",
+        "registry prefix of generated image names (e.g. 1234.dkr.ecr.eu-west-1.amazonaws.com)",
+    ),
+    Key(
+        "docker.run_options",
+        "ORCHESTRATOR_DOCKER_RUN_OPTIONS",
+        "extra `docker run` options of generated run scripts (list, or one shell-quoted string)",
+        _options,
+    ),
 )
 BY_NAME = {key.name: key for key in KEYS}
 
@@ -76,8 +95,10 @@ class HomeConfig:
         value = self.get(name)
         if value is None:
             key = BY_NAME[name]
-            raise UserError(f"no {name} is configured, which {why}: set {key.env} or run "
-                            f"`orchestrate config set {name} VALUE` (file {self.file})")
+            raise UserError(
+                f"no {name} is configured, which {why}: set {key.env} or run "
+                f"`orchestrate config set {name} VALUE` (file {self.file})"
+            )
         return value
 
 
@@ -93,15 +114,22 @@ def load_config(env: Mapping[str, str] = os.environ) -> HomeConfig:
     settings: dict[str, Setting] = {}
     for key in KEYS:
         if env.get(key.env):
-            settings[key.name] = Setting(key.name, _parse(key, env[key.env], f"environment variable {key.env}"),
-                                         f"env {key.env}")
+            settings[key.name] = Setting(
+                key.name,
+                _parse(key, env[key.env], f"environment variable {key.env}"),
+                f"env {key.env}",
+            )
         elif key.name in flat:
-            settings[key.name] = Setting(key.name, _parse(key, flat[key.name], f"{file}: {key.name}"), str(file))
+            settings[key.name] = Setting(
+                key.name, _parse(key, flat[key.name], f"{file}: {key.name}"), str(file)
+            )
         else:
             settings[key.name] = Setting(key.name, None, "unset")
     catalog, artifacts = settings["catalog"], settings["artifacts"]
     if artifacts.value is None and catalog.value is not None:
-        settings["artifacts"] = Setting("artifacts", join_url(catalog.value, "_artifacts/"), "default (beside the catalog)")
+        settings["artifacts"] = Setting(
+            "artifacts", join_url(catalog.value, "_artifacts/"), "default (beside the catalog)"
+        )
     return HomeConfig(file, settings)
 
 
@@ -123,10 +151,14 @@ def read_file(file: Path) -> dict[str, Any]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{file}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; "
-                        "fix it or remove the file") from None
+        raise UserError(
+            f"{file}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; "
+            "fix it or remove the file"
+        ) from None
     if not isinstance(doc, dict):
-        raise UserError(f"{file}: the config must be a JSON object, like {{\"catalog\": \"s3://bucket/routines/\"}}")
+        raise UserError(
+            f'{file}: the config must be a JSON object, like {{"catalog": "s3://bucket/routines/"}}'
+        )
     return doc
 
 
@@ -139,8 +171,12 @@ def _flatten(doc: dict[str, Any], file: Path, prefix: str = "") -> dict[str, Any
         elif dotted in BY_NAME:
             flat[dotted] = value
         elif any(k.name.startswith(dotted + ".") for k in KEYS):
-            inner = ", ".join(k.name.removeprefix(dotted + ".") for k in KEYS if k.name.startswith(dotted + "."))
-            raise UserError(f"{file}: {dotted} must be an object with {inner}; got {json.dumps(value)}")
+            inner = ", ".join(
+                k.name.removeprefix(dotted + ".") for k in KEYS if k.name.startswith(dotted + ".")
+            )
+            raise UserError(
+                f"{file}: {dotted} must be an object with {inner}; got {json.dumps(value)}"
+            )
         else:
             raise UserError(f"{file}: unknown key {dotted!r}; {_known(dotted)}")
     return flat
@@ -173,7 +209,7 @@ def set_value(name: str, value: str | None, env: Mapping[str, str] = os.environ)
 
 
 def _maybe_json(value: str) -> Any:
-    """``config set docker.run_options '["--network", "host"]'`` stores a list; plain text stays text."""
+    """``config set docker.run_options '["--network", "host"]'`` stores a list; text stays text."""
     if value.lstrip().startswith("["):
         try:
             return json.loads(value)

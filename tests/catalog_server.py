@@ -1,5 +1,8 @@
-"""A real HTTP(S) catalog server on loopback for the tests: the protocol of orchestrator.catalog.stores
-(GET a key, PUT with If-None-Match: * that never overwrites, GET PREFIX/?list), backed by a folder."""
+"""A real HTTP(S) catalog server on loopback for the tests: the protocol of
+orchestrator.catalog.stores
+(GET a key, PUT with If-None-Match: * that never overwrites, GET PREFIX/?list), backed by a folder.
+"""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -69,7 +72,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and localhost, made with the cryptography package (moto needs it too)."""
+    """A certificate for 127.0.0.1 and localhost, made with cryptography (a moto dependency)."""
     import ipaddress
 
     from cryptography import x509
@@ -80,22 +83,39 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_file, key_file = folder / "cert.pem", folder / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_file, key_file
 
 
 @contextlib.contextmanager
-def catalog_server(root: Path, tls: tuple[Path, Path] | None = None, token: str | None = None) -> Iterator[Any]:
+def catalog_server(
+    root: Path, tls: tuple[Path, Path] | None = None, token: str | None = None
+) -> Iterator[Any]:
     """Serve ``root`` on 127.0.0.1 (a free port); yields the server (``.url``, ``.requests``)."""
     root.mkdir(parents=True, exist_ok=True)
     handler = type("BoundHandler", (Handler,), {"root": root, "token": token, "requests": []})

@@ -1,5 +1,6 @@
 """Shared by the generate tests: an interpreter with none of our packages, a clean environment,
 and the generate command run as a user would."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ DEMO = HERE / "generate_demo"
 
 
 def bare_python() -> str:
-    """The interpreter this venv was made from: run with ``-I -S`` it sees no site-packages at all."""
+    """The interpreter this venv was made from: with ``-I -S`` it sees no site-packages at all."""
     return getattr(sys, "_base_executable", None) or sys.executable
 
 
@@ -29,12 +30,26 @@ def demo_copy(folder: Path) -> Path:
     return folder / "routine.yaml"
 
 
-def orchestrate(*args: str, home: Path, cwd: Path | None = None, env: dict[str, str] | None = None,
-                timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def orchestrate(
+    *args: str,
+    home: Path,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
     full = dict(os.environ, ORCHESTRATOR_HOME=str(home), NO_COLOR="1", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], env=full, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        env=full,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def summary(result: dict[str, Any]) -> list[tuple[str, str, str, int | None]]:
-    return [(t["step"], t["task"], t["status"], (t["metrics"] or {}).get("total_rows")) for t in result["tasks"]]
+    return [
+        (t["step"], t["task"], t["status"], (t["metrics"] or {}).get("total_rows"))
+        for t in result["tasks"]
+    ]

@@ -1,5 +1,7 @@
-"""The routine catalog: publish with every file, run NAME@VERSION elsewhere, checksums, immutable versions;
+"""The routine catalog: publish with every file, run NAME@VERSION elsewhere, checksums, immutable
+versions;
 on a folder, on S3 (the moto server) and on a real HTTPS server on loopback."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,9 +18,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def source(tmp_path: Path) -> Path:
-    """A copy of routines/test_routine: its python step lands samples/*.csv, staging renames columns."""
+    """A copy of routines/test_routine: python lands samples/*.csv, staging renames columns."""
     folder = tmp_path / "src" / "test_routine"
-    shutil.copytree(REPO / "routines" / "test_routine", folder, ignore=shutil.ignore_patterns("work", "__pycache__"))
+    shutil.copytree(
+        REPO / "routines" / "test_routine",
+        folder,
+        ignore=shutil.ignore_patterns("work", "__pycache__"),
+    )
     return folder / "routine_config.json"
 
 
@@ -41,7 +47,9 @@ def blob(catalog: Path, text_file: Path) -> Path:
     return catalog / "_artifacts" / "sha256" / hashlib.sha256(text_file.read_bytes()).hexdigest()
 
 
-def test_publish_then_run_by_version_elsewhere_gives_the_same_result(cli, source, tmp_path, orchestrator_home):
+def test_publish_then_run_by_version_elsewhere_gives_the_same_result(
+    cli, source, tmp_path, orchestrator_home
+):
     env = {"ORCHESTRATOR_CATALOG": str(tmp_path / "catalog")}
     direct = cli("run", str(source), env=env)
     assert direct.returncode == 0, direct.stderr
@@ -66,11 +74,25 @@ def test_the_manifest_lists_every_file_the_routine_names_with_checksums(cli, sou
     files = json.loads(result.stdout)["files"]
     assert "validating" in result.stderr and "stored transforms.py (sha256 " in result.stderr
     assert "published test_routine@1" in result.stderr
-    assert set(files) == {"routine_config.json", "demo.py", "transforms.py", "samples/people_1.csv",
-                          "samples/people_2.csv", "samples/people_3.csv"}
-    assert files["transforms.py"] == hashlib.sha256((source.parent / "transforms.py").read_bytes()).hexdigest()
-    manifest = json.loads((tmp_path / "catalog" / "test_routine" / "1" / "manifest.json").read_text())
-    assert manifest["routine"] == "routine_config.json" and manifest["files"]["demo.py"]["sha256"] == files["demo.py"]
+    assert set(files) == {
+        "routine_config.json",
+        "demo.py",
+        "transforms.py",
+        "samples/people_1.csv",
+        "samples/people_2.csv",
+        "samples/people_3.csv",
+    }
+    assert (
+        files["transforms.py"]
+        == hashlib.sha256((source.parent / "transforms.py").read_bytes()).hexdigest()
+    )
+    manifest = json.loads(
+        (tmp_path / "catalog" / "test_routine" / "1" / "manifest.json").read_text()
+    )
+    assert (
+        manifest["routine"] == "routine_config.json"
+        and manifest["files"]["demo.py"]["sha256"] == files["demo.py"]
+    )
     for sha in files.values():
         assert (tmp_path / "catalog" / "_artifacts" / "sha256" / sha).is_file()
 
@@ -82,9 +104,21 @@ def test_files_outside_the_routine_folder_keep_their_relative_place(cli, tmp_pat
     folder = tmp_path / "daily"
     folder.mkdir()
     routine = folder / "routine.json"
-    routine.write_text(json.dumps({"routine_name": "daily", "executors": [
-        {"name": "hello", "executor": "python", "params": {"path": "../shared/steps.py"},
-         "tasks": [{"task": "call", "args": {"function": "hello"}}]}]}))
+    routine.write_text(
+        json.dumps(
+            {
+                "routine_name": "daily",
+                "executors": [
+                    {
+                        "name": "hello",
+                        "executor": "python",
+                        "params": {"path": "../shared/steps.py"},
+                        "tasks": [{"task": "call", "args": {"function": "hello"}}],
+                    }
+                ],
+            }
+        )
+    )
     env = {"ORCHESTRATOR_CATALOG": str(tmp_path / "catalog")}
     result = cli("publish", str(routine), "--json", env=env)
     assert result.returncode == 0, result.stderr
@@ -97,15 +131,22 @@ def test_versions_are_never_overwritten(cli, source, tmp_path):
     assert publish(cli, source, env, "--version", "2026.11") == "test_routine@2026.11"
     manifest = tmp_path / "catalog" / "test_routine" / "2026.11" / "manifest.json"
     before = manifest.read_bytes()
-    (source.parent / "transforms.py").write_text("# changed\n" + (source.parent / "transforms.py").read_text())
+    (source.parent / "transforms.py").write_text(
+        "# changed\n" + (source.parent / "transforms.py").read_text()
+    )
     again = cli("publish", str(source), "--version", "2026.11", "--include", "samples", env=env)
     assert again.returncode == 2
-    assert "test_routine@2026.11 already exists" in again.stderr and "never overwritten" in again.stderr
+    assert (
+        "test_routine@2026.11 already exists" in again.stderr
+        and "never overwritten" in again.stderr
+    )
     assert manifest.read_bytes() == before
     assert publish(cli, source, env) == "test_routine@1"  # the next integer
 
 
-def test_routines_lists_names_and_versions_and_latest_is_the_highest(cli, source, tmp_path, write_routine):
+def test_routines_lists_names_and_versions_and_latest_is_the_highest(
+    cli, source, tmp_path, write_routine
+):
     env = {"ORCHESTRATOR_CATALOG": str(tmp_path / "catalog")}
     for version in ("9", "10", "2"):
         publish(cli, source, env, "--version", version)
@@ -114,23 +155,31 @@ def test_routines_lists_names_and_versions_and_latest_is_the_highest(cli, source
     listing = json.loads(cli("routines", "--json", env=env).stdout)
     assert listing["routines"] == {"other": ["1"], "test_routine": ["2", "9", "10"]}
     versions = json.loads(cli("routines", "test_routine", "--json", env=env).stdout)["versions"]
-    assert [v["version"] for v in versions] == ["2", "9", "10"] and all(v["files"] == 6 for v in versions)
+    assert [v["version"] for v in versions] == ["2", "9", "10"] and all(
+        v["files"] == 6 for v in versions
+    )
     plain = cli("routines", env=env).stdout
     assert "test_routine  latest 10  versions: 2, 9, 10" in plain
     plan = json.loads(cli("plan", "test_routine@latest", "--json", env=env).stdout)
     assert "/test_routine/10/" in plan["steps"][0]["params"]["path"]
 
 
-def test_a_tampered_artifact_is_refused_before_anything_runs(cli, source, tmp_path, orchestrator_home):
+def test_a_tampered_artifact_is_refused_before_anything_runs(
+    cli, source, tmp_path, orchestrator_home
+):
     catalog = tmp_path / "catalog"
     env = {"ORCHESTRATOR_CATALOG": str(catalog)}
     publish(cli, source, env)
     marker = tmp_path / "tampered-code-ran"
     blob(catalog, source.parent / "demo.py").write_text(
-        f"open({str(marker)!r}, 'w').close()\ndef prepare():\n    pass\n")
+        f"open({str(marker)!r}, 'w').close()\ndef prepare():\n    pass\n"
+    )
     result = cli("run", "test_routine@1", env=env)
     assert result.returncode == 2
-    assert "test_routine@1: checksum mismatch for demo.py" in result.stderr and "nothing ran" in result.stderr
+    assert (
+        "test_routine@1: checksum mismatch for demo.py" in result.stderr
+        and "nothing ran" in result.stderr
+    )
     assert not marker.exists()
     assert json.loads(cli("runs", "--json", env=env).stdout) == []
 
@@ -141,10 +190,16 @@ def test_a_missing_artifact_is_refused(cli, source, tmp_path):
     publish(cli, source, env)
     blob(catalog, source.parent / "transforms.py").unlink()
     result = cli("validate", "test_routine@1", env=env)
-    assert result.returncode == 2 and "artifact transforms.py" in result.stderr and "is missing" in result.stderr
+    assert (
+        result.returncode == 2
+        and "artifact transforms.py" in result.stderr
+        and "is missing" in result.stderr
+    )
 
 
-def test_a_local_copy_altered_after_fetching_is_fetched_again(cli, source, tmp_path, orchestrator_home):
+def test_a_local_copy_altered_after_fetching_is_fetched_again(
+    cli, source, tmp_path, orchestrator_home
+):
     env = {"ORCHESTRATOR_CATALOG": str(tmp_path / "catalog")}
     publish(cli, source, env)
     assert cli("validate", "test_routine@1", env=env).returncode == 0
@@ -164,7 +219,10 @@ def test_a_catalog_that_changes_a_published_manifest_is_refused(cli, source, tmp
     doc["published"] = "2020-01-01T00:00:00+00:00"
     manifest.write_text(json.dumps(doc))
     result = cli("validate", "test_routine@1", env=env)
-    assert result.returncode == 2 and "different manifest than when this version was first fetched" in result.stderr
+    assert (
+        result.returncode == 2
+        and "different manifest than when this version was first fetched" in result.stderr
+    )
 
 
 def test_unknown_versions_and_names_say_what_exists(cli, source, tmp_path):
@@ -174,19 +232,36 @@ def test_unknown_versions_and_names_say_what_exists(cli, source, tmp_path):
     assert missing.returncode == 2 and "test_routine@5: not in the catalog" in missing.stderr
     assert "versions: 1" in missing.stderr
     unknown = cli("run", "nothing@latest", env=env)
-    assert unknown.returncode == 2 and "no routine 'nothing'" in unknown.stderr and "routines: test_routine" in unknown.stderr
+    assert (
+        unknown.returncode == 2
+        and "no routine 'nothing'" in unknown.stderr
+        and "routines: test_routine" in unknown.stderr
+    )
 
 
 def test_a_file_named_by_an_absolute_path_cannot_be_published(cli, tmp_path, write_routine):
     code = tmp_path / "elsewhere" / "steps.py"
     code.parent.mkdir()
     code.write_text("def hello():\n    return None\n")
-    routine = write_routine({"routine_name": "absolute", "executors": [
-        {"name": "hello", "executor": "python", "params": {"path": str(code)},
-         "tasks": [{"task": "call", "args": {"function": "hello"}}]}]})
+    routine = write_routine(
+        {
+            "routine_name": "absolute",
+            "executors": [
+                {
+                    "name": "hello",
+                    "executor": "python",
+                    "params": {"path": str(code)},
+                    "tasks": [{"task": "call", "args": {"function": "hello"}}],
+                }
+            ],
+        }
+    )
     result = cli("publish", str(routine), env={"ORCHESTRATOR_CATALOG": str(tmp_path / "catalog")})
     assert result.returncode == 2
-    assert "executors[0].params.path: names" in result.stderr and "by an absolute path" in result.stderr
+    assert (
+        "executors[0].params.path: names" in result.stderr
+        and "by an absolute path" in result.stderr
+    )
     assert not (tmp_path / "catalog" / "absolute").exists()
 
 
@@ -204,14 +279,18 @@ def test_catalog_on_s3(cli, source, s3, orchestrator_home):
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="acme-routines")["Contents"]}
     assert "catalog/test_routine/1/manifest.json" in keys
     assert sum(k.startswith("catalog/_artifacts/sha256/") for k in keys) == 6
-    assert json.loads(cli("routines", "--json", env=env).stdout)["routines"] == {"test_routine": ["1"]}
+    assert json.loads(cli("routines", "--json", env=env).stdout)["routines"] == {
+        "test_routine": ["1"]
+    }
     again = cli("publish", str(source), "--version", "1", "--include", "samples", env=env)
     assert again.returncode == 2 and "already exists" in again.stderr
     result = cli("run", "test_routine@1", env=env)
     assert result.returncode == 0, result.stderr
     assert len(dump_contents(fetched_folder(orchestrator_home, "test_routine", "1"))) == 3
     sha = hashlib.sha256((source.parent / "transforms.py").read_bytes()).hexdigest()
-    s3.put_object(Bucket="acme-routines", Key=f"catalog/_artifacts/sha256/{sha}", Body=b"import os\n")
+    s3.put_object(
+        Bucket="acme-routines", Key=f"catalog/_artifacts/sha256/{sha}", Body=b"import os\n"
+    )
     shutil.rmtree(orchestrator_home / "catalog")
     tampered = cli("run", "test_routine@1", env=env)
     assert tampered.returncode == 2 and "checksum mismatch for transforms.py" in tampered.stderr
@@ -220,11 +299,17 @@ def test_catalog_on_s3(cli, source, s3, orchestrator_home):
 def test_catalog_on_a_real_https_server(cli, source, tmp_path, orchestrator_home):
     cert, key = self_signed(tmp_path)
     with catalog_server(tmp_path / "served", tls=(cert, key), token="s3cret") as server:
-        env = {"ORCHESTRATOR_CATALOG": server.url, "SSL_CERT_FILE": str(cert), "ORCHESTRATOR_CATALOG_TOKEN": "s3cret"}
+        env = {
+            "ORCHESTRATOR_CATALOG": server.url,
+            "SSL_CERT_FILE": str(cert),
+            "ORCHESTRATOR_CATALOG_TOKEN": "s3cret",
+        }
         assert server.url.startswith("https://127.0.0.1:")
         assert publish(cli, source, env) == "test_routine@1"
         assert ("PUT", "/catalog/test_routine/1/manifest.json") in server.requests
-        assert json.loads(cli("routines", "--json", env=env).stdout)["routines"] == {"test_routine": ["1"]}
+        assert json.loads(cli("routines", "--json", env=env).stdout)["routines"] == {
+            "test_routine": ["1"]
+        }
         again = cli("publish", str(source), "--version", "1", "--include", "samples", env=env)
         assert again.returncode == 2 and "already exists" in again.stderr
         result = cli("run", "test_routine@latest", env=env)
@@ -234,7 +319,9 @@ def test_catalog_on_a_real_https_server(cli, source, tmp_path, orchestrator_home
         assert untrusted.returncode == 2 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
         unauthorised = cli("routines", env={**env, "ORCHESTRATOR_CATALOG_TOKEN": "wrong"})
         assert unauthorised.returncode == 2 and "HTTP 401" in unauthorised.stderr
-        blob(tmp_path / "served" / "catalog", source.parent / "demo.py").write_text("raise SystemExit(9)\n")
+        blob(tmp_path / "served" / "catalog", source.parent / "demo.py").write_text(
+            "raise SystemExit(9)\n"
+        )
         shutil.rmtree(orchestrator_home / "catalog")
         tampered = cli("run", "test_routine@1", env=env)
         assert tampered.returncode == 2 and "checksum mismatch for demo.py" in tampered.stderr

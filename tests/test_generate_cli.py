@@ -1,5 +1,6 @@
 """The generate command's contract: help with an example, --dry-run, no overwrite without --force,
 --verbose steps, targets from the catalog; and every command's help ends with an example."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,18 @@ from orchestrator.cli import build_parser
 def test_help_generate_explains_flags_with_examples(cli):
     result = cli("help", "generate")
     assert result.returncode == 0
-    for text in ("--target", "--output", "--force", "--dry-run", "--schedule", "--s3-trigger", "--image",
-                 "orchestrate generate routines/daily.yaml", "./daily.pyz --param run_date=", "-v means --verbose"):
+    for text in (
+        "--target",
+        "--output",
+        "--force",
+        "--dry-run",
+        "--schedule",
+        "--s3-trigger",
+        "--image",
+        "orchestrate generate routines/daily.yaml",
+        "./daily.pyz --param run_date=",
+        "-v means --verbose",
+    ):
         assert text in result.stdout, text
 
 
@@ -29,11 +40,22 @@ def test_every_command_has_an_example_in_its_help():
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     out = tmp_path / "daily.pyz"
-    result = orchestrate("generate", str(DEMO / "routine.yaml"), "-o", str(out), "--dry-run", "--json",
-                         home=tmp_path / "home")
+    result = orchestrate(
+        "generate",
+        str(DEMO / "routine.yaml"),
+        "-o",
+        str(out),
+        "--dry-run",
+        "--json",
+        home=tmp_path / "home",
+    )
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
-    assert plan["target"] == "script" and plan["output"] == str(out) and plan["routine"].startswith("ship_demo@file-")
+    assert (
+        plan["target"] == "script"
+        and plan["output"] == str(out)
+        and plan["routine"].startswith("ship_demo@file-")
+    )
     assert any("bundle the orchestrator" in step for step in plan["steps"])
     assert not out.exists()
 
@@ -41,14 +63,30 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
 def test_the_script_target_refuses_to_overwrite_without_force(tmp_path):
     out = tmp_path / "ship.pyz"
     out.write_text("precious")
-    result = orchestrate("generate", str(DEMO / "routine.yaml"), "-o", str(out), home=tmp_path / "home")
-    assert result.returncode == 2 and result.stderr.strip() == f"{out} exists; pass --force to replace it"
+    result = orchestrate(
+        "generate", str(DEMO / "routine.yaml"), "-o", str(out), home=tmp_path / "home"
+    )
+    assert (
+        result.returncode == 2
+        and result.stderr.strip() == f"{out} exists; pass --force to replace it"
+    )
     assert out.read_text() == "precious"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".ship.pyz")] == []
-    forced = orchestrate("generate", str(DEMO / "routine.yaml"), "-o", str(out), "--force", "-v",
-                         home=tmp_path / "home")
+    forced = orchestrate(
+        "generate",
+        str(DEMO / "routine.yaml"),
+        "-o",
+        str(out),
+        "--force",
+        "-v",
+        home=tmp_path / "home",
+    )
     assert forced.returncode == 0, forced.stderr
-    assert out.read_bytes().startswith(b"#!") and "payload:" in forced.stderr and "bundling the routine" in forced.stderr
+    assert (
+        out.read_bytes().startswith(b"#!")
+        and "payload:" in forced.stderr
+        and "bundling the routine" in forced.stderr
+    )
 
 
 def test_a_published_version_generates_with_its_catalog_version(tmp_path):
@@ -56,8 +94,17 @@ def test_a_published_version_generates_with_its_catalog_version(tmp_path):
     env = {"ORCHESTRATOR_CATALOG": str(tmp_path / "catalog")}
     home = tmp_path / "home"
     assert orchestrate("publish", str(routine), home=home, env=env).stdout.strip() == "ship_demo@1"
-    result = orchestrate("generate", "ship_demo@latest", "-t", "docker", "--dry-run", "-o", str(tmp_path / "ctx"),
-                         home=home, env=env)
+    result = orchestrate(
+        "generate",
+        "ship_demo@latest",
+        "-t",
+        "docker",
+        "--dry-run",
+        "-o",
+        str(tmp_path / "ctx"),
+        home=home,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert "would generate docker for ship_demo@1" in result.stdout
     included = orchestrate("generate", "ship_demo@1", "--include", "x", home=home, env=env)
@@ -66,5 +113,7 @@ def test_a_published_version_generates_with_its_catalog_version(tmp_path):
 
 @pytest.mark.parametrize("target", ["nope"])
 def test_an_unknown_target_lists_the_known_ones(tmp_path, target):
-    result = orchestrate("generate", str(DEMO / "routine.yaml"), "-t", target, home=tmp_path / "home")
+    result = orchestrate(
+        "generate", str(DEMO / "routine.yaml"), "-t", target, home=tmp_path / "home"
+    )
     assert result.returncode == 2 and "known: script, docker, lambda" in result.stderr

@@ -6,6 +6,7 @@ says with the same interpreter (its RUN and ENTRYPOINT, its ENV), and run.sh is 
 or not, the container's exit code). ``test_real_docker`` builds and runs the image when a daemon
 and a local base image are available (``ORCHESTRATOR_TEST_DOCKER_BASE``).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,23 +36,48 @@ exit 99
 def context(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("docker")
     routine = demo_copy(folder / "demo")
-    text = routine.read_text().replace("greeting: hello}", "greeting: hello, region: '${env.SHIP_REGION}'}")
+    text = routine.read_text().replace(
+        "greeting: hello}", "greeting: hello, region: '${env.SHIP_REGION}'}"
+    )
     routine.write_text(text)
     home = folder / "home"
     home.mkdir()
-    (home / "config.json").write_text(json.dumps({"docker": {
-        "base_image": "python:3.11-slim@sha256:" + "ab" * 32, "registry": "registry.local:5000",
-        "run_options": ["--network", "host", "--label", "team=data eng"]}}))
+    (home / "config.json").write_text(
+        json.dumps(
+            {
+                "docker": {
+                    "base_image": "python:3.11-slim@sha256:" + "ab" * 32,
+                    "registry": "registry.local:5000",
+                    "run_options": ["--network", "host", "--label", "team=data eng"],
+                }
+            }
+        )
+    )
     out = folder / "ctx"
-    result = orchestrate("generate", str(routine), "--target", "docker", "-o", str(out), "--param",
-                         f"out={folder / 'data'}", home=home, env={"SHIP_REGION": "eu-west-1"})
+    result = orchestrate(
+        "generate",
+        str(routine),
+        "--target",
+        "docker",
+        "-o",
+        str(out),
+        "--param",
+        f"out={folder / 'data'}",
+        home=home,
+        env={"SHIP_REGION": "eu-west-1"},
+    )
     assert result.returncode == 0, result.stderr
     return {"folder": folder, "out": out, "routine": routine, "home": home}
 
 
 def test_the_context_is_pinned(context):
     out = context["out"]
-    assert sorted(p.name for p in out.iterdir()) == [".dockerignore", "Dockerfile", "app.pyz", "run.sh"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".dockerignore",
+        "Dockerfile",
+        "app.pyz",
+        "run.sh",
+    ]
     dockerfile = (out / "Dockerfile").read_text()
     assert dockerfile.splitlines()[3] == "FROM python:3.11-slim@sha256:" + "ab" * 32
     assert "COPY app.pyz /opt/orchestrator/app.pyz" in dockerfile
@@ -71,7 +97,9 @@ def dockerfile_steps(dockerfile: str) -> tuple[dict[str, str], list[str], list[s
     env_line = next(line for line in text.splitlines() if line.startswith("ENV "))
     env = dict(item.split("=", 1) for item in shlex.split(env_line[4:]))
     runs = [line[4:] for line in text.splitlines() if line.startswith("RUN ")]
-    entrypoint = json.loads(next(line for line in text.splitlines() if line.startswith("ENTRYPOINT "))[11:])
+    entrypoint = json.loads(
+        next(line for line in text.splitlines() if line.startswith("ENTRYPOINT "))[11:]
+    )
     return env, runs, entrypoint
 
 
@@ -79,22 +107,31 @@ def test_doing_what_the_dockerfile_says_runs_the_routine(context, tmp_path):
     """The image's root is a folder here: COPY, RUN (unpack at build time), then the ENTRYPOINT."""
     root = tmp_path / "image"
     env, runs, entrypoint = dockerfile_steps((context["out"] / "Dockerfile").read_text())
-    relocate = lambda text: text.replace("/opt/orchestrator", str(root / "opt/orchestrator")).replace(  # noqa: E731
-        "/orchestrator-home", str(root / "orchestrator-home"))
+    relocate = lambda text: text.replace(
+        "/opt/orchestrator", str(root / "opt/orchestrator")
+    ).replace(  # noqa: E731
+        "/orchestrator-home", str(root / "orchestrator-home")
+    )
     (root / "opt/orchestrator").mkdir(parents=True)
     shutil.copyfile(context["out"] / "app.pyz", root / "opt/orchestrator/app.pyz")
     python_dir = str(Path(bare_python()).parent)
     container_env = clean_env(root / "root", **{k: relocate(v) for k, v in env.items()})
     container_env["PATH"] = f"{python_dir}:/usr/bin:/bin"
     for command in runs:
-        built = subprocess.run(relocate(command), shell=True, env=container_env, capture_output=True, text=True)
+        built = subprocess.run(
+            relocate(command), shell=True, env=container_env, capture_output=True, text=True
+        )
         assert built.returncode == 0, built.stderr
     unpacked = list((root / "opt/orchestrator/cache").iterdir())
     assert len(unpacked) == 1 and (unpacked[0] / "site" / "orchestrator" / "cli.py").is_file()
     out = tmp_path / "data"
-    ran = subprocess.run([*map(relocate, entrypoint), "--json", "--param", f"out={out}", "--param", "greeting=hej"],
-                         env={**container_env, "SHIP_REGION": "eu-north-1"}, capture_output=True, text=True,
-                         timeout=120)
+    ran = subprocess.run(
+        [*map(relocate, entrypoint), "--json", "--param", f"out={out}", "--param", "greeting=hej"],
+        env={**container_env, "SHIP_REGION": "eu-north-1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["status"] == "succeeded"
     assert (out / "dump" / "greeting.csv").read_text() == "name,n\nhej,1\n"
@@ -107,14 +144,26 @@ def stub_docker(tmp_path: Path) -> dict[str, str]:
     bin_dir.mkdir()
     (bin_dir / "docker").write_text(DOCKER_STUB)
     (bin_dir / "docker").chmod(0o755)
-    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "DOCKER_LOG": str(tmp_path / "docker.log"),
-            "HOME": str(tmp_path / "user"), "SHIP_REGION": "eu-west-1", "AWS_PROFILE": "dev"}
+    return {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "DOCKER_LOG": str(tmp_path / "docker.log"),
+        "HOME": str(tmp_path / "user"),
+        "SHIP_REGION": "eu-west-1",
+        "AWS_PROFILE": "dev",
+    }
 
 
-def run_script(context, env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+def run_script(
+    context, env: dict[str, str], *args: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     Path(env["HOME"]).mkdir(exist_ok=True)
-    result = subprocess.run([str(context["out"] / "run.sh"), *args], env=env, capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [str(context["out"] / "run.sh"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     log = Path(env["DOCKER_LOG"])
     return result, log.read_text().splitlines() if log.exists() else []
 
@@ -122,15 +171,22 @@ def run_script(context, env: dict[str, str], *args: str) -> tuple[subprocess.Com
 def test_run_sh_builds_the_image_once_then_runs_with_mounts_env_and_options(context, stub_docker):
     result, calls = run_script(context, stub_docker, "--param", "run_date=2026-11-21", "--dry-run")
     assert result.returncode == 0, result.stderr
-    image = re.search(r"^IMAGE='?([^'\n]+)'?$", (context["out"] / "run.sh").read_text(), re.M).group(1)
+    image = re.search(
+        r"^IMAGE='?([^'\n]+)'?$", (context["out"] / "run.sh").read_text(), re.M
+    ).group(1)
     assert image.startswith("registry.local:5000/orchestrator-ship_demo:file-")
     assert calls[0] == f"image inspect {image}"
     assert calls[1] == f"build --quiet --tag {image} {context['out']}"
     run = calls[2]
     home = Path(stub_docker["HOME"]) / ".orchestrator"
-    assert run.startswith(f"run --rm --interactive --user {os.getuid()}:{os.getgid()} --volume {home}:/orchestrator-home")
+    assert run.startswith(
+        f"run --rm --interactive --user {os.getuid()}:{os.getgid()} "
+        f"--volume {home}:/orchestrator-home"
+    )
     for folder in (context["folder"] / "data" / "landing", context["folder"] / "data" / "dump"):
-        assert f"--volume {folder}:{folder}" in run and folder.is_dir()  # created first: docker would as root
+        assert (
+            f"--volume {folder}:{folder}" in run and folder.is_dir()
+        )  # created first: docker would as root
     for name in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "ORCHESTRATOR_STORE", "SHIP_REGION"):
         assert f"--env {name} " in run
     assert "--network host --label team=data eng" in run
@@ -141,7 +197,9 @@ def test_run_sh_builds_the_image_once_then_runs_with_mounts_env_and_options(cont
 
 def test_run_sh_passes_the_exit_code_through(context, stub_docker):
     for code in (1, 2, 130):
-        result, _ = run_script(context, {**stub_docker, "STUB_IMAGE_PRESENT": "1", "STUB_RUN_EXIT": str(code)})
+        result, _ = run_script(
+            context, {**stub_docker, "STUB_IMAGE_PRESENT": "1", "STUB_RUN_EXIT": str(code)}
+        )
         assert result.returncode == code
 
 
@@ -153,25 +211,50 @@ def test_run_sh_stops_when_the_build_fails(context, stub_docker, tmp_path):
 
 
 def docker_available() -> bool:
-    return bool(shutil.which("docker") and os.environ.get("ORCHESTRATOR_TEST_DOCKER_BASE")
-                and subprocess.run(["docker", "info"], capture_output=True).returncode == 0)
+    return bool(
+        shutil.which("docker")
+        and os.environ.get("ORCHESTRATOR_TEST_DOCKER_BASE")
+        and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    )
 
 
-@pytest.mark.skipif(not docker_available(), reason="needs a Docker daemon and a local base image "
-                                                   "(ORCHESTRATOR_TEST_DOCKER_BASE, e.g. python:3.11-slim)")
+@pytest.mark.skipif(
+    not docker_available(),
+    reason="needs a Docker daemon and a local base image "
+    "(ORCHESTRATOR_TEST_DOCKER_BASE, e.g. python:3.11-slim)",
+)
 def test_real_docker(tmp_path):
     routine = demo_copy(tmp_path / "demo")
     home = tmp_path / "home"
     out = tmp_path / "ctx"
     env = {"ORCHESTRATOR_DOCKER_BASE_IMAGE": os.environ["ORCHESTRATOR_TEST_DOCKER_BASE"]}
-    generated = orchestrate("generate", str(routine), "-t", "docker", "-o", str(out), "--param",
-                            f"out={tmp_path / 'data'}", home=home, env=env)
+    generated = orchestrate(
+        "generate",
+        str(routine),
+        "-t",
+        "docker",
+        "-o",
+        str(out),
+        "--param",
+        f"out={tmp_path / 'data'}",
+        home=home,
+        env=env,
+    )
     assert generated.returncode == 0, generated.stderr
-    run = subprocess.run([str(out / "run.sh"), "--json", "--param", "greeting=hej"], capture_output=True, text=True,
-                         env=dict(os.environ, ORCHESTRATOR_HOME=str(home)), timeout=600)
+    run = subprocess.run(
+        [str(out / "run.sh"), "--json", "--param", "greeting=hej"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, ORCHESTRATOR_HOME=str(home)),
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["status"] == "succeeded"
     assert (tmp_path / "data" / "dump" / "greeting.csv").read_text() == "name,n\nhej,1\n"
-    failed = subprocess.run([str(out / "run.sh"), "--param", "nonsense"], capture_output=True, text=True,
-                            env=dict(os.environ, ORCHESTRATOR_HOME=str(home)))
+    failed = subprocess.run(
+        [str(out / "run.sh"), "--param", "nonsense"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, ORCHESTRATOR_HOME=str(home)),
+    )
     assert failed.returncode == 2

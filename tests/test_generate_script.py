@@ -1,5 +1,7 @@
-"""``generate --target script``: a zipapp run by a bare interpreter (``python -I -S``, a clean environment,
+"""``generate --target script``: a zipapp run by a bare interpreter (``python -I -S``, a clean
+environment,
 none of our packages) gives the same result as a normal run."""
+
 from __future__ import annotations
 
 import json
@@ -22,23 +24,45 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"folder": folder, "routine": routine, "pyz": folder / "ship_demo.pyz", "home": home}
 
 
-def run_pyz(built: dict[str, Path], *args: str, isolation: tuple[str, ...] = ("-I", "-S"),
-            home: str = "user") -> subprocess.CompletedProcess[str]:
+def run_pyz(
+    built: dict[str, Path],
+    *args: str,
+    isolation: tuple[str, ...] = ("-I", "-S"),
+    home: str = "user",
+) -> subprocess.CompletedProcess[str]:
     env = clean_env(built["folder"] / home)
-    return subprocess.run([bare_python(), *isolation, str(built["pyz"]), *args], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=built["folder"])
+    return subprocess.run(
+        [bare_python(), *isolation, str(built["pyz"]), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=built["folder"],
+    )
 
 
 def test_the_bare_interpreter_has_none_of_our_packages(built):
-    probe = subprocess.run([bare_python(), "-I", "-S", "-c", "import pluggy"], capture_output=True, text=True,
-                           env=clean_env(built["folder"] / "probe"))
+    probe = subprocess.run(
+        [bare_python(), "-I", "-S", "-c", "import pluggy"],
+        capture_output=True,
+        text=True,
+        env=clean_env(built["folder"] / "probe"),
+    )
     assert probe.returncode != 0 and "No module named 'pluggy'" in probe.stderr
 
 
 def test_the_script_gives_the_same_result_as_a_normal_run(built):
     normal_out, script_out = built["folder"] / "normal-out", built["folder"] / "script-out"
-    normal = orchestrate("run", str(built["routine"]), "--json", "--param", f"out={normal_out}",
-                         "--param", "greeting=bonjour", home=built["home"])
+    normal = orchestrate(
+        "run",
+        str(built["routine"]),
+        "--json",
+        "--param",
+        f"out={normal_out}",
+        "--param",
+        "greeting=bonjour",
+        home=built["home"],
+    )
     assert normal.returncode == 0, normal.stderr
     script = run_pyz(built, "--json", "--param", f"out={script_out}", "--param", "greeting=bonjour")
     assert script.returncode == 0, script.stderr
@@ -48,7 +72,11 @@ def test_the_script_gives_the_same_result_as_a_normal_run(built):
     dumped = sorted(p.relative_to(script_out) for p in script_out.rglob("*.csv"))
     assert dumped == sorted(p.relative_to(normal_out) for p in normal_out.rglob("*.csv")) and dumped
     for relative in dumped:
-        assert (script_out / relative).read_text() == (normal_out / relative).read_text() == "name,n\nbonjour,1\n"
+        assert (
+            (script_out / relative).read_text()
+            == (normal_out / relative).read_text()
+            == "name,n\nbonjour,1\n"
+        )
     origin = got["tasks"][0]["metrics"]["execution_metadata"]
     cache = str(built["folder"] / "user" / ".cache" / "orchestrator" / "pyz")
     assert origin["orchestrator"].startswith(cache) and origin["pluggy"].startswith(cache)
@@ -56,9 +84,15 @@ def test_the_script_gives_the_same_result_as_a_normal_run(built):
 
 
 def test_the_bundled_orchestrator_wins_over_an_installed_one(built):
-    """``python -I`` keeps the interpreter's own site-packages (where an orchestrator may be installed)."""
-    result = run_pyz(built, "--json", "--param", f"out={built['folder'] / 'isolated-out'}", isolation=("-I",),
-                     home="user-i")
+    """``python -I`` keeps the interpreter's site-packages, where an orchestrator may be."""
+    result = run_pyz(
+        built,
+        "--json",
+        "--param",
+        f"out={built['folder'] / 'isolated-out'}",
+        isolation=("-I",),
+        home="user-i",
+    )
     assert result.returncode == 0, result.stderr
     origin = json.loads(result.stdout)["tasks"][0]["metrics"]["execution_metadata"]
     assert origin["orchestrator"].startswith(str(built["folder"] / "user-i" / ".cache"))
@@ -72,7 +106,9 @@ def test_dry_run_prints_the_plan_and_runs_nothing(built):
     assert f'parent_directory = "{out}/landing"' in result.stdout
     assert not out.exists()
     runs = run_pyz(built, "runs", "--json")
-    assert runs.returncode == 0 and all(r["params"].get("out") != str(out) for r in json.loads(runs.stdout))
+    assert runs.returncode == 0 and all(
+        r["params"].get("out") != str(out) for r in json.loads(runs.stdout)
+    )
 
 
 def test_version_validate_and_bad_params(built):
@@ -96,7 +132,10 @@ def test_the_archive_pins_what_generated_it(built):
     assert "rpds-py" in app["native"]
     assert set(app["files"]) == {"routine.yaml", "steps.py", "lib/transforms.py"}
     assert {"routine/routine.yaml", "routine/steps.py", "routine/lib/transforms.py"} <= names
-    assert any(n.startswith("site/orchestrator-") and n.endswith(".dist-info/entry_points.txt") for n in names)
+    assert any(
+        n.startswith("site/orchestrator-") and n.endswith(".dist-info/entry_points.txt")
+        for n in names
+    )
     assert built["pyz"].read_bytes().startswith(b"#!/usr/bin/env python3.")
 
 

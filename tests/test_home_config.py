@@ -1,4 +1,5 @@
-"""The home config: file, environment overrides, `config show` sources, `config set`, malformed files."""
+"""The home config: file, environment overrides, `config show` sources, `config set`, bad files."""
+
 from __future__ import annotations
 
 import json
@@ -15,25 +16,39 @@ def show(cli, **env):
 def test_show_says_where_each_value_comes_from(cli, orchestrator_home):
     orchestrator_home.mkdir(parents=True, exist_ok=True)
     file = orchestrator_home / "config.json"
-    file.write_text(json.dumps({"catalog": "s3://acme/routines/", "docker": {"registry": "registry.local:5000"}}))
+    file.write_text(
+        json.dumps(
+            {"catalog": "s3://acme/routines/", "docker": {"registry": "registry.local:5000"}}
+        )
+    )
     doc = show(cli, ORCHESTRATOR_DOCKER_BASE_IMAGE="python:3.11-slim@sha256:abc")
     settings = doc["settings"]
     assert doc["file"] == str(file)
     assert settings["catalog"] == {"value": "s3://acme/routines/", "source": str(file)}
-    assert settings["artifacts"] == {"value": "s3://acme/routines/_artifacts/", "source": "default (beside the catalog)"}
+    assert settings["artifacts"] == {
+        "value": "s3://acme/routines/_artifacts/",
+        "source": "default (beside the catalog)",
+    }
     assert settings["docker.registry"]["source"] == str(file)
-    assert settings["docker.base_image"] == {"value": "python:3.11-slim@sha256:abc",
-                                             "source": "env ORCHESTRATOR_DOCKER_BASE_IMAGE"}
+    assert settings["docker.base_image"] == {
+        "value": "python:3.11-slim@sha256:abc",
+        "source": "env ORCHESTRATOR_DOCKER_BASE_IMAGE",
+    }
     assert settings["docker.run_options"] == {"value": None, "source": "unset"}
     text = cli("config", "show", env={"ORCHESTRATOR_DOCKER_BASE_IMAGE": "python:3.11-slim"}).stdout
-    assert "catalog" in text and f"({file})" in text and "(env ORCHESTRATOR_DOCKER_BASE_IMAGE)" in text
+    assert (
+        "catalog" in text and f"({file})" in text and "(env ORCHESTRATOR_DOCKER_BASE_IMAGE)" in text
+    )
 
 
 def test_environment_overrides_the_file(cli, orchestrator_home):
     orchestrator_home.mkdir(parents=True, exist_ok=True)
     (orchestrator_home / "config.json").write_text(json.dumps({"catalog": "/from/file"}))
     settings = show(cli, ORCHESTRATOR_CATALOG="https://catalog.example/api/")["settings"]
-    assert settings["catalog"] == {"value": "https://catalog.example/api/", "source": "env ORCHESTRATOR_CATALOG"}
+    assert settings["catalog"] == {
+        "value": "https://catalog.example/api/",
+        "source": "env ORCHESTRATOR_CATALOG",
+    }
 
 
 def test_set_and_unset_edit_the_file_and_keep_the_rest(cli, orchestrator_home):
@@ -42,9 +57,10 @@ def test_set_and_unset_edit_the_file_and_keep_the_rest(cli, orchestrator_home):
     assert result.returncode == 0, result.stderr
     assert cli("config", "set", "docker.base_image", "python:3.11-slim").returncode == 0
     file = orchestrator_home / "config.json"
-    assert json.loads(file.read_text()) == {"catalog": "s3://acme/routines/",
-                                            "docker": {"run_options": ["--network", "host"],
-                                                       "base_image": "python:3.11-slim"}}
+    assert json.loads(file.read_text()) == {
+        "catalog": "s3://acme/routines/",
+        "docker": {"run_options": ["--network", "host"], "base_image": "python:3.11-slim"},
+    }
     assert cli("config", "unset", "docker.run_options").returncode == 0
     assert cli("config", "unset", "docker.base_image").returncode == 0
     assert json.loads(file.read_text()) == {"catalog": "s3://acme/routines/"}
@@ -56,20 +72,39 @@ def test_run_options_as_one_shell_string(cli):
     assert settings["docker.run_options"]["value"] == ["--network", "host", "--label", "a b"]
 
 
-@pytest.mark.parametrize("content, expected", [
-    ("{\"catalog\": \"s3://x/\",}", "invalid JSON at line 1"),
-    (json.dumps({"catalogue": "s3://x/"}), "unknown key 'catalogue'; did you mean 'catalog'?"),
-    (json.dumps({"catalog": 5}), "catalog must be a non-empty string"),
-    (json.dumps({"docker": {"run_options": [1]}}), "docker.run_options must be a list of strings"),
-    (json.dumps({"docker": {"registy": "r"}}), "unknown key 'docker.registy'; did you mean 'docker.registry'?"),
-    (json.dumps({"docker": "python:3.11"}), "docker must be an object with base_image, registry, run_options"),
-    (json.dumps(["catalog"]), "the config must be a JSON object"),
-], ids=["json", "unknown-key", "type", "list-type", "nested-unknown", "not-object", "array"])
-def test_a_malformed_config_file_is_exit_2_naming_file_and_key(cli, orchestrator_home, content, expected):
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ('{"catalog": "s3://x/",}', "invalid JSON at line 1"),
+        (json.dumps({"catalogue": "s3://x/"}), "unknown key 'catalogue'; did you mean 'catalog'?"),
+        (json.dumps({"catalog": 5}), "catalog must be a non-empty string"),
+        (
+            json.dumps({"docker": {"run_options": [1]}}),
+            "docker.run_options must be a list of strings",
+        ),
+        (
+            json.dumps({"docker": {"registy": "r"}}),
+            "unknown key 'docker.registy'; did you mean 'docker.registry'?",
+        ),
+        (
+            json.dumps({"docker": "python:3.11"}),
+            "docker must be an object with base_image, registry, run_options",
+        ),
+        (json.dumps(["catalog"]), "the config must be a JSON object"),
+    ],
+    ids=["json", "unknown-key", "type", "list-type", "nested-unknown", "not-object", "array"],
+)
+def test_a_malformed_config_file_is_exit_2_naming_file_and_key(
+    cli, orchestrator_home, content, expected
+):
     orchestrator_home.mkdir(parents=True, exist_ok=True)
     file = orchestrator_home / "config.json"
     file.write_text(content)
-    for args in (("config", "show"), ("routines",), ("config", "set", "docker.registry", "r.local")):
+    for args in (
+        ("config", "show"),
+        ("routines",),
+        ("config", "set", "docker.registry", "r.local"),
+    ):
         result = cli(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.startswith(f"{file}: "), result.stderr
@@ -86,7 +121,10 @@ def test_a_malformed_override_names_the_variable(cli):
 
 def test_set_refuses_unknown_keys(cli, orchestrator_home):
     result = cli("config", "set", "catalgo", "s3://x/")
-    assert result.returncode == 2 and "unknown config key 'catalgo'; did you mean 'catalog'?" in result.stderr
+    assert (
+        result.returncode == 2
+        and "unknown config key 'catalgo'; did you mean 'catalog'?" in result.stderr
+    )
     assert not (orchestrator_home / "config.json").exists()
 
 

@@ -6,6 +6,7 @@ param or task argument typed :class:`~orchestrator.CodeLocation` is shipped (a f
 it names an existing file (``sql_file``) and left alone when it names a folder (landing, dump and
 archive folders hold data, not code). ``--include`` adds anything else the code reads by itself.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,7 +33,7 @@ class Reference:
 
 @dataclasses.dataclass(frozen=True)
 class Bundle:
-    """``files`` maps a relative POSIX path (under ``root``) to its file on disk; the routine is one of them."""
+    """``files``: relative POSIX path (under ``root``) -> file on disk, the routine included."""
 
     name: str
     root: Path
@@ -46,10 +47,13 @@ class Bundle:
         return self.root / self.routine
 
     def entries(self) -> dict[str, FileEntry]:
-        return {rel: FileEntry(sha256_file(path), path.stat().st_size) for rel, path in sorted(self.files.items())}
+        return {
+            rel: FileEntry(sha256_file(path), path.stat().st_size)
+            for rel, path in sorted(self.files.items())
+        }
 
     def copy_to(self, folder: Path) -> Path:
-        """Lay the files out under ``folder`` as they are under ``root``; return the routine's copy."""
+        """Lay the files out under ``folder`` as under ``root``; return the routine's copy."""
         for relative, source in self.files.items():
             target = folder.joinpath(*relative.split("/"))
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +64,9 @@ class Bundle:
 def references(routine: Routine) -> Iterator[Reference]:
     """Every local location the routine's params and task args name, with its kind."""
     for step in routine.steps:
-        yield from _found(step.params, location_kinds(step.executor.params_schema), f"{step.path}.params")
+        yield from _found(
+            step.params, location_kinds(step.executor.params_schema), f"{step.path}.params"
+        )
         methods = step.executor.cls.tasks()
         for i, call in enumerate(step.tasks):
             kinds = location_kinds(signature_schema(methods[call.task]))
@@ -110,13 +116,21 @@ def _included(items: tuple[str, ...], folder: Path) -> list[Path]:
     return paths
 
 
-def collect(path: str | os.PathLike[str], params: Mapping[str, Any] | None = None, registry: Any = None,
-            include: tuple[str, ...] = ()) -> Bundle:
+def collect(
+    path: str | os.PathLike[str],
+    params: Mapping[str, Any] | None = None,
+    registry: Any = None,
+    include: tuple[str, ...] = (),
+) -> Bundle:
     """Validate the routine, gather what it names, and check that a copy elsewhere finds it all."""
     routine = load_routine(path, params, registry)
     file = Path(path).resolve()
     by_ref = needed_files(routine)
-    paths = {file, *(p for files in by_ref.values() for p in files), *_included(include, file.parent)}
+    paths = {
+        file,
+        *(p for files in by_ref.values() for p in files),
+        *_included(include, file.parent),
+    }
     root = Path(os.path.commonpath([str(p.parent) for p in paths]))
     files = {p.relative_to(root).as_posix(): p for p in sorted(paths)}
     bundle = Bundle(routine.name, root, file.relative_to(root).as_posix(), files, source=str(path))
@@ -124,8 +138,9 @@ def collect(path: str | os.PathLike[str], params: Mapping[str, Any] | None = Non
     return bundle
 
 
-def _check_self_contained(bundle: Bundle, original: dict[str, list[Path]], params: Mapping[str, Any] | None,
-                          registry: Any) -> None:
+def _check_self_contained(
+    bundle: Bundle, original: dict[str, list[Path]], params: Mapping[str, Any] | None, registry: Any
+) -> None:
     """Load a copy in another folder: a file still found at its old place was named by an absolute
     path (or through ``${env.X}``), and the copy would silently depend on this machine."""
     with tempfile.TemporaryDirectory(prefix="orchestrator-bundle-") as folder:
@@ -135,10 +150,15 @@ def _check_self_contained(bundle: Bundle, original: dict[str, list[Path]], param
         for json_path, files in moved.items():
             outside = [f for f in files if not os.path.realpath(f).startswith(real + os.sep)]
             if outside:
-                raise UserError(f"{bundle.source}: {json_path}: names {outside[0]} outside the routine's folder "
-                                "tree by an absolute path; name it relative to the routine file so the routine "
-                                "can be shipped with it")
+                raise UserError(
+                    f"{bundle.source}: {json_path}: names {outside[0]} outside the routine's "
+                    "folder "
+                    "tree by an absolute path; name it relative to the routine file so the routine "
+                    "can be shipped with it"
+                )
         missing = sorted(set(original) - set(moved))
         if missing:
-            raise UserError(f"{bundle.source}: {missing[0]}: its file is not found in a copy of the routine; "
-                            "name it relative to the routine file")
+            raise UserError(
+                f"{bundle.source}: {missing[0]}: its file is not found in a copy of the routine; "
+                "name it relative to the routine file"
+            )

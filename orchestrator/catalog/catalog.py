@@ -5,6 +5,7 @@ point: a version exists once its manifest does and is never replaced. Fetching v
 before anything runs; the first fetch of a version also pins its manifest locally, so a catalog
 that later serves a different manifest for the same version is refused.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -45,7 +46,11 @@ class Catalog:
     # ------------------------------------------------------------------ reading
 
     def names(self) -> list[str]:
-        return [n.rstrip("/") for n in self.routines.children("") if n.endswith("/") and not n.startswith("_")]
+        return [
+            n.rstrip("/")
+            for n in self.routines.children("")
+            if n.endswith("/") and not n.startswith("_")
+        ]
 
     def versions(self, name: str) -> list[str]:
         found = [v.rstrip("/") for v in self.routines.children(f"{name}/") if v.endswith("/")]
@@ -56,8 +61,10 @@ class Catalog:
             return ref
         versions = self.versions(ref.name)
         if not versions:
-            raise UserError(f"{ref}: the catalog {self.routines.url} has no routine {ref.name!r}"
-                            f"{self._known_names()}")
+            raise UserError(
+                f"{ref}: the catalog {self.routines.url} has no routine {ref.name!r}"
+                f"{self._known_names()}"
+            )
         return RoutineRef(ref.name, versions[-1])
 
     def manifest(self, ref: RoutineRef) -> tuple[Manifest, bytes]:
@@ -70,7 +77,9 @@ class Catalog:
             raise UserError(f"{ref}: not in the catalog {self.routines.url}{known}")
         manifest = Manifest.from_json(data, f"{self.routines.url} {key}")
         if (manifest.name, manifest.version) != (ref.name, ref.version):
-            raise UserError(f"{key}: the manifest says {manifest.name}@{manifest.version}; refusing it")
+            raise UserError(
+                f"{key}: the manifest says {manifest.name}@{manifest.version}; refusing it"
+            )
         return manifest, data
 
     def _known_names(self) -> str:
@@ -79,8 +88,12 @@ class Catalog:
 
     # ------------------------------------------------------------------ publishing
 
-    def publish(self, bundle: Bundle, version: str | None = None,
-                say: Callable[[str], None] = lambda _: None) -> Manifest:
+    def publish(
+        self,
+        bundle: Bundle,
+        version: str | None = None,
+        say: Callable[[str], None] = lambda _: None,
+    ) -> Manifest:
         name = check_name("routine_name", bundle.name)
         if version is not None:
             check_name("--version", version)
@@ -88,27 +101,44 @@ class Catalog:
         for relative, entry in entries.items():
             data = bundle.files[relative].read_bytes()
             if sha256_bytes(data) != entry.sha256:
-                raise UserError(f"{bundle.files[relative]} changed while it was being published; publish again")
+                raise UserError(
+                    f"{bundle.files[relative]} changed while it was being published; publish again"
+                )
             created = self.artifacts.write_new(blob_key(entry.sha256), data)
-            say(f"{'stored' if created else 'already stored'} {relative} (sha256 {entry.sha256[:12]})")
+            say(
+                f"{'stored' if created else 'already stored'} {relative} "
+                f"(sha256 {entry.sha256[:12]})"
+            )
         for _ in range(PUBLISH_ATTEMPTS):
             chosen = version or next_version(self.versions(name))
-            manifest = Manifest(name, chosen, bundle.routine, entries, __version__,
-                                dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+            manifest = Manifest(
+                name,
+                chosen,
+                bundle.routine,
+                entries,
+                __version__,
+                dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            )
             if self.routines.write_new(f"{name}/{chosen}/{MANIFEST}", manifest.to_json()):
                 say(f"published {name}@{chosen}")
                 return manifest
             if version is not None:
-                raise UserError(f"{name}@{version} already exists in {self.routines.url}; versions are never "
-                                "overwritten: choose another --version (or omit it for the next number)")
-        raise UserError(f"{name}: other publishers took each next version {PUBLISH_ATTEMPTS} times; try again")
+                raise UserError(
+                    f"{name}@{version} already exists in {self.routines.url}; versions are never "
+                    "overwritten: choose another --version (or omit it for the next number)"
+                )
+        raise UserError(
+            f"{name}: other publishers took each next version {PUBLISH_ATTEMPTS} times; try again"
+        )
 
     # ------------------------------------------------------------------ fetching
 
     def cache_folder(self) -> Path:
         from ..home import home_dir
 
-        identity = hashlib.sha256(f"{self.routines.url}|{self.artifacts.url}".encode()).hexdigest()[:16]
+        identity = hashlib.sha256(f"{self.routines.url}|{self.artifacts.url}".encode()).hexdigest()[
+            :16
+        ]
         return home_dir() / "catalog" / identity
 
     def fetch(self, ref: RoutineRef, say: Callable[[str], None] = lambda _: None) -> Bundle:
@@ -120,16 +150,25 @@ class Catalog:
         self._pin(folder / PINNED, raw, where)
         for relative, entry in sorted(manifest.files.items()):
             target = folder.joinpath(*check_relative(relative, where).split("/"))
-            if target.is_file() and target.stat().st_size == entry.size and sha256_file(target) == entry.sha256:
+            if (
+                target.is_file()
+                and target.stat().st_size == entry.size
+                and sha256_file(target) == entry.sha256
+            ):
                 continue
             data = self.artifacts.read(blob_key(entry.sha256))
             if data is None:
-                raise UserError(f"{where}: artifact {relative} (sha256 {entry.sha256}) is missing from "
-                                f"{self.artifacts.url}; nothing ran")
+                raise UserError(
+                    f"{where}: artifact {relative} (sha256 {entry.sha256}) is missing from "
+                    f"{self.artifacts.url}; nothing ran"
+                )
             if sha256_bytes(data) != entry.sha256:
-                raise UserError(f"{where}: checksum mismatch for {relative}: expected sha256 {entry.sha256}, "
-                                f"got {sha256_bytes(data)} from {self.artifacts.url}; the artifact was altered, "
-                                "nothing ran")
+                raise UserError(
+                    f"{where}: checksum mismatch for {relative}: expected sha256 {entry.sha256}, "
+                    f"got {sha256_bytes(data)} from {self.artifacts.url}; "
+                    "the artifact was altered, "
+                    "nothing ran"
+                )
             _write(target, data)
             say(f"fetched {relative}")
         verify_tree(folder, manifest.files, where)
@@ -139,9 +178,12 @@ class Catalog:
     def _pin(self, pinned: Path, raw: bytes, where: str) -> None:
         if pinned.exists():
             if pinned.read_bytes() != raw:
-                raise UserError(f"{where}: the catalog now serves a different manifest than when this version was "
-                                f"first fetched (kept in {pinned}); versions never change, so the catalog was "
-                                "altered; nothing ran")
+                raise UserError(
+                    f"{where}: the catalog now serves a different manifest than when this "
+                    "version was "
+                    f"first fetched (kept in {pinned}); versions never change, so the catalog was "
+                    "altered; nothing ran"
+                )
             return
         _write(pinned, raw)
 

@@ -1,4 +1,5 @@
-"""``NAME@VERSION`` and ``NAME@latest``: how a routine in the catalog is named on the command line."""
+"""``NAME@VERSION`` and ``NAME@latest``: how the command line names a routine in the catalog."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,14 +33,19 @@ def parse_ref(text: str) -> RoutineRef | None:
 
 def check_name(what: str, value: str) -> str:
     if not NAME_PATTERN.fullmatch(value) or value == LATEST:
-        raise UserError(f"{what} {value!r} cannot name a catalog entry: use letters, digits, '_', '.', '-' "
-                        "(starting with a letter or digit, at most 128), and not 'latest'")
+        raise UserError(
+            f"{what} {value!r} cannot name a catalog entry: use letters, digits, '_', '.', '-' "
+            "(starting with a letter or digit, at most 128), and not 'latest'"
+        )
     return value
 
 
 def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     """Natural order: ``2 < 10``, ``1.9 < 1.10``; numbers before words at the same place."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.findall(r"\d+|[^\d.\-_]+", version))
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in re.findall(r"\d+|[^\d.\-_]+", version)
+    )
 
 
 def next_version(existing: list[str]) -> str:

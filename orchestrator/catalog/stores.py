@@ -1,4 +1,4 @@
-"""Where catalog entries and artifacts are kept: a local folder, an HTTP(S) API, or a plugin's store.
+"""Where catalog entries and artifacts are kept: a folder, an HTTP(S) API, or a plugin's store.
 
 A store maps keys (``a/b/c``) to bytes. ``write_new`` never replaces an existing key: a published
 version is immutable and a content-addressed artifact never changes. ``s3://`` stores come from the
@@ -7,8 +7,10 @@ version is immutable and a content-addressed artifact never changes. ``s3://`` s
 The HTTP(S) protocol, for a catalog served by any web server or small API:
 ``GET BASE/KEY`` (200 with the bytes, 404 if absent), ``PUT BASE/KEY`` with ``If-None-Match: *``
 (201 created, 412 if the key exists), ``GET BASE/PREFIX/?list`` (a JSON list of the names directly
-under the prefix, folders ending in ``/``). ``$ORCHESTRATOR_CATALOG_TOKEN`` is sent as a bearer token.
+under the prefix, folders ending in ``/``). ``$ORCHESTRATOR_CATALOG_TOKEN`` is sent as a bearer
+token.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +39,7 @@ class CatalogStore(Protocol):
 
 
 class LocalStore:
-    """A folder; a new key is linked into place, so it appears whole or not at all, and never twice."""
+    """A folder; a new key is linked into place: it appears whole or not at all, and never twice."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -74,7 +76,11 @@ class LocalStore:
             entries = list(os.scandir(folder))
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(e.name + ("/" if e.is_dir() else "") for e in entries if not e.name.startswith(".incoming-"))
+        return sorted(
+            e.name + ("/" if e.is_dir() else "")
+            for e in entries
+            if not e.name.startswith(".incoming-")
+        )
 
 
 class HttpStore:
@@ -84,8 +90,14 @@ class HttpStore:
         self.url = url
         self.base = url.rstrip("/") + "/"
 
-    def request(self, method: str, key: str, data: bytes | None = None, headers: dict[str, str] | None = None,
-                query: str = "") -> tuple[int, bytes]:
+    def request(
+        self,
+        method: str,
+        key: str,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        query: str = "",
+    ) -> tuple[int, bytes]:
         import urllib.error
         import urllib.parse
         import urllib.request
@@ -146,6 +158,8 @@ def open_store(url: str, registry: Any = None) -> CatalogStore:
 
     store = (registry or Registry()).pm.hook.catalog_store(url=url)
     if store is None:
-        raise UserError(f"catalog {url!r}: no installed plugin stores a catalog at {scheme}:// locations "
-                        "(built in: a folder, file://, s3://, http:// and https://)")
+        raise UserError(
+            f"catalog {url!r}: no installed plugin stores a catalog at {scheme}:// locations "
+            "(built in: a folder, file://, s3://, http:// and https://)"
+        )
     return store

@@ -2,6 +2,7 @@
 modes), so an artifact's digest names its content. Python files get an unchecked-hash ``.pyc`` in
 ``__pycache__`` beside them, so the artifact starts as fast as an installed package and never
 recompiles, even on a read-only file system (Lambda's ``/var/task``)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,12 +21,17 @@ UNCHECKED_HASH_FLAGS = (0b01).to_bytes(4, "little")
 
 
 def pyc_bytes(source: bytes, filename: str) -> bytes | None:
-    """An unchecked hash-based ``.pyc`` (PEP 552) for this interpreter, or None if it does not compile."""
+    """An unchecked hash-based ``.pyc`` (PEP 552) for this interpreter; None if not compilable."""
     try:
         code = compile(source, filename, "exec", dont_inherit=True)
     except (SyntaxError, ValueError):
         return None
-    return importlib.util.MAGIC_NUMBER + UNCHECKED_HASH_FLAGS + importlib.util.source_hash(source) + marshal.dumps(code)
+    return (
+        importlib.util.MAGIC_NUMBER
+        + UNCHECKED_HASH_FLAGS
+        + importlib.util.source_hash(source)
+        + marshal.dumps(code)
+    )
 
 
 def pyc_name(arcname: str) -> str:
@@ -59,7 +65,12 @@ class Archive:
 
     def to_bytes(self, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
         buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", compression, compresslevel=6 if compression == zipfile.ZIP_DEFLATED else None) as out:
+        with zipfile.ZipFile(
+            buffer,
+            "w",
+            compression,
+            compresslevel=6 if compression == zipfile.ZIP_DEFLATED else None,
+        ) as out:
             for arcname in sorted(self.entries):
                 info = zipfile.ZipInfo(arcname, FIXED_TIME)
                 info.external_attr = FILE_MODE

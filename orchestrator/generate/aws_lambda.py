@@ -13,6 +13,7 @@ a failed event goes to the dead-letter queue instead, to inspect and replay.
 
 Deploy: ``sam deploy --guided`` or ``aws cloudformation package`` + ``deploy`` in the folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,16 @@ from .targets import Job
 HANDLER = "orchestrator.aws_lambda.handler"
 TASK_ROOT = "/var/task"
 DEFAULT_MEMORY, DEFAULT_TIMEOUT = 1024, 900
-STORE_ACTIONS = ["dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
-                 "dynamodb:Query", "dynamodb:Scan", "dynamodb:TransactWriteItems", "dynamodb:UpdateItem"]
+STORE_ACTIONS = [
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:TransactWriteItems",
+    "dynamodb:UpdateItem",
+]
 
 
 def runtime(job: Job) -> Runtime:
@@ -49,25 +58,46 @@ def iam_statements(job: Job) -> tuple[list[dict[str, Any]], list[str]]:
             continue
         answers = [a for a in job.registry.pm.hook.aws_iam_statements(step=step) if a is not None]
         if not answers:
-            notes.append(f"step {step.name} ({step.executor.name}): no plugin declares its AWS needs, so none are "
-                         "granted; add them with --policy-arn")
+            notes.append(
+                f"step {step.name} ({step.executor.name}): no plugin declares its AWS needs, "
+                "so none are "
+                "granted; add them with --policy-arn"
+            )
         if step.executor.name == "python" and step.executor.cls.__module__.startswith("executors."):
-            notes.append(f"step {step.name} (python): what its code calls cannot be derived; add it with --policy-arn")
+            notes.append(
+                f"step {step.name} (python): what its code calls cannot be derived; "
+                "add it with --policy-arn"
+            )
         for answer in answers:
             statements.extend(answer)
     store = job.options.get("store")
     if store and str(store).startswith("dynamodb://"):
-        table = str(store)[len("dynamodb://"):].strip("/")
-        table_arn = f"arn:${{AWS::Partition}}:dynamodb:${{AWS::Region}}:${{AWS::AccountId}}:table/{table}"
-        statements.append({"Effect": "Allow", "Action": STORE_ACTIONS, "Resource": [table_arn, f"{table_arn}/index/*"]})
+        table = str(store)[len("dynamodb://") :].strip("/")
+        table_arn = (
+            f"arn:${{AWS::Partition}}:dynamodb:${{AWS::Region}}:${{AWS::AccountId}}:table/{table}"
+        )
+        statements.append(
+            {
+                "Effect": "Allow",
+                "Action": STORE_ACTIONS,
+                "Resource": [table_arn, f"{table_arn}/index/*"],
+            }
+        )
     elif not store:
-        notes.append("no --store: run records stay in the sandbox's /tmp and vanish with it; "
-                     "use --store dynamodb://TABLE to keep them")
+        notes.append(
+            "no --store: run records stay in the sandbox's /tmp and vanish with it; "
+            "use --store dynamodb://TABLE to keep them"
+        )
     trigger = job.options.get("s3_trigger")
     if trigger:
-        bucket, _, prefix = trigger[len("s3://"):].partition("/")
-        statements.append({"Effect": "Allow", "Action": ["s3:GetObject"],
-                           "Resource": f"arn:${{AWS::Partition}}:s3:::{bucket}/{prefix}*"})
+        bucket, _, prefix = trigger[len("s3://") :].partition("/")
+        statements.append(
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": f"arn:${{AWS::Partition}}:s3:::{bucket}/{prefix}*",
+            }
+        )
     unique: dict[str, dict[str, Any]] = {}
     for statement in statements:
         unique.setdefault(json.dumps(statement, sort_keys=True), statement)
@@ -75,7 +105,8 @@ def iam_statements(job: Job) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def _substituted(statement: dict[str, Any]) -> dict[str, Any]:
-    """ARNs with ``${AWS::...}`` become ``Fn::Sub`` so CloudFormation fills in partition, region, account."""
+    """ARNs with ``${AWS::...}`` become ``Fn::Sub``, which fills partition, region, account in."""
+
     def sub(value: Any) -> Any:
         if isinstance(value, list):
             return [sub(v) for v in value]
@@ -87,24 +118,38 @@ def _substituted(statement: dict[str, Any]) -> dict[str, Any]:
 def events(job: Job) -> dict[str, Any]:
     schedule, trigger = job.options.get("schedule"), job.options.get("s3_trigger")
     if schedule:
-        return {"Schedule": {"Type": "Schedule", "Properties": {"Schedule": schedule, "Enabled": True}}}
+        return {
+            "Schedule": {"Type": "Schedule", "Properties": {"Schedule": schedule, "Enabled": True}}
+        }
     if trigger:
-        bucket, _, prefix = trigger[len("s3://"):].partition("/")
+        bucket, _, prefix = trigger[len("s3://") :].partition("/")
         detail: dict[str, Any] = {"bucket": {"name": [bucket]}}
         if prefix:
             detail["object"] = {"key": [{"prefix": prefix}]}
-        return {"ObjectCreated": {"Type": "EventBridgeRule", "Properties": {"Pattern": {
-            "source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail}}}}
+        return {
+            "ObjectCreated": {
+                "Type": "EventBridgeRule",
+                "Properties": {
+                    "Pattern": {
+                        "source": ["aws.s3"],
+                        "detail-type": ["Object Created"],
+                        "detail": detail,
+                    }
+                },
+            }
+        }
     return {}
 
 
 def template(job: Job) -> dict[str, Any]:
     statements, _ = iam_statements(job)
     run = runtime(job)
-    variables = {"ORCHESTRATOR_ROUTINE": routine_key(job),
-                 "ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST": f"{TASK_ROOT}/routines",
-                 "ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST": "/tmp/",
-                 "ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST": ""}
+    variables = {
+        "ORCHESTRATOR_ROUTINE": routine_key(job),
+        "ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST": f"{TASK_ROOT}/routines",
+        "ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST": "/tmp/",
+        "ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST": "",
+    }
     if job.options.get("store"):
         variables["ORCHESTRATOR_STORE"] = job.options["store"]
     policies: list[Any] = [{"Version": "2012-10-17", "Statement": statements}] if statements else []
@@ -127,15 +172,22 @@ def template(job: Job) -> dict[str, Any]:
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::Serverless-2016-10-31",
-        "Description": f"orchestrator routine {job.label}, generated by orchestrate generate --target lambda",
+        "Description": f"orchestrator routine {job.label} (orchestrate generate --target lambda)",
         "Resources": {
             "RoutineFunction": {"Type": "AWS::Serverless::Function", "Properties": function},
-            "DeadLetterQueue": {"Type": "AWS::SQS::Queue",
-                                "Properties": {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}},
-            "RoutineLogGroup": {"Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Retain",
-                                "UpdateReplacePolicy": "Retain",
-                                "Properties": {"LogGroupName": {"Fn::Sub": "/aws/lambda/${RoutineFunction}"},
-                                               "RetentionInDays": 30}},
+            "DeadLetterQueue": {
+                "Type": "AWS::SQS::Queue",
+                "Properties": {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
+            },
+            "RoutineLogGroup": {
+                "Type": "AWS::Logs::LogGroup",
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
+                "Properties": {
+                    "LogGroupName": {"Fn::Sub": "/aws/lambda/${RoutineFunction}"},
+                    "RetentionInDays": 30,
+                },
+            },
         },
         "Outputs": {
             "FunctionName": {"Value": {"Ref": "RoutineFunction"}},
@@ -151,7 +203,10 @@ def function_zip(job: Job, into: Path) -> None:
     run = runtime(job)
     cache = home_dir() / "wheels" / f"{run.abi}-{run.architecture}"
     fitted = [for_runtime(d, run, cache, job.say) for d in deps]
-    job.say(f"bundling {ours.pin} and {len(deps)} dependencies for python{run.python} {run.architecture}")
+    job.say(
+        f"bundling {ours.pin} and {len(deps)} dependencies for "
+        f"python{run.python} {run.architecture}"
+    )
     archive = Archive()
     archive.add_packages([ours, *fitted])
     for relative, text in texts.items():
@@ -163,8 +218,12 @@ def function_zip(job: Job, into: Path) -> None:
 
 class LambdaTarget:
     name = "lambda"
-    summary = "function.zip for the Lambda Python runtime and a SAM template with trigger, DLQ and IAM"
-    options = frozenset({"schedule", "s3_trigger", "store", "memory", "timeout", "architecture", "policy_arn"})
+    summary = (
+        "function.zip for the Lambda Python runtime and a SAM template with trigger, DLQ and IAM"
+    )
+    options = frozenset(
+        {"schedule", "s3_trigger", "store", "memory", "timeout", "architecture", "policy_arn"}
+    )
     folder = True
 
     def default_output(self, job: Job) -> str:
@@ -173,11 +232,18 @@ class LambdaTarget:
     def plan(self, job: Job) -> list[str]:
         run = runtime(job)
         statements, notes = iam_statements(job)
-        trigger = job.options.get("schedule") or job.options.get("s3_trigger") or "none (invoke it yourself)"
-        steps = [f"write function.zip: the orchestrator, its dependencies for python{run.python} {run.architecture}, "
-                 f"{routine_key(job)} and {len(job.bundle.files) - 1} files it names",
-                 f"write template.yaml: {HANDLER}, trigger {trigger}, dead-letter queue, "
-                 f"{len(statements)} IAM statements derived from the routine"]
+        trigger = (
+            job.options.get("schedule")
+            or job.options.get("s3_trigger")
+            or "none (invoke it yourself)"
+        )
+        steps = [
+            f"write function.zip: the orchestrator, its dependencies for "
+            f"python{run.python} {run.architecture}, "
+            f"{routine_key(job)} and {len(job.bundle.files) - 1} files it names",
+            f"write template.yaml: {HANDLER}, trigger {trigger}, dead-letter queue, "
+            f"{len(statements)} IAM statements derived from the routine",
+        ]
         return steps + [f"note: {n}" for n in notes]
 
     def build(self, job: Job, into: Path) -> None:
@@ -189,7 +255,9 @@ class LambdaTarget:
         function_zip(job, into / "function.zip")
         job.say("writing template.yaml")
         text = yaml.safe_dump(template(job), sort_keys=False, width=120)
-        (into / "template.yaml").write_text(f"# {job.label}: deploy with `sam deploy --guided` in this folder\n{text}")
+        (into / "template.yaml").write_text(
+            f"# {job.label}: deploy with `sam deploy --guided` in this folder\n{text}"
+        )
 
 
 TARGET = LambdaTarget()

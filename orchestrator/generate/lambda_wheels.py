@@ -5,6 +5,7 @@ its installed wheel already fits the runtime (same CPU, Python and a glibc no ne
 runtime's); otherwise its wheel for the runtime is downloaded once with ``pip download`` (pinned to
 the installed version) and cached in the orchestrator home.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +20,7 @@ from ..errors import UserError
 from .packaging import Package
 
 RUNTIME_GLIBC = {"3.9": 26, "3.10": 26, "3.11": 26, "3.12": 34, "3.13": 34}
-"""Amazon Linux 2 (glibc 2.26) under python3.9-3.11; Amazon Linux 2023 (glibc 2.34) from python3.12."""
+"""Amazon Linux 2 (glibc 2.26) under python3.9-3.11; Amazon Linux 2023 (glibc 2.34) from 3.12."""
 MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
 _TAG = re.compile(r"^(?:manylinux_(\d+)_(\d+)|manylinux(1|2010|2014))_(\w+)$")
 _LEGACY = {"1": 5, "2010": 12, "2014": 17}
@@ -76,8 +77,11 @@ def for_runtime(package: Package, runtime: Runtime, cache: Path, say=lambda _: N
     if not folder.is_dir():
         with zipfile.ZipFile(wheel) as archive:
             archive.extractall(folder)
-    files = tuple((p.relative_to(folder).as_posix(), p) for p in sorted(folder.rglob("*"))
-                  if p.is_file() and not p.name == "RECORD")
+    files = tuple(
+        (p.relative_to(folder).as_posix(), p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name == "RECORD"
+    )
     return Package(package.name, package.version, files)
 
 
@@ -88,13 +92,35 @@ def download(package: Package, runtime: Runtime, cache: Path, say=lambda _: None
     if found:
         return found[0]
     say(f"downloading {package.pin} for Lambda {runtime.abi} {runtime.architecture}")
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-           "--python-version", runtime.python, "--implementation", "cp", "--abi", runtime.abi,
-           *(f"--platform={p}" for p in runtime.platforms()), "--dest", str(cache), package.pin]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        runtime.python,
+        "--implementation",
+        "cp",
+        "--abi",
+        runtime.abi,
+        *(f"--platform={p}" for p in runtime.platforms()),
+        "--dest",
+        str(cache),
+        package.pin,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
-    found = [p for p in cache.glob("*.whl") if p.name.lower().startswith(package.name.replace("-", "_").lower())]
+    found = [
+        p
+        for p in cache.glob("*.whl")
+        if p.name.lower().startswith(package.name.replace("-", "_").lower())
+    ]
     if result.returncode != 0 or not found:
         last = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
-        raise UserError(f"cannot get {package.pin} for Lambda {runtime.abi} {runtime.architecture} "
-                        f"(manylinux, glibc <= 2.{runtime.glibc}): {last}")
+        raise UserError(
+            f"cannot get {package.pin} for Lambda {runtime.abi} {runtime.architecture} "
+            f"(manylinux, glibc <= 2.{runtime.glibc}): {last}"
+        )
     return sorted(found)[0]

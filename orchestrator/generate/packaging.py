@@ -5,6 +5,7 @@ The distribution is found by its ``orchestrate`` console script, not by name, so
 setup.cfg changes nothing here. Its packages are copied from where Python imports them (an editable
 install has no file list); dependencies are copied from their installed file lists (RECORD).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +20,9 @@ from ..errors import UserError
 CONSOLE_SCRIPT = "orchestrator.cli:main"
 NATIVE_SUFFIXES = (".so", ".pyd", ".dylib")
 SKIPPED_METADATA = ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")
-_REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?\s*([^;]*)(?:;(.*))?$")
+_REQUIREMENT = re.compile(
+    r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?\s*([^;]*)(?:;(.*))?$"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,11 +44,15 @@ class Package:
 
 def our_distribution() -> metadata.Distribution:
     for dist in metadata.distributions():
-        if any(ep.group == "console_scripts" and ep.value.replace(" ", "") == CONSOLE_SCRIPT
-               for ep in dist.entry_points):
+        if any(
+            ep.group == "console_scripts" and ep.value.replace(" ", "") == CONSOLE_SCRIPT
+            for ep in dist.entry_points
+        ):
             return dist
-    raise UserError("cannot find the installed orchestrator distribution (no console script "
-                    f"{CONSOLE_SCRIPT}); install it with pip (pip install -e . in a checkout)")
+    raise UserError(
+        "cannot find the installed orchestrator distribution (no console script "
+        f"{CONSOLE_SCRIPT}); install it with pip (pip install -e . in a checkout)"
+    )
 
 
 def canonical(name: str) -> str:
@@ -53,7 +60,7 @@ def canonical(name: str) -> str:
 
 
 def closure(root: metadata.Distribution) -> list[metadata.Distribution]:
-    """``root``'s install requirements, recursively, with the extras they ask for (markers evaluated)."""
+    """``root``'s install requirements, recursively, with the extras they ask for."""
     seen: dict[str, metadata.Distribution] = {}
     pending: list[tuple[metadata.Distribution, frozenset[str]]] = [(root, frozenset())]
     wanted_extras: dict[str, set[str]] = {}
@@ -72,8 +79,10 @@ def closure(root: metadata.Distribution) -> list[metadata.Distribution]:
             try:
                 child = seen.get(name) or metadata.distribution(name)
             except metadata.PackageNotFoundError:
-                raise UserError(f"{dist.metadata['Name']} requires {line.split(';')[0].strip()}, which is not "
-                                "installed here; install it, then generate again") from None
+                raise UserError(
+                    f"{dist.metadata['Name']} requires {line.split(';')[0].strip()}, which is not "
+                    "installed here; install it, then generate again"
+                ) from None
             seen[name] = child
             pending.append((child, frozenset(known)))
     seen.pop(canonical(root.metadata["Name"]), None)
@@ -119,10 +128,15 @@ def our_package(dist: metadata.Distribution) -> tuple[Package, dict[str, str]]:
         if spec is None or not spec.submodule_search_locations:
             raise UserError(f"cannot find package {top!r} of {dist.metadata['Name']}")
         folder = Path(list(spec.submodule_search_locations)[0])
-        files.extend((f"{top}/{p.relative_to(folder).as_posix()}", p) for p in sorted(folder.rglob("*"))
-                     if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
+        files.extend(
+            (f"{top}/{p.relative_to(folder).as_posix()}", p)
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        )
     info = f"{canonical(dist.metadata['Name']).replace('-', '_')}-{dist.version}.dist-info"
-    texts = {f"{info}/{name}": dist.read_text(name) or "" for name in ("METADATA", "entry_points.txt")}
+    texts = {
+        f"{info}/{name}": dist.read_text(name) or "" for name in ("METADATA", "entry_points.txt")
+    }
     texts[f"{info}/top_level.txt"] = "\n".join(top_level_packages(dist)) + "\n"
     return Package(dist.metadata["Name"], dist.version, tuple(files)), texts
 

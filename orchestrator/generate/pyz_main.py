@@ -5,6 +5,7 @@ files) is in ``payload.zip``, unpacked once into a per-user cache folder named b
 SHA-256; later runs find it there and start like an installed package. The routine's files are
 checked against their SHA-256 on every run. Only the standard library is used before unpacking.
 """
+
 import json
 import os
 import sys
@@ -12,12 +13,13 @@ import sys
 APP = json.loads("{}")  # filled in when the script is generated
 ROUTINE_COMMANDS = ("run", "validate", "plan", "doctor")
 OTHER_COMMANDS = ("runs", "show", "logs", "wait", "cancel", "resume", "plugins", "schema", "help")
-USAGE = """usage: {prog} [--param KEY=VALUE ...] [--dry-run] [--json] [--quiet] [--verbose] [run options]
+USAGE = """usage: {prog} [--param KEY=VALUE ...] [--dry-run] [--json] [--quiet] [run options]
        {prog} validate|plan|doctor [options]      the same command on the bundled routine
        {prog} runs|show|logs|wait|cancel|resume|plugins ...
        {prog} --version
 
-Runs the routine {ref} with the orchestrator {orchestrator} bundled inside; --dry-run prints the plan.
+Runs the routine {ref} with the orchestrator {orchestrator} bundled inside;
+--dry-run prints the plan.
 Files are unpacked once into {cache} (ORCHESTRATOR_PYZ_CACHE overrides the place)."""
 
 
@@ -35,10 +37,15 @@ def check_interpreter():
     if here != APP["python"]:
         problems.append("Python %s (this is %s)" % (APP["python"], here))
     if APP["native"] and (sys.platform, os.uname().machine) != (APP["platform"], APP["machine"]):
-        problems.append("%s %s (this is %s %s)" % (APP["platform"], APP["machine"], sys.platform, os.uname().machine))
+        problems.append(
+            "%s %s (this is %s %s)"
+            % (APP["platform"], APP["machine"], sys.platform, os.uname().machine)
+        )
     if problems:
-        sys.stderr.write("%s: built for %s; run it with python%s on such a machine, or generate it there\n"
-                         % (APP["ref"], " on ".join(problems), APP["python"]))
+        sys.stderr.write(
+            "%s: built for %s; run it with python%s on such a machine, or generate it there\n"
+            % (APP["ref"], " on ".join(problems), APP["python"])
+        )
         sys.exit(2)
 
 
@@ -101,8 +108,10 @@ def main():
         unpack(folder)
     problem = verify_routine(folder)
     if problem:
-        sys.stderr.write("%s: %s in %s; delete that folder to unpack it again; nothing ran\n"
-                         % (APP["ref"], problem, folder))
+        sys.stderr.write(
+            "%s: %s in %s; delete that folder to unpack it again; nothing ran\n"
+            % (APP["ref"], problem, folder)
+        )
         return 2
     args = sys.argv[1:]
     if args[:1] in (["-h"], ["--help"]):

@@ -4,6 +4,7 @@ A target builds into a temporary place; only then are its files moved over the o
 failed build leaves nothing half-written, and no existing file is replaced without ``--force``.
 Targets are built in (``BUILT_IN``) or come from a plugin's ``generate_targets`` hook.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -71,21 +72,29 @@ def find_target(name: str, registry: Any = None) -> Target:
     if name in BUILT_IN:
         module, _, attr = BUILT_IN[name].partition(":")
         return getattr(importlib.import_module(module), attr)
-    plugged = {t.name: t for found in (registry.pm.hook.generate_targets() if registry else []) for t in found or ()}
+    plugged = {
+        t.name: t
+        for found in (registry.pm.hook.generate_targets() if registry else [])
+        for t in found or ()
+    }
     if name in plugged:
         return plugged[name]
     known = ", ".join([*BUILT_IN, *plugged])
     raise UserError(f"--target {name}: unknown target; known: {known}")
 
 
-def check_options(target: Target, given: dict[str, Any], all_targets: dict[str, frozenset[str]]) -> None:
+def check_options(
+    target: Target, given: dict[str, Any], all_targets: dict[str, frozenset[str]]
+) -> None:
     """A flag another target reads is a mistake here, not something to ignore silently."""
     for option, value in given.items():
         if value in (None, [], False) or option in GENERAL_OPTIONS or option in target.options:
             continue
         users = sorted(name for name, options in all_targets.items() if option in options)
         flag = "--" + option.replace("_", "-")
-        raise UserError(f"{flag} does not apply to --target {target.name} (it applies to: {', '.join(users)})")
+        raise UserError(
+            f"{flag} does not apply to --target {target.name} (it applies to: {', '.join(users)})"
+        )
 
 
 def write_output(target: Target, job: Job, force: bool) -> list[Path]:
@@ -110,8 +119,10 @@ def write_output(target: Target, job: Job, force: bool) -> list[Path]:
         files = sorted(p.relative_to(staging) for p in staging.rglob("*") if p.is_file())
         clashes = [output / f for f in files if (output / f).exists()]
         if clashes and not force:
-            raise UserError(f"{clashes[0]} exists; pass --force to replace it"
-                            + (f" (and {len(clashes) - 1} more files)" if len(clashes) > 1 else ""))
+            raise UserError(
+                f"{clashes[0]} exists; pass --force to replace it"
+                + (f" (and {len(clashes) - 1} more files)" if len(clashes) > 1 else "")
+            )
         for relative in files:
             (output / relative).parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / relative, output / relative)
