@@ -1,10 +1,12 @@
 """``generate --target docker``: the build context and run.sh.
 
-No Docker daemon runs on this machine yet, so the context is checked by doing what the Dockerfile
-says with the same interpreter (its RUN and ENTRYPOINT, its ENV), and run.sh is run against a
-``docker`` command on PATH that records its arguments and answers like the real one (image present
-or not, the container's exit code). ``test_real_docker`` builds and runs the image when a daemon
-and a local base image are available (``ORCHESTRATOR_TEST_DOCKER_BASE``).
+``test_real_docker`` builds and runs the image on the real daemon (``.ci/docker-up``), on a base
+image made from this machine's Python since no registry is reachable (``ORCHESTRATOR_TEST_DOCKER_BASE``
+names another). The rest needs no daemon: the context is checked by doing what the Dockerfile says
+with the same interpreter (its ENV, RUN and ENTRYPOINT), and run.sh runs against a ``docker`` command
+on PATH that records its arguments and answers like the real one (image present or not, the
+container's exit code), to check what the daemon test cannot see cheaply: build once, mounts, env,
+options, every exit code.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from generate_helpers import bare_python, clean_env, demo_copy, orchestrate
+from generate_helpers import (
+    bare_python,
+    clean_env,
+    demo_copy,
+    docker_answers,
+    local_python_image,
+    orchestrate,
+)
 
 DOCKER_STUB = """#!/bin/sh
 printf '%s\\n' "$*" >> "$DOCKER_LOG"
@@ -210,24 +219,19 @@ def test_run_sh_stops_when_the_build_fails(context, stub_docker, tmp_path):
     assert result.returncode == 17 and not any(c.startswith("run ") for c in calls)
 
 
-def docker_available() -> bool:
-    return bool(
-        shutil.which("docker")
-        and os.environ.get("ORCHESTRATOR_TEST_DOCKER_BASE")
-        and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
-    )
-
-
 @pytest.mark.skipif(
-    not docker_available(),
-    reason="needs a Docker daemon and a local base image "
-    "(ORCHESTRATOR_TEST_DOCKER_BASE, e.g. python:3.11-slim)",
+    not docker_answers(), reason="no Docker daemon answers (.ci/docker-up starts one)"
 )
 def test_real_docker(tmp_path):
+    """Build and run on the real daemon; the base image is made here (no registry is reachable)."""
+    base = os.environ.get("ORCHESTRATOR_TEST_DOCKER_BASE") or local_python_image()
     routine = demo_copy(tmp_path / "demo")
     home = tmp_path / "home"
     out = tmp_path / "ctx"
-    env = {"ORCHESTRATOR_DOCKER_BASE_IMAGE": os.environ["ORCHESTRATOR_TEST_DOCKER_BASE"]}
+    env = {
+        "ORCHESTRATOR_DOCKER_BASE_IMAGE": base,
+        "ORCHESTRATOR_DOCKER_RUN_OPTIONS": "--network none",
+    }
     generated = orchestrate(
         "generate",
         str(routine),
@@ -241,20 +245,34 @@ def test_real_docker(tmp_path):
         env=env,
     )
     assert generated.returncode == 0, generated.stderr
-    run = subprocess.run(
-        [str(out / "run.sh"), "--json", "--param", "greeting=hej"],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, ORCHESTRATOR_HOME=str(home)),
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout)["status"] == "succeeded"
-    assert (tmp_path / "data" / "dump" / "greeting.csv").read_text() == "name,n\nhej,1\n"
-    failed = subprocess.run(
-        [str(out / "run.sh"), "--param", "nonsense"],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, ORCHESTRATOR_HOME=str(home)),
-    )
-    assert failed.returncode == 2
+    image = re.search(r"^IMAGE='?([^'\n]+)'?$", (out / "run.sh").read_text(), re.M).group(1)
+    user_env = dict(os.environ, ORCHESTRATOR_HOME=str(home), HOME=str(tmp_path / "user"))
+    try:
+        run = subprocess.run(
+            [
+                str(out / "run.sh"),
+                "--json",
+                "--param",
+                f"out={tmp_path / 'data'}",
+                "--param",
+                "greeting=hej",
+            ],
+            capture_output=True,
+            text=True,
+            env=user_env,
+            timeout=900,
+        )
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["status"] == "succeeded"
+        assert (tmp_path / "data" / "dump" / "greeting.csv").read_text() == "name,n\nhej,1\n"
+        assert list(home.glob("runs.sqlite"))  # the run is recorded in the host's home
+        failed = subprocess.run(
+            [str(out / "run.sh"), "--param", "nonsense"],
+            capture_output=True,
+            text=True,
+            env=user_env,
+            timeout=300,
+        )
+        assert failed.returncode == 2 and "expected KEY=VALUE" in failed.stderr
+    finally:
+        subprocess.run(["docker", "image", "rm", "--force", image], capture_output=True)
