@@ -70,8 +70,8 @@ def docker_answers() -> bool:
 
 
 def local_python_image() -> str:
-    """A base image made here (no registry is reachable): this machine's /usr/bin/python3.11 with its
-    standard library and the shared libraries it loads, and static busybox for /bin/sh, imported
+    """A base image made here (no registry is reachable): this machine's /usr/bin/python3.11 with
+    its standard library and the shared libraries it loads, and static busybox for /bin/sh, imported
     with ``docker import``. Built once; later calls find it."""
     import glob
     import io

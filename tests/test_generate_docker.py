@@ -1,12 +1,12 @@
 """``generate --target docker``: the build context and run.sh.
 
 ``test_real_docker`` builds and runs the image on the real daemon (``.ci/docker-up``), on a base
-image made from this machine's Python since no registry is reachable (``ORCHESTRATOR_TEST_DOCKER_BASE``
-names another). The rest needs no daemon: the context is checked by doing what the Dockerfile says
-with the same interpreter (its ENV, RUN and ENTRYPOINT), and run.sh runs against a ``docker`` command
-on PATH that records its arguments and answers like the real one (image present or not, the
-container's exit code), to check what the daemon test cannot see cheaply: build once, mounts, env,
-options, every exit code.
+image made from this machine's Python since no registry is reachable
+(``ORCHESTRATOR_TEST_DOCKER_BASE`` names another). The rest needs no daemon: the context is checked
+by doing what the Dockerfile says with the same interpreter (its ENV, RUN and ENTRYPOINT), and
+run.sh runs against a ``docker`` command on PATH that records its arguments and answers like the
+real one (image present or not, the container's exit code), to check what the daemon test cannot
+see cheaply: build once, mounts, env, options, every exit code.
 """
 
 from __future__ import annotations
