@@ -226,7 +226,8 @@ def redshift(step: Any) -> list[dict[str, Any]]:
 
 
 def python(step: Any) -> list[dict[str, Any]]:
-    return s3(step.params.get("path"), READ)
+    note = {"Note": "what its code calls cannot be derived; add it with --policy-arn"}
+    return [*s3(step.params.get("path"), READ), note]
 
 
 BUILT_IN = {

@@ -49,6 +49,7 @@ def aws_iam_statements(step: Any):  # type: ignore[empty-body]
 
     Statements are dicts (``Effect``, ``Action``, ``Resource``, optional ``Condition``); ARNs may use
     ``${AWS::Partition}``, ``${AWS::Region}`` and ``${AWS::AccountId}``. ``[]`` means it needs none.
+    A ``{"Note": "..."}`` item is not a statement: it says what could not be derived (it is shown).
     Used by ``orchestrate generate --target lambda`` for a least-privilege role.
     """
 

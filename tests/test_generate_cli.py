@@ -117,3 +117,10 @@ def test_an_unknown_target_lists_the_known_ones(tmp_path, target):
         "generate", str(DEMO / "routine.yaml"), "-t", target, home=tmp_path / "home"
     )
     assert result.returncode == 2 and "known: script, docker, lambda" in result.stderr
+
+
+def test_lambda_dry_run_says_what_iam_cannot_derive(tmp_path):
+    result = orchestrate("generate", str(DEMO / "routine.yaml"), "-t", "lambda", "--dry-run", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "note: step land: what its code calls cannot be derived; add it with --policy-arn" in result.stdout
+    assert "no --store: run records stay in the sandbox's /tmp" in result.stdout

@@ -63,13 +63,9 @@ def iam_statements(job: Job) -> tuple[list[dict[str, Any]], list[str]]:
                 "so none are "
                 "granted; add them with --policy-arn"
             )
-        if step.executor.name == "python" and step.executor.cls.__module__.startswith("executors."):
-            notes.append(
-                f"step {step.name} (python): what its code calls cannot be derived; "
-                "add it with --policy-arn"
-            )
         for answer in answers:
-            statements.extend(answer)
+            notes.extend(f"step {step.name}: {item['Note']}" for item in answer if "Note" in item)
+            statements.extend(item for item in answer if "Note" not in item)
     store = job.options.get("store")
     if store and str(store).startswith("dynamodb://"):
         table = str(store)[len("dynamodb://") :].strip("/")
