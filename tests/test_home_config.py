@@ -140,3 +140,37 @@ def test_catalog_commands_without_a_catalog_say_how_to_set_one(cli):
     result = cli("routines")
     assert result.returncode == 2
     assert "no catalog is configured" in result.stderr and "ORCHESTRATOR_CATALOG" in result.stderr
+
+
+def test_a_routine_file_costs_no_catalog_or_generate_imports(write_routine, tmp_path):
+    import subprocess
+    import sys
+
+    routine = write_routine(
+        {
+            "routine_name": "r",
+            "executors": {
+                "staging": {
+                    "params": {
+                        "parent_directory": str(tmp_path),
+                        "dump_directory": str(tmp_path / "d"),
+                    },
+                    "tasks": ["transfer"],
+                }
+            },
+        }
+    )
+    probe = (
+        "import sys; from orchestrator.cli import main; main(['validate', sys.argv[1]]); "
+        "print(sorted(m for m in sys.modules if m.startswith(('orchestrator.catalog.', "
+        "'orchestrator.generate.', 'orchestrator.home_config', 'urllib.request', 'boto3'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(routine)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = result.stdout.strip().splitlines()[-1]
+    assert (
+        loaded == "['orchestrator.catalog.commands', 'orchestrator.catalog.refs', "
+        "'orchestrator.generate.commands']"
+    ), loaded
