@@ -153,3 +153,19 @@ def test_an_altered_unpacked_routine_is_refused(built):
     result = run_pyz(built, "--param", f"out={built['folder'] / 'tamper-out'}", home="tamper")
     assert result.returncode == 2 and "checksum mismatch for steps.py" in result.stderr
     assert not (built["folder"] / "tamper-out").exists()
+
+
+def test_detach_and_wait_work_from_the_script(built):
+    out = built["folder"] / "detached-out"
+    started = run_pyz(built, "--detach", "--param", f"out={out}", home="detach")
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.strip()
+    waited = run_pyz(built, "wait", run_id, "--timeout", "120", home="detach")
+    assert waited.returncode == 0 and f"run {run_id} succeeded" in waited.stdout
+    assert (out / "dump" / "greeting.csv").read_text() == "name,n\nhello,1\n"
+    shown = json.loads(run_pyz(built, "show", run_id, "--json", home="detach").stdout)
+    [land] = [t for t in shown["tasks"] if t["step"] == "land"]
+    origin = json.dumps(
+        land
+    )  # the background process ran the bundled orchestrator, not another one
+    assert str(built["folder"] / "detach" / ".cache" / "orchestrator" / "pyz") in origin
