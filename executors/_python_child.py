@@ -81,7 +81,8 @@ class ChildCall:
                 if self._stop_requested.is_set():
                     raise Cancelled("cancelled before the task started")
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "executors._python_child", str(write_fd)],
+                    # -P: the working folder must not shadow the parent's import path (3.11+)
+                    [sys.executable, "-P", "-m", "executors._python_child", str(write_fd)],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     pass_fds=(write_fd,), env=_child_env(self.context), start_new_session=True)
         finally:

@@ -5,6 +5,8 @@ it implements hooks with ``@orchestrator.hookimpl``.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import pluggy
 
 PROJECT = "orchestrator"
@@ -28,3 +30,31 @@ def run_store(url: str):  # type: ignore[empty-body]
     ``url`` comes from ``ORCHESTRATOR_STORE`` (for example ``dynamodb://table``); with no
     variable, the built-in SQLite store under the orchestrator home is used.
     """
+
+
+@hookspec(firstresult=True)
+def catalog_store(url: str):  # type: ignore[empty-body]
+    """Return a routine-catalog store (an ``orchestrator.catalog.stores.CatalogStore``) for ``url``,
+    or None if the URL is not yours.
+
+    ``url`` is the home config's ``catalog`` or ``artifacts`` (for example ``s3://bucket/routines/``);
+    folders and ``http(s)://`` are built in.
+    """
+
+
+@hookspec
+def aws_iam_statements(step: Any):  # type: ignore[empty-body]
+    """Return the IAM policy statements a deployed routine needs for ``step`` (an
+    ``orchestrator.config.StepSpec``) if the step's executor is yours, else None.
+
+    Statements are dicts (``Effect``, ``Action``, ``Resource``, optional ``Condition``); ARNs may use
+    ``${AWS::Partition}``, ``${AWS::Region}`` and ``${AWS::AccountId}``. ``[]`` means it needs none.
+    A ``{"Note": "..."}`` item is not a statement: it says what could not be derived (it is shown).
+    Used by ``orchestrate generate --target lambda`` for a least-privilege role.
+    """
+
+
+@hookspec
+def generate_targets() -> list[Any]:  # type: ignore[empty-body]
+    """Return more ``orchestrate generate --target`` targets (objects following
+    ``orchestrator.generate.targets.Target``); ``script``, ``docker`` and ``lambda`` are built in."""

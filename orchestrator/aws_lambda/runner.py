@@ -2,10 +2,11 @@
 
 Events: ``{"routine": <object> | "s3://bucket/key.json" | "path/in/package.json", "params": {...}}``;
 an S3 event notification (one run of ``$ORCHESTRATOR_ROUTINE`` per created object, with params
-``bucket``, ``key``, ``s3_uri``); an EventBridge scheduled event (``$ORCHESTRATOR_ROUTINE`` with
-``scheduled_time``). The run is stopped through its ``cancel()`` a safety margin before Lambda's
-deadline, so executors stop their remote work and the record says "cancelled". A run that does not
-succeed raises :class:`RunFailed`, so Lambda's retries and dead-letter queues see it.
+``bucket``, ``key``, ``s3_uri``) or an EventBridge S3 "Object Created" event (one run, same
+params); an EventBridge scheduled event (``$ORCHESTRATOR_ROUTINE`` with ``scheduled_time``).
+The run is stopped through its ``cancel()`` a safety margin before Lambda's deadline, so executors
+stop their remote work and the record says "cancelled". A run that does not succeed raises
+:class:`RunFailed`, so Lambda's retries and dead-letter queues see it.
 
 Routines that come from outside the package (inline, S3, or inline JSON in ``$ORCHESTRATOR_ROUTINE``)
 are untrusted; all the checks below run before anything runs, and a refusal is an
@@ -98,6 +99,8 @@ def parse_event(event: Any, env: Mapping[str, str] = os.environ) -> list[Request
         raise InvalidEvent(f"the event must be a JSON object, got {type(event).__name__}")
     if "Records" in event:
         return _s3_requests(event["Records"], env)
+    if event.get("source") == "aws.s3" and event.get("detail-type") == "Object Created":
+        return [Request(_configured_routine(env), _eventbridge_object(event))]
     if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
         return [Request(_configured_routine(env), {"scheduled_time": event.get("time")})]
     if event.get("Event") == "s3:TestEvent":
@@ -126,6 +129,18 @@ def _s3_requests(records: Any, env: Mapping[str, str]) -> list[Request]:
         return []
     source = _configured_routine(env)
     return [Request(source, params) for params in created]
+
+
+def _eventbridge_object(event: dict[str, Any]) -> dict[str, str]:
+    """An EventBridge S3 "Object Created" event (what ``generate --target lambda --s3-trigger`` wires up,
+    since it works with existing buckets): the same params as a notification; its key is not URL-encoded."""
+    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+    parts = [detail.get(part) if isinstance(detail.get(part), dict) else {} for part in ("bucket", "object")]
+    bucket, key = parts[0].get("name"), parts[1].get("key")
+    if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
+        raise InvalidEvent("event.detail.bucket.name and event.detail.object.key must be non-empty strings "
+                           "in an S3 Object Created event")
+    return {"bucket": bucket, "key": key, "s3_uri": f"s3://{bucket}/{key}"}
 
 
 def _record_field(record: dict[str, Any], i: int, part: str, name: str) -> str:

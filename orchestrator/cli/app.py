@@ -20,11 +20,12 @@ from typing import Any, Callable, Iterator
 
 from .. import __version__
 from ..outcome import ExitCode, Status, exit_code
+from . import extensions as cli_extensions
 from . import metadata as cli_metadata
 
 FOLLOW_POLL_SECONDS = 0.05  # logs --follow: a container's line shows within ~50 ms of reaching the store
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE, ExitCode.INTERRUPTED
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = dict(cli_extensions.COMMANDS)
 CANCEL_JOIN_SECONDS = 30.0
 RUN_STATUSES = tuple(Status)
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("help", help="help for a command, an executor or EXECUTOR.TASK").add_argument(
         "topic", nargs="?", help="a command (run), an executor (athena) or a task (athena.run_query)")
     cli_metadata.add_parser(sub, common)
+    cli_extensions.add_parsers(sub, common, routine)  # last: it adds an example to every command
     return parser
 
 
@@ -210,12 +212,14 @@ def help_executor(topic: str, commands: list[str]) -> int:
 
 
 def load(args: argparse.Namespace, path: str | None = None, params: dict[str, Any] | None = None) -> Any:
-    from ..routine.load import load_routine, parse_param_overrides
+    from ..catalog.refs import resolve_routine_arg
     from ..registry import Registry
+    from ..routine.load import load_routine, parse_param_overrides
 
     given = [*read_private_params(getattr(args, "params_file", None)), *args.param]
     overrides = {**(params or {}), **parse_param_overrides(given)}
-    return load_routine(path or args.routine, overrides, Registry(), run_id=getattr(args, "run_id", None))
+    return load_routine(resolve_routine_arg(path or args.routine), overrides, Registry(),
+                        run_id=getattr(args, "run_id", None))
 
 
 @command
@@ -487,9 +491,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 @command
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from ..catalog.refs import resolve_routine_arg
     from ..doctor import diagnose
 
-    report = diagnose(args.routine)
+    report = diagnose(resolve_routine_arg(args.routine) if args.routine else None)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -1,0 +1,46 @@
+"""Commands kept outside ``cli.py`` (the home config, the catalog, generate) and the examples every
+command's help ends with. Importing this module costs only argparse: each command imports its work.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Callable
+
+from ..catalog import commands as catalog_commands
+from ..generate import commands as generate_commands
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    **catalog_commands.COMMANDS,
+    **generate_commands.COMMANDS,
+}
+
+EXAMPLES = {
+    "metadata": "example:\n  orchestrate metadata postgresql+psycopg://postgres@127.0.0.1/test --include 'public.*'\n"
+    "  orchestrate metadata ./landing --json",
+    "run": "example:\n  orchestrate run routines/daily.yaml --param run_date=2026-11-21\n"
+    "  orchestrate run daily@3            a published version, fetched and verified first",
+    "validate": "example:\n  orchestrate validate routines/daily.yaml --param run_date=2026-11-21",
+    "plan": "example:\n  orchestrate plan daily@latest --json",
+    "runs": "example:\n  orchestrate runs --routine daily --status failed --limit 5",
+    "show": "example:\n  orchestrate show 3f2c            (a unique prefix is enough)",
+    "logs": "example:\n  orchestrate logs 3f2c --follow",
+    "wait": "example:\n  orchestrate wait 3f2c --timeout 3600; echo $?",
+    "cancel": "example:\n  orchestrate cancel 3f2c",
+    "resume": "example:\n  orchestrate resume 3f2c --param password=...",
+    "doctor": "example:\n  orchestrate doctor routines/daily.yaml",
+    "plugins": "example:\n  orchestrate plugins --json",
+    "schema": "example:\n  orchestrate schema > routine.schema.json",
+}
+
+
+def add_parsers(
+    sub: Any, common: argparse.ArgumentParser, routine: argparse.ArgumentParser
+) -> None:
+    """Add this module's commands, and an example to each existing command's help."""
+    for name, parser in sub.choices.items():
+        if name in EXAMPLES and not parser.epilog:
+            parser.epilog = EXAMPLES[name]
+            parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    catalog_commands.add_parsers(sub, common, routine)
+    generate_commands.add_parsers(sub, common, routine)
