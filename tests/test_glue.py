@@ -128,13 +128,26 @@ def test_crawler_already_running_is_waited_for(aws: AwsEnv, glue_sim: GlueSim, t
     make_crawler(aws)
     aws.client("glue").start_crawler(Name="people")
     crawler = glue_sim.backend.crawlers["people"]
+    seen_running = threading.Event()
+    original_get = glue_sim.backend.get_crawler
+
+    def get_crawler(name: str) -> Any:
+        found = original_get(name)
+        seen_running.set()  # the executor has looked at the running crawl: now it may finish
+        return found
+
+    glue_sim.backend.get_crawler = get_crawler  # type: ignore[method-assign]
 
     def finish() -> None:
-        time.sleep(1.0)
-        crawler.crawls[-1].status = "COMPLETED"
+        # Not a fixed sleep: on a loaded machine the executor may look later than any fixed time,
+        # find the crawl finished and start a second one (which then never ends).
+        if seen_running.wait(60):
+            time.sleep(0.3)
+            crawler.crawls[-1].status = "COMPLETED"
 
     threading.Thread(target=finish, daemon=True).start()
-    (task,) = run_routine(routine(tmp_path, [{"task": "run_crawler", "args": {"crawler_name": "people"}}])).tasks
+    steps = [{"task": "run_crawler", "args": {"crawler_name": "people"}, "timeout": 120}]
+    (task,) = run_routine(routine(tmp_path, steps)).tasks
     assert task.status == "succeeded", task.error
     assert task.metrics.execution_metadata["joined_running_crawl"] is True
     assert len(crawler.crawls) == 1
