@@ -12,6 +12,7 @@ import os
 import queue
 import threading
 import time
+import traceback
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from .routine.load import Routine, StepSpec, TaskCall
@@ -237,7 +238,7 @@ class Run:
         result.started = time.time()
         for attempt in range(1, call.retries + 2):
             result.attempts = attempt
-            result.error = result.error_type = None
+            result.error = result.error_type = result.traceback = None
             self.emit("task_started", result)
             event = threading.Event()
             if self.cancelled.is_set():
@@ -246,6 +247,7 @@ class Run:
                 self._task_events.add(event)
             try:
                 ctx = self.context(step, call, attempt, event)
+                result.watermark = ctx.watermark
                 result.metrics = self.masked(self.invoke(instance, method, call, ctx, event))
                 self.save_watermark(step, call, ctx)
                 result.next_watermark = ctx.next_watermark
@@ -264,7 +266,8 @@ class Run:
                     self.fail(result, exc)
                     return False
                 delay = min(call.retry_delay * 2 ** min(attempt - 1, 32), MAX_RETRY_DELAY)
-                result.error, result.error_type = str(exc), type(exc).__name__
+                result.error, result.error_type = self.routine.masked(str(exc)), type(exc).__name__
+                result.traceback = self.routine.masked("".join(traceback.format_exception(exc)))
                 self.emit("task_retrying", result, delay)
                 if self.cancelled.wait(delay):
                     result.status, result.ended = CANCELLED, time.time()
@@ -323,6 +326,7 @@ class Run:
         result.status = FAILED
         result.error = self.routine.masked(str(exc) or repr(exc))
         result.error_type = type(exc).__name__
+        result.traceback = self.routine.masked("".join(traceback.format_exception(exc)))
         self.emit("task_finished", result)
 
     def skip_step(self, step: Step, reason: str) -> None:

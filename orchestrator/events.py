@@ -29,6 +29,8 @@ class TaskResult:
     error_type: str | None = None
     reason: str | None = None
     next_watermark: Any = None
+    watermark: Any = None  # what the task was given
+    traceback: str | None = None  # of the failure, secrets masked
 
     @property
     def duration(self) -> float | None:

@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", parents=[common], help="print the routine JSON Schema, with every executor's params")
     sub.add_parser("help", help="help for a command, an executor or EXECUTOR.TASK").add_argument(
         "topic", nargs="?", help="a command (run), an executor (athena) or a task (athena.run_query)")
+    report = sub.add_parser("report", parents=[common], help="write a run (or a routine's last runs) as one HTML file")
+    report.add_argument("target", metavar="RUN_ID|ROUTINE", help="a run id (or prefix); with --history a routine")
+    report.add_argument("--output", "-o", metavar="FILE", help="where to write (default: NAME.html here; - for stdout)")
+    report.add_argument("--history", type=positive, metavar="N", help="the routine's last N runs instead of one run")
     cli_metadata.add_parser(sub, common)
     return parser
 
@@ -412,6 +416,46 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if not args.quiet and not args.json:
         print(f"resuming run {old.run_id}: {len(done)} of {len(the_plan.steps)} steps already succeeded", file=sys.stderr)
     return execute(args, the_plan, done, resumed_from=old.run_id)
+
+
+@command
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..runs.control import look_up, reap
+    from ..runs.store import open_store
+    from .report import history_report, run_report
+
+    store = open_store()
+    if args.history:
+        routine = routine_name(args.target)
+        runs = reap(store, store.list_runs(routine, limit=args.history))
+        if not runs:
+            from ..errors import UserError
+
+            raise UserError(f"no runs recorded for routine {routine!r}; see `orchestrate runs`")
+        page, default = history_report(store, routine, runs), f"{routine}-history.html"
+    else:
+        run = look_up(store, args.target)
+        page, default = run_report(store, run), f"{run.routine}-{run.run_id[:8]}.html"
+    if args.output == "-":
+        sys.stdout.write(page)
+        return EXIT_OK
+    path = os.path.abspath(args.output or default)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(page)
+    print(json.dumps({"report": path, "bytes": len(page.encode())}) if args.json else path)
+    return EXIT_OK
+
+
+def routine_name(target: str) -> str:
+    """A routine named directly, or by its file (only its ``routine_name`` is read)."""
+    if os.path.isfile(target):
+        from ..routine.load import parse_file
+        from pathlib import Path
+
+        doc = parse_file(Path(target))
+        if isinstance(doc, dict) and isinstance(doc.get("routine_name"), str):
+            return doc["routine_name"]
+    return target
 
 
 @command
