@@ -28,3 +28,13 @@ def run_store(url: str):  # type: ignore[empty-body]
     ``url`` comes from ``ORCHESTRATOR_STORE`` (for example ``dynamodb://table``); with no
     variable, the built-in SQLite store under the orchestrator home is used.
     """
+
+
+@hookspec
+def register_notifiers():  # type: ignore[empty-body]
+    """Return ``{kind: send}`` for notification kinds this plugin delivers (``sns``, say).
+
+    ``send(target, message)`` gets an ``orchestrator.alerts.targets.NotifyTarget`` and an
+    ``orchestrator.alerts.deliver.Message``; it must finish within ``target.timeout`` seconds or
+    raise. It is called only when a routine's ``notify:`` block names that kind.
+    """

@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("target", metavar="RUN_ID|ROUTINE", help="a run id (or prefix); with --history a routine")
     report.add_argument("--output", "-o", metavar="FILE", help="where to write (default: NAME.html here; - for stdout)")
     report.add_argument("--history", type=positive, metavar="N", help="the routine's last N runs instead of one run")
+    check = sub.add_parser("check", parents=[common], help="report late routines (expect:) and send `late` alerts")
+    check.add_argument("routines", nargs="*", metavar="ROUTINE",
+                       help="routine files (default: every routine the run store knows)")
     cli_metadata.add_parser(sub, common)
     return parser
 
@@ -331,8 +334,32 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return EXIT_OK
     from .views import runs_table
 
-    print(runs_table(runs))
+    print(runs_table(runs, late_routines(store, runs)))
     return EXIT_OK
+
+
+def late_routines(store: Any, runs: list[Any]) -> dict[str, str]:
+    """Routine name -> why it is late, for the routines listed whose file has an ``expect:``."""
+    from pathlib import Path
+
+    from ..errors import UserError
+    from ..freshness import breaches, expectation
+    from ..routine.load import parse_file
+
+    late, seen = {}, set()
+    for run in runs:
+        if run.routine in seen or not run.routine_file or not os.path.isfile(run.routine_file):
+            continue
+        seen.add(run.routine)
+        try:
+            doc = parse_file(Path(run.routine_file))
+        except UserError:
+            continue
+        expect = expectation(doc.get("expect") if isinstance(doc, dict) else None, lambda *_: None)
+        found = breaches(expect, store.list_runs(run.routine, limit=200)) if expect else []
+        if found:
+            late[run.routine] = "; ".join(b.text for b in found)
+    return late
 
 
 @command
@@ -456,6 +483,48 @@ def routine_name(target: str) -> str:
         if isinstance(doc, dict) and isinstance(doc.get("routine_name"), str):
             return doc["routine_name"]
     return target
+
+
+@command
+def cmd_check(args: argparse.Namespace) -> int:
+    from ..alerts.lateness import check_routine
+    from ..alerts.senders import all_senders
+    from ..errors import UserError
+    from ..runs.store import open_store
+
+    store = open_store()
+    files = args.routines or known_routine_files(store)
+    results, unreadable = [], []
+    for path in files:
+        try:
+            routine = load(argparse.Namespace(param=[], run_id=None), path)
+        except UserError as exc:
+            unreadable.append({"routine_file": path, "error": str(exc).splitlines()[0]})
+            continue
+        results.append(check_routine(store, routine, all_senders).to_dict())
+    if args.json:
+        print(json.dumps({"routines": results, "unreadable": unreadable}, indent=2))
+    else:
+        for item in results:
+            print(f"{'LATE' if item['late'] else 'ok':5} {item['routine']}")
+            for breach in item["breaches"]:
+                print(f"      - {breach['text']}")
+            for sent in item["notified"]:
+                print(f"      notified {sent['target']}" if sent["ok"] else f"      notification to {sent['target']} "
+                      f"failed: {sent['error']}")
+        for item in unreadable:
+            print(f"ERROR {item['routine_file']}: {item['error']}")
+    late = any(item["late"] for item in results)
+    return EXIT_FAILED if late or unreadable else EXIT_OK
+
+
+def known_routine_files(store: Any) -> list[str]:
+    """The file each routine in the store last ran from, one per routine name, that still exists."""
+    files: dict[str, str] = {}
+    for run in store.list_runs(limit=100_000):
+        if run.routine not in files and run.routine_file and os.path.isfile(run.routine_file):
+            files[run.routine] = run.routine_file
+    return sorted(files.values())
 
 
 @command

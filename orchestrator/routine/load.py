@@ -21,6 +21,8 @@ from .introspect import location_kinds, signature_schema
 from ..registry import ExecutorInfo, Registry, unknown_message
 from .schema_check import schema_problems
 from .substitution import SECRET_NAME, Substituter, mask_values
+from ..alerts.targets import notify_targets
+from ..freshness import expectation
 
 SCHEMA_PATH = Path(__file__).with_name("routine.schema.json")
 
@@ -60,6 +62,8 @@ class Routine:
     run_date: str
     secrets: frozenset[str]
     hash: str
+    notify: tuple[Any, ...] = ()  # NotifyTarget: who is told about failure, success, lateness
+    expect: Any = None  # Expectation: how fresh and how quick runs must be (`orchestrate check`)
 
     def masked(self, value: Any) -> Any:
         return mask_values(value, set(self.secrets))
@@ -206,7 +210,10 @@ class _Loader:
         entries = self.entries()
         steps = [None if _under(path, broken) else self.step(entry, path, subst) for path, entry in entries]
         self.check_names_and_dependencies(steps, entries)
+        notify = notify_targets(subst.walk(self.doc.get("notify") or [], "notify", self.report), self.report)
+        expect = expectation(self.doc.get("expect"), self.report)
         self.fail_if_problems()
+        secrets |= {secret for target in notify for secret in target.secrets()}
         return Routine(
             name=self.doc["routine_name"],
             file=self.file,
@@ -218,6 +225,8 @@ class _Loader:
             run_date=run["date"],
             secrets=frozenset(secrets | subst.secrets),
             hash=self.digest(),
+            notify=tuple(notify),
+            expect=expect,
         )
 
     def check_structure(self) -> list[str]:

@@ -29,6 +29,10 @@ class TrackedRun:
         self.run = Run(the_plan, [], max_parallel, watermarks=store, done=done, resumed_from=resumed_from)
         self.recorder = RunRecorder(store, self.record, on_cancel_request=self.run.cancel)
         self.run.listeners = [self.recorder, *listeners]
+        if self.routine.notify:  # last: told once the store has the final status
+            from ..alerts.listener import Notifier
+
+            self.run.listeners.append(Notifier(self.routine, store))
 
     def claim(self, allow_concurrent: bool = False) -> None:
         """Refuses (``RoutineBusy``) before anything runs if the routine is already running."""
