@@ -88,9 +88,10 @@ class Run:
 
     def __init__(self, plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4, home: Any = None,
                  watermarks: WatermarkStore | None = None, done: Mapping[int, str] | None = None,
-                 resumed_from: str | None = None) -> None:
+                 resumed_from: str | None = None, excluded: Mapping[str, str] | None = None) -> None:
         """``watermarks`` keeps ``next_watermark`` between runs; ``done`` maps the plan positions of
-        steps that already succeeded (in the run being resumed) to that run's id: they are skipped."""
+        steps that already succeeded (in the run being resumed) to that run's id: they are skipped.
+        ``excluded`` maps steps left out (``--only``, ``--from``) to the reason shown."""
         self.plan = plan
         self.routine = plan.routine
         self.listeners = list(listeners)
@@ -99,6 +100,7 @@ class Run:
         self.watermarks = watermarks
         self.done = dict(done or {})
         self.resumed_from = resumed_from
+        self.excluded = dict(excluded or {})
         self.results = {s.name: [TaskResult(s.name, s.spec.executor.name, c.task, i, n) for i, c in enumerate(s.spec.tasks)]
                         for n, s in enumerate(plan.steps)}
         self.stopping = threading.Event()
@@ -176,6 +178,10 @@ class Run:
             position = self.plan.steps.index(step)
             if position in self.done:
                 self.skip_step(step, f"already succeeded in run {self.done[position]}")
+                status[step.name] = True
+                continue
+            if step.name in self.excluded:
+                self.skip_step(step, self.excluded[step.name])
                 status[step.name] = True
                 continue
             if not step.spec.active:

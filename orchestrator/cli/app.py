@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--detach", action="store_true", help="run in the background; print the run id")
     run.add_argument("--allow-concurrent", action="store_true", help="run even if this routine is already running")
     run.add_argument("--run-id", help=argparse.SUPPRESS)
+    selection(run)
     runs = sub.add_parser("runs", parents=[common], help="list recent runs")
     runs.add_argument("--routine", help="only runs of this routine")
     runs.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
@@ -75,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", parents=[common], help="check executors: libraries, credentials, endpoints")
     doctor.add_argument("routine", nargs="?", help="check the executors of this routine with its params")
     sub.add_parser("validate", parents=[common, routine], help="check a routine without running anything")
-    sub.add_parser("plan", parents=[common, routine], help="show the ordered steps with resolved params")
+    selection(sub.add_parser("plan", parents=[common, routine], help="show the ordered steps with resolved params"))
+    backfill = sub.add_parser("backfill", parents=[common, routine],
+                              help="one recorded run per date of a range: --param run_date=A..B")
+    backfill.add_argument("--max-parallel", type=positive, default=1, metavar="N", help="dates run at once (default 1)")
+    backfill.add_argument("--rerun", action="store_true", help="run dates that already succeeded too")
+    selection(backfill)
     sub.add_parser("plugins", parents=[common], help="list registered executors and their tasks")
     sub.add_parser("schema", parents=[common], help="print the routine JSON Schema, with every executor's params")
     sub.add_parser("help", help="help for a command, an executor or EXECUTOR.TASK").add_argument(
@@ -88,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("routines", nargs="*", metavar="ROUTINE",
                        help="routine files (default: every routine the run store knows)")
     cli_metadata.add_parser(sub, common)
+    return parser
+
+
+def selection(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--only", type=lambda t: [n.strip() for n in t.split(",") if n.strip()], default=[],
+                        metavar="STEP[,STEP]", help="run only these steps (the others are skipped)")
+    parser.add_argument("--from", dest="start", metavar="STEP", help="run this step and every step downstream")
     return parser
 
 
@@ -224,14 +237,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from ..engine import plan
 
+    from ..selection import excluded_steps
+
     the_plan = plan(load(args))
+    excluded = excluded_steps(the_plan, args.only, args.start)
     steps = the_plan.describe()
+    for step in steps:
+        step["selected"] = step["step"] not in excluded
     if args.json:
         # No run id: each run gets its own when it starts, so a plan's would be one no run has.
         print(json.dumps({"routine": the_plan.routine.name, "steps": steps}, indent=2, default=str))
         return EXIT_OK
     for number, step in enumerate(steps, 1):
         flags = "" if step["active"] else "  (inactive: will be skipped)"
+        flags = f"  ({excluded[step['step']]}: will be skipped)" if step["step"] in excluded else flags
         after = f"  after {', '.join(step['after'])}" if step["after"] else ""
         print(f"{number}. {step['step']} [{step['executor']}]{after}{flags}")
         for key, value in step["params"].items():
@@ -247,19 +266,25 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from ..engine import plan
 
+    from ..selection import excluded_steps
+
     routine = load(args)
+    the_plan = plan(routine)
+    excluded = excluded_steps(the_plan, args.only, args.start)  # checked before anything starts
     if args.detach:
         return detach(args, routine.run_id)
-    return execute(args, plan(routine))
+    return execute(args, the_plan, excluded=excluded)
 
 
-def execute(args: argparse.Namespace, the_plan: Any, done: dict[int, str] | None = None, resumed_from: str | None = None) -> int:
+def execute(args: argparse.Namespace, the_plan: Any, done: dict[int, str] | None = None, resumed_from: str | None = None,
+            excluded: dict[str, str] | None = None) -> int:
     """Run a plan with tracking: claim the routine, render, record, cancel cleanly on signals."""
     from ..runs.control import TrackedRun
     from ..runs.store import open_store
 
     with (stdout_reserved() if args.json else contextlib.nullcontext(sys.stdout)) as stdout:
-        tracked = TrackedRun(open_store(), the_plan, [renderer(args, stdout)], args.max_parallel, done, resumed_from)
+        tracked = TrackedRun(open_store(), the_plan, [renderer(args, stdout)], args.max_parallel, done, resumed_from,
+                             excluded)
         tracked.claim(args.allow_concurrent)
         configure_logging(args, the_plan.routine.secrets)
         with cancel_on_signals(tracked):
@@ -299,6 +324,10 @@ def detach(args: argparse.Namespace, run_id: str) -> int:
            "--max-parallel", str(args.max_parallel), *(f"--param={p}" for p in args.param)]
     if args.allow_concurrent:
         cmd.append("--allow-concurrent")
+    if args.only:
+        cmd.append("--only=" + ",".join(args.only))
+    if args.start:
+        cmd.append(f"--from={args.start}")
     with open(log_path, "ab") as log:
         child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -621,3 +650,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 COMMANDS["metadata"] = cli_metadata.cmd_metadata
+
+
+@command
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from .backfill import backfill
+
+    return backfill(args, load, renderer)

@@ -22,11 +22,13 @@ class TrackedRun:
     """A run wired to the store: claim the routine, record everything, capture logs."""
 
     def __init__(self, store: RunStore, the_plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4,
-                 done: dict[int, str] | None = None, resumed_from: str | None = None) -> None:
+                 done: dict[int, str] | None = None, resumed_from: str | None = None,
+                 excluded: dict[str, str] | None = None) -> None:
         self.store = store
         self.routine: Routine = the_plan.routine
         self.record = new_record(self.routine, resumed_from)
-        self.run = Run(the_plan, [], max_parallel, watermarks=store, done=done, resumed_from=resumed_from)
+        self.run = Run(the_plan, [], max_parallel, watermarks=store, done=done, resumed_from=resumed_from,
+                       excluded=excluded)
         self.recorder = RunRecorder(store, self.record, on_cancel_request=self.run.cancel)
         self.run.listeners = [self.recorder, *listeners]
         if self.routine.notify:  # last: told once the store has the final status
