@@ -163,7 +163,7 @@ class ChildCall:
             return _metrics_from(metrics)
         if kind == "cancelled":
             raise Cancelled(f"{self._name()} stopped")
-        raise _error_from(payload, self._logger())
+        raise _error_from(payload)
 
     def _stop_process(self) -> None:
         """Terminate the child's process group, then kill what is left after the grace period."""
@@ -259,17 +259,20 @@ def _metrics_from(payload: dict[str, Any] | None) -> TaskMetrics | None:
     return cls(**fields)
 
 
-def _error_from(payload: dict[str, Any], logger: Any) -> BaseException:
-    logger.debug("traceback in the task's process:\n%s", payload["traceback"].rstrip())  # --verbose
+def _error_from(payload: dict[str, Any]) -> BaseException:
+    exc: BaseException | None = None
     if payload.get("pickled") is not None:
         try:
             exc = pickle.loads(payload["pickled"])
-            if isinstance(exc, BaseException):
-                return exc
         except Exception:
-            pass
-    message = f"{payload['type']}: {payload['message']}"
-    return ChildTaskError(message, payload.get("retryable", True))
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = ChildTaskError(f"{payload['type']}: {payload['message']}", payload.get("retryable", True))
+    try:  # what the run keeps and shows: where it failed in the child, not how the parent heard of it
+        exc.child_traceback = payload["traceback"]  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+    return exc
 
 
 # ---------------------------------------------------------------------- child side
@@ -329,7 +332,15 @@ def _encode_error(exc: BaseException) -> dict[str, Any]:
         pickled = None
     return {"type": type(exc).__name__, "message": str(exc), "pickled": pickled,
             "retryable": getattr(exc, "retryable", True),
-            "traceback": "".join(traceback.format_exception(exc))}
+            "traceback": _user_traceback(exc)}
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the user's function down: this module's own frames say nothing."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def _call(request: dict[str, Any], cancel: threading.Event) -> tuple[str, Any]:
@@ -360,6 +371,8 @@ def main(argv: list[str]) -> int:
         with lock:
             out.send(message)
 
+    for stream in (sys.stdout, sys.stderr):  # a name that is not UTF-8 must not kill the print
+        stream.reconfigure(errors="backslashreplace")  # type: ignore[attr-defined]
     cancel = threading.Event()
     signal.signal(signal.SIGTERM, _on_sigterm(cancel))
     request = _read_request(sys.stdin.buffer)

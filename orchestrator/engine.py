@@ -12,6 +12,7 @@ import os
 import queue
 import threading
 import time
+import traceback
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from .routine.load import Routine, StepSpec, TaskCall
@@ -84,10 +85,11 @@ class Run:
     def __init__(self, plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4, home: Any = None,
                  watermarks: WatermarkStore | None = None,
                  done: Mapping[tuple[int, int], str] | None = None,
-                 resumed_from: str | None = None) -> None:
+                 resumed_from: str | None = None, excluded: Mapping[str, str] | None = None) -> None:
         """``watermarks`` keeps ``next_watermark`` between runs; ``done`` maps the tasks that
         already succeeded (``(step position, task index)``, in the run being resumed or one it
-        resumed) to the id of the run they succeeded in: they are skipped, never run twice."""
+        resumed) to the id of the run they succeeded in: they are skipped, never run twice.
+        ``excluded`` maps steps left out (``--only``, ``--from``) to the reason shown."""
         self.plan = plan
         self.routine = plan.routine
         self.listeners = list(listeners)
@@ -96,6 +98,7 @@ class Run:
         self.watermarks = watermarks
         self.done = dict(done or {})
         self.resumed_from = resumed_from
+        self.excluded = dict(excluded or {})
         self.results = {s.name: [TaskResult(s.name, s.spec.executor.name, c.task, i, n) for i, c in enumerate(s.spec.tasks)]
                         for n, s in enumerate(plan.steps)}
         self.stopping = threading.Event()
@@ -169,6 +172,10 @@ class Run:
                     origin = self.done[(result.step_index, result.index)]
                     self.skip_results([result], _done_reason(origin))
                 ready.finish(step.name)
+                continue
+            if step.name in self.excluded:
+                self.skip_step(step, self.excluded[step.name])
+                ready.finish(step.name)  # left out on purpose: the steps after it may still run
                 continue
             if not step.spec.active:
                 self.skip_step(step, "step is inactive (active: false)")
@@ -272,6 +279,7 @@ class Run:
                 self._task_events.add(event)
             try:
                 ctx = self.context(step, call, attempt, event)
+                result.watermark = ctx.watermark
                 result.metrics = self.masked(self.invoke(instance, method, call, ctx, event))
                 self.save_watermark(step, call, ctx)
                 result.next_watermark = ctx.next_watermark

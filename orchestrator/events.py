@@ -30,6 +30,7 @@ class TaskResult:
     error_type: str | None = None
     reason: str | None = None
     next_watermark: Any = None
+    watermark: Any = None  # what the task was given
     traceback: str | None = None  # of the failed attempt, secrets masked
 
 

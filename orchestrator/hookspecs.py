@@ -58,3 +58,13 @@ def aws_iam_statements(step: Any):  # type: ignore[empty-body]
 def generate_targets() -> list[Any]:  # type: ignore[empty-body]
     """Return more ``orchestrate generate --target`` targets (objects following
     ``orchestrator.generate.targets.Target``); ``script``, ``docker`` and ``lambda`` are built in."""
+
+
+@hookspec
+def register_notifiers():  # type: ignore[empty-body]
+    """Return ``{kind: send}`` for notification kinds this plugin delivers (``sns``, say).
+
+    ``send(target, message)`` gets an ``orchestrator.alerts.targets.NotifyTarget`` and an
+    ``orchestrator.alerts.deliver.Message``; it must finish within ``target.timeout`` seconds or
+    raise. It is called only when a routine's ``notify:`` block names that kind.
+    """

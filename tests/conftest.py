@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 HERE = Path(__file__).parent
-pytest_plugins = ["aws_fixtures", "lambda_fixtures", "metadata_fixtures", "docker_fixtures"]
+pytest_plugins = ["aws_fixtures", "lambda_fixtures", "metadata_fixtures", "docker_fixtures", "loopback"]
 REPO = HERE.parent
 PLUGIN_SOURCE = HERE / "plugin_pkg"
 

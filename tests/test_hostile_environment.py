@@ -71,7 +71,9 @@ def routine(tmp_path: Path) -> Callable[..., Path]:
                         {
                             "name": "work",
                             "executor": "python",
-                            "params": {"path": "functions.py"},
+                            # in-process: these tasks stand for work that ignores a cancel
+                            # (a child process would be killed, which is not what is tested)
+                            "params": {"path": "functions.py", "in_process": True},
                             "tasks": [
                                 {"task": "call", "args": {"function": function, "kwargs": kwargs}}
                             ],

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-concurrent", action="store_true", help="run even if this routine is already running")
     run.add_argument("--run-id", help=argparse.SUPPRESS)
     run.add_argument("--params-file", help=argparse.SUPPRESS)  # --param values of a detached run
+    selection(run)
     runs = sub.add_parser("runs", parents=[common], help="list recent runs")
     runs.add_argument("--routine", help="only runs of this routine")
     runs.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
@@ -81,13 +82,32 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", parents=[common], help="check executors: libraries, credentials, endpoints")
     doctor.add_argument("routine", nargs="?", help="check the executors of this routine with its params")
     sub.add_parser("validate", parents=[common, routine], help="check a routine without running anything")
-    sub.add_parser("plan", parents=[common, routine], help="show the ordered steps with resolved params")
+    selection(sub.add_parser("plan", parents=[common, routine], help="show the ordered steps with resolved params"))
+    backfill = sub.add_parser("backfill", parents=[common, routine],
+                              help="one recorded run per date of a range: --param run_date=A..B")
+    backfill.add_argument("--max-parallel", type=positive, default=1, metavar="N", help="dates run at once (default 1)")
+    backfill.add_argument("--rerun", action="store_true", help="run dates that already succeeded too")
+    selection(backfill)
     sub.add_parser("plugins", parents=[common], help="list registered executors and their tasks")
     sub.add_parser("schema", parents=[common], help="print the routine JSON Schema, with every executor's params")
     sub.add_parser("help", help="help for a command, an executor or EXECUTOR.TASK").add_argument(
         "topic", nargs="?", help="a command (run), an executor (athena) or a task (athena.run_query)")
+    report = sub.add_parser("report", parents=[common], help="write a run (or a routine's last runs) as one HTML file")
+    report.add_argument("target", metavar="RUN_ID|ROUTINE", help="a run id (or prefix); with --history a routine")
+    report.add_argument("--output", "-o", metavar="FILE", help="where to write (default: NAME.html here; - for stdout)")
+    report.add_argument("--history", type=positive, metavar="N", help="the routine's last N runs instead of one run")
+    check = sub.add_parser("check", parents=[common], help="report late routines (expect:) and send `late` alerts")
+    check.add_argument("routines", nargs="*", metavar="ROUTINE",
+                       help="routine files (default: every routine the run store knows)")
     cli_metadata.add_parser(sub, common)
     cli_extensions.add_parsers(sub, common, routine)  # last: it adds an example to every command
+    return parser
+
+
+def selection(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--only", type=lambda t: [n.strip() for n in t.split(",") if n.strip()], default=[],
+                        metavar="STEP[,STEP]", help="run only these steps (the others are skipped)")
+    parser.add_argument("--from", dest="start", metavar="STEP", help="run this step and every step downstream")
     return parser
 
 
@@ -238,15 +258,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 @command
 def cmd_plan(args: argparse.Namespace) -> int:
     from ..engine import plan
+    from ..selection import excluded_steps
 
     the_plan = plan(load(args))
+    excluded = excluded_steps(the_plan, args.only, args.start)
     steps = the_plan.describe()
+    for step in steps:
+        step["selected"] = step["step"] not in excluded
     if args.json:
         # No run id: each run gets its own when it starts, so a plan's would be one no run has.
         print(json.dumps({"routine": the_plan.routine.name, "steps": steps}, indent=2, default=str))
         return EXIT_OK
     for number, step in enumerate(steps, 1):
         flags = "" if step["active"] else "  (inactive: will be skipped)"
+        flags = f"  ({excluded[step['step']]}: will be skipped)" if step["step"] in excluded else flags
         after = f"  after {', '.join(step['after'])}" if step["after"] else ""
         print(f"{number}. {step['step']} [{step['executor']}]{after}{flags}")
         for key, value in step["params"].items():
@@ -262,21 +287,25 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from ..engine import plan
 
+    from ..selection import excluded_steps
+
     routine = load(args)
+    the_plan = plan(routine)
+    excluded = excluded_steps(the_plan, args.only, args.start)  # checked before anything starts
     if args.detach:
         return detach(args, routine.run_id)
-    return execute(args, plan(routine))
+    return execute(args, the_plan, excluded=excluded)
 
 
 def execute(args: argparse.Namespace, the_plan: Any, done: dict[tuple[int, int], str] | None = None,
-            resumed_from: str | None = None) -> int:
+            resumed_from: str | None = None, excluded: dict[str, str] | None = None) -> int:
     """Run a plan with tracking: claim the routine, render, record, cancel cleanly on signals."""
     from ..runs.control import TrackedRun
     from ..runs.store import open_store
 
     with (stdout_reserved() if args.json else contextlib.nullcontext(sys.stdout)) as stdout:
         shown = renderer(args, stdout)
-        tracked = TrackedRun(open_store(), the_plan, [shown], args.max_parallel, done, resumed_from)
+        tracked = TrackedRun(open_store(), the_plan, [shown], args.max_parallel, done, resumed_from, excluded)
         tracked.claim(args.allow_concurrent)
         configure_logging(args, the_plan.routine.secrets, getattr(shown, "console", None))
         with cancel_on_signals(tracked):
@@ -322,6 +351,10 @@ def detach(args: argparse.Namespace, run_id: str) -> int:
         cmd += ["--params-file", str(params_file)]
     if args.allow_concurrent:
         cmd.append("--allow-concurrent")
+    if args.only:
+        cmd.append("--only=" + ",".join(args.only))
+    if args.start:
+        cmd.append(f"--from={args.start}")
     try:
         with open(log_path, "ab") as log:
             child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
@@ -397,8 +430,32 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return EXIT_OK
     from .views import runs_table
 
-    print(runs_table(runs, args.routine, args.status))
+    print(runs_table(runs, late_routines(store, runs), args.routine, args.status))
     return EXIT_OK
+
+
+def late_routines(store: Any, runs: list[Any]) -> dict[str, str]:
+    """Routine name -> why it is late, for the routines listed whose file has an ``expect:``."""
+    from pathlib import Path
+
+    from ..errors import UserError
+    from ..freshness import breaches, expectation
+    from ..routine.load import parse_file
+
+    late, seen = {}, set()
+    for run in runs:
+        if run.routine in seen or not run.routine_file or not os.path.isfile(run.routine_file):
+            continue
+        seen.add(run.routine)
+        try:
+            doc = parse_file(Path(run.routine_file))
+        except UserError:
+            continue
+        expect = expectation(doc.get("expect") if isinstance(doc, dict) else None, lambda *_: None)
+        found = breaches(expect, store.list_runs(run.routine, limit=200)) if expect else []
+        if found:
+            late[run.routine] = "; ".join(b.text for b in found)
+    return late
 
 
 @command
@@ -487,6 +544,88 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(f"resuming run {old.run_id}: {len(done)} of {total} tasks already succeeded",
               file=sys.stderr)
     return execute(args, the_plan, done, resumed_from=old.run_id)
+
+
+@command
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..runs.control import look_up, reap
+    from ..runs.store import open_store
+    from .report import history_report, run_report
+
+    store = open_store()
+    if args.history:
+        routine = routine_name(args.target)
+        runs = reap(store, store.list_runs(routine, limit=args.history))
+        if not runs:
+            from ..errors import UserError
+
+            raise UserError(f"no runs recorded for routine {routine!r}; see `orchestrate runs`")
+        page, default = history_report(store, routine, runs), f"{routine}-history.html"
+    else:
+        run = look_up(store, args.target)
+        page, default = run_report(store, run), f"{run.routine}-{run.run_id[:8]}.html"
+    if args.output == "-":
+        sys.stdout.write(page)
+        return EXIT_OK
+    path = os.path.abspath(args.output or default)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(page)
+    print(json.dumps({"report": path, "bytes": len(page.encode())}) if args.json else path)
+    return EXIT_OK
+
+
+def routine_name(target: str) -> str:
+    """A routine named directly, or by its file (only its ``routine_name`` is read)."""
+    if os.path.isfile(target):
+        from ..routine.load import parse_file
+        from pathlib import Path
+
+        doc = parse_file(Path(target))
+        if isinstance(doc, dict) and isinstance(doc.get("routine_name"), str):
+            return doc["routine_name"]
+    return target
+
+
+@command
+def cmd_check(args: argparse.Namespace) -> int:
+    from ..alerts.lateness import check_routine
+    from ..alerts.senders import all_senders
+    from ..errors import UserError
+    from ..runs.store import open_store
+
+    store = open_store()
+    files = args.routines or known_routine_files(store)
+    results, unreadable = [], []
+    for path in files:
+        try:
+            routine = load(argparse.Namespace(param=[], run_id=None), path)
+        except UserError as exc:
+            unreadable.append({"routine_file": path, "error": str(exc).splitlines()[0]})
+            continue
+        results.append(check_routine(store, routine, all_senders).to_dict())
+    if args.json:
+        print(json.dumps({"routines": results, "unreadable": unreadable}, indent=2))
+    else:
+        for item in results:
+            print(f"{'LATE' if item['late'] else 'ok':5} {item['routine']}")
+            for breach in item["breaches"]:
+                print(f"      - {breach['text']}")
+            for sent in item["notified"]:
+                print(f"      notified {sent['target']}" if sent["ok"] else f"      notification to {sent['target']} "
+                      f"failed: {sent['error']}")
+        for item in unreadable:
+            print(f"ERROR {item['routine_file']}: {item['error']}")
+    late = any(item["late"] for item in results)
+    return EXIT_FAILED if late or unreadable else EXIT_OK
+
+
+def known_routine_files(store: Any) -> list[str]:
+    """The file each routine in the store last ran from, one per routine name, that still exists."""
+    files: dict[str, str] = {}
+    for run in store.list_runs(limit=100_000):
+        if run.routine not in files and run.routine_file and os.path.isfile(run.routine_file):
+            files[run.routine] = run.routine_file
+    return sorted(files.values())
 
 
 @command
@@ -600,3 +739,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 COMMANDS["metadata"] = cli_metadata.cmd_metadata
+
+
+@command
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from .backfill import backfill
+
+    return backfill(args, load, renderer)

@@ -16,18 +16,25 @@ def _duration(start: float | None, end: float | None) -> str:
     return f"{end - start:.2f}s" if start and end else "-"
 
 
-def runs_table(runs: list[RunRecord], routine: str | None = None, status: str | None = None) -> str:
+def runs_table(runs: list[RunRecord], late: dict[str, str] | None = None, routine: str | None = None,
+               status: str | None = None) -> str:
+    """One line per run; the newest run of each routine that is late (``late``: why) is marked LATE."""
     if not runs:
         if routine or status:
             which = " ".join(filter(None, [status, f"of {routine}" if routine else None]))
             return f"no {which} runs"
         return "no runs recorded"
+    late = dict(late or {})
     lines = [f"{'RUN ID':36}  {'ROUTINE':20}  {'STATUS':9}  {'STARTED':19}  {'DURATION':>9}  "
              f"{'PARENT':36}  RESUMES"]
+    marked: set[str] = set()
     for run in runs:
+        mark = "  LATE" if run.routine in late and run.routine not in marked else ""
+        marked.add(run.routine)
         lines.append(f"{run.run_id:36}  {run.routine[:20]:20}  {run.status:9}  {_clock(run.started):19}  "
                      f"{_duration(run.started, run.ended):>9}  {run.parent_run_id or '':36}  "
-                     f"{run.resumed_from or ''}".rstrip())
+                     f"{run.resumed_from or '':36}{mark}".rstrip())
+    lines.extend(f"LATE {routine}: {why}" for routine, why in late.items())
     return "\n".join(lines)
 
 

@@ -22,6 +22,8 @@ from ..limits import (MAX_DEPTH, DocumentProblem, check_document, decode_utf8, l
                       read_bounded, yaml_graph_problem)
 from ..masking import mask_shown
 from ..registry import ExecutorInfo, Registry, unknown_message
+from ..alerts.targets import notify_targets
+from ..freshness import expectation
 from .introspect import item_location_kinds, location_kinds, signature_schema
 from .schema_check import SHOWN_CHARS, schema_problems
 from .substitution import SECRET_NAME, Substituter, mask_values, secret_values
@@ -65,6 +67,8 @@ class Routine:
     secrets: frozenset[str]
     hash: str
     trusted: bool = True  # False when loaded under a location policy (a routine from an event)
+    notify: tuple[Any, ...] = ()  # NotifyTarget: who is told about failure, success, lateness
+    expect: Any = None  # Expectation: how fresh and how quick runs must be (`orchestrate check`)
 
     def masked(self, value: Any) -> Any:
         return mask_values(value, set(self.secrets))
@@ -259,7 +263,10 @@ class _Loader:
         entries = self.entries()
         steps = [None if _under(path, broken) else self.step(entry, path, subst) for path, entry in entries]
         self.check_names_and_dependencies(steps, entries)
+        notify = notify_targets(subst.walk(self.doc.get("notify") or [], "notify", self.report), self.report)
+        expect = expectation(self.doc.get("expect"), self.report)
         self.fail_if_problems()
+        secrets |= {secret for target in notify for secret in target.secrets()}
         return Routine(
             name=self.doc["routine_name"],
             file=self.file,
@@ -272,6 +279,8 @@ class _Loader:
             secrets=frozenset(subst.secrets | self.secrets),
             hash=self.digest(),
             trusted=self.policy is None,
+            notify=tuple(notify),
+            expect=expect,
         )
 
     def check_structure(self) -> list[str]:

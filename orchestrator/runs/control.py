@@ -23,14 +23,19 @@ class TrackedRun:
 
     def __init__(self, store: RunStore, the_plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4,
                  done: dict[tuple[int, int], str] | None = None,
-                 resumed_from: str | None = None) -> None:
+                 resumed_from: str | None = None, excluded: dict[str, str] | None = None) -> None:
         self.store = store
         self.routine: Routine = the_plan.routine
         self.record = new_record(self.routine, resumed_from)
-        self.run = Run(the_plan, [], max_parallel, watermarks=store, done=done, resumed_from=resumed_from)
+        self.run = Run(the_plan, [], max_parallel, watermarks=store, done=done, resumed_from=resumed_from,
+                       excluded=excluded)
         self.recorder = RunRecorder(store, self.record, on_cancel_request=self.run.cancel,
                                     on_failure=lambda reason: self.run.cancel())
         self.run.listeners = [self.recorder, *listeners]  # first: it may mark the result failed
+        if self.routine.notify:  # last: told once the store has the final status
+            from ..alerts.listener import Notifier
+
+            self.run.listeners.append(Notifier(self.routine, store))
 
     def claim(self, allow_concurrent: bool = False) -> None:
         """Refuses (``RoutineBusy``) before anything runs if the routine is already running."""

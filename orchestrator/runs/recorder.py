@@ -56,6 +56,7 @@ class RunRecorder(Listener):
         self._attempt_ids: dict[tuple[int, int], str] = {}
         self._attempts: dict[str, TaskRecord] = {}
         self._failure_lock, self._watch_lock = threading.Lock(), threading.Lock()
+        self._attempt_started: dict[tuple[int, int], float] = {}  # a retry's own start, not the task's
         self._stop = threading.Event()
         self._beater: threading.Thread | None = None
 
@@ -136,10 +137,10 @@ class RunRecorder(Listener):
         record = TaskRecord(
             id=task_id, run_id=self.record.run_id, step=result.step, executor=result.executor, task=result.task,
             step_index=result.step_index, task_index=result.index, attempt=result.attempts if attempt is None else attempt,
-            status=status, started=result.started or time.time(), ended=result.ended,
+            status=status, started=self._attempt_started.get(key) or result.started or time.time(), ended=result.ended,
             error_type=result.error_type, error=result.error or result.reason,
-            metrics=result.metrics.to_dict() if result.metrics else None,
-            traceback=result.traceback)
+            metrics=result.metrics.to_dict() if result.metrics else None, traceback=result.traceback,
+            watermark=result.watermark, next_watermark=result.next_watermark)
         self._attempts[task_id] = record
         self._quietly(lambda: self.store.record_task(record))
         if status == FAILED and result.traceback:  # ``orchestrate logs`` tells what went wrong, too
@@ -154,6 +155,7 @@ class RunRecorder(Listener):
 
     def task_started(self, result: TaskResult) -> None:
         self._attempt_ids.pop((result.step_index, result.index), None)
+        self._attempt_started[(result.step_index, result.index)] = time.time()
         self._record(result, "running")
 
     def task_retrying(self, result: TaskResult, delay: float) -> None:

@@ -1,0 +1,1 @@
+"""Alerts: the routine's ``notify:`` targets, told about failures, successes and lateness."""
