@@ -89,7 +89,7 @@ def _progress(event: dict[str, Any]) -> str | None:
         return f"started   {event['stateEnteredEventDetails']['name']}"
     if kind in ("TaskStateExited", "ParallelStateExited"):
         return f"finished  {event['stateExitedEventDetails']['name']}"
-    if kind == "PassStateEntered" and "skipped" in event["stateEnteredEventDetails"]["name"]:
+    if kind == "PassStateEntered" and "inactive" in event["stateEnteredEventDetails"]["name"]:
         return f"skipped   {event['stateEnteredEventDetails']['name']}"
     return None
 
