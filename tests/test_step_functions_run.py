@@ -241,3 +241,17 @@ def test_orchestrate_run_on_step_functions_follows_the_execution(
     assert given["params"] == {"day": "y"} and len(given["run_date"]) == 10
     refused = cli("run", str(path), "--on", "step-functions", env=env)
     assert refused.returncode == 2 and "--state-machine" in refused.stderr
+
+
+def test_cancel_and_wait_of_an_execution_arn(states: Any, cli: Any) -> None:
+    waiting = {"StartAt": "Long", "States": {"Long": {"Type": "Wait", "Seconds": 600, "End": True}}}
+    arn = create_machine(states, waiting)
+    execution = states.start_execution(stateMachineArn=arn)["executionArn"]
+    env = {k: os.environ[k] for k in os.environ if k.startswith("AWS_")}
+    timed_out = cli("wait", execution, "--timeout", "1", env=env)
+    assert timed_out.returncode == 3, timed_out.stderr
+    cancelled = cli("cancel", execution, env=env)
+    assert cancelled.returncode == 0 and "aborted" in cancelled.stdout, cancelled.stderr
+    assert states.describe_execution(executionArn=execution)["status"] == "ABORTED"
+    waited = cli("wait", execution, env=env)
+    assert waited.returncode == 130 and "aborted" in waited.stdout
