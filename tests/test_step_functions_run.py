@@ -125,10 +125,10 @@ def states(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Any:
         urllib.request.urlopen(urllib.request.Request(
             f"{moto_server}/moto-api/config", data=json.dumps(body).encode(), method="POST")).close()
     yield boto3.client("stepfunctions")
-    urllib.request.urlopen(urllib.request.Request(
-        f"{moto_server}/moto-api/config",
-        data=json.dumps({"stepfunctions": {"execute_state_machine": False}}).encode(),
-        method="POST")).close()
+    for body in ({"stepfunctions": {"execute_state_machine": False}},  # moto's defaults again
+                 {"lambda": {"use_docker": True}}):
+        urllib.request.urlopen(urllib.request.Request(
+            f"{moto_server}/moto-api/config", data=json.dumps(body).encode(), method="POST")).close()
 
 
 def create_machine(sfn: Any, definition: dict[str, Any], function: str = "unused") -> str:
