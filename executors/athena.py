@@ -15,6 +15,7 @@ from orchestrator.hookspecs import hookimpl
 from .aws import tablespec as spec
 from .aws.remote import (AwsExecutor, RemoteOps, RemoteResult, StopRemote, check_service,
                          closest_submission, read_text, run_remote)
+from .aws.states import sync_task
 
 WORKGROUP = re.compile(r"^[a-zA-Z0-9._-]{1,128}$")
 CTAS_FORMATS = ("parquet", "orc", "json", "textfile", "avro")
@@ -68,6 +69,28 @@ class AthenaExecutor(AwsExecutor):
         checks = {"run_query": _query_problems, "create_table": _create_table_problems,
                   "repair_table": _repair_problems, "create_table_as": _ctas_problems, "drop_table": _drop_problems}
         return checks.get(task, lambda a: iter(()))(args)
+
+    @classmethod
+    def state_machine_task(cls, task: str, args: dict[str, Any],
+                           params: dict[str, Any]) -> dict[str, Any] | None:
+        """``run_query`` of one inline statement: ``athena:startQueryExecution.sync``. Others run in
+        the Lambda: DDL rendered by our table specs, several statements in order, ``sql_file``,
+        and any query under a ``max_bytes_scanned`` guard (which stops a query while it runs;
+        for a native query, set the workgroup's per-query data limit instead)."""
+        if task != "run_query" or args.get("sql") is None or params.get("max_bytes_scanned"):
+            return None
+        statements = spec.split_statements(args["sql"])
+        if len(statements) != 1:
+            return None
+        request: dict[str, Any] = {
+            "QueryString": statements[0],
+            "QueryExecutionContext": {"Database": params.get("database", "default"),
+                                      "Catalog": params.get("catalog", "AwsDataCatalog")},
+            "ResultConfiguration": {"OutputLocation": params["output_location"]},
+            "WorkGroup": params.get("workgroup", "primary")}
+        if args.get("parameters"):
+            request["ExecutionParameters"] = [str(p) for p in args["parameters"]]
+        return sync_task("arn:aws:states:::athena:startQueryExecution.sync", request)
 
     def check(self) -> list[str]:
         return check_service(self.aws, "athena", lambda c: c.get_work_group(WorkGroup=self.workgroup))

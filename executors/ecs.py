@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 from typing import Annotated, Any, Iterable, Literal
 
-from orchestrator import Context, TaskMetrics, hookimpl, task
+from orchestrator import Context, TaskMetrics, Uncompilable, hookimpl, task
 from orchestrator.events import SUCCEEDED
 
 from .aws.remote import AwsExecutor, RemoteJobError, RemoteOps, RemoteRecord, check_service, error_code, outcome, run_remote
@@ -34,6 +34,15 @@ class TaskNotFound(Exception):
     def __init__(self, arn: str, reason: str) -> None:
         super().__init__(f"ECS task {arn}: {reason}")
         self.response = {"Error": {"Code": "TaskNotFound", "Message": reason}}
+
+
+def _pascal(value: Any) -> Any:
+    """RunTask's request keys as Step Functions spells them (``containerOverrides`` → ``ContainerOverrides``)."""
+    if isinstance(value, dict):
+        return {k[:1].upper() + k[1:]: _pascal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_pascal(v) for v in value]
+    return value
 
 
 def task_state(description: dict[str, Any], container: str | None) -> str:
@@ -97,6 +106,46 @@ class EcsExecutor(AwsExecutor):
         if isinstance(args.get("command"), list) and not args["command"]:
             yield "command", "an empty list: leave it out to use the task definition's"
 
+    @classmethod
+    def state_machine_task(cls, task: str, args: dict[str, Any],
+                           params: dict[str, Any]) -> dict[str, Any] | None:
+        """``run`` → ``ecs:runTask.sync`` (Step Functions waits for the task to stop and stops it when
+        the execution is stopped), then a Choice on the container's exit code: only 0 succeeds."""
+        if task != "run":
+            return None
+        overrides = _pascal(cls._overrides(args.get("command"), args.get("environment"),
+                                           args.get("resources")))
+        container = params.get("container")
+        if overrides.get("ContainerOverrides"):
+            if not container:
+                raise Uncompilable("a state machine must name the container it overrides: "
+                                   "set the step's params.container")
+            overrides["ContainerOverrides"][0]["Name"] = container
+        request: dict[str, Any] = {"Cluster": params["cluster"],
+                                   "TaskDefinition": params["task_definition"],
+                                   "LaunchType": params.get("launch_type", "FARGATE")}
+        if overrides:
+            request["Overrides"] = overrides
+        if params.get("subnets"):
+            request["NetworkConfiguration"] = {"AwsvpcConfiguration": {
+                "Subnets": list(params["subnets"]),
+                "SecurityGroups": list(params.get("security_groups") or []),
+                "AssignPublicIp": "ENABLED" if params.get("assign_public_ip") else "DISABLED"}}
+        if params.get("platform_version"):
+            request["PlatformVersion"] = params["platform_version"]
+        exit_code = (f"$.Containers[?(@.Name == '{container}')].ExitCode" if container
+                     else "$.Containers[0].ExitCode")
+        return {"StartAt": "Run", "States": {
+            "Run": {"Type": "Task", "Resource": "arn:aws:states:::ecs:runTask.sync",
+                    "Parameters": request, "ResultSelector": {"exit_code.$": exit_code},
+                    "ResultPath": "$.ecs", "Next": "Exit code 0?"},
+            "Exit code 0?": {"Type": "Choice", "Default": "Exited non-zero", "Choices": [
+                {"Variable": "$.ecs.exit_code" + ("[0]" if container else ""),
+                 "NumericEquals": 0, "Next": "Exited zero"}]},
+            "Exited zero": {"Type": "Succeed"},
+            "Exited non-zero": {"Type": "Fail", "Error": "ecs.ExitedNonZero",
+                                "CausePath": "States.JsonToString($.ecs)"}}}
+
     def check(self) -> list[str]:
         return check_service(self.aws, "ecs", lambda c: c.describe_clusters(clusters=[self.cluster]))
 
@@ -131,7 +180,8 @@ class EcsExecutor(AwsExecutor):
 
     # ------------------------------------------------------------------ API calls
 
-    def _overrides(self, command: list[str] | None, environment: dict[str, Any] | None,
+    @staticmethod
+    def _overrides(command: list[str] | None, environment: dict[str, Any] | None,
                    resources: dict[str, Any] | None) -> dict[str, Any]:
         container: dict[str, Any] = {}
         if command:

@@ -15,6 +15,7 @@ from orchestrator.executor import Context, TaskMetrics, task
 from orchestrator.hookspecs import hookimpl
 
 from .aws import tablespec as spec
+from .aws.states import poll_loop, sdk, sync_task
 from .aws.remote import (AwsExecutor, Backoff, RemoteCancelled, RemoteJobError, RemoteOps, check_service, error_code,
                    outcome, run_remote, transient, wait_for)
 
@@ -49,6 +50,38 @@ class GlueExecutor(AwsExecutor):
             yield from spec.table_spec_problems(args)
         elif task == "create_database" and spec.identifier_problem(args.get("database")):
             yield "database", spec.identifier_problem(args.get("database")) or ""
+
+    @classmethod
+    def state_machine_task(cls, task: str, args: dict[str, Any],
+                           params: dict[str, Any]) -> dict[str, Any] | None:
+        """``run_job`` → ``glue:startJobRun.sync``; ``run_crawler`` → start, then poll GetCrawler with
+        growing waits until the crawler is READY again, failing unless its last crawl SUCCEEDED.
+        Catalog tasks (databases, tables) run in the Lambda."""
+        if task == "run_job":
+            request: dict[str, Any] = {"JobName": args["job_name"]}
+            if args.get("arguments"):
+                request["Arguments"] = {str(k): str(v) for k, v in args["arguments"].items()}
+            for field, arg in (("WorkerType", "worker_type"), ("NumberOfWorkers", "number_of_workers"),
+                               ("Timeout", "timeout")):
+                if args.get(arg) is not None:
+                    request[field] = args[arg]
+            return sync_task("arn:aws:states:::glue:startJobRun.sync", request)
+        if task == "run_crawler":
+            name = args["crawler_name"]
+            ready = {"Variable": "$.seen.state", "StringEquals": "READY"}
+            return poll_loop(
+                engine="glue-crawler",
+                submit={"Type": "Task", "Resource": sdk("glue", "startCrawler"),
+                        "Parameters": {"Name": name}},
+                describe={"Type": "Task", "Resource": sdk("glue", "getCrawler"),
+                          "Parameters": {"Name": name}},
+                id_field="Name", seen={"state.$": "$.Crawler.State", "crawler.$": "$.Crawler"},
+                rules=[{"And": [ready, {"Variable": "$.seen.crawler.LastCrawl.Status",
+                                        "StringEquals": "SUCCEEDED"}], "Next": "Succeeded"},
+                       {"And": [ready, {"Variable": "$.seen.crawler.LastCrawl.Status",
+                                        "IsPresent": True}], "Next": "Failed"}],
+                reason="$.Crawler.LastCrawl.ErrorMessage")
+        return None
 
     def check(self) -> list[str]:
         return check_service(self.aws, "glue", lambda c: c.get_databases(MaxResults=1, **self._catalog()))

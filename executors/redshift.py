@@ -14,6 +14,7 @@ from orchestrator.executor import Context, Location, TaskMetrics, task
 from orchestrator.hookspecs import hookimpl
 
 from .aws import tablespec as spec
+from .aws.states import poll_loop, sdk
 from .aws.remote import AwsExecutor, RemoteOps, check_service, read_text, run_remote
 
 LONG_POLL_SECONDS = 10
@@ -60,6 +61,48 @@ class RedshiftExecutor(AwsExecutor):
                   "create_table": _create_problems}
         return checks.get(task, lambda a: iter(()))(args)
 
+    @classmethod
+    def state_machine_task(cls, task: str, args: dict[str, Any],
+                           params: dict[str, Any]) -> dict[str, Any] | None:
+        """``run_sql`` (inline SQL: one statement, or several as one transaction) and
+        ``copy_from_s3`` → ExecuteStatement / BatchExecuteStatement, then DescribeStatement with
+        growing waits until FINISHED (FAILED or ABORTED fail, with Redshift's error). Others, and
+        several statements outside a transaction (run one by one), run in the Lambda."""
+        target = {"Database": params["database"]}
+        for field, param in (("ClusterIdentifier", "cluster_identifier"), ("DbUser", "db_user"),
+                             ("SecretArn", "secret_arn"), ("WorkgroupName", "workgroup_name")):
+            if params.get(param):
+                target[field] = params[param]
+        if task == "run_sql" and args.get("sql") is not None:
+            statements = spec.split_statements(args["sql"], "redshift")
+        elif task == "copy_from_s3":
+            try:
+                statements = [_copy_sql(args["table"], args["s3_path"], args["iam_role"],
+                                        args.get("format", "csv"), args.get("options"),
+                                        args.get("columns"))]
+            except ValueError:  # a role given by reference is checked when the Lambda runs it
+                return None
+        else:
+            return None
+        if len(statements) == 1:
+            request = {**target, "Sql": statements[0]}
+            if args.get("parameters"):
+                request["Parameters"] = [{"name": str(k), "value": str(v)}
+                                         for k, v in args["parameters"].items()]
+            action = "executeStatement"
+        elif args.get("transaction"):
+            request, action = {**target, "Sqls": statements}, "batchExecuteStatement"
+        else:
+            return None
+        return poll_loop(
+            engine="redshift",
+            submit={"Type": "Task", "Resource": sdk("redshiftdata", action), "Parameters": request},
+            submit_id="$.Id",
+            describe={"Type": "Task", "Resource": sdk("redshiftdata", "describeStatement"),
+                      "Parameters": {}},
+            id_field="Id", status="$.Status", succeeded=["FINISHED"], failed=["FAILED", "ABORTED"],
+            reason="$.Error")
+
     def check(self) -> list[str]:
         """Describing an unknown statement proves endpoint, credentials and permission without touching a cluster."""
         probe = "00000000-0000-4000-8000-000000000000"
@@ -101,10 +144,7 @@ class RedshiftExecutor(AwsExecutor):
     ) -> TaskMetrics:
         """COPY from S3; rows loaded are reported as inserts."""
         key = self.call_key(context)
-        cols = f" ({', '.join(spec.sql_name(c) for c in columns)})" if columns else ""
-        sql = (f"COPY {spec.sql_name(table)}{cols} FROM {spec.redshift_literal(s3_path)} "
-               f"IAM_ROLE {spec.redshift_literal(_checked_role(iam_role))} {COPY_FORMATS[format]}")
-        sql += "".join(f" {option}" for option in options or [])
+        sql = _copy_sql(table, s3_path, iam_role, format, options, columns)
         return _metrics([self._run(context, key, 0, [sql], None)], inserted=True)
 
     @task
@@ -211,6 +251,14 @@ class RedshiftExecutor(AwsExecutor):
 def statement_name(token: str) -> str:
     """The StatementName a statement is submitted with: how a lost submission is found again."""
     return f"orchestrator-{token}"
+
+
+def _copy_sql(table: str, s3_path: str, iam_role: str, format: str = "csv",
+              options: list[str] | None = None, columns: list[str] | None = None) -> str:
+    cols = f" ({', '.join(spec.sql_name(c) for c in columns)})" if columns else ""
+    sql = (f"COPY {spec.sql_name(table)}{cols} FROM {spec.redshift_literal(s3_path)} "
+           f"IAM_ROLE {spec.redshift_literal(_checked_role(iam_role))} {COPY_FORMATS[format]}")
+    return sql + "".join(f" {option}" for option in options or [])
 
 
 def _supports_long_poll(client: Any) -> bool:

@@ -20,6 +20,7 @@ _EXPORTS = {
     "Location": "executor",
     "CodeLocation": "executor",
     "Place": "executor",
+    "Uncompilable": "executor",
     "hookimpl": "hookspecs",
     "load_routine": "routine.load",
     "Routine": "routine.load",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator, TypeVar
 
 __all__ = ["Cancelled", "CodeLocation", "Context", "NotRetryable", "Executor", "Location", "Place",
-           "TaskMetrics", "task"]
+           "TaskMetrics", "Uncompilable", "task"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TASK_MARK = "__orchestrator_task__"
@@ -71,6 +71,11 @@ class NotRetryable(Exception):
     """
 
     retryable = False
+
+
+class Uncompilable(Exception):
+    """Raised by :meth:`Executor.state_machine_task` for a task that cannot run in a state machine at
+    all (neither as a native integration nor in our Lambda): generating one is refused, naming the step."""
 
 
 @dataclasses.dataclass
@@ -282,6 +287,22 @@ class Executor:
         """Locations one task will use beyond its typed args (paths inside a free-form dict, code
         and the function it calls); keys are relative to the task's ``args``. No side effects."""
         return ()
+
+    @classmethod
+    def state_machine_task(cls, task: str, args: dict[str, Any],
+                           params: dict[str, Any]) -> dict[str, Any] | None:
+        """How one task runs in an AWS Step Functions state machine, declared by the executor itself.
+
+        Return None to run it through the orchestrator's Lambda (the default: any task can); a
+        ``Task`` state (``Type``, ``Resource``, ``Parameters``..., without ``Next``/``End``, which the
+        compiler adds with ``Retry``, ``Catch`` and ``TimeoutSeconds``); or a fragment
+        ``{"StartAt", "States"}`` whose last states have ``"End": true`` (a submit-and-poll loop),
+        which runs as a one-branch ``Parallel`` whose input is ``{"params", "run", "timeout"}``
+        (``timeout`` in seconds, for the loop to honour). Strings may hold ``${params.X}``,
+        ``${run.id}`` and ``${run.date}``: the compiler turns them into paths of the execution's
+        input. Raise :class:`Uncompilable` when the task can run in neither way. No side effects.
+        """
+        return None
 
     def check(self) -> list[str]:
         """Problems that would stop this configured executor here (endpoints, permissions):

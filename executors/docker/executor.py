@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Annotated, Any, Iterable
 
-from orchestrator import Cancelled, Context, Executor, Location, TaskMetrics, task
+from orchestrator import Cancelled, Context, Executor, Location, TaskMetrics, Uncompilable, task
 
 from ..aws import remote as _aws
 from . import container as box
@@ -91,6 +91,12 @@ class DockerExecutor(Executor):
             return self._client
 
     # ------------------------------------------------------------------ tasks
+
+    @classmethod
+    def state_machine_task(cls, task: str, args: dict[str, Any],
+                           params: dict[str, Any]) -> dict[str, Any] | None:
+        raise Uncompilable("it needs a Docker daemon, which neither Step Functions nor Lambda "
+                           "has; run the image with the ecs executor instead")
 
     @task
     def run(

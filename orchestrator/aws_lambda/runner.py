@@ -1,6 +1,7 @@
 """Run routines in AWS Lambda: ``orchestrator.aws_lambda.handler``.
 
 Events: ``{"routine": <object> | "s3://bucket/key.json" | "path/in/package.json", "params": {...}}``;
+a step of a Step Functions execution (``{"execution", "step", ...}``, see :mod:`.one_step`);
 an S3 event notification (one run of ``$ORCHESTRATOR_ROUTINE`` per created object, with params
 ``bucket``, ``key``, ``s3_uri``) or an EventBridge S3 "Object Created" event (one run, same
 params); an EventBridge scheduled event (``$ORCHESTRATOR_ROUTINE`` with ``scheduled_time``).
@@ -278,6 +279,10 @@ class LambdaRunner:
 
     def handle(self, event: Any, context: Any) -> dict[str, Any]:
         os.environ.setdefault("ORCHESTRATOR_HOME", LAMBDA_HOME)
+        from . import one_step
+
+        if one_step.is_step_event(event):  # a Step Functions execution's step (or its end)
+            return one_step.handle(self, event, context)
         requests = parse_event(event)
         if len(requests) == 1 and "Records" not in event:
             summary = self.run(requests[0], context)

@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-parallel", type=positive, default=4, metavar="N", help="independent executors run at once (default 4)")
     run.add_argument("--detach", action="store_true", help="run in the background; print the run id")
     run.add_argument("--allow-concurrent", action="store_true", help="run even if this routine is already running")
+    run.add_argument("--on", choices=("local", "step-functions"), default="local",
+                     help="where the routine runs: here (default) or as an execution of a deployed "
+                          "state machine (orchestrate generate --target step-functions)")
+    run.add_argument("--state-machine", metavar="ARN", help="with --on step-functions: its ARN")
     run.add_argument("--run-id", help=argparse.SUPPRESS)
     run.add_argument("--params-file", help=argparse.SUPPRESS)  # --param values of a detached run
     selection(run)
@@ -287,9 +291,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from ..engine import plan
 
+    from ..errors import UserError
     from ..selection import excluded_steps
 
     routine = load(args)
+    if args.on == "step-functions":
+        from ..routine.load import parse_param_overrides
+        from . import step_functions
+
+        if not args.state_machine:
+            raise UserError("--on step-functions needs --state-machine ARN")
+        if args.only or args.start:
+            raise UserError("--only/--from apply to local runs; compile a routine without those steps instead")
+        overrides = parse_param_overrides(args.param)
+        return step_functions.run(routine, overrides, args.state_machine, args.detach, args.json)
+    if args.state_machine:
+        raise UserError("--state-machine applies to --on step-functions only")
     the_plan = plan(routine)
     excluded = excluded_steps(the_plan, args.only, args.start)  # checked before anything starts
     if args.detach:
@@ -503,6 +520,14 @@ def cmd_wait(args: argparse.Namespace) -> int:
     from ..runs.control import wait_for
     from ..runs.store import open_store
 
+    if args.run_id.startswith("arn:aws:states:"):  # an execution of a state machine
+        from . import step_functions
+
+        code, line = step_functions.outcome(
+            step_functions.follow(args.run_id, lambda _: None, timeout=args.timeout))
+        if not args.quiet:
+            print(line)
+        return code
     run = wait_for(open_store(), args.run_id, args.timeout)
     if args.json:
         print(json.dumps(run.to_dict()))
@@ -516,6 +541,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from ..runs.control import cancel_run
     from ..runs.store import open_store
 
+    if args.run_id.startswith("arn:aws:states:"):  # an execution of a state machine
+        from . import step_functions
+
+        print(step_functions.outcome(step_functions.stop(args.run_id))[1])
+        return EXIT_OK
     run, changed = cancel_run(open_store(), args.run_id)
     message = f"run {run.run_id} {run.status}" if changed else f"run {run.run_id} already ended ({run.status}); nothing to cancel"
     print(json.dumps({"run_id": run.run_id, "status": run.status, "changed": changed}) if args.json else message)

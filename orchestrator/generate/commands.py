@@ -54,7 +54,7 @@ def add_parsers(
         "-t",
         default="script",
         metavar="TARGET",
-        help="script (default), docker, lambda, or one a plugin adds",
+        help="script (default), docker, lambda, step-functions, or one a plugin adds",
     )
     parser.add_argument(
         "--output",

@@ -22,6 +22,7 @@ BUILT_IN = {
     "script": "orchestrator.generate.script:TARGET",
     "docker": "orchestrator.generate.docker:TARGET",
     "lambda": "orchestrator.generate.aws_lambda:TARGET",
+    "step-functions": "orchestrator.stepfunctions.target:TARGET",
 }
 GENERAL_OPTIONS = frozenset({"param", "include"})
 

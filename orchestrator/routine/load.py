@@ -90,6 +90,7 @@ def load_routine(
     env: Mapping[str, str] | None = None,
     policy: LocationPolicy | None = None,
     strict_params: bool = True,
+    run_date: str | None = None,
 ) -> Routine:
     """Load and validate ``path`` (or a routine given as a dict); raise :class:`RoutineError`
     listing every problem. A dict's relative locations resolve against the working directory.
@@ -98,7 +99,8 @@ def load_routine(
     locations (data or code) before any executor check looks at them. With ``strict_params`` a
     param that the routine neither declares nor references is a problem (a typo, most likely);
     the Lambda adapter turns it off, as events carry context (bucket, key) a routine may ignore.
-    A routine loaded under a policy is untrusted (``Routine.trusted`` False).
+    A routine loaded under a policy is untrusted (``Routine.trusted`` False). ``run_date`` is
+    ``${run.date}`` when the run started elsewhere (a state machine's execution), else today (UTC).
     """
     if isinstance(path, Mapping):
         file, doc = Path.cwd() / "<routine dict>", _plain(path)
@@ -107,7 +109,7 @@ def load_routine(
         doc = parse_file(file)
     loader = _Loader(file, doc, registry or Registry(), env if env is not None else os.environ, policy)
     params = loader.known_params(params or {}) if strict_params else params or {}
-    return loader.load(params, run_id)
+    return loader.load(params, run_id, run_date)
 
 
 def _plain(doc: Mapping[str, Any]) -> Any:
@@ -249,13 +251,14 @@ class _Loader:
             problems = [dataclasses.replace(p, message=m) for p, m in zip(self.problems, masked)]
             raise RoutineError(problems)
 
-    def load(self, overrides: Mapping[str, Any], run_id: str | None) -> Routine:
+    def load(self, overrides: Mapping[str, Any], run_id: str | None,
+             run_date: str | None = None) -> Routine:
         if not isinstance(self.doc, dict):
             self.report("", "a routine must be a JSON/YAML object with routine_name and executors")
             self.fail_if_problems()
         broken = self.check_structure()
         now = dt.datetime.now(dt.timezone.utc)
-        run = {"id": run_id or str(uuid.uuid4()), "date": now.date().isoformat()}
+        run = {"id": run_id or str(uuid.uuid4()), "date": run_date or now.date().isoformat()}
         params, secrets = self.merge_params(overrides, run)
         self.secrets |= secrets
         subst = self.substituter = Substituter(params, self.env, run)

@@ -27,6 +27,9 @@ DEAD_AFTER_SECONDS = 30.0
 TIMEOUT_ENV = "ORCHESTRATOR_STORE_TIMEOUT"
 DEFAULT_TIMEOUT_SECONDS = 30.0
 F = TypeVar("F", bound=Callable[..., Any])
+# The host of a run that an outside engine drives (a Step Functions execution): no process of ours
+# lives for it between steps, so no heartbeat says it is alive; its engine records its end.
+EXTERNAL_HOST_PREFIX = "external:"
 
 
 class RoutineBusy(UserError):
@@ -162,7 +165,7 @@ class RunStore:
 
 def is_dead(run: RunRecord, now: float | None = None) -> bool:
     """A running record whose process is gone (same host) or whose heartbeat stopped (any host)."""
-    if run.status != RUNNING:
+    if run.status != RUNNING or run.host.startswith(EXTERNAL_HOST_PREFIX):
         return False
     now = now or time.time()
     if run.host == socket.gethostname() and run.pid:

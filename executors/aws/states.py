@@ -1,0 +1,92 @@
+"""Step Functions fragments the AWS executors share: a ``.sync`` Task, a submit-and-poll loop.
+
+The loop waits like our own polling (``remote.Backoff``): short at first, then growing — here
+doubling, from ``FIRST_WAIT`` up to ``CAP_WAIT`` seconds — and fails with ``States.Timeout`` once
+the waits add up to the task's ``timeout`` (the fragment's input carries it, see
+``Executor.state_machine_task``).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+FIRST_WAIT, CAP_WAIT = 1, 30
+
+
+def sync_task(resource: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """A Task state for an optimised integration: Step Functions starts the work and waits for it."""
+    return {"Type": "Task", "Resource": resource, "Parameters": parameters}
+
+
+def sdk(service: str, action: str) -> str:
+    return f"arn:aws:states:::aws-sdk:{service}:{action}"
+
+
+def poll_loop(*, engine: str, submit: dict[str, Any], describe: dict[str, Any], id_field: str,
+              submit_id: str | None = None, status: str | None = None,
+              succeeded: list[str] = (), failed: list[str] = (), reason: str | None = None,
+              seen: dict[str, str] | None = None,
+              rules: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Submit, then Wait / describe / Choice with doubling waits, as a fragment.
+
+    ``submit`` is a Task state whose response's ``submit_id`` (a JSONPath) names the work (without
+    it, ``describe`` already names it); ``describe`` a Task state whose Parameters get ``id_field``
+    set to that id. The describe response is narrowed to ``seen`` (default ``{"state": status}``) at
+    ``$.poll.seen``; ``rules`` are Choice rules on it leading to ``Succeeded`` or ``Failed`` (default:
+    the state among ``succeeded`` / ``failed``). ``reason`` is the JSONPath of an error message in
+    the describe response, read once more when the work failed (it is absent before).
+    """
+    check = dict(describe)
+    if submit_id:
+        check["Parameters"] = {**describe.get("Parameters", {}), f"{id_field}.$": "$.poll.id"}
+    on_failure = "Why failed" if reason else "Failed"
+    rules = rules or [
+        *({"Variable": "$.poll.seen.state", "StringEquals": s, "Next": "Succeeded"} for s in succeeded),
+        *({"Variable": "$.poll.seen.state", "StringEquals": s, "Next": "Failed"} for s in failed)]
+    rules = [{**r, "Next": on_failure} if r["Next"] == "Failed" else r for r in rules]
+    what = "$.poll.id" if submit_id else "'" + str(describe["Parameters"].get(id_field, "")) + "'"
+    states: dict[str, Any] = {
+        "Submit": {**submit, "ResultSelector": {"id.$": submit_id}, "ResultPath": "$.poll",
+                   "Next": "First wait"} if submit_id else
+        {**submit, "ResultPath": None, "Next": "First wait"},
+        "First wait": {"Type": "Pass", "Result": {"wait": FIRST_WAIT, "elapsed": 0},
+                       "ResultPath": "$.clock", "Next": "Wait"},
+        "Wait": {"Type": "Wait", "SecondsPath": "$.clock.wait", "Next": "Describe"},
+        "Describe": {**check, "ResultSelector": seen or {"state.$": status},
+                     "ResultPath": "$.seen", "Next": "Done?"},
+        "Done?": {"Type": "Choice", "Default": "Longer wait",
+                  "Choices": [_on_seen(r) for r in rules]},
+        "Longer wait": {"Type": "Pass", "Parameters": {
+            "wait.$": "States.MathAdd($.clock.wait, $.clock.wait)",
+            "elapsed.$": "States.MathAdd($.clock.elapsed, $.clock.wait)"},
+            "ResultPath": "$.clock", "Next": "Capped?"},
+        "Capped?": {"Type": "Choice", "Default": "Timed out?", "Choices": [
+            {"Variable": "$.clock.wait", "NumericGreaterThan": CAP_WAIT, "Next": "Cap wait"}]},
+        "Cap wait": {"Type": "Pass", "Parameters": {"wait": CAP_WAIT, "elapsed.$": "$.clock.elapsed"},
+                     "ResultPath": "$.clock", "Next": "Timed out?"},
+        "Timed out?": {"Type": "Choice", "Default": "Wait", "Choices": [
+            {"Variable": "$.clock.elapsed", "NumericGreaterThanEqualsPath": "$.timeout",
+             "Next": "Timed out"}]},
+        "Timed out": {"Type": "Fail", "Error": "States.Timeout",
+                      "CausePath": f"States.Format('{engine} {{}} still running when the task "
+                                   f"timed out', {what})"},
+        "Failed": {"Type": "Fail", "Error": f"{engine}.Failed",
+                   "CausePath": f"States.Format('{engine} {{}} failed', {what})"},
+        "Succeeded": {"Type": "Succeed"},
+    }
+    if reason:
+        states["Why failed"] = {**check, "ResultSelector": {"reason.$": reason},
+                                "ResultPath": "$.why", "Next": "Failed with reason"}
+        states["Failed with reason"] = {
+            "Type": "Fail", "Error": f"{engine}.Failed",
+            "CausePath": f"States.Format('{engine} {{}} failed: {{}}', {what}, $.why.reason)"}
+        # a response without the message (it is optional) still fails, with what we know
+        states["Why failed"]["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": None,
+                                          "Next": "Failed"}]
+    return {"StartAt": "Submit", "States": states}
+
+
+def _on_seen(rule: dict[str, Any]) -> dict[str, Any]:
+    """Rules are written against ``$.poll.seen``; the describe result lands at ``$.seen``."""
+    text = json.dumps(rule).replace("$.poll.seen", "$.seen")
+    return json.loads(text)

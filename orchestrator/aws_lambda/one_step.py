@@ -1,0 +1,162 @@
+"""The Lambda's part in a Step Functions execution: run some tasks of one step, or record the end.
+
+The state machine (``orchestrator.stepfunctions``) invokes the handler with
+``{"routine", "version", "execution", "step", "tasks", "params", "run_date"}`` for tasks no native
+integration runs, and with ``{"routine", "version", "execution", "finish": "succeeded"|"failed"}``
+at the end. Everything is recorded in the shared run store (``ORCHESTRATOR_STORE``, DynamoDB when
+deployed) under a run whose id is the execution's name, so ``orchestrate runs``/``show``/``logs``
+show the execution like any other run. The run's host is ``external:states``: no process of ours
+lives for it between steps, so the store does not judge it dead by its heartbeat.
+
+Only routines packaged with the function run this way (a path inside the package): the definition
+names them, and their version must be the deployed one (``ORCHESTRATOR_ROUTINE_VERSION``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import time
+from typing import Any
+
+from ..errors import RoutineError, UserError
+from ..events import SUCCEEDED
+from .trust import InvalidEvent
+
+VERSION_ENV = "ORCHESTRATOR_ROUTINE_VERSION"
+HOST = "external:states"
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_FINISHED = ("succeeded", "failed")
+
+
+class StepFailed(RuntimeError):
+    """A task of the step did not succeed; Step Functions sees the error name ``StepFailed``."""
+
+
+def is_step_event(event: Any) -> bool:
+    return isinstance(event, dict) and "execution" in event and ("step" in event or "finish" in event)
+
+
+def handle(runner: Any, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from ..runs.store import open_store
+    from .runner import resolve_source
+
+    execution = _text(event, "execution")
+    source = resolve_source(event.get("routine"))
+    if not source.trusted or source.path is None:
+        raise InvalidEvent("a state machine step runs a routine packaged with the function only")
+    deployed = os.environ.get(VERSION_ENV)
+    if deployed and str(event.get("version")) != deployed:
+        raise InvalidEvent(f"the state machine was compiled from version {event.get('version')} of "
+                           f"the routine, but this function holds version {deployed}; deploy both")
+    store = open_store(runner.registry)
+    if "finish" in event:
+        return _finish(runner, store, source.path, execution, event)
+    params = event.get("params") or {}
+    if not isinstance(params, dict):
+        raise InvalidEvent("event.params must be an object of parameter values")
+    run_date = event.get("run_date")
+    if run_date is not None and not (isinstance(run_date, str) and _DATE.match(run_date)):
+        raise InvalidEvent(f"event.run_date must be a date YYYY-MM-DD, got {run_date!r}")
+    routine = _load(runner, source.path, params, execution, run_date)
+    return _run_tasks(store, routine, _text(event, "step"), event.get("tasks"), context)
+
+
+def _text(event: dict[str, Any], key: str) -> str:
+    value = event.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(f"event.{key} must be a non-empty string")
+    return value
+
+
+def _load(runner: Any, path: Any, params: dict[str, Any], execution: str,
+          run_date: str | None) -> Any:
+    from ..routine.load import load_routine
+
+    try:
+        return load_routine(path, params, runner.registry, run_id=execution, strict_params=False,
+                            run_date=run_date)
+    except RoutineError as exc:
+        raise InvalidEvent("; ".join(str(p) for p in exc.problems)) from None
+    except UserError as exc:
+        raise InvalidEvent(str(exc)) from None
+
+
+def ensure_record(store: Any, routine: Any, routine_file: str) -> Any:
+    """The execution's run record, created by whichever step comes first (parallel branches race)."""
+    from ..runs.recorder import new_record
+
+    found = store.get_run(routine.run_id)
+    if found is not None:
+        return found
+    record = dataclasses.replace(new_record(routine), routine_file=routine_file, host=HOST,
+                                 pid=None, pid_started=None)
+    try:
+        store.start_run(record, allow_concurrent=True)
+    except UserError:  # another branch recorded it between our read and our write
+        found = store.get_run(routine.run_id)
+        if found is None:
+            raise
+        return found
+    return record
+
+
+def _run_tasks(store: Any, routine: Any, step_name: str, indexes: Any, context: Any) -> dict[str, Any]:
+    from ..engine import Run, Step, plan
+    from ..runs.recorder import LogCapture, RunRecorder
+    from .runner import cancel_at, margin_seconds
+
+    the_plan = plan(routine)
+    position = next((i for i, s in enumerate(the_plan.steps) if s.name == step_name), None)
+    if position is None:
+        raise InvalidEvent(f"the routine has no step {step_name!r}")
+    spec = the_plan.steps[position].spec
+    if indexes is None:
+        indexes = list(range(len(spec.tasks)))
+    if (not isinstance(indexes, list) or not indexes
+            or not all(isinstance(i, int) and 0 <= i < len(spec.tasks) for i in indexes)):
+        raise InvalidEvent(f"event.tasks must list task positions of step {step_name} "
+                           f"(0 to {len(spec.tasks) - 1})")
+    record = ensure_record(store, routine, str(routine.file))
+    store.update_run(record.run_id, heartbeat=time.time())
+    recorder = RunRecorder(store, record)
+    run = Run(the_plan, [recorder], watermarks=store)
+    # only these tasks, each keeping its position in the routine (how records are keyed)
+    run.results[step_name] = [run.results[step_name][i] for i in indexes]
+    subset = Step(dataclasses.replace(spec, tasks=tuple(spec.tasks[i] for i in indexes)), ())
+    timer = cancel_at(context, run.cancel, margin_seconds())
+    try:
+        with LogCapture(store, record.run_id, routine.secrets, on_error=recorder.store_failed):
+            run.run_step(subset)
+    finally:
+        if timer is not None:
+            timer.cancel()
+    store.update_run(record.run_id, heartbeat=time.time())
+    results = run.results[step_name]
+    summary = {"run_id": record.run_id, "step": step_name,
+               "tasks": [{"task": r.task, "index": r.index, "status": str(r.status),
+                          "attempts": r.attempts} for r in results]}
+    bad = [r for r in results if r.status != SUCCEEDED]
+    if bad:
+        first = bad[0]
+        raise StepFailed(f"step {step_name} task {first.task} {first.status}: "
+                         f"{first.error_type or ''}: {routine.masked(first.error or first.reason or '')}")
+    return summary
+
+
+def _finish(runner: Any, store: Any, path: Any, execution: str, event: dict[str, Any]) -> dict[str, Any]:
+    from ..runs.store import LogRecord
+
+    status = event.get("finish")
+    if status not in _FINISHED:
+        raise InvalidEvent(f"event.finish must be one of {', '.join(_FINISHED)}, got {status!r}")
+    record = store.get_run(execution)
+    if record is None:  # no step of ours ran before the end: record the execution anyway
+        routine = _load(runner, path, {}, execution, None)
+        record = ensure_record(store, routine, str(path))
+    if status == "failed" and event.get("failure") is not None:
+        line = LogRecord(execution, time.time(), "ERROR", None, None,
+                         f"execution failed: {event['failure']}")
+        store.append_logs([line])
+    store.update_run(execution, status=status, ended=time.time(), heartbeat=time.time())
+    return {"run_id": execution, "status": status}

@@ -1,0 +1,143 @@
+"""``orchestrate run ROUTINE --on step-functions --state-machine ARN``, and ``wait``/``cancel`` of an
+execution ARN: start an execution of a deployed routine and follow it like a local run.
+
+The execution is named after the run id (``${run.id}``); its input carries the ``--param`` values
+and the run date. Progress comes from the execution's history; Ctrl-C (or ``cancel ARN``) stops it
+with StopExecution, which also stops ``.sync`` work (queries, job runs, ECS tasks). boto3 loads here
+only, when one of these is asked for.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from typing import Any, Callable
+
+from ..errors import UserError
+from ..outcome import ExitCode
+from ..routine.substitution import SECRET_NAME
+
+EXECUTION_ARN_PREFIX = "arn:aws:states:"
+ENDED = {"SUCCEEDED": ExitCode.OK, "FAILED": ExitCode.FAILED, "TIMED_OUT": ExitCode.FAILED,
+         "ABORTED": ExitCode.INTERRUPTED}
+FIRST_POLL, MAX_POLL = 0.5, 10.0
+
+
+def client() -> Any:
+    import boto3
+
+    return boto3.client("stepfunctions")
+
+
+def execution_input(routine: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """What the execution starts with: the given params (never secret ones: an execution's input is
+    kept in its history) and the run date."""
+    secret = sorted(k for k in overrides if SECRET_NAME.search(k))
+    if secret:
+        raise UserError(f"--param {secret[0]}: a secret would be kept in the execution's history; "
+                        "give it to the deployed function (Secrets Manager, SSM) instead")
+    return {"params": {k: routine.params[k] for k in overrides}, "run_date": routine.run_date}
+
+
+def start(routine: Any, overrides: dict[str, Any], state_machine: str,
+          sfn: Any = None) -> str:
+    sfn = sfn or client()
+    if not state_machine.startswith(EXECUTION_ARN_PREFIX):
+        raise UserError(f"--state-machine {state_machine!r}: expected a state machine ARN "
+                        "(arn:aws:states:REGION:ACCOUNT:stateMachine:NAME)")
+    response = sfn.start_execution(stateMachineArn=state_machine, name=routine.run_id,
+                                   input=json.dumps(execution_input(routine, overrides)))
+    return str(response["executionArn"])
+
+
+def follow(execution: str, say: Callable[[str], None], sfn: Any = None,
+           timeout: float | None = None) -> dict[str, Any]:
+    """Poll until the execution ends (or ``timeout``), saying each state as it is entered or fails;
+    polls grow from half a second to ten, so a long execution costs few calls."""
+    sfn = sfn or client()
+    seen = 0
+    started = time.monotonic()
+    delay = FIRST_POLL
+    while True:
+        described = sfn.describe_execution(executionArn=execution)
+        for event in _history(sfn, execution, seen):
+            seen = max(seen, event["id"])
+            line = _progress(event)
+            if line:
+                say(line)
+        if described["status"] in ENDED:
+            return described
+        if timeout is not None and time.monotonic() - started > timeout:
+            from ..runs.control import WaitTimedOut
+
+            raise WaitTimedOut(f"execution {execution} still {described['status']} after {timeout:g}s")
+        time.sleep(delay)
+        delay = min(MAX_POLL, delay * 2)
+
+
+def _history(sfn: Any, execution: str, after: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution):
+        events += [e for e in page["events"] if e["id"] > after]
+    return events
+
+
+def _progress(event: dict[str, Any]) -> str | None:
+    kind = event["type"]
+    if kind in ("TaskStateEntered", "ParallelStateEntered"):
+        return f"started   {event['stateEnteredEventDetails']['name']}"
+    if kind in ("TaskStateExited", "ParallelStateExited"):
+        return f"finished  {event['stateExitedEventDetails']['name']}"
+    if kind == "PassStateEntered" and "inactive" in event["stateEnteredEventDetails"]["name"]:
+        return f"skipped   {event['stateEnteredEventDetails']['name']}"
+    return None
+
+
+def outcome(described: dict[str, Any]) -> tuple[int, str]:
+    status = described["status"]
+    line = f"execution {described.get('name', described['executionArn'])} {status.lower()}"
+    if described.get("error") or described.get("cause"):
+        line += f": {described.get('error', '')} {described.get('cause', '')}".rstrip()
+    return int(ENDED.get(status, ExitCode.FAILED)), line
+
+
+def stop(execution: str, sfn: Any = None) -> dict[str, Any]:
+    sfn = sfn or client()
+    described = sfn.describe_execution(executionArn=execution)
+    if described["status"] == "RUNNING":
+        sfn.stop_execution(executionArn=execution, error="orchestrator.Cancelled",
+                           cause="cancelled with orchestrate")
+        described = sfn.describe_execution(executionArn=execution)
+    return described
+
+
+def run(routine: Any, overrides: dict[str, Any], state_machine: str, detach: bool,
+        as_json: bool) -> int:
+    sfn = client()
+    execution = start(routine, overrides, state_machine, sfn)
+    if detach:
+        print(execution)
+        return ExitCode.OK
+    say = (lambda line: print(line, file=sys.stderr)) if as_json else print
+    say(f"started execution {execution}")
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        described = follow(execution, say, sfn)
+    except KeyboardInterrupt:
+        say("stopping the execution (StopExecution)")
+        described = stop(execution, sfn)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    code, line = outcome(described)
+    if as_json:
+        print(json.dumps({"execution": execution, "status": described["status"].lower(),
+                          "error": described.get("error"), "cause": described.get("cause")}))
+    else:
+        print(line)
+    return code
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,460 @@
+"""Compile a validated routine into an AWS Step Functions state machine (Amazon States Language).
+
+Each executor says how its tasks run there (``Executor.state_machine_task``): as a native
+integration (a ``.sync`` Task, or a submit-and-poll loop), or — the default — through the
+orchestrator's Lambda, which runs consecutive such tasks of one step in one invocation and records
+them in the shared run store under the execution. The core names no executor.
+
+The shape: a few states that merge the execution's input (``params``, ``run_date``) over the
+routine's defaults; then the steps, in declared order, or for ``depends_on`` in layers of a
+topological order, each layer of several steps one ``Parallel`` state with a branch per step. Every
+task state catches any error into a state noting step, task, error and cause, then one ``Fail``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from typing import Any, Callable, Iterable
+
+from ..errors import UserError
+from ..engine import plan
+from ..executor import Uncompilable
+from ..routine.load import Routine, StepSpec, TaskCall, parse_file
+from ..routine.substitution import SECRET_NAME
+from .references import (ReferenceProblem, has_runtime_reference, referenced_params,
+                         resolve_fields)
+
+MAX_DEFINITION_BYTES = 1_048_576  # Step Functions' limit on a state machine definition
+MAX_STATE_NAME = 80
+LAMBDA_SECONDS = 900
+FUNCTION_REF = "${OrchestratorFunctionArn}"  # filled in by the template's DefinitionSubstitutions
+NO_TIMEOUT = 31_536_000  # a year: the longest a standard execution may run
+FAILED_STATE, SUCCEEDED_STATE = "Failed", "Succeeded"
+STEP_FAILED = "orchestrator.StepFailed"
+LAMBDA_RETRY = {"ErrorEquals": ["Lambda.TooManyRequestsException"], "IntervalSeconds": 2,
+                "MaxAttempts": 6, "BackoffRate": 2}  # throttled: the function did not run
+
+
+class CompileError(UserError):
+    """The routine cannot become a state machine; the message names the step (exit code 2)."""
+
+
+@dataclasses.dataclass
+class Unit:
+    """One state of a step: native tasks one each, consecutive Lambda tasks together."""
+
+    step: StepSpec
+    indexes: tuple[int, ...]
+    native: dict[str, Any] | None  # the executor's Task state or fragment; None: our Lambda
+
+
+@dataclasses.dataclass
+class Compiled:
+    definition: dict[str, Any]
+    lambda_steps: list[str]  # steps (some of) whose tasks run in our Lambda
+    native_tasks: dict[str, str]  # "step.task" -> the integration's Resource (or "loop")
+    notes: list[str]
+
+    @property
+    def uses_lambda(self) -> bool:
+        return bool(self.lambda_steps)
+
+    def text(self) -> str:
+        return json.dumps(self.definition, indent=2, sort_keys=False) + "\n"
+
+
+def compile_routine(routine: Routine, routine_ref: str, version: str,
+                    function: str = FUNCTION_REF, raw: dict[str, Any] | None = None) -> Compiled:
+    """The state machine of ``routine`` (loaded and validated). ``routine_ref`` is where the
+    Lambda finds the routine in its package; ``raw`` the routine's document (default: its file)."""
+    doc = raw if raw is not None else parse_file(routine.file)
+    return _Compiler(routine, doc, routine_ref, version, function).compile()
+
+
+class _Names:
+    """State names: unique across the machine and at most 80 characters."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def take(self, wanted: str) -> str:
+        name = wanted if len(wanted) <= MAX_STATE_NAME else self._shortened(wanted)
+        n = 2
+        while name in self.used:
+            suffix = f" #{n}"
+            name = (wanted if len(wanted) + len(suffix) <= MAX_STATE_NAME
+                    else self._shortened(wanted, len(suffix))) + suffix
+            n += 1
+        self.used.add(name)
+        return name
+
+    @staticmethod
+    def _shortened(name: str, room: int = 0) -> str:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        return f"{name[:MAX_STATE_NAME - room - 10]}..{digest}"
+
+
+# A piece of a chain: given the name of the state after it (None: the end), add its states and
+# return the name of its first state.
+Piece = Callable[[dict[str, Any], "str | None"], str]
+
+
+class _Compiler:
+    def __init__(self, routine: Routine, doc: dict[str, Any], routine_ref: str, version: str,
+                 function: str) -> None:
+        self.routine, self.doc = routine, doc
+        self.routine_ref, self.version, self.function = routine_ref, version, function
+        self.names = _Names()
+        self.lambda_steps: list[str] = []
+        self.native: dict[str, str] = {}
+        self.notes: list[str] = []
+        self.secret_params = {k for k, v in routine.params.items()
+                              if SECRET_NAME.search(k) or (isinstance(v, str) and v in routine.secrets)}
+
+    # ------------------------------------------------------------------ whole machine
+
+    def compile(self) -> Compiled:
+        units = {s.name: self.units(s) for s in self.routine.steps if s.active}
+        self.names.used |= {FAILED_STATE, SUCCEEDED_STATE}
+        states: dict[str, Any] = {}
+        pieces: list[Piece] = [self.input_piece()]
+        if not self.routine.active:
+            pieces.append(self.note_piece("Routine inactive", "routine is inactive (active: false)"))
+        else:
+            for layer in self.layers():
+                pieces.append(self.layer_piece(layer, units))
+        finish = self.finish_piece("succeeded") if self.lambda_steps else None
+        if finish:
+            pieces.append(finish)
+        states[SUCCEEDED_STATE] = {"Type": "Succeed"}
+        start = _chain(pieces, states, SUCCEEDED_STATE)
+        self.add_fail(states)
+        definition = {
+            "Comment": f"routine {self.routine.name} version {self.version}, compiled by orchestrator",
+            "StartAt": start,
+            "States": states,
+        }
+        self.check_size(definition)
+        self.check_secrets(definition)
+        return Compiled(definition, self.lambda_steps, self.native, self.notes)
+
+    def add_fail(self, states: dict[str, Any]) -> None:
+        fail = {"Type": "Fail", "Error": STEP_FAILED, "CausePath": "States.JsonToString($.failure)"}
+        if not self.lambda_steps:
+            states[FAILED_STATE] = fail
+            return
+        record = self.names.take("Record failure")
+        states[record] = {
+            "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": self.function, "Payload": {
+                **self.lambda_identity(), "finish": "failed", "failure.$": "$.failure"}},
+            "ResultPath": None, "Retry": [LAMBDA_RETRY],
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": FAILED_STATE}],
+            "Next": FAILED_STATE}
+        states[FAILED_STATE] = fail
+        # every catcher that leads to the Fail state passes by the record first
+        for name, state in states.items():
+            if name != record and state.get("Next") == FAILED_STATE and state["Type"] == "Pass":
+                state["Next"] = record
+
+    def check_size(self, definition: dict[str, Any]) -> None:
+        size = len(json.dumps(definition, separators=(",", ":")).encode())
+        if size > MAX_DEFINITION_BYTES:
+            raise CompileError(f"{self.routine.file}: the state machine would be {size:,} bytes, over "
+                               f"Step Functions' limit of {MAX_DEFINITION_BYTES:,}; split the routine")
+
+    def check_secrets(self, definition: dict[str, Any]) -> None:
+        """No secret value may be written into a definition (anyone who can describe it reads it)."""
+        text = json.dumps(definition)
+        for step_name, state_text in _state_texts(definition):
+            for secret in self.routine.secrets:
+                if len(secret) >= 3 and secret in state_text:
+                    raise CompileError(
+                        f"{self.routine.file}: step {step_name}: a secret value would be written into "
+                        "the state machine definition; let the task run in the orchestrator's Lambda "
+                        "(which resolves it at run time) or reference it from Secrets Manager/SSM")
+        if any(len(s) >= 3 and s in text for s in self.routine.secrets):
+            raise CompileError(f"{self.routine.file}: a secret value would be written into the state "
+                               "machine definition")
+
+    # ------------------------------------------------------------------ input
+
+    def defaults(self) -> dict[str, Any]:
+        return {k: v for k, v in self.routine.params.items() if k not in self.secret_params}
+
+    def input_piece(self) -> Piece:
+        def piece(states: dict[str, Any], after: str | None) -> str:
+            has_params, no_params = self.names.take("Input has params?"), self.names.take("No params given")
+            defaults, has_date = self.names.take("Routine defaults"), self.names.take("Run date given?")
+            start, start_dated = self.names.take("Start run"), self.names.take("Start run on given date")
+            merged = "States.JsonMerge($.defaults, $.params, false)"
+            states[has_params] = {"Type": "Choice", "Default": no_params, "Choices": [
+                {"Variable": "$.params", "IsPresent": True, "Next": defaults}]}
+            states[no_params] = {"Type": "Pass", "Result": {}, "ResultPath": "$.params", "Next": defaults}
+            states[defaults] = {"Type": "Pass", "Result": self.defaults(), "ResultPath": "$.defaults",
+                                "Next": has_date}
+            states[has_date] = {"Type": "Choice", "Default": start, "Choices": [
+                {"Variable": "$.run_date", "IsPresent": True, "Next": start_dated}]}
+            today = "States.ArrayGetItem(States.StringSplit($$.Execution.StartTime, 'T'), 0)"
+            for name, date in ((start, today), (start_dated, "$.run_date")):
+                states[name] = _link({"Type": "Pass", "Parameters": {
+                    "params.$": merged, "run": {"id.$": "$$.Execution.Name", "date.$": date}}}, after)
+            return has_params
+        return piece
+
+    def note_piece(self, name: str, why: str) -> Piece:
+        def piece(states: dict[str, Any], after: str | None) -> str:
+            taken = self.names.take(name)
+            states[taken] = _link({"Type": "Pass", "Comment": why, "Result": {"skipped": why},
+                                   "ResultPath": None}, after)
+            return taken
+        return piece
+
+    def finish_piece(self, status: str) -> Piece:
+        def piece(states: dict[str, Any], after: str | None) -> str:
+            name = self.names.take("Record success")
+            states[name] = _link({
+                "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": self.function,
+                               "Payload": {**self.lambda_identity(), "finish": status}},
+                "ResultPath": None, "Retry": [LAMBDA_RETRY]}, after)
+            return name
+        return piece
+
+    # ------------------------------------------------------------------ layout
+
+    def layers(self) -> list[list[StepSpec]]:
+        """Declared order, one step a layer; with ``depends_on``, steps by depth in the graph."""
+        steps = list(self.routine.steps)
+        if not self.routine.explicit_dependencies:
+            return [[s] for s in steps]
+        depth: dict[str, int] = {}
+        for planned in plan(self.routine).steps:  # topological order: dependencies come first
+            depth[planned.name] = 1 + max((depth[d] for d in planned.spec.depends_on), default=-1)
+        layers: list[list[StepSpec]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+        for s in steps:
+            layers[depth[s.name]].append(s)
+        return layers
+
+    def layer_piece(self, layer: list[StepSpec], units: dict[str, list[Unit]]) -> Piece:
+        if len(layer) == 1:
+            return self.step_piece(layer[0], units.get(layer[0].name, []), FAILED_STATE)
+
+        def piece(states: dict[str, Any], after: str | None) -> str:
+            name = self.names.take("Parallel: " + ", ".join(s.name for s in layer))
+            catcher = self.names.take(f"{name} failed")
+            branches = []
+            for step in layer:
+                branch_states: dict[str, Any] = {}
+                fail = self.names.take(f"{step.name} failed")
+                start = self.step_piece(step, units.get(step.name, []), fail)(branch_states, None)
+                branch_states[fail] = {"Type": "Fail", "Error": STEP_FAILED,
+                                       "CausePath": "States.JsonToString($.failure)"}
+                branches.append({"StartAt": start, "States": branch_states})
+            states[name] = _link({"Type": "Parallel", "Branches": branches, "ResultPath": None,
+                                  "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error",
+                                             "Next": catcher}]}, after)
+            states[catcher] = self.catcher(", ".join(s.name for s in layer), None)
+            return name
+        return piece
+
+    def step_piece(self, step: StepSpec, step_units: list[Unit], fail: str) -> Piece:
+        if not step.active:
+            return self.note_piece(f"{step.name} (inactive)", f"step {step.name} is inactive (active: false)")
+
+        def piece(states: dict[str, Any], after: str | None) -> str:
+            pieces = [self.unit_piece(u, fail) for u in step_units]
+            if not pieces:
+                pieces = [self.note_piece(f"{step.name} (no tasks)", f"step {step.name} has no tasks")]
+            return _chain(pieces, states, after)
+        return piece
+
+    def catcher(self, step: str, task: str | None, fail: str = FAILED_STATE) -> dict[str, Any]:
+        return {"Type": "Pass", "Parameters": {"step": step, "task": task, "error.$": "$.error.Error",
+                                               "cause.$": "$.error.Cause"},
+                "ResultPath": "$.failure", "Next": fail}
+
+    # ------------------------------------------------------------------ units
+
+    def units(self, step: StepSpec) -> list[Unit]:
+        entry = _raw_entry(self.doc, step.path)
+        raw_params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
+        raw_tasks = entry.get("tasks") if isinstance(entry.get("tasks"), list) else []
+        params = _with_references(step.params, raw_params)
+        result: list[Unit] = []
+        for index, call in enumerate(step.tasks):
+            raw_task = raw_tasks[index] if index < len(raw_tasks) else {}
+            raw_args = raw_task.get("args") if isinstance(raw_task, dict) else None
+            args = _with_references(call.args, raw_args if isinstance(raw_args, dict) else {})
+            try:
+                native = step.executor.cls.state_machine_task(call.task, args, params)
+            except Uncompilable as exc:
+                raise CompileError(f"{self.routine.file}: {step.path}.tasks[{index}]: step {step.name} "
+                                   f"task {call.task} cannot run in a state machine: {exc}") from None
+            if native is not None:
+                self.check_native(step, index, call, native)
+                self.native[f"{step.name}.{call.task}"] = native.get("Resource", "loop")
+                result.append(Unit(step, (index,), native))
+            elif result and result[-1].native is None:
+                result[-1].indexes += (index,)
+            else:
+                result.append(Unit(step, (index,), None))
+        if any(u.native is None for u in result):
+            self.lambda_steps.append(step.name)
+            self.note_lambda_limits(step, [u for u in result if u.native is None])
+        return result
+
+    def check_native(self, step: StepSpec, index: int, call: TaskCall, native: dict[str, Any]) -> None:
+        where = f"{self.routine.file}: {step.path}.tasks[{index}]: step {step.name} task {call.task}"
+        text = json.dumps(native)
+        secret = sorted(p for p in self.secret_params if f"params.{p}" in text)
+        if secret:
+            raise CompileError(f"{where}: uses secret param {secret[0]}, which is never written into "
+                               "a state machine; run the task in the orchestrator's Lambda instead")
+        if "${env." in text:
+            raise CompileError(f"{where}: ${{env.X}} has no value in a state machine; use a param")
+        unknown = set().union(*(referenced_params(s) for s in _strings(native))) - set(self.routine.params)
+        if unknown:
+            raise CompileError(f"{where}: ${{params.{sorted(unknown)[0]}}} is not a param of the routine")
+        if not ("Type" in native or ("StartAt" in native and "States" in native)):
+            raise CompileError(f"{where}: the executor returned neither a Task state nor a fragment")
+
+    def note_lambda_limits(self, step: StepSpec, lambda_units: list[Unit]) -> None:
+        """A Lambda invocation stops after 15 minutes; say so where the routine allows longer."""
+        for unit in lambda_units:
+            calls = [step.tasks[i] for i in unit.indexes]
+            worst = sum((c.timeout or 0) * (c.retries + 1) + c.retry_delay * c.retries for c in calls)
+            if worst > LAMBDA_SECONDS:
+                tasks = ", ".join(c.task for c in calls)
+                self.notes.append(f"step {step.name} ({tasks}) runs in the Lambda, which stops after "
+                                  f"15 minutes, but its timeouts and retries allow {worst:g} s")
+
+    def lambda_identity(self) -> dict[str, Any]:
+        return {"routine": self.routine_ref, "version": self.version,
+                "execution.$": "$$.Execution.Name"}
+
+    def unit_piece(self, unit: Unit, fail: str) -> Piece:
+        step = unit.step
+        calls = [step.tasks[i] for i in unit.indexes]
+        label = f"{step.name}.{'+'.join(c.task for c in calls)}"
+
+        def piece(states: dict[str, Any], after: str | None) -> str:
+            name = self.names.take(label)
+            catcher = self.names.take(f"{label} failed")
+            task_label = ", ".join(c.task for c in calls)
+            states[catcher] = self.catcher(step.name, task_label, fail)
+            catch = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": catcher}]
+            if unit.native is None:
+                state = {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                         "Parameters": {"FunctionName": self.function, "Payload": {
+                             **self.lambda_identity(), "step": step.name, "tasks": list(unit.indexes),
+                             "params.$": "$.params", "run_date.$": "$.run.date"}},
+                         "ResultPath": None, "Retry": [LAMBDA_RETRY], "Catch": catch}
+            else:
+                state = self.native_state(unit.native, calls[0], name, catch)
+            states[name] = _link(state, after)
+            return name
+        return piece
+
+    def native_state(self, native: dict[str, Any], call: TaskCall, name: str,
+                     catch: list[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            if "StartAt" in native:  # a loop: run it as a branch, so it retries and fails as one
+                inner = {k: self.names.take(f"{name}: {k}") for k in native["States"]}
+                branch = {"StartAt": inner[native["StartAt"]],
+                          "States": {inner[k]: _resolved(_renamed(v, inner))
+                                     for k, v in native["States"].items()}}
+                state: dict[str, Any] = {
+                    "Type": "Parallel", "Branches": [branch],
+                    "Parameters": {"params.$": "$.params", "run.$": "$.run",
+                                   "timeout": int(math.ceil(call.timeout)) if call.timeout else NO_TIMEOUT},
+                    "ResultPath": None}
+            else:
+                state = _resolved(dict(native))
+                state.setdefault("ResultPath", None)
+                if call.timeout:
+                    state["TimeoutSeconds"] = int(math.ceil(call.timeout))
+        except ReferenceProblem as exc:
+            raise CompileError(f"{self.routine.file}: step {name}: {exc}") from None
+        if call.retries:
+            state["Retry"] = [{"ErrorEquals": ["States.ALL"],
+                               "IntervalSeconds": max(1, int(math.ceil(call.retry_delay))),
+                               "MaxAttempts": call.retries, "BackoffRate": 2}]
+        state["Catch"] = catch
+        return state
+
+
+# ---------------------------------------------------------------------- helpers
+
+def _chain(pieces: list[Piece], states: dict[str, Any], after: str | None) -> str:
+    """Wire pieces in order, last to first, so each knows the state after it."""
+    for piece in reversed(pieces):
+        after = piece(states, after)
+    assert after is not None
+    return after
+
+
+def _link(state: dict[str, Any], after: str | None) -> dict[str, Any]:
+    if after is None:
+        state["End"] = True
+    else:
+        state["Next"] = after
+    return state
+
+
+def _renamed(state: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """A fragment's state with its transitions renamed into the machine's namespace."""
+    copy = json.loads(json.dumps(state))
+    for holder in (copy, *copy.get("Choices", []), *copy.get("Catch", [])):
+        for key in ("Next", "Default"):
+            if key in holder:
+                holder[key] = names[holder[key]]
+    return copy
+
+
+def _resolved(state: dict[str, Any]) -> dict[str, Any]:
+    for key in ("Parameters", "Arguments"):
+        if key in state:
+            state[key] = resolve_fields(state[key])
+    return state
+
+
+def _raw_entry(doc: Any, path: str) -> dict[str, Any]:
+    """The routine document's entry at ``executors[3]`` or ``executors.NAME``."""
+    executors = doc.get("executors") if isinstance(doc, dict) else None
+    if path.startswith("executors[") and isinstance(executors, list):
+        entry = executors[int(path[len("executors["):-1])]
+    elif path.startswith("executors.") and isinstance(executors, dict):
+        entry = executors.get(path[len("executors."):])
+    else:
+        entry = None
+    return entry if isinstance(entry, dict) else {}
+
+
+def _with_references(resolved: Any, raw: Any) -> Any:
+    """``resolved`` with the routine's raw text wherever that held a ``${params.X}``/``${run.X}``."""
+    if isinstance(raw, str) and has_runtime_reference(raw):
+        return raw
+    if isinstance(resolved, dict) and isinstance(raw, dict):
+        return {k: _with_references(v, raw.get(k)) for k, v in resolved.items()}
+    if isinstance(resolved, list) and isinstance(raw, list) and len(raw) == len(resolved):
+        return [_with_references(v, r) for v, r in zip(resolved, raw)]
+    return resolved
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _state_texts(definition: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    for name, state in definition.get("States", {}).items():
+        yield name, json.dumps(state)

@@ -1,0 +1,97 @@
+"""``${params.X}``, ``${run.id}``, ``${run.date}`` in a compiled state: paths into the state's input.
+
+A routine resolves these when it is loaded; a state machine resolves them per execution. So the
+compiler keeps the routine's raw text where it held such a reference, and here turns each string
+into a JSONPath (a whole-value reference keeps its type) or a ``States.Format`` call.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..routine.substitution import _REF
+
+RUNTIME_SCOPES = ("params", "run")
+RUN_PATHS = {"id": "$.run.id", "date": "$.run.date"}
+_NAME = re.compile(r"^[A-Za-z_][\w-]*$")
+
+
+class ReferenceProblem(ValueError):
+    """A reference a state machine cannot resolve at run time."""
+
+
+def has_runtime_reference(text: str) -> bool:
+    return any(m.group(1) is not None and m.group(1).strip().split(".")[0] in RUNTIME_SCOPES
+               for m in _REF.finditer(text))
+
+
+def referenced_params(text: str) -> set[str]:
+    return {m.group(1).strip().partition(".")[2] for m in _REF.finditer(text)
+            if m.group(1) is not None and m.group(1).strip().startswith("params.")}
+
+
+def path_of(ref: str) -> str:
+    scope, _, name = ref.strip().partition(".")
+    if scope == "run" and name in RUN_PATHS:
+        return RUN_PATHS[name]
+    if scope == "params" and _NAME.match(name):
+        return f"$.params['{name}']" if "-" in name else f"$.params.{name}"
+    raise ReferenceProblem(f"${{{ref}}} cannot be resolved by a state machine")
+
+
+def _escaped(text: str) -> str:
+    """Literal text inside an intrinsic function's string: ``'``, ``{``, ``}`` and ``\\`` escaped."""
+    return re.sub(r"([\\'{}])", r"\\\1", text)
+
+
+def expression(text: str) -> str | None:
+    """The ``.$`` value for ``text``, or None when it holds no run-time reference."""
+    if not has_runtime_reference(text):
+        return None
+    whole = _REF.fullmatch(text)
+    if whole and whole.group(1) is not None:
+        return path_of(whole.group(1))
+    template: list[str] = []
+    paths: list[str] = []
+    position = 0
+    for match in _REF.finditer(text):
+        template.append(_escaped(text[position:match.start()]))
+        position = match.end()
+        if match.group(1) is None:  # `$${` is a literal `${`
+            template.append(_escaped("${"))
+            continue
+        template.append("{}")
+        paths.append(path_of(match.group(1)))
+    template.append(_escaped(text[position:]))
+    return f"States.Format('{''.join(template)}', {', '.join(paths)})"
+
+
+def array_expression(items: list[Any]) -> str | None:
+    """``States.Array(...)`` for a list of strings some of which hold run-time references."""
+    if not any(isinstance(v, str) and has_runtime_reference(v) for v in items):
+        return None
+    if not all(isinstance(v, str) for v in items):
+        raise ReferenceProblem("a ${params.X} or ${run.X} in a list of other than strings cannot be "
+                               "resolved by a state machine; use it in a single value")
+    parts = [expression(v) or f"'{_escaped(v)}'" for v in items]
+    return f"States.Array({', '.join(parts)})"
+
+
+def resolve_fields(value: Any) -> Any:
+    """A copy of a state's ``Parameters`` with each referencing string as a ``key.$`` field."""
+    if isinstance(value, dict):
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            if isinstance(item, str) and not key.endswith(".$") and (found := expression(item)):
+                result[f"{key}.$"] = found
+            elif isinstance(item, list) and (found := array_expression(item)):
+                result[f"{key}.$"] = found
+            else:
+                result[key] = resolve_fields(item)
+        return result
+    if isinstance(value, list):
+        if any(isinstance(v, str) and has_runtime_reference(v) for v in value):
+            raise ReferenceProblem("a ${params.X} or ${run.X} in a list cannot be resolved here by a "
+                                   "state machine; use it in a single value")
+        return [resolve_fields(v) for v in value]
+    return value

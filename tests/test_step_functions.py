@@ -1,0 +1,235 @@
+"""Routines compiled to Step Functions state machines: valid ASL (asl-validator from the npm
+registry, run with the machine's Node.js), the mapping of the issue, refusals naming the step,
+the SAM template, and executions on the moto server."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator import load_routine
+from orchestrator.errors import UserError
+from orchestrator.stepfunctions.compile import CompileError, compile_routine
+from orchestrator.stepfunctions.template import build_template, task_resources
+
+ROOT = Path(__file__).resolve().parents[1]
+ATHENA = {"output_location": "s3://results/", "database": "demo"}
+
+
+@pytest.fixture(scope="session")
+def asl_validator() -> str:
+    script = ROOT / "tools" / "asl-validator" / "install.sh"
+    try:
+        done = subprocess.run([str(script)], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot install asl-validator: {exc}")
+    if done.returncode != 0:
+        pytest.skip("cannot install asl-validator from the npm registry (node/npm missing or the "
+                    f"registry unreachable): {done.stderr.strip()[-300:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def validate(validator: str, definition: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "definition.asl.json"
+    path.write_text(json.dumps(definition))
+    done = subprocess.run([validator, "--json-path", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def compiled(doc: dict[str, Any], **kw: Any) -> Any:
+    return compile_routine(load_routine(doc), "routines/r/routine.json", "v1", raw=doc, **kw)
+
+
+def query(name: str, sql: str = "SELECT 1", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "executor": "athena", "params": ATHENA,
+            "tasks": [{"task": "run_query", "args": {"sql": sql}}], **extra}
+
+
+def all_states(states: dict[str, Any]) -> dict[str, Any]:
+    found = dict(states)
+    for state in states.values():
+        for branch in state.get("Branches", []):
+            found.update(all_states(branch["States"]))
+    return found
+
+
+def test_the_validator_rejects_a_broken_definition(asl_validator: str, tmp_path: Path) -> None:
+    """Guards the checks below: a validator that accepts anything would make them pass too."""
+    broken = {"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "Missing"}}}
+    with pytest.raises(AssertionError, match="MISSING_TRANSITION_TARGET"):
+        validate(asl_validator, broken, tmp_path)
+
+
+@pytest.mark.parametrize("routine", sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("routines/*/*")
+                                           if p.suffix in (".json", ".yaml") and "sample" not in p.name))
+def test_every_routine_in_routines_compiles_to_valid_asl(routine: str, asl_validator: str,
+                                                         tmp_path: Path) -> None:
+    loaded = load_routine(ROOT / routine)
+    result = compile_routine(loaded, f"routines/{routine}", "v1")
+    validate(asl_validator, result.definition, tmp_path)
+    assert result.definition["StartAt"] in result.definition["States"]
+
+
+def test_aws_demo_uses_native_integrations_and_the_lambda_for_the_rest() -> None:
+    result = compile_routine(load_routine(ROOT / "routines/aws_demo/routine.yaml"),
+                             "routines/aws_demo/routine.yaml", "v1")
+    assert result.native_tasks == {"enrich.run_job": "arn:aws:states:::glue:startJobRun.sync",
+                                   "load_warehouse.copy_from_s3": "loop"}
+    # the query runs under max_bytes_scanned, which only our code enforces while it runs
+    assert result.lambda_steps == ["stage_people", "catalog", "query", "load_warehouse"]
+    job = result.definition["States"]["enrich.run_job"]
+    assert job["Parameters"] == {"JobName": "demo_enrich", "Arguments": {"--run_date.$": "$.run.date"}}
+    assert job["TimeoutSeconds"] == 3600
+    assert job["Retry"] == [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 1,
+                             "BackoffRate": 2}]
+    copy = all_states(result.definition["States"])["load_warehouse.copy_from_s3: Submit"]
+    assert copy["Resource"] == "arn:aws:states:::aws-sdk:redshiftdata:executeStatement"
+    assert copy["Parameters"]["Sql.$"].startswith("States.Format('COPY \"public\".\"people\" FROM \\'{}dt={}/")
+    assert "$.params.raw, $.run.date" in copy["Parameters"]["Sql.$"]
+
+
+def test_depends_on_becomes_parallel_layers(asl_validator: str, tmp_path: Path) -> None:
+    doc = {"routine_name": "dag", "executors": [
+        query("a"), query("b", depends_on=["a"]), query("c", depends_on=["a"]),
+        query("d", depends_on=["b", "c"])]}
+    result = compiled(doc)
+    states = result.definition["States"]
+    parallel = states["Parallel: b, c"]
+    assert [b["StartAt"] for b in parallel["Branches"]] == ["b.run_query", "c.run_query"]
+    assert states["a.run_query"]["Next"] == "Parallel: b, c"
+    assert parallel["Next"] == "d.run_query" and parallel["ResultPath"] is None
+    branch_fail = parallel["Branches"][0]["States"]["b failed"]
+    assert branch_fail == {"Type": "Fail", "Error": "orchestrator.StepFailed",
+                           "CausePath": "States.JsonToString($.failure)"}
+    validate(asl_validator, result.definition, tmp_path)
+
+
+def test_retries_timeout_and_the_catch_into_one_fail_state() -> None:
+    step = query("q")
+    step["tasks"][0].update(retries=3, retry_delay=2.5, timeout=59.5)
+    states = compiled({"routine_name": "r", "executors": [step]}).definition["States"]
+    task = states["q.run_query"]
+    assert task["Resource"] == "arn:aws:states:::athena:startQueryExecution.sync"
+    assert task["Retry"] == [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 3, "MaxAttempts": 3,
+                              "BackoffRate": 2}]
+    assert task["TimeoutSeconds"] == 60
+    catcher = states[task["Catch"][0]["Next"]]
+    assert catcher["Parameters"]["step"] == "q" and catcher["Parameters"]["task"] == "run_query"
+    assert catcher["Next"] == "Failed" and states["Failed"]["Type"] == "Fail"
+    assert sum(s["Type"] == "Fail" for s in states.values()) == 1
+
+
+def test_references_become_paths_of_the_execution_input() -> None:
+    doc = {"routine_name": "r", "params": {"table": "people", "limit": 5},
+           "executors": [query("q", "SELECT * FROM ${params.table} WHERE dt = '${run.date}' -- {x}")]}
+    result = compiled(doc)
+    params = result.definition["States"]["q.run_query"]["Parameters"]
+    assert params["QueryString.$"] == ("States.Format('SELECT * FROM {} WHERE dt = \\'{}\\' -- "
+                                       "\\{x\\}', $.params.table, $.run.date)")
+    assert result.definition["States"]["Routine defaults"]["Result"] == {"table": "people", "limit": 5}
+    start = result.definition["States"]["Start run"]["Parameters"]
+    assert start["params.$"] == "States.JsonMerge($.defaults, $.params, false)"
+    assert start["run"]["id.$"] == "$$.Execution.Name"
+
+
+def test_inactive_steps_and_routines_become_pass_states() -> None:
+    states = compiled({"routine_name": "r", "executors": [query("a", active=False), query("b")]}
+                      ).definition["States"]
+    assert states["a (inactive)"]["Type"] == "Pass" and "inactive" in states["a (inactive)"]["Comment"]
+    assert states["a (inactive)"]["Next"] == "b.run_query"
+    states = compiled({"routine_name": "r", "active": False, "executors": [query("a")]}
+                      ).definition["States"]
+    assert "a.run_query" not in states and states["Routine inactive"]["Type"] == "Pass"
+
+
+def test_a_task_with_no_state_machine_path_is_refused_naming_the_step(tmp_path: Path) -> None:
+    doc = {"routine_name": "r", "executors": [
+        query("fine"), {"name": "build_image", "executor": "docker", "params": {"image": "alpine"},
+                        "tasks": ["run"]}]}
+    with pytest.raises(CompileError) as caught:
+        compiled(doc)
+    assert "step build_image task run" in str(caught.value) and "ecs" in str(caught.value)
+    assert isinstance(caught.value, UserError)  # the CLI's exit code 2
+
+
+def test_a_secret_is_never_written_into_the_definition() -> None:
+    doc = {"routine_name": "r", "params": {"db_password": "hunter2-long"},
+           "executors": [query("q", "SELECT '${params.db_password}'")]}
+    with pytest.raises(CompileError, match="secret param db_password"):
+        compiled(doc)
+    # and a secret default never reaches the defaults written into the machine
+    doc["executors"] = [query("q")]
+    text = json.dumps(compiled(doc).definition)
+    assert "hunter2" not in text and "db_password" not in text
+
+
+def test_500_steps_chain_and_dag_are_valid(asl_validator: str, tmp_path: Path) -> None:
+    chain = {"routine_name": "chain", "executors": [query(f"q{i}") for i in range(500)]}
+    validate(asl_validator, compiled(chain).definition, tmp_path)
+    dag = {"routine_name": "dag", "executors": [
+        query(f"q{i}", depends_on=[f"q{i // 10 - 1}"] if i >= 10 else []) for i in range(500)]}
+    result = compiled(dag)
+    validate(asl_validator, result.definition, tmp_path)
+    assert len(all_states(result.definition["States"])) > 1000
+
+
+def test_a_definition_over_the_size_limit_is_refused() -> None:
+    big = "SELECT '" + "x" * 200_000 + "'"
+    doc = {"routine_name": "r", "executors": [query(f"q{i}", big) for i in range(6)]}
+    with pytest.raises(CompileError, match="over Step Functions' limit of 1,048,576"):
+        compiled(doc)
+
+
+def test_long_step_names_give_unique_state_names_of_at_most_80_characters() -> None:
+    long = "s" * 120
+    doc = {"routine_name": "r", "executors": [query(long + "a"), query(long + "b")]}
+    names = list(all_states(compiled(doc).definition["States"]))
+    assert all(len(n) <= 80 for n in names) and len(set(names)) == len(names)
+
+
+def test_the_template_grants_what_the_definition_uses() -> None:
+    result = compile_routine(load_routine(ROOT / "routines/aws_demo/routine.yaml"),
+                             "routines/aws_demo/routine.yaml", "v1")
+    template = build_template(result.definition, label="aws_demo@v1",
+                              definition_file="definition.asl.json",
+                              function={"Handler": "orchestrator.aws_lambda.handler"},
+                              schedule="rate(1 day)")
+    machine = template["Resources"]["RoutineStateMachine"]["Properties"]
+    actions = machine["Policies"][0]["Statement"][0]["Action"]
+    assert {"glue:StartJobRun", "glue:GetJobRun", "redshift-data:ExecuteStatement",
+            "redshift-data:DescribeStatement"} <= set(actions)
+    assert not any(a.startswith("athena:") for a in actions)  # the query runs in the Lambda
+    assert machine["DefinitionSubstitutions"]["OrchestratorFunctionArn"] == {
+        "Fn::GetAtt": ["RoutineFunction", "Arn"]}
+    assert machine["Events"]["Schedule"]["Properties"]["Schedule"] == "rate(1 day)"
+    assert "arn:aws:states:::lambda:invoke" in task_resources(result.definition)
+
+
+def test_generate_step_functions_target_end_to_end(asl_validator: str, tmp_path: Path) -> None:
+    """`orchestrate generate --target step-functions` through the CLI: a valid definition and a
+    template; a routine with a docker step is refused at generate time, naming the step."""
+    import sys
+
+    routine = tmp_path / "routine.json"
+    routine.write_text(json.dumps({"routine_name": "sfn", "executors": [
+        query("first"), query("second", depends_on=["first"])]}))
+    env = dict(__import__("os").environ, ORCHESTRATOR_HOME=str(tmp_path / "home"))
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "generate", str(routine),
+                           "--target", "step-functions", "-o", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    definition = json.loads((out / "definition.asl.json").read_text())
+    validate(asl_validator, definition, tmp_path)
+    assert "AWS::Serverless::StateMachine" in (out / "template.yaml").read_text()
+    docker = tmp_path / "docker.json"
+    docker.write_text(json.dumps({"routine_name": "d", "executors": [
+        {"name": "box", "executor": "docker", "params": {"image": "x:1"},
+         "tasks": [{"task": "run", "args": {"command": ["true"]}}]}]}))
+    refused = subprocess.run([sys.executable, "-m", "orchestrator.cli", "generate", str(docker),
+                              "--target", "step-functions", "-o", str(tmp_path / "d")],
+                             capture_output=True, text=True, env=env, timeout=600)
+    assert refused.returncode == 2 and "box" in refused.stderr, refused.stderr
