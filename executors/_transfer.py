@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from orchestrator.executor import Context, TaskMetrics
 
 from . import _locations as loc
 from ._archive import archive
+from ._claim import Held, hold, release
 from ._copy import copy_entry
 from ._journal import Journal
 from ._loader import code_path, function_of, load_callable, load_file
 from ._parallel import run_all
-from ._storage import Entry, SourceChanged, open_store
+from ._storage import CHANGED, Entry, SourceChanged, open_store
 
 S3_WORKERS = 16
 
@@ -97,20 +98,41 @@ def post_staging(ex: Any, landing: Any, journal: Journal, context: Context) -> T
         return TaskMetrics(total_rows=0, execution_metadata={"files": 0})
     current = {e.rel: e for e in landing.list()} if landing.exists() else {}
     ready = [e for rel, e in handled.items() if current.get(rel) == e]
-    left = sorted(set(handled) - {e.rel for e in ready})
-    for rel in left:
-        context.logger.warning("%s changed or vanished since it was copied: left for the next run", rel)
+    left = set(handled) - {e.rel for e in ready}
     check = lambda: ex.check_cancelled(context)  # noqa: E731
-    if ex.archive_or_delete == "delete":
-        check()
-        failed = landing.delete(ready)
-        counts = {"deleted": len(ready) - len(failed)}
-    else:
-        store = open_store(ex.archive_directory, ex.s3_client)
-        result = archive(landing, store, ready, journal, _workers(landing, store), check)
-        failed = result.failed
-        counts = {"archived": result.archived, "already_archived": result.already_archived,
-                  "renamed": result.renamed}
+    held: list[Held] = []
+    try:
+        held, changed = hold(landing, ready, journal, check)
+        left.update(changed)
+        if ex.archive_or_delete == "delete":
+            counts, changed, failed = _delete(landing, held, check)
+        else:
+            store = open_store(ex.archive_directory, ex.s3_client)
+            counts, changed, failed = _archive(landing, store, held, journal, check)
+        left.update(changed)
+    finally:
+        left.update(release(landing, held, journal))
+    for rel in sorted(left):
+        context.logger.warning("%s changed or vanished since it was copied: left for the next run", rel)
     if failed:
-        raise StagingError(f"{len(failed)} landing files could not be {ex.archive_or_delete}d, first: {failed[0]}")
-    return TaskMetrics(total_rows=len(ready), execution_metadata={**counts, "left": len(left)})
+        raise StagingError(f"{len(failed)} landing files could not be {ex.archive_or_delete}d, "
+                           f"first: {failed[0][0]}: {failed[0][1]}")
+    return TaskMetrics(total_rows=sum(counts.values()), execution_metadata={**counts, "left": len(left)})
+
+
+Outcome = tuple[dict[str, int], list[str], list[tuple[str, str]]]  # counts, changed, failed
+
+
+def _delete(landing: Any, held: list[Held], check: Callable[[], None]) -> Outcome:
+    check()
+    kept = landing.delete([h.source for h in held])
+    changed = [h.entry.rel for h in held if kept.get(h.source.rel) == CHANGED]
+    failed = [(h.entry.rel, kept[h.source.rel]) for h in held if kept.get(h.source.rel, CHANGED) != CHANGED]
+    return {"deleted": len(held) - len(kept)}, changed, failed
+
+
+def _archive(landing: Any, store: Any, held: list[Held], journal: Journal, check: Callable[[], None]) -> Outcome:
+    result = archive(landing, store, held, journal, _workers(landing, store), check)
+    counts = {"archived": result.archived, "already_archived": result.already_archived,
+              "renamed": result.renamed}
+    return counts, [h.entry.rel for h in result.changed], [(h.entry.rel, why) for h, why in result.failed]

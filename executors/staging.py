@@ -13,8 +13,9 @@ from typing import Annotated, Any, Iterable, Literal
 from orchestrator.executor import Cancelled, CodeLocation, Context, Executor, Location, TaskMetrics, task
 from orchestrator.hookspecs import hookimpl
 
+from . import _journal
 from . import _locations as loc
-from ._journal import Journal
+from ._journal import Journal, Leftover
 from ._loader import code_path, code_problem
 from ._storage import Entry, open_store, remove_quietly
 
@@ -70,16 +71,19 @@ class StagingExecutor(Executor):
         self._handled = {}
         self._check_places()
         journal = self._journal(context)
-        landing = self._store(self.parent_directory)
-        if not landing.exists():
-            context.logger.info("landing %s does not exist: nothing to stage", landing.uri)
-            return _metrics(0, files=0, bytes=0, skipped=0, verified=0)
-        if self.py_exec_path:
-            self._handled, metrics = legacy_transfer(self, landing, self._store(self.dump_directory), context)
-        else:
-            self._handled, metrics = transfer(self, landing, self._store(self.dump_directory), journal, context)
-        journal.reset()
-        return metrics
+        try:
+            landing = self._store(self.parent_directory)
+            if not landing.exists():
+                context.logger.info("landing %s does not exist: nothing to stage", landing.uri)
+                return _metrics(0, files=0, bytes=0, skipped=0, verified=0)
+            dump = self._store(self.dump_directory)
+            if self.py_exec_path:
+                self._handled, metrics = legacy_transfer(self, landing, dump, context)
+            else:
+                self._handled, metrics = transfer(self, landing, dump, journal, context)
+            return metrics
+        finally:
+            journal.finish()
 
     @task
     def post_staging(self, context: Context) -> TaskMetrics:
@@ -88,7 +92,11 @@ class StagingExecutor(Executor):
 
         self._cancelled = False
         self._check_places()
-        return post_staging(self, self._store(self.parent_directory), self._journal(context), context)
+        journal = self._journal(context)
+        try:
+            return post_staging(self, self._store(self.parent_directory), journal, context)
+        finally:
+            journal.finish()
 
     def check_cancelled(self, context: Context) -> None:
         if self._cancelled:
@@ -115,20 +123,29 @@ class StagingExecutor(Executor):
         return open_store(location, self.s3_client)
 
     def _journal(self, context: Context) -> Journal:
-        """The journal of writes in flight; leftovers of a crashed run are removed first."""
-        journal = Journal(context.state_dir("staging") / "journal.jsonl")
-        found = journal.recover(self._clean_leftover)
+        """This task's journal; first, what dead runs left in flight is undone (not a live run's)."""
+        folder = context.state_dir("staging")
+        live: list[set[str]] = []  # targets live runs have in flight, read only when needed
+
+        def clean(leftover: Leftover) -> None:
+            if leftover.path is not None:
+                from ._claim import put_back
+
+                put_back(leftover.target, leftover.path)
+            elif loc.is_s3(leftover.target):
+                from ._s3store import abort_uploads
+
+                if not leftover.uploads and not live:
+                    live.append(_journal.in_flight(folder))
+                if leftover.uploads or leftover.target not in live[0]:
+                    abort_uploads(self.s3_client(), leftover.target, leftover.uploads or None)
+            else:
+                remove_quietly(leftover.target)
+
+        found = _journal.recover(folder, clean)
         if found:
-            context.logger.info("removed %d leftovers of an interrupted run", found)
-        return journal
-
-    def _clean_leftover(self, target: str) -> None:
-        if loc.is_s3(target):
-            from ._s3store import abort_uploads
-
-            abort_uploads(self.s3_client(), target)
-        else:
-            remove_quietly(target)
+            context.logger.info("undid %d leftovers of an interrupted run", found)
+        return Journal(folder, context.run_id)
 
 
 def _metrics(total: int, **metadata: Any) -> TaskMetrics:
