@@ -28,6 +28,7 @@ class ArchiveResult:
     renamed: int = 0
     changed: list[Held] = dataclasses.field(default_factory=list)  # left for the next run
     failed: list[tuple[Held, str]] = dataclasses.field(default_factory=list)
+    done: list[Held] = dataclasses.field(default_factory=list)  # archived, gone from landing
 
 
 def archive(landing: Any, store: Any, items: list[Held], journal: Journal, workers: int,
@@ -51,6 +52,7 @@ def archive(landing: Any, store: Any, items: list[Held], journal: Journal, worke
     result.changed += [i for i, _ in copied if kept.get(i.source.rel) == CHANGED]
     result.failed += [(i, kept[i.source.rel]) for i, _ in copied if kept.get(i.source.rel, CHANGED) != CHANGED]
     _count(result, [o for i, o in copied if i.source.rel not in kept])
+    result.done += [i for i, _ in copied if i.source.rel not in kept]
     return result
 
 
@@ -83,6 +85,7 @@ def _link_all(landing: Any, store: Any, items: list[Held], result: ArchiveResult
             unlinked.append(item)
         else:
             _count(result, [outcome])
+            result.done.append(item)
     return unlinked
 
 

@@ -37,58 +37,77 @@ class Held:
         return self.source is not self.entry
 
 
+CLAIM_BATCH = 256  # claims journaled with one write, before their renames
+
+
 def hold(landing: Any, entries: list[Entry], journal: Journal,
-         check: Callable[[], None]) -> tuple[list[Held], list[str]]:
-    """The entries to act on, claimed when local; and the relative paths that changed since."""
+         check: Callable[[], None]) -> tuple[list[Held], list[str], list[tuple[str, str]]]:
+    """The entries to act on, claimed when local; the relative paths that changed since they
+    were copied; and those that cannot be claimed, with why."""
     if not landing.is_local:
-        return [Held(e, e) for e in entries], []
-    held, changed = [], []
-    for entry in entries:
+        return [Held(e, e) for e in entries], [], []
+    held: list[Held] = []
+    changed: list[str] = []
+    failed: list[tuple[str, str]] = []
+    for start in range(0, len(entries), CLAIM_BATCH):
         check()
-        claimed = claim(landing, entry, journal)
-        if claimed is None:
-            changed.append(entry.rel)
-        else:
-            held.append(Held(entry, claimed))
-    return held, changed
+        batch = []
+        for entry in entries[start:start + CLAIM_BATCH]:
+            path = landing.path(entry.rel)
+            folder, base = os.path.split(path)
+            name = private_name("claim", base)
+            batch.append((entry, path, name, os.path.join(folder, name)))
+        journal.claim_all([(private, path) for _, path, _, private in batch])
+        settled = []  # claims that hold nothing: never renamed, or put back
+        done = 0
+        try:
+            for entry, path, name, private in batch:
+                claimed = _claim(entry, path, name, private, changed, failed)
+                if claimed is None:
+                    settled.append(private)
+                else:
+                    held.append(Held(entry, claimed))
+                done += 1
+        finally:
+            # After an error, the rest of the batch was never renamed; the claim that failed
+            # half way stays open, for recovery to put its file back.
+            journal.end_all(settled + [private for *_, private in batch[done + 1:]])
+    return held, changed, failed
 
 
-def claim(landing: Any, entry: Entry, journal: Journal) -> Entry | None:
-    """Rename ``entry``'s file to a private name; None (nothing claimed) unless it is the copied file."""
-    path = landing.path(entry.rel)
-    name = private_name("claim", os.path.basename(path))
-    private = os.path.join(os.path.dirname(path), name)
-    journal.claim(private, path)
+def _claim(entry: Entry, path: str, name: str, private: str, changed: list[str],
+           failed: list[tuple[str, str]]) -> Entry | None:
+    """Rename ``path`` to ``private``; None (nothing held) unless it is the copied file."""
     try:
         os.rename(path, private)
     except FileNotFoundError:
-        journal.end(private)
+        changed.append(entry.rel)
         return None
-    except OSError:
-        journal.end(private)
-        raise
+    except OSError as exc:
+        failed.append((entry.rel, f"cannot claim it: {exc.strerror or exc}"))
+        return None
     try:
         st = os.stat(private)
     except OSError:
         st = None
     if st is None or not same_file(st, entry):
         put_back(private, path)
-        journal.end(private)
+        changed.append(entry.rel)
         return None
     return local_entry(posixpath.join(posixpath.dirname(entry.rel), name), st)
 
 
-def release(landing: Any, held: list[Held], journal: Journal) -> list[str]:
-    """Put back every claimed file still there (not archived or deleted); end every claim.
+def release(landing: Any, held: list[Held], journal: Journal, done: list[Held] | None = None) -> list[str]:
+    """Put back every claimed file not archived or deleted, and end every claim. ``done``: the
+    items known to be archived or deleted (None after an error: each one is looked at).
     Returns the relative paths put back."""
+    finished = {item.source.rel for item in done or ()}
     back = []
     for item in held:
-        if not item.claimed:
-            continue
-        private = landing.path(item.source.rel)
-        if put_back(private, landing.path(item.entry.rel)) is not None:
-            back.append(item.entry.rel)
-        journal.end(private)
+        if item.claimed and item.source.rel not in finished or done is None:
+            if put_back(landing.path(item.source.rel), landing.path(item.entry.rel)) is not None:
+                back.append(item.entry.rel)
+    journal.end_all([landing.path(item.source.rel) for item in held if item.claimed])
     return back
 
 

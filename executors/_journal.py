@@ -9,9 +9,11 @@ descriptor, so it survives the process being killed (a torn last line is skipped
     {"begin": "/dump/sub/.orchestrator-partial-…"}     a temp file is about to exist there
     {"begin": "s3://lake/raw/a.csv"}                   a multipart upload to that key is about to start
     {"upload": "s3://lake/raw/a.csv", "id": "…"}       … and this is its upload id
-    {"claim": "/landing/.orchestrator-claim-…", "path": "/landing/a.csv"}
-                                                        a landing file is about to be renamed, privately
-    {"end": "<a begin or claim target>"}                done: published, removed, aborted or put back
+    {"claims": [["/landing/.orchestrator-claim-…", "/landing/a.csv"], …]}
+                                                        landing files about to be renamed, privately
+    {"end": "<a begin target>"}                         done: published, removed or aborted
+    {"ends": ["<a begin or claim target>", …]}          the same for many (claims: archived, deleted
+                                                        or put back)
 
 The file is removed when its task ends with nothing in flight. ``recover`` runs at the start of
 every staging task, under an exclusive lock on the folder: for each journal whose owner process is
@@ -30,7 +32,7 @@ import secrets
 import socket
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 LEGACY_NAME = "journal.jsonl"  # one shared journal, written before owners were recorded
 
@@ -78,16 +80,22 @@ class Journal:
         self._pending: set[str] = set()
 
     def begin(self, target: str) -> None:
-        self._append({"begin": target}, add=target)
+        self._append({"begin": target}, add=[target])
 
     def upload(self, target: str, upload_id: str) -> None:
         self._append({"upload": target, "id": upload_id})
 
-    def claim(self, private: str, path: str) -> None:
-        self._append({"claim": private, "path": path}, add=private)
+    def claim_all(self, claims: list[tuple[str, str]]) -> None:
+        """Claims of (private name, landing path), in one line."""
+        if claims:
+            self._append({"claims": [list(claim) for claim in claims]}, add=[private for private, _ in claims])
 
     def end(self, target: str) -> None:
-        self._append({"end": target}, remove=target)
+        self._append({"end": target}, remove=[target])
+
+    def end_all(self, targets: list[str]) -> None:
+        if targets:
+            self._append({"ends": targets}, remove=targets)
 
     def finish(self) -> None:
         """Close; remove the file unless something is still in flight (then the next run's recovery
@@ -99,7 +107,7 @@ class Journal:
             if not self._pending:
                 self.path.unlink(missing_ok=True)
 
-    def _append(self, record: dict[str, str], add: str | None = None, remove: str | None = None) -> None:
+    def _append(self, record: dict[str, Any], add: Iterable[str] = (), remove: Iterable[str] = ()) -> None:
         data = (json.dumps(record) + "\n").encode()
         with self._lock:
             if self._fd is None:
@@ -107,10 +115,8 @@ class Journal:
                 if os.fstat(self._fd).st_size == 0:
                     data = (json.dumps({"owner": dataclasses.asdict(self.owner)}) + "\n").encode() + data
             os.write(self._fd, data)
-            if add is not None:
-                self._pending.add(add)
-            if remove is not None:
-                self._pending.discard(remove)
+            self._pending.update(add)
+            self._pending.difference_update(remove)
 
 
 def read(path: Path) -> tuple[Owner | None, list[Leftover]]:
@@ -121,12 +127,16 @@ def read(path: Path) -> tuple[Owner | None, list[Leftover]]:
             owner = _owner(record["owner"])
         elif "begin" in record:
             pending[record["begin"]] = Leftover(record["begin"])
-        elif "claim" in record:
-            pending[record["claim"]] = Leftover(record["claim"], path=record.get("path"))
+        elif "claims" in record:
+            for private, path in record["claims"]:
+                pending[private] = Leftover(private, path=path)
         elif "upload" in record and record["upload"] in pending:
             pending[record["upload"]].uploads.append(record["id"])
         elif "end" in record:
             pending.pop(record["end"], None)
+        elif "ends" in record:
+            for target in record["ends"]:
+                pending.pop(target, None)
     return owner, list(pending.values())
 
 

@@ -4,17 +4,14 @@ Requests are counted against the server: one LIST per 1,000 objects, a server-si
 (no GET), one HEAD per upload, one DeleteObjects per 1,000 keys. Every delete is conditional on the
 ETag that was copied (``If-Match`` on DeleteObject, ``ETag`` per key in DeleteObjects), so an
 object replaced since is never deleted. Multipart uploads in flight are journaled with their
-upload ids, so recovery aborts exactly the uploads of a dead run.
+upload ids (``_uploads``), so recovery aborts exactly the uploads of a dead run.
 """
 from __future__ import annotations
 
 import base64
 import contextlib
-import functools
 import hashlib
 import posixpath
-import threading
-import weakref
 from typing import Any, BinaryIO, Callable, Iterator
 
 import boto3
@@ -25,6 +22,7 @@ from botocore.exceptions import ClientError
 from ._journal import Journal
 from ._locations import is_private, split_s3
 from ._storage import CHANGED, CountingWriter, Entry, Fill, SourceChanged, VerifyError
+from ._uploads import error_code, in_flight
 
 COPY_OBJECT_LIMIT = 5 * 1024**3
 SINGLE_PUT_LIMIT = 8 * 1024**2
@@ -54,55 +52,6 @@ def _plain_md5_etag(response: dict[str, Any]) -> str | None:
     return etag.lower()
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def abort_uploads(client: Any, uri: str, upload_ids: list[str] | None = None) -> int:
-    """Abort a crashed run's multipart uploads to exactly the key ``uri``: those with
-    ``upload_ids``, or, when their ids were never journaled, every incomplete one to that key."""
-    bucket, key = split_s3(uri)
-    key = key.rstrip("/")
-    if upload_ids is None:
-        uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
-        upload_ids = [u["UploadId"] for u in uploads if u["Key"] == key]
-    for upload_id in upload_ids:
-        try:
-            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-        except ClientError as exc:
-            if _code(exc) != "NoSuchUpload":  # completed or aborted already
-                raise
-    return len(upload_ids)
-
-
-_WATCHED: "weakref.WeakKeyDictionary[Any, dict[str, Journal]]" = weakref.WeakKeyDictionary()
-_WATCH_LOCK = threading.Lock()
-
-
-def _watch_uploads(client: Any) -> dict[str, Journal]:
-    """``s3://bucket/key`` → the journal to tell when a multipart upload to it is created.
-
-    An event hook, because the uploads are created inside smart-open and s3transfer (on their
-    own threads), which do not hand their upload ids back.
-    """
-    with _WATCH_LOCK:
-        watched = _WATCHED.get(client)
-        if watched is None:
-            watched = _WATCHED[client] = {}
-            client.meta.events.register("after-call.s3.CreateMultipartUpload",
-                                        functools.partial(_note_upload, watched))
-        return watched
-
-
-def _note_upload(watched: dict[str, Journal], parsed: dict[str, Any], **_: Any) -> None:
-    if "UploadId" not in parsed:
-        return
-    uri = f"s3://{parsed.get('Bucket')}/{parsed.get('Key')}"
-    journal = watched.get(uri)
-    if journal is not None:
-        journal.upload(uri, parsed["UploadId"])
-
-
 class S3Store:
     is_local = False
 
@@ -110,7 +59,6 @@ class S3Store:
         self.bucket, self.prefix = split_s3(uri)
         self.uri = f"s3://{self.bucket}/{self.prefix}"
         self.client = client
-        self._uploads = _watch_uploads(client)
 
     def key(self, rel: str) -> str:
         return self.prefix + rel
@@ -154,7 +102,7 @@ class S3Store:
         uri = f"s3://{self.bucket}/{self.key(rel)}"
         multipart = size_hint is None or size_hint >= SINGLE_PUT_LIMIT
         params: dict[str, Any] = {"client": self.client, "multipart_upload": multipart}
-        with self._in_flight(uri, journal) if multipart else contextlib.nullcontext():
+        with in_flight(self.client, uri, journal) if multipart else contextlib.nullcontext():
             with smart_open.open(uri, "wb", compression="disable", transport_params=params) as raw:
                 out = CountingWriter(raw, digest=None if multipart else hashlib.md5())
                 fill(out)  # type: ignore[arg-type]
@@ -182,7 +130,7 @@ class S3Store:
             if etag is not None and etag != md5:
                 raise VerifyError(f"s3://{self.bucket}/{key}: ETag {etag} is not the MD5 {md5} of {path}")
         else:
-            with self._in_flight(f"s3://{self.bucket}/{key}", journal):
+            with in_flight(self.client, f"s3://{self.bucket}/{key}", journal):
                 self.client.upload_file(path, self.bucket, key)
         before_publish()
         return self._verify(rel, entry.size, md5)
@@ -199,24 +147,13 @@ class S3Store:
                 if "-" not in entry.version and _etag(result["CopyObjectResult"]["ETag"]) == entry.version:
                     return entry.size
             else:
-                with self._in_flight(f"s3://{self.bucket}/{self.key(rel)}", journal):
+                with in_flight(self.client, f"s3://{self.bucket}/{self.key(rel)}", journal):
                     self.client.copy(copy_source, self.bucket, self.key(rel), ExtraArgs=condition)
         except ClientError as exc:
-            if _code(exc) in ("PreconditionFailed", "412"):
+            if error_code(exc) in ("PreconditionFailed", "412"):
                 raise SourceChanged(entry.rel) from exc
             raise
         return self._verify_size(rel, entry.size)
-
-    @contextlib.contextmanager
-    def _in_flight(self, uri: str, journal: Journal) -> Iterator[None]:
-        """Journal a multipart upload to ``uri`` (with its id, once created) while it runs."""
-        journal.begin(uri)
-        self._uploads[uri] = journal
-        try:
-            yield
-        finally:
-            self._uploads.pop(uri, None)
-            journal.end(uri)
 
     def _verify_size(self, rel: str, expected: int) -> int:
         return self._verify(rel, expected, None)
@@ -255,7 +192,7 @@ class S3Store:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self.key(entry.rel), IfMatch=f'"{entry.version}"')
         except ClientError as exc:
-            why = _why_kept(_code(exc), str(exc))
+            why = _why_kept(error_code(exc), str(exc))
             return {} if why is None else {entry.rel: why}
         return {}
 

@@ -72,10 +72,13 @@ class LocalStore:
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
+        self._prefix = self.root.rstrip("/") + "/"
         self.uri = self.root
         self._made: set[str] = set()
 
     def path(self, rel: str) -> str:
+        if os.sep == "/":  # the common case, kept cheap: called several times per file
+            return f"{self._prefix}{rel}"
         return os.path.join(self.root, *rel.split("/"))
 
     def exists(self) -> bool:

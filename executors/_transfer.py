@@ -101,17 +101,19 @@ def post_staging(ex: Any, landing: Any, journal: Journal, context: Context) -> T
     left = set(handled) - {e.rel for e in ready}
     check = lambda: ex.check_cancelled(context)  # noqa: E731
     held: list[Held] = []
+    done: list[Held] | None = None
     try:
-        held, changed = hold(landing, ready, journal, check)
+        held, changed, unclaimed = hold(landing, ready, journal, check)
         left.update(changed)
         if ex.archive_or_delete == "delete":
-            counts, changed, failed = _delete(landing, held, check)
+            counts, changed, failed, done = _delete(landing, held, check)
         else:
             store = open_store(ex.archive_directory, ex.s3_client)
-            counts, changed, failed = _archive(landing, store, held, journal, check)
+            counts, changed, failed, done = _archive(landing, store, held, journal, check)
         left.update(changed)
+        failed = unclaimed + failed
     finally:
-        left.update(release(landing, held, journal))
+        left.update(release(landing, held, journal, done))
     for rel in sorted(left):
         context.logger.warning("%s changed or vanished since it was copied: left for the next run", rel)
     if failed:
@@ -120,7 +122,8 @@ def post_staging(ex: Any, landing: Any, journal: Journal, context: Context) -> T
     return TaskMetrics(total_rows=sum(counts.values()), execution_metadata={**counts, "left": len(left)})
 
 
-Outcome = tuple[dict[str, int], list[str], list[tuple[str, str]]]  # counts, changed, failed
+# counts, changed since copied, failed (with why), done
+Outcome = tuple[dict[str, int], list[str], list[tuple[str, str]], list[Held]]
 
 
 def _delete(landing: Any, held: list[Held], check: Callable[[], None]) -> Outcome:
@@ -128,11 +131,13 @@ def _delete(landing: Any, held: list[Held], check: Callable[[], None]) -> Outcom
     kept = landing.delete([h.source for h in held])
     changed = [h.entry.rel for h in held if kept.get(h.source.rel) == CHANGED]
     failed = [(h.entry.rel, kept[h.source.rel]) for h in held if kept.get(h.source.rel, CHANGED) != CHANGED]
-    return {"deleted": len(held) - len(kept)}, changed, failed
+    done = [h for h in held if h.source.rel not in kept]
+    return {"deleted": len(done)}, changed, failed, done
 
 
 def _archive(landing: Any, store: Any, held: list[Held], journal: Journal, check: Callable[[], None]) -> Outcome:
     result = archive(landing, store, held, journal, _workers(landing, store), check)
     counts = {"archived": result.archived, "already_archived": result.already_archived,
               "renamed": result.renamed}
-    return counts, [h.entry.rel for h in result.changed], [(h.entry.rel, why) for h, why in result.failed]
+    return (counts, [h.entry.rel for h in result.changed], [(h.entry.rel, why) for h, why in result.failed],
+            result.done)

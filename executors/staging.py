@@ -133,7 +133,7 @@ class StagingExecutor(Executor):
 
                 put_back(leftover.target, leftover.path)
             elif loc.is_s3(leftover.target):
-                from ._s3store import abort_uploads
+                from ._uploads import abort_uploads
 
                 if not leftover.uploads and not live:
                     live.append(_journal.in_flight(folder))

@@ -13,7 +13,7 @@ import aws_fixtures  # noqa: F401  (puts bench/ on sys.path)
 from executors import _s3store
 from executors.staging import StagingExecutor
 from faultproxy import RESET, RESET_AFTER, SLOWDOWN, ByOperation, Fault, FaultProxy, Rate
-from staging_helpers import CSV, context
+from staging_helpers import CSV, MAPPER, RENAMED, ROUTINE, context
 
 BIG = 9 * 2**20  # above s3transfer's multipart threshold: a managed, multipart copy
 
@@ -73,3 +73,30 @@ def test_s3_staging_through_throttling_and_resets_moves_every_object_once(
     assert {name for _, name in kinds} == {"503 SlowDown", "reset", "reset after"}
     assert {op for op, _ in kinds} >= set(first)
     assert list(context(tmp_path).state_dir("staging").glob("journal-*")) == []
+
+
+@pytest.mark.parametrize("write", ["managed copy", "transform"])
+def test_an_upload_orphaned_by_a_lost_create_reply_is_aborted(s3: Any, tmp_path: Path, moto_server: str,
+                                                              monkeypatch: pytest.MonkeyPatch, write: str) -> None:
+    """S3 created the upload, its reply was lost, botocore created another: the first is nobody's."""
+    monkeypatch.setattr(_s3store, "COPY_OBJECT_LIMIT", 2**20)
+    monkeypatch.setattr(_s3store, "SINGLE_PUT_LIMIT", 1)
+    for bucket in ("land", "lake"):
+        s3.create_bucket(Bucket=bucket)
+    body = CSV + os.urandom(BIG) if write == "managed copy" else CSV
+    s3.put_object(Bucket="land", Key="in/a.csv", Body=body)
+    proxy = FaultProxy(moto_server, policy=ByOperation({"CreateMultipartUpload": [RESET_AFTER]}))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    params = {"transform": f"{ROUTINE}/transforms.py:rename_columns", "transform_args": {"mapper": MAPPER}} \
+        if write == "transform" else {}
+    ex = StagingExecutor(parent_directory="s3://land/in/", dump_directory="s3://lake/raw/",
+                         archive_or_delete="delete", **params)
+    try:
+        ex.transfer(context(tmp_path))
+    finally:
+        ex.close()
+        proxy.close()
+    assert proxy.counts["CreateMultipartUpload"] == 2 and proxy.injected
+    assert s3.list_multipart_uploads(Bucket="lake").get("Uploads", []) == []
+    expected = body if write == "managed copy" else RENAMED
+    assert s3.get_object(Bucket="lake", Key="raw/a.csv")["Body"].read() == expected

@@ -84,7 +84,7 @@ def test_a_claim_left_by_a_killed_run_is_put_back(tmp_path: Path) -> None:
     land(landing, {"a.csv": CSV, "sub/b.csv": CSV})
     private = landing / "sub" / private_name("claim", "b.csv")
     os.rename(landing / "sub" / "b.csv", private)
-    dead_journal(tmp_path).claim(str(private), str(landing / "sub" / "b.csv"))
+    dead_journal(tmp_path).claim_all([(str(private), str(landing / "sub" / "b.csv"))])
     assert tree(landing) == {"a.csv": CSV, f"sub/{private.name}": CSV}
     ex = staging(tmp_path, archive_or_delete="delete")
     ex.transfer(context(tmp_path))
