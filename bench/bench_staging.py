@@ -46,10 +46,12 @@ def measure(label: str, files: int, fn: Callable[[], None], who: int, prepare: C
         walls.append(time.perf_counter() - t0)
         cpus.append(cpu(who) - cpu0)
     wall, used = min(walls), min(cpus)
-    print(f"  {label:<28} {files / wall:9.0f} files/s   wall {wall:6.2f} s   client CPU {used:6.2f} s", flush=True)
+    print(f"  {label:<28} {files / wall:9.0f} files/s   wall {wall:6.2f} s   client CPU {used:6.2f} s",
+          flush=True)
 
 
-def stage(parent: str, dump: str, home: Path, mode: str = "delete", archive: str | None = None) -> None:
+def stage(parent: str, dump: str, home: Path, mode: str = "delete",
+          archive: str | None = None) -> None:
     ex = StagingExecutor(parent_directory=parent, dump_directory=dump, archive_or_delete=mode,
                          archive_directory=archive)
     for task in ("transfer", "post_staging"):
@@ -144,7 +146,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3, help="report the best of this many runs")
     parser.add_argument("--skip-s3", action="store_true")
-    parser.add_argument("--skip-tools", action="store_true", help="S3: only ours, not aws-cli and s5cmd")
+    parser.add_argument("--skip-tools", action="store_true",
+                        help="S3: only ours, not aws-cli and s5cmd")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_staging_"))
     try:

@@ -1,4 +1,4 @@
-"""Kill -9 staging runs at chosen moments, rerun them, and count what was lost, doubled or corrupted.
+"""Kill -9 staging runs at chosen moments, rerun, and count what was lost, doubled or corrupted.
 
 Each trial starts a staging run (transfer + post_staging, its own run id) in a child process and
 SIGKILLs it when a trigger fires: N files in the dump, N in the archive, N landing files gone, or
@@ -13,6 +13,7 @@ The tests run a few trials (tests/test_staging_crash.py); this script runs many 
 Usage: python bench/bench_staging_kill.py [--trials 20] [--files 2000] [--places local,s3]
        [--modes archive,delete] [--transform] [--seed 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,9 +63,11 @@ def md5(data: bytes) -> str:
 
 
 def landed_files(count: int, big: int = 0) -> dict[str, bytes]:
-    """``count`` small CSVs in 7 folders, and one of ``big`` bytes when asked (a multipart write)."""
-    files = {f"batch{i % 7}/f{i:05d}.csv": HEADER + f"name{i},{i},job{i}\n".encode() * (1 + i % 5)
-             for i in range(count)}
+    """``count`` small CSVs in 7 folders, and one of ``big`` bytes when asked (multipart)."""
+    files = {
+        f"batch{i % 7}/f{i:05d}.csv": HEADER + f"name{i},{i},job{i}\n".encode() * (1 + i % 5)
+        for i in range(count)
+    }
     if big:
         line = b"Carol,29,teacher,with a longer line of text to pad it out\n"
         files["big.csv"] = HEADER + line * (big // len(line))
@@ -93,9 +96,23 @@ class Problems:
 class Scene:
     """One configuration: where the landing, dump and archive are, and how to look at them."""
 
-    def __init__(self, place: str, mode: str, transform: bool, work: Path, files: dict[str, bytes],
-                 s3: Any = None, env: dict[str, str] | None = None) -> None:
-        self.place, self.mode, self.transform, self.work, self.files = place, mode, transform, work, files
+    def __init__(
+        self,
+        place: str,
+        mode: str,
+        transform: bool,
+        work: Path,
+        files: dict[str, bytes],
+        s3: Any = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.place, self.mode, self.transform, self.work, self.files = (
+            place,
+            mode,
+            transform,
+            work,
+            files,
+        )
         self.s3, self.env = s3, {**os.environ, **(env or {}), "PYTHONPATH": str(REPO)}
         self.home = work / "home"
         self.sums = {rel: md5(data) for rel, data in files.items()}
@@ -108,12 +125,19 @@ class Scene:
     # -- where things are
     def location(self, what: str) -> str:
         if self.place == "s3":
-            return {"landing": "s3://land/in/", "archive": "s3://land/done/", "dump": "s3://lake/raw/"}[what]
+            return {
+                "landing": "s3://land/in/",
+                "archive": "s3://land/done/",
+                "dump": "s3://lake/raw/",
+            }[what]
         return str(self.work / what)
 
     def params(self) -> dict[str, Any]:
-        params = {"parent_directory": self.location("landing"), "dump_directory": self.location("dump"),
-                  "archive_or_delete": self.mode}
+        params = {
+            "parent_directory": self.location("landing"),
+            "dump_directory": self.location("dump"),
+            "archive_or_delete": self.mode,
+        }
         if self.mode == "archive":
             params["archive_directory"] = self.location("archive")
         if self.transform:
@@ -124,7 +148,7 @@ class Scene:
         """MD5 of what the dump must hold for ``rel``."""
         if rel not in self.wanted:
             data = self.files[rel]
-            self.wanted[rel] = md5(RENAMED_HEADER + data[len(HEADER):] if self.transform else data)
+            self.wanted[rel] = md5(RENAMED_HEADER + data[len(HEADER) :] if self.transform else data)
         return self.wanted[rel]
 
     def landed(self, rel: str) -> str:
@@ -134,8 +158,14 @@ class Scene:
     def land(self) -> None:
         if self.place == "s3":
             with ThreadPoolExecutor(16) as pool:
-                list(pool.map(lambda rel: self.s3.put_object(Bucket="land", Key=f"in/{rel}", Body=self.files[rel]),
-                              self.files))
+                list(
+                    pool.map(
+                        lambda rel: self.s3.put_object(
+                            Bucket="land", Key=f"in/{rel}", Body=self.files[rel]
+                        ),
+                        self.files,
+                    )
+                )
             return
         for rel, data in self.files.items():
             (self.work / "landing" / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -144,12 +174,23 @@ class Scene:
     def read(self, what: str) -> dict[str, str]:
         """Relative name → MD5 of the content (from a plain S3 ETag without reading the object)."""
         if self.place == "s3":
-            bucket, _, prefix = self.location(what)[len("s3://"):].partition("/")
+            bucket, _, prefix = self.location(what)[len("s3://") :].partition("/")
             pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            return {o["Key"][len(prefix):]: self._md5_of(bucket, o) for p in pages for o in p.get("Contents", [])}
+            return {
+                o["Key"][len(prefix) :]: self._md5_of(bucket, o)
+                for p in pages
+                for o in p.get("Contents", [])
+            }
         folder = self.work / what
-        return {p.relative_to(folder).as_posix(): md5(p.read_bytes()) for p in folder.rglob("*") if p.is_file()} \
-            if folder.exists() else {}
+        return (
+            {
+                p.relative_to(folder).as_posix(): md5(p.read_bytes())
+                for p in folder.rglob("*")
+                if p.is_file()
+            }
+            if folder.exists()
+            else {}
+        )
 
     def _md5_of(self, bucket: str, listed: dict[str, Any]) -> str:
         etag = listed["ETag"].strip('"')
@@ -159,7 +200,7 @@ class Scene:
 
     def count(self, what: str) -> int:
         if self.place == "s3":
-            bucket, _, prefix = self.location(what)[len("s3://"):].partition("/")
+            bucket, _, prefix = self.location(what)[len("s3://") :].partition("/")
             pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
             return sum(p.get("KeyCount", 0) for p in pages)
         folder = self.work / what
@@ -177,7 +218,10 @@ class Scene:
     def uploads(self) -> int:
         if self.place != "s3":
             return 0
-        return sum(len(self.s3.list_multipart_uploads(Bucket=b).get("Uploads", [])) for b in ("land", "lake"))
+        return sum(
+            len(self.s3.list_multipart_uploads(Bucket=b).get("Uploads", []))
+            for b in ("land", "lake")
+        )
 
     # -- checks
     def check_nothing_lost(self) -> Problems:
@@ -198,7 +242,9 @@ class Scene:
             elif self.mode == "archive" and archive.get(rel) != self.landed(rel):
                 problems.add("lost", f"gone from landing, not in the archive: {rel}")
         for rel, digest in dump.items():
-            if not is_private(rel.rsplit("/", 1)[-1]) and (rel not in self.files or digest != self.expected(rel)):
+            if not is_private(rel.rsplit("/", 1)[-1]) and (
+                rel not in self.files or digest != self.expected(rel)
+            ):
                 problems.add("corrupted", f"dump {rel}")
         return problems
 
@@ -229,9 +275,16 @@ class Scene:
 
     # -- runs
     def start(self, run_id: str) -> subprocess.Popen:
-        child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(self.params()), str(self.home), run_id],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env, text=True)
-        assert child.stdout is not None and child.stdout.readline().strip() == "go", child.stderr.read()
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, json.dumps(self.params()), str(self.home), run_id],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self.env,
+            text=True,
+        )
+        assert (
+            child.stdout is not None and child.stdout.readline().strip() == "go"
+        ), child.stderr.read()
         return child
 
     def finish(self, run_id: str = "final") -> tuple[int, str]:
@@ -251,7 +304,9 @@ class Scene:
         return lambda: self.count(kind) >= threshold
 
 
-def kill_when(child: subprocess.Popen, fired: Callable[[], bool], poll: float, limit: float = 120) -> bool:
+def kill_when(
+    child: subprocess.Popen, fired: Callable[[], bool], poll: float, limit: float = 120
+) -> bool:
     """SIGKILL ``child`` once ``fired()``; False if it ended first."""
     deadline = time.monotonic() + limit
     while child.poll() is None and time.monotonic() < deadline and not fired():
@@ -319,7 +374,9 @@ def _reset_outputs(scene: Scene) -> None:
             for page in pages:
                 objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
                 if objects:
-                    scene.s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+                    scene.s3.delete_objects(
+                        Bucket=bucket, Delete={"Objects": objects, "Quiet": True}
+                    )
     else:
         for what in ("archive", "dump"):
             shutil.rmtree(scene.work / what, ignore_errors=True)
@@ -327,24 +384,37 @@ def _reset_outputs(scene: Scene) -> None:
 
 # ---------------------------------------------------------------------- command line
 
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--trials", type=int, default=20, help="kills per configuration")
     parser.add_argument("--files", type=int, default=2000)
-    parser.add_argument("--big-mb", type=float, default=12, help="one big file too (multipart on S3); 0: none")
+    parser.add_argument(
+        "--big-mb", type=float, default=12, help="one big file too (multipart on S3); 0: none"
+    )
     parser.add_argument("--places", default="local,s3")
     parser.add_argument("--modes", default="archive,delete")
-    parser.add_argument("--transform", action="store_true", help="also each configuration with a transformation")
+    parser.add_argument(
+        "--transform", action="store_true", help="also each configuration with a transformation"
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    configs = [(place, mode, transform) for place in args.places.split(",") for mode in args.modes.split(",")
-               for transform in ((False, True) if args.transform else (False,))]
+    configs = [
+        (place, mode, transform)
+        for place in args.places.split(",")
+        for mode in args.modes.split(",")
+        for transform in ((False, True) if args.transform else (False,))
+    ]
     moto_proc = s3 = env = None
     if "s3" in args.places:
         moto_proc, url, s3, env = _moto()
-    print("| landing → dump | mode | transform | trials | killed mid-run | lost | corrupted | doubled | stray "
-          "| final run | seconds |")
+    print(
+        "| landing → dump | mode | transform | trials | killed mid-run | lost | corrupted "
+        "| doubled | stray | final run | seconds |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     try:
         for place, mode, transform in configs:
@@ -352,15 +422,26 @@ def main() -> None:
             try:
                 if place == "s3":
                     urllib_post(f"{url}/moto-api/reset")
-                scene = Scene(place, mode, transform, work, landed_files(args.files, int(args.big_mb * 2**20)),
-                              s3 if place == "s3" else None, env if place == "s3" else None)
+                scene = Scene(
+                    place,
+                    mode,
+                    transform,
+                    work,
+                    landed_files(args.files, int(args.big_mb * 2**20)),
+                    s3 if place == "s3" else None,
+                    env if place == "s3" else None,
+                )
                 report = run_trials(scene, kill_points(scene, args.trials, rng))
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             p, f = report.problems, report.final
-            print(f"| {place} → {place} | {mode} | {'yes' if transform else 'no'} | {report.trials} "
-                  f"| {report.killed} | {p.lost + f.lost} | {p.corrupted + f.corrupted} | {p.doubled + f.doubled} "
-                  f"| {p.stray + f.stray} | exit {report.final_rc} | {report.seconds:.0f} |", flush=True)
+            print(
+                f"| {place} → {place} | {mode} | {'yes' if transform else 'no'} | {report.trials} "
+                f"| {report.killed} | {p.lost + f.lost} | {p.corrupted + f.corrupted} "
+                f"| {p.doubled + f.doubled} | {p.stray + f.stray} | exit {report.final_rc} "
+                f"| {report.seconds:.0f} |",
+                flush=True,
+            )
             for found in (p, f):
                 if found.first:
                     print(f"  first problem: {found.first}")
@@ -384,10 +465,19 @@ def _moto() -> tuple[subprocess.Popen, str, Any, dict[str, str]]:
     from bench_staging import start_moto
 
     proc, url = start_moto()
-    env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
+    env = {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    client = boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     return proc, url, client, env
 
 

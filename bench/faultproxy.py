@@ -7,8 +7,8 @@ forwarded to the upstream server (moto) unless the policy picks a fault for it:
 - a TCP reset before forwarding (the server never saw the request);
 - a TCP reset *after* forwarding (the server applied the request, the reply is lost).
 
-Policies: ``FirstN`` (the first matching requests get the listed faults, in order; what the tests use),
-``ByOperation`` (the same, per operation name) and ``Rate`` (each request independently, with
+Policies: ``FirstN`` (the first matching requests get the listed faults, in order; what the tests
+use), ``ByOperation`` (the same, per operation name) and ``Rate`` (each request independently, with
 probability p, gets a fault drawn from a list; seeded). A fault may also be a made-up answer
 (``Fault.answer``), for replies the upstream cannot give. The proxy counts requests and injected
 faults by operation (``ListObjectsV2``, ``CopyObject``, ``DeleteObjects``, ``StartJobRun``, ...),
@@ -42,8 +42,8 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable, Mapping
 
-__all__ = ["Fault", "FirstN", "ByOperation", "Rate", "FaultProxy", "Request", "operation", "SLOWDOWN", "RESET",
-           "RESET_AFTER", "KINDS"]
+__all__ = ["Fault", "FirstN", "ByOperation", "Rate", "FaultProxy", "Request", "operation", "SLOWDOWN",
+           "RESET", "RESET_AFTER", "KINDS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +100,7 @@ class FirstN:
 
 
 class ByOperation:
-    """The first requests of each named operation get that operation's faults, one each, in order."""
+    """The first requests of each named operation get its faults, one each, in order."""
 
     by_operation = True  # called with the operation name instead of the target
 
@@ -235,10 +235,12 @@ class FaultProxy:
         """The faults a ``FirstN`` policy has still to inject (empty for other policies)."""
         return self.policy.faults if isinstance(self.policy, FirstN) else []
 
-    def decide(self, method: str, path: str, headers: Mapping[str, str], body: bytes = b"") -> Fault | None:
+    def decide(self, method: str, path: str, headers: Mapping[str, str],
+               body: bytes = b"") -> Fault | None:
         target = headers.get("X-Amz-Target") or path
         op = operation(method, path, headers)
-        fault = self.policy(op) if getattr(self.policy, "by_operation", False) else self.policy(target)
+        by_operation = getattr(self.policy, "by_operation", False)
+        fault = self.policy(op) if by_operation else self.policy(target)
         with self.lock:
             self.seen.append(target)
             if self.record:

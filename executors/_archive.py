@@ -47,10 +47,12 @@ def archive(landing: Any, store: Any, items: list[Held], journal: Journal, worke
     done = run_all(one, items, workers, check)
     copied = [(i, o) for i, o in done if not isinstance(o, Exception)]
     result.changed += [i for i, o in done if isinstance(o, SourceChanged)]
-    result.failed += [(i, str(o)) for i, o in done if isinstance(o, Exception) and not isinstance(o, SourceChanged)]
+    result.failed += [(i, str(o)) for i, o in done
+                      if isinstance(o, Exception) and not isinstance(o, SourceChanged)]
     kept = landing.delete([i.source for i, _ in copied])
     result.changed += [i for i, _ in copied if kept.get(i.source.rel) == CHANGED]
-    result.failed += [(i, kept[i.source.rel]) for i, _ in copied if kept.get(i.source.rel, CHANGED) != CHANGED]
+    result.failed += [(i, kept[i.source.rel]) for i, _ in copied
+                      if kept.get(i.source.rel, CHANGED) != CHANGED]
     _count(result, [o for i, o in copied if i.source.rel not in kept])
     result.done += [i for i, _ in copied if i.source.rel not in kept]
     return result
@@ -61,7 +63,8 @@ def _count(result: ArchiveResult, outcomes: list[str]) -> None:
         setattr(result, outcome, getattr(result, outcome) + 1)
 
 
-def _target(landing: Any, store: Any, item: Held, existing: dict[str, Entry] | None) -> tuple[str, str]:
+def _target(landing: Any, store: Any, item: Held,
+            existing: dict[str, Entry] | None) -> tuple[str, str]:
     found = store.stat(item.entry.rel) if existing is None else existing.get(item.entry.rel)
     if found is None:
         return item.entry.rel, "archived"

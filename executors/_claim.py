@@ -12,6 +12,7 @@ Each claim is journaled before the rename, so a crash in between is undone by th
 
 S3 needs no claim: its deletes are conditional on the copied ETag (see ``_s3store``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,8 +41,9 @@ class Held:
 CLAIM_BATCH = 256  # claims journaled with one write, before their renames
 
 
-def hold(landing: Any, entries: list[Entry], journal: Journal,
-         check: Callable[[], None]) -> tuple[list[Held], list[str], list[tuple[str, str]]]:
+def hold(
+    landing: Any, entries: list[Entry], journal: Journal, check: Callable[[], None]
+) -> tuple[list[Held], list[str], list[tuple[str, str]]]:
     """The entries to act on, claimed when local; the relative paths that changed since they
     were copied; and those that cannot be claimed, with why."""
     if not landing.is_local:
@@ -52,7 +54,7 @@ def hold(landing: Any, entries: list[Entry], journal: Journal,
     for start in range(0, len(entries), CLAIM_BATCH):
         check()
         batch = []
-        for entry in entries[start:start + CLAIM_BATCH]:
+        for entry in entries[start : start + CLAIM_BATCH]:
             path = landing.path(entry.rel)
             folder, base = os.path.split(path)
             name = private_name("claim", base)
@@ -71,12 +73,18 @@ def hold(landing: Any, entries: list[Entry], journal: Journal,
         finally:
             # After an error, the rest of the batch was never renamed; the claim that failed
             # half way stays open, for recovery to put its file back.
-            journal.end_all(settled + [private for *_, private in batch[done + 1:]])
+            journal.end_all(settled + [private for *_, private in batch[done + 1 :]])
     return held, changed, failed
 
 
-def _claim(entry: Entry, path: str, name: str, private: str, changed: list[str],
-           failed: list[tuple[str, str]]) -> Entry | None:
+def _claim(
+    entry: Entry,
+    path: str,
+    name: str,
+    private: str,
+    changed: list[str],
+    failed: list[tuple[str, str]],
+) -> Entry | None:
     """Rename ``path`` to ``private``; None (nothing held) unless it is the copied file."""
     try:
         os.rename(path, private)
@@ -97,7 +105,9 @@ def _claim(entry: Entry, path: str, name: str, private: str, changed: list[str],
     return local_entry(posixpath.join(posixpath.dirname(entry.rel), name), st)
 
 
-def release(landing: Any, held: list[Held], journal: Journal, done: list[Held] | None = None) -> list[str]:
+def release(
+    landing: Any, held: list[Held], journal: Journal, done: list[Held] | None = None
+) -> list[str]:
     """Put back every claimed file not archived or deleted, and end every claim. ``done``: the
     items known to be archived or deleted (None after an error: each one is looked at).
     Returns the relative paths put back."""
@@ -127,7 +137,9 @@ def put_back(private: str, path: str) -> str | None:
         except FileNotFoundError:
             if not os.path.lexists(private):
                 return None
-            os.makedirs(os.path.dirname(candidate), exist_ok=True)  # the folder was removed meanwhile
+            os.makedirs(
+                os.path.dirname(candidate), exist_ok=True
+            )  # the folder was removed meanwhile
             continue
         except OSError:  # no hard links here, or a folder was renamed over the landing file
             if os.path.lexists(candidate):

@@ -7,7 +7,7 @@ descriptor, so it survives the process being killed (a torn last line is skipped
 
     {"owner": {"run_id": "…", "host": "…", "pid": 123, "pid_started": 456}}   always the first line
     {"begin": "/dump/sub/.orchestrator-partial-…"}     a temp file is about to exist there
-    {"begin": "s3://lake/raw/a.csv"}                   a multipart upload to that key is about to start
+    {"begin": "s3://lake/raw/a.csv"}                   a multipart upload to that key is starting
     {"upload": "s3://lake/raw/a.csv", "id": "…"}       … and this is its upload id
     {"claims": [["/landing/.orchestrator-claim-…", "/landing/a.csv"], …]}
                                                         landing files about to be renamed, privately
@@ -21,6 +21,7 @@ gone it hands every unfinished target to ``clean``, then deletes the journal. Jo
 processes (a concurrent run, or an abandoned attempt of this run still finishing) are left alone,
 and so are journals written on another host, whose processes cannot be checked from here.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,7 +40,7 @@ LEGACY_NAME = "journal.jsonl"  # one shared journal, written before owners were 
 
 @dataclasses.dataclass(frozen=True)
 class Owner:
-    """The process that wrote a journal: a run id, and the pid with its start time (pids get reused)."""
+    """The process that wrote a journal: a run id, a pid and its start time (pids get reused)."""
 
     run_id: str
     host: str
@@ -88,7 +89,10 @@ class Journal:
     def claim_all(self, claims: list[tuple[str, str]]) -> None:
         """Claims of (private name, landing path), in one line."""
         if claims:
-            self._append({"claims": [list(claim) for claim in claims]}, add=[private for private, _ in claims])
+            self._append(
+                {"claims": [list(claim) for claim in claims]},
+                add=[private for private, _ in claims],
+            )
 
     def end(self, target: str) -> None:
         self._append({"end": target}, remove=[target])
@@ -107,20 +111,24 @@ class Journal:
             if not self._pending:
                 self.path.unlink(missing_ok=True)
 
-    def _append(self, record: dict[str, Any], add: Iterable[str] = (), remove: Iterable[str] = ()) -> None:
+    def _append(
+        self, record: dict[str, Any], add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> None:
         data = (json.dumps(record) + "\n").encode()
         with self._lock:
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 if os.fstat(self._fd).st_size == 0:
-                    data = (json.dumps({"owner": dataclasses.asdict(self.owner)}) + "\n").encode() + data
+                    data = (
+                        json.dumps({"owner": dataclasses.asdict(self.owner)}) + "\n"
+                    ).encode() + data
             os.write(self._fd, data)
             self._pending.update(add)
             self._pending.difference_update(remove)
 
 
 def read(path: Path) -> tuple[Owner | None, list[Leftover]]:
-    """A journal's owner (None for the legacy shared journal) and its leftovers, in the order begun."""
+    """A journal's owner (None for the legacy shared journal) and its leftovers, in order."""
     owner, pending = None, {}
     for record in _records(path):
         if "owner" in record and owner is None:
@@ -143,8 +151,12 @@ def read(path: Path) -> tuple[Owner | None, list[Leftover]]:
 def _owner(fields: Any) -> Owner | None:
     """The owner a journal names; None (a dead owner) when the line cannot be read as one."""
     try:
-        return Owner(str(fields["run_id"]), str(fields["host"]), int(fields["pid"]),
-                     None if fields.get("pid_started") is None else int(fields["pid_started"]))
+        return Owner(
+            str(fields["run_id"]),
+            str(fields["host"]),
+            int(fields["pid"]),
+            None if fields.get("pid_started") is None else int(fields["pid_started"]),
+        )
     except (TypeError, KeyError, ValueError):
         return None
 
@@ -164,7 +176,9 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def journals(folder: Path) -> list[Path]:
-    return sorted(folder.glob("journal-*.jsonl")) + [p for p in [folder / LEGACY_NAME] if p.exists()]
+    return sorted(folder.glob("journal-*.jsonl")) + [
+        p for p in [folder / LEGACY_NAME] if p.exists()
+    ]
 
 
 def in_flight(folder: Path) -> set[str]:
@@ -185,7 +199,9 @@ def recover(folder: Path, clean: Callable[[Leftover], None]) -> int:
     """
     found = 0
     with open(folder / "recover.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent starts: one recovers, the other then finds nothing
+        fcntl.flock(
+            lock, fcntl.LOCK_EX
+        )  # concurrent starts: one recovers, the other then finds nothing
         for path in journals(folder):
             owner, leftovers = read(path)
             if owner is not None and owner.alive():

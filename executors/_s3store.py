@@ -144,7 +144,8 @@ class S3Store:
             if entry.size < COPY_OBJECT_LIMIT:
                 result = self.client.copy_object(CopySource=copy_source, Bucket=self.bucket,
                                                  Key=self.key(rel), **condition)
-                if "-" not in entry.version and _etag(result["CopyObjectResult"]["ETag"]) == entry.version:
+                copied = _etag(result["CopyObjectResult"]["ETag"])
+                if "-" not in entry.version and copied == entry.version:
                     return entry.size
             else:
                 with in_flight(self.client, f"s3://{self.bucket}/{self.key(rel)}", journal):
@@ -190,7 +191,8 @@ class S3Store:
 
     def _delete_one(self, entry: Entry) -> dict[str, str]:
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=self.key(entry.rel), IfMatch=f'"{entry.version}"')
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(entry.rel),
+                                      IfMatch=f'"{entry.version}"')
         except ClientError as exc:
             why = _why_kept(error_code(exc), str(exc))
             return {} if why is None else {entry.rel: why}

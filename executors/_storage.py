@@ -176,7 +176,8 @@ def local_entry(rel: str, st: os.stat_result) -> Entry:
     """The version is size, mtime, ctime, inode and device: a rewrite in place that keeps the size
     and restores the mtime (``cp -p``, ``rsync --inplace -t``) still moves the ctime, which no user
     call can set back, so the new content is never taken for the copied one."""
-    return Entry(rel, st.st_size, f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}")
+    version = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
+    return Entry(rel, st.st_size, version)
 
 
 def same_file(st: os.stat_result, entry: Entry) -> bool:

@@ -115,11 +115,13 @@ def post_staging(ex: Any, landing: Any, journal: Journal, context: Context) -> T
     finally:
         left.update(release(landing, held, journal, done))
     for rel in sorted(left):
-        context.logger.warning("%s changed or vanished since it was copied: left for the next run", rel)
+        context.logger.warning("%s changed or vanished since it was copied: left for the next run",
+                               rel)
     if failed:
         raise StagingError(f"{len(failed)} landing files could not be {ex.archive_or_delete}d, "
                            f"first: {failed[0][0]}: {failed[0][1]}")
-    return TaskMetrics(total_rows=sum(counts.values()), execution_metadata={**counts, "left": len(left)})
+    return TaskMetrics(total_rows=sum(counts.values()),
+                       execution_metadata={**counts, "left": len(left)})
 
 
 # counts, changed since copied, failed (with why), done
@@ -130,14 +132,16 @@ def _delete(landing: Any, held: list[Held], check: Callable[[], None]) -> Outcom
     check()
     kept = landing.delete([h.source for h in held])
     changed = [h.entry.rel for h in held if kept.get(h.source.rel) == CHANGED]
-    failed = [(h.entry.rel, kept[h.source.rel]) for h in held if kept.get(h.source.rel, CHANGED) != CHANGED]
+    failed = [(h.entry.rel, kept[h.source.rel]) for h in held
+              if kept.get(h.source.rel, CHANGED) != CHANGED]
     done = [h for h in held if h.source.rel not in kept]
     return {"deleted": len(done)}, changed, failed, done
 
 
-def _archive(landing: Any, store: Any, held: list[Held], journal: Journal, check: Callable[[], None]) -> Outcome:
+def _archive(landing: Any, store: Any, held: list[Held], journal: Journal,
+             check: Callable[[], None]) -> Outcome:
     result = archive(landing, store, held, journal, _workers(landing, store), check)
     counts = {"archived": result.archived, "already_archived": result.already_archived,
               "renamed": result.renamed}
-    return (counts, [h.entry.rel for h in result.changed], [(h.entry.rel, why) for h, why in result.failed],
-            result.done)
+    failed = [(h.entry.rel, why) for h, why in result.failed]
+    return counts, [h.entry.rel for h in result.changed], failed, result.done

@@ -8,6 +8,7 @@ retry, the writer aborts the other incomplete uploads to its key once it is done
 run has that key in flight too (then the orphan is left for a lifecycle rule, never a live upload
 aborted).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -77,8 +78,12 @@ def abort_orphans(client: Any, uri: str, ours: list[str], folder: Any) -> None:
     if uri in _journal.in_flight(folder):
         return
     bucket, key = split_s3(uri)
-    uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=key.rstrip("/")).get("Uploads", [])
-    orphans = [u["UploadId"] for u in uploads if u["Key"] == key.rstrip("/") and u["UploadId"] not in ours]
+    uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=key.rstrip("/")).get(
+        "Uploads", []
+    )
+    orphans = [
+        u["UploadId"] for u in uploads if u["Key"] == key.rstrip("/") and u["UploadId"] not in ours
+    ]
     if orphans:
         abort_uploads(client, uri, orphans)
 
@@ -88,8 +93,9 @@ def _watched(client: Any) -> dict[str, _Upload]:
         watched = _WATCHED.get(client)
         if watched is None:
             watched = _WATCHED[client] = {}
-            client.meta.events.register("after-call.s3.CreateMultipartUpload",
-                                        functools.partial(_note_upload, watched))
+            client.meta.events.register(
+                "after-call.s3.CreateMultipartUpload", functools.partial(_note_upload, watched)
+            )
         return watched
 
 
@@ -99,5 +105,7 @@ def _note_upload(watched: dict[str, _Upload], parsed: dict[str, Any], **_: Any) 
     if upload is None or "UploadId" not in parsed:
         return
     upload.ids.append(parsed["UploadId"])
-    upload.retried = upload.retried or parsed.get("ResponseMetadata", {}).get("RetryAttempts", 0) > 0
+    upload.retried = (
+        upload.retried or parsed.get("ResponseMetadata", {}).get("RetryAttempts", 0) > 0
+    )
     upload.journal.upload(uri, parsed["UploadId"])

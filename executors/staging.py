@@ -123,7 +123,8 @@ class StagingExecutor(Executor):
         return open_store(location, self.s3_client)
 
     def _journal(self, context: Context) -> Journal:
-        """This task's journal; first, what dead runs left in flight is undone (not a live run's)."""
+        """This task's journal; first, what dead runs left in flight is undone (never a live
+        run's)."""
         folder = context.state_dir("staging")
         live: list[set[str]] = []  # targets live runs have in flight, read only when needed
 

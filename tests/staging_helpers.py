@@ -47,7 +47,8 @@ def run(executor: StagingExecutor, tmp_path: Path) -> tuple:
 
 def journal_owned_by(tmp_path: Path, pid: int, started: int | None, host: str | None = None,
                      run_id: str = "other") -> Journal:
-    """A journal in the staging state folder, as the process ``pid`` (started at ``started``) writes it."""
+    """A journal in the staging state folder, as the process ``pid`` (started at ``started``)
+    writes it."""
     journal = Journal(context(tmp_path).state_dir("staging"), run_id)
     journal.owner = Owner(run_id, host or socket.gethostname(), pid, started)
     return journal

@@ -1,5 +1,6 @@
 """Concurrent runs of one routine (``--allow-concurrent``): crash recovery undoes only what dead
 runs left, never a live run's temp file, multipart upload or journal."""
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,9 @@ def uploads(s3: Any) -> list[str]:
 
 
 @pytest.mark.parametrize("dump", ["local", "s3"])
-def test_a_second_run_leaves_the_first_runs_write_in_flight_alone(tmp_path: Path, dump: str,
-                                                                   request: pytest.FixtureRequest) -> None:
+def test_a_second_run_leaves_the_first_runs_write_in_flight_alone(
+    tmp_path: Path, dump: str, request: pytest.FixtureRequest
+) -> None:
     """Run A is held in the middle of writing a.csv (a temp file, or a multipart upload); run B
     stages the same folder meanwhile, recovery included. A then finishes and succeeds."""
     s3 = request.getfixturevalue("s3") if dump == "s3" else None
@@ -69,16 +71,33 @@ def test_a_second_run_leaves_the_first_runs_write_in_flight_alone(tmp_path: Path
     land(tmp_path / "landing", {"a.csv": CSV})
     (tmp_path / "hold.py").write_text(HOLD)
     release = tmp_path / "release"
-    params = {"parent_directory": str(tmp_path / "landing"), "archive_or_delete": "delete",
-              "dump_directory": str(tmp_path / "dump") if s3 is None else "s3://lake/raw/",
-              "transform": f"{tmp_path}/hold.py:hold"}
-    run_a = subprocess.Popen([sys.executable, "-c", RUN_A, json.dumps({**params, "transform_args": {
-        "release": str(release)}}), str(tmp_path / "home")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    params = {
+        "parent_directory": str(tmp_path / "landing"),
+        "archive_or_delete": "delete",
+        "dump_directory": str(tmp_path / "dump") if s3 is None else "s3://lake/raw/",
+        "transform": f"{tmp_path}/hold.py:hold",
+    }
+    run_a = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            RUN_A,
+            json.dumps({**params, "transform_args": {"release": str(release)}}),
+            str(tmp_path / "home"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
     try:
         wait_for(Path(f"{release}.waiting"), run_a)
         journals = set(context(tmp_path).state_dir("staging").glob("journal-*"))
-        in_flight = [p for p in (tmp_path / "dump").iterdir() if is_private(p.name)] if s3 is None else uploads(s3)
+        in_flight = (
+            [p for p in (tmp_path / "dump").iterdir() if is_private(p.name)]
+            if s3 is None
+            else uploads(s3)
+        )
         assert len(journals) == 1 and len(in_flight) == 1
 
         run(staging(tmp_path, **params), tmp_path)  # run B, in this process
@@ -95,7 +114,10 @@ def test_a_second_run_leaves_the_first_runs_write_in_flight_alone(tmp_path: Path
     if s3 is None:
         assert tree(tmp_path / "dump") == {"a.csv": CSV}
     else:
-        assert s3.get_object(Bucket="lake", Key="raw/a.csv")["Body"].read() == CSV and uploads(s3) == []
+        assert (
+            s3.get_object(Bucket="lake", Key="raw/a.csv")["Body"].read() == CSV
+            and uploads(s3) == []
+        )
     assert tree(tmp_path / "landing") == {}
     assert list(context(tmp_path).state_dir("staging").glob("journal-*")) == []
 
@@ -104,22 +126,41 @@ def test_recovery_undoes_only_what_dead_runs_left(tmp_path: Path) -> None:
     """Alive: a running process with its start time. Dead: killed, or its pid reused by another
     process (here: this one, with another start time). Another host's journal cannot be judged."""
     dump = tmp_path / "dump"
-    temps = {name: dump / private_name("partial", f"{name}.csv") for name in ("live", "host", "dead", "reused")}
+    temps = {
+        name: dump / private_name("partial", f"{name}.csv")
+        for name in ("live", "host", "dead", "reused")
+    }
     land(dump, {p.name: b"half" for p in temps.values()})
     live = subprocess.Popen(["sleep", "60"])
     try:
-        journal_owned_by(tmp_path, live.pid, process_start(live.pid), run_id="live").begin(str(temps["live"]))
-        journal_owned_by(tmp_path, 1, None, host="elsewhere", run_id="host").begin(str(temps["host"]))
+        journal_owned_by(tmp_path, live.pid, process_start(live.pid), run_id="live").begin(
+            str(temps["live"])
+        )
+        journal_owned_by(tmp_path, 1, None, host="elsewhere", run_id="host").begin(
+            str(temps["host"])
+        )
         dead_journal(tmp_path, run_id="dead").begin(str(temps["dead"]))
         me = process_start(os.getpid())
-        journal_owned_by(tmp_path, os.getpid(), (me or 0) + 1, run_id="reused").begin(str(temps["reused"]))
+        journal_owned_by(tmp_path, os.getpid(), (me or 0) + 1, run_id="reused").begin(
+            str(temps["reused"])
+        )
         land(tmp_path / "landing", {"a.csv": CSV})
         run(staging(tmp_path), tmp_path)
-        assert {n: p.exists() for n, p in temps.items()} == {"live": True, "host": True, "dead": False,
-                                                             "reused": False}
-        left = sorted(p.name.split("-")[1] for p in context(tmp_path).state_dir("staging").glob("journal-*"))
+        assert {n: p.exists() for n, p in temps.items()} == {
+            "live": True,
+            "host": True,
+            "dead": False,
+            "reused": False,
+        }
+        left = sorted(
+            p.name.split("-")[1] for p in context(tmp_path).state_dir("staging").glob("journal-*")
+        )
         assert left == ["host", "live"]
-        assert tree(dump) == {"a.csv": CSV, temps["live"].name: b"half", temps["host"].name: b"half"}
+        assert tree(dump) == {
+            "a.csv": CSV,
+            temps["live"].name: b"half",
+            temps["host"].name: b"half",
+        }
     finally:
         live.kill()
         live.wait()
@@ -137,4 +178,6 @@ def test_a_dead_runs_multipart_upload_is_aborted_by_its_id(s3: Any, tmp_path: Pa
     journal.upload("s3://lake/raw/a.csv", dead)
     land(tmp_path / "landing", {"b.csv": CSV})
     run(staging(tmp_path, dump_directory="s3://lake/raw/"), tmp_path)
-    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="lake").get("Uploads", [])] == [other]
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="lake").get("Uploads", [])] == [
+        other
+    ]

@@ -3,6 +3,7 @@
 The replacements happen at exact moments: right after post_staging's listing (the window between
 its check and its delete or archive), or right after a file was claimed.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,10 +18,24 @@ from executors import _claim
 from executors._locations import NAME_MAX, is_private, private_name, timestamped
 from executors._storage import LocalStore
 from faultproxy import RESET_AFTER, ByOperation, Fault, FaultProxy
-from staging_helpers import CSV, MAPPER, RENAMED, ROUTINE, context, dead_journal, land, run, staging, tree
+from staging_helpers import (
+    CSV,
+    MAPPER,
+    RENAMED,
+    ROUTINE,
+    context,
+    dead_journal,
+    land,
+    run,
+    staging,
+    tree,
+)
 
 NEW = CSV + b"Carol,29,teacher\n"
-TRANSFORM = {"transform": f"{ROUTINE}/transforms.py:rename_columns", "transform_args": {"mapper": MAPPER}}
+TRANSFORM = {
+    "transform": f"{ROUTINE}/transforms.py:rename_columns",
+    "transform_args": {"mapper": MAPPER},
+}
 
 
 def replace_after_listing(monkeypatch: pytest.MonkeyPatch, path: Path, data: bytes) -> None:
@@ -42,9 +57,11 @@ def replace_after_listing(monkeypatch: pytest.MonkeyPatch, path: Path, data: byt
 
 # 1. a landing file replaced between post_staging's check and its delete or archive
 
+
 @pytest.mark.parametrize("mode", ["delete", "archive"])
-def test_landing_file_replaced_after_the_check_is_left_for_the_next_run(tmp_path: Path, mode: str,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_landing_file_replaced_after_the_check_is_left_for_the_next_run(
+    tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     landing = tmp_path / "landing"
     land(landing, {"a.csv": CSV, "b.csv": CSV})
     ex = staging(tmp_path, archive_or_delete=mode)
@@ -59,9 +76,10 @@ def test_landing_file_replaced_after_the_check_is_left_for_the_next_run(tmp_path
     assert tree(landing) == {} and tree(tmp_path / "dump") == {"a.csv": NEW, "b.csv": CSV}
 
 
-def test_file_landing_under_the_name_while_claimed_is_never_overwritten(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Put back never replaces: the file that landed keeps the name, the claimed one gets a new one."""
+def test_file_landing_under_the_name_while_claimed_is_never_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Put back never replaces: the file that landed keeps the name, the claimed one gets one."""
     landing = tmp_path / "landing"
     land(landing, {"a.csv": CSV})
     ex = staging(tmp_path, archive_or_delete="delete")
@@ -108,7 +126,10 @@ def test_landing_names_up_to_name_max_stage_and_archive(tmp_path: Path, params: 
     expected = RENAMED if params else CSV
     assert tree(tmp_path / "dump") == {rel: expected for rel in files}
     archive = tree(tmp_path / "archive")
-    assert archive.pop(f"sub/{LONG_UTF8}") == CSV and archive.pop(LONG) == b"an older file under the same name\n"
+    assert (
+        archive.pop(f"sub/{LONG_UTF8}") == CSV
+        and archive.pop(LONG) == b"an older file under the same name\n"
+    )
     [(renamed, data)] = archive.items()
     assert data == CSV and len(renamed.encode()) <= NAME_MAX and renamed.endswith(".csv")
     assert tree(tmp_path / "landing") == {}
@@ -125,8 +146,12 @@ def test_timestamped_names_fit_and_cut_between_characters() -> None:
 
 def test_files_named_like_temp_files_are_staged(tmp_path: Path) -> None:
     """Only our exact temp names are skipped, not a user's file that merely looks like one."""
-    files = {"x.orchestrator-partial": CSV, ".x.orchestrator-partial": CSV, "sub/y.orchestrator-claim": CSV,
-             ".orchestrator-partial-0123456789ABCDEF-0123456789ab": CSV}
+    files = {
+        "x.orchestrator-partial": CSV,
+        ".x.orchestrator-partial": CSV,
+        "sub/y.orchestrator-claim": CSV,
+        ".orchestrator-partial-0123456789ABCDEF-0123456789ab": CSV,
+    }
     land(tmp_path / "landing", files)
     moved, _ = run(staging(tmp_path, archive_or_delete="delete"), tmp_path)
     assert tree(tmp_path / "dump") == files and tree(tmp_path / "landing") == {}
@@ -135,7 +160,10 @@ def test_files_named_like_temp_files_are_staged(tmp_path: Path) -> None:
 
 def test_another_runs_temp_file_in_the_landing_folder_is_not_staged(tmp_path: Path) -> None:
     """A landing folder that is another routine's dump holds that routine's files in flight."""
-    in_flight = {f"sub/{private_name('partial', 'z.csv')}": b"half", private_name("claim", "w.csv"): CSV}
+    in_flight = {
+        f"sub/{private_name('partial', 'z.csv')}": b"half",
+        private_name("claim", "w.csv"): CSV,
+    }
     land(tmp_path / "landing", {"a.csv": CSV, **in_flight})
     run(staging(tmp_path, archive_or_delete="delete"), tmp_path)
     assert tree(tmp_path / "dump") == {"a.csv": CSV}
@@ -146,10 +174,13 @@ def test_private_names_are_short_and_exact() -> None:
     name = private_name("partial", LONG)
     assert is_private(name) and len(name) < 64 and name.startswith(".")
     assert is_private(private_name("claim", "a.csv"))
-    assert not any(is_private(n) for n in (name + "x", name[:-1], name.upper(), ".a.csv.orchestrator-partial"))
+    assert not any(
+        is_private(n) for n in (name + "x", name[:-1], name.upper(), ".a.csv.orchestrator-partial")
+    )
 
 
 # 1. on S3: every delete is conditional on the ETag that was copied
+
 
 @pytest.fixture
 def buckets(s3: Any) -> Any:
@@ -161,8 +192,14 @@ def buckets(s3: Any) -> Any:
 def s3_staging(**params: Any) -> Any:
     from executors.staging import StagingExecutor
 
-    return StagingExecutor(**{"parent_directory": "s3://land/in/", "dump_directory": "s3://lake/raw/",
-                              "archive_or_delete": "delete", **params})
+    return StagingExecutor(
+        **{
+            "parent_directory": "s3://land/in/",
+            "dump_directory": "s3://lake/raw/",
+            "archive_or_delete": "delete",
+            **params,
+        }
+    )
 
 
 def objects(s3: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
@@ -195,13 +232,18 @@ def headers(request: Any) -> dict[str, str]:
     return {k.lower(): v for k, v in request.headers.items()}
 
 
-def test_s3_deletes_and_copies_name_the_copied_etag(buckets: Any, tmp_path: Path, moto_server: str,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto ignores these conditions (real S3 enforces them), so check that every request carries one."""
+def test_s3_deletes_and_copies_name_the_copied_etag(
+    buckets: Any, tmp_path: Path, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto ignores these conditions (real S3 enforces them): check that every request has one."""
     import xml.etree.ElementTree as ET
 
-    etags = {f"in/{n}.csv": buckets.put_object(Bucket="land", Key=f"in/{n}.csv", Body=CSV + n.encode())["ETag"]
-             for n in "abc"}
+    etags = {
+        f"in/{n}.csv": buckets.put_object(Bucket="land", Key=f"in/{n}.csv", Body=CSV + n.encode())[
+            "ETag"
+        ]
+        for n in "abc"
+    }
     proxy = recording_proxy(moto_server, monkeypatch)
     try:
         run(s3_staging(archive_or_delete="archive", archive_directory="s3://land/done/"), tmp_path)
@@ -217,31 +259,42 @@ def test_s3_deletes_and_copies_name_the_copied_etag(buckets: Any, tmp_path: Path
         assert sent["x-amz-copy-source-if-match"] == etags[source]
     [batch] = [r for r in proxy.requests if r.operation == "DeleteObjects"]
     ns = {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}
-    listed = {o.findtext("s3:Key", namespaces=ns): o.findtext("s3:ETag", namespaces=ns)
-              for o in ET.fromstring(batch.body).findall("s3:Object", ns)}
+    listed = {
+        o.findtext("s3:Key", namespaces=ns): o.findtext("s3:ETag", namespaces=ns)
+        for o in ET.fromstring(batch.body).findall("s3:Object", ns)
+    }
     assert listed == {k: v for k, v in etags.items() if k != "in/d.csv"}
     [single] = [r for r in proxy.requests if r.operation == "DeleteObject"]
-    assert single.path.endswith("/land/in/d.csv") and headers(single)["if-match"] == etags["in/d.csv"]
+    assert (
+        single.path.endswith("/land/in/d.csv") and headers(single)["if-match"] == etags["in/d.csv"]
+    )
     assert objects(buckets, "land", "in/") == {}
 
 
 DELETE_RESULT = b"""<?xml version="1.0" encoding="UTF-8"?>
 <DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
-<Error><Key>in/a.csv</Key><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you
-specified did not hold</Message></Error>
-<Error><Key>in/b.csv</Key><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>
+<Error><Key>in/a.csv</Key><Code>PreconditionFailed</Code>
+<Message>At least one of the pre-conditions you specified did not hold</Message></Error>
+<Error><Key>in/b.csv</Key><Code>NoSuchKey</Code>
+<Message>The specified key does not exist.</Message></Error>
 </DeleteResult>"""
 
 
-def test_s3_batch_delete_refused_for_a_replaced_object_leaves_it(buckets: Any, tmp_path: Path, moto_server: str,
-                                                                 monkeypatch: pytest.MonkeyPatch,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_s3_batch_delete_refused_for_a_replaced_object_leaves_it(
+    buckets: Any,
+    tmp_path: Path,
+    moto_server: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """S3's answer when a.csv was replaced and b.csv deleted by someone else (moto never gives it):
     a.csv is left for the next run, b.csv is gone anyway; neither is a failure."""
     for n in "abc":
         buckets.put_object(Bucket="land", Key=f"in/{n}.csv", Body=CSV)
     answer = Fault.answer("a.csv replaced, b.csv gone", 200, DELETE_RESULT)
-    proxy = recording_proxy(moto_server, monkeypatch, policy=ByOperation({"DeleteObjects": [answer]}))
+    proxy = recording_proxy(
+        moto_server, monkeypatch, policy=ByOperation({"DeleteObjects": [answer]})
+    )
     try:
         _, result = run(s3_staging(), tmp_path)
     finally:
@@ -251,14 +304,20 @@ def test_s3_batch_delete_refused_for_a_replaced_object_leaves_it(buckets: Any, t
     assert "a.csv changed or vanished since it was copied" in caplog.text
 
 
-def test_s3_delete_whose_reply_was_lost_is_done(buckets: Any, tmp_path: Path, moto_server: str,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """The retry of a conditional delete that did happen gets NoSuchKey: the object is gone, as asked."""
+def test_s3_delete_whose_reply_was_lost_is_done(
+    buckets: Any, tmp_path: Path, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry of a conditional delete that did happen gets NoSuchKey: the object is gone."""
     buckets.put_object(Bucket="land", Key="in/a.csv", Body=CSV)
-    proxy = recording_proxy(moto_server, monkeypatch, policy=ByOperation({"DeleteObject": [RESET_AFTER]}))
+    proxy = recording_proxy(
+        moto_server, monkeypatch, policy=ByOperation({"DeleteObject": [RESET_AFTER]})
+    )
     try:
         _, result = run(s3_staging(), tmp_path)
     finally:
         proxy.close()
-    assert proxy.counts["DeleteObject"] == 2 and result.execution_metadata == {"deleted": 1, "left": 0}
+    assert proxy.counts["DeleteObject"] == 2 and result.execution_metadata == {
+        "deleted": 1,
+        "left": 0,
+    }
     assert objects(buckets, "land") == {} and objects(buckets, "lake") == {"raw/a.csv": CSV}
