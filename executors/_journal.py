@@ -32,10 +32,12 @@ import re
 import secrets
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 LEGACY_NAME = "journal.jsonl"  # one shared journal, written before owners were recorded
+UNCLAIMED_SECONDS = 600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,8 +138,8 @@ def read(path: Path) -> tuple[Owner | None, list[Leftover]]:
         elif "begin" in record:
             pending[record["begin"]] = Leftover(record["begin"])
         elif "claims" in record:
-            for private, path in record["claims"]:
-                pending[private] = Leftover(private, path=path)
+            for private, origin in record["claims"]:
+                pending[private] = Leftover(private, path=origin)
         elif "upload" in record and record["upload"] in pending:
             pending[record["upload"]].uploads.append(record["id"])
         elif "end" in record:
@@ -146,6 +148,18 @@ def read(path: Path) -> tuple[Owner | None, list[Leftover]]:
             for target in record["ends"]:
                 pending.pop(target, None)
     return owner, list(pending.values())
+
+
+def _unclaimed(path: Path) -> bool:
+    """A new journal still without its owner line: created a moment ago by a live writer (its
+    first write, owner line included, is on its way), or left empty by a writer killed in between
+    (then it holds nothing to undo, and goes once it is old)."""
+    if path.name == LEGACY_NAME:
+        return False
+    try:
+        return time.time() - path.stat().st_mtime < UNCLAIMED_SECONDS
+    except FileNotFoundError:
+        return True
 
 
 def _owner(fields: Any) -> Owner | None:
@@ -199,12 +213,11 @@ def recover(folder: Path, clean: Callable[[Leftover], None]) -> int:
     """
     found = 0
     with open(folder / "recover.lock", "a") as lock:
-        fcntl.flock(
-            lock, fcntl.LOCK_EX
-        )  # concurrent starts: one recovers, the other then finds nothing
+        # Concurrent starts: one recovers, the other then finds nothing left to do.
+        fcntl.flock(lock, fcntl.LOCK_EX)
         for path in journals(folder):
             owner, leftovers = read(path)
-            if owner is not None and owner.alive():
+            if owner is not None and owner.alive() or owner is None and _unclaimed(path):
                 continue
             for leftover in leftovers:
                 clean(leftover)

@@ -181,3 +181,16 @@ def test_a_dead_runs_multipart_upload_is_aborted_by_its_id(s3: Any, tmp_path: Pa
     assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="lake").get("Uploads", [])] == [
         other
     ]
+
+
+def test_a_journal_still_without_its_owner_line_is_left_until_it_is_old(tmp_path: Path) -> None:
+    """A writer creates its journal, then writes the owner line: in between it must not be taken
+    for a dead run's (deleting it would send the live run's records into an unlinked file)."""
+    folder = context(tmp_path).state_dir("staging")
+    young, old = folder / "journal-young-0000.jsonl", folder / "journal-old-0000.jsonl"
+    young.touch()
+    old.touch()
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    land(tmp_path / "landing", {"a.csv": CSV})
+    run(staging(tmp_path), tmp_path)
+    assert young.exists() and not old.exists()
