@@ -114,7 +114,7 @@ def release(
     finished = {item.source.rel for item in done or ()}
     back = []
     for item in held:
-        if item.claimed and item.source.rel not in finished or done is None:
+        if item.claimed and (done is None or item.source.rel not in finished):
             if put_back(landing.path(item.source.rel), landing.path(item.entry.rel)) is not None:
                 back.append(item.entry.rel)
     journal.end_all([landing.path(item.source.rel) for item in held if item.claimed])
@@ -137,9 +137,7 @@ def put_back(private: str, path: str) -> str | None:
         except FileNotFoundError:
             if not os.path.lexists(private):
                 return None
-            os.makedirs(
-                os.path.dirname(candidate), exist_ok=True
-            )  # the folder was removed meanwhile
+            os.makedirs(os.path.dirname(candidate), exist_ok=True)  # removed meanwhile
             continue
         except OSError:  # no hard links here, or a folder was renamed over the landing file
             if os.path.lexists(candidate):

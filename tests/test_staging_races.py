@@ -18,6 +18,7 @@ from executors import _claim
 from executors._locations import NAME_MAX, is_private, private_name, timestamped
 from executors._storage import LocalStore
 from faultproxy import RESET_AFTER, ByOperation, Fault, FaultProxy
+from orchestrator.executor import Cancelled
 from staging_helpers import (
     CSV,
     MAPPER,
@@ -321,3 +322,47 @@ def test_s3_delete_whose_reply_was_lost_is_done(
         "left": 0,
     }
     assert objects(buckets, "land") == {} and objects(buckets, "lake") == {"raw/a.csv": CSV}
+
+
+@pytest.mark.parametrize("place", ["local", "s3"])
+def test_cancel_in_the_middle_of_archiving_puts_claimed_files_back(
+    tmp_path: Path, place: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """What was claimed and not yet archived goes back under its own name; nothing is lost."""
+    from executors import _parallel
+
+    files = {f"f{i}.csv": CSV + str(i).encode() for i in range(5)}
+    if place == "local":
+        land(tmp_path / "landing", files)
+        ex = staging(tmp_path)
+    else:
+        s3 = request.getfixturevalue("buckets")
+        for rel, data in files.items():
+            s3.put_object(Bucket="land", Key=f"in/{rel}", Body=data)
+        ex = s3_staging(archive_or_delete="archive", archive_directory="s3://land/done/")
+    ex.transfer(context(tmp_path))
+    original = _parallel.run_all
+
+    def cancel_after_the_first(fn: Any, items: Any, workers: int, check: Any) -> Any:
+        def first_then_cancel(item: Any) -> Any:
+            result = fn(item)
+            ex.cancel()
+            return result
+
+        return original(first_then_cancel, items, 1, check)
+
+    monkeypatch.setattr("executors._archive.run_all", cancel_after_the_first)
+    monkeypatch.setattr("executors._archive._link", lambda *_: None)  # every file through a copy
+    with pytest.raises(Cancelled):
+        ex.post_staging(context(tmp_path, "post_staging"))
+    if place == "local":
+        landing = lambda: tree(tmp_path / "landing")  # noqa: E731
+        archive = lambda: tree(tmp_path / "archive")  # noqa: E731
+    else:
+        s3 = request.getfixturevalue("buckets")
+        landing = lambda: {k[3:]: v for k, v in objects(s3, "land", "in/").items()}  # noqa: E731
+        archive = lambda: {k[5:]: v for k, v in objects(s3, "land", "done/").items()}  # noqa: E731
+    assert landing() == files and len(archive()) == 1 and archive().items() <= files.items()
+    monkeypatch.undo()
+    run(ex, tmp_path)
+    assert landing() == {} and archive() == files
