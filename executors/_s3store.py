@@ -151,8 +151,8 @@ class S3Store:
                 with in_flight(self.client, f"s3://{self.bucket}/{self.key(rel)}", journal):
                     self.client.copy(copy_source, self.bucket, self.key(rel), ExtraArgs=condition)
         except ClientError as exc:
-            if error_code(exc) in ("PreconditionFailed", "412"):
-                raise SourceChanged(entry.rel) from exc
+            if error_code(exc) in ("PreconditionFailed", "412", "NoSuchKey"):
+                raise SourceChanged(entry.rel) from exc  # replaced or gone since it was listed
             raise
         return self._verify_size(rel, entry.size)
 

@@ -366,3 +366,20 @@ def test_cancel_in_the_middle_of_archiving_puts_claimed_files_back(
     monkeypatch.undo()
     run(ex, tmp_path)
     assert landing() == {} and archive() == files
+
+
+def test_landing_file_gone_after_the_listing_is_left_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A concurrent run (``--allow-concurrent``) staged and deleted it meanwhile."""
+    landing = tmp_path / "landing"
+    land(landing, {"a.csv": CSV, "b.csv": CSV})
+    original = LocalStore.list
+
+    def listing(self: LocalStore) -> Iterator[Any]:
+        yield from original(self)
+        (landing / "a.csv").unlink(missing_ok=True)
+
+    monkeypatch.setattr(LocalStore, "list", listing)
+    moved = staging(tmp_path, archive_or_delete="delete").transfer(context(tmp_path))
+    assert moved.execution_metadata["changed"] == 1 and tree(tmp_path / "dump") == {"b.csv": CSV}
