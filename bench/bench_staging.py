@@ -50,13 +50,19 @@ def measure(label: str, files: int, fn: Callable[[], None], who: int, prepare: C
           flush=True)
 
 
+PHASES: dict[str, list[float]] = {}  # task → CPU seconds (this process) of each run
+
+
 def stage(parent: str, dump: str, home: Path, mode: str = "delete",
           archive: str | None = None) -> None:
     ex = StagingExecutor(parent_directory=parent, dump_directory=dump, archive_or_delete=mode,
                          archive_directory=archive)
     for task in ("transfer", "post_staging"):
-        ctx = Context(run_id="bench", run_date="2026-11-22", routine_name="bench", step="stage", task=task, home=home)
+        ctx = Context(run_id="bench", run_date="2026-11-22", routine_name="bench", step="stage",
+                      task=task, home=home)
+        cpu0 = time.process_time()
         getattr(ex, task)(ctx)
+        PHASES.setdefault(task, []).append(time.process_time() - cpu0)
     ex.close()
 
 
@@ -72,10 +78,13 @@ def bench_local(files: int, work: Path, repeat: int) -> None:
     print(f"local→local, {files} files of {len(BODY)} bytes (transfer + post_staging):")
     for mode in ("delete", "archive"):
         archive = str(work / "archive") if mode == "archive" else None
+        PHASES.clear()
         measure(f"orchestrator staging, {mode}", files,
                 lambda: stage(str(landing), str(work / "dump"), work / "home", mode, archive),
                 resource.RUSAGE_SELF, prepare, repeat)
         assert len(list((work / "dump").iterdir())) == files and not any(landing.iterdir())
+        print("    CPU per task, best: " + ", ".join(f"{task} {min(times) * 1000:.0f} ms"
+                                                   for task, times in PHASES.items()))
 
 
 def free_port() -> int:
