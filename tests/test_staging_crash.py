@@ -1,6 +1,6 @@
 """Kill -9 staging runs at several moments, rerun, and check nothing is lost, doubled or corrupted.
 
-A handful of trials per configuration (bench/bench_staging_kill.py runs many more)."""
+Five trials in all, one or two per configuration (bench/bench_staging_kill.py runs many more)."""
 
 from __future__ import annotations
 
@@ -26,24 +26,19 @@ def assert_trials_held(scene: Scene, points: list[tuple[str, float]], min_killed
 def test_local_runs_killed_in_transfer_and_archive_then_rerun(tmp_path: Path) -> None:
     scene = Scene("local", "archive", True, tmp_path, landed_files(600, big=2 * 2**20))
     rng = random.Random(20261122)
-    points = [
-        ("dump", 1),
-        ("dump", rng.randint(100, 500)),
-        ("archive", 1),
-        ("archive", rng.randint(100, 500)),
-    ]
-    assert_trials_held(scene, points, min_killed=3)
+    points = [("dump", rng.randint(100, 500)), ("archive", rng.randint(100, 500))]
+    assert_trials_held(scene, points, min_killed=2)
 
 
 @pytest.mark.slow
 def test_local_runs_killed_while_deleting_then_rerun(tmp_path: Path) -> None:
     scene = Scene("local", "delete", False, tmp_path, landed_files(600))
-    assert_trials_held(scene, [("landing_gone", 1), ("landing_gone", 300)], min_killed=1)
+    assert_trials_held(scene, [("landing_gone", 300)], min_killed=1)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["delete", "archive"])
-def test_s3_runs_killed_mid_copy_and_mid_post_staging_then_rerun(
+def test_s3_runs_killed_mid_copy_or_mid_archive_then_rerun(
     s3: Any, tmp_path: Path, moto_server: str, mode: str
 ) -> None:
     env = {
@@ -53,5 +48,5 @@ def test_s3_runs_killed_mid_copy_and_mid_post_staging_then_rerun(
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     scene = Scene("s3", mode, mode == "archive", tmp_path, landed_files(60), s3, env)
-    after = "archive" if mode == "archive" else "landing_gone"
-    assert_trials_held(scene, [("dump", 20), (after, 1)], min_killed=1)
+    point = ("archive", 10) if mode == "archive" else ("dump", 20)  # mid archive copies, mid copies
+    assert_trials_held(scene, [point], min_killed=1)
