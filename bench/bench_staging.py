@@ -1,7 +1,9 @@
-"""Benchmark the staging executor: many small files local→local, and S3→S3 against aws-cli and s5cmd.
+"""Benchmark the staging executor: many small files local→local (delete and archive), and S3→S3
+against aws-cli and s5cmd.
 
 The moto server runs in a separate process so its CPU is not counted as ours; the CLIs' CPU is
-their children's rusage. Usage: python bench/bench_staging.py [--files 1000]
+their children's rusage. Each figure is the best of ``--repeat`` runs (the machine is shared).
+Usage: python bench/bench_staging.py [--files 1000] [--repeat 3] [--skip-s3] [--skip-tools]
 """
 from __future__ import annotations
 
@@ -33,30 +35,56 @@ def cpu(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(label: str, files: int, fn: Callable[[], None], who: int) -> None:
-    cpu0, t0 = cpu(who), time.perf_counter()
-    fn()
-    wall, used = time.perf_counter() - t0, cpu(who) - cpu0
-    print(f"  {label:<28} {files / wall:9.0f} files/s   wall {wall:6.2f} s   client CPU {used:6.2f} s")
+def measure(label: str, files: int, fn: Callable[[], None], who: int, prepare: Callable[[], None],
+            repeat: int) -> None:
+    """Best wall and best CPU of ``repeat`` runs of ``fn``, each after ``prepare``."""
+    walls, cpus = [], []
+    for _ in range(repeat):
+        prepare()
+        cpu0, t0 = cpu(who), time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(cpu(who) - cpu0)
+    wall, used = min(walls), min(cpus)
+    print(f"  {label:<28} {files / wall:9.0f} files/s   wall {wall:6.2f} s   client CPU {used:6.2f} s",
+          flush=True)
 
 
-def stage(parent: str, dump: str, home: Path) -> None:
-    ex = StagingExecutor(parent_directory=parent, dump_directory=dump, archive_or_delete="delete")
+PHASES: dict[str, list[float]] = {}  # task → CPU seconds (this process) of each run
+
+
+def stage(parent: str, dump: str, home: Path, mode: str = "delete",
+          archive: str | None = None) -> None:
+    ex = StagingExecutor(parent_directory=parent, dump_directory=dump, archive_or_delete=mode,
+                         archive_directory=archive)
     for task in ("transfer", "post_staging"):
-        ctx = Context(run_id="bench", run_date="2026-11-22", routine_name="bench", step="stage", task=task, home=home)
+        ctx = Context(run_id="bench", run_date="2026-11-22", routine_name="bench", step="stage",
+                      task=task, home=home)
+        cpu0 = time.process_time()
         getattr(ex, task)(ctx)
+        PHASES.setdefault(task, []).append(time.process_time() - cpu0)
     ex.close()
 
 
-def bench_local(files: int, work: Path) -> None:
+def bench_local(files: int, work: Path, repeat: int) -> None:
     landing = work / "landing"
-    landing.mkdir(parents=True)
-    for i in range(files):
-        (landing / f"f{i:05d}.csv").write_bytes(BODY)
-    print(f"local→local, {files} files of {len(BODY)} bytes (transfer + delete):")
-    measure("orchestrator staging", files, lambda: stage(str(landing), str(work / "dump"), work / "home"),
-            resource.RUSAGE_SELF)
-    assert len(list((work / "dump").iterdir())) == files
+
+    def prepare() -> None:
+        shutil.rmtree(work, ignore_errors=True)
+        landing.mkdir(parents=True)
+        for i in range(files):
+            (landing / f"f{i:05d}.csv").write_bytes(BODY)
+
+    print(f"local→local, {files} files of {len(BODY)} bytes (transfer + post_staging):")
+    for mode in ("delete", "archive"):
+        archive = str(work / "archive") if mode == "archive" else None
+        PHASES.clear()
+        measure(f"orchestrator staging, {mode}", files,
+                lambda: stage(str(landing), str(work / "dump"), work / "home", mode, archive),
+                resource.RUSAGE_SELF, prepare, repeat)
+        assert len(list((work / "dump").iterdir())) == files and not any(landing.iterdir())
+        print("    CPU per task, best: " + ", ".join(f"{task} {min(times) * 1000:.0f} ms"
+                                                   for task, times in PHASES.items()))
 
 
 def free_port() -> int:
@@ -97,7 +125,7 @@ def count(prefix: str) -> int:
     return sum(len(p.get("Contents", [])) for p in pages)
 
 
-def bench_s3(files: int, work: Path) -> None:
+def bench_s3(files: int, work: Path, repeat: int, tools: bool) -> None:
     proc, url = start_moto()
     os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                       AWS_DEFAULT_REGION="us-east-1")
@@ -114,9 +142,8 @@ def bench_s3(files: int, work: Path) -> None:
     ]
     print(f"S3→S3 on a moto server in another process, {files} objects (move):")
     try:
-        for label, fn, who in runs:
-            reseed(url, files)
-            measure(label, files, fn, who)
+        for label, fn, who in runs if tools else runs[:1]:
+            measure(label, files, fn, who, lambda: reseed(url, files), repeat)
             assert count("") == files, f"{label}: {count('')} objects in the lake"
     finally:
         proc.terminate()
@@ -126,13 +153,16 @@ def bench_s3(files: int, work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3, help="report the best of this many runs")
     parser.add_argument("--skip-s3", action="store_true")
+    parser.add_argument("--skip-tools", action="store_true",
+                        help="S3: only ours, not aws-cli and s5cmd")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_staging_"))
     try:
-        bench_local(args.files, work / "local")
+        bench_local(args.files, work / "local", args.repeat)
         if not args.skip_s3:
-            bench_s3(args.files, work / "s3")
+            bench_s3(args.files, work / "s3", args.repeat, not args.skip_tools)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

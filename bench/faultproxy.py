@@ -7,10 +7,13 @@ forwarded to the upstream server (moto) unless the policy picks a fault for it:
 - a TCP reset before forwarding (the server never saw the request);
 - a TCP reset *after* forwarding (the server applied the request, the reply is lost).
 
-Policies: ``FirstN`` (the first matching requests get the listed faults, in order; what the tests use)
-and ``Rate`` (each request independently, with probability p, gets a fault drawn from a list; seeded).
-The proxy counts requests and injected faults by operation (``ListObjectsV2``, ``CopyObject``,
-``DeleteObjects``, ``StartJobRun``, ...), parsed from the method, path, query and headers.
+Policies: ``FirstN`` (the first matching requests get the listed faults, in order; what the tests
+use), ``ByOperation`` (the same, per operation name) and ``Rate`` (each request independently, with
+probability p, gets a fault drawn from a list; seeded). A fault may also be a made-up answer
+(``Fault.answer``), for replies the upstream cannot give. The proxy counts requests and injected
+faults by operation (``ListObjectsV2``, ``CopyObject``, ``DeleteObjects``, ``StartJobRun``, ...),
+parsed from the method, path, query and headers; with ``record=True`` it also keeps every request
+(operation, method, path, headers, body), so a test can check what a client really sent.
 
 In a test::
 
@@ -39,7 +42,8 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable, Mapping
 
-__all__ = ["Fault", "FirstN", "Rate", "FaultProxy", "operation", "SLOWDOWN", "RESET", "RESET_AFTER", "KINDS"]
+__all__ = ["Fault", "FirstN", "ByOperation", "Rate", "FaultProxy", "Request", "operation", "SLOWDOWN",
+           "RESET", "RESET_AFTER", "KINDS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,12 +56,20 @@ class Fault:
     message: str = ""
     xml: bool = False  # S3-style XML error body, else awsJson
     after: bool = False  # forward first: the upstream applies the request, its reply is lost
+    payload: bytes = b""  # answer with exactly this body (XML when ``xml``) instead of an error
 
     @classmethod
     def json_error(cls, status: int, code: str, message: str, after: bool = False) -> "Fault":
         return cls(f"{status} {code}", status, code, message, after=after)
 
+    @classmethod
+    def answer(cls, name: str, status: int, payload: bytes, after: bool = False) -> "Fault":
+        """A made-up XML reply, e.g. a DeleteObjects result with per-key errors moto never gives."""
+        return cls(name, status, xml=True, after=after, payload=payload)
+
     def body(self) -> tuple[str, bytes]:
+        if self.payload:
+            return "application/xml" if self.xml else "application/x-amz-json-1.1", self.payload
         if self.xml:
             text = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{self.code}</Code>'
                     f"<Message>{self.message}</Message><RequestId>faultproxy</RequestId></Error>")
@@ -85,6 +97,21 @@ class FirstN:
             if self.faults and self.match in target:
                 return self.faults.pop(0)
         return None
+
+
+class ByOperation:
+    """The first requests of each named operation get its faults, one each, in order."""
+
+    by_operation = True  # called with the operation name instead of the target
+
+    def __init__(self, faults: Mapping[str, Iterable[Fault]]) -> None:
+        self.faults = {op: list(items) for op, items in faults.items()}
+        self.lock = threading.Lock()
+
+    def __call__(self, operation: str) -> Fault | None:
+        with self.lock:
+            pending = self.faults.get(operation)
+            return pending.pop(0) if pending else None
 
 
 class Rate:
@@ -158,6 +185,17 @@ def operation(method: str, path: str, headers: Mapping[str, str]) -> str:
 
 # ---------------------------------------------------------------------- the proxy
 
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One request as the proxy received it (kept when ``record=True``)."""
+
+    operation: str
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "te",
               "trailer", "upgrade"}
 
@@ -168,16 +206,20 @@ class FaultProxy:
     ``FaultProxy(upstream, faults, match, after)``: the first requests whose target (X-Amz-Target, or
     the path) contains ``match`` are answered with the awsJson errors ``faults`` = [(status, code,
     message), ...]; with ``after`` each is forwarded first. ``policy=`` replaces that with any policy.
-    ``seen`` lists every request's target; ``counts`` and ``injected`` count them by operation.
+    ``seen`` lists every request's target; ``counts`` and ``injected`` count them by operation;
+    with ``record`` every request is kept whole in ``requests``.
     """
 
     def __init__(self, upstream: str, faults: Iterable[tuple[int, str, str]] = (), match: str = "",
-                 after: bool = False, *, policy: Policy | None = None, port: int = 0) -> None:
+                 after: bool = False, *, policy: Policy | None = None, port: int = 0,
+                 record: bool = False) -> None:
         self.upstream = upstream.split("//", 1)[-1].rstrip("/")
         self.policy: Policy = policy or FirstN([Fault.json_error(*f, after=after) for f in faults], match)
         self.seen: list[str] = []
         self.counts: collections.Counter[str] = collections.Counter()
         self.injected: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.record = record
+        self.requests: list[Request] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(self))
         self.server.daemon_threads = True
@@ -193,12 +235,16 @@ class FaultProxy:
         """The faults a ``FirstN`` policy has still to inject (empty for other policies)."""
         return self.policy.faults if isinstance(self.policy, FirstN) else []
 
-    def decide(self, method: str, path: str, headers: Mapping[str, str]) -> Fault | None:
+    def decide(self, method: str, path: str, headers: Mapping[str, str],
+               body: bytes = b"") -> Fault | None:
         target = headers.get("X-Amz-Target") or path
         op = operation(method, path, headers)
-        fault = self.policy(target)
+        by_operation = getattr(self.policy, "by_operation", False)
+        fault = self.policy(op) if by_operation else self.policy(target)
         with self.lock:
             self.seen.append(target)
+            if self.record:
+                self.requests.append(Request(op, method, path, dict(headers.items()), body))
             self.counts[op] += 1
             if fault:
                 self.injected[(op, fault.name)] += 1
@@ -238,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _forward(self) -> None:
         body = self._read_body()
-        fault = self.proxy.decide(self.command, self.path, self.headers)
+        fault = self.proxy.decide(self.command, self.path, self.headers, body)
         if fault and not fault.after:
             return self._inject(fault)
         try:

@@ -1,11 +1,16 @@
-"""What the staging tests share: sample CSVs, a context, landing and reading folders, an executor."""
+"""What the staging tests share: sample CSVs, a context, landing and reading folders, an executor,
+and journals owned by processes that are dead or alive."""
 from __future__ import annotations
 
+import socket
+import subprocess
 import threading
 from pathlib import Path
 
+from executors.staging.journal import Journal, Owner
 from executors.staging.executor import StagingExecutor
 from orchestrator.executor import Context
+from orchestrator.runs.store import process_start
 
 ROUTINE = Path(__file__).resolve().parents[1] / "routines" / "test_routine"
 MAPPER = {"column1": "name", "column2": "age", "column3": "job"}
@@ -38,3 +43,21 @@ def staging(tmp_path: Path, **params: object) -> StagingExecutor:
 
 def run(executor: StagingExecutor, tmp_path: Path) -> tuple:
     return executor.transfer(context(tmp_path)), executor.post_staging(context(tmp_path, "post_staging"))
+
+
+def journal_owned_by(tmp_path: Path, pid: int, started: int | None, host: str | None = None,
+                     run_id: str = "other") -> Journal:
+    """A journal in the staging state folder, as the process ``pid`` (started at ``started``)
+    writes it."""
+    journal = Journal(context(tmp_path).state_dir("staging"), run_id)
+    journal.owner = Owner(run_id, host or socket.gethostname(), pid, started)
+    return journal
+
+
+def dead_journal(tmp_path: Path, run_id: str = "dead") -> Journal:
+    """A journal whose writer was killed (its pid may be reused since: the start time tells)."""
+    child = subprocess.Popen(["sleep", "60"])
+    started = process_start(child.pid)
+    child.kill()
+    child.wait()
+    return journal_owned_by(tmp_path, child.pid, started, run_id=run_id)

@@ -5,18 +5,33 @@ anything with a transformation (or S3→local): one streaming pass, memory bound
 """
 from __future__ import annotations
 
+import os
 import shutil
 from typing import Any, BinaryIO, Callable
 
 from .journal import Journal
-from .storage import Entry
+from .storage import Entry, SourceChanged
 
 Transform = Callable[..., Any]
 
 
 def copy_entry(src: Any, dst: Any, entry: Entry, rel: str, journal: Journal,
-               transform: Transform | None = None, transform_args: dict[str, Any] | None = None) -> int:
-    """Copy ``entry`` of ``src`` to ``rel`` in ``dst``; return the verified byte count at the destination."""
+               transform: Transform | None = None,
+               transform_args: dict[str, Any] | None = None) -> int:
+    """Copy ``entry`` of ``src`` to ``rel`` in ``dst``; return the verified byte count there.
+
+    A local source gone since it was listed (a concurrent run staged it) is ``SourceChanged``:
+    left, not a failure."""
+    try:
+        return _copy(src, dst, entry, rel, journal, transform, transform_args)
+    except FileNotFoundError:
+        if src.is_local and not os.path.lexists(src.path(entry.rel)):
+            raise SourceChanged(entry.rel) from None
+        raise
+
+
+def _copy(src: Any, dst: Any, entry: Entry, rel: str, journal: Journal, transform: Transform | None,
+          transform_args: dict[str, Any] | None) -> int:
     unchanged = lambda: src.ensure_unchanged(entry)  # noqa: E731
     if transform is None and src.is_local and dst.is_local:
         return dst.copy_file(src.path(entry.rel), rel, entry, journal, unchanged)

@@ -17,8 +17,9 @@ from orchestrator.executor import (Cancelled, CodeLocation, Context, Executor, L
                                    TaskMetrics, task)
 from orchestrator.hookspecs import hookimpl
 
+from . import journal as _journal
 from . import locations as loc
-from .journal import Journal
+from .journal import Journal, Leftover
 from .loader import code_path, code_problem
 from .storage import Entry, open_store, remove_quietly
 
@@ -106,19 +107,23 @@ class StagingExecutor(Executor):
         self._handled = {}
         self._check_places()
         journal = self._journal(context)
-        landing = self._store(self.parent_directory)
-        if not landing.exists():
-            # Not fatal by default: an upstream step may create it later; but never silent.
-            warning = f"landing {landing.uri} does not exist: nothing staged"
-            if self.require_files:
-                raise StagingError(f"{warning} (require_files: true)")
-            context.logger.warning(warning)
-            metrics = _metrics(0, files=0, bytes=0, skipped=0, verified=0, warning=warning)
-        elif self.py_exec_path:
-            self._handled, metrics = legacy_transfer(self, landing, self._store(self.dump_directory), context)
-        else:
-            self._handled, metrics = transfer(self, landing, self._store(self.dump_directory), journal, context)
-        journal.reset()
+        try:
+            landing = self._store(self.parent_directory)
+            if not landing.exists():
+                # Not fatal by default: an upstream step may create it later; but never silent.
+                warning = f"landing {landing.uri} does not exist: nothing staged"
+                if self.require_files:
+                    raise StagingError(f"{warning} (require_files: true)")
+                context.logger.warning(warning)
+                metrics = _metrics(0, files=0, bytes=0, skipped=0, verified=0, warning=warning)
+            elif self.py_exec_path:
+                dump = self._store(self.dump_directory)
+                self._handled, metrics = legacy_transfer(self, landing, dump, context)
+            else:
+                dump = self._store(self.dump_directory)
+                self._handled, metrics = transfer(self, landing, dump, journal, context)
+        finally:
+            journal.finish()
         if not self._handled and self.require_files:
             raise StagingError(f"no file matching {self.pattern!r} arrived in {landing.uri} (require_files: true)")
         self._handled_list = self._transferred_file(context, context.run_id)
@@ -146,11 +151,20 @@ class StagingExecutor(Executor):
 
         self._cancelled = False
         self._check_places()
-        landing = self._store(self.parent_directory)
-        metrics = post_staging(self, landing, self._journal(context), context)
+        journal = self._journal(context)
+        try:
+            metrics = post_staging(self, self._store(self.parent_directory), journal, context)
+        finally:
+            journal.finish()
         if self._handled_list is not None:  # dealt with: a later resume has nothing to redo
             self._handled_list.unlink(missing_ok=True)
         return metrics
+
+    def keep_for_resume(self, handled: dict[str, Entry]) -> None:
+        """The files ``post_staging`` put back, as they are now, for a resume that skips
+        ``transfer`` (see ``restore``)."""
+        if self._handled_list is not None:
+            _save_transferred(self._handled_list, handled)
 
     def check_cancelled(self, context: Context) -> None:
         if self._cancelled:
@@ -177,24 +191,34 @@ class StagingExecutor(Executor):
         return open_store(location, self.s3_client)
 
     def _journal(self, context: Context) -> Journal:
-        """The journal of writes in flight; leftovers of a crashed run are removed first."""
-        journal = Journal(context.state_dir("staging") / "journal.jsonl")
-        found = journal.recover(self._clean_leftover)
+        """This task's journal; first, what dead runs left in flight is undone (never a live
+        run's)."""
+        folder = context.state_dir("staging")
+        live: list[set[str]] = []  # targets live runs have in flight, read only when needed
+
+        def clean(leftover: Leftover) -> None:
+            if leftover.path is not None:
+                from .claim import put_back
+
+                put_back(leftover.target, leftover.path)
+            elif loc.is_s3(leftover.target):
+                from .uploads import abort_uploads
+
+                if not leftover.uploads and not live:
+                    live.append(_journal.in_flight(folder))
+                if leftover.uploads or leftover.target not in live[0]:
+                    abort_uploads(self.s3_client(), leftover.target, leftover.uploads or None)
+            else:
+                remove_quietly(leftover.target)
+
+        found = _journal.recover(folder, clean)
         if found:
-            context.logger.info("removed %d leftovers of an interrupted run", found)
-        return journal
+            context.logger.info("undid %d leftovers of an interrupted run", found)
+        return Journal(folder, context.run_id)
 
     def _transferred_file(self, context: Context, run_id: str) -> Path:
         """What ``transfer`` copied in run ``run_id``, kept for a resume that skips it."""
         return context.state_dir("staging", "transferred") / f"{run_id}.json"
-
-    def _clean_leftover(self, target: str) -> None:
-        if loc.is_s3(target):
-            from .s3store import abort_uploads
-
-            abort_uploads(self.s3_client(), target)
-        else:
-            remove_quietly(target)
 
 
 def _save_transferred(path: Path, handled: dict[str, Entry]) -> None:

@@ -1,68 +1,226 @@
-"""An append-only record of writes in flight, so a rerun after a crash can remove what they left.
+"""Each staging task's record of what it has in flight, so that after a crash the next run undoes
+exactly what that task left, and never what a live run is doing.
 
-A line ``{"begin": target}`` is written *before* a temp file or a multipart upload exists, and
-``{"end": target}`` once it is published or cleaned up. What began and never ended is a leftover.
-Each line is one ``os.write`` on an ``O_APPEND`` descriptor: it survives the process being killed.
+Every task attempt writes its own file, ``<state dir>/journal-<run id>-<token>.jsonl``, created on
+its first record. Each line is one JSON object written with one ``os.write`` on an ``O_APPEND``
+descriptor, so it survives the process being killed (a torn last line is skipped)::
+
+    {"owner": {"run_id": "…", "host": "…", "pid": 123, "pid_started": 456}}   always the first line
+    {"begin": "/dump/sub/.orchestrator-partial-…"}     a temp file is about to exist there
+    {"begin": "s3://lake/raw/a.csv"}                   a multipart upload to that key is starting
+    {"upload": "s3://lake/raw/a.csv", "id": "…"}       … and this is its upload id
+    {"claims": [["/landing/.orchestrator-claim-…", "/landing/a.csv"], …]}
+                                                        landing files about to be renamed, privately
+    {"end": "<a begin target>"}                         done: published, removed or aborted
+    {"ends": ["<a begin or claim target>", …]}          the same for many (claims: archived, deleted
+                                                        or put back)
+
+The file is removed when its task ends with nothing in flight. ``recover`` runs at the start of
+every staging task, under an exclusive lock on the folder: for each journal whose owner process is
+gone it hands every unfinished target to ``clean``, then deletes the journal. Journals of live
+processes (a concurrent run, or an abandoned attempt of this run still finishing) are left alone,
+and so are journals written on another host, whose processes cannot be checked from here.
 """
+
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import json
 import os
+import re
+import secrets
+import socket
 import threading
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable, Iterator
+
+LEGACY_NAME = "journal.jsonl"  # one shared journal, written before owners were recorded
+UNCLAIMED_SECONDS = 600
+
+
+@dataclasses.dataclass(frozen=True)
+class Owner:
+    """The process that wrote a journal: a run id, a pid and its start time (pids get reused)."""
+
+    run_id: str
+    host: str
+    pid: int
+    pid_started: int | None
+
+    @classmethod
+    def current(cls, run_id: str) -> "Owner":
+        from orchestrator.runs.store import process_start
+
+        return cls(run_id, socket.gethostname(), os.getpid(), process_start(os.getpid()))
+
+    def alive(self) -> bool:
+        """Still running, as far as this host can tell: another host's process counts as alive."""
+        if self.host != socket.gethostname():
+            return True
+        from orchestrator.runs.store import RunRecord, owns_pid
+
+        return owns_pid(RunRecord(self.run_id, "", pid=self.pid, pid_started=self.pid_started))
+
+
+@dataclasses.dataclass
+class Leftover:
+    """Something a journal began and never ended."""
+
+    target: str  # a temp file, an s3:// key with a multipart upload, or a claimed landing file
+    path: str | None = None  # for a claim: the landing path the file was taken from
+    uploads: list[str] = dataclasses.field(default_factory=list)  # multipart upload ids, when known
 
 
 class Journal:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, folder: Path, run_id: str) -> None:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)[:64]
+        self.path = folder / f"journal-{safe}-{secrets.token_hex(4)}.jsonl"
+        self.owner = Owner.current(run_id)
         self._lock = threading.Lock()
         self._fd: int | None = None
-
-    def leftovers(self) -> list[str]:
-        """Targets that began and never ended, in the order they began."""
-        pending: dict[str, None] = {}
-        if not self.path.exists():
-            return []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a line torn by a crash
-            if "begin" in record:
-                pending[record["begin"]] = None
-            elif "end" in record:
-                pending.pop(record["end"], None)
-        return list(pending)
-
-    def recover(self, clean: Callable[[str], None]) -> int:
-        """Clean every leftover, then start a fresh journal."""
-        found = self.leftovers()
-        for target in found:
-            clean(target)
-        self.reset()
-        return len(found)
-
-    def reset(self) -> None:
-        self.close()
-        self.path.unlink(missing_ok=True)
+        self._pending: set[str] = set()
 
     def begin(self, target: str) -> None:
-        self._append({"begin": target})
+        self._append({"begin": target}, add=[target])
+
+    def upload(self, target: str, upload_id: str) -> None:
+        self._append({"upload": target, "id": upload_id})
+
+    def claim_all(self, claims: list[tuple[str, str]]) -> None:
+        """Claims of (private name, landing path), in one line."""
+        if claims:
+            self._append(
+                {"claims": [list(claim) for claim in claims]},
+                add=[private for private, _ in claims],
+            )
 
     def end(self, target: str) -> None:
-        self._append({"end": target})
+        self._append({"end": target}, remove=[target])
 
-    def _append(self, record: dict[str, str]) -> None:
-        data = (json.dumps(record) + "\n").encode()
-        with self._lock:
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            os.write(self._fd, data)
+    def end_all(self, targets: list[str]) -> None:
+        if targets:
+            self._append({"ends": targets}, remove=targets)
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """Close; remove the file unless something is still in flight (then the next run's recovery
+        takes care of it once this process is gone)."""
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+            if not self._pending:
+                self.path.unlink(missing_ok=True)
 
+    def _append(
+        self, record: dict[str, Any], add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> None:
+        data = (json.dumps(record) + "\n").encode()
+        with self._lock:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                if os.fstat(self._fd).st_size == 0:
+                    data = (
+                        json.dumps({"owner": dataclasses.asdict(self.owner)}) + "\n"
+                    ).encode() + data
+            os.write(self._fd, data)
+            self._pending.update(add)
+            self._pending.difference_update(remove)
+
+
+def read(path: Path) -> tuple[Owner | None, list[Leftover]]:
+    """A journal's owner (None for the legacy shared journal) and its leftovers, in order."""
+    owner, pending = None, {}
+    for record in _records(path):
+        if "owner" in record and owner is None:
+            owner = _owner(record["owner"])
+        elif "begin" in record:
+            pending[record["begin"]] = Leftover(record["begin"])
+        elif "claims" in record:
+            for private, origin in record["claims"]:
+                pending[private] = Leftover(private, path=origin)
+        elif "upload" in record and record["upload"] in pending:
+            pending[record["upload"]].uploads.append(record["id"])
+        elif "end" in record:
+            pending.pop(record["end"], None)
+        elif "ends" in record:
+            for target in record["ends"]:
+                pending.pop(target, None)
+    return owner, list(pending.values())
+
+
+def _unclaimed(path: Path) -> bool:
+    """A new journal still without its owner line: created a moment ago by a live writer (its
+    first write, owner line included, is on its way), or left empty by a writer killed in between
+    (then it holds nothing to undo, and goes once it is old)."""
+    if path.name == LEGACY_NAME:
+        return False
+    try:
+        return time.time() - path.stat().st_mtime < UNCLAIMED_SECONDS
+    except FileNotFoundError:
+        return True
+
+
+def _owner(fields: Any) -> Owner | None:
+    """The owner a journal names; None (a dead owner) when the line cannot be read as one."""
+    try:
+        return Owner(
+            str(fields["run_id"]),
+            str(fields["host"]),
+            int(fields["pid"]),
+            None if fields.get("pid_started") is None else int(fields["pid_started"]),
+        )
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line torn by a crash
+        if isinstance(record, dict):
+            yield record
+
+
+def journals(folder: Path) -> list[Path]:
+    return sorted(folder.glob("journal-*.jsonl")) + [
+        p for p in [folder / LEGACY_NAME] if p.exists()
+    ]
+
+
+def in_flight(folder: Path) -> set[str]:
+    """Targets that journals of live processes have begun and not ended."""
+    found: set[str] = set()
+    for path in journals(folder):
+        owner, leftovers = read(path)
+        if owner is not None and owner.alive():
+            found.update(item.target for item in leftovers)
+    return found
+
+
+def recover(folder: Path, clean: Callable[[Leftover], None]) -> int:
+    """Hand each leftover of every dead owner's journal to ``clean``, then delete that journal.
+
+    A journal is deleted only after all its leftovers were cleaned: if ``clean`` fails, the journal
+    stays for the next run (cleaning is idempotent). Returns the number of leftovers cleaned.
+    """
+    found = 0
+    with open(folder / "recover.lock", "a") as lock:
+        # Concurrent starts: one recovers, the other then finds nothing left to do.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for path in journals(folder):
+            owner, leftovers = read(path)
+            if owner is not None and owner.alive() or owner is None and _unclaimed(path):
+                continue
+            for leftover in leftovers:
+                clean(leftover)
+            found += len(leftovers)
+            path.unlink(missing_ok=True)
+    return found

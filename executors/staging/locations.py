@@ -7,11 +7,19 @@ landing folder is caught as the same place.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 import posixpath
+import re
+import secrets
+from datetime import datetime, timezone
 from typing import Any, Iterator
 
-PARTIAL_SUFFIX = ".orchestrator-partial"
+NAME_MAX = 255  # bytes in one path component, on Linux and macOS filesystems alike
+# Our own temporary names: a hidden prefix (Hive, Athena and Spark skip names starting with '.'),
+# what the name is for, a digest of the name it stands for and a random token. Fixed length, so a
+# landing name of any legal length still has one; exact, so a user's file is never taken for ours.
+_PRIVATE = re.compile(r"\.orchestrator-(partial|claim)-[0-9a-f]{16}-[0-9a-f]{12}")
 
 
 def is_s3(location: str) -> bool:
@@ -71,6 +79,42 @@ def matches(rel: str, pattern: str | None) -> bool:
     if not pattern or pattern == "*":
         return True
     return fnmatch.fnmatchcase(rel, pattern) or fnmatch.fnmatchcase(posixpath.basename(rel), pattern)
+
+
+def private_name(kind: str, name: str) -> str:
+    """A fresh temporary name in ``name``'s folder: ``kind`` is ``partial`` (a copy being written)
+    or ``claim`` (a landing file being archived or deleted)."""
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f".orchestrator-{kind}-{digest}-{secrets.token_hex(6)}"
+
+
+def is_private(name: str) -> bool:
+    """A name only ``private_name`` makes: listings skip it, and only it."""
+    return _PRIVATE.fullmatch(name) is not None
+
+
+def timestamped(rel: str) -> str:
+    """``a/b.csv`` → ``a/b.<UTC timestamp>.csv``, the stem cut so the name still fits NAME_MAX."""
+    folder, name = posixpath.split(rel)
+    stem, ext = posixpath.splitext(name)
+    stamp = f".{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}"
+    if _size(ext) > 32:
+        stem, ext = name, ""  # a long "extension" is part of the name, not a type
+    return posixpath.join(folder, f"{_cut(stem, NAME_MAX - _size(stamp + ext))}{stamp}{ext}")
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+def _cut(text: str, room: int) -> str:
+    """The longest start of ``text`` that takes at most ``room`` bytes, cut between characters."""
+    used = 0
+    for i, char in enumerate(text):
+        used += _size(char)
+        if used > room:
+            return text[:i]
+    return text
 
 
 def split_callable(ref: str) -> tuple[str, str]:

@@ -1,21 +1,28 @@
 """An S3 prefix as a store. Imported only when a location is ``s3://``: boto3 and smart-open load here.
 
 Requests are counted against the server: one LIST per 1,000 objects, a server-side copy per file
-(no GET), one HEAD per upload, one DeleteObjects per 1,000 keys.
+(no GET), one HEAD per upload, one DeleteObjects per 1,000 keys. Every delete is conditional on the
+ETag that was copied (``If-Match`` on DeleteObject, ``ETag`` per key in DeleteObjects), so an
+object replaced since is never deleted. Multipart uploads in flight are journaled with their
+upload ids (``uploads``), so recovery aborts exactly the uploads of a dead run.
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import posixpath
 from typing import Any, BinaryIO, Callable, Iterator
 
 import boto3
 import smart_open
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from .journal import Journal
-from .locations import PARTIAL_SUFFIX, split_s3
-from .storage import CountingWriter, Entry, Fill, VerifyError
+from .locations import is_private, split_s3
+from .storage import CHANGED, CountingWriter, Entry, Fill, SourceChanged, VerifyError
+from .uploads import error_code, in_flight
 
 COPY_OBJECT_LIMIT = 5 * 1024**3
 SINGLE_PUT_LIMIT = 8 * 1024**2
@@ -45,17 +52,6 @@ def _plain_md5_etag(response: dict[str, Any]) -> str | None:
     return etag.lower()
 
 
-def abort_uploads(client: Any, uri: str) -> int:
-    """Abort incomplete multipart uploads to exactly the key ``uri`` (a crashed run's leftovers)."""
-    bucket, key = split_s3(uri)
-    key = key.rstrip("/")
-    uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
-    mine = [u for u in uploads if u["Key"] == key]
-    for upload in mine:
-        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
-    return len(mine)
-
-
 class S3Store:
     is_local = False
 
@@ -75,7 +71,7 @@ class S3Store:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
             for obj in page.get("Contents", []):
                 rel = obj["Key"][len(self.prefix):]
-                if rel and not rel.endswith("/") and not rel.endswith(PARTIAL_SUFFIX):
+                if rel and not rel.endswith("/") and not is_private(posixpath.basename(rel)):
                     yield Entry(rel, obj["Size"], _etag(obj["ETag"]))
 
     def stat(self, rel: str) -> Entry | None:
@@ -106,16 +102,11 @@ class S3Store:
         uri = f"s3://{self.bucket}/{self.key(rel)}"
         multipart = size_hint is None or size_hint >= SINGLE_PUT_LIMIT
         params: dict[str, Any] = {"client": self.client, "multipart_upload": multipart}
-        if multipart:
-            journal.begin(uri)
-        try:
+        with in_flight(self.client, uri, journal) if multipart else contextlib.nullcontext():
             with smart_open.open(uri, "wb", compression="disable", transport_params=params) as raw:
                 out = CountingWriter(raw, digest=None if multipart else hashlib.md5())
                 fill(out)  # type: ignore[arg-type]
                 before_publish()
-        finally:
-            if multipart:
-                journal.end(uri)
         return self._verify(rel, out.count, out.digest.hexdigest() if out.digest else None)
 
     def upload_file(self, path: str, rel: str, entry: Entry, journal: Journal,
@@ -139,31 +130,30 @@ class S3Store:
             if etag is not None and etag != md5:
                 raise VerifyError(f"s3://{self.bucket}/{key}: ETag {etag} is not the MD5 {md5} of {path}")
         else:
-            uri = f"s3://{self.bucket}/{key}"
-            journal.begin(uri)
-            try:
+            with in_flight(self.client, f"s3://{self.bucket}/{key}", journal):
                 self.client.upload_file(path, self.bucket, key)
-            finally:
-                journal.end(uri)
         before_publish()
         return self._verify(rel, entry.size, md5)
 
     def copy_from(self, source: "S3Store", entry: Entry, rel: str, journal: Journal) -> int:
-        """Server-side copy: no byte crosses this machine. Verified by ETag, else by size."""
+        """Server-side copy of exactly the listed version: no byte crosses this machine.
+        Verified by ETag, else by size. A source replaced since it was listed: ``SourceChanged``."""
         copy_source = {"Bucket": source.bucket, "Key": source.key(entry.rel)}
         condition = {"CopySourceIfMatch": f'"{entry.version}"'}
-        if entry.size < COPY_OBJECT_LIMIT:
-            result = self.client.copy_object(CopySource=copy_source, Bucket=self.bucket,
-                                             Key=self.key(rel), **condition)
-            if "-" not in entry.version and _etag(result["CopyObjectResult"]["ETag"]) == entry.version:
-                return entry.size
-        else:
-            uri = f"s3://{self.bucket}/{self.key(rel)}"
-            journal.begin(uri)
-            try:
-                self.client.copy(copy_source, self.bucket, self.key(rel), ExtraArgs=condition)
-            finally:
-                journal.end(uri)
+        try:
+            if entry.size < COPY_OBJECT_LIMIT:
+                result = self.client.copy_object(CopySource=copy_source, Bucket=self.bucket,
+                                                 Key=self.key(rel), **condition)
+                copied = _etag(result["CopyObjectResult"]["ETag"])
+                if "-" not in entry.version and copied == entry.version:
+                    return entry.size
+            else:
+                with in_flight(self.client, f"s3://{self.bucket}/{self.key(rel)}", journal):
+                    self.client.copy(copy_source, self.bucket, self.key(rel), ExtraArgs=condition)
+        except ClientError as exc:
+            if error_code(exc) in ("PreconditionFailed", "412", "NoSuchKey"):
+                raise SourceChanged(entry.rel) from exc  # replaced or gone since it was listed
+            raise
         return self._verify_size(rel, entry.size)
 
     def _verify_size(self, rel: str, expected: int) -> int:
@@ -181,13 +171,38 @@ class S3Store:
             raise VerifyError(f"{uri}: ETag {etag} is not the MD5 {md5} of the bytes written")
         return expected
 
-    def delete(self, entries: list[Entry]) -> list[str]:
-        """Batched deletes, each conditional on the ETag we verified; return keys not deleted."""
-        failed: list[str] = []
+    def delete(self, entries: list[Entry]) -> dict[str, str]:
+        """Delete each object only if its ETag is still the one copied; return why, for each one
+        kept (``CHANGED`` when it was replaced). An object already gone counts as deleted: a retry
+        whose first attempt did delete it (reply lost) gets ``NoSuchKey``."""
+        if len(entries) == 1:
+            return self._delete_one(entries[0])
+        kept: dict[str, str] = {}
         for start in range(0, len(entries), DELETE_BATCH):
             batch = entries[start:start + DELETE_BATCH]
             objects = [{"Key": self.key(e.rel), "ETag": f'"{e.version}"'} for e in batch]
             response = self.client.delete_objects(Bucket=self.bucket,
                                                   Delete={"Objects": objects, "Quiet": True})
-            failed += [err["Key"][len(self.prefix):] for err in response.get("Errors", [])]
-        return failed
+            for error in response.get("Errors", []):
+                why = _why_kept(error.get("Code", ""), error.get("Message", ""))
+                if why is not None:
+                    kept[error["Key"][len(self.prefix):]] = why
+        return kept
+
+    def _delete_one(self, entry: Entry) -> dict[str, str]:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(entry.rel),
+                                      IfMatch=f'"{entry.version}"')
+        except ClientError as exc:
+            why = _why_kept(error_code(exc), str(exc))
+            return {} if why is None else {entry.rel: why}
+        return {}
+
+
+def _why_kept(code: str, message: str) -> str | None:
+    """Why S3 kept an object we asked to delete; None when it is gone anyway."""
+    if code in ("NoSuchKey", "404"):
+        return None
+    if code in ("PreconditionFailed", "412"):
+        return CHANGED
+    return f"{code}: {message}" if code else message

@@ -12,9 +12,12 @@ import shutil
 from typing import Any, BinaryIO, Callable, Iterator
 
 from .journal import Journal
-from .locations import PARTIAL_SUFFIX, is_s3
+from .locations import is_private, is_s3, private_name
 
 Fill = Callable[[BinaryIO], None]
+
+
+CHANGED = "changed since it was copied"  # why a conditional delete kept an object
 
 
 class VerifyError(Exception):
@@ -58,8 +61,10 @@ class CountingWriter:
 
 
 def partial_path(path: str) -> str:
+    """A fresh hidden temp name next to ``path``: unique per write (concurrent runs never share
+    one) and short whatever the length of ``path``'s name."""
     head, name = os.path.split(path)
-    return os.path.join(head, f".{name}{PARTIAL_SUFFIX}")
+    return os.path.join(head, private_name("partial", name))
 
 
 class LocalStore:
@@ -67,17 +72,20 @@ class LocalStore:
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
+        self._prefix = self.root.rstrip("/") + "/"
         self.uri = self.root
         self._made: set[str] = set()
 
     def path(self, rel: str) -> str:
+        if os.sep == "/":  # the common case, kept cheap: called several times per file
+            return f"{self._prefix}{rel}"
         return os.path.join(self.root, *rel.split("/"))
 
     def exists(self) -> bool:
         return os.path.isdir(self.root)
 
     def list(self) -> Iterator[Entry]:
-        """Every file below the root, recursively, without our own partial files."""
+        """Every file below the root, recursively, without our own temp and claimed files."""
         stack = [(self.root, "")]
         while stack:
             folder, prefix = stack.pop()
@@ -85,12 +93,12 @@ class LocalStore:
                 for item in it:
                     if item.is_dir(follow_symlinks=False):
                         stack.append((item.path, f"{prefix}{item.name}/"))
-                    elif item.is_file() and not item.name.endswith(PARTIAL_SUFFIX):
-                        yield _entry(f"{prefix}{item.name}", item.stat())
+                    elif item.is_file() and not is_private(item.name):
+                        yield local_entry(f"{prefix}{item.name}", item.stat())
 
     def stat(self, rel: str) -> Entry | None:
         try:
-            return _entry(rel, os.stat(self.path(rel)))
+            return local_entry(rel, os.stat(self.path(rel)))
         except (FileNotFoundError, NotADirectoryError):
             return None
 
@@ -151,24 +159,32 @@ class LocalStore:
             os.makedirs(folder, exist_ok=True)
             self._made.add(folder)
 
-    def delete(self, entries: list[Entry]) -> list[str]:
-        """Delete files; return the relative paths that were not deleted."""
-        failed = []
+    def delete(self, entries: list[Entry]) -> dict[str, str]:
+        """Delete files (claimed ones: see ``claim``); return why, for each one not deleted."""
+        kept = {}
         for entry in entries:
             try:
                 os.unlink(self.path(entry.rel))
             except FileNotFoundError:
                 pass
-            except OSError:
-                failed.append(entry.rel)
-        return failed
+            except OSError as exc:
+                kept[entry.rel] = exc.strerror or str(exc)
+        return kept
 
 
-def _entry(rel: str, st: os.stat_result) -> Entry:
-    """The version is size, mtime, ctime and inode: a rewrite in place that keeps the size and
-    restores the mtime (``cp -p``, ``rsync --inplace -t``) still moves the ctime, which no user
+def local_entry(rel: str, st: os.stat_result) -> Entry:
+    """The version is size, mtime, ctime, inode and device: a rewrite in place that keeps the size
+    and restores the mtime (``cp -p``, ``rsync --inplace -t``) still moves the ctime, which no user
     call can set back, so the new content is never taken for the copied one."""
-    return Entry(rel, st.st_size, f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}")
+    version = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
+    return Entry(rel, st.st_size, version)
+
+
+def same_file(st: os.stat_result, entry: Entry) -> bool:
+    """``st`` is the file ``entry`` was listed from: device, inode, size and mtime. Not the ctime,
+    which a rename (our own claim of the file) moves."""
+    size, mtime, _, inode, device = (int(part) for part in entry.version.split(":"))
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == (device, inode, size, mtime)
 
 
 def remove_quietly(path: str) -> None:

@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from orchestrator.executor import Context, TaskMetrics
 
 from . import locations as loc
 from .archive import archive
+from .claim import Held, hold, release
 from .copy import copy_entry
 from .journal import Journal
 from .loader import code_path, function_of, load_callable, load_file
 from .parallel import run_all
-from .storage import Entry, SourceChanged, open_store
+from .storage import CHANGED, Entry, SourceChanged, open_store
 
 S3_WORKERS = 16
 
@@ -102,20 +103,54 @@ def post_staging(ex: Any, landing: Any, journal: Journal, context: Context) -> T
         return TaskMetrics(total_rows=0, execution_metadata={"files": 0})
     current = {e.rel: e for e in landing.list()} if landing.exists() else {}
     ready = [e for rel, e in handled.items() if current.get(rel) == e]
-    left = sorted(set(handled) - {e.rel for e in ready})
-    for rel in left:
-        context.logger.warning("%s changed or vanished since it was copied: left for the next run", rel)
+    left = set(handled) - {e.rel for e in ready}
     check = lambda: ex.check_cancelled(context)  # noqa: E731
-    if ex.archive_or_delete == "delete":
-        check()
-        failed = landing.delete(ready)
-        counts = {"deleted": len(ready) - len(failed)}
-    else:
-        store = open_store(ex.archive_directory, ex.s3_client)
-        result = archive(landing, store, ready, journal, _workers(landing, store), check)
-        failed = result.failed
-        counts = {"archived": result.archived, "already_archived": result.already_archived,
-                  "renamed": result.renamed}
+    held: list[Held] = []
+    done: list[Held] | None = None
+    try:
+        held, changed, unclaimed = hold(landing, ready, journal, check)
+        left.update(changed)
+        if ex.archive_or_delete == "delete":
+            counts, changed, failed, done = _delete(landing, held, check)
+        else:
+            store = open_store(ex.archive_directory, ex.s3_client)
+            counts, changed, failed, done = _archive(landing, store, held, journal, check)
+        left.update(changed)
+        failed = unclaimed + failed
+    finally:
+        back = release(landing, held, journal, done)
+        left.update(back)
+        again = {rel: entry for rel, entry in back.items() if entry is not None}
+        if again:  # what a resume of this run finds in the landing folder
+            ex.keep_for_resume({**handled, **again})
+    for rel in sorted(left):
+        context.logger.warning("%s changed or vanished since it was copied: left for the next run",
+                               rel)
     if failed:
-        raise StagingError(f"{len(failed)} landing files could not be {ex.archive_or_delete}d, first: {failed[0]}")
-    return TaskMetrics(total_rows=len(ready), execution_metadata={**counts, "left": len(left)})
+        raise StagingError(f"{len(failed)} landing files could not be {ex.archive_or_delete}d, "
+                           f"first: {failed[0][0]}: {failed[0][1]}")
+    return TaskMetrics(total_rows=sum(counts.values()),
+                       execution_metadata={**counts, "left": len(left)})
+
+
+# counts, changed since copied, failed (with why), done
+Outcome = tuple[dict[str, int], list[str], list[tuple[str, str]], list[Held]]
+
+
+def _delete(landing: Any, held: list[Held], check: Callable[[], None]) -> Outcome:
+    check()
+    kept = landing.delete([h.source for h in held])
+    changed = [h.entry.rel for h in held if kept.get(h.source.rel) == CHANGED]
+    failed = [(h.entry.rel, kept[h.source.rel]) for h in held
+              if kept.get(h.source.rel, CHANGED) != CHANGED]
+    done = [h for h in held if h.source.rel not in kept]
+    return {"deleted": len(done)}, changed, failed, done
+
+
+def _archive(landing: Any, store: Any, held: list[Held], journal: Journal,
+             check: Callable[[], None]) -> Outcome:
+    result = archive(landing, store, held, journal, _workers(landing, store), check)
+    counts = {"archived": result.archived, "already_archived": result.already_archived,
+              "renamed": result.renamed}
+    failed = [(h.entry.rel, why) for h, why in result.failed]
+    return counts, [h.entry.rel for h in result.changed], failed, result.done

@@ -1,0 +1,177 @@
+"""Act on exactly the landing file that was copied, even if a new version lands meanwhile.
+
+A check ("unchanged since the copy?") and a later delete or archive by path leave a window in
+which a new version renamed over the landing file is deleted, or archived without ever reaching
+the dump. So ``post_staging`` first *claims* each local landing file: an atomic rename to a private
+name in the same folder (``.orchestrator-claim-…``, skipped by listings). The claimed file can no
+longer be replaced; its identity (device, inode, size, mtime) is then compared with what
+``transfer`` copied. A different file is put back as a landing file at once, and what was claimed
+but not archived or deleted (a failure, a cancel) is put back afterwards. Putting back never
+overwrites: a file that landed under the name meanwhile keeps it, ours takes a timestamped name.
+Each claim is journaled before the rename, so a crash in between is undone by the next run.
+
+S3 needs no claim: its deletes are conditional on the copied ETag (see ``_s3store``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import posixpath
+from typing import Any, Callable
+
+from .journal import Journal
+from .locations import private_name, timestamped
+from .storage import Entry, local_entry, same_file
+
+
+@dataclasses.dataclass(frozen=True)
+class Held:
+    """A landing file post_staging acts on: ``entry`` as transferred (its name is the archive
+    name), ``source`` what to read and remove (a claimed private name locally, ``entry`` on S3)."""
+
+    entry: Entry
+    source: Entry
+
+    @property
+    def claimed(self) -> bool:
+        return self.source is not self.entry
+
+
+CLAIM_BATCH = 256  # claims journaled with one write, before their renames
+
+
+def hold(
+    landing: Any, entries: list[Entry], journal: Journal, check: Callable[[], None]
+) -> tuple[list[Held], list[str], list[tuple[str, str]]]:
+    """The entries to act on, claimed when local; the relative paths that changed since they
+    were copied; and those that cannot be claimed, with why."""
+    if not landing.is_local:
+        return [Held(e, e) for e in entries], [], []
+    held: list[Held] = []
+    changed: list[str] = []
+    failed: list[tuple[str, str]] = []
+    for start in range(0, len(entries), CLAIM_BATCH):
+        check()
+        batch = []
+        for entry in entries[start : start + CLAIM_BATCH]:
+            path = landing.path(entry.rel)
+            folder, base = os.path.split(path)
+            name = private_name("claim", base)
+            batch.append((entry, path, name, os.path.join(folder, name)))
+        journal.claim_all([(private, path) for _, path, _, private in batch])
+        settled = []  # claims that hold nothing: never renamed, or put back
+        done = 0
+        try:
+            for entry, path, name, private in batch:
+                claimed = _claim(entry, path, name, private, changed, failed)
+                if claimed is None:
+                    settled.append(private)
+                else:
+                    held.append(Held(entry, claimed))
+                done += 1
+        finally:
+            # After an error, the rest of the batch was never renamed; the claim that failed
+            # half way stays open, for recovery to put its file back.
+            journal.end_all(settled + [private for *_, private in batch[done + 1 :]])
+    return held, changed, failed
+
+
+def _claim(
+    entry: Entry,
+    path: str,
+    name: str,
+    private: str,
+    changed: list[str],
+    failed: list[tuple[str, str]],
+) -> Entry | None:
+    """Rename ``path`` to ``private``; None (nothing held) unless it is the copied file."""
+    try:
+        os.rename(path, private)
+    except FileNotFoundError:
+        changed.append(entry.rel)
+        return None
+    except OSError as exc:
+        failed.append((entry.rel, f"cannot claim it: {exc.strerror or exc}"))
+        return None
+    try:
+        st = os.stat(private)
+    except OSError:
+        st = None
+    if st is None or not same_file(st, entry):
+        put_back(private, path)
+        changed.append(entry.rel)
+        return None
+    return local_entry(posixpath.join(posixpath.dirname(entry.rel), name), st)
+
+
+def release(
+    landing: Any, held: list[Held], journal: Journal, done: list[Held] | None = None
+) -> dict[str, Entry | None]:
+    """Put back every claimed file not archived or deleted, and end every claim. ``done``: the
+    items known to be archived or deleted (None after an error: each one is looked at).
+    Returns the relative paths put back, each with the file's entry as it is now when it is back
+    under its own name (see ``_back_as``), else None."""
+    finished = {item.source.rel for item in done or ()}
+    back: dict[str, Entry | None] = {}
+    for item in held:
+        if item.claimed and (done is None or item.source.rel not in finished):
+            path = landing.path(item.entry.rel)
+            where = put_back(landing.path(item.source.rel), path)
+            if where is not None:
+                back[item.entry.rel] = _back_as(item.entry, where, path)
+    journal.end_all([landing.path(item.source.rel) for item in held if item.claimed])
+    return back
+
+
+def _back_as(entry: Entry, where: str, path: str) -> Entry | None:
+    """The entry of a file put back as ``path``: our renames moved its ctime, so the entry
+    ``transfer`` saved no longer matches it, and a later ``post_staging`` (a resume) would take
+    the very file it copied for a changed one. None when it is not that file back at ``path``."""
+    if where != path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return local_entry(entry.rel, st) if same_file(st, entry) else None
+
+
+def put_back(private: str, path: str) -> str | None:
+    """Return a claimed file to the landing folder as ``path``, or as a timestamped name beside it
+    when ``path`` is taken: never over another file. None when ``private`` is gone (it was archived
+    or deleted). Used by recovery too, so a put back half done by a killed run is finished."""
+    candidate = path
+    for _ in range(20):
+        try:
+            os.link(private, candidate, follow_symlinks=False)  # link never replaces a file
+        except FileExistsError:
+            if _same_inode(private, candidate):
+                break  # linked by an earlier attempt that did not get to unlink
+            candidate = os.path.join(os.path.dirname(path), timestamped(os.path.basename(path)))
+            continue
+        except FileNotFoundError:
+            if not os.path.lexists(private):
+                return None
+            os.makedirs(os.path.dirname(candidate), exist_ok=True)  # removed meanwhile
+            continue
+        except OSError:  # no hard links here, or a folder was renamed over the landing file
+            if os.path.lexists(candidate):
+                candidate = os.path.join(os.path.dirname(path), timestamped(os.path.basename(path)))
+                continue
+            os.rename(private, candidate)
+            return candidate
+        os.unlink(private)
+        return candidate
+    else:
+        raise FileExistsError(f"cannot put {private} back as {path}: every name tried is taken")
+    os.unlink(private)
+    return candidate
+
+
+def _same_inode(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.lstat(a), os.lstat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
