@@ -83,6 +83,7 @@ class TaskRecord:
     error: str | None = None
     metrics: dict[str, Any] | None = None
     traceback: str | None = None  # of a failed attempt, secrets masked
+    result: Any = None  # the task's return value when it is not metrics: JSON, secrets masked
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -211,7 +212,7 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY, run_id TEXT NOT NULL, step TEXT, executor TEXT, task TEXT, step_index INTEGER,
     task_index INTEGER, attempt INTEGER, status TEXT, started REAL, ended REAL, error_type TEXT, error TEXT,
-    metrics TEXT, traceback TEXT);
+    metrics TEXT, traceback TEXT, result TEXT);
 CREATE INDEX IF NOT EXISTS tasks_run ON tasks (run_id);
 CREATE TABLE IF NOT EXISTS logs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL, level TEXT, step TEXT, task TEXT,
@@ -223,6 +224,7 @@ CREATE TABLE IF NOT EXISTS watermarks (
 """
 _RUN_COLUMNS = [f.name for f in dataclasses.fields(RunRecord)]
 _TASK_COLUMNS = [f.name for f in dataclasses.fields(TaskRecord)]
+_JSON_COLUMNS = frozenset({"params", "metrics", "result"})
 
 
 class StoreUnavailable(EnvironmentProblem):
@@ -426,7 +428,7 @@ class SQLiteStore(RunStore):
 
     @staticmethod
     def _encode(name: str, value: Any) -> Any:
-        if name in ("params", "metrics"):
+        if name in _JSON_COLUMNS:
             return None if value is None else json.dumps(value, default=str)
         if name == "cancel_requested":
             return int(bool(value))
@@ -434,7 +436,7 @@ class SQLiteStore(RunStore):
 
     @staticmethod
     def _decode(name: str, value: Any) -> Any:
-        if name in ("params", "metrics"):
+        if name in _JSON_COLUMNS:
             return None if value is None else json.loads(value)
         if name == "cancel_requested":
             return bool(value)
