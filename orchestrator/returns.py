@@ -25,7 +25,9 @@ def kept_result(value: Any, secrets: set[str] | frozenset[str] = frozenset()) ->
         text = json.dumps(value, allow_nan=False)
         kept: Any = json.loads(text)
     except (TypeError, ValueError, RecursionError):  # a set, an object, NaN, a cycle
-        text = kept = _repr(value)
+        kept = _repr(value)
+    if isinstance(kept, str):
+        text = kept  # a text is cut as itself, so that keeping a kept result changes nothing
     if len(text) > MAX_RESULT_CHARS:
         note = f"… (cut: {len(text)} characters)"
         kept = text[:MAX_RESULT_CHARS - len(note)] + note
