@@ -41,16 +41,22 @@ class PythonExecutor(Executor):
 
     @classmethod
     def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
-        """``call``'s function must be defined at the top level of the file (checked with ``ast``)."""
+        """``call``'s function must be defined at the top level of the file and take ``kwargs``
+        (checked with ``ast``, never imported)."""
         from .staging.loader import code_problem
+        from .staging.signature import call_problems
 
         path, function = str(params.get("path") or ""), args.get("function")
         if task != "call" or not path or not isinstance(function, str) or code_problem(path) is not None:
             return
+        kwargs = args.get("kwargs") or {}
         if not function.isidentifier():
             yield "function", f"{function!r} is not a Python function name"
         elif (problem := code_problem(path, (function,))) is not None:
             yield "function", problem
+        elif isinstance(kwargs, dict):
+            yield from call_problems(path, function, kwargs, kwargs_key="kwargs",
+                                     function_key="function", supplied=("context",))
 
     @classmethod
     def task_places(cls, task: str, args: dict[str, Any],
@@ -71,7 +77,7 @@ class PythonExecutor(Executor):
     def call(self, function: Annotated[str, "Name of a function in the file"],
              kwargs: Annotated[dict | None, "Keyword arguments for the function"] = None,
              context: Context | None = None) -> Any:
-        """Import the file afresh and call ``function(**kwargs)``, with ``context=`` if it takes one.
+        """Import the file afresh; call ``function(**kwargs)``, with ``context=`` if it takes one.
 
         Returns what the function returned: metrics (a TaskMetrics, or a dict of metric names)
         become the task's metrics, any other value its result. Runs in a child process unless

@@ -62,8 +62,8 @@ TAKES_TOKEN = {"thing", "mixed"}
 def returning(request: pytest.FixtureRequest, write_routine: Any, tmp_path: Path) -> str:
     code = tmp_path / "jobs.py"
     code.write_text(CODE)
-    tasks = [{"task": "call", "args": {"function": name, **({"kwargs": {"token": "${params.api_token}"}}
-                                                            if name in TAKES_TOKEN else {})}}
+    token = {"kwargs": {"token": "${params.api_token}"}}
+    tasks = [{"task": "call", "args": {"function": name, **(token if name in TAKES_TOKEN else {})}}
              for name in FUNCTIONS]
     doc = {"routine_name": "returns", "params": {"api_token": SECRET},
            "executors": [{"name": "go", "executor": "python",
@@ -127,7 +127,8 @@ def test_kept_result_is_json_or_a_masked_repr() -> None:
     loop.append(loop)
     assert kept_result(loop) == "[[...]]"
     secrets = {SECRET}
-    assert kept_result({"nested": {SECRET: [f"a {SECRET}"]}}, secrets) == {"nested": {"****": ["a ****"]}}
+    masked = kept_result({"nested": {SECRET: [f"a {SECRET}"]}}, secrets)
+    assert masked == {"nested": {"****": ["a ****"]}}
     assert kept_result({"api_token": "abc"}) == {"api_token": "****"}  # a secret-looking key
 
     class Broken:
@@ -161,3 +162,151 @@ def test_a_store_without_the_result_column_gains_it(tmp_path: Path) -> None:
     store.record_task(TaskRecord(id="new", run_id="r", step="s", executor="python", task="call",
                                  step_index=0, task_index=1, attempt=1, result={"a": [1]}))
     assert [(t.id, t.result) for t in store.tasks("r")] == [("old", None), ("new", {"a": [1]})]
+
+
+SIGNATURES = '''
+import pathlib
+pathlib.Path(__file__).with_name("imported").write_text("the file was imported")
+
+def load(table, limit=10, *, mode="append", context=None):
+    pass
+
+def anything(table, **options):
+    pass
+
+def wrapped(func):
+    return func
+
+@wrapped
+def decorated(a):
+    pass
+
+def transform(source, destination, *, sep=","):
+    destination.write(source.read())
+
+def transform_any(source, destination, **args):
+    pass
+
+def one_argument(path):
+    pass
+'''
+
+PY_EXEC = '''
+def test():
+    return True
+
+def main(parent, dump, *, day):
+    pass
+'''
+
+
+@pytest.fixture
+def code(tmp_path: Path) -> Path:
+    (tmp_path / "jobs.py").write_text(SIGNATURES)
+    (tmp_path / "legacy").mkdir()
+    (tmp_path / "legacy" / "py_exec.py").write_text(PY_EXEC)
+    return tmp_path
+
+
+def validate(cli: Any, write_routine: Any,
+             executors: list[dict[str, Any]]) -> tuple[int, list[str]]:
+    path = write_routine({"routine_name": "checked", "executors": executors})
+    proc = cli("validate", str(path))
+    output = (proc.stdout + proc.stderr).splitlines()
+    lines = [line.split(": ", 1)[1] for line in output if ": " in line]
+    return proc.returncode, lines
+
+
+def python_step(code: Path, *calls: tuple[str, dict[str, Any] | None]) -> dict[str, Any]:
+    tasks = [{"task": "call", "args": {"function": f, **({"kwargs": k} if k is not None else {})}}
+             for f, k in calls]
+    return {"name": "go", "executor": "python", "params": {"path": str(code / "jobs.py")},
+            "tasks": tasks}
+
+
+def test_kwargs_are_checked_against_the_function_at_validation(cli: Any, write_routine: Any,
+                                                                code: Path) -> None:
+    step = python_step(code, ("load", {"tabel": "t", "limit": 3}),
+                       ("load", {"table": "t", "context": 1}), ("load", None),
+                       ("anything", {"table": "t", "whatever": 1}), ("decorated", {"b": 1}),
+                       ("load", {"table": "t", "mode": "x"}))
+    code_, lines = validate(cli, write_routine, [step])
+    assert code_ == 2
+    assert sorted(lines) == sorted([
+        "executors[0].tasks[0].args.kwargs.tabel: unknown argument 'tabel' of load(); "
+        "did you mean 'table'?",
+        "executors[0].tasks[0].args.kwargs: missing required argument 'table' of load(); "
+        "add it to kwargs",
+        "executors[0].tasks[1].args.kwargs.context: 'context' is passed to load() by the "
+        "orchestrator; remove it (or rename the parameter)",
+        "executors[0].tasks[2].args.kwargs: missing required argument 'table' of load(); "
+        "add it to kwargs",
+    ])  # **options takes anything; a decorated function's signature is not known, so not judged
+    assert not (code / "imported").exists()
+
+
+def test_a_transformation_must_take_source_destination_and_its_args(cli: Any, write_routine: Any,
+                                                                    code: Path) -> None:
+    def staging(name: str, transform: str, args: dict[str, Any]) -> dict[str, Any]:
+        return {"name": name, "executor": "staging",
+                "params": {"parent_directory": str(code / f"{name}_in"),
+                           "dump_directory": str(code / f"{name}_out"),
+                           "transform": f"{code / 'jobs.py'}:{transform}",
+                           "transform_args": args},
+                "tasks": ["transfer"]}
+
+    code_, lines = validate(cli, write_routine, [
+        staging("a", "one_argument", {}), staging("b", "transform", {"sepp": ";"}),
+        staging("c", "transform_any", {"any": 1}), staging("d", "transform", {"source": "x"})])
+    assert code_ == 2
+    assert sorted(lines) == sorted([
+        "executors[0].params.transform: one_argument() must take 2 positional parameters "
+        "(source, destination); it takes 1",
+        "executors[1].params.transform_args.sepp: unknown argument 'sepp' of transform(); "
+        "did you mean 'sep'?",
+        "executors[3].params.transform_args.source: 'source' is passed to transform() already "
+        "(positionally, as source); remove it",
+    ])
+    assert not (code / "imported").exists()
+
+
+def test_legacy_main_is_checked_only_when_it_will_be_called(cli: Any, write_routine: Any,
+                                                             code: Path) -> None:
+    def legacy(name: str, args: dict[str, Any] | None) -> dict[str, Any]:
+        params = {"parent_directory": str(code / f"{name}_in"),
+                  "dump_directory": str(code / f"{name}_out"), "py_exec_path": str(code / "legacy")}
+        if args is not None:
+            params["py_exec_args"] = args
+        return {"name": name, "executor": "staging", "params": params, "tasks": ["transfer"]}
+
+    code_, lines = validate(cli, write_routine, [legacy("a", None), legacy("b", {"dya": 1}),
+                                                 legacy("c", {"day": 1})])
+    assert code_ == 2
+    assert sorted(lines) == sorted([
+        "executors[1].params.py_exec_args.dya: unknown argument 'dya' of main(); "
+        "did you mean 'day'?",
+        "executors[1].params.py_exec_args: missing required argument 'day' of main(); "
+        "add it to py_exec_args",
+    ])
+
+
+@pytest.mark.parametrize("source, problems", [
+    ("def f(*args, **kw): pass", []),  # takes anything
+    ("def f(a, /, b): pass", [("kw.a", "'a' is positional-only in f(): it cannot be given by name"),
+                              ("fn", "f() has a required positional-only parameter 'a' that no "
+                                     "argument can fill"),
+                              ("kw", "missing required argument 'b' of f(); add it to kw")]),
+    ("def f(a): pass\ndef f(b): pass",  # the later def is the one called
+     [("kw.a", "unknown argument 'a' of f(); it takes 'b'"),
+      ("kw", "missing required argument 'b' of f(); add it to kw")]),
+    ("def f(b): pass\nf = print", []),  # rebound: its signature is not known statically
+    ("async def f(*, b=1): pass", [("kw.a", "unknown argument 'a' of f(); it takes 'b'")]),
+    ("class f:\n    def __init__(self): pass", []),  # not a def: not judged
+])
+def test_signature_read_with_ast(tmp_path: Path, source: str,
+                                 problems: list[tuple[str, str]]) -> None:
+    from executors.staging.signature import call_problems
+
+    path = tmp_path / "code.py"
+    path.write_text(source)
+    assert call_problems(path, "f", {"a": 1}, kwargs_key="kw", function_key="fn") == problems

@@ -84,7 +84,9 @@ def _result_lines(value: Any, most: int = 40) -> list[str]:
     """A result too long for its task's line, in full below it (up to ``most`` lines)."""
     from ..returns import SHORT_RESULT_CHARS
 
-    if value is None or len(json.dumps(value, ensure_ascii=False, default=str)) <= SHORT_RESULT_CHARS:
+    if value is None:
+        return []
+    if len(json.dumps(value, ensure_ascii=False, default=str)) <= SHORT_RESULT_CHARS:
         return []
     import textwrap
 
