@@ -310,3 +310,25 @@ def test_signature_read_with_ast(tmp_path: Path, source: str,
     path = tmp_path / "code.py"
     path.write_text(source)
     assert call_problems(path, "f", {"a": 1}, kwargs_key="kw", function_key="fn") == problems
+
+
+def test_the_readme_contract_example_runs_as_documented(cli: Any, write_routine: Any,
+                                                        tmp_path: Path) -> None:
+    from test_docs import readme_block
+
+    (tmp_path / "jobs.py").write_text(readme_block("python", "def load_orders"))
+    calls = [{"task": "call", "args": {"function": "load_orders", "kwargs": {"day": "2026-11-22"}}},
+             {"task": "call", "args": {"function": "new_files", "kwargs": {"folder": "x"}}}]
+    routine = write_routine({"routine_name": "documented", "executors": [
+        {"name": "orders", "executor": "python", "params": {"path": "jobs.py"}, "tasks": calls}]})
+    proc = cli(str(routine), "--json")
+    assert proc.returncode == 0, proc.stderr
+    load, files = json.loads(proc.stdout)["tasks"]
+    assert (load["metrics"]["total_rows"], load["result"]) == (30, None)
+    assert (files["metrics"], files["result"]) == (None, ["a.csv", "b.csv"])
+    assert "loading 2026-11-22: run " in proc.stderr  # the context's logger reaches the run log
+    bad = dict(calls[0], args={"function": "load_orders", "kwargs": {"dya": "2026-11-22"}})
+    routine.write_text(json.dumps({"routine_name": "documented", "executors": [
+        {"name": "orders", "executor": "python", "params": {"path": "jobs.py"}, "tasks": [bad]}]}))
+    refused = cli("validate", str(routine))
+    assert refused.returncode == 2 and "did you mean 'day'?" in refused.stdout + refused.stderr
