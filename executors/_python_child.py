@@ -73,8 +73,9 @@ class ChildCall:
         self._stop_requested = threading.Event()
         self._lock = threading.Lock()
 
-    def run(self) -> TaskMetrics | None:
-        """Start the child, relay its output, return its metrics or raise what it raised."""
+    def run(self) -> Any:
+        """Start the child, relay its output, return what the function returned (its metrics, or
+        its value as a task's result keeps it) or raise what it raised."""
         read_fd, write_fd = os.pipe()
         try:
             with self._lock:
@@ -148,7 +149,7 @@ class ChildCall:
             return None
         return message
 
-    def _result(self, outcome: tuple[str, Any] | None) -> TaskMetrics | None:
+    def _result(self, outcome: tuple[str, Any] | None) -> Any:
         assert self.process is not None
         if outcome is None:
             code = self.process.returncode
@@ -157,10 +158,10 @@ class ChildCall:
             raise ChildTaskError(f"the process running {self._name()} {how} before it reported")
         kind, payload = outcome
         if kind == "result":
-            metrics, next_watermark = payload
+            returned, next_watermark = payload
             if self.context is not None and next_watermark is not None:
                 self.context.next_watermark = next_watermark
-            return _metrics_from(metrics)
+            return _returned_from(returned)
         if kind == "cancelled":
             raise Cancelled(f"{self._name()} stopped")
         raise _error_from(payload)
@@ -244,6 +245,11 @@ def _quietly(fn: Callable[[], Any]) -> None:
         pass
 
 
+def _returned_from(payload: tuple[str, Any]) -> Any:
+    kind, value = payload
+    return _metrics_from(value) if kind == "metrics" else value
+
+
 def _metrics_from(payload: dict[str, Any] | None) -> TaskMetrics | None:
     """TaskMetrics, or a look-alike subclass with the same fields (the child's class may be in the
     user's file, which is not importable here)."""
@@ -314,9 +320,19 @@ def _on_sigterm(cancel: threading.Event) -> Callable[..., None]:
     return handler
 
 
-def _encode_metrics(value: Any) -> dict[str, Any] | None:
-    if not isinstance(value, TaskMetrics):
-        return None
+def _encode_return(value: Any) -> tuple[str, Any]:
+    """What the function returned, in a form the parent can rebuild without the user's file:
+    metrics (a dict of metric names or a metrics look-alike become TaskMetrics), or the value as
+    a task's result keeps it (JSON, else its repr)."""
+    from orchestrator.returns import kept_result
+
+    metrics = TaskMetrics.from_value(value)
+    if metrics is None:
+        return "value", kept_result(value)
+    return "metrics", _encode_metrics(metrics)
+
+
+def _encode_metrics(value: TaskMetrics) -> dict[str, Any]:
     fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     try:
         pickle.loads(pickle.dumps(fields))
@@ -357,10 +373,10 @@ def _call(request: dict[str, Any], cancel: threading.Event) -> tuple[str, Any]:
     fn = function_of(load_file(request["path"]), request["function"], request.get("own_only", False))
     extra = {"context": context} if context is not None and accepts_context(fn) else {}
     if context is None:
-        return "result", (_encode_metrics(fn(**request["kwargs"], **extra)), None)
+        return "result", (_encode_return(fn(**request["kwargs"], **extra)), None)
     with context.active():
         value = fn(**request["kwargs"], **extra)
-    return "result", (_encode_metrics(value), context.next_watermark)
+    return "result", (_encode_return(value), context.next_watermark)
 
 
 def main(argv: list[str]) -> int:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Annotated, Any, Iterable
 
-from orchestrator.executor import (CodeLocation, Context, Executor, Place, TaskMetrics,
-                                   accepts_context, task)
+from orchestrator.executor import CodeLocation, Context, Executor, Place, accepts_context, task
 from orchestrator.hookspecs import hookimpl
 
 
@@ -42,16 +41,22 @@ class PythonExecutor(Executor):
 
     @classmethod
     def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
-        """``call``'s function must be defined at the top level of the file (checked with ``ast``)."""
+        """``call``'s function must be defined at the top level of the file and take ``kwargs``
+        (checked with ``ast``, never imported)."""
         from .staging.loader import code_problem
+        from .staging.signature import call_problems
 
         path, function = str(params.get("path") or ""), args.get("function")
         if task != "call" or not path or not isinstance(function, str) or code_problem(path) is not None:
             return
+        kwargs = args.get("kwargs") or {}
         if not function.isidentifier():
             yield "function", f"{function!r} is not a Python function name"
         elif (problem := code_problem(path, (function,))) is not None:
             yield "function", problem
+        elif isinstance(kwargs, dict):
+            yield from call_problems(path, function, kwargs, kwargs_key="kwargs",
+                                     function_key="function", supplied=("context",))
 
     @classmethod
     def task_places(cls, task: str, args: dict[str, Any],
@@ -71,9 +76,12 @@ class PythonExecutor(Executor):
     @task
     def call(self, function: Annotated[str, "Name of a function in the file"],
              kwargs: Annotated[dict | None, "Keyword arguments for the function"] = None,
-             context: Context | None = None) -> TaskMetrics | None:
-        """Import the file afresh and call ``function(**kwargs)``, with ``context=`` if it takes one;
-        a returned TaskMetrics is reported. Runs in a child process unless ``in_process``."""
+             context: Context | None = None) -> Any:
+        """Import the file afresh; call ``function(**kwargs)``, with ``context=`` if it takes one.
+
+        Returns what the function returned: metrics (a TaskMetrics, or a dict of metric names)
+        become the task's metrics, any other value its result. Runs in a child process unless
+        ``in_process``."""
         if not self.in_process:
             return self._call_in_child(function, kwargs or {}, context)
         from .staging.loader import function_of, load_file
@@ -81,8 +89,7 @@ class PythonExecutor(Executor):
         own_only = context is not None and not context.trusted
         fn = function_of(load_file(self.path), function, own_only)
         extra = {"context": context} if context is not None and accepts_context(fn) else {}
-        result: Any = fn(**(kwargs or {}), **extra)
-        return result if isinstance(result, TaskMetrics) else None
+        return fn(**(kwargs or {}), **extra)
 
     def cancel(self) -> None:
         """Terminate the child processes of the calls in flight (killed after a grace period)."""
@@ -92,7 +99,7 @@ class PythonExecutor(Executor):
             call.stop()
 
     def _call_in_child(self, function: str, kwargs: dict[str, Any],
-                       context: Context | None) -> TaskMetrics | None:
+                       context: Context | None) -> Any:
         from ._python_child import ChildCall
 
         call = ChildCall(self.path, function, kwargs, context)

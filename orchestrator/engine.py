@@ -19,6 +19,7 @@ from .routine.load import Routine, StepSpec, TaskCall
 from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 from .executor import Cancelled, Context, Executor, TaskMetrics
 from .masking import masked_traceback
+from .returns import kept_result
 from .scheduling import ReadyQueue, waves
 
 MAX_RETRY_DELAY = 86400.0
@@ -270,7 +271,7 @@ class Run:
         result.started = time.time()
         for attempt in range(1, call.retries + 2):
             result.attempts = attempt
-            result.error = result.error_type = result.traceback = None
+            result.error = result.error_type = result.traceback = result.result = None
             self.emit("task_started", result)
             event = threading.Event()
             if self.cancelled.is_set():
@@ -280,7 +281,7 @@ class Run:
             try:
                 ctx = self.context(step, call, attempt, event)
                 result.watermark = ctx.watermark
-                result.metrics = self.masked(self.invoke(instance, method, call, ctx, event))
+                self.keep_return(result, self.invoke(instance, method, call, ctx, event))
                 self.save_watermark(step, call, ctx)
                 result.next_watermark = ctx.next_watermark
                 result.status, result.ended = SUCCEEDED, time.time()
@@ -320,11 +321,13 @@ class Run:
         if self.watermarks is not None and ctx.next_watermark is not None:
             self.watermarks.set_watermark(self.routine.name, step.name, call.task, ctx.next_watermark, self.routine.run_id)
 
-    def invoke(self, instance: Executor, method: Any, call: TaskCall, ctx: Context, event: threading.Event) -> TaskMetrics | None:
+    def invoke(self, instance: Executor, method: Any, call: TaskCall, ctx: Context,
+               event: threading.Event) -> Any:
+        """Call the task; what it returned."""
         kwargs = dict(call.args, context=ctx) if call.wants_context else call.args
         if call.timeout is None:
             with ctx.active():
-                return _metrics(method(**kwargs))
+                return method(**kwargs)
         box: dict[str, Any] = {}
 
         def target() -> None:
@@ -344,7 +347,13 @@ class Run:
             raise TaskTimeout(f"timed out after {call.timeout:g}s (the executor was asked to cancel its work)")
         if "error" in box:
             raise box["error"]
-        return _metrics(box.get("value"))
+        return box.get("value")
+
+    def keep_return(self, result: TaskResult, value: Any) -> None:
+        """Metrics become the task's metrics; any other value is kept as its result."""
+        result.metrics = self.masked(TaskMetrics.from_value(value))
+        result.result = None if result.metrics is not None \
+            else kept_result(value, self.routine.secrets)
 
     def masked(self, metrics: TaskMetrics | None) -> TaskMetrics | None:
         """Metrics with secret values masked: they reach output, logs and the run store."""
@@ -396,10 +405,6 @@ class Run:
 
 def _done_reason(origin: str) -> str:
     return f"already succeeded in run {origin}"
-
-
-def _metrics(value: Any) -> TaskMetrics | None:
-    return TaskMetrics.from_value(value)
 
 
 def _quietly(fn: Any) -> None:

@@ -32,7 +32,7 @@ class TaskResult:
     next_watermark: Any = None
     watermark: Any = None  # what the task was given
     traceback: str | None = None  # of the failed attempt, secrets masked
-
+    result: Any = None  # the task's return value when it is not metrics (JSON, masked; returns.py)
 
     @property
     def duration(self) -> float | None:
@@ -47,6 +47,7 @@ class TaskResult:
             "attempts": self.attempts,
             "duration": None if self.duration is None else round(self.duration, 6),
             "metrics": self.metrics.to_dict() if self.metrics else None,
+            "result": self.result,
             "error": self.error,
             "error_type": self.error_type,
             "reason": self.reason,

@@ -100,6 +100,17 @@ def test_tasks_ordered_and_replaced_by_id(store: Any) -> None:
     assert store.tasks("other-run") == []
 
 
+def test_a_task_result_keeps_its_json_shape(store: Any) -> None:
+    run = a_run()
+    store.start_run(run)
+    values = [7, 1.5, "text", [1, "a", None], {"rows": 5, "nested": {"ok": True, "x": 0.25}}, None]
+    for index, value in enumerate(values):
+        store.record_task(TaskRecord(id=str(uuid.uuid4()), run_id=run.run_id, step="s",
+                                     executor="python", task="call", step_index=0,
+                                     task_index=index, attempt=1, result=value))
+    assert [t.result for t in store.tasks(run.run_id)] == values
+
+
 def test_logs_in_order_after_a_sequence_number(store: Any) -> None:
     run, other = a_run("one"), a_run("two")
     store.start_run(run)

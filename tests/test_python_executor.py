@@ -51,11 +51,11 @@ def test_calls_function_with_kwargs(module: Path, tmp_path: Path) -> None:
     assert out.read_text() == "7\n1\n"
 
 
-def test_task_metrics_pass_through_and_other_results_are_dropped(module: Path) -> None:
+def test_task_metrics_pass_through_and_other_results_come_back(module: Path) -> None:
     ex = PythonExecutor(path=str(module))
     result = ex.call("metrics", {"n": 3})
     assert isinstance(result, TaskMetrics) and result.total_rows == 3 and result.execution_metadata == {"point": 3}
-    assert ex.call("plain") is None
+    assert ex.call("plain") == 42  # the engine keeps it as the task's result
 
 
 def test_missing_function_and_missing_file_are_errors(module: Path, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from . import journal as _journal
 from . import locations as loc
 from .journal import Journal, Leftover
 from .loader import code_path, code_problem
+from .signature import call_problems
 from .storage import Entry, open_store, remove_quietly
 
 
@@ -275,13 +276,26 @@ def _validate(params: dict[str, Any]) -> Iterable[tuple[str, str]]:
         else:
             if (problem := code_problem(path, (function,))) is not None:
                 yield "transform", problem
+            else:
+                yield from call_problems(path, function, _args(params, "transform_args"),
+                                         kwargs_key="transform_args", function_key="transform",
+                                         positional=("source", "destination"))
     if params.get("py_exec_path"):
         folder = str(params["py_exec_path"])
         module = folder if loc.is_s3(folder) else os.path.join(code_path(folder), "py_exec.py")
         needed = ("test", "main") if params.get("py_exec_args") is not None else ("test",)
         if (problem := code_problem(module, needed)) is not None:
             yield "py_exec_path", problem
+        elif params.get("py_exec_args") is not None:  # main() is called only then, as in the seed
+            yield from call_problems(module, "main", _args(params, "py_exec_args"),
+                                     kwargs_key="py_exec_args", function_key="py_exec_path",
+                                     positional=("parent_directory", "dump_directory"))
     yield from _place_problems(params)
+
+
+def _args(params: dict[str, Any], name: str) -> dict[str, Any]:
+    value = params.get(name)
+    return value if isinstance(value, dict) else {}
 
 
 def _place_problems(params: dict[str, Any]) -> Iterable[tuple[str, str]]:

@@ -96,17 +96,9 @@ def code_problem(path: str | Path, functions: tuple[str, ...] = ()) -> str | Non
         return f"{file} is not a regular file"  # a FIFO or a device would block or never end
     if not functions or st.st_size > MAX_PARSED_BYTES:
         return None
-    try:
-        source = file.read_bytes()
-    except OSError as exc:
-        return f"cannot read {file}: {exc.strerror or exc}"
-    try:
-        tree = ast.parse(source, filename=str(file))
-    except SyntaxError as exc:
-        # Only the line: the text of a file named by an untrusted routine is not echoed back.
-        return f"{file} is not valid Python" + (f" (line {exc.lineno})" if exc.lineno else "")
-    except (ValueError, RecursionError, MemoryError):
-        return f"{file} is not valid Python"
+    tree = _parse(file)
+    if isinstance(tree, str):
+        return tree
     bound = _top_level_names(tree.body)
     if bound is None:
         return None
@@ -115,6 +107,57 @@ def code_problem(path: str | Path, functions: tuple[str, ...] = ()) -> str | Non
         names = ", ".join(f"{name}()" for name in missing)
         return f"{file} defines no top-level {names}"
     return None
+
+def parsed_code(path: str | Path) -> ast.Module | None:
+    """The syntax tree of a local code file, or None when it cannot be had (missing, too big, not
+    Python): :func:`code_problem` says why."""
+    file = code_path(path)
+    try:
+        if is_s3(str(path)) or not file.is_file() or file.stat().st_size > MAX_PARSED_BYTES:
+            return None
+    except OSError:
+        return None
+    tree = _parse(file)
+    return None if isinstance(tree, str) else tree
+
+
+def function_definition(tree: ast.Module,
+                        name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The ``def`` that top-level ``name`` surely is when the module has run; None when that cannot
+    be known statically (bound otherwise too, decorated, or the module writes its globals)."""
+    found: ast.FunctionDef | ast.AsyncFunctionDef | None = None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            found = node  # a later def replaces an earlier one
+        elif _binds(node, name) or _touches_globals(node):
+            return None
+    if found is None or found.decorator_list:
+        return None
+    return found
+
+
+def _binds(node: ast.stmt, name: str) -> bool:
+    """Whether a module-level statement binds ``name`` other than as a plain top-level ``def``."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return False
+    bound = _top_level_names([node])
+    return bound is None or name in bound
+
+
+def _parse(file: Path) -> ast.Module | str:
+    """The file's syntax tree, or why it cannot be had."""
+    try:
+        source = file.read_bytes()
+    except OSError as exc:
+        return f"cannot read {file}: {exc.strerror or exc}"
+    try:
+        return ast.parse(source, filename=str(file))
+    except SyntaxError as exc:
+        # Only the line: the text of a file named by an untrusted routine is not echoed back.
+        return f"{file} is not valid Python" + (f" (line {exc.lineno})" if exc.lineno else "")
+    except (ValueError, RecursionError, MemoryError):
+        return f"{file} is not valid Python"
+
 
 def _top_level_names(body: list[ast.stmt]) -> set[str] | None:
     """Names bound at module level; None when that cannot be known statically."""

@@ -12,7 +12,16 @@ _STYLE = {SUCCEEDED: "green", FAILED: "bold red", CANCELLED: "yellow", SKIPPED: 
 
 
 def describe_metrics(result: TaskResult) -> str:
-    return metrics_text(result.metrics.to_dict() if result.metrics is not None else None)
+    """What a succeeded task reported: its metrics, else its result value, on one line."""
+    metrics = metrics_text(result.metrics.to_dict() if result.metrics is not None else None)
+    return metrics or returned_text(result.result)
+
+
+def returned_text(value: Any) -> str:
+    """A task's result value, short, on one line: ``result=[1, 2]``."""
+    from ..returns import result_text
+
+    return "" if value is None else f"result={result_text(value)}"
 
 
 def metrics_text(metrics: dict[str, Any] | None) -> str:

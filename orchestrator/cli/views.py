@@ -1,6 +1,7 @@
 """Plain-text views of recorded runs for `runs`, `show` and `logs`."""
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -61,10 +62,11 @@ def show_run(details: dict[str, Any], indent: str = "") -> str:
     for task in details["tasks"]:
         attempt = f"#{task['attempt']}" if task["attempt"] else "  "
         error = (task["error"] or "").strip().splitlines()
-        detail = error[0] if error else _metrics(task["metrics"])
+        detail = error[0] if error else _metrics(task["metrics"]) or _returned(task.get("result"))
         lines.append(f"{indent}  {task['step']}.{task['task']} {attempt} {task['status']:9} "
                      f"{_duration(task['started'], task['ended']):>8}  {detail}".rstrip())
         lines.extend(f"{indent}      {more}" for more in error[1:])  # a multi-line error, readable
+        lines += [f"{indent}      {line}" for line in _result_lines(task.get("result"))]
         if task.get("traceback"):
             trace = task["traceback"].rstrip("\n").split("\n")
             lines += [f"{indent}      {line}" for line in trace]
@@ -77,6 +79,30 @@ def _metrics(metrics: dict[str, Any] | None) -> str:
     from .render import metrics_text
 
     return metrics_text(metrics)
+
+
+def _returned(value: Any) -> str:
+    from .render import returned_text
+
+    return returned_text(value)
+
+
+def _result_lines(value: Any, most: int = 40) -> list[str]:
+    """A result too long for its task's line, in full below it (up to ``most`` lines)."""
+    from ..returns import SHORT_RESULT_CHARS
+
+    if value is None:
+        return []
+    if len(json.dumps(value, ensure_ascii=False, default=str)) <= SHORT_RESULT_CHARS:
+        return []
+    import textwrap
+
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    lines = ["result:", *("  " + part for line in text.splitlines()
+                          for part in textwrap.wrap(line, 96, drop_whitespace=False) or [""])]
+    if len(lines) > most:
+        lines = [*lines[:most], f"  … {len(lines) - most} more lines (show --json has it all)"]
+    return lines
 
 
 def log_line(record: LogRecord) -> str:

@@ -140,7 +140,7 @@ class RunRecorder(Listener):
             status=status, started=self._attempt_started.get(key) or result.started or time.time(), ended=result.ended,
             error_type=result.error_type, error=result.error or result.reason,
             metrics=result.metrics.to_dict() if result.metrics else None, traceback=result.traceback,
-            watermark=result.watermark, next_watermark=result.next_watermark)
+            watermark=result.watermark, next_watermark=result.next_watermark, result=result.result)
         self._attempts[task_id] = record
         self._quietly(lambda: self.store.record_task(record))
         if status == FAILED and result.traceback:  # ``orchestrate logs`` tells what went wrong, too

@@ -85,9 +85,10 @@ class TaskRecord:
     error_type: str | None = None
     error: str | None = None
     metrics: dict[str, Any] | None = None
-    traceback: str | None = None  # masked; what `report` shows under the error
+    traceback: str | None = None  # of a failed attempt, secrets masked; `report` shows it
     watermark: Any = None  # the watermark the task was given ...
     next_watermark: Any = None  # ... and the one it proposed (saved only on success)
+    result: Any = None  # the task's return value when it is not metrics: JSON, secrets masked
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -216,7 +217,7 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY, run_id TEXT NOT NULL, step TEXT, executor TEXT, task TEXT, step_index INTEGER,
     task_index INTEGER, attempt INTEGER, status TEXT, started REAL, ended REAL, error_type TEXT, error TEXT,
-    metrics TEXT, traceback TEXT, watermark TEXT, next_watermark TEXT);
+    metrics TEXT, traceback TEXT, watermark TEXT, next_watermark TEXT, result TEXT);
 CREATE INDEX IF NOT EXISTS tasks_run ON tasks (run_id);
 CREATE TABLE IF NOT EXISTS logs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL, level TEXT, step TEXT, task TEXT,
@@ -228,7 +229,7 @@ CREATE TABLE IF NOT EXISTS watermarks (
 """
 _RUN_COLUMNS = [f.name for f in dataclasses.fields(RunRecord)]
 _TASK_COLUMNS = [f.name for f in dataclasses.fields(TaskRecord)]
-_JSON_COLUMNS = frozenset({"params", "metrics", "watermark", "next_watermark"})
+_JSON_COLUMNS = frozenset({"params", "metrics", "watermark", "next_watermark", "result"})
 
 
 class StoreUnavailable(EnvironmentProblem):

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from ..executor import Context, TaskMetrics, accepts_context
 from ..masking import masked_traceback
+from ..returns import kept_result
 from .recorder import LogCapture, parent_run_id
 from .store import RunRecord, RunStore, TaskRecord, open_store
 
@@ -99,6 +100,7 @@ class _Execution:
         now = time.time()
         self.task.status, self.task.ended, self.task.error = status, now, error
         self.task.metrics = metrics.to_dict() if metrics else None
+        self.task.result = kept_result(value) if metrics is None else None
         self.store.record_task(self.task)
         self.store.update_run(self.run.run_id, status=status, ended=now, heartbeat=now)
         return Tracked(self.run.run_id, status, metrics, value)
