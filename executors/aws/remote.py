@@ -32,6 +32,8 @@ from typing import Any, Callable, ClassVar, Iterable, TypeVar
 from orchestrator.events import CANCELLED, FAILED, SUCCEEDED
 from orchestrator.executor import Cancelled, Context, Executor, NotRetryable
 
+from ..calls import CallKeys
+
 T = TypeVar("T")
 
 DEFAULT_TOTAL_ATTEMPTS = 5
@@ -657,7 +659,7 @@ def _finish(ops: RemoteOps, record: RemoteRecord, remote_id: str, description: d
 
 # --------------------------------------------------------------------------- executor base
 
-class AwsExecutor(Executor):
+class AwsExecutor(CallKeys, Executor):
     """Base of the AWS executors: clients, in-flight tracking, per-call record keys, ``cancel()``."""
 
     service: ClassVar[str] = ""
@@ -681,20 +683,6 @@ class AwsExecutor(Executor):
 
     def close(self) -> None:
         self._clients.close()
-
-    def restore(self, context: Context, succeeded_in: str) -> bool:
-        """A skipped call still counts, so the calls after it keep the record keys the resumed run
-        used (and so re-attach to its remote work instead of submitting it again)."""
-        self._ordinals[context.task] = self._ordinals.get(context.task, 0) + 1
-        return True
-
-    def call_key(self, context: Context) -> str:
-        """``task#n``: the n-th call of this task in this step, the same for every attempt of that call."""
-        count = self._ordinals.get(context.task, 0)
-        if context.attempt <= 1 or count == 0:
-            count += 1
-            self._ordinals[context.task] = count
-        return f"{context.task}-{count}"
 
     def record(self, context: Context, call_key: str, unit: str, *digest_parts: Any) -> RemoteRecord:
         folder = context.state_dir("remote", context.run_id)

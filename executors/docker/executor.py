@@ -16,6 +16,7 @@ from typing import Annotated, Any, Iterable
 from orchestrator import Cancelled, Context, Executor, Location, TaskMetrics, Uncompilable, task
 
 from ..aws import remote as _aws
+from ..calls import CallKeys
 from . import container as box
 from .daemon import PullPolicy, connect, ensure_image, probe
 from .logs import LogPump
@@ -28,7 +29,7 @@ ENV_SCHEMA = {"type": "object", "additionalProperties": {"type": ["string", "num
 Command = list[str] | str | None
 
 
-class DockerExecutor(Executor):
+class DockerExecutor(CallKeys, Executor):
     """Run containers on a Docker daemon: live logs, real cancel, never two containers for one task."""
 
     name = "docker"
@@ -120,7 +121,7 @@ class DockerExecutor(Executor):
                    "environment": {k: str(v) for k, v in (environment or {}).items()} or None,
                    "network_mode": network, "init": init, **host_config(resources, mounts)}
         options = {k: v for k, v in options.items() if v is not None}
-        record = self._record(context, self._call_key(context), "container", self.image, options, keep_on_failure)
+        record = self._record(context, self.call_key(context), "container", self.image, options, keep_on_failure)
         found, positions, reattached = self._attach(record, context)
         if found is None:
             found = self._create(record, context, options)
@@ -252,14 +253,6 @@ class DockerExecutor(Executor):
             pass
 
     # ------------------------------------------------------------------ records
-
-    def _call_key(self, context: Context) -> str:
-        """``task-n``: the n-th call of this task in this step, the same for every attempt of that call."""
-        count = self._ordinals.get(context.task, 0)
-        if context.attempt <= 1 or count == 0:
-            count += 1
-            self._ordinals[context.task] = count
-        return f"{context.task}-{count}"
 
     def _record(self, context: Context, call_key: str, unit: str, *digest_parts: Any) -> _aws.RemoteRecord:
         scope = f"{context.routine_name}/{context.step}"

@@ -1,0 +1,32 @@
+"""Which call of a task this is: the key that ties an attempt, a retry and a resume to one piece
+of remote work (a query, a job run, a container), so that none of them starts it twice."""
+from __future__ import annotations
+
+from orchestrator.executor import Context
+
+
+class CallKeys:
+    """Counts the calls of each task in one step. Mixed into executors that record remote work."""
+
+    _ordinals: dict[str, int]
+
+    def _ordinal_table(self) -> dict[str, int]:
+        if not hasattr(self, "_ordinals"):
+            self._ordinals = {}
+        return self._ordinals
+
+    def call_key(self, context: Context) -> str:
+        """``task-n``: the n-th call of this task in this step, the same for every attempt of it."""
+        ordinals = self._ordinal_table()
+        count = ordinals.get(context.task, 0)
+        if context.attempt <= 1 or count == 0:
+            count += 1
+            ordinals[context.task] = count
+        return f"{context.task}-{count}"
+
+    def restore(self, context: Context, succeeded_in: str) -> bool:
+        """A call skipped by a resume still counts, so the calls after it keep the keys the resumed
+        run used (and re-attach to its remote work instead of starting it again)."""
+        ordinals = self._ordinal_table()
+        ordinals[context.task] = ordinals.get(context.task, 0) + 1
+        return True
