@@ -63,6 +63,11 @@ class StagingExecutor(Executor):
         yield from _validate(params)
 
     @classmethod
+    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+        if task == "wait_for_files":
+            yield from _wait_problems(args)
+
+    @classmethod
     def places(cls, params: dict[str, Any]) -> Iterable[Place]:
         yield from _places(params)
 
@@ -160,6 +165,23 @@ class StagingExecutor(Executor):
         if self._handled_list is not None:  # dealt with: a later resume has nothing to redo
             self._handled_list.unlink(missing_ok=True)
         return metrics
+
+    @task
+    def wait_for_files(
+        self,
+        context: Context,
+        min_files: Annotated[int, "How many matching files must be there"] = 1,
+        pattern: Annotated[str | None, "Glob as for the step's pattern; default the step's"] = None,
+        timeout: Annotated[float, "Seconds to wait before failing"] = 3600,
+        stable_for: Annotated[float, "Seconds a file must stay unchanged (size, mtime/ETag)"] = 0,
+    ) -> TaskMetrics:
+        """Wait until files land in ``parent_directory`` and stop changing; nothing is moved."""
+        from .sensor import wait_for_files
+
+        self._cancelled = False
+        return wait_for_files(self._store(self.parent_directory), pattern or self.pattern,
+                              min_files=min_files, timeout=timeout, stable_for=stable_for,
+                              context=context, check_cancelled=lambda: self.check_cancelled(context))
 
     def keep_for_resume(self, handled: dict[str, Entry]) -> None:
         """The files ``post_staging`` put back, as they are now, for a resume that skips
@@ -291,6 +313,13 @@ def _validate(params: dict[str, Any]) -> Iterable[tuple[str, str]]:
                                      kwargs_key="py_exec_args", function_key="py_exec_path",
                                      positional=("parent_directory", "dump_directory"))
     yield from _place_problems(params)
+
+
+def _wait_problems(args: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    for name, least in (("min_files", 1), ("timeout", 0), ("stable_for", 0)):
+        value = args.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < least:
+            yield name, f"{value} is below {least}" if least else f"{value} is negative"
 
 
 def _args(params: dict[str, Any], name: str) -> dict[str, Any]:
