@@ -193,3 +193,38 @@ def test_s3_timeout_counts_what_matched(s3: Any, tmp_path: Path) -> None:
 def test_arguments_out_of_range_are_refused_at_validation(args: dict, problem: tuple) -> None:
     assert list(StagingExecutor.validate_args("wait_for_files", args, {})) == [problem]
     assert list(StagingExecutor.validate_args("wait_for_files", {"min_files": 3}, {})) == []
+
+
+def routine(tmp_path: Path, **args: object) -> dict:
+    step = {"name": "stage", "executor": "staging",
+            "params": {"parent_directory": str(tmp_path / "landing"),
+                       "dump_directory": str(tmp_path / "dump"), "archive_or_delete": "delete"},
+            "tasks": [{"task": "wait_for_files", "args": args}, "transfer", "post_staging"]}
+    return {"routine_name": "sensor", "executors": [step]}
+
+
+def test_cli_run_waits_then_stages_what_landed(cli: Any, write_routine: Any, tmp_path: Path) -> None:
+    path = write_routine(routine(tmp_path, min_files=2, timeout=60, stable_for=0.2))
+    landing = tmp_path / "landing"
+
+    def deliver() -> None:
+        landing.mkdir()
+        (landing / "a.csv").write_bytes(CSV)
+        (landing / "b.csv").write_bytes(CSV)
+
+    sender = later(deliver, delay=1.0)
+    proc = cli("run", str(path))
+    sender.join()
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "dump").iterdir()) == ["a.csv", "b.csv"]
+    assert list(landing.iterdir()) == []
+
+
+def test_cli_bad_arguments_exit_2_and_a_timeout_fails_the_run(cli: Any, write_routine: Any,
+                                                                tmp_path: Path) -> None:
+    bad = cli("run", str(write_routine(routine(tmp_path, min_files=0))))
+    assert bad.returncode == 2 and "min_files" in bad.stderr and "0 is below 1" in bad.stderr
+    timed_out = cli("run", str(write_routine(routine(tmp_path, timeout=0.3))))
+    assert timed_out.returncode not in (0, 2)
+    assert "0 matched, 0 stable" in timed_out.stdout + timed_out.stderr
+    assert not (tmp_path / "dump").exists()
