@@ -10,7 +10,6 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import traceback
@@ -29,19 +28,47 @@ def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
     return fn
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, told the terminal width: asking shutil for it imports shutil, bz2 and
+    lzma on every start-up, for help that is rarely printed."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or terminal_columns() - 2)
+
+
+def terminal_columns() -> int:
+    """What ``shutil.get_terminal_size`` answers: ``$COLUMNS``, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, formatter_class: Any = HelpFormatter, **kwargs: Any) -> None:
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="orchestrate",
         description="Validate and run data-lake routines. `orchestrate ROUTINE` is `orchestrate run ROUTINE`.",
         epilog="Exit codes: 0 success, 1 a task failed, 2 bad input or usage, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"orchestrate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--verbose", "-v", action="store_true", help="show tracebacks and debug logs")
     common.add_argument("--quiet", "-q", action="store_true", help="print only failures and the final status")
     common.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
-    routine = argparse.ArgumentParser(add_help=False)
+    routine = Parser(add_help=False)
     routine.add_argument("routine", help="routine file (.json, .yaml or .yml)")
     routine.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                          help="override a routine param (repeatable)")
@@ -54,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--routine", help="only runs of this routine")
     runs.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
     runs.add_argument("--limit", type=positive, default=20, help="how many (default 20)")
-    run_ref = argparse.ArgumentParser(add_help=False)
+    run_ref = Parser(add_help=False)
     run_ref.add_argument("run_id", metavar="RUN_ID", help="a run id (or a unique prefix)")
     sub.add_parser("show", parents=[common, run_ref], help="one run: tasks, attempts, metrics, errors, children")
     logs = sub.add_parser("logs", parents=[common, run_ref], help="print a run's log")
@@ -108,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "help":
         return cmd_help(parser, args.topic)
+    show_plugin_warnings()
     from .errors import UserError
 
     try:
@@ -123,6 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def show_plugin_warnings() -> None:
+    """A plugin that fails to load is one line on stderr, whatever the output mode; the run goes on."""
+    plugins = logging.getLogger("orchestrator.plugins")
+    if not plugins.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        plugins.addHandler(handler)
+        plugins.propagate = False
 
 
 def cmd_help(parser: argparse.ArgumentParser, topic: str | None) -> int:
@@ -401,6 +439,8 @@ class TaskLogFormatter(logging.Formatter):
 @contextlib.contextmanager
 def cancel_on_signals(run: Any) -> Iterator[None]:
     """First Ctrl-C or SIGTERM cancels the run cleanly; a second one exits at once."""
+    import signal
+
     cancellers: list[threading.Thread] = []
 
     def handler(signum: int, frame: Any) -> None:
@@ -428,13 +468,17 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     rows = [{"name": i.name, "class": i.class_name, "distribution": i.distribution, "version": i.version,
              "plugin": i.plugin, "tasks": i.tasks} for i in registry.executors()]
     conflicts = registry.conflicts()
+    broken = [dataclasses.asdict(b) for b in registry.broken()]
     if args.json:
-        print(json.dumps({"executors": rows, "conflicts": {k: [i.origin for i in v] for k, v in conflicts.items()}}, indent=2))
+        print(json.dumps({"executors": rows, "conflicts": {k: [i.origin for i in v] for k, v in conflicts.items()},
+                          "broken": broken}, indent=2))
     else:
         width = max((len(r["name"]) for r in rows), default=4)
         for row in rows:
             origin = f"{row['distribution']} {row['version']}".strip() or row["plugin"]
             print(f"{row['name']:<{width}}  {row['class']}  ({origin})  tasks: {', '.join(row['tasks'])}")
+        for plugin in registry.broken():
+            print(f"{plugin.name:<{width}}  BROKEN  ({plugin.origin})  {plugin.reason}")
     for name, infos in conflicts.items():
         print(f"conflict: executor name {name!r} is claimed by " + " and ".join(i.origin for i in infos), file=sys.stderr)
     return EXIT_USAGE if conflicts else EXIT_OK

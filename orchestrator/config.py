@@ -5,10 +5,10 @@ Every problem is collected as ``FILE: PATH: message`` before anything runs.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import json
 import os
+import time
 import uuid
 from functools import lru_cache
 from pathlib import Path
@@ -178,8 +178,7 @@ class _Loader:
             self.fail_if_problems()
         broken = self.check_structure()
         params = self.merge_params(overrides)
-        now = dt.datetime.now(dt.timezone.utc)
-        run = {"id": run_id or str(uuid.uuid4()), "date": now.date().isoformat()}
+        run = {"id": run_id or str(uuid.uuid4()), "date": time.strftime("%Y-%m-%d", time.gmtime())}  # UTC
         subst = Substituter(params, self.env, run)
         secrets = {str(v) for k, v in params.items() if SECRET_NAME.search(k) and v}
         entries = self.entries()

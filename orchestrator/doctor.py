@@ -4,15 +4,19 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from .registry import Registry
+from .registry import BLOCK_VARIABLE, Registry
 
 
 def diagnose(routine_path: str | None = None) -> list[dict[str, Any]]:
     """One entry per subject checked, with the problems found and how to fix them."""
     report = [_store_check()]
     if routine_path is None:
-        for info in Registry().executors():
+        registry = Registry()
+        for info in registry.executors():
             report.append(_check(f"executor {info.name}", lambda info=info: _bare_instance(info.cls)))
+        for broken in registry.broken():
+            report.append({"subject": f"plugin {broken.name} ({broken.origin})", "problems": [
+                f"failed to load: {broken.reason}; repair or reinstall it, or set {BLOCK_VARIABLE}={broken.name}"]})
         return report
     from .config import load_routine
 

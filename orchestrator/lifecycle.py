@@ -31,7 +31,8 @@ class TrackedRun:
         self.routine: Routine = the_plan.routine
         self.record = new_record(self.routine, resumed_from)
         self.run = Run(the_plan, [], max_parallel, watermarks=store, done=done, resumed_from=resumed_from)
-        self.recorder = RunRecorder(store, self.record, on_cancel_request=self.run.cancel)
+        self.recorder = RunRecorder(store, self.record, on_cancel_request=self.run.cancel,
+                                    step_sizes=[len(step.spec.tasks) for step in the_plan.steps])
         self.run.listeners = [self.recorder, *listeners]
 
     def claim(self, allow_concurrent: bool = False) -> None:

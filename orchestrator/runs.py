@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from .errors import UserError
 
@@ -117,6 +117,11 @@ class RunStore:
         """Insert or replace one task execution (one attempt)."""
         raise NotImplementedError
 
+    def record_tasks(self, tasks: Sequence[TaskRecord]) -> None:
+        """Insert or replace several, in order; a store that can should write them in one transaction."""
+        for task in tasks:
+            self.record_task(task)
+
     def tasks(self, run_id: str) -> list[TaskRecord]:
         raise NotImplementedError
 
@@ -209,6 +214,8 @@ CREATE TABLE IF NOT EXISTS watermarks (
 """
 _RUN_COLUMNS = [f.name for f in dataclasses.fields(RunRecord)]
 _TASK_COLUMNS = [f.name for f in dataclasses.fields(TaskRecord)]
+_METRICS_COLUMN = _TASK_COLUMNS.index("metrics")
+_INSERT_TASK = f"INSERT OR REPLACE INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join('?' * len(_TASK_COLUMNS))})"
 
 
 class SQLiteStore(RunStore):
@@ -279,8 +286,19 @@ class SQLiteStore(RunStore):
         return [self._run_from_row(row) for row in rows]
 
     def record_task(self, task: TaskRecord) -> None:
-        values = [self._encode(name, getattr(task, name)) for name in _TASK_COLUMNS]
-        self._write(f"INSERT OR REPLACE INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join('?' * len(values))})", values)
+        self.record_tasks([task])
+
+    def record_tasks(self, tasks: Sequence[TaskRecord]) -> None:
+        """One transaction for the batch (group commit): a commit per task would cost more than the task."""
+        rows = [self._task_row(task) for task in tasks]
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_INSERT_TASK, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def tasks(self, run_id: str) -> list[TaskRecord]:
         rows = self._conn().execute(f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE run_id = ? "
@@ -305,6 +323,11 @@ class SQLiteStore(RunStore):
     def set_watermark(self, routine: str, step: str, task: str, value: Any, run_id: str) -> None:
         self._write("INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?, ?, ?, ?)",
                     (routine, step, task, json.dumps(value), run_id, time.time()))
+
+    def _task_row(self, task: TaskRecord) -> list[Any]:
+        row = [getattr(task, name) for name in _TASK_COLUMNS]
+        row[_METRICS_COLUMN] = self._encode("metrics", row[_METRICS_COLUMN])  # the only one that needs it
+        return row
 
     @staticmethod
     def _encode(name: str, value: Any) -> Any:
@@ -332,7 +355,7 @@ def open_store(registry: Any = None) -> RunStore:
     if url and not url.startswith("sqlite:"):
         from .registry import Registry
 
-        store = (registry or Registry()).pm.hook.run_store(url=url)
+        store = (registry or Registry()).store_for(url)
         if store is None:
             raise UserError(f"ORCHESTRATOR_STORE={url!r}: no installed plugin provides this run store")
         return store

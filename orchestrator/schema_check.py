@@ -1,7 +1,6 @@
 """JSON Schema validation that speaks the user's language: a JSON path and a fix per problem."""
 from __future__ import annotations
 
-import difflib
 from functools import lru_cache
 from typing import Any, Iterable
 
@@ -151,6 +150,8 @@ def _describe(error: Any, prefix: str, what: str) -> tuple[str, str]:
         allowed = sorted(schema.get("properties", {}))
         extras = sorted(set(value) - set(allowed))
         extra = extras[0] if extras else "?"
+        import difflib  # only a mistake pays for it
+
         close = difflib.get_close_matches(extra, allowed, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed) or 'none'}"
         return json_path([extra], path), f"unknown {what} {extra!r}; {hint}"

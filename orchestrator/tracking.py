@@ -12,14 +12,15 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
-from .events import SKIPPED, Listener, RunResult, TaskResult
+from .events import CANCELLED, FAILED, SKIPPED, Listener, RunResult, TaskResult
 from .executor import current_context
 from .runs import HEARTBEAT_SECONDS, LogRecord, RunRecord, RunStore, TaskRecord
 from .substitution import mask
 
 PARENT_ENV = "ORCHESTRATOR_PARENT_RUN_ID"
+FLUSH_SECONDS = 0.2  # the longest a finished task's record waits before it is written
 
 
 def parent_run_id() -> str | None:
@@ -28,15 +29,71 @@ def parent_run_id() -> str | None:
     return context.run_id if context is not None else os.environ.get(PARENT_ENV) or None
 
 
+class TaskWriter:
+    """Task records written in batches, one transaction each (group commit).
+
+    Committing every event costs more than a short task, so records wait here: at most
+    ``interval`` seconds (a timer flushes them), and not at all when :meth:`flush` is called, which
+    the recorder does when a step ends or a task attempt fails. A record replaced before its flush
+    (``running``, then ``succeeded``) is written once.
+    """
+
+    def __init__(self, store: RunStore, interval: float = FLUSH_SECONDS) -> None:
+        self.store = store
+        self.interval = interval
+        self._pending: dict[str, TaskRecord] = {}
+        self._since: float | None = None  # when the oldest waiting record arrived (monotonic)
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # flushes in order: an older batch never lands after a newer one
+
+    def add(self, record: TaskRecord) -> None:
+        with self._lock:
+            self._pending[record.id] = record
+            if self._since is None:
+                self._since = time.monotonic()
+
+    @property
+    def due(self) -> bool:
+        since = self._since
+        return since is not None and time.monotonic() - since >= self.interval
+
+    def flush(self) -> None:
+        """Write what waits; on failure it waits again (behind anything newer) and the error is raised."""
+        with self._write_lock:
+            with self._lock:
+                batch, self._pending, self._since = list(self._pending.values()), {}, None
+            if not batch:
+                return
+            try:
+                self.store.record_tasks(batch)
+            except BaseException:
+                with self._lock:
+                    for record in batch:
+                        self._pending.setdefault(record.id, record)
+                    self._since = self._since or time.monotonic()
+                raise
+
+
 class RunRecorder(Listener):
-    """Writes the run and every task attempt to the store; beats a heartbeat; relays remote cancel requests."""
+    """Writes the run and every task attempt to the store; beats a heartbeat; relays remote cancel requests.
+
+    Task records are group-committed (:class:`TaskWriter`): written at once when a step starts or
+    ends, when a task fails or is cancelled, or when it ran longer than the flush interval; only
+    quick tasks in the middle of a step wait, at most that interval. So a step that counts as done
+    for a resume is on disk before the next one starts, and a run that dies shows which step was
+    running. ``step_sizes`` (tasks per step, in plan order) tells when a step ends; without it
+    every finished task is written at once.
+    """
 
     def __init__(self, store: RunStore, record: RunRecord, on_cancel_request: Callable[[], None] | None = None,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS, step_sizes: Sequence[int] | None = None,
+                 flush_seconds: float = FLUSH_SECONDS) -> None:
         self.store = store
         self.record = record
         self.on_cancel_request = on_cancel_request
         self.heartbeat_seconds = heartbeat_seconds
+        self.step_sizes = list(step_sizes) if step_sizes is not None else None
+        self.writer = TaskWriter(store, flush_seconds)
         self._attempt_ids: dict[tuple[int, int], str] = {}
         self._stop = threading.Event()
         self._beater: threading.Thread | None = None
@@ -48,8 +105,14 @@ class RunRecorder(Listener):
         self._beater.start()
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat_seconds):
+        """Flush waiting task records on the writer's interval; beat and look for cancel requests less often."""
+        next_beat = time.monotonic() + self.heartbeat_seconds
+        while not self._stop.wait(max(0.0, min(self.writer.interval, next_beat - time.monotonic()))):
             try:
+                self.writer.flush()
+                if time.monotonic() < next_beat:
+                    continue
+                next_beat = time.monotonic() + self.heartbeat_seconds
                 self.store.update_run(self.record.run_id, heartbeat=time.time())
                 current = self.store.get_run(self.record.run_id)
             except Exception:  # a store hiccup must not kill the run
@@ -61,7 +124,7 @@ class RunRecorder(Listener):
         key = (result.step_index, result.index)
         task_id = self._attempt_ids.get(key) or str(uuid.uuid4())
         self._attempt_ids[key] = task_id
-        self.store.record_task(TaskRecord(
+        self.writer.add(TaskRecord(
             id=task_id, run_id=self.record.run_id, step=result.step, executor=result.executor, task=result.task,
             step_index=result.step_index, task_index=result.index, attempt=result.attempts if attempt is None else attempt,
             status=status, started=result.started or time.time(), ended=result.ended,
@@ -71,17 +134,33 @@ class RunRecorder(Listener):
     def task_started(self, result: TaskResult) -> None:
         self._attempt_ids.pop((result.step_index, result.index), None)
         self._record(result, "running")
+        if result.index == 0 and result.attempts <= 1:  # a step starts: a crash from here on shows where
+            self.writer.flush()
 
     def task_retrying(self, result: TaskResult, delay: float) -> None:
         result.ended = time.time()
         self._record(result, "failed")
         result.ended = None
+        self.writer.flush()
 
     def task_finished(self, result: TaskResult) -> None:
         self._record(result, result.status, 0 if result.status == SKIPPED and not result.attempts else None)
+        if result.status in (FAILED, CANCELLED) or self._ends_step(result) or self._slow(result) or self.writer.due:
+            self.writer.flush()
+
+    def _slow(self, result: TaskResult) -> bool:
+        """A task that took longer than the flush interval is written at once: the commit is cheap beside it."""
+        duration = result.duration
+        return duration is not None and duration >= self.writer.interval
+
+    def _ends_step(self, result: TaskResult) -> bool:
+        """The engine reports a step's tasks in order, so its last task's terminal event ends the step."""
+        sizes = self.step_sizes
+        return sizes is None or result.step_index >= len(sizes) or result.index >= sizes[result.step_index] - 1
 
     def run_finished(self, result: RunResult) -> None:
         self._stop.set()
+        self.writer.flush()
         self.store.update_run(self.record.run_id, status=result.status, ended=result.ended, heartbeat=time.time())
 
 

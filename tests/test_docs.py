@@ -10,7 +10,7 @@ from orchestrator.cli import build_parser
 from orchestrator.registry import Registry
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-BUILT_IN = [info for info in Registry().executors() if info.distribution == "orchestrator"]
+BUILT_IN = [info for info in Registry().executors() if info.distribution == "lake-orchestrator"]
 
 
 def test_built_in_executors_are_found_through_entry_points():
