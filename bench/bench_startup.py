@@ -87,6 +87,7 @@ class Variant:
         self.env = dict(os.environ, ORCHESTRATOR_HOME=str(self.home), NO_COLOR="1",
                         PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
         self.env.pop("ORCHESTRATOR_STORE", None)
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure what users get: compiled modules cached
         self.label = str(Path(python).parents[2]) if python != sys.executable else "this checkout"
 
     def run(self, argv: list[str], cold: bool = False) -> tuple[float, float]:
