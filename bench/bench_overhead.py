@@ -1,5 +1,5 @@
-"""Per-task cost of the engine, with and without run tracking: routines of 1 and N no-op tasks, whole
-processes, against a plain loop calling the same method with `getattr`.
+"""Per-task cost of the engine, with and without run tracking: routines of 1 and N no-op tasks,
+whole processes, against a plain loop calling the same method with `getattr`.
 
     python bench/bench_overhead.py [--tasks 1000] [--repeat 11] [--python OTHER_VENV/bin/python ...]
 
@@ -74,15 +74,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=11)
-    parser.add_argument("--python", action="append", default=[], help="another interpreter to measure alongside")
+    parser.add_argument("--python", action="append", default=[],
+                        help="another interpreter to measure alongside")
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="bench-overhead-")
     Path(folder, "bench_noop_plugin.py").write_text(PLUGIN)
     one, many = routine(folder, 1), routine(folder, args.tasks)
     pythons = [sys.executable, *args.python]
-    env = {python: dict(os.environ, ORCHESTRATOR_HOME=str(Path(folder, f"home-{n}"))) for n, python in enumerate(pythons)}
+    env = {python: dict(os.environ, ORCHESTRATOR_HOME=str(Path(folder, f"home-{n}")))
+           for n, python in enumerate(pythons)}
     for python_env in env.values():
-        python_env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure what users get: compiled modules cached
+        python_env.pop("PYTHONDONTWRITEBYTECODE", None)  # as users have it: compiled modules cached
         python_env.pop("ORCHESTRATOR_STORE", None)
     cases = {"loop": BASELINE.format(folder=folder, tasks=args.tasks)}
     for track in (False, True):
@@ -97,16 +99,19 @@ def main() -> None:
             for python in pythons:
                 times.setdefault((python, case), []).append(timed(python, code, env[python]))
     median = {key: statistics.median(values) for key, values in times.items()}
-    print(f"{args.tasks} no-op tasks in one step, medians of {args.repeat} whole processes (interleaved)")
+    print(f"{args.tasks} no-op tasks in one step, medians of {args.repeat} whole processes "
+          "(interleaved)")
     for python in pythons:
         loop = median[(python, "loop")]
         print(f"\n{python}\n  plain getattr loop: {loop * 1000:.1f} ms")
         for track in (False, True):
             first, last = median[(python, f"{track}-1")], median[(python, f"{track}-N")]
             label = "with run tracking (SQLite store)" if track else "without run tracking"
-            print(f"  {label}: 1 task {first * 1000:.1f} ms, {args.tasks} tasks {last * 1000:.1f} ms -> "
-                  f"{(last - first) / (args.tasks - 1) * 1e6:.1f} us per task "
-                  f"(against the loop, start-up included: {(last - loop) / args.tasks * 1e6:.1f} us)")
+            marginal = (last - first) / (args.tasks - 1) * 1e6
+            against_loop = (last - loop) / args.tasks * 1e6
+            print(f"  {label}: 1 task {first * 1000:.1f} ms, {args.tasks} tasks "
+                  f"{last * 1000:.1f} ms -> {marginal:.1f} us per task (against the loop, "
+                  f"start-up included: {against_loop:.1f} us)")
 
 
 if __name__ == "__main__":

@@ -53,20 +53,27 @@ py_modules = bench_noop_plugin
 orchestrator =
     noop = bench_noop_plugin
 """
-PROBE = ("import sys, runpy; sys.argv = ['orchestrate', *{args!r}]\ntry:\n    runpy.run_module('orchestrator.cli', "
-         "run_name='__main__')\nexcept SystemExit:\n    pass\nprint('boto3' in sys.modules, file=sys.stderr)")
+PROBE = """import sys, runpy
+sys.argv = ['orchestrate', *{args!r}]
+try:
+    runpy.run_module('orchestrator.cli', run_name='__main__')
+except SystemExit:
+    pass
+print('boto3' in sys.modules, file=sys.stderr)
+"""
 
 
 def install_noop_plugin(folder: Path) -> Path:
-    """The no-op executor as a real pip-installed plugin package; returns the folder to put on PYTHONPATH."""
+    """The no-op executor as a real pip-installed plugin; returns the folder for PYTHONPATH."""
     source, site = folder / "noop-src", folder / "noop-site"
     source.mkdir(parents=True)
     (source / "bench_noop_plugin.py").write_text(NOOP_MODULE)
     (source / "setup.cfg").write_text(NOOP_SETUP)
     (source / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=68"]\n'
                                            'build-backend = "setuptools.build_meta"\n')
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-build-isolation", "--no-index",
-                    "--no-deps", "--target", str(site), str(source)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-build-isolation",
+                    "--no-index", "--no-deps", "--target", str(site), str(source)],
+                   check=True, capture_output=True)
     return site
 
 
@@ -84,10 +91,10 @@ class Variant:
         self.python = python
         self.orchestrate = str(Path(python).with_name("orchestrate"))
         self.home = folder / f"home-{abs(hash(python)):x}"
-        self.env = dict(os.environ, ORCHESTRATOR_HOME=str(self.home), NO_COLOR="1",
-                        PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+        path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+        self.env = dict(os.environ, ORCHESTRATOR_HOME=str(self.home), NO_COLOR="1", PYTHONPATH=path)
         self.env.pop("ORCHESTRATOR_STORE", None)
-        self.env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure what users get: compiled modules cached
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)  # as users have it: compiled modules cached
         self.label = str(Path(python).parents[2]) if python != sys.executable else "this checkout"
 
     def run(self, argv: list[str], cold: bool = False) -> tuple[float, float]:
@@ -101,11 +108,12 @@ class Variant:
         took = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode != 0:
-            raise SystemExit(f"{self.label}: {' '.join(cmd)} failed: {proc.stderr.decode()[-2000:]}")
+            raise SystemExit(f"{self.label}: {' '.join(cmd)} failed: {proc.stderr.decode()[-800:]}")
         return took, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
     def imports_boto3(self, argv: list[str]) -> bool:
-        proc = subprocess.run([self.python, "-c", PROBE.format(args=argv)], env=self.env, capture_output=True, text=True)
+        proc = subprocess.run([self.python, "-c", PROBE.format(args=argv)], env=self.env,
+                              capture_output=True, text=True)
         return proc.stderr.strip().splitlines()[-1] == "True"
 
 
@@ -127,7 +135,8 @@ def measure(variants: list[Variant], cases: list[tuple[str, list[str], bool]], r
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=21)
-    parser.add_argument("--python", action="append", default=[], help="another interpreter to measure alongside")
+    parser.add_argument("--python", action="append", default=[],
+                        help="another interpreter to measure alongside")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     site = install_noop_plugin(folder)
@@ -145,8 +154,8 @@ def main() -> None:
         ("orchestrate run (1,000 tasks)", ["run", str(thousand)], False),
     ]
     medians = measure(variants, cases, args.repeat)
-    print(f"whole processes, medians of {args.repeat} (interleaved); no-op executor plugin, SQLite tracking on;"
-          " wall ms (CPU ms), and wall over bare python")
+    print(f"whole processes, medians of {args.repeat} (interleaved); no-op executor plugin, "
+          "SQLite tracking on; wall ms (CPU ms), and wall over bare python")
     for variant in variants:
         bare = medians[(variant.label, "python -c pass")][0]
         print(f"\n{variant.label} ({variant.python})")
@@ -154,10 +163,12 @@ def main() -> None:
             wall, cpu = medians[(variant.label, label)]
             extra = "" if argv[0] == "python" else f"  +{(wall - bare) * 1000:6.1f} ms over bare"
             print(f"  {label:38} {wall * 1000:7.1f} ms ({cpu * 1000:6.1f}){extra}")
-        many, one = medians[(variant.label, "orchestrate run (1,000 tasks)")], medians[(variant.label, "orchestrate run (1 task)")]
-        print(f"  {'per task (1,000 - 1) / 999':38} {(many[0] - one[0]) / 999 * 1e6:7.1f} us "
-              f"({(many[1] - one[1]) / 999 * 1e6:5.1f})")
-        probes = {" ".join(argv[:1]): variant.imports_boto3(argv) for argv in (["--version"], ["plugins"], ["validate", str(one)])}
+        many = medians[(variant.label, "orchestrate run (1,000 tasks)")]
+        one_task = medians[(variant.label, "orchestrate run (1 task)")]
+        print(f"  {'per task (1,000 - 1) / 999':38} {(many[0] - one_task[0]) / 999 * 1e6:7.1f} us "
+              f"({(many[1] - one_task[1]) / 999 * 1e6:5.1f})")
+        commands = (["--version"], ["plugins"], ["validate", str(one)])
+        probes = {argv[0]: variant.imports_boto3(argv) for argv in commands}
         print("  imports boto3: " + ", ".join(f"{k} {v}" for k, v in probes.items()))
 
 

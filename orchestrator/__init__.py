@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import PluginError, RoutineError, UserError
 from .events import Listener, RunResult, TaskResult
-from .executor import Cancelled, CodeLocation, Context, Executor, Location, NotRetryable, TaskMetrics, task
+from .executor import (Cancelled, CodeLocation, Context, Executor, Location, NotRetryable,
+                       TaskMetrics, task)
 
 if TYPE_CHECKING:
     from .api import Orchestrator as Orchestrator
@@ -52,10 +53,10 @@ _LAZY = {
     "LogRecord": "runs",
 }
 __all__ = [
-    "Cancelled", "CodeLocation", "Context", "Executor", "Listener", "Location", "LogRecord", "NotRetryable",
-    "Orchestrator", "PluginError", "Registry", "Routine", "RoutineError", "RunRecord", "RunResult", "RunStore",
-    "TaskMetrics", "TaskRecord", "TaskResult", "Tracked", "UserError", "__version__", "hookimpl",
-    "load_routine", "task", "track",
+    "Cancelled", "CodeLocation", "Context", "Executor", "Listener", "Location", "LogRecord",
+    "NotRetryable", "Orchestrator", "PluginError", "Registry", "Routine", "RoutineError",
+    "RunRecord", "RunResult", "RunStore", "TaskMetrics", "TaskRecord", "TaskResult", "Tracked",
+    "UserError", "__version__", "hookimpl", "load_routine", "task", "track",
 ]
 
 

@@ -45,7 +45,7 @@ def terminal_columns() -> int:
         columns = 0
     if columns <= 0:
         try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore
         except (AttributeError, ValueError, OSError):
             columns = 0
     return columns or 80
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def show_plugin_warnings() -> None:
-    """A plugin that fails to load is one line on stderr, whatever the output mode; the run goes on."""
+    """A plugin that fails to load is one line on stderr, whatever the output mode."""
     plugins = logging.getLogger("orchestrator.plugins")
     if not plugins.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -470,8 +470,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     conflicts = registry.conflicts()
     broken = [dataclasses.asdict(b) for b in registry.broken()]
     if args.json:
-        print(json.dumps({"executors": rows, "conflicts": {k: [i.origin for i in v] for k, v in conflicts.items()},
-                          "broken": broken}, indent=2))
+        claims = {k: [i.origin for i in v] for k, v in conflicts.items()}
+        print(json.dumps({"executors": rows, "conflicts": claims, "broken": broken}, indent=2))
     else:
         width = max((len(r["name"]) for r in rows), default=4)
         for row in rows:

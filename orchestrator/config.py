@@ -178,7 +178,8 @@ class _Loader:
             self.fail_if_problems()
         broken = self.check_structure()
         params = self.merge_params(overrides)
-        run = {"id": run_id or str(uuid.uuid4()), "date": time.strftime("%Y-%m-%d", time.gmtime())}  # UTC
+        today = time.strftime("%Y-%m-%d", time.gmtime())  # UTC
+        run = {"id": run_id or str(uuid.uuid4()), "date": today}
         subst = Substituter(params, self.env, run)
         secrets = {str(v) for k, v in params.items() if SECRET_NAME.search(k) and v}
         entries = self.entries()

@@ -15,8 +15,9 @@ def diagnose(routine_path: str | None = None) -> list[dict[str, Any]]:
         for info in registry.executors():
             report.append(_check(f"executor {info.name}", lambda info=info: _bare_instance(info.cls)))
         for broken in registry.broken():
-            report.append({"subject": f"plugin {broken.name} ({broken.origin})", "problems": [
-                f"failed to load: {broken.reason}; repair or reinstall it, or set {BLOCK_VARIABLE}={broken.name}"]})
+            fix = f"repair or reinstall it, or set {BLOCK_VARIABLE}={broken.name}"
+            report.append({"subject": f"plugin {broken.name} ({broken.origin})",
+                           "problems": [f"failed to load: {broken.reason}; {fix}"]})
         return report
     from .config import load_routine
 

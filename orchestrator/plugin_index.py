@@ -63,7 +63,8 @@ class Claims:
 class PluginIndex:
     """The installed entry points and what each plugin claimed when last imported."""
 
-    def __init__(self, entry_points: list[EntryPoint], claims: dict[str, dict[str, Any]] | None = None,
+    def __init__(self, entry_points: list[EntryPoint],
+                 claims: dict[str, dict[str, Any]] | None = None,
                  key: dict[str, Any] | None = None, cache_file: Path | None = None) -> None:
         self.entry_points = entry_points
         self._claims = claims or {}
@@ -82,13 +83,16 @@ class PluginIndex:
         entries = _path_entries()
         cache_file = None if cache_folder is None else cache_folder / _cache_name(entries)
         cached = _read_json(cache_file)
-        if cached is not None and cached.get("version") == CACHE_VERSION and cached.get("path") == entries:
+        if cached and cached.get("version") == CACHE_VERSION and cached.get("path") == entries:
             key, changed = _revalidate(cached["key"])
             if key is not None:
-                index = cls([EntryPoint(**ep) for ep in cached["entry_points"]], cached.get("claims"), key, cache_file)
+                eps = [EntryPoint(**ep) for ep in cached["entry_points"]]
+                index = cls(eps, cached.get("claims"), key, cache_file)
                 index._dirty = changed
                 return index
-        key = _current_key(entries)  # taken before reading: an install meanwhile makes it stale, not wrong
+        # The key is taken before the entry points are read: an install meanwhile leaves the cache
+        # stale (rebuilt next time), never wrong.
+        key = _current_key(entries)
         index = cls(_read_entry_points(), None, key, cache_file)
         index._key = _settle(key)
         index._dirty = True
@@ -107,14 +111,16 @@ class PluginIndex:
             return None
         if known["file"] is not None and _mtime(known["file"]) != known["mtime"]:
             return None
-        return Claims(tuple((str(name), str(cls)) for name, cls in known["executors"]), tuple(known["hooks"]))
+        executors = tuple((str(name), str(cls)) for name, cls in known["executors"])
+        return Claims(executors, tuple(known["hooks"]))
 
     def learn(self, ep: EntryPoint, plugin: object, claims: Claims) -> None:
-        """Remember what ``ep``'s plugin registered, so that later runs need not import it to know."""
+        """Remember what ``ep``'s plugin registered: later runs need not import it to know."""
         file = getattr(plugin, "__file__", None)
         entry = {"value": ep.value, "distribution": ep.distribution, "version": ep.version,
                  "file": file, "mtime": _mtime(file) if file else None,
-                 "executors": [list(pair) for pair in claims.executors], "hooks": list(claims.hooks)}
+                 "executors": [list(pair) for pair in claims.executors],
+                 "hooks": list(claims.hooks)}
         if self._claims.get(ep.name) != entry:
             self._claims[ep.name] = entry
             self._dirty = True
@@ -125,7 +131,8 @@ class PluginIndex:
         if not self._dirty or self._cache_file is None or self._key is None:
             return
         doc = {"version": CACHE_VERSION, "path": _path_entries(), "key": self._key,
-               "entry_points": [dataclasses.asdict(ep) for ep in self.entry_points], "claims": self._claims}
+               "entry_points": [dataclasses.asdict(ep) for ep in self.entry_points],
+               "claims": self._claims}
         try:
             self._cache_file.parent.mkdir(parents=True, exist_ok=True)
             temporary = self._cache_file.with_name(f"{self._cache_file.name}.{os.getpid()}.tmp")
@@ -141,7 +148,7 @@ def _path_entries() -> list[str]:
 
 
 def _cache_name(entries: list[str]) -> str:
-    """One cache per interpreter and path, so that virtual environments sharing a home do not fight."""
+    """One cache per interpreter and path: virtual environments sharing a home do not fight."""
     seed = "\0".join([sys.executable, *entries]).encode()
     return f"plugins-{zlib.crc32(seed):08x}.json"
 
@@ -169,7 +176,8 @@ def _metadata_listing(folder: str) -> dict[str, int | None] | None:
         names = os.listdir(folder)
     except OSError:
         return None
-    return {name: _mtime(os.path.join(folder, name)) for name in names if name.endswith(_METADATA_SUFFIXES)}
+    return {name: _mtime(os.path.join(folder, name))
+            for name in names if name.endswith(_METADATA_SUFFIXES)}
 
 
 def _current_key(entries: list[str]) -> dict[str, Any]:
@@ -200,14 +208,18 @@ def _settle(key: dict[str, Any]) -> dict[str, Any]:
 
 
 def _revalidate(key: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
-    """``(key, changed)``: the key brought up to date if the index still holds, else ``(None, False)``."""
+    """``(key, changed)``: the key brought up to date if the index holds, else ``(None, False)``.
+
+    A folder whose mtime moved is listed again: only a change in its distribution metadata (not in
+    its other files: the working directory is on ``sys.path`` too) makes the index stale.
+    """
     changed = False
     for folder in key["folders"]:
         entry, mtime, listing = folder
         now = _mtime(entry)
         if now == mtime:  # unchanged, or still missing
             continue
-        if listing is None or _metadata_listing(entry) != listing:  # a file (zip) changed, or a folder's metadata
+        if listing is None or _metadata_listing(entry) != listing:  # a zip file or metadata changed
             return None, False
         folder[1], changed = now, True
     for file, mtime in key["watch"].items():
@@ -231,6 +243,7 @@ def _read_entry_points() -> list[EntryPoint]:
     return list(found.values())
 
 
-def claims_of(executors: Iterable[type], hooks: Iterable[str]) -> Claims:
-    return Claims(tuple((cls.registry_name(), cls.__name__) for cls in executors),  # type: ignore[attr-defined]
-                  tuple(sorted(hooks)))
+def claims_of(executors: Iterable[Any], hooks: Iterable[str]) -> Claims:
+    """The claims of a plugin that registered these executor classes and implements these hooks."""
+    names = tuple((cls.registry_name(), cls.__name__) for cls in executors)
+    return Claims(names, tuple(sorted(hooks)))

@@ -70,8 +70,9 @@ class BrokenPlugin:
 
     def warning(self) -> str:
         blocked = [*blocked_plugins(), self.name]
-        return (f"warning: plugin {self.name!r} ({self.origin}) failed to load: {self.reason}; routines that "
-                f"do not use it still run; to skip it, set {BLOCK_VARIABLE}={','.join(blocked)}")
+        return (f"warning: plugin {self.name!r} ({self.origin}) failed to load: {self.reason}; "
+                f"routines that do not use it still run; to skip it, set "
+                f"{BLOCK_VARIABLE}={','.join(blocked)}")
 
 
 class UnknownExecutor(UserError):
@@ -101,7 +102,7 @@ class Registry:
 
     @property
     def pm(self) -> pluggy.PluginManager:
-        """The plugin manager with every installed plugin loaded (callers of raw hooks want them all)."""
+        """The plugin manager, every installed plugin loaded (raw hook callers want them all)."""
         self.load_all()
         return self._pm
 
@@ -120,8 +121,10 @@ class Registry:
         """Installed entry points not loaded yet (read from the index on first use)."""
         if self._pending is None:
             if self._index is None:
-                self._index = PluginIndex.load(_cache_folder()) if self._use_entrypoints else PluginIndex.empty()
-            self._pending = {ep.name: ep for ep in self._index.entry_points if ep.name not in self._blocked}
+                use = self._use_entrypoints
+                self._index = PluginIndex.load(_cache_folder()) if use else PluginIndex.empty()
+            eps = self._index.entry_points
+            self._pending = {ep.name: ep for ep in eps if ep.name not in self._blocked}
         return self._pending
 
     @property
@@ -131,7 +134,7 @@ class Registry:
         return self._index
 
     def _load(self, ep: EntryPoint) -> None:
-        """Import one plugin and register it; a plugin that fails is recorded as broken, not raised."""
+        """Import and register one plugin; one that fails is recorded as broken, not raised."""
         self._entry_points().pop(ep.name, None)
         stale = self.index.claims(ep)
         plugin: object = None
@@ -141,7 +144,7 @@ class Registry:
                 return
             self._pm.register(plugin, name=ep.name)
             claims = self._validate(plugin)
-        except Exception as exc:  # whatever a plugin raises while loading: it must not break the others
+        except Exception as exc:  # whatever a plugin raises, it must not break the others
             if plugin is not None and self._pm.is_registered(plugin):
                 self._pm.unregister(plugin)
             self._set_broken(ep, f"{type(exc).__name__}: {exc}", stale)
@@ -151,7 +154,7 @@ class Registry:
         self._cache = None
 
     def _validate(self, plugin: object) -> Claims:
-        """The plugin's hooks must match the specs and ``register_executors`` return executor classes."""
+        """Its hooks must match the specs, and ``register_executors`` return executor classes."""
         callers = self._pm.get_hookcallers(plugin) or []
         for caller in callers:
             if caller.spec is None:
@@ -175,7 +178,8 @@ class Registry:
             self.index.save()
 
     def _load_candidates(self, wanted: str) -> None:
-        """Import the plugins that claim ``wanted`` (an executor name or hook), or whose claims are unknown."""
+        """Import the plugins that claim ``wanted`` (an executor or hook name) or may: their claims
+        are unknown (never imported here, or changed since)."""
         for ep in list(self._entry_points().values()):
             claims = self.index.claims(ep)
             if claims is None or wanted in claims.names() or wanted in claims.hooks:
@@ -213,7 +217,7 @@ class Registry:
         return self._build()[1]
 
     def resolve(self, ref: str) -> ExecutorInfo:
-        """Find an executor by short name or class name, importing only the plugins that may have it.
+        """An executor by short name or class name, importing only the plugins that may have it.
 
         Errors name conflicting plugins, a broken plugin that provides ``ref``, or close matches.
         """
@@ -231,14 +235,18 @@ class Registry:
         by_name, conflicts = self._build()
         if ref in conflicts:
             owners = " and ".join(f"{i.class_name} from {i.origin}" for i in conflicts[ref])
-            raise PluginError(f"executor name {ref!r} is claimed by {owners}; uninstall or block one")
-        return next((info for info in by_name.values() if ref in (info.name, info.class_name)), None)
+            raise PluginError(
+                f"executor name {ref!r} is claimed by {owners}; uninstall or block one")
+        matches = (info for info in by_name.values() if ref in (info.name, info.class_name))
+        return next(matches, None)
 
     def _not_found(self, ref: str) -> UserError:
         for broken, claims in self._broken.values():
             if ref == broken.name or (claims is not None and ref in claims.names()):
-                return PluginError(f"executor {ref!r} comes from plugin {broken.name!r} ({broken.origin}), which "
-                                   f"failed to load: {broken.reason}; repair or reinstall {broken.distribution or 'it'}")
+                return PluginError(
+                    f"executor {ref!r} comes from plugin {broken.name!r} ({broken.origin}), "
+                    f"which failed to load: {broken.reason}; "
+                    f"repair or reinstall {broken.distribution or 'it'}")
         message = unknown_message("executor", ref, self.known_names())
         suspects = [f"{b.name!r} ({b.origin}: {b.reason})" for b, _ in self._broken.values()]
         if suspects:
@@ -262,7 +270,7 @@ def _executor_classes(impl: Any) -> list[type[Executor]]:
     classes = list(impl.function() or ())
     for cls in classes:
         if not (isinstance(cls, type) and issubclass(cls, Executor)):
-            raise PluginError(f"plugin {impl.plugin_name!r} returned {cls!r}, not an Executor subclass")
+            raise PluginError(f"plugin {impl.plugin_name!r} returned {cls!r}, not an Executor")
     return classes
 
 
@@ -271,7 +279,7 @@ def _cache_folder() -> Any:
 
     try:
         return home_dir() / "cache"
-    except (OSError, RuntimeError):  # no writable home (a read-only container): no cache, only slower
+    except (OSError, RuntimeError):  # no writable home (a read-only container): slower, not wrong
         return None
 
 
@@ -279,5 +287,8 @@ def unknown_message(kind: str, ref: str, known: list[str]) -> str:
     import difflib  # only a mistake pays for it
 
     close = difflib.get_close_matches(ref, known, n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(map(repr, close))}?" if close else f"known: {', '.join(known) or 'none'}"
+    if close:
+        hint = f"did you mean {' or '.join(map(repr, close))}?"
+    else:
+        hint = f"known: {', '.join(known) or 'none'}"
     return f"unknown {kind} {ref!r}; {hint}"

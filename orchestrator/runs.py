@@ -118,7 +118,7 @@ class RunStore:
         raise NotImplementedError
 
     def record_tasks(self, tasks: Sequence[TaskRecord]) -> None:
-        """Insert or replace several, in order; a store that can should write them in one transaction."""
+        """Insert or replace several, in order; a store that can writes them in one transaction."""
         for task in tasks:
             self.record_task(task)
 
@@ -215,7 +215,8 @@ CREATE TABLE IF NOT EXISTS watermarks (
 _RUN_COLUMNS = [f.name for f in dataclasses.fields(RunRecord)]
 _TASK_COLUMNS = [f.name for f in dataclasses.fields(TaskRecord)]
 _METRICS_COLUMN = _TASK_COLUMNS.index("metrics")
-_INSERT_TASK = f"INSERT OR REPLACE INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join('?' * len(_TASK_COLUMNS))})"
+_INSERT_TASK = (f"INSERT OR REPLACE INTO tasks ({', '.join(_TASK_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_TASK_COLUMNS))})")
 
 
 class SQLiteStore(RunStore):
@@ -289,7 +290,7 @@ class SQLiteStore(RunStore):
         self.record_tasks([task])
 
     def record_tasks(self, tasks: Sequence[TaskRecord]) -> None:
-        """One transaction for the batch (group commit): a commit per task would cost more than the task."""
+        """One transaction for the batch (group commit): a commit per task costs more than it."""
         rows = [self._task_row(task) for task in tasks]
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
@@ -326,7 +327,7 @@ class SQLiteStore(RunStore):
 
     def _task_row(self, task: TaskRecord) -> list[Any]:
         row = [getattr(task, name) for name in _TASK_COLUMNS]
-        row[_METRICS_COLUMN] = self._encode("metrics", row[_METRICS_COLUMN])  # the only one that needs it
+        row[_METRICS_COLUMN] = self._encode("metrics", row[_METRICS_COLUMN])  # the one to encode
         return row
 
     @staticmethod

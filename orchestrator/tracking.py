@@ -44,7 +44,8 @@ class TaskWriter:
         self._pending: dict[str, TaskRecord] = {}
         self._since: float | None = None  # when the oldest waiting record arrived (monotonic)
         self._lock = threading.Lock()
-        self._write_lock = threading.Lock()  # flushes in order: an older batch never lands after a newer one
+        # Flushes in order: an older batch never lands after a newer one.
+        self._write_lock = threading.Lock()
 
     def add(self, record: TaskRecord) -> None:
         with self._lock:
@@ -58,7 +59,7 @@ class TaskWriter:
         return since is not None and time.monotonic() - since >= self.interval
 
     def flush(self) -> None:
-        """Write what waits; on failure it waits again (behind anything newer) and the error is raised."""
+        """Write what waits; if that fails, it waits again (behind anything newer) and it raises."""
         with self._write_lock:
             with self._lock:
                 batch, self._pending, self._since = list(self._pending.values()), {}, None
@@ -75,7 +76,8 @@ class TaskWriter:
 
 
 class RunRecorder(Listener):
-    """Writes the run and every task attempt to the store; beats a heartbeat; relays remote cancel requests.
+    """Writes the run and every task attempt to the store; beats a heartbeat; relays remote cancel
+    requests.
 
     Task records are group-committed (:class:`TaskWriter`): written at once when a step starts or
     ends, when a task fails or is cancelled, or when it ran longer than the flush interval; only
@@ -85,8 +87,10 @@ class RunRecorder(Listener):
     every finished task is written at once.
     """
 
-    def __init__(self, store: RunStore, record: RunRecord, on_cancel_request: Callable[[], None] | None = None,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS, step_sizes: Sequence[int] | None = None,
+    def __init__(self, store: RunStore, record: RunRecord,
+                 on_cancel_request: Callable[[], None] | None = None,
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS,
+                 step_sizes: Sequence[int] | None = None,
                  flush_seconds: float = FLUSH_SECONDS) -> None:
         self.store = store
         self.record = record
@@ -105,9 +109,10 @@ class RunRecorder(Listener):
         self._beater.start()
 
     def _beat(self) -> None:
-        """Flush waiting task records on the writer's interval; beat and look for cancel requests less often."""
+        """Flush waiting task records on the writer's interval; beat (and look for a cancel request)
+        on the heartbeat's."""
         next_beat = time.monotonic() + self.heartbeat_seconds
-        while not self._stop.wait(max(0.0, min(self.writer.interval, next_beat - time.monotonic()))):
+        while not self._stop.wait(self._next_wait(next_beat)):
             try:
                 self.writer.flush()
                 if time.monotonic() < next_beat:
@@ -119,6 +124,9 @@ class RunRecorder(Listener):
                 continue
             if current is not None and current.cancel_requested and self.on_cancel_request:
                 self.on_cancel_request()
+
+    def _next_wait(self, next_beat: float) -> float:
+        return max(0.0, min(self.writer.interval, next_beat - time.monotonic()))
 
     def _record(self, result: TaskResult, status: str, attempt: int | None = None) -> None:
         key = (result.step_index, result.index)
@@ -134,7 +142,7 @@ class RunRecorder(Listener):
     def task_started(self, result: TaskResult) -> None:
         self._attempt_ids.pop((result.step_index, result.index), None)
         self._record(result, "running")
-        if result.index == 0 and result.attempts <= 1:  # a step starts: a crash from here on shows where
+        if result.index == 0 and result.attempts <= 1:  # a step starts: a crash shows where it was
             self.writer.flush()
 
     def task_retrying(self, result: TaskResult, delay: float) -> None:
@@ -145,18 +153,22 @@ class RunRecorder(Listener):
 
     def task_finished(self, result: TaskResult) -> None:
         self._record(result, result.status, 0 if result.status == SKIPPED and not result.attempts else None)
-        if result.status in (FAILED, CANCELLED) or self._ends_step(result) or self._slow(result) or self.writer.due:
+        failed = result.status in (FAILED, CANCELLED)
+        if failed or self._ends_step(result) or self._slow(result) or self.writer.due:
             self.writer.flush()
 
     def _slow(self, result: TaskResult) -> bool:
-        """A task that took longer than the flush interval is written at once: the commit is cheap beside it."""
+        """A task that took longer than the flush interval is written at once: a commit is cheap
+        beside it."""
         duration = result.duration
         return duration is not None and duration >= self.writer.interval
 
     def _ends_step(self, result: TaskResult) -> bool:
-        """The engine reports a step's tasks in order, so its last task's terminal event ends the step."""
+        """The engine reports a step's tasks in order: its last task's last event ends the step."""
         sizes = self.step_sizes
-        return sizes is None or result.step_index >= len(sizes) or result.index >= sizes[result.step_index] - 1
+        if sizes is None or result.step_index >= len(sizes):
+            return True
+        return result.index >= sizes[result.step_index] - 1
 
     def run_finished(self, result: RunResult) -> None:
         self._stop.set()

@@ -1,4 +1,5 @@
-"""Task records are written in batches (group commit), yet a finished step is on disk before the next starts."""
+"""Task records are written in batches (group commit), yet a finished step is on disk before the
+next one starts."""
 from __future__ import annotations
 
 import sqlite3
@@ -58,7 +59,8 @@ def run_with(store: CountingStore, path: Path) -> Any:
 def test_a_long_step_is_written_in_a_few_transactions(tmp_path, write_routine):
     store = CountingStore(tmp_path / "runs.sqlite")
     path = write_routine({"routine_name": "many", "executors": [
-        {"name": "greet", "executor": "greeter", "params": {"greeting": "hi"}, "tasks": ["say"] * 300}]})
+        {"name": "greet", "executor": "greeter", "params": {"greeting": "hi"},
+         "tasks": ["say"] * 300}]})
     result = run_with(store, path)
     assert result.status == "succeeded"
     records = store.tasks(result.run_id)
@@ -71,10 +73,13 @@ def test_a_finished_step_is_committed_before_the_next_step_starts(tmp_path, writ
     database = tmp_path / "runs.sqlite"
     store = CountingStore(database)
     path = write_routine({"routine_name": "durable", "executors": [
-        {"name": "a_greet", "executor": "greeter", "params": {"greeting": "hi"}, "tasks": ["say"] * 5},
-        {"name": "b_probe", "executor": "probe", "params": {"database": str(database)}, "tasks": ["look"]}]})
+        {"name": "a_greet", "executor": "greeter", "params": {"greeting": "hi"},
+         "tasks": ["say"] * 5},
+        {"name": "b_probe", "executor": "probe", "params": {"database": str(database)},
+         "tasks": ["look"]}]})
     assert run_with(store, path).status == "succeeded"
-    assert Probe.seen == [*(("a_greet", i, "succeeded") for i in range(5)), ("b_probe", 0, "running")]
+    first_step = [("a_greet", i, "succeeded") for i in range(5)]
+    assert Probe.seen == [*first_step, ("b_probe", 0, "running")]
 
 
 
@@ -97,11 +102,12 @@ def test_a_batch_that_cannot_be_written_waits_for_the_next_flush(tmp_path):
     store = FlakyStore(tmp_path / "runs.sqlite")
     store.start_run(RunRecord(run_id="r1", routine="x"))
     writer = TaskWriter(store)
-    first = TaskRecord(id="t1", run_id="r1", step="s", executor="e", task="go", step_index=0, task_index=0, attempt=1)
+    first, second = (TaskRecord(id=f"t{i + 1}", run_id="r1", step="s", executor="e", task="go",
+                                step_index=0, task_index=i, attempt=1) for i in range(2))
     writer.add(first)
-    writer.add(TaskRecord(id="t2", run_id="r1", step="s", executor="e", task="go", step_index=0, task_index=1, attempt=1))
+    writer.add(second)
     with pytest.raises(sqlite3.OperationalError):
         writer.flush()
-    writer.add(TaskRecord(**{**first.to_dict(), "status": "succeeded"}))  # newer than the failed batch's copy
+    writer.add(TaskRecord(**{**first.to_dict(), "status": "succeeded"}))  # newer than the lost one
     writer.flush()
     assert [(t.id, t.status) for t in store.tasks("r1")] == [("t1", "succeeded"), ("t2", "running")]

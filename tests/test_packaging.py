@@ -20,19 +20,22 @@ TAKEN_ON_PYPI = {"orchestrator", "executors"}  # other projects' distributions
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     """The project's wheel, built for real (offline, no build isolation)."""
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--wheel-dir", str(out), str(REPO)], check=True, capture_output=True, text=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--no-index", "--wheel-dir", str(out), str(REPO)],
+                   check=True, capture_output=True)
     (built,) = out.glob("*.whl")
     return zipfile.ZipFile(built)
 
 
 def test_the_distribution_has_a_name_of_its_own(wheel):
     (metadata,) = [name for name in wheel.namelist() if name.endswith(".dist-info/METADATA")]
-    fields = dict(line.split(": ", 1) for line in wheel.read(metadata).decode().splitlines() if ": " in line)
+    lines = wheel.read(metadata).decode().splitlines()
+    fields = dict(line.split(": ", 1) for line in lines if ": " in line)
     assert fields["Name"] == DISTRIBUTION and DISTRIBUTION not in TAKEN_ON_PYPI
-    packages = {name.split("/")[0] for name in wheel.namelist() if not name.startswith(DISTRIBUTION.replace("-", "_"))}
+    dist_info = DISTRIBUTION.replace("-", "_")
+    packages = {name.split("/")[0] for name in wheel.namelist() if not name.startswith(dist_info)}
     assert packages == {"orchestrator", "executors"}, "the import packages keep their names"
-    (entry_points,) = [name for name in wheel.namelist() if name.endswith(".dist-info/entry_points.txt")]
+    (entry_points,) = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
     assert "orchestrate = orchestrator.cli:main" in wheel.read(entry_points).decode()
 
 
@@ -58,12 +61,13 @@ def test_the_public_api_is_importable_and_is_the_real_thing():
 
     for name in orchestrator.__all__:
         assert getattr(orchestrator, name) is not None, name
-    assert (orchestrator.Executor, orchestrator.Listener, orchestrator.RunResult, orchestrator.RunStore) == (
-        Executor, Listener, RunResult, RunStore)
+    names = ("Executor", "Listener", "RunResult", "RunStore")
+    assert [getattr(orchestrator, n) for n in names] == [Executor, Listener, RunResult, RunStore]
     assert {"Listener", "RunResult", "RunStore"} <= set(dir(orchestrator))
 
 
 def test_importing_the_package_stays_light():
-    code = "import sys, orchestrator; print(sorted(m for m in ('pluggy', 'sqlite3', 'jsonschema', 'rich') if m in sys.modules))"
+    heavy = ("pluggy", "sqlite3", "jsonschema", "rich")
+    code = f"import sys, orchestrator\nprint(sorted(m for m in {heavy!r} if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
