@@ -445,6 +445,7 @@ def cancel_on_signals(run: Any) -> Iterator[None]:
 
     def handler(signum: int, frame: Any) -> None:
         if cancellers:
+            getattr(run, "save_records", lambda: None)()  # what batching holds back is not lost
             os._exit(EXIT_INTERRUPTED)
         print("\ncancelling: asking running tasks to stop (again to force)", file=sys.stderr)
         cancellers.append(threading.Thread(target=run.cancel, name="cancel", daemon=True))

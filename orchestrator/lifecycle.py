@@ -46,6 +46,13 @@ class TrackedRun:
     def cancel(self) -> None:
         self.run.cancel()
 
+    def save_records(self, timeout: float = 1.0) -> None:
+        """Before a forced exit: write the task records still waiting for their batch, if it can."""
+        try:
+            self.recorder.writer.flush(timeout)
+        except Exception:  # the process is going anyway
+            pass
+
 
 def reap(store: RunStore, runs: Iterable[RunRecord]) -> list[RunRecord]:
     """Mark running records whose process died as dead; return the records, updated."""

@@ -58,21 +58,32 @@ class TaskWriter:
         since = self._since
         return since is not None and time.monotonic() - since >= self.interval
 
-    def flush(self) -> None:
-        """Write what waits; if that fails, it waits again (behind anything newer) and it raises."""
-        with self._write_lock:
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write what waits; if that fails, it waits again (behind anything newer) and it raises.
+
+        With ``timeout``, give up (False) if another flush holds the writer that long: a process
+        about to exit must not hang on a flush that its own interrupted thread holds.
+        """
+        if not self._write_lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        try:
             with self._lock:
                 batch, self._pending, self._since = list(self._pending.values()), {}, None
-            if not batch:
-                return
-            try:
-                self.store.record_tasks(batch)
-            except BaseException:
-                with self._lock:
-                    for record in batch:
-                        self._pending.setdefault(record.id, record)
-                    self._since = self._since or time.monotonic()
-                raise
+            if batch:
+                self._write(batch)
+            return True
+        finally:
+            self._write_lock.release()
+
+    def _write(self, batch: list[TaskRecord]) -> None:
+        try:
+            self.store.record_tasks(batch)
+        except BaseException:
+            with self._lock:
+                for record in batch:
+                    self._pending.setdefault(record.id, record)
+                self._since = self._since or time.monotonic()
+            raise
 
 
 class RunRecorder(Listener):
