@@ -12,7 +12,7 @@ from .engine import Plan, Run, plan
 from .errors import UserError
 from .events import SUCCEEDED, Listener, RunResult
 from .runs import DEAD, RUNNING, RunRecord, RunStore, is_dead, owns_pid
-from .tracking import LogCapture, RunRecorder, new_record
+from .tracking import LogCapture, RememberedWatermarks, RunRecorder, new_record
 
 EXIT_CODES = {"succeeded": 0, "skipped": 0, "cancelled": 130}
 CANCEL_WAIT_SECONDS = 20.0
@@ -30,7 +30,8 @@ class TrackedRun:
         self.store = store
         self.routine: Routine = the_plan.routine
         self.record = new_record(self.routine, resumed_from)
-        self.run = Run(the_plan, [], max_parallel, watermarks=store, done=done, resumed_from=resumed_from)
+        self.run = Run(the_plan, [], max_parallel, watermarks=RememberedWatermarks(store), done=done,
+                       resumed_from=resumed_from)
         self.recorder = RunRecorder(store, self.record, on_cancel_request=self.run.cancel,
                                     step_sizes=[len(step.spec.tasks) for step in the_plan.steps])
         self.run.listeners = [self.recorder, *listeners]

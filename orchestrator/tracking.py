@@ -29,6 +29,32 @@ def parent_run_id() -> str | None:
     return context.run_id if context is not None else os.environ.get(PARENT_ENV) or None
 
 
+class RememberedWatermarks:
+    """The store's watermarks, each read once per run: the engine asks before every task attempt.
+
+    Writes go through to the store at once (and are remembered). The run holds its routine, so no
+    other run changes them meanwhile (unless started with ``--allow-concurrent``, which races
+    either way).
+    """
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self._known: dict[tuple[str, str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def get_watermark(self, routine: str, step: str, task: str) -> Any:
+        key = (routine, step, task)
+        with self._lock:
+            if key not in self._known:
+                self._known[key] = self.store.get_watermark(routine, step, task)
+            return self._known[key]
+
+    def set_watermark(self, routine: str, step: str, task: str, value: Any, run_id: str) -> None:
+        with self._lock:
+            self.store.set_watermark(routine, step, task, value, run_id)
+            self._known[(routine, step, task)] = value
+
+
 class TaskWriter:
     """Task records written in batches, one transaction each (group commit).
 

@@ -17,6 +17,11 @@ class CountingStore(SQLiteStore):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.batches: list[int] = []
+        self.watermark_reads = 0
+
+    def get_watermark(self, routine: str, step: str, task: str) -> Any:
+        self.watermark_reads += 1
+        return super().get_watermark(routine, step, task)
 
     def record_task(self, task: TaskRecord) -> None:
         self.batches.append(1)
@@ -44,10 +49,21 @@ class Probe(Executor):
         return TaskMetrics(total_rows=len(Probe.seen))
 
 
+class Counter(Executor):
+    """Counts across calls and runs with its watermark."""
+
+    name = "counter"
+
+    @task
+    def bump(self, context: Context) -> TaskMetrics:
+        context.next_watermark = (context.watermark or 0) + 1
+        return TaskMetrics(total_rows=context.next_watermark)
+
+
 class ProbePlugin:
     @hookimpl
     def register_executors(self) -> list[type[Executor]]:
-        return [Probe]
+        return [Probe, Counter]
 
 
 def run_with(store: CountingStore, path: Path) -> Any:
@@ -111,3 +127,14 @@ def test_a_batch_that_cannot_be_written_waits_for_the_next_flush(tmp_path):
     writer.add(TaskRecord(**{**first.to_dict(), "status": "succeeded"}))  # newer than the lost one
     writer.flush()
     assert [(t.id, t.status) for t in store.tasks("r1")] == [("t1", "succeeded"), ("t2", "running")]
+
+
+def test_watermarks_are_read_once_per_run_and_written_through(tmp_path, write_routine):
+    store = CountingStore(tmp_path / "runs.sqlite")
+    path = write_routine({"routine_name": "counts", "executors": [
+        {"name": "count", "executor": "counter", "tasks": ["bump"] * 3}]})
+    first = run_with(store, path)
+    assert [t.metrics.total_rows for t in first.tasks] == [1, 2, 3], "each call sees the last one's"
+    second = run_with(store, path)
+    assert [t.metrics.total_rows for t in second.tasks] == [4, 5, 6], "and the next run sees them"
+    assert store.watermark_reads == 2
