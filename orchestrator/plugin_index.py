@@ -84,18 +84,28 @@ class PluginIndex:
         cache_file = None if cache_folder is None else cache_folder / _cache_name(entries)
         cached = _read_json(cache_file)
         if cached and cached.get("version") == CACHE_VERSION and cached.get("path") == entries:
-            key, changed = _revalidate(cached["key"])
-            if key is not None:
-                eps = [EntryPoint(**ep) for ep in cached["entry_points"]]
-                index = cls(eps, cached.get("claims"), key, cache_file)
-                index._dirty = changed
+            try:
+                index = cls._from_cache(cached, cache_file)
+            except (KeyError, TypeError, ValueError, AttributeError):  # damaged: read afresh
+                index = None
+            if index is not None:
                 return index
         # The key is taken before the entry points are read: an install meanwhile leaves the cache
         # stale (rebuilt next time), never wrong.
         key = _current_key(entries)
-        index = cls(_read_entry_points(), None, key, cache_file)
-        index._key = _settle(key)
+        index = cls(_read_entry_points(), None, _settle(key), cache_file)
         index._dirty = True
+        return index
+
+    @classmethod
+    def _from_cache(cls, cached: dict[str, Any], cache_file: Path | None) -> PluginIndex | None:
+        key, changed = _revalidate(cached["key"])
+        if key is None:
+            return None
+        eps = [EntryPoint(**ep) for ep in cached["entry_points"]]
+        claims = {name: dict(claim) for name, claim in cached["claims"].items()}
+        index = cls(eps, claims, key, cache_file)
+        index._dirty = changed
         return index
 
     def claims(self, ep: EntryPoint) -> Claims | None:
@@ -106,13 +116,16 @@ class PluginIndex:
 
     def _check_claims(self, ep: EntryPoint) -> Claims | None:
         known = self._claims.get(ep.name)
-        if known is None or (known["value"], known["distribution"], known["version"]) != (
-                ep.value, ep.distribution, ep.version):
+        try:
+            if known is None or (known["value"], known["distribution"], known["version"]) != (
+                    ep.value, ep.distribution, ep.version):
+                return None
+            if known["file"] is not None and _mtime(known["file"]) != known["mtime"]:
+                return None
+            executors = tuple((str(name), str(cls)) for name, cls in known["executors"])
+            return Claims(executors, tuple(map(str, known["hooks"])))
+        except (KeyError, TypeError, ValueError):  # a damaged entry: unknown, so the plugin is imported
             return None
-        if known["file"] is not None and _mtime(known["file"]) != known["mtime"]:
-            return None
-        executors = tuple((str(name), str(cls)) for name, cls in known["executors"])
-        return Claims(executors, tuple(known["hooks"]))
 
     def learn(self, ep: EntryPoint, plugin: object, claims: Claims) -> None:
         """Remember what ``ep``'s plugin registered: later runs need not import it to know."""

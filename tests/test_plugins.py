@@ -258,3 +258,23 @@ def test_the_readme_plugin_recipe_installs_and_runs(tmp_path, plugin_site, orche
     ran = orchestrate(env, "run", str(path))
     assert ran.returncode == 0, ran.stderr
     assert "hi, you" in ran.stderr
+
+
+@pytest.mark.parametrize("damage", ["not json", "[]", '{"version": 1}', "claims"])
+def test_a_damaged_cache_is_read_afresh(tmp_path, damage):
+    from orchestrator.plugin_index import PluginIndex
+    from orchestrator.registry import Registry
+
+    PluginIndex.load(tmp_path).save()
+    (cache,) = tmp_path.glob("plugins-*.json")
+    if damage == "claims":
+        doc = json.loads(cache.read_text())
+        doc["claims"] = {name: {"value": 3} for name in ("staging", "python")}
+        cache.write_text(json.dumps(doc))
+    elif damage == '{"version": 1}':
+        cache.write_text(json.dumps({"version": 1, "path": json.loads(cache.read_text())["path"]}))
+    else:
+        cache.write_text(damage)
+    registry = Registry(index=PluginIndex.load(tmp_path))
+    assert registry.resolve("staging").class_name == "StagingExecutor"
+    assert {"staging", "python"} <= {info.name for info in registry.executors()}
