@@ -124,7 +124,7 @@ class PluginIndex:
                 return None
             executors = tuple((str(name), str(cls)) for name, cls in known["executors"])
             return Claims(executors, tuple(map(str, known["hooks"])))
-        except (KeyError, TypeError, ValueError):  # a damaged entry: unknown, so the plugin is imported
+        except (KeyError, TypeError, ValueError):  # damaged: unknown, so imported
             return None
 
     def learn(self, ep: EntryPoint, plugin: object, claims: Claims) -> None:
