@@ -136,7 +136,7 @@ class Registry:
     def _load(self, ep: EntryPoint) -> None:
         """Import and register one plugin; one that fails is recorded as broken, not raised."""
         self._entry_points().pop(ep.name, None)
-        stale = self.index.claims(ep)
+        known = self.index.claims(ep)
         plugin: object = None
         try:
             plugin = ep.load()
@@ -144,10 +144,10 @@ class Registry:
                 return
             self._pm.register(plugin, name=ep.name)
             claims = self._validate(plugin)
-        except Exception as exc:  # whatever a plugin raises, it must not break the others
+        except (Exception, SystemExit) as exc:  # whatever a plugin raises must not break the others
             if plugin is not None and self._pm.is_registered(plugin):
                 self._pm.unregister(plugin)
-            self._set_broken(ep, f"{type(exc).__name__}: {exc}", stale)
+            self._set_broken(ep, f"{type(exc).__name__}: {exc}", known)
             return
         self._origins[ep.name] = (ep.distribution, ep.version)
         self.index.learn(ep, plugin, claims)
