@@ -11,7 +11,6 @@ import os
 import sys
 import threading
 import time
-import uuid
 from typing import Any, Callable, Sequence, TextIO
 
 from .events import CANCELLED, FAILED, SKIPPED, Listener, RunResult, TaskResult
@@ -61,20 +60,30 @@ class TaskWriter:
     Committing every event costs more than a short task, so records wait here: at most
     ``interval`` seconds (a timer flushes them), and not at all when :meth:`flush` is called, which
     the recorder does when a step ends or a task attempt fails. A record replaced before its flush
-    (``running``, then ``succeeded``) is written once.
+    (``running``, then ``succeeded``) is written once, and a ``running`` record is not even built
+    unless a flush comes while the task runs.
     """
 
     def __init__(self, store: RunStore, interval: float = FLUSH_SECONDS) -> None:
         self.store = store
         self.interval = interval
         self._pending: dict[str, TaskRecord] = {}
+        self._running: dict[str, Callable[[], TaskRecord]] = {}  # id -> how to build its record
         self._since: float | None = None  # when the oldest waiting record arrived (monotonic)
         self._lock = threading.Lock()
         # Flushes in order: an older batch never lands after a newer one.
         self._write_lock = threading.Lock()
 
+    def started(self, task_id: str, running: Callable[[], TaskRecord]) -> None:
+        """A task attempt began; ``running()`` builds its record if a flush comes before it ends."""
+        with self._lock:
+            self._running[task_id] = running
+            if self._since is None:
+                self._since = time.monotonic()
+
     def add(self, record: TaskRecord) -> None:
         with self._lock:
+            self._running.pop(record.id, None)
             self._pending[record.id] = record
             if self._since is None:
                 self._since = time.monotonic()
@@ -94,7 +103,9 @@ class TaskWriter:
             return False
         try:
             with self._lock:
-                batch, self._pending, self._since = list(self._pending.values()), {}, None
+                batch = [running() for running in self._running.values()]
+                batch.extend(self._pending.values())
+                self._running, self._pending, self._since = {}, {}, None
             if batch:
                 self._write(batch)
             return True
@@ -165,21 +176,35 @@ class RunRecorder(Listener):
     def _next_wait(self, next_beat: float) -> float:
         return max(0.0, min(self.writer.interval, next_beat - time.monotonic()))
 
-    def _record(self, result: TaskResult, status: str, attempt: int | None = None) -> None:
+    def _task_id(self, result: TaskResult, attempt: int) -> str:
+        """One id per attempt: the run's id is unique, and so is an attempt within a run (cheaper
+        than a random UUID per task)."""
         key = (result.step_index, result.index)
-        task_id = self._attempt_ids.get(key) or str(uuid.uuid4())
-        self._attempt_ids[key] = task_id
-        self.writer.add(TaskRecord(
-            id=task_id, run_id=self.record.run_id, step=result.step, executor=result.executor, task=result.task,
-            step_index=result.step_index, task_index=result.index, attempt=result.attempts if attempt is None else attempt,
-            status=status, started=result.started or time.time(), ended=result.ended,
-            error_type=result.error_type, error=result.error or result.reason,
-            metrics=result.metrics.to_dict() if result.metrics else None))
+        task_id = self._attempt_ids.get(key)
+        if task_id is None:
+            task_id = self._attempt_ids[key] = f"{self.record.run_id}:{key[0]}.{key[1]}.{attempt}"
+        return task_id
+
+    def _task_record(self, result: TaskResult, status: str, attempt: int, task_id: str
+                     ) -> TaskRecord:
+        return TaskRecord(
+            id=task_id, run_id=self.record.run_id, step=result.step,
+            executor=result.executor, task=result.task, step_index=result.step_index,
+            task_index=result.index, attempt=attempt, status=status,
+            started=result.started or time.time(), ended=result.ended, error_type=result.error_type,
+            error=result.error or result.reason,
+            metrics=result.metrics.to_dict() if result.metrics else None)
+
+    def _record(self, result: TaskResult, status: str, attempt: int | None = None) -> None:
+        attempt = result.attempts if attempt is None else attempt
+        self.writer.add(self._task_record(result, status, attempt, self._task_id(result, attempt)))
 
     def task_started(self, result: TaskResult) -> None:
         self._attempt_ids.pop((result.step_index, result.index), None)
-        self._record(result, "running")
-        if result.index == 0 and result.attempts <= 1:  # a step starts: a crash shows where it was
+        attempt = result.attempts
+        task_id = self._task_id(result, attempt)
+        self.writer.started(task_id, lambda: self._task_record(result, "running", attempt, task_id))
+        if result.index == 0 and attempt <= 1:  # a step starts: a crash shows where it was
             self.writer.flush()
 
     def task_retrying(self, result: TaskResult, delay: float) -> None:
