@@ -1,9 +1,9 @@
 """orchestrator: a config-driven orchestrator for data-lake jobs.
 
-The public API. What every plugin needs (the executor contract, events, errors) is imported
-here for real; the rest (the routine loader, the registry, the run store...) loads on first
-use, so that ``orchestrate --version`` and a plugin's import stay fast. Type checkers see every
-name through the ``TYPE_CHECKING`` imports below, so nothing public is ``Any`` to them.
+The public API. What every plugin needs (the executor contract, errors) is imported here for
+real; the rest (events, the routine loader, the registry, the run store...) loads on first use,
+so that ``orchestrate --version``, ``validate`` and a plugin's import stay fast. Type checkers
+see every name through the ``TYPE_CHECKING`` imports below, so nothing public is ``Any`` to them.
 
 For a plugin: :class:`Executor`, :func:`task`, :class:`TaskMetrics`, :class:`Context`,
 :data:`hookimpl`, :class:`Location`, :class:`CodeLocation`, :class:`Cancelled`,
@@ -19,7 +19,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import PluginError, RoutineError, UserError
-from .events import Listener, RunResult, TaskResult
 from .executor import (Cancelled, CodeLocation, Context, Executor, Location, NotRetryable,
                        TaskMetrics, task)
 
@@ -27,6 +26,9 @@ if TYPE_CHECKING:
     from .api import Orchestrator as Orchestrator
     from .config import Routine as Routine
     from .config import load_routine as load_routine
+    from .events import Listener as Listener
+    from .events import RunResult as RunResult
+    from .events import TaskResult as TaskResult
     from .hookspecs import hookimpl as hookimpl
     from .registry import Registry as Registry
     from .runs import LogRecord as LogRecord
@@ -41,6 +43,9 @@ __version__ = "0.1.0"
 # Loaded on first use: pluggy, the loader and its schema checks, the engine, sqlite3.
 _LAZY = {
     "hookimpl": "hookspecs",
+    "Listener": "events",
+    "RunResult": "events",
+    "TaskResult": "events",
     "load_routine": "config",
     "Routine": "config",
     "Registry": "registry",

@@ -469,7 +469,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     rows = [{"name": i.name, "class": i.class_name, "distribution": i.distribution, "version": i.version,
              "plugin": i.plugin, "tasks": i.tasks} for i in registry.executors()]
     conflicts = registry.conflicts()
-    broken = [dataclasses.asdict(b) for b in registry.broken()]
+    broken = [plugin._asdict() for plugin in registry.broken()]
     if args.json:
         claims = {k: [i.origin for i in v] for k, v in conflicts.items()}
         print(json.dumps({"executors": rows, "conflicts": claims, "broken": broken}, indent=2))

@@ -8,12 +8,11 @@ not use it still run. Set ``ORCHESTRATOR_BLOCK_PLUGINS=name1,name2`` to skip ent
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import pluggy
 
@@ -28,15 +27,28 @@ BLOCK_VARIABLE = "ORCHESTRATOR_BLOCK_PLUGINS"
 log = logging.getLogger("orchestrator.plugins")
 
 
-@dataclasses.dataclass(frozen=True)
 class ExecutorInfo:
-    """One registered executor and where it came from."""
+    """One registered executor and where it came from.
 
-    cls: type[Executor]
-    name: str
-    plugin: str
-    distribution: str
-    version: str
+    A plain class: a dataclass costs about a millisecond of start-up to make.
+    """
+
+    def __init__(self, cls: type[Executor], name: str, plugin: str, distribution: str,
+                 version: str) -> None:
+        self.cls, self.name, self.plugin = cls, name, plugin
+        self.distribution, self.version = distribution, version
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.cls, self.name, self.plugin, self.distribution, self.version)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ExecutorInfo) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"ExecutorInfo({self.name!r}, {self.class_name}, {self.plugin!r}, {self.origin!r})"
 
     @property
     def class_name(self) -> str:
@@ -55,8 +67,7 @@ class ExecutorInfo:
         return f"{self.distribution} {self.version}".strip() or self.plugin
 
 
-@dataclasses.dataclass(frozen=True)
-class BrokenPlugin:
+class BrokenPlugin(NamedTuple):
     """An installed plugin that could not be loaded, and why."""
 
     name: str
