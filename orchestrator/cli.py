@@ -56,14 +56,35 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
 
-def build_parser() -> argparse.ArgumentParser:
+class OnlySubcommand:
+    """Sub-parsers, but only the one the command line names is really built: each costs about
+    as much start-up as validating a small routine (argparse looks up translations for each)."""
+
+    def __init__(self, subparsers: Any, only: str | None) -> None:
+        self.subparsers, self.only = subparsers, only
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if self.only is None or name == self.only:
+            return self.subparsers.add_parser(name, **kwargs)
+        return Unused()
+
+
+class Unused:
+    """Stands in for a sub-parser that is not built."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with ``only``, the sub-parser of that command alone."""
     parser = Parser(
         prog="orchestrate",
         description="Validate and run data-lake routines. `orchestrate ROUTINE` is `orchestrate run ROUTINE`.",
         epilog="Exit codes: 0 success, 1 a task failed, 2 bad input or usage, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"orchestrate {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = OnlySubcommand(parser.add_subparsers(dest="command", metavar="COMMAND"), only)
     common = Parser(add_help=False)
     common.add_argument("--verbose", "-v", action="store_true", help="show tracebacks and debug logs")
     common.add_argument("--quiet", "-q", action="store_true", help="print only failures and the final status")
@@ -128,7 +149,8 @@ def normalise_argv(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args_list = normalise_argv(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
+    # A known command needs only its own sub-parser; anything else (help, mistakes) gets them all.
+    parser = build_parser(args_list[0] if args_list and args_list[0] in COMMANDS else None)
     args = parser.parse_args(args_list)
     if not args.command:
         parser.print_help()

@@ -12,7 +12,8 @@ from .engine import Plan, Run, plan
 from .errors import UserError
 from .events import SUCCEEDED, Listener, RunResult
 from .runs import DEAD, RUNNING, RunRecord, RunStore, is_dead, owns_pid
-from .tracking import LogCapture, RememberedWatermarks, RunRecorder, new_record
+from .run_io import RememberedWatermarks
+from .tracking import LogCapture, RunRecorder, new_record
 
 EXIT_CODES = {"succeeded": 0, "skipped": 0, "cancelled": 130}
 CANCEL_WAIT_SECONDS = 20.0

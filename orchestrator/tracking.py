@@ -15,11 +15,11 @@ from typing import Any, Callable, Sequence, TextIO
 
 from .events import CANCELLED, FAILED, SKIPPED, Listener, RunResult, TaskResult
 from .executor import current_context
+from .run_io import FLUSH_SECONDS, WRITE_AT_ONCE_SECONDS, TaskWriter
 from .runs import HEARTBEAT_SECONDS, LogRecord, RunRecord, RunStore, TaskRecord
 from .substitution import mask
 
 PARENT_ENV = "ORCHESTRATOR_PARENT_RUN_ID"
-FLUSH_SECONDS = 0.2  # the longest a finished task's record waits before it is written
 
 
 def parent_run_id() -> str | None:
@@ -28,111 +28,17 @@ def parent_run_id() -> str | None:
     return context.run_id if context is not None else os.environ.get(PARENT_ENV) or None
 
 
-class RememberedWatermarks:
-    """The store's watermarks, each read once per run: the engine asks before every task attempt.
-
-    Writes go through to the store at once (and are remembered). The run holds its routine, so no
-    other run changes them meanwhile (unless started with ``--allow-concurrent``, which races
-    either way).
-    """
-
-    def __init__(self, store: RunStore) -> None:
-        self.store = store
-        self._known: dict[tuple[str, str, str], Any] = {}
-        self._lock = threading.Lock()
-
-    def get_watermark(self, routine: str, step: str, task: str) -> Any:
-        key = (routine, step, task)
-        with self._lock:
-            if key not in self._known:
-                self._known[key] = self.store.get_watermark(routine, step, task)
-            return self._known[key]
-
-    def set_watermark(self, routine: str, step: str, task: str, value: Any, run_id: str) -> None:
-        with self._lock:
-            self.store.set_watermark(routine, step, task, value, run_id)
-            self._known[(routine, step, task)] = value
-
-
-class TaskWriter:
-    """Task records written in batches, one transaction each (group commit).
-
-    Committing every event costs more than a short task, so records wait here: at most
-    ``interval`` seconds (a timer flushes them), and not at all when :meth:`flush` is called, which
-    the recorder does when a step ends or a task attempt fails. A record replaced before its flush
-    (``running``, then ``succeeded``) is written once, and a ``running`` record is not even built
-    unless a flush comes while the task runs.
-    """
-
-    def __init__(self, store: RunStore, interval: float = FLUSH_SECONDS) -> None:
-        self.store = store
-        self.interval = interval
-        self._pending: dict[str, TaskRecord] = {}
-        self._running: dict[str, Callable[[], TaskRecord]] = {}  # id -> how to build its record
-        self._since: float | None = None  # when the oldest waiting record arrived (monotonic)
-        self._lock = threading.Lock()
-        # Flushes in order: an older batch never lands after a newer one.
-        self._write_lock = threading.Lock()
-
-    def started(self, task_id: str, running: Callable[[], TaskRecord]) -> None:
-        """A task attempt began; ``running()`` builds its record if a flush comes before it ends."""
-        with self._lock:
-            self._running[task_id] = running
-            if self._since is None:
-                self._since = time.monotonic()
-
-    def add(self, record: TaskRecord) -> None:
-        with self._lock:
-            self._running.pop(record.id, None)
-            self._pending[record.id] = record
-            if self._since is None:
-                self._since = time.monotonic()
-
-    @property
-    def due(self) -> bool:
-        since = self._since
-        return since is not None and time.monotonic() - since >= self.interval
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Write what waits; if that fails, it waits again (behind anything newer) and it raises.
-
-        With ``timeout``, give up (False) if another flush holds the writer that long: a process
-        about to exit must not hang on a flush that its own interrupted thread holds.
-        """
-        if not self._write_lock.acquire(timeout=-1 if timeout is None else timeout):
-            return False
-        try:
-            with self._lock:
-                batch = [running() for running in self._running.values()]
-                batch.extend(self._pending.values())
-                self._running, self._pending, self._since = {}, {}, None
-            if batch:
-                self._write(batch)
-            return True
-        finally:
-            self._write_lock.release()
-
-    def _write(self, batch: list[TaskRecord]) -> None:
-        try:
-            self.store.record_tasks(batch)
-        except BaseException:
-            with self._lock:
-                for record in batch:
-                    self._pending.setdefault(record.id, record)
-                self._since = self._since or time.monotonic()
-            raise
-
-
 class RunRecorder(Listener):
     """Writes the run and every task attempt to the store; beats a heartbeat; relays remote cancel
     requests.
 
     Task records are group-committed (:class:`TaskWriter`): written at once when a step starts or
-    ends, when a task fails or is cancelled, or when it ran longer than the flush interval; only
-    quick tasks in the middle of a step wait, at most that interval. So a step that counts as done
-    for a resume is on disk before the next one starts, and a run that dies shows which step was
-    running. ``step_sizes`` (tasks per step, in plan order) tells when a step ends; without it
-    every finished task is written at once.
+    ends, when a task fails or is cancelled, and when a task did real work (ran a few
+    milliseconds or more: the commit is then cheap beside it). Only quick tasks in the middle of a
+    step wait, at most the flush interval. So a step that a resume counts as done is on disk
+    before the next one starts, and a run that dies shows which step was running. ``step_sizes``
+    (tasks per step, in plan order) tells when a step ends; without it every finished task is
+    written at once.
     """
 
     def __init__(self, store: RunStore, record: RunRecord,
@@ -220,10 +126,10 @@ class RunRecorder(Listener):
             self.writer.flush()
 
     def _slow(self, result: TaskResult) -> bool:
-        """A task that took longer than the flush interval is written at once: a commit is cheap
-        beside it."""
+        """A task that did real work is written at once: a commit is cheap beside it, and a rerun
+        after a crash would repeat that work."""
         duration = result.duration
-        return duration is not None and duration >= self.writer.interval
+        return duration is not None and duration >= WRITE_AT_ONCE_SECONDS
 
     def _ends_step(self, result: TaskResult) -> bool:
         """The engine reports a step's tasks in order: its last task's last event ends the step."""

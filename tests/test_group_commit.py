@@ -3,6 +3,7 @@ next one starts."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,6 +41,11 @@ class Probe(Executor):
 
     def __init__(self, database: str) -> None:
         self.database = database
+
+    @task
+    def work(self, seconds: float = 0.05) -> None:
+        """Real work, as far as the recorder can tell: it takes a while."""
+        time.sleep(seconds)
 
     @task
     def look(self, context: Context) -> TaskMetrics:
@@ -113,7 +119,7 @@ def test_a_batch_that_cannot_be_written_waits_for_the_next_flush(tmp_path):
     import pytest
 
     from orchestrator.runs import RunRecord
-    from orchestrator.tracking import TaskWriter
+    from orchestrator.run_io import TaskWriter
 
     store = FlakyStore(tmp_path / "runs.sqlite")
     store.start_run(RunRecord(run_id="r1", routine="x"))
@@ -138,3 +144,12 @@ def test_watermarks_are_read_once_per_run_and_written_through(tmp_path, write_ro
     second = run_with(store, path)
     assert [t.metrics.total_rows for t in second.tasks] == [4, 5, 6], "and the next run sees them"
     assert store.watermark_reads == 2
+
+
+def test_a_task_that_did_real_work_is_committed_when_it_ends(tmp_path, write_routine):
+    database = tmp_path / "runs.sqlite"
+    path = write_routine({"routine_name": "worked", "executors": [
+        {"name": "step", "executor": "probe", "params": {"database": str(database)},
+         "tasks": ["work", "look"]}]})
+    assert run_with(CountingStore(database), path).status == "succeeded"
+    assert Probe.seen == [("step", 0, "succeeded")]
