@@ -9,13 +9,13 @@ import hashlib
 import json
 import os
 import time
-import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import PluginError, Problem, RoutineError, UserError
 from .executor import accepts_context
+from .ids import new_id
 from .introspect import location_kinds, signature_schema
 from .registry import ExecutorInfo, Registry, unknown_message
 from .schema_check import schema_problems
@@ -179,7 +179,7 @@ class _Loader:
         broken = self.check_structure()
         params = self.merge_params(overrides)
         today = time.strftime("%Y-%m-%d", time.gmtime())  # UTC
-        run = {"id": run_id or str(uuid.uuid4()), "date": today}
+        run = {"id": run_id or new_id(), "date": today}
         subst = Substituter(params, self.env, run)
         secrets = {str(v) for k, v in params.items() if SECRET_NAME.search(k) and v}
         entries = self.entries()

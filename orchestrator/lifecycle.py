@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 from typing import Any, Iterable
 
@@ -11,7 +10,7 @@ from .config import Routine
 from .engine import Plan, Run, plan
 from .errors import UserError
 from .events import SUCCEEDED, Listener, RunResult
-from .runs import DEAD, RUNNING, RunRecord, RunStore, is_dead, owns_pid
+from .runs import DEAD, RUNNING, RunRecord, RunStore, hostname, is_dead, owns_pid
 from .run_io import RememberedWatermarks
 from .tracking import LogCapture, RunRecorder, new_record
 
@@ -97,7 +96,7 @@ def cancel_run(store: RunStore, ref: str, grace: float = CANCEL_WAIT_SECONDS) ->
     if run.finished:
         return run, False
     store.update_run(run.run_id, cancel_requested=True)
-    local = run.host == socket.gethostname() and owns_pid(run)
+    local = run.host == hostname() and owns_pid(run)
     if local:
         _signal(run.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace

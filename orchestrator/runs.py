@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import sqlite3
 import threading
 import time
@@ -22,6 +21,16 @@ RUNNING, DEAD = "running", "dead"
 TERMINAL = ("succeeded", "failed", "cancelled", "skipped", "dead")
 HEARTBEAT_SECONDS = 5.0
 DEAD_AFTER_SECONDS = 30.0
+
+
+def hostname() -> str:
+    """This machine's name, as ``socket.gethostname()`` gives it (socket costs start-up)."""
+    try:
+        return os.uname().nodename
+    except AttributeError:  # no uname (Windows)
+        import socket
+
+        return socket.gethostname()
 
 
 class RoutineBusy(UserError):
@@ -47,7 +56,7 @@ class RunRecord:
     ended: float | None = None
     parent_run_id: str | None = None
     resumed_from: str | None = None
-    host: str = dataclasses.field(default_factory=socket.gethostname)
+    host: str = dataclasses.field(default_factory=hostname)
     pid: int | None = dataclasses.field(default_factory=os.getpid)
     pid_started: int | None = dataclasses.field(default_factory=lambda: process_start(os.getpid()))
     heartbeat: float = dataclasses.field(default_factory=time.time)
@@ -154,7 +163,7 @@ def is_dead(run: RunRecord, now: float | None = None) -> bool:
     if run.status != RUNNING:
         return False
     now = now or time.time()
-    if run.host == socket.gethostname() and run.pid:
+    if run.host == hostname() and run.pid:
         return not owns_pid(run)
     return now - run.heartbeat > DEAD_AFTER_SECONDS
 
