@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -57,10 +58,14 @@ assert result.status == "succeeded", result.status
 '''
 
 
-def timed(python: str, code: str, env: dict[str, str]) -> float:
+def timed(python: str, code: str, env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one whole process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([python, "-c", code], check=True, env=env)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def routine(folder: str, tasks: int) -> str:
@@ -93,25 +98,28 @@ def main() -> None:
     for python in pythons:  # warm-up: compiled modules, plugin index, run store
         for code in cases.values():
             timed(python, code, env[python])
-    times: dict[tuple[str, str], list[float]] = {}
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for _ in range(args.repeat):
         for case, code in cases.items():
             for python in pythons:
                 times.setdefault((python, case), []).append(timed(python, code, env[python]))
-    median = {key: statistics.median(values) for key, values in times.items()}
+    wall = {key: statistics.median(w for w, _ in values) for key, values in times.items()}
+    cpu = {key: statistics.median(c for _, c in values) for key, values in times.items()}
     print(f"{args.tasks} no-op tasks in one step, medians of {args.repeat} whole processes "
-          "(interleaved)")
+          "(interleaved); wall (CPU)")
     for python in pythons:
-        loop = median[(python, "loop")]
-        print(f"\n{python}\n  plain getattr loop: {loop * 1000:.1f} ms")
+        loop = wall[(python, "loop")]
+        loop_cpu = cpu[(python, "loop")]
+        print(f"\n{python}\n  plain getattr loop: {loop * 1000:.1f} ms ({loop_cpu * 1000:.1f})")
         for track in (False, True):
-            first, last = median[(python, f"{track}-1")], median[(python, f"{track}-N")]
+            one, many = (python, f"{track}-1"), (python, f"{track}-N")
             label = "with run tracking (SQLite store)" if track else "without run tracking"
-            marginal = (last - first) / (args.tasks - 1) * 1e6
-            against_loop = (last - loop) / args.tasks * 1e6
-            print(f"  {label}: 1 task {first * 1000:.1f} ms, {args.tasks} tasks "
-                  f"{last * 1000:.1f} ms -> {marginal:.1f} us per task (against the loop, "
-                  f"start-up included: {against_loop:.1f} us)")
+            per_task = (wall[many] - wall[one]) / (args.tasks - 1) * 1e6
+            per_task_cpu = (cpu[many] - cpu[one]) / (args.tasks - 1) * 1e6
+            print(f"  {label}: 1 task {wall[one] * 1000:.1f} ms, {args.tasks} tasks "
+                  f"{wall[many] * 1000:.1f} ms -> {per_task:.1f} us per task ({per_task_cpu:.1f}); "
+                  f"against the loop, start-up included: "
+                  f"{(wall[many] - loop) / args.tasks * 1e6:.1f} us")
 
 
 if __name__ == "__main__":
