@@ -265,7 +265,7 @@ class Registry:
         return UnknownExecutor(message)
 
     def known_names(self) -> list[str]:
-        names = set()
+        names: set[str] = set()
         for info in self._build()[0].values():
             names.update((info.name, info.class_name))
         return sorted(names)
