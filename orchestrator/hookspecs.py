@@ -16,8 +16,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_executors() -> list[type]:  # type: ignore[empty-body]
     """Return the executor classes (subclasses of ``orchestrator.Executor``) this plugin provides.
 
-    Called once when the registry loads. Importing the plugin module must stay cheap:
-    import heavy libraries (boto3, database drivers) inside the tasks that need them.
+    Called once, when the registry first imports the plugin: when a routine names one of its
+    executors (the names it returned last time are cached), or when every executor is listed.
+    The answer should depend only on the plugin's code. Importing the plugin module must stay
+    cheap: import heavy libraries (boto3, database drivers) inside the tasks that need them.
     """
 
 
@@ -26,5 +28,6 @@ def run_store(url: str):  # type: ignore[empty-body]
     """Return a run store (an ``orchestrator.runs.RunStore``) for ``url``, or None if the URL is not yours.
 
     ``url`` comes from ``ORCHESTRATOR_STORE`` (for example ``dynamodb://table``); with no
-    variable, the built-in SQLite store under the orchestrator home is used.
+    variable, the built-in SQLite store under the orchestrator home is used. Only plugins that
+    implement this hook (or are not known yet) are imported to answer it.
     """
