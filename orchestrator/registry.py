@@ -270,11 +270,16 @@ class Registry:
             names.update((info.name, info.class_name))
         return sorted(names)
 
+    def hook(self, name: str) -> Any:
+        """The caller of hook ``name``, with the plugins that implement it loaded (and only those,
+        as far as the cache knows): ``registry.hook("run_store")(url=url)``."""
+        with self._lock:
+            self._load_candidates(name)
+        return getattr(self._pm.hook, name)
+
     def store_for(self, url: str) -> Any:
         """The run store a plugin provides for ``url`` (``run_store`` hook), or None."""
-        with self._lock:
-            self._load_candidates("run_store")
-        return self._pm.hook.run_store(url=url)
+        return self.hook("run_store")(url=url)
 
 
 def _executor_classes(impl: Any) -> list[type[Executor]]:

@@ -163,6 +163,14 @@ def test_a_routine_imports_only_the_plugins_it_names(plugin_site, orchestrator_h
         assert heavy not in ran["modules"], f"run imported {heavy}"
 
 
+def test_a_hook_call_imports_only_the_plugins_that_implement_it(plugin_site, orchestrator_home):
+    env = with_sites(plugin_site, orchestrator_home, ORCHESTRATOR_STORE="nosuch://runs")
+    for _ in range(2):  # cold, then from the cache
+        listed_runs = probe(env, "runs")
+        assert listed_runs["code"] == 2
+    assert plugin_modules(listed_runs["modules"]) == ["executors.dynamodb_plugin"]
+
+
 def test_the_cache_follows_installs_and_edits(tmp_path, plugin_site, orchestrator_home,
                                               write_routine):
     site = tmp_path / "site"
