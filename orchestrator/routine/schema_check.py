@@ -36,7 +36,7 @@ def _sort_key(path: str) -> list[Any]:
     key: list[Any] = []
     for part in filter(None, re.split(r"[.\[\]]+", path)):
         # An index sorts as a number; "²" is a digit to isdigit() but not to int().
-        key.append((0, int(part), "") if part.isdigit() else (1, 0, part))
+        key.append((0, int(part), "") if part.isascii() and part.isdigit() else (1, 0, part))
     return key
 
 
