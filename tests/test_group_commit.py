@@ -153,3 +153,24 @@ def test_a_task_that_did_real_work_is_committed_when_it_ends(tmp_path, write_rou
          "tasks": ["work", "look"]}]})
     assert run_with(CountingStore(database), path).status == "succeeded"
     assert Probe.seen == [("step", 0, "succeeded")]
+
+
+class RefusingStore(CountingStore):
+    """Takes the run's claim, then refuses every batch of task records (a full disk, say)."""
+
+    def record_tasks(self, tasks: Sequence[TaskRecord]) -> None:
+        self.batches.append(0)
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_a_batch_that_cannot_be_written_fails_the_run(tmp_path, write_routine):
+    store = RefusingStore(tmp_path / "runs.sqlite")
+    path = write_routine({"routine_name": "refused", "executors": [
+        {"name": "greet", "executor": "greeter", "params": {"greeting": "hi"},
+         "tasks": ["say"] * 3}]})
+    result = run_with(store, path)
+    assert result.status == "failed", "a run whose records are lost must not look succeeded"
+    record = store.get_run(result.run_id)
+    assert record is not None and record.status == "failed"
+    logs = [line.message for line in store.logs(result.run_id)]
+    assert any("run stopped: the run store failed: database or disk is full" in m for m in logs)
