@@ -49,7 +49,9 @@ def main() -> None:
     (folder / "bench_noop_plugin.py").write_text(PLUGIN)
     one, thousand = noop_routine(folder, 1), noop_routine(folder, 1000)
     for number, python in enumerate([sys.executable, *args.python]):
-        env = dict(os.environ, ORCHESTRATOR_HOME=str(folder / f"home-{number}"),
+        home = folder / f"home-{number}"
+        home.mkdir()  # a machine that ran before: the plugin index is cached only in a home
+        env = dict(os.environ, ORCHESTRATOR_HOME=str(home),
                    PYTHONMALLOC="malloc", PYTHONPATH=str(site))
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.pop("ORCHESTRATOR_STORE", None)

@@ -91,6 +91,7 @@ class Variant:
         self.python = python
         self.orchestrate = str(Path(python).with_name("orchestrate"))
         self.home = folder / f"home-{abs(hash(python)):x}"
+        self.home.mkdir()  # a machine that ran before: the plugin index is cached only in a home
         path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
         self.env = dict(os.environ, ORCHESTRATOR_HOME=str(self.home), NO_COLOR="1", PYTHONPATH=path)
         self.env.pop("ORCHESTRATOR_STORE", None)

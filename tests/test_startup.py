@@ -1,7 +1,10 @@
 """What start-up avoids importing must still behave as the module it replaces."""
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -51,3 +54,24 @@ def test_a_command_alone_keeps_its_example(capsys):
     with pytest.raises(SystemExit):
         build_parser("run").parse_args(["run", "--help"])
     assert "orchestrate run daily@3" in capsys.readouterr().out
+
+
+def imported_by(*argv: str) -> set[str]:
+    """The modules a fresh process has imported once the CLI is done with ``argv``."""
+    code = ("import json, sys\nfrom orchestrator.cli.app import main\n"
+            f"try:\n    main({list(argv)!r})\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps(sorted(sys.modules)), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    return set(json.loads(proc.stderr.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["validate", "--help"], ["config", "show"]])
+def test_no_command_pays_for_the_terminal_width_through_shutil(argv, orchestrator_home):
+    assert "shutil" not in imported_by(*argv)
+
+
+def test_an_example_keeps_its_lines(capsys):
+    with pytest.raises(SystemExit):
+        build_parser("generate").parse_args(["generate", "--help"])
+    assert "\n  ./daily.pyz --param run_date=2026-11-21" in capsys.readouterr().out

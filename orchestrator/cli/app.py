@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -59,7 +60,17 @@ def terminal_columns() -> int:
 
 class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, formatter_class: Any = HelpFormatter, **kwargs: Any) -> None:
-        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+        super().__init__(*args, formatter_class=sized(formatter_class), **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def sized(formatter: type[argparse.HelpFormatter]) -> type[argparse.HelpFormatter]:
+    """``formatter`` told the terminal width like :class:`HelpFormatter` (argparse makes one to
+    check each argument added: the commands that ask for ``RawDescriptionHelpFormatter`` would
+    import shutil on every start-up)."""
+    if issubclass(formatter, HelpFormatter):
+        return formatter
+    return type(formatter.__name__, (HelpFormatter, formatter), {})
 
 
 class OnlySubcommand:
@@ -91,7 +102,8 @@ class Unused:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The command line's parser; with ``only``, the sub-parser of that command alone."""
+    """The command line's parser; with ``only``, the sub-parser of that command alone (none for
+    a name that is no command, such as ``--version``)."""
     parser = Parser(
         prog="orchestrate",
         description="Validate and run data-lake routines. `orchestrate ROUTINE` is `orchestrate run ROUTINE`.",
@@ -144,6 +156,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "topic", nargs="?", help="a command (run), an executor (athena) or a task (athena.run_query)")
     cli_metadata.add_parser(sub, common)
     cli_extensions.add_parsers(sub, common, routine)  # last: it adds an example to every command
+    for built in sub.choices.values():  # the examples' formatter, told the width too
+        built.formatter_class = sized(built.formatter_class)
     return parser
 
 
@@ -187,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_usage(sys.stderr)
         print(f"orchestrate: {unknown_message('command', unknown, [*COMMANDS, 'help'])}", file=sys.stderr)
         return EXIT_USAGE
-    # A known command needs only its own sub-parser; anything else (help, mistakes) gets them all.
-    parser = build_parser(args_list[0] if args_list and args_list[0] in COMMANDS else None)
+    # A known command needs only its own sub-parser, --version none; anything else (help,
+    # mistakes) gets them all.
+    first = args_list[0] if args_list else None
+    parser = build_parser(first if first in COMMANDS or first == "--version" else None)
     try:
         return _dispatch(parser, parser.parse_args(args_list))
     except BrokenPipeError:
