@@ -23,7 +23,9 @@ class Orchestrator:
 
     def __init__(self, routine: RoutineSource | Registry | None = None, registry: Registry | None = None,
                  store: Any = None) -> None:
-        if isinstance(routine, Registry):  # the earlier signature: Orchestrator(registry)
+        if isinstance(routine, Registry):  # the earlier signature: Orchestrator(registry, store)
+            if registry is not None and not isinstance(registry, Registry) and store is None:
+                store = registry
             routine, registry = None, routine
         self.routine = routine
         self.registry = registry or Registry()

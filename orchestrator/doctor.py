@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .registry import Registry
+from .registry import BLOCK_VARIABLE, Registry
 
 
 def diagnose(routine_path: str | None = None) -> list[dict[str, Any]]:
@@ -14,8 +14,13 @@ def diagnose(routine_path: str | None = None) -> list[dict[str, Any]]:
     """
     report = [_store_check()]
     if routine_path is None:
-        for info in Registry().executors():
+        registry = Registry()
+        for info in registry.executors():
             report.append(_check(f"executor {info.name}", info.cls, None))
+        for broken in registry.broken():
+            fix = f"repair or reinstall it, or set {BLOCK_VARIABLE}={broken.name}"
+            report.append({"subject": f"plugin {broken.name} ({broken.origin})",
+                           "problems": [f"failed to load: {broken.reason}; {fix}"]})
         return report
     from .routine.load import load_routine
 

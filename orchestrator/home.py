@@ -7,9 +7,14 @@ from pathlib import Path
 from .errors import EnvironmentProblem
 
 
+def home_path() -> Path:
+    """``$ORCHESTRATOR_HOME`` or ``~/.orchestrator``, whether it exists or not."""
+    return Path(os.environ.get("ORCHESTRATOR_HOME") or Path.home() / ".orchestrator").expanduser()
+
+
 def home_dir() -> Path:
     """``$ORCHESTRATOR_HOME`` or ``~/.orchestrator``, created on first use."""
-    path = Path(os.environ.get("ORCHESTRATOR_HOME") or Path.home() / ".orchestrator").expanduser()
+    path = home_path()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

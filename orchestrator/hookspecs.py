@@ -18,8 +18,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_executors() -> list[type]:  # type: ignore[empty-body]
     """Return the executor classes (subclasses of ``orchestrator.Executor``) this plugin provides.
 
-    Called once when the registry loads. Importing the plugin module must stay cheap:
-    import heavy libraries (boto3, database drivers) inside the tasks that need them.
+    Called once, when the registry first imports the plugin: when a routine names one of its
+    executors (the names it returned last time are cached), or when every executor is listed.
+    The answer should depend only on the plugin's code. Importing the plugin module must stay
+    cheap: import heavy libraries (boto3, database drivers) inside the tasks that need them.
     """
 
 
@@ -28,7 +30,8 @@ def run_store(url: str):  # type: ignore[empty-body]
     """Return a run store (an ``orchestrator.runs.RunStore``) for ``url``, or None if the URL is not yours.
 
     ``url`` comes from ``ORCHESTRATOR_STORE`` (for example ``dynamodb://table``); with no
-    variable, the built-in SQLite store under the orchestrator home is used.
+    variable, the built-in SQLite store under the orchestrator home is used. Only plugins that
+    implement this hook (or are not known yet) are imported to answer it.
     """
 
 
@@ -38,19 +41,21 @@ def catalog_store(url: str):  # type: ignore[empty-body]
     or None if the URL is not yours.
 
     ``url`` is the home config's ``catalog`` or ``artifacts`` (for example ``s3://bucket/routines/``);
-    folders and ``http(s)://`` are built in.
+    folders and ``http(s)://`` are built in. Only plugins that implement this hook (or are not
+    known yet) are imported to answer it.
     """
 
 
 @hookspec
 def aws_iam_statements(step: Any):  # type: ignore[empty-body]
     """Return the IAM policy statements a deployed routine needs for ``step`` (an
-    ``orchestrator.config.StepSpec``) if the step's executor is yours, else None.
+    ``orchestrator.routine.load.StepSpec``) if the step's executor is yours, else None.
 
     Statements are dicts (``Effect``, ``Action``, ``Resource``, optional ``Condition``); ARNs may use
     ``${AWS::Partition}``, ``${AWS::Region}`` and ``${AWS::AccountId}``. ``[]`` means it needs none.
     A ``{"Note": "..."}`` item is not a statement: it says what could not be derived (it is shown).
-    Used by ``orchestrate generate --target lambda`` for a least-privilege role.
+    Used by ``orchestrate generate --target lambda`` for a least-privilege role; only plugins that
+    implement this hook (or are not known yet) are imported to answer it.
     """
 
 

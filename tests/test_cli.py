@@ -36,7 +36,7 @@ def test_plugin_package_is_listed_and_runs(cli, write_routine):
     assert rows["echo"]["distribution"] == "orch-testkit" and rows["echo"]["version"] == "1.2.3"
     assert rows["echo"]["tasks"] == ["say", "noop", "remember", "run_routine", "fail"]
     assert rows["sleeper"]["tasks"] == ["sleep", "stubborn"]
-    assert rows["staging"]["distribution"] == "orchestrator"
+    assert rows["staging"]["distribution"] == "lake-orchestrator"
     proc = cli(str(write_routine(echo_routine())))
     assert proc.returncode == 0, proc.stderr
     assert ">hi" in proc.stdout

@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.app import build_parser
+from orchestrator.plugin_index import PluginIndex
 from orchestrator.registry import Registry
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-BUILT_IN = [info for info in Registry().executors() if info.distribution == "orchestrator"]
+# Collected before any fixture isolates the home: read the entry points, write no cache there.
+BUILT_IN = [info for info in Registry(index=PluginIndex.load(None)).executors()
+            if info.distribution == "lake-orchestrator"]
 
 
 def test_built_in_executors_are_found_through_entry_points():

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.cli.app import main
@@ -324,6 +324,7 @@ EXAMPLES = int(os.environ.get("ORCHESTRATOR_FUZZ_EXAMPLES", "100"))  # more for 
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(routine_file())
+@example(file=("routine.json", '{"\u00b2": null}'.encode()))  # a key isdigit() calls a digit
 def test_any_routine_file_exits_0_1_or_2_without_traceback_or_side_effect_on_2(
     offline_aws: None, monkeypatch: pytest.MonkeyPatch, file: tuple[str, bytes]
 ) -> None:

@@ -345,7 +345,7 @@ def test_generate_refuses_to_overwrite_without_force_and_lists_steps_with_verbos
     for step in (
         "validating",
         "writing function.zip",
-        "bundling orchestrator==",
+        "bundling lake-orchestrator==",
         "writing template.yaml",
     ):
         assert step in forced.stderr

@@ -133,7 +133,7 @@ def test_the_archive_pins_what_generated_it(built):
     assert set(app["files"]) == {"routine.yaml", "steps.py", "lib/transforms.py"}
     assert {"routine/routine.yaml", "routine/steps.py", "routine/lib/transforms.py"} <= names
     assert any(
-        n.startswith("site/orchestrator-") and n.endswith(".dist-info/entry_points.txt")
+        n.startswith("site/lake_orchestrator-") and n.endswith(".dist-info/entry_points.txt")
         for n in names
     )
     assert built["pyz"].read_bytes().startswith(b"#!/usr/bin/env python3.")

@@ -61,7 +61,7 @@ def routine(tmp_path: Path) -> Callable[..., Path]:
     """A one-task routine calling ``function`` of FUNCTIONS with ``kwargs``."""
     (tmp_path / "functions.py").write_text(FUNCTIONS)
 
-    def write(function: str, name: str = "env", **kwargs: Any) -> Path:
+    def write(function: str, name: str = "env", in_process: bool = False, **kwargs: Any) -> Path:
         path = tmp_path / f"{name}.json"
         path.write_text(
             json.dumps(
@@ -71,9 +71,7 @@ def routine(tmp_path: Path) -> Callable[..., Path]:
                         {
                             "name": "work",
                             "executor": "python",
-                            # in-process: these tasks stand for work that ignores a cancel
-                            # (a child process would be killed, which is not what is tested)
-                            "params": {"path": "functions.py", "in_process": True},
+                            "params": {"path": "functions.py", "in_process": in_process},
                             "tasks": [
                                 {"task": "call", "args": {"function": function, "kwargs": kwargs}}
                             ],
@@ -281,7 +279,8 @@ def test_home_deleted_mid_run_is_reclaimed_and_the_run_fails(
 ) -> None:
     """While the first run is still alive (its task ignores the cancel), a second start is refused;
     the first then ends failed (exit 2) and says why, its record in the re-created store."""
-    path = routine("stubborn", name="vanishing", seconds=8)
+    # In this process: a call in a child process is killed within seconds of the cancel.
+    path = routine("stubborn", name="vanishing", in_process=True, seconds=8)
     env = dict(os.environ, ORCHESTRATOR_HOME=str(orchestrator_home), NO_COLOR="1")
     first = subprocess.Popen(
         [sys.executable, "-m", "orchestrator.cli", "run", str(path)],

@@ -53,7 +53,7 @@ def probe(docker_host: str | None, image: str | None, pull: PullPolicy) -> list[
     try:
         import docker  # noqa: F401
     except ImportError:
-        return ["the Docker SDK is not installed: pip install 'orchestrator[docker]'"]
+        return ["the Docker SDK is not installed: pip install 'lake-orchestrator[docker]'"]
     where = docker_host or "DOCKER_HOST / the local socket"
     try:
         client = connect(docker_host)

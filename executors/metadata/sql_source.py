@@ -150,7 +150,7 @@ def first_line(exc: BaseException) -> str:
 
 
 def missing_extra() -> str:
-    return "the metadata executor needs its extra: pip install 'orchestrator[metadata]'"
+    return "the metadata executor needs its extra: pip install 'lake-orchestrator[metadata]'"
 
 
 @hookimpl

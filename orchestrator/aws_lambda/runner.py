@@ -44,7 +44,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -250,13 +249,13 @@ def claim(tracked: Any) -> None:
     """Claim the routine; a holder recorded by this very process (same host and pid) that is not running
     here is a leftover of an earlier invocation in this sandbox, or of a killed sandbox that had the same
     host name and pid: ``is_dead`` cannot tell it from a live run, so it is marked dead and the claim retried."""
-    from ..runs.store import DEAD, RoutineBusy
+    from ..runs.store import DEAD, RoutineBusy, hostname
 
     try:
         tracked.claim()
     except RoutineBusy as busy:
         holder = tracked.store.get_run(busy.run_id)
-        if holder is None or busy.run_id in _ACTIVE or holder.host != socket.gethostname() or holder.pid != os.getpid():
+        if holder is None or busy.run_id in _ACTIVE or holder.host != hostname() or holder.pid != os.getpid():
             raise
         tracked.store.update_run(holder.run_id, status=DEAD, ended=time.time())
         tracked.claim()

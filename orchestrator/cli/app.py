@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import traceback
@@ -35,20 +35,88 @@ def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
     return fn
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, told the terminal width: asking shutil for it imports shutil, bz2 and
+    lzma on every start-up, for help that is rarely printed."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or terminal_columns() - 2)
+
+
+def terminal_columns() -> int:
+    """What ``shutil.get_terminal_size`` answers: ``$COLUMNS``, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, formatter_class: Any = HelpFormatter, **kwargs: Any) -> None:
+        super().__init__(*args, formatter_class=sized(formatter_class), **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def sized(formatter: type[argparse.HelpFormatter]) -> type[argparse.HelpFormatter]:
+    """``formatter`` told the terminal width like :class:`HelpFormatter` (argparse makes one to
+    check each argument added: the commands that ask for ``RawDescriptionHelpFormatter`` would
+    import shutil on every start-up)."""
+    if issubclass(formatter, HelpFormatter):
+        return formatter
+    return type(formatter.__name__, (HelpFormatter, formatter), {})
+
+
+class OnlySubcommand:
+    """Sub-parsers, but only the one the command line names is really built: each costs about
+    as much start-up as validating a small routine (argparse looks up translations for each)."""
+
+    def __init__(self, subparsers: Any, only: str | None) -> None:
+        self.subparsers, self.only = subparsers, only
+
+    @property
+    def choices(self) -> dict[str, argparse.ArgumentParser]:
+        return self.subparsers.choices  # type: ignore[no-any-return]
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if self.only is None or name == self.only:
+            return self.subparsers.add_parser(name, **kwargs)
+        return Unused()
+
+
+class Unused:
+    """Stands in for a sub-parser that is not built: whatever is asked of it (arguments, groups,
+    nested sub-parsers) is ignored."""
+
+    def __getattr__(self, name: str) -> Callable[..., Unused]:
+        return self._ignore
+
+    def _ignore(self, *args: Any, **kwargs: Any) -> Unused:
+        return self
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with ``only``, the sub-parser of that command alone (none for
+    a name that is no command, such as ``--version``)."""
+    parser = Parser(
         prog="orchestrate",
         description="Validate and run data-lake routines. `orchestrate ROUTINE` is `orchestrate run ROUTINE`.",
         epilog="Exit codes: 0 success, 1 a task failed, 2 bad input, usage or environment (home, run "
                "store), 3 `wait --timeout` gave up, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"orchestrate {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
+    sub = OnlySubcommand(parser.add_subparsers(dest="command", metavar="COMMAND"), only)
+    common = Parser(add_help=False)
     common.add_argument("--verbose", "-v", action="store_true", help="show tracebacks and debug logs")
     common.add_argument("--quiet", "-q", action="store_true", help="print only failures and the final status")
     common.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
-    routine = argparse.ArgumentParser(add_help=False)
+    routine = Parser(add_help=False)
     routine.add_argument("routine", help="routine file (.json, .yaml or .yml)")
     routine.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                          help="override a routine param (repeatable)")
@@ -67,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--routine", help="only runs of this routine")
     runs.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
     runs.add_argument("--limit", type=positive, default=20, help="how many (default 20)")
-    run_ref = argparse.ArgumentParser(add_help=False)
+    run_ref = Parser(add_help=False)
     run_ref.add_argument("run_id", metavar="RUN_ID", help="a run id (or a unique prefix)")
     sub.add_parser("show", parents=[common, run_ref], help="one run: tasks, attempts, metrics, errors, children")
     logs = sub.add_parser("logs", parents=[common, run_ref], help="print a run's log")
@@ -105,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="routine files (default: every routine the run store knows)")
     cli_metadata.add_parser(sub, common)
     cli_extensions.add_parsers(sub, common, routine)  # last: it adds an example to every command
+    for built in sub.choices.values():  # the examples' formatter, told the width too
+        built.formatter_class = sized(built.formatter_class)
     return parser
 
 
@@ -148,14 +218,17 @@ def normalise_argv(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args_list = normalise_argv(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
     unknown = _unknown_command(args_list)
     if unknown is not None:
         from ..registry import unknown_message
 
-        parser.print_usage(sys.stderr)
+        build_parser().print_usage(sys.stderr)
         print(f"orchestrate: {unknown_message('command', unknown, [*COMMANDS, 'help'])}", file=sys.stderr)
         return EXIT_USAGE
+    # A known command needs only its own sub-parser, --version none; anything else (help,
+    # mistakes) gets them all.
+    first = args_list[0] if args_list else None
+    parser = build_parser(first if first in COMMANDS or first == "--version" else None)
     try:
         return _dispatch(parser, parser.parse_args(args_list))
     except BrokenPipeError:
@@ -175,6 +248,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
+    show_plugin_warnings()
     if args.command == "help":
         return cmd_help(parser, args.topic)
     from ..errors import UserError
@@ -202,6 +276,25 @@ def user_error(args: argparse.Namespace, exc: Exception) -> int:
         problems = [dataclasses.asdict(p) for p in getattr(exc, "problems", [])]
         print(json.dumps({"status": "invalid", "errors": message.splitlines(), "problems": problems}))
     return int(getattr(exc, "exit_code", EXIT_USAGE))
+
+
+def show_plugin_warnings() -> None:
+    """A plugin that fails to load is one line on stderr, whatever the output mode."""
+    plugins = logging.getLogger("orchestrator.plugins")
+    if not plugins.handlers:
+        plugins.addHandler(StderrLines())
+        plugins.propagate = False
+
+
+class StderrLines(logging.Handler):
+    """Each record's message as a line on the ``sys.stderr`` of the moment (not the one when the
+    handler was made: tests and embedding programs swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(record.getMessage(), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
 
 
 def cmd_help(parser: argparse.ArgumentParser, topic: str | None) -> int:
@@ -720,10 +813,13 @@ class TaskLogFormatter(logging.Formatter):
 @contextlib.contextmanager
 def cancel_on_signals(run: Any) -> Iterator[None]:
     """First Ctrl-C or SIGTERM cancels the run cleanly; a second one exits at once."""
+    import signal
+
     cancellers: list[threading.Thread] = []
 
     def handler(signum: int, frame: Any) -> None:
         if cancellers:
+            getattr(run, "save_records", lambda: None)()  # what batching holds back is not lost
             os._exit(EXIT_INTERRUPTED)
         print("\ncancelling: asking running tasks to stop (again to force)", file=sys.stderr)
         cancellers.append(threading.Thread(target=run.cancel, name="cancel", daemon=True))
@@ -747,13 +843,17 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     rows = [{"name": i.name, "class": i.class_name, "distribution": i.distribution, "version": i.version,
              "plugin": i.plugin, "tasks": i.tasks} for i in registry.executors()]
     conflicts = registry.conflicts()
+    broken = [plugin._asdict() for plugin in registry.broken()]
     if args.json:
-        print(json.dumps({"executors": rows, "conflicts": {k: [i.origin for i in v] for k, v in conflicts.items()}}, indent=2))
+        claims = {k: [i.origin for i in v] for k, v in conflicts.items()}
+        print(json.dumps({"executors": rows, "conflicts": claims, "broken": broken}, indent=2))
     else:
         width = max((len(r["name"]) for r in rows), default=4)
         for row in rows:
             origin = f"{row['distribution']} {row['version']}".strip() or row["plugin"]
             print(f"{row['name']:<{width}}  {row['class']}  ({origin})  tasks: {', '.join(row['tasks'])}")
+        for plugin in registry.broken():
+            print(f"{plugin.name:<{width}}  BROKEN  ({plugin.origin})  {plugin.reason}")
     for name, infos in conflicts.items():
         print(f"conflict: executor name {name!r} is claimed by " + " and ".join(i.origin for i in infos), file=sys.stderr)
     return EXIT_USAGE if conflicts else EXIT_OK

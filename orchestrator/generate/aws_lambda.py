@@ -56,7 +56,7 @@ def iam_statements(job: Job) -> tuple[list[dict[str, Any]], list[str]]:
     for step in job.routine.steps:
         if not step.active:
             continue
-        answers = [a for a in job.registry.pm.hook.aws_iam_statements(step=step) if a is not None]
+        answers = [a for a in job.registry.hook("aws_iam_statements")(step=step) if a is not None]
         if not answers:
             notes.append(
                 f"step {step.name} ({step.executor.name}): no plugin declares its AWS needs, "

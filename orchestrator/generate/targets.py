@@ -75,7 +75,7 @@ def find_target(name: str, registry: Any = None) -> Target:
         return getattr(importlib.import_module(module), attr)
     plugged = {
         t.name: t
-        for found in (registry.pm.hook.generate_targets() if registry else [])
+        for found in (registry.hook("generate_targets")() if registry else [])
         for t in found or ()
     }
     if name in plugged:

@@ -5,19 +5,19 @@ Every problem is collected as ``FILE: PATH: message`` before anything runs.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import functools
 import hashlib
 import json
 import os
 import re
-import uuid
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import PluginError, Problem, RoutineError, UserError
 from ..executor import Place, accepts_context
+from ..ids import new_id
 from ..limits import (MAX_DEPTH, DocumentProblem, check_document, decode_utf8, location_problem,
                       read_bounded, yaml_graph_problem)
 from ..masking import mask_shown
@@ -257,8 +257,8 @@ class _Loader:
             self.report("", "a routine must be a JSON/YAML object with routine_name and executors")
             self.fail_if_problems()
         broken = self.check_structure()
-        now = dt.datetime.now(dt.timezone.utc)
-        run = {"id": run_id or str(uuid.uuid4()), "date": run_date or now.date().isoformat()}
+        today = time.strftime("%Y-%m-%d", time.gmtime())  # UTC
+        run = {"id": run_id or new_id(), "date": run_date or today}
         params, secrets = self.merge_params(overrides, run)
         self.secrets |= secrets
         subst = self.substituter = Substituter(params, self.env, run)

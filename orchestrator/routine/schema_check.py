@@ -1,7 +1,6 @@
 """JSON Schema validation that speaks the user's language: a JSON path and a fix per problem."""
 from __future__ import annotations
 
-import difflib
 from functools import lru_cache
 from typing import Any, Iterable
 
@@ -34,7 +33,11 @@ def schema_problems(instance: Any, schema: dict[str, Any], prefix: str = "", wha
 def _sort_key(path: str) -> list[Any]:
     import re
 
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[.\[\]]+", path) if part]
+    key: list[Any] = []
+    for part in filter(None, re.split(r"[.\[\]]+", path)):
+        # An index sorts as a number; "²" is a digit to isdigit() but not to int().
+        key.append((0, int(part), "") if part.isascii() and part.isdigit() else (1, 0, part))
+    return key
 
 
 _TYPES: dict[str, Any] = {
@@ -175,6 +178,8 @@ def _describe(error: Any, prefix: str, what: str) -> list[tuple[str, str]]:
 
 
 def _hint(extra: str, allowed: list[str]) -> str:
+    import difflib  # only a mistake pays for it
+
     close = difflib.get_close_matches(str(extra), allowed, n=1)
     return f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed) or 'none'}"
 

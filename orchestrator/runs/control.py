@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 from typing import Iterable
 
@@ -12,8 +11,9 @@ from ..errors import UserError
 from ..events import SKIPPED, SUCCEEDED, Listener, RunResult
 from ..outcome import ExitCode
 from ..routine.load import Routine
+from .io import RememberedWatermarks
 from .recorder import LogCapture, RunRecorder, new_record
-from .store import DEAD, RUNNING, RunRecord, RunStore, is_dead, owns_pid
+from .store import DEAD, RUNNING, RunRecord, RunStore, hostname, is_dead, owns_pid
 
 CANCEL_WAIT_SECONDS = 20.0
 
@@ -27,10 +27,11 @@ class TrackedRun:
         self.store = store
         self.routine: Routine = the_plan.routine
         self.record = new_record(self.routine, resumed_from)
-        self.run = Run(the_plan, [], max_parallel, watermarks=store, done=done, resumed_from=resumed_from,
-                       excluded=excluded)
+        self.run = Run(the_plan, [], max_parallel, watermarks=RememberedWatermarks(store),
+                       done=done, resumed_from=resumed_from, excluded=excluded)
         self.recorder = RunRecorder(store, self.record, on_cancel_request=self.run.cancel,
-                                    on_failure=lambda reason: self.run.cancel())
+                                    on_failure=lambda reason: self.run.cancel(),
+                                    step_sizes=[len(step.spec.tasks) for step in the_plan.steps])
         self.run.listeners = [self.recorder, *listeners]  # first: it may mark the result failed
         if self.routine.notify:  # last: told once the store has the final status
             from ..alerts.listener import Notifier
@@ -54,6 +55,13 @@ class TrackedRun:
 
     def cancel(self) -> None:
         self.run.cancel()
+
+    def save_records(self, timeout: float = 1.0) -> None:
+        """Before a forced exit: write the task records still waiting for their batch, if it can."""
+        try:
+            self.recorder.writer.flush(timeout)
+        except Exception:  # the process is going anyway
+            pass
 
 
 def reap(store: RunStore, runs: Iterable[RunRecord]) -> list[RunRecord]:
@@ -103,7 +111,7 @@ def cancel_run(store: RunStore, ref: str, grace: float = CANCEL_WAIT_SECONDS) ->
     if run.finished:
         return run, False
     store.update_run(run.run_id, cancel_requested=True)
-    local = run.host == socket.gethostname() and owns_pid(run)
+    local = run.host == hostname() and owns_pid(run)
     if local:
         _signal(run.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace

@@ -11,13 +11,13 @@ import os
 import sys
 import threading
 import time
-import uuid
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
-from ..events import FAILED, SKIPPED, Listener, RunResult, TaskResult
+from ..events import CANCELLED, FAILED, SKIPPED, Listener, RunResult, TaskResult
 from ..executor import current_context
 from ..masking import MaskedLines, MaskSecrets
 from ..routine.substitution import mask
+from .io import FLUSH_SECONDS, WRITE_AT_ONCE_SECONDS, TaskWriter
 from .store import HEARTBEAT_SECONDS, LogRecord, RoutineBusy, RunRecord, RunStore, TaskRecord
 
 __all__ = ["LogCapture", "MaskSecrets", "RunRecorder", "new_record", "parent_run_id"]
@@ -40,21 +40,37 @@ class RunRecorder(Listener):
     with the reason (the run is then stopped), the run ends as failed and ``failure`` says why. A
     vanished store is re-created at once, with this run's record and attempts in it, so that a
     second start is refused while this run is still stopping.
+
+    Task records are group-committed (:class:`TaskWriter`): written at once when a step starts or
+    ends, when a task fails or is cancelled, and when a task did real work (ran a few
+    milliseconds or more: the commit is then cheap beside it). Only quick tasks in the middle of a
+    step wait, at most the flush interval. So a step that a resume counts as done is on disk
+    before the next one starts, and a run that dies shows which step was running. ``step_sizes``
+    (tasks per step, in plan order) tells when a step ends; without it every finished task is
+    written at once. A batch that cannot be written fails the run like any other record.
     """
 
-    def __init__(self, store: RunStore, record: RunRecord, on_cancel_request: Callable[[], None] | None = None,
+    def __init__(self, store: RunStore, record: RunRecord,
+                 on_cancel_request: Callable[[], None] | None = None,
                  heartbeat_seconds: float = HEARTBEAT_SECONDS,
                  on_failure: Callable[[str], None] | None = None,
-                 watch_seconds: float = WATCH_SECONDS) -> None:
+                 watch_seconds: float = WATCH_SECONDS,
+                 step_sizes: Sequence[int] | None = None,
+                 flush_seconds: float = FLUSH_SECONDS) -> None:
         self.store = store
         self.record = record
         self.on_cancel_request = on_cancel_request
         self.on_failure = on_failure
         self.heartbeat_seconds = heartbeat_seconds
         self.watch_seconds = min(watch_seconds, heartbeat_seconds)
+        self.step_sizes = list(step_sizes) if step_sizes is not None else None
+        self.writer = TaskWriter(store, flush_seconds)
         self.failure: str | None = None
         self._attempt_ids: dict[tuple[int, int], str] = {}
+        # Every attempt's latest record, and how to build those still running: a store re-created
+        # after it vanished gets them all again.
         self._attempts: dict[str, TaskRecord] = {}
+        self._running: dict[str, Callable[[], TaskRecord]] = {}
         self._failure_lock, self._watch_lock = threading.Lock(), threading.Lock()
         self._attempt_started: dict[tuple[int, int], float] = {}  # a retry's own start, not the task's
         self._stop = threading.Event()
@@ -67,12 +83,18 @@ class RunRecorder(Listener):
         self._beater.start()
 
     def _beat(self) -> None:
-        last_beat = time.monotonic()
-        while not self._stop.wait(self.watch_seconds):
-            self._watch()
-            if time.monotonic() - last_beat < self.heartbeat_seconds:
+        """Flush waiting task records on the writer's interval; watch the store and beat (and look
+        for a cancel request) on theirs."""
+        next_watch = time.monotonic() + self.watch_seconds
+        next_beat = time.monotonic() + self.heartbeat_seconds
+        while not self._stop.wait(self._next_wait(min(next_watch, next_beat))):
+            if time.monotonic() >= next_watch:
+                next_watch = time.monotonic() + self.watch_seconds
+                self._watch()
+            self.flush()
+            if time.monotonic() < next_beat:
                 continue
-            last_beat = time.monotonic()
+            next_beat = time.monotonic() + self.heartbeat_seconds
             try:
                 self.store.update_run(self.record.run_id, heartbeat=time.time())
                 current = self.store.get_run(self.record.run_id)
@@ -82,6 +104,13 @@ class RunRecorder(Listener):
                 self._reclaim("its record vanished from the run store")
             elif current.cancel_requested and self.on_cancel_request:
                 self.on_cancel_request()
+
+    def _next_wait(self, deadline: float) -> float:
+        return max(0.0, min(self.writer.interval, deadline - time.monotonic()))
+
+    def flush(self) -> None:
+        """Write the task records waiting for their batch; a failure fails the run."""
+        self._quietly(self.writer.flush)
 
     def _watch(self) -> None:
         """The store this run claimed its routine in must still be the one at its place."""
@@ -103,8 +132,9 @@ class RunRecorder(Listener):
             except RoutineBusy as busy:
                 reason += f"; run {busy.run_id} has claimed the routine since"
                 self.store.start_run(self.record, allow_concurrent=True)
-            for attempt in list(self._attempts.values()):
-                self.store.record_task(attempt)
+            running = [build() for build in list(self._running.values())]
+            self.store.record_tasks([*self._attempts.values(), *running])
+            self.writer.flush()  # those waiting for their batch, too (already among them)
         except Exception as exc:  # the store cannot be re-created either: the run still stops
             reason += f"; it could not be re-created ({exc})"
         self.fail(reason)
@@ -130,19 +160,34 @@ class RunRecorder(Listener):
         except Exception as exc:
             self.store_failed(exc)
 
-    def _record(self, result: TaskResult, status: str, attempt: int | None = None) -> None:
+    def _task_id(self, result: TaskResult, attempt: int) -> str:
+        """One id per attempt: the run's id is unique, and so is an attempt within a run (cheaper
+        than a random UUID per task)."""
         key = (result.step_index, result.index)
-        task_id = self._attempt_ids.get(key) or str(uuid.uuid4())
-        self._attempt_ids[key] = task_id
-        record = TaskRecord(
-            id=task_id, run_id=self.record.run_id, step=result.step, executor=result.executor, task=result.task,
-            step_index=result.step_index, task_index=result.index, attempt=result.attempts if attempt is None else attempt,
-            status=status, started=self._attempt_started.get(key) or result.started or time.time(), ended=result.ended,
-            error_type=result.error_type, error=result.error or result.reason,
+        task_id = self._attempt_ids.get(key)
+        if task_id is None:
+            task_id = self._attempt_ids[key] = f"{self.record.run_id}:{key[0]}.{key[1]}.{attempt}"
+        return task_id
+
+    def _task_record(self, result: TaskResult, status: str, attempt: int, task_id: str
+                     ) -> TaskRecord:
+        return TaskRecord(
+            id=task_id, run_id=self.record.run_id, step=result.step,
+            executor=result.executor, task=result.task, step_index=result.step_index,
+            task_index=result.index, attempt=attempt, status=status,
+            # a retry's own start, not the task's first (so attempts do not overlap on a timeline)
+            started=self._attempt_started.get((result.step_index, result.index)) or result.started or time.time(),
+            ended=result.ended, error_type=result.error_type, error=result.error or result.reason,
             metrics=result.metrics.to_dict() if result.metrics else None, traceback=result.traceback,
             watermark=result.watermark, next_watermark=result.next_watermark, result=result.result)
+
+    def _record(self, result: TaskResult, status: str, attempt: int | None = None) -> None:
+        attempt = result.attempts if attempt is None else attempt
+        task_id = self._task_id(result, attempt)
+        record = self._task_record(result, status, attempt, task_id)
+        self._running.pop(task_id, None)
         self._attempts[task_id] = record
-        self._quietly(lambda: self.store.record_task(record))
+        self.writer.add(record)
         if status == FAILED and result.traceback:  # ``orchestrate logs`` tells what went wrong, too
             self._quietly(lambda: self._log_traceback(result))
 
@@ -156,21 +201,48 @@ class RunRecorder(Listener):
     def task_started(self, result: TaskResult) -> None:
         self._attempt_ids.pop((result.step_index, result.index), None)
         self._attempt_started[(result.step_index, result.index)] = time.time()
-        self._record(result, "running")
+        attempt = result.attempts
+        task_id = self._task_id(result, attempt)
+
+        def running() -> TaskRecord:
+            return self._task_record(result, "running", attempt, task_id)
+
+        self._running[task_id] = running
+        self.writer.started(task_id, running)
+        if result.index == 0 and attempt <= 1:  # a step starts: a crash shows where it was
+            self.flush()
 
     def task_retrying(self, result: TaskResult, delay: float) -> None:
         result.ended = time.time()
         self._record(result, "failed")
         result.ended = None
+        self.flush()
 
     def task_finished(self, result: TaskResult) -> None:
         self._record(result, result.status, 0 if result.status == SKIPPED and not result.attempts else None)
+        failed = result.status in (FAILED, CANCELLED)
+        if failed or self._ends_step(result) or self._slow(result) or self.writer.due:
+            self.flush()
+
+    def _slow(self, result: TaskResult) -> bool:
+        """A task that did real work is written at once: a commit is cheap beside it, and a rerun
+        after a crash would repeat that work."""
+        duration = result.duration
+        return duration is not None and duration >= WRITE_AT_ONCE_SECONDS
+
+    def _ends_step(self, result: TaskResult) -> bool:
+        """The engine reports a step's tasks in order: its last task's last event ends the step."""
+        sizes = self.step_sizes
+        if sizes is None or result.step_index >= len(sizes):
+            return True
+        return result.index >= sizes[result.step_index] - 1
 
     def run_finished(self, result: RunResult) -> None:
         """Record the end. The recorder is the run's first listener: a run whose record failed is
         marked failed here, before the console and JSON output report it."""
         self._stop.set()
         self._watch()
+        self.flush()
         status = FAILED if self.failure is not None else result.status
         self._quietly(lambda: self.store.update_run(self.record.run_id, status=status,
                                                     ended=result.ended, heartbeat=time.time()))

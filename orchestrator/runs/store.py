@@ -11,12 +11,11 @@ import errno
 import functools
 import json
 import os
-import socket
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from ..errors import EnvironmentProblem, UserError
 from ..outcome import TERMINAL, Status
@@ -30,6 +29,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 # The host of a run that an outside engine drives (a Step Functions execution): no process of ours
 # lives for it between steps, so no heartbeat says it is alive; its engine records its end.
 EXTERNAL_HOST_PREFIX = "external:"
+
+
+def hostname() -> str:
+    """This machine's name, as ``socket.gethostname()`` gives it (socket costs start-up)."""
+    try:
+        return os.uname().nodename
+    except AttributeError:  # no uname (Windows)
+        import socket
+
+        return socket.gethostname()
 
 
 class RoutineBusy(UserError):
@@ -55,7 +64,7 @@ class RunRecord:
     ended: float | None = None
     parent_run_id: str | None = None
     resumed_from: str | None = None
-    host: str = dataclasses.field(default_factory=socket.gethostname)
+    host: str = dataclasses.field(default_factory=hostname)
     pid: int | None = dataclasses.field(default_factory=os.getpid)
     pid_started: int | None = dataclasses.field(default_factory=lambda: process_start(os.getpid()))
     heartbeat: float = dataclasses.field(default_factory=time.time)
@@ -129,6 +138,11 @@ class RunStore:
         """Insert or replace one task execution (one attempt)."""
         raise NotImplementedError
 
+    def record_tasks(self, tasks: Sequence[TaskRecord]) -> None:
+        """Insert or replace several, in order; a store that can writes them in one transaction."""
+        for task in tasks:
+            self.record_task(task)
+
     def tasks(self, run_id: str) -> list[TaskRecord]:
         raise NotImplementedError
 
@@ -169,7 +183,7 @@ def is_dead(run: RunRecord, now: float | None = None) -> bool:
     if run.status != RUNNING or run.host.startswith(EXTERNAL_HOST_PREFIX):
         return False
     now = now or time.time()
-    if run.host == socket.gethostname() and run.pid:
+    if run.host == hostname() and run.pid:
         return not owns_pid(run)
     return now - run.heartbeat > DEAD_AFTER_SECONDS
 
@@ -230,6 +244,10 @@ CREATE TABLE IF NOT EXISTS watermarks (
 _RUN_COLUMNS = [f.name for f in dataclasses.fields(RunRecord)]
 _TASK_COLUMNS = [f.name for f in dataclasses.fields(TaskRecord)]
 _JSON_COLUMNS = frozenset({"params", "metrics", "watermark", "next_watermark", "result"})
+# the task columns kept as JSON: metrics, watermarks and the kept return value
+_TASK_JSON = tuple((i, name) for i, name in enumerate(_TASK_COLUMNS) if name in _JSON_COLUMNS)
+_INSERT_TASK = (f"INSERT OR REPLACE INTO tasks ({', '.join(_TASK_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_TASK_COLUMNS))})")
 
 
 class StoreUnavailable(EnvironmentProblem):
@@ -397,10 +415,22 @@ class SQLiteStore(RunStore):
                                     (*args, limit)).fetchall()
         return [self._run_from_row(row) for row in rows]
 
-    @_store_errors
     def record_task(self, task: TaskRecord) -> None:
-        values = [self._encode(name, getattr(task, name)) for name in _TASK_COLUMNS]
-        self._write(f"INSERT OR REPLACE INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join('?' * len(values))})", values)
+        self.record_tasks([task])
+
+    @_store_errors
+    def record_tasks(self, tasks: Sequence[TaskRecord]) -> None:
+        """One transaction for the batch (group commit): a commit per task costs more than it."""
+        rows = [self._task_row(task) for task in tasks]
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_INSERT_TASK, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # a COMMIT that failed (a full disk) may have ended it already
+                conn.execute("ROLLBACK")
+            raise
 
     @_store_errors
     def tasks(self, run_id: str) -> list[TaskRecord]:
@@ -430,6 +460,12 @@ class SQLiteStore(RunStore):
     def set_watermark(self, routine: str, step: str, task: str, value: Any, run_id: str) -> None:
         self._write("INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?, ?, ?, ?)",
                     (routine, step, task, json.dumps(value), run_id, time.time()))
+
+    def _task_row(self, task: TaskRecord) -> list[Any]:
+        row = [storable(getattr(task, name)) for name in _TASK_COLUMNS]
+        for i, name in _TASK_JSON:
+            row[i] = self._encode(name, getattr(task, name))
+        return row
 
     @staticmethod
     def _encode(name: str, value: Any) -> Any:
@@ -462,7 +498,7 @@ def open_store(registry: Any = None) -> RunStore:
     if url and not url.startswith("sqlite:"):
         from ..registry import Registry
 
-        store = (registry or Registry()).pm.hook.run_store(url=url)
+        store = (registry or Registry()).store_for(url)
         if store is None:
             raise UserError(f"ORCHESTRATOR_STORE={url!r}: no installed plugin provides this run store")
         return store
