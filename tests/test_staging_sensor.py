@@ -47,12 +47,19 @@ def grow(path: Path, stop: threading.Event, chunks: int = 60) -> threading.Threa
 def test_waits_for_files_landing_later_in_a_folder_made_later(tmp_path: Path) -> None:
     landing = tmp_path / "landing"  # does not exist yet: the sender makes it
 
+    def arrive(path: Path, data: bytes) -> None:
+        """Whole at once (written aside, then renamed): this test is about arrival, not growth
+        (stable_for is 0 here, so a file caught half-written would count with its partial size)."""
+        aside = path.with_name(path.name + ".part")
+        aside.write_bytes(data)
+        aside.rename(path)
+
     def deliver() -> None:
         (landing / "sub").mkdir(parents=True)
-        (landing / "a.csv").write_bytes(CSV)
-        (landing / "notes.txt").write_bytes(b"not a csv")
+        arrive(landing / "a.csv", CSV)
+        arrive(landing / "notes.txt", b"not a csv")
         time.sleep(0.3)
-        (landing / "sub" / "b.csv").write_bytes(CSV)
+        arrive(landing / "sub" / "b.csv", CSV)
 
     sender = later(deliver)
     metrics = staging(tmp_path, pattern="*.csv").wait_for_files(context(tmp_path, "wait_for_files"),
