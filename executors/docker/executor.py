@@ -45,6 +45,7 @@ class DockerExecutor(CallKeys, Executor):
         self._client: Any = None
         self._lock = threading.Lock()
         self._running: dict[str, float] = {}
+        self._cancelled: set[str] = set()
         self._ordinals: dict[str, int] = {}
 
     # ------------------------------------------------------------------ contract
@@ -76,6 +77,7 @@ class DockerExecutor(CallKeys, Executor):
         """
         with self._lock:
             running = dict(self._running)
+            self._cancelled.update(running)
         for container_id, grace in running.items():
             threading.Thread(target=self._stop_quietly, args=(container_id, grace), daemon=True,
                              name=f"stop-{container_id[:12]}").start()
@@ -207,7 +209,11 @@ class DockerExecutor(CallKeys, Executor):
             pump = LogPump(api, cid, context.logger, positions, lambda p: record.save(logs=p)).start()
             started = time.monotonic()
             end = box.wait(api, cid, lambda: context.cancelled)
-            if end is None:
+            with self._lock:
+                stopped_by_cancel = cid in self._cancelled
+            if end is None or stopped_by_cancel or context.cancelled:
+                # cancel() stops the container before the engine flags the context: an exit seen
+                # in between (143 after SIGTERM) is still our cancel, not a failure of the program.
                 self._stop_quietly(cid, grace)
                 pump.drain()
                 box.remove(api, cid)
@@ -217,6 +223,7 @@ class DockerExecutor(CallKeys, Executor):
         finally:
             with self._lock:
                 self._running.pop(cid, None)
+                self._cancelled.discard(cid)
         return self._finish(found, record, context, end, pump, reattached, keep_on_failure, time.monotonic() - started)
 
     def _finish(self, found: Any, record: _aws.RemoteRecord, context: Context, end: box.Exit, pump: LogPump,
