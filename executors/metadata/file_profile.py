@@ -2,14 +2,15 @@
 
 Why DuckDB: it sniffs CSV dialects and types, reads CSV, JSON lines and Parquet (Hive partitions
 too) in parallel, vectorised and within a memory limit, and has the sketches needed
-(``approx_count_distinct`` for distinct counts, ``approx_top_k`` for frequent values), so one
-pass computes everything without our process holding rows. pyarrow supplies what DuckDB cannot
+(``bitstring_agg`` to build our HyperLogLog, see hll.py; ``approx_top_k`` for frequent values),
+so one pass computes everything without our process holding rows. pyarrow supplies what DuckDB cannot
 do offline here: reading ``s3://`` (DuckDB's httpfs extension would be downloaded at run time).
 """
 from __future__ import annotations
 
 from typing import Any
 
+from . import hll
 from .model import ColumnInfo, ColumnProfile, TableProfile
 from .sql_profile import clip
 
@@ -18,9 +19,6 @@ THREADS = 2
 NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
            "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL")
 UNORDERED = ("STRUCT", "MAP", "[]", "UNION", "JSON")
-# DuckDB's HyperLogLog: relative standard error of its distinct estimates, as measured in
-# bench/bench_metadata.py (about 1.6 %; single estimates seen up to about 3 %).
-APPROX_DISTINCT_ERROR = "HyperLogLog, standard error about 1.6 %"
 
 
 def connect() -> Any:
@@ -47,13 +45,19 @@ def describe(con: Any, relation: str) -> list[ColumnInfo]:
             in enumerate(rows)]
 
 
-def _aggregates(column: ColumnInfo, index: int, exact: bool, top: int) -> list[str]:
+def _hashable(column: ColumnInfo) -> str:
+    """Nested values are counted by their text."""
+    col = quote(column.name)
+    return f"CAST({col} AS VARCHAR)" if any(u in column.data_type.upper() for u in UNORDERED) else col
+
+
+def _aggregates(column: ColumnInfo, index: int, exact: bool, top: int, p: int) -> list[str]:
     col = quote(column.name)
     kind = column.data_type.upper()
     parts = [f"count({col}) AS nn{index}"]
-    hashable = col if not any(u in kind for u in UNORDERED) else f"CAST({col} AS VARCHAR)"
+    hashable = _hashable(column)
     parts.append(f"count(DISTINCT {hashable}) AS d{index}" if exact
-                 else f"approx_count_distinct({hashable}) AS d{index}")
+                 else f"{hll.duckdb_sketch(f'__hll{index}', p)} AS d{index}")
     if not any(u in kind for u in UNORDERED):
         parts += [f"min({col}) AS lo{index}", f"max({col}) AS hi{index}"]
     if kind.startswith(NUMERIC) or kind == "BOOLEAN":
@@ -67,20 +71,28 @@ def profile_relation(con: Any, name: str, relation: str, columns: list[ColumnInf
                      sample_rows: int, hidden: set[str]) -> TableProfile:
     """One SELECT over ``relation`` (a DuckDB table function or a registered Arrow dataset)."""
     parts = ["count(*) AS n"]
+    p = hll.precision(len(columns))
     for index, column in enumerate(columns):
-        parts += _aggregates(column, index, exact, 0 if column.name in hidden else top)
-    cursor = con.execute(f"SELECT {', '.join(parts)} FROM {relation}")
+        parts += _aggregates(column, index, exact, 0 if column.name in hidden else top, p)
+    scanned = relation
+    if not exact:
+        hashes = ", ".join(f"{hll.duckdb_hash(_hashable(c))} AS __hll{i}" for i, c in enumerate(columns))
+        scanned = f"(SELECT *, {hashes} FROM {relation})"
+    cursor = con.execute(f"SELECT {', '.join(parts)} FROM {scanned}")
     names = [d[0] for d in cursor.description]
     row = dict(zip(names, cursor.fetchone()))
     rows = int(row["n"])
+    note = (f"distinct counts: HyperLogLog of 2^{p} registers, relative standard error "
+            f"{hll.standard_error(p):.2%}")
     profile = TableProfile(name, rows, True, "exact" if exact else "approx-distinct",
-                           note=None if exact else f"distinct counts: {APPROX_DISTINCT_ERROR}")
+                           note=None if exact else note)
     for index, column in enumerate(columns):
+        distinct = int(row[f"d{index}"]) if exact else hll.distinct_count(row[f"d{index}"], p)
         top_values = row.get(f"top{index}")
-        if top_values and int(row[f"d{index}"]) * 2 > int(row[f"nn{index}"]):
+        if top_values and distinct * 2 > int(row[f"nn{index}"]):
             top_values = None  # nearly unique: its "most frequent" values are noise
         profile.columns[column.name] = ColumnProfile(
-            column.name, null_count=rows - int(row[f"nn{index}"]), distinct_count=int(row[f"d{index}"]),
+            column.name, null_count=rows - int(row[f"nn{index}"]), distinct_count=distinct,
             distinct_approx=not exact, min_value=clip(row.get(f"lo{index}")), max_value=clip(row.get(f"hi{index}")),
             mean=row.get(f"avg{index}"),
             top_values=[{"value": clip(v)} for v in top_values] if top_values else None)
