@@ -66,7 +66,7 @@ def estimate(counts: list[int]) -> float:
     for k in range(RANK_BITS, 0, -1):
         z = 0.5 * (z + counts[k])
     z += registers * _sigma(counts[0] / registers)
-    return registers * registers / (2 * math.log(2)) / z
+    return registers * registers / (2 * math.log(2)) / z if z else math.inf
 
 
 def distinct_count(bits: str | None, p: int) -> int:
