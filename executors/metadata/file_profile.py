@@ -77,7 +77,7 @@ def profile_relation(con: Any, name: str, relation: str, columns: list[ColumnInf
     scanned = relation
     if not exact:
         hashes = ", ".join(f"{hll.duckdb_hash(_hashable(c))} AS __hll{i}" for i, c in enumerate(columns))
-        scanned = f"(SELECT *, {hashes} FROM {relation})"
+        scanned = f"(SELECT *, {hashes} FROM {relation})"  # each value hashed once
     cursor = con.execute(f"SELECT {', '.join(parts)} FROM {scanned}")
     names = [d[0] for d in cursor.description]
     row = dict(zip(names, cursor.fetchone()))
@@ -87,7 +87,8 @@ def profile_relation(con: Any, name: str, relation: str, columns: list[ColumnInf
     profile = TableProfile(name, rows, True, "exact" if exact else "approx-distinct",
                            note=None if exact else note)
     for index, column in enumerate(columns):
-        distinct = int(row[f"d{index}"]) if exact else hll.distinct_count(row[f"d{index}"], p)
+        nulls = rows > int(row[f"nn{index}"])
+        distinct = int(row[f"d{index}"]) if exact else hll.distinct_count(row[f"d{index}"], p, nulls)
         top_values = row.get(f"top{index}")
         if top_values and distinct * 2 > int(row[f"nn{index}"]):
             top_values = None  # nearly unique: its "most frequent" values are noise

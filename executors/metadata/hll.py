@@ -22,6 +22,7 @@ SLOTS = 32  # ranks kept per register; the top one means "SLOTS or more"
 RANK_BITS = SLOTS - 1  # low bits of the hash that give the rank (Ertl's q)
 BIT_BUDGET = 1 << 26  # sketch bits per table: memory is bounded whatever the column count
 MAX_PRECISION, MIN_PRECISION = 16, 10
+NULL_HASH = 13787848793156543929  # DuckDB's hash(NULL), the same for every type
 
 
 def precision(columns: int) -> int:
@@ -36,8 +37,12 @@ def standard_error(p: int) -> float:
 
 
 def duckdb_hash(expression: str) -> str:
-    """The value a sketch is built from: the 64-bit hash with bit 31 set (NULL stays NULL)."""
-    return f"CASE WHEN {expression} IS NOT NULL THEN hash({expression}) | {1 << RANK_BITS}::UBIGINT END"
+    """The value a sketch is built from: DuckDB's 64-bit hash with bit 31 set.
+
+    NULL hashes to one constant (NULL_HASH) whatever its type; ``distinct_count`` takes that bit
+    out again, which is cheaper than a CASE or FILTER on every row.
+    """
+    return f"hash({expression}) | {1 << RANK_BITS}::UBIGINT"
 
 
 def duckdb_sketch(hashed: str, p: int) -> str:
@@ -69,11 +74,25 @@ def estimate(counts: list[int]) -> float:
     return registers * registers / (2 * math.log(2)) / z if z else math.inf
 
 
-def distinct_count(bits: str | None, p: int) -> int:
-    """The estimate from a sketch DuckDB returned (None: no non-NULL value was seen)."""
-    if not bits or "1" not in bits:
+def distinct_count(bits: str | None, p: int, nulls: bool = False) -> int:
+    """The estimate from a sketch DuckDB returned; ``nulls``: the column had NULLs to take out.
+
+    Taking NULL's bit out can hide a real value with the same register and rank: at most one
+    value's worth, far under the standard error, and nothing at all for small counts.
+    """
+    if not bits:
         return 0
+    if nulls:
+        at = null_position(p)
+        bits = bits[:at] + "0" + bits[at + 1:]
     return int(round(estimate(register_histogram(bits, p))))
+
+
+def null_position(p: int) -> int:
+    """The bit the sketch sets for NULL (the same arithmetic as the SQL, in Python)."""
+    hashed = NULL_HASH | (1 << RANK_BITS)
+    rank = (hashed & -hashed).bit_length()
+    return (hashed >> (64 - p)) * SLOTS + rank - 1
 
 
 def _sigma(x: float) -> float:
