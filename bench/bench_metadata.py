@@ -1,16 +1,22 @@
 """The metadata executor against the issue's anchors, side by side in one run.
 
     python bench/bench_metadata.py [--pg-rows 1000000] [--tables 500] [--csv-mb 256] [--repeat 3]
+                                   [--only pg|estimate|catalog|files] [--keep-table]
 
 1. PostgreSQL profile of one table (rows x 10 columns): the hand-written all-aggregates statement
    through psql, against ``orchestrate metadata --mode exact`` and the default ``estimate`` mode;
-   whole-process medians and the client's peak RSS.
+   whole-process medians, CPU seconds and the client's peak RSS; the estimate step alone (catalog
+   + pg_stats, in process, start-up excluded), ANALYZE's own time, and the estimates' distinct
+   error against exact counts.
 2. Schema extraction of N tables (columns, primary and foreign keys): SQLAlchemy's inspector table
-   by table against our set-based catalog queries, in process; statements counted.
+   by table against our set-based catalog queries, in process; statements counted; tables never
+   analyzed and then analyzed (sizes come from different places, see sql_catalog.py).
 3. A CSV (10 mixed columns) and the same data as Parquet: DuckDB ``SUMMARIZE`` against
-   ``orchestrate metadata FILE`` (approximate distinct counts), time, peak RSS and the distinct
-   counts' error against exact ones.
-Needs the local PostgreSQL (trust auth, database ``test``); creates and drops schema ``bench_meta``.
+   ``orchestrate metadata FILE`` (approximate distinct counts), time, CPU, peak RSS and the
+   distinct counts' error per column against exact ones (DuckDB's approx_count_distinct beside).
+Needs the local PostgreSQL (trust auth, database ``test``); creates and drops schema ``bench_meta``
+and, unless --keep-table, ``bench_meta_big`` (the big table, reused when it has the asked rows).
+CPU seconds (user + system, all threads) are the fairer comparison on a loaded machine.
 """
 from __future__ import annotations
 
@@ -25,23 +31,32 @@ from pathlib import Path
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SCHEMA = "bench_meta"
+BIG_SCHEMA = "bench_meta_big"
 COLUMNS = ["id", "a_int", "b_int", "c_float", "d_float", "e_text", "f_text", "g_date", "h_bool", "i_num"]
 
 
-def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """(seconds, peak RSS MiB) of one child process."""
-    start = time.perf_counter()
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(child.pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{cmd[:4]} failed: {child.stderr.read().decode()[-800:]}")
-    return elapsed, usage.ru_maxrss / 1024
+LAST_OUTPUT: list[str] = [""]  # stdout of the last measured child (a file: no pipe to fill)
 
 
-def median_of(cmd: list[str], repeat: int, env: dict[str, str] | None = None) -> tuple[float, float]:
+def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """(seconds, CPU seconds, peak RSS MiB) of one child process."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        child = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            raise SystemExit(f"{cmd[:4]} failed: {err.read()[-800:]}")
+        out.seek(0)
+        LAST_OUTPUT[0] = out.read()
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def median_of(cmd: list[str], repeat: int, env: dict[str, str] | None = None) -> tuple[float, float, float]:
     runs = [run_measured(cmd, env) for _ in range(repeat)]
-    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+    return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs),
+            max(r[2] for r in runs))
 
 
 def psql(sql: str) -> None:
@@ -50,8 +65,14 @@ def psql(sql: str) -> None:
 
 
 def make_pg_table(rows: int) -> None:
-    psql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA};"
-         f"CREATE TABLE {SCHEMA}.big AS SELECT i AS id, (random()*1000)::int AS a_int,"
+    """The big table in BIG_SCHEMA, made by generate_series in the server (no rows sent)."""
+    found = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-Atc",
+                            f"SELECT count(*) FROM {BIG_SCHEMA}.big"], capture_output=True, text=True)
+    if found.returncode == 0 and found.stdout.strip() == str(rows):
+        print(f"(reusing {BIG_SCHEMA}.big)")
+        return
+    psql(f"DROP SCHEMA IF EXISTS {BIG_SCHEMA} CASCADE; CREATE SCHEMA {BIG_SCHEMA};"
+         f"CREATE TABLE {BIG_SCHEMA}.big AS SELECT i AS id, (random()*1000)::int AS a_int,"
          f" (random()*1e6)::int AS b_int, random() AS c_float,"
          f" CASE WHEN i % 10 = 0 THEN NULL ELSE random()*100 END AS d_float, 'k' || (i % 5000) AS e_text,"
          f" md5(i::text) AS f_text, date '2020-01-01' + (i % 1500) AS g_date, i % 3 = 0 AS h_bool,"
@@ -68,7 +89,7 @@ def hand_written(exact_distinct: bool = True) -> str:
             parts += [f"min({c})", f"max({c})"]
         if c in ("id", "a_int", "b_int", "c_float", "d_float", "i_num"):
             parts.append(f"avg({c})")
-    return f"SELECT {', '.join(parts)} FROM {SCHEMA}.big"
+    return f"SELECT {', '.join(parts)} FROM {BIG_SCHEMA}.big"
 
 
 def bench_pg(rows: int, repeat: int, home: str) -> None:
@@ -76,18 +97,70 @@ def bench_pg(rows: int, repeat: int, home: str) -> None:
     make_pg_table(rows)
     env = {**os.environ, "ORCHESTRATOR_HOME": home}
     target = f"sqlite:///{home}/bench.db"
-    ours = [sys.executable, "-m", "orchestrator.cli", "metadata", PG, "--include", f"{SCHEMA}.*", "--target", target]
+    ours = [sys.executable, "-m", "orchestrator.cli", "metadata", PG, "--include", f"{BIG_SCHEMA}.*",
+            "--target", target, "--json"]
     psql_cmd = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-q", "-c"]
     rows_out = [
         ("psql: hand-written statement, exact distinct", median_of(psql_cmd + [hand_written()], repeat)),
         ("psql: hand-written statement, no distinct", median_of(psql_cmd + [hand_written(False)], repeat)),
         ("orchestrate metadata --mode exact", median_of(ours + ["--mode", "exact"], repeat, env)),
-        ("orchestrate metadata --mode sample (10 % TABLESAMPLE)", median_of(ours + ["--mode", "sample"], repeat, env)),
     ]
-    psql(f"ANALYZE {SCHEMA}.big")
+    exact = distinct_counts(LAST_OUTPUT[0])
+    rows_out.append(("orchestrate metadata --mode sample (10 % TABLESAMPLE)",
+                     median_of(ours + ["--mode", "sample"], repeat, env)))
+    psql(f"ANALYZE {BIG_SCHEMA}.big")
     rows_out.append(("orchestrate metadata (estimate: pg_stats)", median_of(ours, repeat, env)))
-    for label, (seconds, rss) in rows_out:
-        print(f"{label:<55} {seconds:7.2f} s   peak RSS {rss:6.0f} MiB")
+    estimated = distinct_counts(LAST_OUTPUT[0])
+    for label, (seconds, cpu, rss) in rows_out:
+        print(f"{label:<55} {seconds:7.2f} s  CPU {cpu:6.2f} s  peak RSS {rss:6.0f} MiB")
+    report_errors("estimate mode (pg_stats n_distinct)", estimated, exact)
+    bench_estimate_step(repeat)
+
+
+def distinct_counts(output: str) -> dict[str, int]:
+    import json
+
+    return {c["column_name"]: c["distinct_count"] for c in json.loads(output)["columns"]}
+
+
+def report_errors(label: str, found: dict[str, int], exact: dict[str, int]) -> None:
+    errors = {c: abs(found[c] - exact[c]) / exact[c] for c in COLUMNS}
+    worst = max(errors, key=errors.get)
+    print(f"  distinct counts, {label}: mean error {statistics.mean(errors.values()) * 100:.2f} %, "
+          f"worst {errors[worst] * 100:.2f} % ({worst})")
+    print("    " + ", ".join(f"{c} {errors[c] * 100:.2f} %" for c in COLUMNS))
+
+
+def bench_estimate_step(repeat: int) -> None:
+    """The estimate mode's own work, in process: catalog + pg_stats + samples, start-up excluded."""
+    import sqlalchemy as sa
+
+    from executors.metadata.executor import ProfileSettings
+    from executors.metadata.sql_source import SqlSource
+
+    options = ProfileSettings("estimate", 10.0, 5, 100_000, 5, "approx")
+    times, analyze_times = [], []
+    for _ in range(repeat):
+        source = SqlSource(PG, include=[f"{BIG_SCHEMA}.*"])
+        source.connection  # connected, dialect initialised: outside the measurement
+        start = time.perf_counter()
+        catalog = source.extract()
+        source.set_tables(catalog.tables)
+        for table in catalog.tables:
+            source.profile(table, options, lambda: None)
+        times.append(time.perf_counter() - start)
+        source.close()
+    engine = sa.create_engine(PG, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        for _ in range(repeat):
+            start = time.perf_counter()
+            conn.exec_driver_sql(f"ANALYZE {BIG_SCHEMA}.big")
+            analyze_times.append(time.perf_counter() - start)
+    engine.dispose()
+    print(f"{'estimate step in process (catalog + pg_stats + samples)':<55} "
+          f"{statistics.median(times):7.3f} s  (min {min(times):.3f} s)")
+    print(f"{'  + ANALYZE, run only for a table without statistics':<55} "
+          f"{statistics.median(analyze_times):7.3f} s  (min {min(analyze_times):.3f} s)")
 
 
 def bench_catalog(tables: int, repeat: int) -> None:
@@ -120,15 +193,20 @@ def bench_catalog(tables: int, repeat: int) -> None:
 
     with engine.connect():
         pass  # dialect initialisation outside the measurement
-    for label, fn in (("SQLAlchemy inspector, table by table", inspector), ("set-based pg_catalog queries", ours)):
+    runs = (("SQLAlchemy inspector, table by table", inspector, 1),
+            ("set-based pg_catalog queries, never analyzed", ours, 1),
+            ("set-based pg_catalog queries, analyzed", ours, 0))
+    for label, fn, fresh in runs:
+        if not fresh:
+            psql(f"ANALYZE {SCHEMA}.parent;" + "".join(f"ANALYZE {SCHEMA}.t{i};" for i in range(tables - 1)))
         times, found = [], 0
-        for _ in range(repeat):
+        for _ in range(max(repeat, 5) if fn is ours else repeat):
             counted.clear()
             start = time.perf_counter()
             found = fn()
             times.append(time.perf_counter() - start)
-        print(f"{label:<55} {statistics.median(times) * 1000:8.1f} ms  {len(counted):5d} statements  "
-              f"{found} tables")
+        print(f"{label:<55} {statistics.median(times) * 1000:8.1f} ms (min {min(times) * 1000:6.1f})  "
+              f"{len(counted):5d} statements  {found} tables")
     engine.dispose()
 
 
@@ -146,8 +224,11 @@ def make_files(folder: Path, megabytes: int) -> tuple[Path, Path]:
     con.execute(f"COPY m TO '{parquet}' (FORMAT parquet)")
     exact = dict(zip(COLUMNS, con.execute("SELECT " + ", ".join(f"count(DISTINCT {c})" for c in COLUMNS)
                                           + " FROM m").fetchone()))
+    duckdb_approx = dict(zip(COLUMNS, con.execute(
+        "SELECT " + ", ".join(f"approx_count_distinct({c})" for c in COLUMNS) + " FROM m").fetchone()))
     con.close()
     (folder / "exact.txt").write_text(repr(exact))
+    (folder / "duckdb_approx.txt").write_text(repr(duckdb_approx))
     return csv, parquet
 
 
@@ -162,23 +243,24 @@ def bench_files(megabytes: int, repeat: int, home: str) -> None:
     subprocess.run([sys.executable, __file__, "--make-files", str(folder), str(megabytes)], check=True)
     csv, parquet = folder / "mixed.csv", folder / "mixed.parquet"
     exact = eval((folder / "exact.txt").read_text())  # noqa: S307 - our own repr of a dict of ints
+    report_errors("DuckDB approx_count_distinct, for comparison",
+                  eval((folder / "duckdb_approx.txt").read_text()), exact)  # noqa: S307
     env = {**os.environ, "ORCHESTRATOR_HOME": home}
     for path, reader in ((csv, "read_csv"), (parquet, "read_parquet")):
         summarize = [sys.executable, "-c", f"import duckdb; duckdb.sql(\"SUMMARIZE SELECT * FROM {reader}('{path}')\")"
                      ".fetchall()"]
-        seconds, rss = median_of(summarize, repeat)
+        seconds, cpu, rss = median_of(summarize, repeat)
         size = path.stat().st_size / 2**20
-        print(f"DuckDB SUMMARIZE {path.name:<14} {seconds:7.2f} s  {size / seconds:7.0f} MiB/s  peak RSS {rss:5.0f} MiB")
+        print(f"DuckDB SUMMARIZE {path.name:<14} {seconds:7.2f} s  {size / seconds:5.0f} MiB/s  "
+              f"CPU {cpu:6.2f} s  peak RSS {rss:5.0f} MiB")
         ours = [sys.executable, "-m", "orchestrator.cli", "metadata", str(path), "--target",
                 f"sqlite:///{home}/files.db", "--json"]
-        seconds, rss = median_of(ours, repeat, env)
-        print(f"orchestrate metadata {path.name:<10} {seconds:7.2f} s  {size / seconds:7.0f} MiB/s  peak RSS {rss:5.0f} MiB")
-        out = subprocess.run(ours, capture_output=True, text=True, env=env).stdout
-        columns = {c["column_name"]: c for c in json.loads(out)["columns"]}
-        errors = {c: abs(columns[c]["distinct_count"] - exact[c]) / exact[c] for c in COLUMNS}
-        worst = max(errors, key=errors.get)
-        print(f"  distinct counts: mean error {statistics.mean(errors.values()) * 100:.2f} %, worst "
-              f"{errors[worst] * 100:.2f} % ({worst}); approximate: {columns['id']['distinct_approx']}")
+        seconds, cpu, rss = median_of(ours, repeat, env)
+        print(f"orchestrate metadata {path.name:<10} {seconds:7.2f} s  {size / seconds:5.0f} MiB/s  "
+              f"CPU {cpu:6.2f} s  peak RSS {rss:5.0f} MiB")
+        columns = {c["column_name"]: c for c in json.loads(LAST_OUTPUT[0])["columns"]}
+        report_errors(f"ours (approximate: {columns['id']['distinct_approx']})",
+                      {c: columns[c]["distinct_count"] for c in COLUMNS}, exact)
 
 
 def main() -> None:
@@ -190,16 +272,23 @@ def main() -> None:
     parser.add_argument("--tables", type=int, default=500)
     parser.add_argument("--csv-mb", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=("pg", "catalog", "files"))
+    parser.add_argument("--only", choices=("pg", "estimate", "catalog", "files"))
+    parser.add_argument("--keep-table", action="store_true",
+                        help=f"keep {BIG_SCHEMA}.big for the next run (10 M rows take a while to make)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         try:
             if args.only in (None, "pg"):
                 bench_pg(args.pg_rows, args.repeat, home)
+            if args.only == "estimate":
+                make_pg_table(args.pg_rows)
+                bench_estimate_step(args.repeat)
             if args.only in (None, "catalog"):
                 bench_catalog(args.tables, args.repeat)
         finally:
             psql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+            if not args.keep_table:
+                psql(f"DROP SCHEMA IF EXISTS {BIG_SCHEMA} CASCADE")
         if args.only in (None, "files"):
             bench_files(args.csv_mb, args.repeat, home)
 
