@@ -20,7 +20,7 @@ import math
 
 SLOTS = 32  # ranks kept per register; the top one means "SLOTS or more"
 RANK_BITS = SLOTS - 1  # low bits of the hash that give the rank (Ertl's q)
-BIT_BUDGET = 1 << 25  # sketch bits per table (4 MiB; as text here, 32 MB): bounded whatever the width
+BIT_BUDGET = 1 << 25  # sketch bits per table (4 MiB; 32 MB as text here), whatever the width
 MAX_PRECISION, MIN_PRECISION = 16, 10
 NULL_HASH = 13787848793156543929  # DuckDB's hash(NULL), the same for every type
 
