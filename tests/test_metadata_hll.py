@@ -109,3 +109,17 @@ def test_a_profile_states_its_error_and_meets_it(con, tmp_path):
         column = profile.columns[name]
         assert column.distinct_approx
         assert abs(column.distinct_count - exact) <= 4 * hll.standard_error(P) * exact, name
+
+
+def test_frequent_values_are_skipped_for_columns_unique_in_the_head(con, tmp_path):
+    """approx_top_k is the scan's costliest aggregate; nearly unique columns don't get it."""
+    path = tmp_path / "head.csv"
+    con.execute(f"COPY (SELECT i AS id, i % 15000 AS cycle, i // 5000 AS sorted, i % 7 AS few "
+                f"FROM range(30000) t(i)) TO '{path}' (HEADER)")
+    relation = f"read_csv('{path}')"
+    columns = file_profile.describe(con, relation)
+    assert file_profile.unique_in_head(con, relation, columns) == {"id", "cycle"}
+    profile = file_profile.profile_relation(con, "head.csv", relation, columns, False, 3, 0, set())
+    assert profile.columns["id"].top_values is None and profile.columns["cycle"].top_values is None
+    assert {v["value"] for v in profile.columns["few"].top_values} <= set(range(7))
+    assert profile.columns["sorted"].top_values

@@ -3,8 +3,8 @@
 Why DuckDB: it sniffs CSV dialects and types, reads CSV, JSON lines and Parquet (Hive partitions
 too) in parallel, vectorised and within a memory limit, and has the sketches needed
 (``bitstring_agg`` to build our HyperLogLog, see hll.py; ``approx_top_k`` for frequent values),
-so one pass computes everything without our process holding rows. pyarrow supplies what DuckDB cannot
-do offline here: reading ``s3://`` (DuckDB's httpfs extension would be downloaded at run time).
+so one pass computes everything without our process holding rows. pyarrow supplies what DuckDB
+cannot do offline here: reading ``s3://`` (DuckDB's httpfs extension would be downloaded at run time).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ THREADS = 2
 NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
            "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL")
 UNORDERED = ("STRUCT", "MAP", "[]", "UNION", "JSON")
+HEAD_ROWS, HEAD_MIN_VALUES = 10_000, 1_000  # see unique_in_head
 
 
 def connect() -> Any:
@@ -48,7 +49,23 @@ def describe(con: Any, relation: str) -> list[ColumnInfo]:
 def _hashable(column: ColumnInfo) -> str:
     """Nested values are counted by their text."""
     col = quote(column.name)
-    return f"CAST({col} AS VARCHAR)" if any(u in column.data_type.upper() for u in UNORDERED) else col
+    nested = any(u in column.data_type.upper() for u in UNORDERED)
+    return f"CAST({col} AS VARCHAR)" if nested else col
+
+
+def unique_in_head(con: Any, relation: str, columns: list[ColumnInfo]) -> set[str]:
+    """Columns nearly all distinct in the first HEAD_ROWS rows: no frequent values for them.
+
+    Their most frequent values would be noise, and ``approx_top_k`` over millions of distinct
+    keys is the costliest aggregate of the scan (half its time on bench_metadata.py's CSV). The
+    head of a file is read in milliseconds; a sorted column looks repetitive there, not unique,
+    so it keeps its frequent values.
+    """
+    counted = ", ".join(f"count({_hashable(c)}), count(DISTINCT {_hashable(c)})" for c in columns)
+    figures = con.execute(f"SELECT {counted} FROM (SELECT * FROM {relation} LIMIT {HEAD_ROWS})"
+                          ).fetchone()
+    return {c.name for i, c in enumerate(columns)
+            if figures[2 * i] >= HEAD_MIN_VALUES and figures[2 * i + 1] * 2 > figures[2 * i]}
 
 
 def _aggregates(column: ColumnInfo, index: int, exact: bool, top: int, p: int) -> list[str]:
@@ -67,16 +84,18 @@ def _aggregates(column: ColumnInfo, index: int, exact: bool, top: int, p: int) -
     return parts
 
 
-def profile_relation(con: Any, name: str, relation: str, columns: list[ColumnInfo], exact: bool, top: int,
-                     sample_rows: int, hidden: set[str]) -> TableProfile:
+def profile_relation(con: Any, name: str, relation: str, columns: list[ColumnInfo], exact: bool,
+                     top: int, sample_rows: int, hidden: set[str]) -> TableProfile:
     """One SELECT over ``relation`` (a DuckDB table function or a registered Arrow dataset)."""
     parts = ["count(*) AS n"]
     p = hll.precision(len(columns))
+    no_top = hidden | (unique_in_head(con, relation, columns) if top > 0 else set())
     for index, column in enumerate(columns):
-        parts += _aggregates(column, index, exact, 0 if column.name in hidden else top, p)
+        parts += _aggregates(column, index, exact, 0 if column.name in no_top else top, p)
     scanned = relation
     if not exact:
-        hashes = ", ".join(f"{hll.duckdb_hash(_hashable(c))} AS __hll{i}" for i, c in enumerate(columns))
+        hashes = ", ".join(f"{hll.duckdb_hash(_hashable(c))} AS __hll{i}"
+                           for i, c in enumerate(columns))
         scanned = f"(SELECT *, {hashes} FROM {relation})"  # each value hashed once
     cursor = con.execute(f"SELECT {', '.join(parts)} FROM {scanned}")
     names = [d[0] for d in cursor.description]
@@ -88,7 +107,8 @@ def profile_relation(con: Any, name: str, relation: str, columns: list[ColumnInf
                            note=None if exact else note)
     for index, column in enumerate(columns):
         nulls = rows > int(row[f"nn{index}"])
-        distinct = int(row[f"d{index}"]) if exact else hll.distinct_count(row[f"d{index}"], p, nulls)
+        sketch = row[f"d{index}"]
+        distinct = int(sketch) if exact else hll.distinct_count(sketch, p, nulls)
         top_values = row.get(f"top{index}")
         if top_values and distinct * 2 > int(row[f"nn{index}"]):
             top_values = None  # nearly unique: its "most frequent" values are noise
