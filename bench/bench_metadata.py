@@ -1,7 +1,7 @@
 """The metadata executor against the issue's anchors, side by side in one run.
 
     python bench/bench_metadata.py [--pg-rows 1000000] [--tables 500] [--csv-mb 256] [--repeat 3]
-                                   [--only pg|estimate|catalog|files] [--keep-table]
+                                   [--only pg|estimate|pg-hll|catalog|files] [--keep-table]
 
 1. PostgreSQL profile of one table (rows x 10 columns): the hand-written all-aggregates statement
    through psql, against ``orchestrate metadata --mode exact`` and the default ``estimate`` mode;
@@ -14,6 +14,8 @@
 3. A CSV (10 mixed columns) and the same data as Parquet: DuckDB ``SUMMARIZE`` against
    ``orchestrate metadata FILE`` (approximate distinct counts), time, CPU, peak RSS and the
    distinct counts' error per column against exact ones (DuckDB's approx_count_distinct beside).
+4. (``--only pg-hll``) the files' HyperLogLog built by PostgreSQL in one statement, to compare
+   with the exact statement of 1.
 Needs the local PostgreSQL (trust auth, database ``test``); creates and drops schema ``bench_meta``
 and, unless --keep-table, ``bench_meta_big`` (the big table, reused when it has the asked rows).
 CPU seconds (user + system, all threads) are the fairer comparison on a loaded machine.
@@ -163,6 +165,32 @@ def bench_estimate_step(repeat: int) -> None:
           f"{statistics.median(analyze_times):7.3f} s  (min {min(analyze_times):.3f} s)")
 
 
+def bench_pg_hll(rows: int) -> None:
+    """The files' HyperLogLog built in PostgreSQL: one GROUP BY (column, register) statement."""
+    from executors.metadata import hll
+
+    print(f"\n## PostgreSQL: a HyperLogLog of the 10 columns in one statement, {rows:,} rows")
+    make_pg_table(rows)
+    values = ", ".join(f"({i}, hashtextextended({c}::text, 0) | 2147483648)"
+                       for i, c in enumerate(COLUMNS))
+    sql = (f"SELECT c, r, count(*) FROM (SELECT c, (h >> 48) & 65535 AS reg, "
+           f"max(round(ln((h & -h)::float8) / ln(2))::int + 1) AS r FROM {BIG_SCHEMA}.big "
+           f"CROSS JOIN LATERAL (VALUES {values}) v(c, h) WHERE h IS NOT NULL GROUP BY 1, 2) g "
+           f"GROUP BY 1, 2")
+    start = time.perf_counter()
+    out = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-Atc", sql],
+                         check=True, capture_output=True, text=True).stdout
+    elapsed = time.perf_counter() - start
+    histograms = [[0] * (hll.SLOTS + 1) for _ in COLUMNS]
+    for line in out.split():
+        column, rank, registers = map(int, line.split("|"))
+        histograms[column][rank] += registers
+    for histogram in histograms:
+        histogram[0] = (1 << 16) - sum(histogram)
+    estimates = ", ".join(f"{c} {hll.estimate(h):,.0f}" for c, h in zip(COLUMNS, histograms))
+    print(f"{'psql: HyperLogLog statement':<55} {elapsed:7.2f} s\n  estimates: {estimates}")
+
+
 def bench_catalog(tables: int, repeat: int) -> None:
     import sqlalchemy as sa
 
@@ -272,7 +300,7 @@ def main() -> None:
     parser.add_argument("--tables", type=int, default=500)
     parser.add_argument("--csv-mb", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=("pg", "estimate", "catalog", "files"))
+    parser.add_argument("--only", choices=("pg", "estimate", "pg-hll", "catalog", "files"))
     parser.add_argument("--keep-table", action="store_true",
                         help=f"keep {BIG_SCHEMA}.big for the next run (10 M rows take a while to make)")
     args = parser.parse_args()
@@ -283,6 +311,8 @@ def main() -> None:
             if args.only == "estimate":
                 make_pg_table(args.pg_rows)
                 bench_estimate_step(args.repeat)
+            if args.only == "pg-hll":
+                bench_pg_hll(args.pg_rows)
             if args.only in (None, "catalog"):
                 bench_catalog(args.tables, args.repeat)
         finally:
