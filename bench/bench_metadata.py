@@ -55,7 +55,8 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[flo
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def median_of(cmd: list[str], repeat: int, env: dict[str, str] | None = None) -> tuple[float, float, float]:
+def median_of(cmd: list[str], repeat: int,
+              env: dict[str, str] | None = None) -> tuple[float, float, float]:
     runs = [run_measured(cmd, env) for _ in range(repeat)]
     return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs),
             max(r[2] for r in runs))
@@ -69,7 +70,8 @@ def psql(sql: str) -> None:
 def make_pg_table(rows: int) -> None:
     """The big table in BIG_SCHEMA, made by generate_series in the server (no rows sent)."""
     found = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-Atc",
-                            f"SELECT count(*) FROM {BIG_SCHEMA}.big"], capture_output=True, text=True)
+                            f"SELECT count(*) FROM {BIG_SCHEMA}.big"],
+                           capture_output=True, text=True)
     if found.returncode == 0 and found.stdout.strip() == str(rows):
         print(f"(reusing {BIG_SCHEMA}.big)")
         return
@@ -99,8 +101,8 @@ def bench_pg(rows: int, repeat: int, home: str) -> None:
     make_pg_table(rows)
     env = {**os.environ, "ORCHESTRATOR_HOME": home}
     target = f"sqlite:///{home}/bench.db"
-    ours = [sys.executable, "-m", "orchestrator.cli", "metadata", PG, "--include", f"{BIG_SCHEMA}.*",
-            "--target", target, "--json"]
+    ours = [sys.executable, "-m", "orchestrator.cli", "metadata", PG,
+            "--include", f"{BIG_SCHEMA}.*", "--target", target, "--json"]
     psql_cmd = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-q", "-c"]
     rows_out = [
         ("psql: hand-written statement, exact distinct", median_of(psql_cmd + [hand_written()], repeat)),
@@ -226,14 +228,16 @@ def bench_catalog(tables: int, repeat: int) -> None:
             ("set-based pg_catalog queries, analyzed", ours, 0))
     for label, fn, fresh in runs:
         if not fresh:
-            psql(f"ANALYZE {SCHEMA}.parent;" + "".join(f"ANALYZE {SCHEMA}.t{i};" for i in range(tables - 1)))
+            psql(f"ANALYZE {SCHEMA}.parent;"
+                 + "".join(f"ANALYZE {SCHEMA}.t{i};" for i in range(tables - 1)))
         times, found = [], 0
         for _ in range(max(repeat, 5) if fn is ours else repeat):
             counted.clear()
             start = time.perf_counter()
             found = fn()
             times.append(time.perf_counter() - start)
-        print(f"{label:<55} {statistics.median(times) * 1000:8.1f} ms (min {min(times) * 1000:6.1f})  "
+        median, best = statistics.median(times) * 1000, min(times) * 1000
+        print(f"{label:<55} {median:8.1f} ms (min {best:6.1f})  "
               f"{len(counted):5d} statements  {found} tables")
     engine.dispose()
 
@@ -253,7 +257,8 @@ def make_files(folder: Path, megabytes: int) -> tuple[Path, Path]:
     exact = dict(zip(COLUMNS, con.execute("SELECT " + ", ".join(f"count(DISTINCT {c})" for c in COLUMNS)
                                           + " FROM m").fetchone()))
     duckdb_approx = dict(zip(COLUMNS, con.execute(
-        "SELECT " + ", ".join(f"approx_count_distinct({c})" for c in COLUMNS) + " FROM m").fetchone()))
+        "SELECT " + ", ".join(f"approx_count_distinct({c})" for c in COLUMNS) + " FROM m"
+    ).fetchone()))
     con.close()
     (folder / "exact.txt").write_text(repr(exact))
     (folder / "duckdb_approx.txt").write_text(repr(duckdb_approx))
@@ -284,7 +289,8 @@ def bench_files(megabytes: int, repeat: int, home: str) -> None:
         ours = [sys.executable, "-m", "orchestrator.cli", "metadata", str(path), "--target",
                 f"sqlite:///{home}/files.db", "--json"]
         seconds, cpu, rss = median_of(ours, repeat, env)
-        print(f"orchestrate metadata {path.name:<10} {seconds:7.2f} s  {size / seconds:5.0f} MiB/s  "
+        print(f"orchestrate metadata {path.name:<10} {seconds:7.2f} s  "
+              f"{size / seconds:5.0f} MiB/s  "
               f"CPU {cpu:6.2f} s  peak RSS {rss:5.0f} MiB")
         columns = {c["column_name"]: c for c in json.loads(LAST_OUTPUT[0])["columns"]}
         report_errors(f"ours (approximate: {columns['id']['distinct_approx']})",
@@ -302,7 +308,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=("pg", "estimate", "pg-hll", "catalog", "files"))
     parser.add_argument("--keep-table", action="store_true",
-                        help=f"keep {BIG_SCHEMA}.big for the next run (10 M rows take a while to make)")
+                        help=f"keep {BIG_SCHEMA}.big for the next run (10 M rows take a while)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         try:
