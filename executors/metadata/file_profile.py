@@ -100,15 +100,17 @@ def profile_relation(con: Any, name: str, relation: str, columns: list[ColumnInf
     cursor = con.execute(f"SELECT {', '.join(parts)} FROM {scanned}")
     names = [d[0] for d in cursor.description]
     row = dict(zip(names, cursor.fetchone()))
+    null_hash = None if exact else con.execute(hll.NULL_HASH_QUERY).fetchone()[0]
     rows = int(row["n"])
     note = (f"distinct counts: HyperLogLog of 2^{p} registers, relative standard error "
             f"{hll.standard_error(p):.2%}")
     profile = TableProfile(name, rows, True, "exact" if exact else "approx-distinct",
                            note=None if exact else note)
     for index, column in enumerate(columns):
-        nulls = rows > int(row[f"nn{index}"])
+        has_nulls = rows > int(row[f"nn{index}"])
         sketch = row[f"d{index}"]
-        distinct = int(sketch) if exact else hll.distinct_count(sketch, p, nulls)
+        distinct = (int(sketch) if exact
+                    else hll.distinct_count(sketch, p, null_hash if has_nulls else None))
         top_values = row.get(f"top{index}")
         if top_values and distinct * 2 > int(row[f"nn{index}"]):
             top_values = None  # nearly unique: its "most frequent" values are noise

@@ -8,9 +8,9 @@ the same SELECT as the other aggregates, so the file is still read once and stre
 How, in SQL: a row's 64-bit hash picks register ``h >> (64 - p)``; its rank is one plus the
 number of trailing zeros of the hash's low 31 bits (``bit_count(h XOR (h - 1))`` with bit 31
 forced on, so ranks run 1..32, 32 meaning "32 or more"). The hash is computed once per value, in
-a projection under the aggregates. ``bitstring_agg`` sets bit
-``register * 32 + rank - 1``: an aggregate of fixed size (2^p * 32 bits) whose highest set bit
-in each 32-bit slot is that register's HyperLogLog value. The count is Ertl's improved estimator
+a projection under the aggregates. ``bitstring_agg`` sets bit ``register * 32 + rank - 1``: an
+aggregate of fixed size (2^p * 32 bits) whose highest set bit in each 32-bit slot is that
+register's HyperLogLog value. The count is Ertl's improved estimator
 ("New cardinality estimation algorithms for HyperLogLog sketches", 2017), unbiased from one
 value to billions without the empirical bias tables of HyperLogLog++.
 """
@@ -22,7 +22,7 @@ SLOTS = 32  # ranks kept per register; the top one means "SLOTS or more"
 RANK_BITS = SLOTS - 1  # low bits of the hash that give the rank (Ertl's q)
 BIT_BUDGET = 1 << 25  # sketch bits per table (4 MiB; 32 MB as text here), whatever the width
 MAX_PRECISION, MIN_PRECISION = 16, 10
-NULL_HASH = 13787848793156543929  # DuckDB's hash(NULL), the same for every type
+NULL_HASH_QUERY = "SELECT hash(NULL)"  # one value for every type; asked, not assumed
 
 
 def precision(columns: int) -> int:
@@ -39,8 +39,8 @@ def standard_error(p: int) -> float:
 def duckdb_hash(expression: str) -> str:
     """The value a sketch is built from: DuckDB's 64-bit hash with bit 31 set.
 
-    NULL hashes to one constant (NULL_HASH) whatever its type; ``distinct_count`` takes that bit
-    out again, which is cheaper than a CASE or FILTER on every row.
+    NULL hashes to one constant whatever its type (NULL_HASH_QUERY); ``distinct_count`` takes
+    that bit out again, which is cheaper than a CASE or FILTER on every row.
     """
     return f"hash({expression}) | {1 << RANK_BITS}::UBIGINT"
 
@@ -74,23 +74,24 @@ def estimate(counts: list[int]) -> float:
     return registers * registers / (2 * math.log(2)) / z if z else math.inf
 
 
-def distinct_count(bits: str | None, p: int, nulls: bool = False) -> int:
-    """The estimate from a sketch DuckDB returned; ``nulls``: the column had NULLs to take out.
+def distinct_count(bits: str | None, p: int, null_hash: int | None = None) -> int:
+    """The estimate from a sketch DuckDB returned; ``null_hash``: the column had NULLs, whose
+    hash this is, to take out.
 
     Taking NULL's bit out can hide a real value with the same register and rank: at most one
     value's worth, far under the standard error, and nothing at all for small counts.
     """
     if not bits:
         return 0
-    if nulls:
-        at = null_position(p)
+    if null_hash is not None:
+        at = position(null_hash, p)
         bits = bits[:at] + "0" + bits[at + 1:]
     return int(round(estimate(register_histogram(bits, p))))
 
 
-def null_position(p: int) -> int:
-    """The bit the sketch sets for NULL (the same arithmetic as the SQL, in Python)."""
-    hashed = NULL_HASH | (1 << RANK_BITS)
+def position(hash_value: int, p: int) -> int:
+    """The bit the sketch sets for a hash (the same arithmetic as the SQL, in Python)."""
+    hashed = hash_value | (1 << RANK_BITS)
     rank = (hashed & -hashed).bit_length()
     return (hashed >> (64 - p)) * SLOTS + rank - 1
 
