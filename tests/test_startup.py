@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from orchestrator.cli.app import build_parser, terminal_columns
+from orchestrator.cli.parser import build_parser, terminal_columns
 from orchestrator.ids import new_id
 from orchestrator.runs import RunRecord
 from orchestrator.runs.store import hostname
