@@ -8,8 +8,6 @@ from typing import Any
 
 from ..outcome import ExitCode
 
-FOLLOW_POLL_SECONDS = 0.05  # logs --follow: a container's line shows within ~50 ms of reaching the store
-
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from ..runs.control import reap
@@ -65,24 +63,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    import time
-
     from ..runs.control import look_up
     from ..runs.store import open_store
-    from .views import log_line
+    from .follow import print_logs
 
     store = open_store()
-    run = look_up(store, args.run_id)
-    records = store.logs(run.run_id)
-    if args.tail is not None:
-        records = records[-args.tail:] if args.tail else []
-    last = records[-1].seq if records else 0
-    while True:
-        for record in records:
-            print(json.dumps(record.__dict__) if args.json else log_line(record), flush=True)
-            last = record.seq
-        if not args.follow or run.finished:
-            return ExitCode.OK
-        time.sleep(FOLLOW_POLL_SECONDS)
-        run = look_up(store, run.run_id)
-        records = store.logs(run.run_id, after=last)
+    print_logs(store, look_up(store, args.run_id), args.tail, args.follow, args.json)
+    return ExitCode.OK

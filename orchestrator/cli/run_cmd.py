@@ -65,18 +65,12 @@ def execute(args: argparse.Namespace, the_plan: Any, done: dict[tuple[int, int],
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from ..routine.load import parse_param_overrides
-    from ..errors import UserError
-    from ..runs.control import look_up, resume_plan
+    from ..runs.control import look_up, resume_params, resume_plan
     from ..runs.store import open_store
 
     store = open_store()
     old = look_up(store, args.run_id)
-    given = parse_param_overrides(args.param)
-    hidden = sorted(k for k, v in old.params.items() if v == "****" and k not in given)
-    if hidden:
-        raise UserError(f"run {old.run_id} had secret params that were not stored: pass them again with "
-                        + " ".join(f"--param {k}=..." for k in hidden))
-    params = {k: v for k, v in old.params.items() if v != "****"}
+    params = resume_params(old, parse_param_overrides(args.param))
     args.run_id = None
     the_plan, done = resume_plan(store, old, load(args, old.routine_file, params), args.force)
     if not args.quiet and not args.json:
