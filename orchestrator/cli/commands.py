@@ -15,22 +15,22 @@ from . import extensions as cli_extensions
 Command = Callable[[argparse.Namespace], int]
 
 BUILT_IN: dict[str, str] = {
-    "validate": "plan_cmd:cmd_validate",
-    "plan": "plan_cmd:cmd_plan",
-    "run": "run_cmd:cmd_run",
-    "runs": "inspect_cmd:cmd_runs",
-    "show": "inspect_cmd:cmd_show",
-    "logs": "inspect_cmd:cmd_logs",
-    "wait": "control_cmd:cmd_wait",
-    "cancel": "control_cmd:cmd_cancel",
-    "resume": "run_cmd:cmd_resume",
-    "report": "report_cmd:cmd_report",
-    "check": "check_cmd:cmd_check",
-    "doctor": "executors_cmd:cmd_doctor",
-    "plugins": "executors_cmd:cmd_plugins",
-    "schema": "executors_cmd:cmd_schema",
-    "metadata": "metadata:cmd_metadata",
-    "backfill": "backfill:cmd_backfill",
+    "validate": "orchestrator.cli.plan_cmd:cmd_validate",
+    "plan": "orchestrator.cli.plan_cmd:cmd_plan",
+    "run": "orchestrator.cli.run_cmd:cmd_run",
+    "runs": "orchestrator.cli.inspect_cmd:cmd_runs",
+    "show": "orchestrator.cli.inspect_cmd:cmd_show",
+    "logs": "orchestrator.cli.inspect_cmd:cmd_logs",
+    "wait": "orchestrator.cli.control_cmd:cmd_wait",
+    "cancel": "orchestrator.cli.control_cmd:cmd_cancel",
+    "resume": "orchestrator.cli.run_cmd:cmd_resume",
+    "report": "orchestrator.cli.report_cmd:cmd_report",
+    "check": "orchestrator.cli.check_cmd:cmd_check",
+    "doctor": "orchestrator.cli.executors_cmd:cmd_doctor",
+    "plugins": "orchestrator.cli.executors_cmd:cmd_plugins",
+    "schema": "orchestrator.cli.executors_cmd:cmd_schema",
+    "metadata": "orchestrator.cli.metadata:cmd_metadata",
+    "backfill": "orchestrator.cli.backfill:cmd_backfill",
 }
 # In the order "did you mean" lists them when nothing is close (`help` is added there).
 NAMES = (*cli_extensions.COMMANDS, *BUILT_IN)
@@ -38,8 +38,6 @@ NAMES = (*cli_extensions.COMMANDS, *BUILT_IN)
 
 def command_function(name: str) -> Command:
     """The function that runs command ``name`` (one of ``NAMES``)."""
-    if name in cli_extensions.COMMANDS:
-        return cli_extensions.COMMANDS[name]
-    module, _, function = BUILT_IN[name].partition(":")
-    found: Command = getattr(importlib.import_module(f".{module}", __package__), function)
+    module, _, function = {**cli_extensions.COMMANDS, **BUILT_IN}[name].partition(":")
+    found: Command = getattr(importlib.import_module(module), function)
     return found

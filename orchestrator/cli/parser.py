@@ -14,7 +14,6 @@ from typing import Any, Callable
 from .. import __version__
 from ..outcome import Status
 from . import extensions as cli_extensions
-from . import metadata as cli_metadata
 
 RUN_STATUSES = tuple(Status)
 
@@ -155,7 +154,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     check = sub.add_parser("check", parents=[common], help="report late routines (expect:) and send `late` alerts")
     check.add_argument("routines", nargs="*", metavar="ROUTINE",
                        help="routine files (default: every routine the run store knows)")
-    cli_metadata.add_parser(sub, common)
+    if only in (None, "metadata"):
+        from . import metadata as cli_metadata
+
+        cli_metadata.add_parser(sub, common)
     cli_extensions.add_parsers(sub, common, routine)  # last: it adds an example to every command
     for built in sub.choices.values():  # the examples' formatter, told the width too
         built.formatter_class = sized(built.formatter_class)

@@ -14,8 +14,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"routine": routine.name, "valid": True, "steps": len(routine.steps), "tasks": tasks}))
     elif not args.quiet:
-        from .render import plural
-
         print(f"{args.routine}: ok ({routine.name}: {plural(len(routine.steps), 'step')}, {plural(tasks, 'task')})")
     return ExitCode.OK
 
@@ -45,3 +43,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             args_text = json.dumps(call["args"], default=str) if call["args"] else ""
             print(f"   - {call['task']}{(' ' + args_text) if args_text else ''}{('  ' + ' '.join(extras)) if extras else ''}")
     return ExitCode.OK
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -8,11 +8,20 @@ from .detach import read_private_params
 
 
 def load(args: argparse.Namespace, path: str | None = None, params: dict[str, Any] | None = None) -> Any:
-    from ..catalog.refs import resolve_routine_arg
     from ..registry import Registry
     from ..routine.load import load_routine, parse_param_overrides
 
     given = [*read_private_params(getattr(args, "params_file", None)), *args.param]
     overrides = {**(params or {}), **parse_param_overrides(given)}
-    return load_routine(resolve_routine_arg(path or args.routine), overrides, Registry(),
+    return load_routine(routine_file(path or args.routine), overrides, Registry(),
                         run_id=getattr(args, "run_id", None))
+
+
+def routine_file(text: str) -> str:
+    """A routine argument as a local path: a catalog ref (``NAME@VERSION``) is fetched; the
+    catalog's code is imported only for an argument that can be one."""
+    if "@" not in text:
+        return text
+    from ..catalog.refs import resolve_routine_arg
+
+    return resolve_routine_arg(text)

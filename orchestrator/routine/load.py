@@ -22,8 +22,6 @@ from ..limits import (MAX_DEPTH, DocumentProblem, check_document, decode_utf8, l
                       read_bounded, yaml_graph_problem)
 from ..masking import mask_shown
 from ..registry import ExecutorInfo, Registry, unknown_message
-from ..alerts.targets import notify_targets
-from ..freshness import expectation
 from .introspect import item_location_kinds, location_kinds, signature_schema
 from .schema_check import SHOWN_CHARS, schema_problems
 from .substitution import SECRET_NAME, Substituter, mask_values, secret_values
@@ -266,8 +264,7 @@ class _Loader:
         entries = self.entries()
         steps = [None if _under(path, broken) else self.step(entry, path, subst) for path, entry in entries]
         self.check_names_and_dependencies(steps, entries)
-        notify = notify_targets(subst.walk(self.doc.get("notify") or [], "notify", self.report), self.report)
-        expect = expectation(self.doc.get("expect"), self.report)
+        notify, expect = self.alerting(subst)
         self.fail_if_problems()
         secrets |= {secret for target in notify for secret in target.secrets()}
         return Routine(
@@ -285,6 +282,20 @@ class _Loader:
             notify=tuple(notify),
             expect=expect,
         )
+
+    def alerting(self, subst: Substituter) -> tuple[list[Any], Any]:
+        """Who is told about runs (``notify:``) and how fresh they must be (``expect:``); their
+        modules are imported only for a routine that has these blocks."""
+        notify, expect = [], None
+        if self.doc.get("notify"):
+            from ..alerts.targets import notify_targets
+
+            notify = notify_targets(subst.walk(self.doc["notify"], "notify", self.report), self.report)
+        if isinstance(self.doc.get("expect"), dict):
+            from ..freshness import expectation
+
+            expect = expectation(self.doc["expect"], self.report)
+        return notify, expect
 
     def check_structure(self) -> list[str]:
         """Report schema problems; stop unless they are confined to single executor entries,
