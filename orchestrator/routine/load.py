@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import re
@@ -17,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import PluginError, Problem, RoutineError, UserError
 from ..executor import Place, accepts_context
-from ..ids import new_id
+from ..ids import new_id, sha256_hex
 from ..limits import (MAX_DEPTH, DocumentProblem, check_document, decode_utf8, location_problem,
                       read_bounded, yaml_graph_problem)
 from ..masking import mask_shown
@@ -345,7 +344,7 @@ class _Loader:
     def digest(self) -> str:
         """Identity of the routine's definition (not of this run's params): resume compares it."""
         canonical = json.dumps(self.doc, sort_keys=True, default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return sha256_hex(canonical.encode())
 
     def entries(self) -> list[tuple[str, dict[str, Any]]]:
         executors = self.doc["executors"]
