@@ -8,6 +8,7 @@ Exit codes (orchestrator.outcome.ExitCode): 0 success, 1 a task failed, 2 bad in
 environment (an orchestrator home or run store that cannot be used), 3 `wait --timeout` gave up,
 130 interrupted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         from ..registry import unknown_message
 
         build_parser().print_usage(sys.stderr)
-        print(f"orchestrate: {unknown_message('command', unknown, [*COMMANDS, 'help'])}", file=sys.stderr)
+        print(
+            f"orchestrate: {unknown_message('command', unknown, [*COMMANDS, 'help'])}",
+            file=sys.stderr,
+        )
         return ExitCode.USAGE
     # A known command needs only its own sub-parser, --version none; anything else (help,
     # mistakes) gets them all.
@@ -64,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _unknown_command(argv: list[str]) -> str | None:
     first = next((a for a in argv if not a.startswith("-")), None)
-    if first is None or first in (*COMMANDS, "help") or any(a in ("-h", "--help", "--version") for a in argv):
+    if (
+        first is None
+        or first in (*COMMANDS, "help")
+        or any(a in ("-h", "--help", "--version") for a in argv)
+    ):
         return None
     return first
 
@@ -101,5 +109,7 @@ def user_error(args: argparse.Namespace, exc: Exception) -> int:
     print(message, file=sys.stderr)
     if getattr(args, "json", False):
         problems = [dataclasses.asdict(p) for p in getattr(exc, "problems", [])]
-        print(json.dumps({"status": "invalid", "errors": message.splitlines(), "problems": problems}))
+        print(
+            json.dumps({"status": "invalid", "errors": message.splitlines(), "problems": problems})
+        )
     return int(getattr(exc, "exit_code", ExitCode.USAGE))

@@ -1,4 +1,5 @@
 """``orchestrate check``: which routines are late against their ``expect:``, with alerts sent."""
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             for breach in item["breaches"]:
                 print(f"      - {breach['text']}")
             for sent in item["notified"]:
-                print(f"      notified {sent['target']}" if sent["ok"] else f"      notification to {sent['target']} "
-                      f"failed: {sent['error']}")
+                print(
+                    f"      notified {sent['target']}"
+                    if sent["ok"]
+                    else f"      notification to {sent['target']} " f"failed: {sent['error']}"
+                )
         for item in unreadable:
             print(f"ERROR {item['routine_file']}: {item['error']}")
     late = any(item["late"] for item in results)

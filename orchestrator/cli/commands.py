@@ -4,6 +4,7 @@ A command's module is imported only when the command line names it: start-up pay
 command, not for all of them. A command function takes the parsed arguments and returns the
 exit code.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """``orchestrate wait`` and ``orchestrate cancel``: act on a run (or a Step Functions execution)."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
         from . import step_functions
 
         code, line = step_functions.outcome(
-            step_functions.follow(args.run_id, lambda _: None, timeout=args.timeout))
+            step_functions.follow(args.run_id, lambda _: None, timeout=args.timeout)
+        )
         if not args.quiet:
             print(line)
         return code
@@ -37,6 +39,14 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         print(step_functions.outcome(step_functions.stop(args.run_id))[1])
         return ExitCode.OK
     run, changed = cancel_run(open_store(), args.run_id)
-    message = f"run {run.run_id} {run.status}" if changed else f"run {run.run_id} already ended ({run.status}); nothing to cancel"
-    print(json.dumps({"run_id": run.run_id, "status": run.status, "changed": changed}) if args.json else message)
+    message = (
+        f"run {run.run_id} {run.status}"
+        if changed
+        else f"run {run.run_id} already ended ({run.status}); nothing to cancel"
+    )
+    print(
+        json.dumps({"run_id": run.run_id, "status": run.status, "changed": changed})
+        if args.json
+        else message
+    )
     return ExitCode.OK

@@ -1,5 +1,6 @@
 """``orchestrate run --detach``: the run goes on in a background process; its ``--param`` values
 reach it through a private file, never its command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,8 @@ from ..outcome import ExitCode
 
 
 def detach(args: argparse.Namespace, run_id: str) -> int:
-    """Start the run in a background process; return once it has claimed the routine (or failed to)."""
+    """Start the run in a background process; return once it has claimed the routine (or failed
+    to)."""
     import subprocess
     import time
 
@@ -22,8 +24,18 @@ def detach(args: argparse.Namespace, run_id: str) -> int:
 
     log_path = home_dir() / "logs" / f"{run_id}.out"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "orchestrator.cli", "run", args.routine, "--run-id", run_id, "--quiet",
-           "--max-parallel", str(args.max_parallel)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "run",
+        args.routine,
+        "--run-id",
+        run_id,
+        "--quiet",
+        "--max-parallel",
+        str(args.max_parallel),
+    ]
     params_file = write_private_params(args.param) if args.param else None
     if params_file is not None:  # a command line is readable by every user (ps, /proc/PID/cmdline)
         cmd += ["--params-file", str(params_file)]
@@ -35,9 +47,14 @@ def detach(args: argparse.Namespace, run_id: str) -> int:
         cmd.append(f"--from={args.start}")
     try:
         with open(log_path, "ab") as log:
-            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            child = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
         store = open_store()
         while store.get_run(run_id) is None:
             if child.poll() is not None:

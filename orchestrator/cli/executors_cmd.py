@@ -1,4 +1,6 @@
-"""``orchestrate plugins``, ``schema`` and ``doctor``: the executors installed, and whether they work."""
+"""``orchestrate plugins``, ``schema`` and ``doctor``: the executors installed, and whether
+they work here."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +14,17 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from ..registry import Registry
 
     registry = Registry()
-    rows = [{"name": i.name, "class": i.class_name, "distribution": i.distribution, "version": i.version,
-             "plugin": i.plugin, "tasks": i.tasks} for i in registry.executors()]
+    rows = [
+        {
+            "name": i.name,
+            "class": i.class_name,
+            "distribution": i.distribution,
+            "version": i.version,
+            "plugin": i.plugin,
+            "tasks": i.tasks,
+        }
+        for i in registry.executors()
+    ]
     conflicts = registry.conflicts()
     broken = [plugin._asdict() for plugin in registry.broken()]
     if args.json:
@@ -23,11 +34,16 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         width = max((len(r["name"]) for r in rows), default=4)
         for row in rows:
             origin = f"{row['distribution']} {row['version']}".strip() or row["plugin"]
-            print(f"{row['name']:<{width}}  {row['class']}  ({origin})  tasks: {', '.join(row['tasks'])}")
+            tasks = ", ".join(row["tasks"])
+            print(f"{row['name']:<{width}}  {row['class']}  ({origin})  tasks: {tasks}")
         for plugin in registry.broken():
             print(f"{plugin.name:<{width}}  BROKEN  ({plugin.origin})  {plugin.reason}")
     for name, infos in conflicts.items():
-        print(f"conflict: executor name {name!r} is claimed by " + " and ".join(i.origin for i in infos), file=sys.stderr)
+        print(
+            f"conflict: executor name {name!r} is claimed by "
+            + " and ".join(i.origin for i in infos),
+            file=sys.stderr,
+        )
     return ExitCode.USAGE if conflicts else ExitCode.OK
 
 

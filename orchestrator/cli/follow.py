@@ -1,5 +1,6 @@
 """``orchestrate logs [--follow]``: print a run's log lines, and with ``--follow`` keep polling
 the store for new ones until the run ends."""
+
 from __future__ import annotations
 
 import json

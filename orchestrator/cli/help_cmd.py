@@ -1,4 +1,5 @@
 """``orchestrate help [COMMAND|EXECUTOR[.TASK]]``."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,8 @@ def cmd_help(parser: argparse.ArgumentParser, topic: str | None) -> int:
 
 
 def help_executor(topic: str, commands: list[str]) -> int:
-    """``help EXECUTOR`` or ``help EXECUTOR.TASK``; an unknown topic names the closest of both kinds."""
+    """``help EXECUTOR`` or ``help EXECUTOR.TASK``; an unknown topic names the closest of both
+    kinds."""
     from ..errors import UserError
     from ..registry import Registry, unknown_message
     from .help import describe_executor, describe_task
@@ -29,7 +31,10 @@ def help_executor(topic: str, commands: list[str]) -> int:
     try:
         info = registry.resolve(ref)
     except UserError:
-        print(unknown_message("command or executor", topic, [*commands, *registry.known_names()]), file=sys.stderr)
+        print(
+            unknown_message("command or executor", topic, [*commands, *registry.known_names()]),
+            file=sys.stderr,
+        )
         return ExitCode.USAGE
     if task and task not in info.tasks:
         print(unknown_message(f"task of {info.name}", task, info.tasks), file=sys.stderr)

@@ -1,4 +1,5 @@
 """``orchestrate runs``, ``show`` and ``logs``: what the run store recorded."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,5 +1,6 @@
 """Where log records go: task logs on stderr (through rich's console when there is one, masked),
 and a broken plugin's warning as one line."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,16 +28,22 @@ class StderrLines(logging.Handler):
             self.handleError(record)
 
 
-def configure_logging(args: argparse.Namespace, secrets: frozenset[str] = frozenset(), console: Any = None) -> None:
+def configure_logging(
+    args: argparse.Namespace, secrets: frozenset[str] = frozenset(), console: Any = None
+) -> None:
     """Log lines on stderr; through the rich console when there is one, so they print above
     the live progress bar instead of over it."""
     from ..masking import MaskSecrets
 
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    handler: logging.Handler = ConsoleLogHandler(console) if console is not None else logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = (
+        ConsoleLogHandler(console) if console is not None else logging.StreamHandler(sys.stderr)
+    )
     handler.setLevel(level)
     handler.addFilter(MaskSecrets(secrets))
-    handler.setFormatter(TaskLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(
+        TaskLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    )
     logger = logging.getLogger("orchestrator")
     logger.addHandler(handler)
     logger.setLevel(min(level, logging.INFO))

@@ -1,4 +1,5 @@
 """``orchestrate validate`` and ``orchestrate plan``: what a routine would do, with nothing run."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,9 +13,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     routine = load(args)
     tasks = sum(len(s.tasks) for s in routine.steps)
     if args.json:
-        print(json.dumps({"routine": routine.name, "valid": True, "steps": len(routine.steps), "tasks": tasks}))
+        print(
+            json.dumps(
+                {
+                    "routine": routine.name,
+                    "valid": True,
+                    "steps": len(routine.steps),
+                    "tasks": tasks,
+                }
+            )
+        )
     elif not args.quiet:
-        print(f"{args.routine}: ok ({routine.name}: {plural(len(routine.steps), 'step')}, {plural(tasks, 'task')})")
+        counts = f"{plural(len(routine.steps), 'step')}, {plural(tasks, 'task')}"
+        print(f"{args.routine}: ok ({routine.name}: {counts})")
     return ExitCode.OK
 
 
@@ -33,7 +44,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return ExitCode.OK
     for number, step in enumerate(steps, 1):
         flags = "" if step["active"] else "  (inactive: will be skipped)"
-        flags = f"  ({excluded[step['step']]}: will be skipped)" if step["step"] in excluded else flags
+        flags = (
+            f"  ({excluded[step['step']]}: will be skipped)" if step["step"] in excluded else flags
+        )
         after = f"  after {', '.join(step['after'])}" if step["after"] else ""
         print(f"{number}. {step['step']} [{step['executor']}]{after}{flags}")
         for key, value in step["params"].items():
@@ -41,7 +54,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         for call in step["tasks"]:
             extras = [f"{k}={v}" for k, v in call.items() if k in ("retries", "timeout") and v]
             args_text = json.dumps(call["args"], default=str) if call["args"] else ""
-            print(f"   - {call['task']}{(' ' + args_text) if args_text else ''}{('  ' + ' '.join(extras)) if extras else ''}")
+            line = f"   - {call['task']}" + (f" {args_text}" if args_text else "")
+            print(line + (f"  {' '.join(extras)}" if extras else ""))
     return ExitCode.OK
 
 

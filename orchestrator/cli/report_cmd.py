@@ -1,4 +1,5 @@
 """``orchestrate report``: a run, or a routine's last runs, as one HTML file."""
+
 from __future__ import annotations
 
 import argparse

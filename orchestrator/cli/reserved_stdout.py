@@ -1,4 +1,5 @@
 """``--json`` promises one document on stdout, while tasks and their subprocesses print freely."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,8 +10,8 @@ from typing import Any, Iterator
 
 @contextlib.contextmanager
 def stdout_reserved() -> Iterator[Any]:
-    """For ``--json``: file descriptor 1 points at stderr (tasks, subprocesses, ``os.write(1, ...)``);
-    the yielded stream is the real stdout, kept for the one JSON document."""
+    """For ``--json``: file descriptor 1 points at stderr (tasks, subprocesses,
+    ``os.write(1, ...)``); the yielded stream is the real stdout, kept for the one JSON document."""
     sys.stdout.flush()
     saved = os.dup(1)
     os.dup2(2, 1)

@@ -2,6 +2,7 @@
 
 ``execute`` is the one place a local run is started from the command line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,16 +12,13 @@ import sys
 from typing import Any
 
 from ..outcome import ExitCode
-from .detach import detach
 from .log_setup import configure_logging
-from .reserved_stdout import stdout_reserved
 from .routine_arg import load
 from .signals import cancel_on_signals
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..engine import plan
-
     from ..errors import UserError
     from ..selection import excluded_steps
 
@@ -32,7 +30,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.state_machine:
             raise UserError("--on step-functions needs --state-machine ARN")
         if args.only or args.start:
-            raise UserError("--only/--from apply to local runs; compile a routine without those steps instead")
+            raise UserError(
+                "--only/--from apply to local runs; compile a routine without those "
+                "steps instead"
+            )
         overrides = parse_param_overrides(args.param)
         return step_functions.run(routine, overrides, args.state_machine, args.detach, args.json)
     if args.state_machine:
@@ -40,19 +41,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     the_plan = plan(routine)
     excluded = excluded_steps(the_plan, args.only, args.start)  # checked before anything starts
     if args.detach:
+        from .detach import detach
+
         return detach(args, routine.run_id)
     return execute(args, the_plan, excluded=excluded)
 
 
-def execute(args: argparse.Namespace, the_plan: Any, done: dict[tuple[int, int], str] | None = None,
-            resumed_from: str | None = None, excluded: dict[str, str] | None = None) -> int:
+def execute(
+    args: argparse.Namespace,
+    the_plan: Any,
+    done: dict[tuple[int, int], str] | None = None,
+    resumed_from: str | None = None,
+    excluded: dict[str, str] | None = None,
+) -> int:
     """Run a plan with tracking: claim the routine, render, record, cancel cleanly on signals."""
     from ..runs.control import TrackedRun
     from ..runs.store import open_store
+    from .reserved_stdout import stdout_reserved
 
-    with (stdout_reserved() if args.json else contextlib.nullcontext(sys.stdout)) as stdout:
+    with stdout_reserved() if args.json else contextlib.nullcontext(sys.stdout) as stdout:
         shown = renderer(args, stdout)
-        tracked = TrackedRun(open_store(), the_plan, [shown], args.max_parallel, done, resumed_from, excluded)
+        tracked = TrackedRun(
+            open_store(), the_plan, [shown], args.max_parallel, done, resumed_from, excluded
+        )
         tracked.claim(args.allow_concurrent)
         configure_logging(args, the_plan.routine.secrets, getattr(shown, "console", None))
         with cancel_on_signals(tracked):
@@ -75,8 +86,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     the_plan, done = resume_plan(store, old, load(args, old.routine_file, params), args.force)
     if not args.quiet and not args.json:
         total = sum(len(step.spec.tasks) for step in the_plan.steps)
-        print(f"resuming run {old.run_id}: {len(done)} of {total} tasks already succeeded",
-              file=sys.stderr)
+        print(
+            f"resuming run {old.run_id}: {len(done)} of {total} tasks already succeeded",
+            file=sys.stderr,
+        )
     return execute(args, the_plan, done, resumed_from=old.run_id)
 
 

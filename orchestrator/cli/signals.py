@@ -1,4 +1,5 @@
 """Ctrl-C and SIGTERM during a run: cancel cleanly first, exit at once the second time."""
+
 from __future__ import annotations
 
 import contextlib
