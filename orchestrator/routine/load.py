@@ -30,6 +30,8 @@ SCHEMA_PATH = Path(__file__).with_name("routine.schema.json")
 
 @dataclasses.dataclass(frozen=True)
 class TaskCall:
+    """One task of a step: its method name, arguments, retries and timeout."""
+
     task: str
     args: dict[str, Any]
     retries: int = 0
@@ -53,6 +55,8 @@ class StepSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Routine:
+    """A routine file, validated whole: params substituted, steps resolved, secrets known."""
+
     name: str
     file: Path
     params: dict[str, Any]
