@@ -122,6 +122,25 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a routine param (repeatable)",
     )
+    add_run_parser(sub, common, routine)
+    add_record_parsers(sub, common)
+    add_routine_parsers(sub, common, routine)
+    add_executor_parsers(sub, common)
+    add_report_parsers(sub, common)
+    if only in (None, "metadata"):
+        from . import metadata as cli_metadata
+
+        cli_metadata.add_parser(sub, common)
+    cli_extensions.add_parsers(sub, common, routine)  # last: it adds an example to every command
+    for built in sub.choices.values():  # the examples' formatter, told the width too
+        built.formatter_class = sized(built.formatter_class)
+    return parser
+
+
+def add_run_parser(
+    sub: Any, common: argparse.ArgumentParser, routine: argparse.ArgumentParser
+) -> None:
+    """``run``: where and how a routine runs."""
     run = sub.add_parser("run", parents=[common, routine], help="validate, then run a routine")
     run.add_argument(
         "--max-parallel",
@@ -149,6 +168,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--run-id", help=argparse.SUPPRESS)
     run.add_argument("--params-file", help=argparse.SUPPRESS)  # --param values of a detached run
     selection(run)
+
+
+def add_record_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The commands about recorded runs: ``runs``, ``show``, ``logs``, ``wait``, ``cancel``,
+    ``resume``."""
     runs = sub.add_parser("runs", parents=[common], help="list recent runs")
     runs.add_argument("--routine", help="only runs of this routine")
     runs.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
@@ -198,6 +222,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a param again",
     )
+
+
+def add_routine_parsers(
+    sub: Any, common: argparse.ArgumentParser, routine: argparse.ArgumentParser
+) -> None:
+    """The commands that read a routine without running it as one run: ``doctor``,
+    ``validate``, ``plan``, ``backfill``."""
     doctor = sub.add_parser(
         "doctor", parents=[common], help="check executors: libraries, credentials, endpoints"
     )
@@ -228,6 +259,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "--rerun", action="store_true", help="run dates that already succeeded too"
     )
     selection(backfill)
+
+
+def add_executor_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``plugins``, ``schema`` and ``help``: what the installed executors offer."""
     sub.add_parser("plugins", parents=[common], help="list registered executors and their tasks")
     sub.add_parser(
         "schema",
@@ -239,6 +274,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         nargs="?",
         help="a command (run), an executor (athena) or a task (athena.run_query)",
     )
+
+
+def add_report_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``report`` and ``check``: a run as a page; routines that are late."""
     report = sub.add_parser(
         "report", parents=[common], help="write a run (or a routine's last runs) as one HTML file"
     )
@@ -263,14 +302,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         metavar="ROUTINE",
         help="routine files (default: every routine the run store knows)",
     )
-    if only in (None, "metadata"):
-        from . import metadata as cli_metadata
-
-        cli_metadata.add_parser(sub, common)
-    cli_extensions.add_parsers(sub, common, routine)  # last: it adds an example to every command
-    for built in sub.choices.values():  # the examples' formatter, told the width too
-        built.formatter_class = sized(built.formatter_class)
-    return parser
 
 
 def selection(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
