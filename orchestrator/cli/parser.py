@@ -48,12 +48,16 @@ def terminal_columns() -> int:
 
 
 class Parser(argparse.ArgumentParser):
-    def __init__(self, *args: Any, formatter_class: Any = HelpFormatter, **kwargs: Any) -> None:
-        super().__init__(*args, formatter_class=sized(formatter_class), **kwargs)
+    """argparse's parser, its help told the terminal width (argparse makes sub-parsers with
+    keyword arguments only, as this does)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["formatter_class"] = sized(kwargs.get("formatter_class", HelpFormatter))
+        super().__init__(**kwargs)
 
 
 @functools.lru_cache(maxsize=None)
-def sized(formatter: type[argparse.HelpFormatter]) -> type[argparse.HelpFormatter]:
+def sized(formatter: Any) -> type[argparse.HelpFormatter]:
     """``formatter`` told the terminal width like :class:`HelpFormatter` (argparse makes one to
     check each argument added: the commands that ask for ``RawDescriptionHelpFormatter`` would
     import shutil on every start-up)."""
@@ -133,7 +137,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         cli_metadata.add_parser(sub, common)
     cli_extensions.add_parsers(sub, common, routine)  # last: it adds an example to every command
     for built in sub.choices.values():  # the examples' formatter, told the width too
-        built.formatter_class = sized(built.formatter_class)
+        built.formatter_class = sized(built.formatter_class)  # type: ignore[arg-type] # a class
     return parser
 
 
