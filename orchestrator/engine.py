@@ -39,6 +39,8 @@ class WatermarkStore(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class Step:
+    """One executor entry of the plan and the steps it runs after."""
+
     spec: StepSpec
     after: tuple[str, ...]
 
@@ -49,6 +51,8 @@ class Step:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
+    """A validated routine's steps in the order they may start."""
+
     routine: Routine
     steps: tuple[Step, ...]
 

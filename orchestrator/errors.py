@@ -6,6 +6,8 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
+    """One thing wrong with a routine: the file, the JSON path in it, what to do."""
+
     file: str
     path: str
     message: str

@@ -16,6 +16,8 @@ SUCCEEDED, FAILED, CANCELLED, SKIPPED = Status.SUCCEEDED, Status.FAILED, Status.
 
 @dataclasses.dataclass
 class TaskResult:
+    """One task of a run as listeners see it: updated in place from start to end."""
+
     step: str
     executor: str
     task: str
@@ -57,6 +59,8 @@ class TaskResult:
 
 @dataclasses.dataclass
 class RunResult:
+    """How a run ended, with every task's result (what the CLI and the API return)."""
+
     run_id: str
     routine: str
     status: str
@@ -80,6 +84,8 @@ class RunResult:
 
 @dataclasses.dataclass(frozen=True)
 class RunInfo:
+    """What listeners learn when a run starts."""
+
     run_id: str
     routine: str
     total_tasks: int

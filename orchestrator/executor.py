@@ -8,12 +8,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import inspect
 import logging
 import threading
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator, TypeVar
+
+from .ids import sha256_hex
 
 __all__ = ["Cancelled", "CodeLocation", "Context", "NotRetryable", "Executor", "Location", "Place",
            "TaskMetrics", "Uncompilable", "task"]
@@ -212,7 +213,7 @@ def _safe(part: str) -> str:
     """One folder name that stays where it is put: no separator, no ``.``/``..``, not too long."""
     name = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in part)
     if len(name) > 128:  # two long names that share a beginning stay two folders
-        digest = hashlib.sha256(part.encode("utf-8", "surrogatepass")).hexdigest()
+        digest = sha256_hex(part.encode("utf-8", "surrogatepass"))
         name = f"{name[:111]}-{digest[:16]}"
     return "_" + name[1:] if name.startswith(".") else name or "_"
 

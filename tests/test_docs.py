@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.app import build_parser
+from orchestrator.cli.parser import build_parser
 from orchestrator.plugin_index import PluginIndex
 from orchestrator.registry import Registry
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from generate_helpers import DEMO, demo_copy, orchestrate
-from orchestrator.cli.app import build_parser
+from orchestrator.cli.parser import build_parser
 
 
 def test_help_generate_explains_flags_with_examples(cli):

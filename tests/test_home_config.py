@@ -170,7 +170,4 @@ def test_a_routine_file_costs_no_catalog_or_generate_imports(write_routine, tmp_
     )
     assert result.returncode == 0, result.stderr
     loaded = result.stdout.strip().splitlines()[-1]
-    assert (
-        loaded == "['orchestrator.catalog.commands', 'orchestrator.catalog.refs', "
-        "'orchestrator.generate.commands']"
-    ), loaded
+    assert loaded == "[]", loaded

@@ -10,8 +10,9 @@ import time
 import pyte
 from rich.console import Console
 
-from orchestrator.cli.app import configure_logging
-from orchestrator.cli.render import RichRenderer, plural
+from orchestrator.cli.log_setup import configure_logging
+from orchestrator.cli.plan_cmd import plural
+from orchestrator.cli.render import RichRenderer
 from orchestrator.cli.views import runs_table, show_run
 from orchestrator.events import FAILED, SUCCEEDED, RunInfo, RunResult, TaskResult
 from orchestrator.executor import TaskMetrics

@@ -222,7 +222,7 @@ def test_detach_passes_params_through_a_private_file_not_the_command_line(
 
 
 def test_the_private_params_file_is_readable_by_its_owner_only(orchestrator_home):
-    from orchestrator.cli.app import read_private_params, write_private_params
+    from orchestrator.cli.detach import read_private_params, write_private_params
 
     path = write_private_params([f"db_password={SECRET}", "day=2026-11-21"])
     assert os.stat(path).st_mode & 0o777 == 0o600

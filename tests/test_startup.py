@@ -1,6 +1,7 @@
 """What start-up avoids importing must still behave as the module it replaces."""
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import subprocess
@@ -9,8 +10,8 @@ import uuid
 
 import pytest
 
-from orchestrator.cli.app import build_parser, terminal_columns
-from orchestrator.ids import new_id
+from orchestrator.cli.parser import build_parser, terminal_columns
+from orchestrator.ids import new_id, sha256_hex
 from orchestrator.runs import RunRecord
 from orchestrator.runs.store import hostname
 
@@ -21,6 +22,11 @@ def test_run_ids_are_uuid4_text():
     for text in list(ids)[:200]:
         parsed = uuid.UUID(text)
         assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+
+
+@pytest.mark.parametrize("data", [b"", b"abc", "routine \u00e9".encode(), bytes(range(256)) * 9])
+def test_digests_without_openssl_are_sha256(data):
+    assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
 
 
 def test_the_host_name_is_the_one_socket_gives():

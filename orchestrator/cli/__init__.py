@@ -1,6 +1,7 @@
 """``orchestrate``: the command-line adapter. It parses, calls the core and renders; nothing more.
 
-``app`` holds the commands; ``render`` the console listeners; ``views`` how runs are shown.
+``app`` is the entry point, ``parser`` the grammar, ``commands`` the table of commands (one
+``*_cmd`` module per family); ``render`` the console listeners; ``views`` how runs are shown.
 """
 from .app import main
 

@@ -43,6 +43,13 @@ def date_range(pairs: list[str]) -> tuple[str, list[str], list[str]]:
     return key.strip(), dates, [p for p in pairs if p is not ranged[0]]
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from .routine_arg import load
+    from .run_cmd import renderer
+
+    return backfill(args, load, renderer)
+
+
 def backfill(args: argparse.Namespace, load: Callable[..., Any], renderer: Callable[..., Any]) -> int:
     from ..engine import plan
     from ..runs.store import open_store
@@ -59,7 +66,7 @@ def backfill(args: argparse.Namespace, load: Callable[..., Any], renderer: Calla
     todo = [d for d in dates if d not in done]
     report: dict[str, dict[str, Any]] = {d: {"date": d, "status": "skipped", "run_id": done[d],
                                              "reason": "already succeeded"} for d in done}
-    from .app import stdout_reserved
+    from .reserved_stdout import stdout_reserved
 
     with (stdout_reserved() if args.json else contextlib.nullcontext(sys.stdout)) as stdout:
         if args.max_parallel > 1:
@@ -88,7 +95,7 @@ def run_here(args: argparse.Namespace, date: str, the_plan: Any, excluded: dict[
              renderer: Callable[..., Any]) -> dict[str, Any]:
     from ..runs.control import TrackedRun
     from ..runs.store import open_store
-    from .app import cancel_on_signals
+    from .signals import cancel_on_signals
 
     quiet = argparse.Namespace(**{**vars(args), "json": False, "quiet": True})
     tracked = TrackedRun(open_store(), the_plan, [renderer(quiet)], 4, excluded=excluded)

@@ -1,18 +1,19 @@
-"""Commands kept outside ``cli.py`` (the home config, the catalog, generate) and the examples every
-command's help ends with. Importing this module costs only argparse: each command imports its work.
+"""Commands kept outside ``cli/`` (the home config, the catalog, generate) and the examples every
+command's help ends with. Importing this module costs only argparse: the modules of those commands
+are imported only when their parser is built, and each command imports its work.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from typing import Any
 
-from ..catalog import commands as catalog_commands
-from ..generate import commands as generate_commands
-
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    **catalog_commands.COMMANDS,
-    **generate_commands.COMMANDS,
+# Each command's function, as "module:function" (see ``commands``).
+COMMANDS = {
+    "config": "orchestrator.catalog.commands:cmd_config",
+    "publish": "orchestrator.catalog.commands:cmd_publish",
+    "routines": "orchestrator.catalog.commands:cmd_routines",
+    "generate": "orchestrator.generate.commands:cmd_generate",
 }
 
 EXAMPLES = {
@@ -43,10 +44,18 @@ EXAMPLES = {
 def add_parsers(
     sub: Any, common: argparse.ArgumentParser, routine: argparse.ArgumentParser
 ) -> None:
-    """Add this module's commands, and an example to each existing command's help."""
+    """Add this module's commands, and an example to each existing command's help. With ``sub``
+    building one command's parser only (``sub.only``), the others' modules are not imported."""
     for name, parser in sub.choices.items():
         if name in EXAMPLES and not parser.epilog:
             parser.epilog = EXAMPLES[name]
             parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    catalog_commands.add_parsers(sub, common, routine)
-    generate_commands.add_parsers(sub, common, routine)
+    only = getattr(sub, "only", None)
+    if only is None or COMMANDS.get(only, "").startswith("orchestrator.catalog."):
+        from ..catalog import commands as catalog_commands
+
+        catalog_commands.add_parsers(sub, common, routine)
+    if only is None or COMMANDS.get(only, "").startswith("orchestrator.generate."):
+        from ..generate import commands as generate_commands
+
+        generate_commands.add_parsers(sub, common, routine)

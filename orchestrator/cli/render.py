@@ -38,10 +38,6 @@ def metrics_text(metrics: dict[str, Any] | None) -> str:
     return f"warning: {warning}; {text}" if warning else text
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 def task_line(result: TaskResult) -> str:
     name = f"{result.step}.{result.task}"
     if result.status == SKIPPED:

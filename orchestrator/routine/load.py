@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import re
@@ -17,13 +16,11 @@ from typing import Any, Callable, Mapping
 
 from ..errors import PluginError, Problem, RoutineError, UserError
 from ..executor import Place, accepts_context
-from ..ids import new_id
+from ..ids import new_id, sha256_hex
 from ..limits import (MAX_DEPTH, DocumentProblem, check_document, decode_utf8, location_problem,
                       read_bounded, yaml_graph_problem)
 from ..masking import mask_shown
 from ..registry import ExecutorInfo, Registry, unknown_message
-from ..alerts.targets import notify_targets
-from ..freshness import expectation
 from .introspect import item_location_kinds, location_kinds, signature_schema
 from .schema_check import SHOWN_CHARS, schema_problems
 from .substitution import SECRET_NAME, Substituter, mask_values, secret_values
@@ -33,6 +30,8 @@ SCHEMA_PATH = Path(__file__).with_name("routine.schema.json")
 
 @dataclasses.dataclass(frozen=True)
 class TaskCall:
+    """One task of a step: its method name, arguments, retries and timeout."""
+
     task: str
     args: dict[str, Any]
     retries: int = 0
@@ -56,6 +55,8 @@ class StepSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Routine:
+    """A routine file, validated whole: params substituted, steps resolved, secrets known."""
+
     name: str
     file: Path
     params: dict[str, Any]
@@ -266,8 +267,7 @@ class _Loader:
         entries = self.entries()
         steps = [None if _under(path, broken) else self.step(entry, path, subst) for path, entry in entries]
         self.check_names_and_dependencies(steps, entries)
-        notify = notify_targets(subst.walk(self.doc.get("notify") or [], "notify", self.report), self.report)
-        expect = expectation(self.doc.get("expect"), self.report)
+        notify, expect = self.alerting(subst)
         self.fail_if_problems()
         secrets |= {secret for target in notify for secret in target.secrets()}
         return Routine(
@@ -285,6 +285,20 @@ class _Loader:
             notify=tuple(notify),
             expect=expect,
         )
+
+    def alerting(self, subst: Substituter) -> tuple[list[Any], Any]:
+        """Who is told about runs (``notify:``) and how fresh they must be (``expect:``); their
+        modules are imported only for a routine that has these blocks."""
+        notify, expect = [], None
+        if self.doc.get("notify"):
+            from ..alerts.targets import notify_targets
+
+            notify = notify_targets(subst.walk(self.doc["notify"], "notify", self.report), self.report)
+        if isinstance(self.doc.get("expect"), dict):
+            from ..freshness import expectation
+
+            expect = expectation(self.doc["expect"], self.report)
+        return notify, expect
 
     def check_structure(self) -> list[str]:
         """Report schema problems; stop unless they are confined to single executor entries,
@@ -334,7 +348,7 @@ class _Loader:
     def digest(self) -> str:
         """Identity of the routine's definition (not of this run's params): resume compares it."""
         canonical = json.dumps(self.doc, sort_keys=True, default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return sha256_hex(canonical.encode())
 
     def entries(self) -> list[tuple[str, dict[str, Any]]]:
         executors = self.doc["executors"]

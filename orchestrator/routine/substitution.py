@@ -83,11 +83,14 @@ def _missing(scope: str, name: str, values: Mapping[str, Any]) -> str:
     return f"unknown name ${{run.{name}}}; run has id and date"
 
 
+MASKED = "****"  # what a secret value is shown, logged and stored as
+
+
 def mask(text: str, secrets: set[str]) -> str:
     """Replace every secret value in ``text`` with ``****``."""
     for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) >= 3:
-            text = text.replace(secret, "****")
+            text = text.replace(secret, MASKED)
     return text
 
 
@@ -109,5 +112,5 @@ def mask_values(value: Any, secrets: set[str], key: str = "") -> Any:
     if isinstance(value, list):
         return [mask_values(v, secrets, key) for v in value]
     if isinstance(value, str):
-        return "****" if key and SECRET_NAME.search(key) and value else mask(value, secrets)
+        return MASKED if key and SECRET_NAME.search(key) and value else mask(value, secrets)
     return value

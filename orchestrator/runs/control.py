@@ -4,13 +4,14 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Iterable
+from typing import Any, Iterable
 
 from ..engine import Plan, Run, plan
 from ..errors import UserError
 from ..events import SKIPPED, SUCCEEDED, Listener, RunResult
 from ..outcome import ExitCode
 from ..routine.load import Routine
+from ..routine.substitution import MASKED
 from .io import RememberedWatermarks
 from .recorder import LogCapture, RunRecorder, new_record
 from .store import DEAD, RUNNING, RunRecord, RunStore, hostname, is_dead, owns_pid
@@ -150,6 +151,16 @@ def resume_plan(store: RunStore, old: RunRecord, routine: Routine,
         raise UserError(f"{routine.file}: the routine changed since run {old.run_id}; pass --force to resume anyway")
     the_plan = plan(routine)
     return the_plan, succeeded_tasks(store, old, the_plan)
+
+
+def resume_params(old: RunRecord, given: Iterable[str]) -> dict[str, Any]:
+    """The params ``old`` ran with, to run them again. Secrets were stored masked, never in
+    clear, so each one must be ``given`` again (by name); refused, naming them, if one is not."""
+    hidden = sorted(k for k, v in old.params.items() if v == MASKED and k not in given)
+    if hidden:
+        raise UserError(f"run {old.run_id} had secret params that were not stored: pass them again "
+                        "with " + " ".join(f"--param {k}=..." for k in hidden))
+    return {k: v for k, v in old.params.items() if v != MASKED}
 
 
 def succeeded_tasks(store: RunStore, old: RunRecord, the_plan: Plan) -> dict[tuple[int, int], str]:

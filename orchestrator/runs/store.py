@@ -54,6 +54,9 @@ class UnknownRun(UserError):
 
 @dataclasses.dataclass
 class RunRecord:
+    """One run as the store keeps it; ``host``, ``pid`` and ``heartbeat`` tell whether it
+    still lives."""
+
     run_id: str
     routine: str
     routine_file: str = ""
@@ -80,6 +83,8 @@ class RunRecord:
 
 @dataclasses.dataclass
 class TaskRecord:
+    """One attempt of one task, as the store keeps it (secrets already masked)."""
+
     id: str
     run_id: str
     step: str
@@ -105,6 +110,8 @@ class TaskRecord:
 
 @dataclasses.dataclass
 class LogRecord:
+    """One log line of a run; ``seq`` orders them for ``orchestrate logs --follow``."""
+
     run_id: str
     ts: float
     level: str

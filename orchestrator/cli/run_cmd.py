@@ -1,0 +1,103 @@
+"""``orchestrate run`` and ``orchestrate resume``: run a plan with tracking, rendered as it goes.
+
+``execute`` is the one place a local run is started from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from typing import Any
+
+from ..outcome import ExitCode
+from .log_setup import configure_logging
+from .routine_arg import load
+from .signals import cancel_on_signals
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..engine import plan
+    from ..errors import UserError
+    from ..selection import excluded_steps
+
+    routine = load(args)
+    if args.on == "step-functions":
+        from ..routine.load import parse_param_overrides
+        from . import step_functions
+
+        if not args.state_machine:
+            raise UserError("--on step-functions needs --state-machine ARN")
+        if args.only or args.start:
+            raise UserError(
+                "--only/--from apply to local runs; compile a routine without those "
+                "steps instead"
+            )
+        overrides = parse_param_overrides(args.param)
+        return step_functions.run(routine, overrides, args.state_machine, args.detach, args.json)
+    if args.state_machine:
+        raise UserError("--state-machine applies to --on step-functions only")
+    the_plan = plan(routine)
+    excluded = excluded_steps(the_plan, args.only, args.start)  # checked before anything starts
+    if args.detach:
+        from .detach import detach
+
+        return detach(args, routine.run_id)
+    return execute(args, the_plan, excluded=excluded)
+
+
+def execute(
+    args: argparse.Namespace,
+    the_plan: Any,
+    done: dict[tuple[int, int], str] | None = None,
+    resumed_from: str | None = None,
+    excluded: dict[str, str] | None = None,
+) -> int:
+    """Run a plan with tracking: claim the routine, render, record, cancel cleanly on signals."""
+    from ..runs.control import TrackedRun
+    from ..runs.store import open_store
+    from .reserved_stdout import stdout_reserved
+
+    with stdout_reserved() if args.json else contextlib.nullcontext(sys.stdout) as stdout:
+        shown = renderer(args, stdout)
+        tracked = TrackedRun(
+            open_store(), the_plan, [shown], args.max_parallel, done, resumed_from, excluded
+        )
+        tracked.claim(args.allow_concurrent)
+        configure_logging(args, the_plan.routine.secrets, getattr(shown, "console", None))
+        with cancel_on_signals(tracked):
+            result = tracked.execute()
+    if tracked.failure is not None:  # not raised: --json has already printed its one document
+        print(f"run {result.run_id} stopped and failed: {tracked.failure}", file=sys.stderr)
+        return ExitCode.USAGE
+    return result.exit_code
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from ..routine.load import parse_param_overrides
+    from ..runs.control import look_up, resume_params, resume_plan
+    from ..runs.store import open_store
+
+    store = open_store()
+    old = look_up(store, args.run_id)
+    params = resume_params(old, parse_param_overrides(args.param))
+    args.run_id = None
+    the_plan, done = resume_plan(store, old, load(args, old.routine_file, params), args.force)
+    if not args.quiet and not args.json:
+        total = sum(len(step.spec.tasks) for step in the_plan.steps)
+        print(
+            f"resuming run {old.run_id}: {len(done)} of {total} tasks already succeeded",
+            file=sys.stderr,
+        )
+    return execute(args, the_plan, done, resumed_from=old.run_id)
+
+
+def renderer(args: argparse.Namespace, stdout: Any = None) -> Any:
+    from .render import JsonRenderer, PlainRenderer, RichRenderer
+
+    if args.json:
+        return JsonRenderer(stdout or sys.stdout)
+    if not args.quiet and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
+        return RichRenderer(verbose=args.verbose)
+    return PlainRenderer(sys.stderr, quiet=args.quiet, verbose=args.verbose)

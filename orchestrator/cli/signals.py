@@ -1,0 +1,38 @@
+"""Ctrl-C and SIGTERM during a run: cancel cleanly first, exit at once the second time."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from typing import Any, Iterator
+
+from ..outcome import ExitCode
+
+CANCEL_JOIN_SECONDS = 30.0
+
+
+@contextlib.contextmanager
+def cancel_on_signals(run: Any) -> Iterator[None]:
+    """First Ctrl-C or SIGTERM cancels the run cleanly; a second one exits at once."""
+    import signal
+
+    cancellers: list[threading.Thread] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if cancellers:
+            getattr(run, "save_records", lambda: None)()  # what batching holds back is not lost
+            os._exit(ExitCode.INTERRUPTED)
+        print("\ncancelling: asking running tasks to stop (again to force)", file=sys.stderr)
+        cancellers.append(threading.Thread(target=run.cancel, name="cancel", daemon=True))
+        cancellers[0].start()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+        for thread in cancellers:
+            thread.join(CANCEL_JOIN_SECONDS)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
