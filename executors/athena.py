@@ -13,8 +13,10 @@ from orchestrator.executor import Context, Location, NotRetryable, TaskMetrics, 
 from orchestrator.hookspecs import hookimpl
 
 from .aws import tablespec as spec
-from .aws.remote import (AwsExecutor, RemoteOps, RemoteResult, StopRemote, check_service,
-                         closest_submission, read_text, run_remote)
+from .aws.clients import check_service, read_text
+from .aws.executor import AwsExecutor
+from .aws.inflight import RemoteOps
+from .aws.work import RemoteResult, StopRemote, closest_submission, run_remote
 from .aws.states import sync_task
 
 WORKGROUP = re.compile(r"^[a-zA-Z0-9._-]{1,128}$")

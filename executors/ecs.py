@@ -20,7 +20,12 @@ from typing import Annotated, Any, Iterable, Literal
 from orchestrator import Context, TaskMetrics, Uncompilable, hookimpl, task
 from orchestrator.events import SUCCEEDED
 
-from .aws.remote import AwsExecutor, RemoteJobError, RemoteOps, RemoteRecord, check_service, error_code, outcome, run_remote
+from .aws.clients import check_service, error_code
+from .aws.executor import AwsExecutor
+from .aws.inflight import RemoteOps
+from .aws.outcomes import outcome
+from .aws.record import RemoteRecord
+from .aws.work import run_remote
 from .docker.spec import RESOURCES_SCHEMA, memory_bytes
 
 ENV_SCHEMA = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}

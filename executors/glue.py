@@ -16,8 +16,12 @@ from orchestrator.hookspecs import hookimpl
 
 from .aws import tablespec as spec
 from .aws.states import poll_loop, sdk, sync_task
-from .aws.remote import (AwsExecutor, Backoff, RemoteCancelled, RemoteJobError, RemoteOps, check_service, error_code,
-                   outcome, run_remote, transient, wait_for)
+from .aws.clients import check_service, error_code, transient
+from .aws.executor import AwsExecutor
+from .aws.inflight import RemoteOps
+from .aws.outcomes import RemoteCancelled, RemoteJobError, outcome
+from .aws.polling import Backoff, wait_for
+from .aws.work import run_remote
 
 TOKEN_ARG = "--orchestrator_run_token"
 DEFAULT_LOG_GROUP = "/aws-glue/jobs"

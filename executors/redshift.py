@@ -15,7 +15,10 @@ from orchestrator.hookspecs import hookimpl
 
 from .aws import tablespec as spec
 from .aws.states import poll_loop, sdk
-from .aws.remote import AwsExecutor, RemoteOps, check_service, read_text, run_remote
+from .aws.clients import check_service, read_text
+from .aws.executor import AwsExecutor
+from .aws.inflight import RemoteOps
+from .aws.work import run_remote
 
 LONG_POLL_SECONDS = 10
 COPY_FORMATS = {"csv": "FORMAT AS CSV", "json": "FORMAT AS JSON 'auto'", "parquet": "FORMAT AS PARQUET",
