@@ -15,7 +15,7 @@ from aws_fixtures import HOLD, AthenaSim, AwsEnv, GlueSim, RedshiftSim, run_rout
 from executors.aws.inflight import InFlight, RemoteOps
 from executors.aws.outcomes import RemoteJobError
 from executors.aws.record import RemoteRecord
-from executors.aws.work import RemoteResult, StopRemote, run_remote
+from executors.aws.work import RemoteResult, RemoteWork, StopRemote
 from executors.aws import tablespec as spec
 from orchestrator.executor import Context
 
@@ -70,7 +70,7 @@ def record(tmp_path: Path, **data: Any) -> RemoteRecord:
 
 
 def run(engine: FakeEngine, rec: RemoteRecord, tmp_path: Path, **kwargs: Any) -> RemoteResult:
-    return run_remote(engine.ops(), rec, engine.submit, ctx(tmp_path), InFlight(), **kwargs)
+    return RemoteWork(engine.ops(), rec, ctx(tmp_path), InFlight()).run(engine.submit, **kwargs)
 
 
 # ---------------------------------------------------------------------- 1. status errors

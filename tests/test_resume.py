@@ -18,7 +18,7 @@ from aws_fixtures import AthenaSim, AwsEnv, write_json
 from conftest import cli_env
 from executors.aws.inflight import InFlight, RemoteOps
 from executors.aws.record import RemoteRecord
-from executors.aws.work import run_remote
+from executors.aws.work import RemoteWork
 
 OUTPUT = "s3://athena-results/out/"
 
@@ -464,7 +464,7 @@ def test_a_found_orphan_is_adopted_unless_it_failed_then_a_fresh_token(
         home=tmp_path,
         resumed_from="old",
     )
-    result = run_remote(ops, new, submit, context, InFlight(), find_orphan=find_orphan)
+    result = RemoteWork(ops, new, context, InFlight()).run(submit, find_orphan=find_orphan)
     assert looked == [(old.data["token"], 1000.0)], (
         "the look-up uses the dead run's token and save time"
     )

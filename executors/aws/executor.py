@@ -1,14 +1,15 @@
 """The base of the AWS executors: clients, in-flight tracking, per-call records, ``cancel()``."""
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from orchestrator.executor import Context, Executor
 
 from ..calls import CallKeys
 from .clients import AwsClients, environment_problems
-from .inflight import InFlight
-from .record import RemoteRecord, args_digest
+from .inflight import InFlight, RemoteOps
+from .record import RemoteRecord
+from .work import RemoteWork
 
 
 class AwsExecutor(CallKeys, Executor):
@@ -36,13 +37,6 @@ class AwsExecutor(CallKeys, Executor):
     def close(self) -> None:
         self._clients.close()
 
-    def record(self, context: Context, call_key: str, unit: str, *digest_parts: Any) -> RemoteRecord:
-        folder = context.state_dir("remote", context.run_id)
-        key, digest, scope = f"{call_key}.{unit}", args_digest(*digest_parts), f"{context.routine_name}/{context.step}"
-        record = RemoteRecord(folder, key, digest, context.run_id, scope=scope, logger=context.logger)
-        resumed = context.resumed_from
-        if resumed and resumed != context.run_id and not record.data:
-            previous = RemoteRecord(context.state_dir("remote", resumed), key, digest, resumed, scope=scope,
-                                    logger=context.logger)
-            record.previous = previous if previous.data else None
-        return record
+    def remote_work(self, ops: RemoteOps, record: RemoteRecord, context: Context) -> RemoteWork:
+        """One piece of remote work of this task call, stoppable by :meth:`cancel`."""
+        return RemoteWork(ops, record, context, self._inflight)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 @dataclasses.dataclass
 class RemoteOps:
-    """How to describe and stop one kind of remote work; used by :func:`run_remote`."""
+    """How to describe and stop one kind of remote work; used by :class:`~.work.RemoteWork`."""
 
     engine: str
     what: str

@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from orchestrator.executor import Context
+
 TOKEN_NAMESPACE = uuid.UUID("9f2d0c5e-52b4-4c36-9d5a-8a7a1f1e3c01")
 
 _log = logging.getLogger(__name__)
@@ -43,6 +45,21 @@ class RemoteRecord:
         self.logger = logger or _log
         self.previous: RemoteRecord | None = None
         self.data: dict[str, Any] = self._load()
+
+    @classmethod
+    def for_call(cls, context: Context, call_key: str, unit: str,
+                 *digest_parts: Any) -> RemoteRecord:
+        """The record of ``unit`` of this call; ``previous`` is the resumed run's, when it has one
+        and this run has none yet (so a resume re-attaches to the dead run's work)."""
+        scope, digest = f"{context.routine_name}/{context.step}", args_digest(*digest_parts)
+        key, folder = f"{call_key}.{unit}", context.state_dir("remote", context.run_id)
+        record = cls(folder, key, digest, context.run_id, scope=scope, logger=context.logger)
+        resumed = context.resumed_from
+        if resumed and resumed != context.run_id and not record.data:
+            previous = cls(context.state_dir("remote", resumed), key, digest, resumed, scope=scope,
+                           logger=context.logger)
+            record.previous = previous if previous.data else None
+        return record
 
     def _load(self) -> dict[str, Any]:
         try:
