@@ -39,7 +39,7 @@ class RemoteRecord:
     """
 
     def __init__(self, folder: Path, key: str, digest: str, run_id: str, scope: str = "",
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | logging.LoggerAdapter[Any] | None = None) -> None:
         self.path = folder / f"{key}.json"
         self.key, self.digest, self.run_id, self.scope = key, digest, run_id, scope
         self.logger = logger or _log

@@ -60,7 +60,8 @@ def terminal_columns() -> int:
 
 class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, formatter_class: Any = HelpFormatter, **kwargs: Any) -> None:
-        super().__init__(*args, formatter_class=sized(formatter_class), **kwargs)
+        # argparse passes its options by keyword: formatter_class is never also in *args
+        super().__init__(*args, formatter_class=sized(formatter_class), **kwargs)  # type: ignore[misc]
 
 
 @functools.lru_cache(maxsize=None)
@@ -174,7 +175,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cli_metadata.add_parser(sub, common)
     cli_extensions.add_parsers(sub, common, routine)  # last: it adds an example to every command
     for built in sub.choices.values():  # the examples' formatter, told the width too
-        built.formatter_class = sized(built.formatter_class)
+        # typeshed types it as any callable (not hashable); argparse's and ours are classes
+        built.formatter_class = sized(built.formatter_class)  # type: ignore[arg-type]
     return parser
 
 
