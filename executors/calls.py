@@ -35,7 +35,8 @@ class CallKeys:
         ordinals[context.task] = ordinals.get(context.task, 0) + 1
         return True
 
-    def record(self, context: Context, call_key: str, unit: str, *digest_parts: Any) -> RemoteRecord:
+    def record(self, context: Context, call_key: str, unit: str,
+               *digest_parts: Any) -> RemoteRecord:
         """What this call remembers of ``unit`` of its remote work (a query, a job run, a
         container); ``digest_parts`` are what was asked, so a changed routine starts afresh."""
         return RemoteRecord.for_call(context, call_key, unit, *digest_parts)

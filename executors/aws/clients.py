@@ -18,8 +18,9 @@ from typing import Any, Callable, Iterable
 DEFAULT_TOTAL_ATTEMPTS = 5
 
 
-def retry_config(total_attempts: int | None = None, connect_timeout: float = 10, read_timeout: float = 60) -> Any:
-    """Standard retry mode; attempts from ``AWS_MAX_ATTEMPTS`` when set, else 5 requests in total."""
+def retry_config(total_attempts: int | None = None, connect_timeout: float = 10,
+                 read_timeout: float = 60) -> Any:
+    """Standard retry mode; attempts from ``AWS_MAX_ATTEMPTS`` when set, else 5 in total."""
     from botocore.config import Config
 
     retries: dict[str, Any] = {"mode": "standard"}
@@ -32,7 +33,8 @@ def retry_config(total_attempts: int | None = None, connect_timeout: float = 10,
 
 
 class AwsClients:
-    """A lazily created boto3 session and its clients, safe to use from the task and cancel threads."""
+    """A lazily created boto3 session and its clients, safe to use from the task and cancel
+    threads."""
 
     def __init__(self, region: str | None = None) -> None:
         self.region = region
@@ -57,7 +59,8 @@ class AwsClients:
         key = service if total_attempts is None else f"{service}#{total_attempts}"
         with self._lock:
             if key not in self._clients:
-                self._clients[key] = self._session_locked().client(service, config=retry_config(total_attempts))
+                config = retry_config(total_attempts)
+                self._clients[key] = self._session_locked().client(service, config=config)
             return self._clients[key]
 
     def close(self) -> None:
@@ -72,13 +75,15 @@ def error_code(exc: BaseException) -> str | None:
     return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
 
 
-THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException", "ThrottledException", "TooManyRequestsException",
-                              "RequestLimitExceeded", "ProvisionedThroughputExceededException", "SlowDown"})
+THROTTLING_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "TooManyRequestsException",
+    "RequestLimitExceeded", "ProvisionedThroughputExceededException", "SlowDown"})
 
 
 def transient(exc: BaseException) -> bool:
     """Worth another try: throttling, a 5xx answer, or no answer at all."""
-    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
     if isinstance(exc, (BotoConnectionError, HTTPClientError)):
         return True
@@ -116,13 +121,15 @@ def check_service(clients: AwsClients, service: str, probe: Callable[[Any], Any]
         probe(client)
     except Exception as exc:  # doctor reports, it does not crash
         if error_code(exc) not in set(ok_codes):
-            endpoint = getattr(getattr(clients._clients.get(service), "meta", None), "endpoint_url", "?")
+            meta = getattr(clients._clients.get(service), "meta", None)
+            endpoint = getattr(meta, "endpoint_url", "?")
             problems.append(f"{service} at {endpoint}: {type(exc).__name__}: {exc}")
     return problems
 
 
 def read_text(location: str, clients: AwsClients) -> str:
-    """Text of a local file or an ``s3://`` object (SQL files), through the executor's own S3 client."""
+    """Text of a local file or an ``s3://`` object (SQL files), through the executor's own S3
+    client."""
     if location.startswith("s3://"):
         from smart_open import open as smart_open
 

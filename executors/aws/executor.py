@@ -13,7 +13,7 @@ from .work import RemoteWork
 
 
 class AwsExecutor(CallKeys, Executor):
-    """Base of the AWS executors: clients, in-flight tracking, per-call record keys, ``cancel()``."""
+    """Base of the AWS executors: clients, in-flight tracking, remote work, ``cancel()``."""
 
     service: ClassVar[str] = ""
 

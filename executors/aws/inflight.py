@@ -25,7 +25,8 @@ class RemoteOps:
 
 
 class InFlight:
-    """Remote work in progress for one executor instance, so ``cancel()`` can stop it from another thread."""
+    """Remote work in progress for one executor instance, so ``cancel()`` can stop it from
+    another thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -55,7 +56,7 @@ class InFlight:
             raise
 
     def stop_all(self) -> list[str]:
-        """Stop everything in flight; return errors instead of raising (called from ``cancel()``)."""
+        """Stop everything in flight; return errors instead of raising (from ``cancel()``)."""
         with self._lock:
             items = list(self._items.items())
         errors = []

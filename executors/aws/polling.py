@@ -18,7 +18,8 @@ T = TypeVar("T")
 
 @dataclasses.dataclass(frozen=True)
 class Backoff:
-    """Poll delays: ``first`` at the start, then ``ratio`` × elapsed time, jittered, at most ``cap``.
+    """Poll delays: ``first`` at the start, then ``ratio`` × elapsed time, jittered, at most
+    ``cap``.
 
     Detection lag stays proportional to the run time (a 2 s query is seen within ~0.4 s of
     finishing) while the number of calls grows only logarithmically until the cap.
@@ -40,7 +41,8 @@ DEFAULT_BACKOFF = Backoff()
 def wait_for(poll: Callable[[], T], done: Callable[[T], bool], context: Context | None, *,
              backoff: Backoff = DEFAULT_BACKOFF, deadline: float | None = None,
              long_poll: float = 0.0) -> T:
-    """Call ``poll`` until ``done``; raise ``Cancelled`` when the run is cancelled, ``TimeoutError`` at ``deadline``.
+    """Call ``poll`` until ``done``; raise ``Cancelled`` when the run is cancelled,
+    ``TimeoutError`` at ``deadline``.
 
     ``deadline`` is a ``time.monotonic()`` value. With ``long_poll`` > 0 the remote side may hold
     the call open that long: when a call took most of it, the next one follows at once.

@@ -67,16 +67,19 @@ class RemoteRecord:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            self.logger.warning("remote record %s cannot be read (%s); treating it as empty", self.path, exc)
+            self.logger.warning("remote record %s cannot be read (%s); treating it as empty",
+                                self.path, exc)
             return {}
         try:
             data = json.loads(text)
         except ValueError as exc:
-            self.logger.warning("remote record %s is not valid JSON (%s); treating it as empty", self.path, exc)
+            self.logger.warning("remote record %s is not valid JSON (%s); treating it as empty",
+                                self.path, exc)
             return {}
         problem = _record_problem(data)
         if problem:
-            self.logger.warning("remote record %s is malformed (%s); treating it as empty", self.path, problem)
+            self.logger.warning("remote record %s is malformed (%s); treating it as empty",
+                                self.path, problem)
             return {}
         return data if data.get("digest") == self.digest else {}
 
@@ -89,11 +92,14 @@ class RemoteRecord:
         return int(self.data.get("generation", 0))
 
     def token(self) -> str:
-        """A deterministic UUID (36 chars): valid for Athena (32–128), Redshift (≤64) and as a Glue argument."""
-        return str(uuid.uuid5(TOKEN_NAMESPACE, f"{self.run_id}/{self.scope}/{self.key}/{self.generation}"))
+        """A deterministic UUID (36 chars): valid for Athena (32–128), Redshift (≤64) and as a
+        Glue argument."""
+        name = f"{self.run_id}/{self.scope}/{self.key}/{self.generation}"
+        return str(uuid.uuid5(TOKEN_NAMESPACE, name))
 
     def save(self, **fields: Any) -> None:
-        self.data.update(fields, digest=self.digest, key=self.key, run_id=self.run_id, updated=time.time())
+        self.data.update(fields, digest=self.digest, key=self.key, run_id=self.run_id,
+                         updated=time.time())
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, default=str))
         os.replace(tmp, self.path)
@@ -103,7 +109,8 @@ class RemoteRecord:
 
 
 _RECORD_TYPES: dict[str, tuple[type, ...]] = {
-    "id": (str, type(None)), "token": (str, type(None)), "state": (str, type(None)), "refused": (str, type(None)),
+    "id": (str, type(None)), "token": (str, type(None)), "state": (str, type(None)),
+    "refused": (str, type(None)),
     "digest": (str,), "key": (str,), "run_id": (str,), "token_saved": (int, float, type(None)),
 }
 

@@ -16,7 +16,8 @@ from .record import RemoteRecord, known_ids
 
 STOP_CONFIRM_SECONDS = 6.0
 TRANSIENT_PATIENCE_SECONDS = 900.0
-"""Without a deadline, status calls failing transiently this long in a row end the wait (the work is stopped)."""
+"""Without a deadline, status calls failing transiently this long in a row end the wait (the work
+is stopped)."""
 ORPHAN_CLOCK_SKEW = 60.0
 """An orphan's submission time may read this much before our token save (clocks differ)."""
 ORPHAN_SUBMIT_WINDOW = 600.0
@@ -24,7 +25,8 @@ ORPHAN_SUBMIT_WINDOW = 600.0
 
 
 class StopRemote(Exception):
-    """Raised from an ``on_poll`` hook: stop the remote work, then raise ``error`` (e.g. a cost guard)."""
+    """Raised from an ``on_poll`` hook: stop the remote work, then raise ``error`` (e.g. a cost
+    guard)."""
 
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
@@ -32,7 +34,8 @@ class StopRemote(Exception):
 
 
 class RefusedEarlier(NotRetryable):
-    """An earlier attempt stopped this work for a reason a retry would only repeat (e.g. a cost guard)."""
+    """An earlier attempt stopped this work for a reason a retry would only repeat (e.g. a cost
+    guard)."""
 
 
 @dataclasses.dataclass
@@ -135,7 +138,8 @@ class RemoteWork:
 
     def _reattach(self, find_live: FindLive | None, find_orphan: FindOrphan | None
                   ) -> tuple[str | None, bool, dict[str, Any] | None]:
-        """Work this call already has: in its record, in the resumed run's record, or found by token."""
+        """Work this call already has: in its record, in the resumed run's record, or found by
+        token."""
         record, logger = self.record, self.context.logger
         remote_id, source = record.remote_id, "an earlier attempt"
         previous = record.previous if not record.data else None
@@ -163,7 +167,8 @@ class RemoteWork:
         state = self.ops.state_of(description)
         ours = outcome(self.ops.engine, state)
         if ours is None or ours == SUCCEEDED:
-            verb = "already succeeded; not submitting again" if ours else f"still {state}; re-attaching"
+            verb = ("already succeeded; not submitting again" if ours
+                    else f"still {state}; re-attaching")
             logger.info("%s %s from %s %s", self.label, remote_id, source, verb)
             extra = ({"inherited_from": previous.run_id}
                      if previous is not None and record.remote_id is None else {})
@@ -242,7 +247,9 @@ class RemoteWork:
             return description
 
         def ended(description: dict[str, Any] | None) -> bool:
-            return description is not None and outcome(ops.engine, ops.state_of(description)) is not None
+            if description is None:
+                return False
+            return outcome(ops.engine, ops.state_of(description)) is not None
 
         result = wait_for(poll, ended, self.context, deadline=deadline, long_poll=ops.long_poll)
         assert result is not None
@@ -266,7 +273,8 @@ class RemoteWork:
         self.context.logger.info("%s %s stopped (remote state %s)", self.label, remote_id, state)
         return RemoteCancelled(ops.engine, ops.what, remote_id, state)
 
-    def _finish(self, remote_id: str, description: dict[str, Any], reattached: bool) -> RemoteResult:
+    def _finish(self, remote_id: str, description: dict[str, Any],
+                reattached: bool) -> RemoteResult:
         ops = self.ops
         state = ops.state_of(description) or ""
         self.record.save(state=state)
