@@ -2,7 +2,7 @@
 
 For remote work lasting 2 s, 30 s and 300 s (``--quick`` skips 300 s), start an Athena query on a
 loopback moto server whose execution reports SUCCEEDED exactly S seconds after it started, and wait
-for it with ``executors.aws.remote.wait_for`` and a real boto3 client. Compared with a fixed 1 s poll (also
+for it with ``executors.aws.polling.wait_for`` and a real boto3 client. Compared with a fixed 1 s poll (also
 measured, except for 300 s) and Airflow's Athena operator default of 30 s (computed).
 
 moto's own ``{"progression": "time"}`` transition advances one state per S seconds *counted from
@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executors.aws.remote import Backoff, DEFAULT_BACKOFF, wait_for  # noqa: E402
+from executors.aws.polling import Backoff, DEFAULT_BACKOFF, wait_for  # noqa: E402
 
 
 def start_server() -> str:

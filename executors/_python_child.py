@@ -15,6 +15,7 @@ its stdin close and stops itself the same way.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -64,10 +65,11 @@ class ChildCall:
 
     def __init__(self, path: str, function: str, kwargs: dict[str, Any],
                  context: Context | None) -> None:
-        self.request = {"path": path, "function": function, "kwargs": kwargs,
-                        "context": _context_fields(context),
-                        # an untrusted (event) routine may call only functions the file defines
-                        "own_only": context is not None and not context.trusted}
+        self.request: dict[str, Any] = {
+            "path": path, "function": function, "kwargs": kwargs,
+            "context": _context_fields(context),
+            # an untrusted (event) routine may call only functions the file defines
+            "own_only": context is not None and not context.trusted}
         self.context = context
         self.process: subprocess.Popen[bytes] | None = None
         self._stop_requested = threading.Event()
@@ -199,7 +201,7 @@ class ChildCall:
         thread.start()
         return thread
 
-    def _logger(self) -> logging.Logger | logging.LoggerAdapter:
+    def _logger(self) -> logging.Logger | logging.LoggerAdapter[Any]:
         if self.context is not None:
             return self.context.logger
         return logging.getLogger("orchestrator.task.python")
@@ -388,7 +390,8 @@ def main(argv: list[str]) -> int:
             out.send(message)
 
     for stream in (sys.stdout, sys.stderr):  # a name that is not UTF-8 must not kill the print
-        stream.reconfigure(errors="backslashreplace")  # type: ignore[attr-defined]
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     cancel = threading.Event()
     signal.signal(signal.SIGTERM, _on_sigterm(cancel))
     request = _read_request(sys.stdin.buffer)

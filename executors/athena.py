@@ -13,8 +13,10 @@ from orchestrator.executor import Context, Location, NotRetryable, TaskMetrics, 
 from orchestrator.hookspecs import hookimpl
 
 from .aws import tablespec as spec
-from .aws.remote import (AwsExecutor, RemoteOps, RemoteResult, StopRemote, check_service,
-                         closest_submission, read_text, run_remote)
+from .aws.clients import check_service, read_text
+from .aws.executor import AwsExecutor
+from .aws.inflight import RemoteOps
+from .aws.work import RemoteResult, StopRemote, closest_submission
 from .aws.states import sync_task
 
 WORKGROUP = re.compile(r"^[a-zA-Z0-9._-]{1,128}$")
@@ -199,9 +201,9 @@ class AthenaExecutor(AwsExecutor):
         def find_orphan(token: str, since: float, known: frozenset) -> str | None:
             return self._find_orphan(sql, parameters, since, known)
 
-        result = run_remote(self._ops(), record, lambda token: self._start(sql, parameters, token),
-                            context, self._inflight, on_poll=self._guard_while_running,
-                            find_orphan=find_orphan)
+        work = self.remote_work(self._ops(), record, context)
+        result = work.run(lambda token: self._start(sql, parameters, token),
+                          on_poll=self._guard_while_running, find_orphan=find_orphan)
         info = _query_info(result, sql)
         self._guard(info)
         if info.get("statement_type") == "DML" or result_rows:

@@ -2,7 +2,11 @@
 of remote work (a query, a job run, a container), so that none of them starts it twice."""
 from __future__ import annotations
 
+from typing import Any
+
 from orchestrator.executor import Context
+
+from .aws.record import RemoteRecord
 
 
 class CallKeys:
@@ -30,3 +34,9 @@ class CallKeys:
         ordinals = self._ordinal_table()
         ordinals[context.task] = ordinals.get(context.task, 0) + 1
         return True
+
+    def record(self, context: Context, call_key: str, unit: str,
+               *digest_parts: Any) -> RemoteRecord:
+        """What this call remembers of ``unit`` of its remote work (a query, a job run, a
+        container); ``digest_parts`` are what was asked, so a changed routine starts afresh."""
+        return RemoteRecord.for_call(context, call_key, unit, *digest_parts)

@@ -31,7 +31,8 @@ import time
 from typing import Any, Iterable
 
 from orchestrator.errors import UserError
-from orchestrator.runs.store import DEAD, RUNNING, TERMINAL, LogRecord, RoutineBusy, RunRecord, RunStore, TaskRecord, is_dead
+from orchestrator.outcome import TERMINAL
+from orchestrator.runs.store import DEAD, RUNNING, LogRecord, RoutineBusy, RunRecord, RunStore, TaskRecord, is_dead
 
 META, LOCK, WM, LOGSEQ = "META", "LOCK", "WM", "LOGSEQ"
 CLAIM_ATTEMPTS = 25

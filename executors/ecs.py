@@ -20,7 +20,11 @@ from typing import Annotated, Any, Iterable, Literal
 from orchestrator import Context, TaskMetrics, Uncompilable, hookimpl, task
 from orchestrator.events import SUCCEEDED
 
-from .aws.remote import AwsExecutor, RemoteJobError, RemoteOps, RemoteRecord, check_service, error_code, outcome, run_remote
+from .aws.clients import check_service, error_code
+from .aws.executor import AwsExecutor
+from .aws.inflight import RemoteOps
+from .aws.outcomes import outcome
+from .aws.record import RemoteRecord
 from .docker.spec import RESOURCES_SCHEMA, memory_bytes
 
 ENV_SCHEMA = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}
@@ -167,8 +171,9 @@ class EcsExecutor(AwsExecutor):
                         state_of=lambda d: task_state(d, self.container),
                         reason_of=lambda d: self._reason(d, follower), stop=self._stop)
         try:
-            result = run_remote(ops, record, lambda token: self._start(token, overrides), context, self._inflight,
-                                find_live=self._find_live, on_poll=follower.poll if follower else None)
+            result = self.remote_work(ops, record, context).run(
+                lambda token: self._start(token, overrides), find_live=self._find_live,
+                on_poll=follower.poll if follower else None)
         finally:
             if follower is not None:
                 follower.drain()

@@ -16,8 +16,11 @@ from orchestrator.hookspecs import hookimpl
 
 from .aws import tablespec as spec
 from .aws.states import poll_loop, sdk, sync_task
-from .aws.remote import (AwsExecutor, Backoff, RemoteCancelled, RemoteJobError, RemoteOps, check_service, error_code,
-                   outcome, run_remote, transient, wait_for)
+from .aws.clients import check_service, error_code, transient
+from .aws.executor import AwsExecutor
+from .aws.inflight import RemoteOps
+from .aws.outcomes import RemoteCancelled, RemoteJobError, outcome
+from .aws.polling import Backoff, wait_for
 
 TOKEN_ARG = "--orchestrator_run_token"
 DEFAULT_LOG_GROUP = "/aws-glue/jobs"
@@ -113,11 +116,10 @@ class GlueExecutor(AwsExecutor):
                     request[field] = value
             return self._start_once(request, token, context)
 
-        ops = self._job_ops(job_name)
+        work = self.remote_work(self._job_ops(job_name), record, context)
         try:
-            result = run_remote(ops, record, submit, context, self._inflight,
-                                find_live=lambda token: self._find_live(job_name, token),
-                                on_poll=follower.poll if follower else None)
+            result = work.run(submit, find_live=lambda token: self._find_live(job_name, token),
+                              on_poll=follower.poll if follower else None)
         except (RemoteJobError, RemoteCancelled):
             if follower:
                 follower.drain()

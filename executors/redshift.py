@@ -15,7 +15,9 @@ from orchestrator.hookspecs import hookimpl
 
 from .aws import tablespec as spec
 from .aws.states import poll_loop, sdk
-from .aws.remote import AwsExecutor, RemoteOps, check_service, read_text, run_remote
+from .aws.clients import check_service, read_text
+from .aws.executor import AwsExecutor
+from .aws.inflight import RemoteOps
 
 LONG_POLL_SECONDS = 10
 COPY_FORMATS = {"csv": "FORMAT AS CSV", "json": "FORMAT AS JSON 'auto'", "parquet": "FORMAT AS PARQUET",
@@ -202,8 +204,7 @@ class RedshiftExecutor(AwsExecutor):
         def submit(token: str) -> str:
             return self._submit(sqls, parameters, token)
 
-        result = run_remote(self._ops(), record, submit, context, self._inflight,
-                            find_orphan=find_orphan)
+        result = self.remote_work(self._ops(), record, context).run(submit, find_orphan=find_orphan)
         d = result.description
         info = {"id": result.remote_id, "state": "succeeded", "raw_state": result.raw_state, "reattached": result.reattached,
                 "sql": _short("; ".join(sqls)), "result_rows": _rows(d.get("ResultRows")),

@@ -68,7 +68,9 @@ class Orchestrator:
     def run(self, path: RoutineSource | None = None, params: Mapping[str, Any] | None = None,
             listeners: Iterable[Listener] = (), max_parallel: int = 4, track: bool = True,
             allow_concurrent: bool = False) -> RunResult:
-        return self.start(path, params, listeners, max_parallel, track, allow_concurrent).execute()
+        result: RunResult = self.start(path, params, listeners, max_parallel, track,
+                                       allow_concurrent).execute()
+        return result
 
     def run_executors(self, params: Mapping[str, Any] | None = None, **options: Any) -> RunResult:
         """The seed's name: run the routine given to the constructor (same validation, same records)."""

@@ -152,7 +152,7 @@ class Context:
         cancel_event: threading.Event | None = None,
         home: Path | None = None,
         watermark: Any = None,
-        logger: logging.Logger | logging.LoggerAdapter | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
         resumed_from: str | None = None,
     ) -> None:
         self.run_id = run_id
@@ -231,6 +231,7 @@ class Executor:
 
     name: ClassVar[str | None] = None
     params_schema: ClassVar[dict[str, Any] | None] = None
+    _orchestrator_tasks: ClassVar[dict[str, Callable[..., Any]]]  # set by tasks(), per class
 
     def __init__(self) -> None:  # executors without params need no constructor
         pass
@@ -242,7 +243,7 @@ class Executor:
     @classmethod
     def tasks(cls) -> dict[str, Callable[..., Any]]:
         """The methods a routine may call, by name, in definition order."""
-        cached = cls.__dict__.get("_orchestrator_tasks")
+        cached: dict[str, Callable[..., Any]] | None = cls.__dict__.get("_orchestrator_tasks")
         if cached is not None:
             return cached
         found: dict[str, Callable[..., Any]] = {}

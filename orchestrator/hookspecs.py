@@ -5,17 +5,25 @@ it implements hooks with ``@orchestrator.hookimpl``.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from .alerts.deliver import Sender
+    from .catalog.stores import CatalogStore
+    from .executor import Executor
+    from .runs.store import RunStore
 
 PROJECT = "orchestrator"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+# The specs below have a docstring for a body: pluggy calls the plugins' implementations, never
+# these, hence the narrow `empty-body` ignores where None is not a valid answer.
 
 
 @hookspec
-def register_executors() -> list[type]:  # type: ignore[empty-body]
+def register_executors() -> list[type[Executor]]:  # type: ignore[empty-body]
     """Return the executor classes (subclasses of ``orchestrator.Executor``) this plugin provides.
 
     Called once, when the registry first imports the plugin: when a routine names one of its
@@ -26,7 +34,7 @@ def register_executors() -> list[type]:  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def run_store(url: str):  # type: ignore[empty-body]
+def run_store(url: str) -> RunStore | None:
     """Return a run store (an ``orchestrator.runs.RunStore``) for ``url``, or None if the URL is not yours.
 
     ``url`` comes from ``ORCHESTRATOR_STORE`` (for example ``dynamodb://table``); with no
@@ -36,7 +44,7 @@ def run_store(url: str):  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def catalog_store(url: str):  # type: ignore[empty-body]
+def catalog_store(url: str) -> CatalogStore | None:
     """Return a routine-catalog store (an ``orchestrator.catalog.stores.CatalogStore``) for ``url``,
     or None if the URL is not yours.
 
@@ -47,7 +55,7 @@ def catalog_store(url: str):  # type: ignore[empty-body]
 
 
 @hookspec
-def aws_iam_statements(step: Any):  # type: ignore[empty-body]
+def aws_iam_statements(step: Any) -> list[dict[str, Any]] | None:
     """Return the IAM policy statements a deployed routine needs for ``step`` (an
     ``orchestrator.routine.load.StepSpec``) if the step's executor is yours, else None.
 
@@ -66,7 +74,7 @@ def generate_targets() -> list[Any]:  # type: ignore[empty-body]
 
 
 @hookspec
-def register_notifiers():  # type: ignore[empty-body]
+def register_notifiers() -> dict[str, Sender]:  # type: ignore[empty-body]
     """Return ``{kind: send}`` for notification kinds this plugin delivers (``sns``, say).
 
     ``send(target, message)`` gets an ``orchestrator.alerts.targets.NotifyTarget`` and an

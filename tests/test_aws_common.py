@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from aws_fixtures import AwsEnv
-from executors.aws import remote as _aws
+from executors.aws.clients import AwsClients, DEFAULT_TOTAL_ATTEMPTS, retry_config
+from executors.aws.outcomes import RemoteJobError, outcome
+from executors.aws.polling import Backoff, DEFAULT_BACKOFF, wait_for
+from executors.aws.record import RemoteRecord
 from orchestrator.executor import Cancelled, Context
 
 
@@ -21,7 +24,8 @@ def context(tmp_path: Path, attempt: int = 1, event: threading.Event | None = No
 
 
 def test_importing_aws_executors_does_not_load_boto3() -> None:
-    code = ("import sys, executors.aws.remote, executors.athena, executors.glue, executors.redshift, executors.aws.tablespec;"
+    code = ("import sys, executors.aws.work, executors.aws.executor, executors.athena, executors.glue,"
+            " executors.redshift, executors.aws.tablespec;"
             "print('boto3' in sys.modules, 'botocore' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
@@ -33,17 +37,17 @@ def test_importing_aws_executors_does_not_load_boto3() -> None:
     ("redshift", "FINISHED", "succeeded"), ("redshift", "ABORTED", "cancelled"), ("redshift", "PICKED", None),
 ])
 def test_terminal_state_map(engine: str, raw: str, ours: str | None) -> None:
-    assert _aws.outcome(engine, raw) == ours
+    assert outcome(engine, raw) == ours
 
 
 def test_backoff_is_fast_first_then_proportional_and_capped() -> None:
-    backoff, rng = _aws.Backoff(), random.Random(1)
+    backoff, rng = Backoff(), random.Random(1)
     assert 0.18 <= backoff.delay(0, rng) <= 0.22
     assert backoff.delay(2.0, rng) <= 0.45
     assert 27 <= backoff.delay(3600, rng) <= 33
 
 
-def simulated_calls(seconds: float, backoff: _aws.Backoff) -> tuple[int, float]:
+def simulated_calls(seconds: float, backoff: Backoff) -> tuple[int, float]:
     """Status calls and detection lag for remote work of ``seconds`` (simulated clock)."""
     t, calls, rng = 0.0, 0, random.Random(7)
     while True:
@@ -54,9 +58,9 @@ def simulated_calls(seconds: float, backoff: _aws.Backoff) -> tuple[int, float]:
 
 
 def test_two_second_job_is_seen_within_half_a_second_and_long_jobs_stay_cheap() -> None:
-    calls, lag = simulated_calls(2, _aws.DEFAULT_BACKOFF)
+    calls, lag = simulated_calls(2, DEFAULT_BACKOFF)
     assert lag <= 0.5 and calls <= 12
-    calls, _ = simulated_calls(1800, _aws.DEFAULT_BACKOFF)
+    calls, _ = simulated_calls(1800, DEFAULT_BACKOFF)
     assert calls < 100, "a 30-minute job costs tens of status calls, not hundreds"
 
 
@@ -65,24 +69,24 @@ def test_wait_for_wakes_up_on_cancel(tmp_path: Path) -> None:
     threading.Timer(0.3, event.set).start()
     started = time.monotonic()
     with pytest.raises(Cancelled):
-        _aws.wait_for(lambda: 0, lambda v: False, context(tmp_path, event=event), backoff=_aws.Backoff(first=5, cap=5))
+        wait_for(lambda: 0, lambda v: False, context(tmp_path, event=event), backoff=Backoff(first=5, cap=5))
     assert time.monotonic() - started < 1.0
 
 
 def test_wait_for_respects_deadline(tmp_path: Path) -> None:
     with pytest.raises(TimeoutError):
-        _aws.wait_for(lambda: 0, lambda v: False, context(tmp_path), deadline=time.monotonic() + 0.3)
+        wait_for(lambda: 0, lambda v: False, context(tmp_path), deadline=time.monotonic() + 0.3)
 
 
 def test_record_survives_attempts_and_tokens_change_per_generation(tmp_path: Path) -> None:
     folder = tmp_path / "rec"
     folder.mkdir()
-    first = _aws.RemoteRecord(folder, "run_query-1.q0", "d1", "run-1", "r/s")
+    first = RemoteRecord(folder, "run_query-1.q0", "d1", "run-1", "r/s")
     token = first.token()
     first.save(id="abc", token=token)
-    again = _aws.RemoteRecord(folder, "run_query-1.q0", "d1", "run-1", "r/s")
+    again = RemoteRecord(folder, "run_query-1.q0", "d1", "run-1", "r/s")
     assert again.remote_id == "abc" and again.token() == token and len(token) == 36
-    assert _aws.RemoteRecord(folder, "run_query-1.q0", "other-args", "run-1", "r/s").remote_id is None
+    assert RemoteRecord(folder, "run_query-1.q0", "other-args", "run-1", "r/s").remote_id is None
     again.next_generation()
     assert again.remote_id is None and again.token() != token
 
@@ -96,18 +100,18 @@ def test_call_key_is_stable_across_attempts_and_distinct_per_call(tmp_path: Path
 
 
 def test_remote_job_error_names_everything() -> None:
-    error = _aws.RemoteJobError("glue", "job etl run", "jr_1", "FAILED", "OOM")
+    error = RemoteJobError("glue", "job etl run", "jr_1", "FAILED", "OOM")
     assert str(error) == "glue job etl run jr_1 ended FAILED: OOM"
 
 
 def test_clients_use_standard_retries_and_env_attempts(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
-    clients = _aws.AwsClients()
+    clients = AwsClients()
     client = clients.client("athena")
     assert client is clients.client("athena")
     assert client.meta.config.retries["mode"] == "standard"
     assert client.meta.endpoint_url == aws.endpoint
     monkeypatch.delenv("AWS_MAX_ATTEMPTS")
-    assert _aws.retry_config().retries["total_max_attempts"] == _aws.DEFAULT_TOTAL_ATTEMPTS
+    assert retry_config().retries["total_max_attempts"] == DEFAULT_TOTAL_ATTEMPTS
 
 
 def test_check_passes_against_reachable_endpoint(aws: AwsEnv) -> None:

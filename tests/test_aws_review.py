@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 
 from aws_fixtures import HOLD, AthenaSim, AwsEnv, GlueSim, RedshiftSim, run_routine, write_json
-from executors.aws import remote as _aws
+from executors.aws.inflight import InFlight, RemoteOps
+from executors.aws.outcomes import RemoteJobError
+from executors.aws.record import RemoteRecord
+from executors.aws.work import RemoteResult, RemoteWork, StopRemote
 from executors.aws import tablespec as spec
 from orchestrator.executor import Context
 
@@ -48,26 +51,26 @@ class FakeEngine:
             raise item
         return {"State": item, "Id": remote_id}
 
-    def ops(self) -> _aws.RemoteOps:
-        return _aws.RemoteOps(engine="athena", what="query", describe=self.describe, state_of=lambda d: d.get("State"),
-                              reason_of=lambda d: None, stop=self.stops.append)
+    def ops(self) -> RemoteOps:
+        return RemoteOps(engine="athena", what="query", describe=self.describe, state_of=lambda d: d.get("State"),
+                         reason_of=lambda d: None, stop=self.stops.append)
 
     def submit(self, token: str) -> str:
         self.submits.append(token)
         return f"q{len(self.submits)}"
 
 
-def record(tmp_path: Path, **data: Any) -> _aws.RemoteRecord:
+def record(tmp_path: Path, **data: Any) -> RemoteRecord:
     folder = tmp_path / "rec"
     folder.mkdir(exist_ok=True)
-    rec = _aws.RemoteRecord(folder, "run_query-1.q0", "d", "run-1", "r/s")
+    rec = RemoteRecord(folder, "run_query-1.q0", "d", "run-1", "r/s")
     if data:
         rec.save(**data)
     return rec
 
 
-def run(engine: FakeEngine, rec: _aws.RemoteRecord, tmp_path: Path, **kwargs: Any) -> _aws.RemoteResult:
-    return _aws.run_remote(engine.ops(), rec, engine.submit, ctx(tmp_path), _aws.InFlight(), **kwargs)
+def run(engine: FakeEngine, rec: RemoteRecord, tmp_path: Path, **kwargs: Any) -> RemoteResult:
+    return RemoteWork(engine.ops(), rec, ctx(tmp_path), InFlight()).run(engine.submit, **kwargs)
 
 
 # ---------------------------------------------------------------------- 1. status errors
@@ -139,7 +142,7 @@ def test_work_stopped_by_a_non_retryable_guard_is_never_submitted_again(tmp_path
     engine = FakeEngine(["RUNNING", "CANCELLED"])
 
     def guard(description: dict[str, Any]) -> None:
-        raise _aws.StopRemote(NotRetryable("over budget"))
+        raise StopRemote(NotRetryable("over budget"))
 
     with pytest.raises(NotRetryable, match="over budget"):
         run(engine, record(tmp_path), tmp_path, on_poll=guard)
@@ -172,7 +175,7 @@ def test_malformed_record_counts_as_empty_with_a_warning(tmp_path: Path, content
     folder.mkdir()
     (folder / "k.json").write_text(content)
     caplog.set_level(logging.WARNING)
-    rec = _aws.RemoteRecord(folder, "k", "d", "run-1")
+    rec = RemoteRecord(folder, "k", "d", "run-1")
     assert rec.data == {} and rec.remote_id is None and rec.generation == 0 and len(rec.token()) == 36
     assert "treating it as empty" in caplog.text
 
@@ -209,7 +212,7 @@ def test_glue_finds_its_run_by_token_when_the_record_is_lost(aws: AwsEnv, glue_s
 
 
 def _dies_on_describe(make_ops: Any) -> Any:
-    def ops(*args: Any) -> _aws.RemoteOps:
+    def ops(*args: Any) -> RemoteOps:
         real = make_ops(*args)
 
         def describe(remote_id: str) -> Any:
@@ -254,9 +257,9 @@ def test_resume_submits_anew_when_the_old_work_failed(aws: AwsEnv, athena_sim: A
 
     athena_sim.on("SELECT bad", state="FAILED", reason="boom")
     home = tmp_path / "home"
-    with pytest.raises(_aws.RemoteJobError):
+    with pytest.raises(RemoteJobError):
         AthenaExecutor(output_location=OUTPUT, database="lake").run_query(ctx(home, run_id="old"), sql="SELECT bad")
-    with pytest.raises(_aws.RemoteJobError):
+    with pytest.raises(RemoteJobError):
         AthenaExecutor(output_location=OUTPUT, database="lake").run_query(ctx(home, run_id="new", resumed_from="old"),
                                                                           sql="SELECT bad")
     assert len(athena_sim.executions()) == 2

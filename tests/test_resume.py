@@ -16,21 +16,24 @@ import pytest
 
 from aws_fixtures import AthenaSim, AwsEnv, write_json
 from conftest import cli_env
+from executors.aws.inflight import InFlight, RemoteOps
+from executors.aws.record import RemoteRecord
+from executors.aws.work import RemoteWork
 
 OUTPUT = "s3://athena-results/out/"
 
 CRASH_WRAPPER = """
 import os, signal, sys
-from executors.aws import remote as _aws
+from executors.aws.record import RemoteRecord
 
-original_save = _aws.RemoteRecord.save
+original_save = RemoteRecord.save
 
 def save(self, **fields):
     if {when}:
         os.kill(os.getpid(), signal.SIGKILL)
     original_save(self, **fields)
 
-_aws.RemoteRecord.save = save
+RemoteRecord.save = save
 from orchestrator.cli.app import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -412,12 +415,10 @@ def test_redshift_resume_adopts_the_statement_submitted_before_the_crash(
 
 def _dead_run_record(tmp_path: Path) -> Any:
     """The record a run left when it died between saving the token and saving the id."""
-    from executors.aws import remote as _aws
-
-    old = _aws.RemoteRecord(tmp_path / "old", "run_query-1.q0", "d", "old", "r/s")
+    old = RemoteRecord(tmp_path / "old", "run_query-1.q0", "d", "old", "r/s")
     old.path.parent.mkdir()
     old.save(token=old.token(), id=None, token_saved=1000.0)
-    new = _aws.RemoteRecord(tmp_path / "new", "run_query-1.q0", "d", "new", "r/s")
+    new = RemoteRecord(tmp_path / "new", "run_query-1.q0", "d", "new", "r/s")
     new.path.parent.mkdir()
     new.previous = old
     return old, new
@@ -429,7 +430,6 @@ def _dead_run_record(tmp_path: Path) -> Any:
 def test_a_found_orphan_is_adopted_unless_it_failed_then_a_fresh_token(
     tmp_path: Path, orphan_state: str | None, token_reused: bool | None
 ) -> None:
-    from executors.aws import remote as _aws
     from orchestrator.executor import Context
 
     old, new = _dead_run_record(tmp_path)
@@ -445,7 +445,7 @@ def test_a_found_orphan_is_adopted_unless_it_failed_then_a_fresh_token(
         submits.append(token)
         return "q1"
 
-    ops = _aws.RemoteOps(
+    ops = RemoteOps(
         engine="athena",
         what="query",
         describe=lambda i: {
@@ -464,7 +464,7 @@ def test_a_found_orphan_is_adopted_unless_it_failed_then_a_fresh_token(
         home=tmp_path,
         resumed_from="old",
     )
-    result = _aws.run_remote(ops, new, submit, context, _aws.InFlight(), find_orphan=find_orphan)
+    result = RemoteWork(ops, new, context, InFlight()).run(submit, find_orphan=find_orphan)
     assert looked == [(old.data["token"], 1000.0)], (
         "the look-up uses the dead run's token and save time"
     )
@@ -476,7 +476,7 @@ def test_a_found_orphan_is_adopted_unless_it_failed_then_a_fresh_token(
 
 
 def test_closest_submission_keeps_to_the_window() -> None:
-    from executors.aws.remote import closest_submission
+    from executors.aws.work import closest_submission
 
     since = 10_000.0
     assert (

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from executors.aws.remote import Backoff
+from executors.aws.polling import Backoff
 from executors.staging.executor import StagingExecutor
 from executors.staging.sensor import FilesNotReady, wait_for_files
 from executors.staging.storage import LocalStore

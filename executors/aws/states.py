@@ -8,7 +8,7 @@ the waits add up to the task's ``timeout`` (the fragment's input carries it, see
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
 
 FIRST_WAIT, CAP_WAIT = 1, 30
 
@@ -24,7 +24,7 @@ def sdk(service: str, action: str) -> str:
 
 def poll_loop(*, engine: str, submit: dict[str, Any], describe: dict[str, Any], id_field: str,
               submit_id: str | None = None, status: str | None = None,
-              succeeded: list[str] = (), failed: list[str] = (), reason: str | None = None,
+              succeeded: Sequence[str] = (), failed: Sequence[str] = (), reason: str | None = None,
               seen: dict[str, str] | None = None,
               rules: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Submit, then Wait / describe / Choice with doubling waits, as a fragment.

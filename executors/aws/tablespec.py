@@ -413,7 +413,9 @@ def split_statements(sql: str, dialect: Escapes = "hive") -> list[str]:
     its Trino statements (SELECT, INSERT, CTAS…) nor with ``dialect="trino"``. ``$$ … $$`` and
     ``$tag$ … $tag$`` bodies (Redshift procedures and functions) are kept whole.
     """
-    statements, current, i, n = [], [], 0, len(sql)
+    statements: list[str] = []
+    current: list[str] = []
+    i, n = 0, len(sql)
     while i < n:
         ch = sql[i]
         if ch in "'\"`":

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Iterable
 
 from orchestrator import Cancelled, Context, Executor, Location, TaskMetrics, Uncompilable, task
 
-from ..aws import remote as _aws
+from ..aws import record as _aws
 from ..calls import CallKeys
 from . import container as box
 from .daemon import PullPolicy, connect, ensure_image, probe

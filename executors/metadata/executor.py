@@ -73,7 +73,7 @@ class MetadataExecutor(Executor):
         self.options = {"include": include, "exclude": exclude, "password": password, "region": region}
         self.settings = ProfileSettings(mode, sample_percent, sample_rows, sample_limit, top_values, distinct)
         self.on_drift = on_drift
-        self.api = {"url": api_url, "token": api_token, "timeout": api_timeout, "attempts": api_attempts,
+        self.api: dict[str, Any] = {"url": api_url, "token": api_token, "timeout": api_timeout, "attempts": api_attempts,
                     "page_bytes": page_bytes}
         self._source: Any = None
         self._store: Any = None

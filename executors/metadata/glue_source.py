@@ -85,7 +85,7 @@ def _table(database: str, raw: dict[str, Any]) -> TableInfo:
     keys = raw.get("PartitionKeys") or []
     columns += [ColumnInfo(k["Name"], k.get("Type", ""), len(columns) + i + 1) for i, k in enumerate(keys)]
     params = {**(storage.get("Parameters") or {}), **(raw.get("Parameters") or {})}
-    modified = raw.get("UpdateTime") or raw.get("CreateTime")
+    modified: Any = raw.get("UpdateTime") or raw.get("CreateTime")  # a datetime from boto3
     rows = params.get("recordCount")
     return TableInfo(
         name=f"{database}.{raw['Name']}", columns=columns, location=storage.get("Location"),

@@ -32,7 +32,7 @@ class Publisher:
         self.url, self.token, self.timeout = url, token, timeout
         self.max_attempts, self.base_delay, self.max_delay = max_attempts, base_delay, max_delay
         self.page_bytes = page_bytes
-        self.wait = wait or (lambda seconds: time.sleep(seconds) or False)
+        self.wait = wait or _sleep
         self.log = log or (lambda message: None)
         self.attempts = 0
 
@@ -121,3 +121,9 @@ def paginate(document: dict[str, Any], limit: int) -> list[dict[str, list[Any]]]
             pages[-1].setdefault(kind, []).append(record)
             size += length
     return pages
+
+
+def _sleep(seconds: float) -> bool:
+    """The default wait: never interrupted (a task passes its context's cancellable wait)."""
+    time.sleep(seconds)
+    return False

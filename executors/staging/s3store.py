@@ -9,6 +9,7 @@ upload ids (``uploads``), so recovery aborts exactly the uploads of a dead run.
 from __future__ import annotations
 
 import base64
+import builtins
 import contextlib
 import hashlib
 import posixpath
@@ -171,7 +172,7 @@ class S3Store:
             raise VerifyError(f"{uri}: ETag {etag} is not the MD5 {md5} of the bytes written")
         return expected
 
-    def delete(self, entries: list[Entry]) -> dict[str, str]:
+    def delete(self, entries: builtins.list[Entry]) -> dict[str, str]:  # `list` is a method here
         """Delete each object only if its ETag is still the one copied; return why, for each one
         kept (``CHANGED`` when it was replaced). An object already gone counts as deleted: a retry
         whose first attempt did delete it (reply lost) gets ``NoSuchKey``."""

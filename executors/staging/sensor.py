@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from orchestrator import Cancelled, Context, TaskMetrics
 
-from ..aws.remote import DEFAULT_BACKOFF, Backoff
+from ..aws.polling import DEFAULT_BACKOFF, Backoff
 from .locations import matches
 from .storage import Entry
 

@@ -5,6 +5,7 @@ verified, so a reader of the destination never sees a partial file, even after a
 """
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import hashlib
 import os
@@ -121,7 +122,7 @@ class LocalStore:
         def produce(temp: str) -> int:
             with open(temp, "wb") as f:
                 counter.append(CountingWriter(f))
-                fill(counter[0])
+                fill(counter[0])  # type: ignore[arg-type]  # a BinaryIO by delegation
             return counter[0].count
 
         return self._publish(rel, produce, journal, before_publish)
@@ -159,7 +160,7 @@ class LocalStore:
             os.makedirs(folder, exist_ok=True)
             self._made.add(folder)
 
-    def delete(self, entries: list[Entry]) -> dict[str, str]:
+    def delete(self, entries: builtins.list[Entry]) -> dict[str, str]:  # `list` is a method here
         """Delete files (claimed ones: see ``claim``); return why, for each one not deleted."""
         kept = {}
         for entry in entries:

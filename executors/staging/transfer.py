@@ -93,7 +93,7 @@ def _dump_versions(dump: Any, snapshot: dict[str, Entry], check: Any) -> dict[st
     failed = [(rel, r) for rel, r in results if isinstance(r, Exception)]
     if failed:
         raise StagingError(f"cannot check the dump for {failed[0][0]}: {failed[0][1]}")
-    return {rel: found for rel, found in results if found is not None}
+    return {rel: found for rel, found in results if isinstance(found, Entry)}
 
 
 def post_staging(ex: Any, landing: Any, journal: Journal, context: Context) -> TaskMetrics:

@@ -13,7 +13,7 @@ from ..outcome import Status
 from ..runs.store import LogRecord, RunStore
 from .deliver import Message, Outcome, Sender, deliver
 
-EVENT_OF = {SUCCEEDED: "success", FAILED: "failure", Status.DEAD: "failure"}
+EVENT_OF: dict[str, str] = {SUCCEEDED: "success", FAILED: "failure", Status.DEAD: "failure"}
 
 
 class Notifier(Listener):
@@ -40,7 +40,8 @@ class Notifier(Listener):
         return all_senders()
 
     def _mask(self, text: str) -> str:
-        return self.routine.masked(text)
+        masked: str = self.routine.masked(text)
+        return masked
 
 
 def run_message(event: str, result: RunResult) -> Message:

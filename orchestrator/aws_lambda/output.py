@@ -15,6 +15,8 @@ from ..executor import current_context
 from ..masking import MaskedLines, MaskSecrets, last_frames
 from ..routine.substitution import mask_values
 
+_LEVELS: dict[str, str] = {FAILED: "ERROR", CANCELLED: "WARNING"}
+
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -32,7 +34,7 @@ class JsonLinesRenderer(Listener):
         self._lock = threading.Lock()
 
     def emit(self, event: str, level: str = "INFO", **fields: Any) -> None:
-        line = {name: None for name in self.FIELDS}
+        line: dict[str, Any] = {name: None for name in self.FIELDS}
         line.update(ts=_now(), level=level, event=event, run_id=self.run_id, routine=self.routine, **fields)
         if self.request_id:
             line["request_id"] = self.request_id
@@ -55,7 +57,7 @@ class JsonLinesRenderer(Listener):
                    delay=delay, **_traceback(result))
 
     def task_finished(self, result: TaskResult) -> None:
-        level = {FAILED: "ERROR", CANCELLED: "WARNING"}.get(result.status, "INFO")
+        level = _LEVELS.get(result.status, "INFO")
         self._task("task_finished", result, level, status=result.status, duration=_round(result.duration),
                    error=result.error, reason=result.reason, **_traceback(result))
 

@@ -131,12 +131,16 @@ def _s3_requests(records: Any, env: Mapping[str, str]) -> list[Request]:
     return [Request(source, params) for params in created]
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object from an event, or an empty one where the event has something else."""
+    return value if isinstance(value, dict) else {}
+
+
 def _eventbridge_object(event: dict[str, Any]) -> dict[str, str]:
     """An EventBridge S3 "Object Created" event (what ``generate --target lambda --s3-trigger`` wires up,
     since it works with existing buckets): the same params as a notification; its key is not URL-encoded."""
-    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
-    parts = [detail.get(part) if isinstance(detail.get(part), dict) else {} for part in ("bucket", "object")]
-    bucket, key = parts[0].get("name"), parts[1].get("key")
+    detail = _object(event.get("detail"))
+    bucket, key = _object(detail.get("bucket")).get("name"), _object(detail.get("object")).get("key")
     if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
         raise InvalidEvent("event.detail.bucket.name and event.detail.object.key must be non-empty strings "
                            "in an S3 Object Created event")

@@ -150,6 +150,7 @@ _DYNAMIC_CALLS = {"globals", "exec", "eval", "setattr", "vars", "__import__", "c
 def _bindings(node: ast.AST, defs: set[str], others: set[str]) -> None:
     """Names a module-level statement binds, split into ``def`` and everything else; function and
     class bodies are not module level (their decorators, defaults and bases are)."""
+    outer: list[ast.AST]
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         defs.add(node.name)
         outer = [*node.decorator_list, *node.args.defaults, *filter(None, node.args.kw_defaults)]

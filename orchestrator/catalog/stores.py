@@ -156,7 +156,7 @@ def open_store(url: str, registry: Any = None) -> CatalogStore:
         return HttpStore(url)
     from ..registry import Registry
 
-    store = (registry or Registry()).hook("catalog_store")(url=url)
+    store: CatalogStore | None = (registry or Registry()).hook("catalog_store")(url=url)
     if store is None:
         raise UserError(
             f"catalog {url!r}: no installed plugin stores a catalog at {scheme}:// locations "

@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from ..events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 
-_STYLE = {SUCCEEDED: "green", FAILED: "bold red", CANCELLED: "yellow", SKIPPED: "dim"}
+_STYLE: dict[str, str] = {SUCCEEDED: "green", FAILED: "bold red", CANCELLED: "yellow", SKIPPED: "dim"}
 
 
 def describe_metrics(result: TaskResult) -> str:

@@ -217,5 +217,5 @@ def history_report(store: RunStore, routine: str, runs: list[RunRecord]) -> str:
 def _rows(tasks: list[TaskRecord]) -> int | None:
     """Rows a run reported: the sum of its succeeded tasks' ``total_rows``."""
     values = [t.metrics.get("total_rows") for t in tasks if t.status == "succeeded" and t.metrics]
-    values = [v for v in values if isinstance(v, int)]
-    return sum(values) if values else None
+    rows = [v for v in values if isinstance(v, int)]
+    return sum(rows) if rows else None

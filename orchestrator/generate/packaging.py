@@ -96,7 +96,7 @@ def _marker_holds(marker: str | None, extras: frozenset[str]) -> bool:
         from packaging.markers import Marker
     except ImportError:  # pip's vendored copy is the usual fallback
         try:
-            from pip._vendor.packaging.markers import Marker  # type: ignore[no-redef]
+            from pip._vendor.packaging.markers import Marker  # type: ignore[assignment]
         except ImportError:
             return "extra" not in marker
     parsed = Marker(marker)

@@ -69,7 +69,7 @@ def launcher(app: dict[str, Any]) -> bytes:
 class ScriptTarget:
     name = "script"
     summary = "one executable zipapp: the routine, its files, the orchestrator and its dependencies"
-    options = frozenset()
+    options: frozenset[str] = frozenset()
     folder = False
 
     def default_output(self, job: Job) -> str:

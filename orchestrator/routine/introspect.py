@@ -7,7 +7,7 @@ import typing
 from functools import lru_cache
 from typing import Any, Callable
 
-from ..executor import CodeLocation, Location
+from ..executor import CodeLocation, Executor, Location
 
 _SIMPLE: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},
@@ -34,7 +34,7 @@ def type_schema(annotation: Any) -> dict[str, Any]:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
-        schema = type_schema(args[0])
+        schema: dict[str, Any] = type_schema(args[0])
         for extra in args[1:]:
             if isinstance(extra, str):
                 schema["description"] = extra
@@ -46,7 +46,7 @@ def type_schema(annotation: Any) -> dict[str, Any]:
     if origin in (typing.Union, types.UnionType):
         return {"anyOf": [type_schema(a) for a in args]}
     if origin in (list, tuple, set, frozenset):
-        schema: dict[str, Any] = {"type": "array"}
+        schema = {"type": "array"}
         if args and args[-1] is not Ellipsis:
             schema["items"] = type_schema(args[0])
         return schema
@@ -86,7 +86,7 @@ def summary(obj: Any) -> str:
     return " ".join(text.split("\n\n", 1)[0].split())
 
 
-def task_schemas(cls: type) -> dict[str, dict[str, Any]]:
+def task_schemas(cls: type[Executor]) -> dict[str, dict[str, Any]]:
     """Each task's ``args`` as an object schema, described by the method's docstring."""
     return {name: {**signature_schema(fn), "description": summary(fn)} for name, fn in cls.tasks().items()}
 

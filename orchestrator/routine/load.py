@@ -77,7 +77,8 @@ class Routine:
 
 @lru_cache(maxsize=1)
 def routine_schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text())
+    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+    return schema
 
 
 _PARAM_REF = re.compile(r"\$\{params\.([A-Za-z_][\w-]*)")
@@ -197,7 +198,8 @@ def _strict_yaml_loader() -> type:
             try:
                 if self.depth > MAX_DEPTH:
                     deep = f"nested deeper than {MAX_DEPTH} levels; flatten it"
-                    mark = self.peek_event().start_mark
+                    # types-PyYAML leaves peek_event unannotated
+                    mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
                     raise yaml.composer.ComposerError(None, None, deep, mark)
                 return super().compose_node(parent, index)
             finally:
@@ -371,7 +373,8 @@ class _Loader:
             params, refused = self.check_params(info, params, f"{path}.params")
         else:  # already reported by the schema; the tasks are still checked
             params, refused = {}, False
-        raw_tasks = entry.get("tasks") if isinstance(entry.get("tasks"), list) else []
+        given = entry.get("tasks")
+        raw_tasks = given if isinstance(given, list) else []
         calls = (self.task_call(info, t, f"{path}.tasks[{i}]", subst, params, refused) for i, t in enumerate(raw_tasks))
         tasks = tuple(filter(None, calls))
         name = entry.get("name")

@@ -24,7 +24,7 @@ def schema_problems(instance: Any, schema: dict[str, Any], prefix: str = "", wha
     if quick_valid(instance, schema, schema):
         return []
     validator = _validator(_freeze(schema))
-    problems = []
+    problems: list[tuple[str, str]] = []
     for error in validator.iter_errors(instance):
         problems.extend(p for e in _causes(error) for p in _describe(e, prefix, what))
     return sorted(set(problems), key=lambda p: _sort_key(p[0]))
@@ -135,7 +135,9 @@ def _validator(frozen: str) -> Any:
     # NaN and the infinities pass every minimum and maximum (each comparison is false): no numbers
     checker = Draft202012Validator.TYPE_CHECKER.redefine(
         "number", lambda _, value: finite_number(value) and not isinstance(value, bool))
-    return validators.extend(Draft202012Validator, type_checker=checker)(json.loads(frozen))
+    # types-jsonschema leaves validators.extend unannotated
+    extended = validators.extend(Draft202012Validator, type_checker=checker)  # type: ignore[no-untyped-call]
+    return extended(json.loads(frozen))
 
 
 def _causes(error: Any) -> list[Any]:
@@ -169,7 +171,7 @@ def _describe(error: Any, prefix: str, what: str) -> list[tuple[str, str]]:
             and not finite_number(value):
         return [(path, f"{value} is not a number a routine may give; give a finite number")]
     if kind == "type":
-        expected = schema["type"]
+        expected: str | list[str] = schema["type"]
         names = " or ".join(_TYPE_NAMES.get(t, t) for t in (expected if isinstance(expected, list) else [expected]))
         return [(path, f"expected {names}, got {_show(value)}")]
     if kind == "enum":

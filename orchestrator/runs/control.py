@@ -112,8 +112,8 @@ def cancel_run(store: RunStore, ref: str, grace: float = CANCEL_WAIT_SECONDS) ->
     if run.finished:
         return run, False
     store.update_run(run.run_id, cancel_requested=True)
-    local = run.host == hostname() and owns_pid(run)
-    if local:
+    local = run.host == hostname() and owns_pid(run)  # so run.pid is set
+    if local and run.pid:
         _signal(run.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
@@ -121,7 +121,7 @@ def cancel_run(store: RunStore, ref: str, grace: float = CANCEL_WAIT_SECONDS) ->
         if run.finished:
             return run, True
         time.sleep(0.1)
-    if local and owns_pid(run):
+    if local and owns_pid(run) and run.pid:
         _signal(run.pid, signal.SIGKILL)
     store.update_run(run.run_id, status="cancelled", ended=time.time())
     return look_up(store, run.run_id), True
@@ -169,7 +169,8 @@ def succeeded_tasks(store: RunStore, old: RunRecord, the_plan: Plan) -> dict[tup
     wanted = {(p, i): call.task
               for p, step in enumerate(the_plan.steps) for i, call in enumerate(step.spec.tasks)}
     done: dict[tuple[int, int], str] = {}
-    pending, run, seen = set(wanted), old, set()
+    run: RunRecord | None = old
+    pending, seen = set(wanted), set()
     while run is not None and pending and run.run_id not in seen:
         seen.add(run.run_id)
         # ordered by attempt: the last one wins

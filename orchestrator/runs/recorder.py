@@ -154,7 +154,7 @@ class RunRecorder(Listener):
     def store_failed(self, exc: BaseException) -> None:
         self.fail(f"the run store failed: {' '.join(str(exc).split()) or type(exc).__name__}")
 
-    def _quietly(self, write: Callable[[], None]) -> None:
+    def _quietly(self, write: Callable[[], object]) -> None:
         try:
             write()
         except Exception as exc:

@@ -505,7 +505,7 @@ def open_store(registry: Any = None) -> RunStore:
     if url and not url.startswith("sqlite:"):
         from ..registry import Registry
 
-        store = (registry or Registry()).store_for(url)
+        store: RunStore | None = (registry or Registry()).store_for(url)
         if store is None:
             raise UserError(f"ORCHESTRATOR_STORE={url!r}: no installed plugin provides this run store")
         return store

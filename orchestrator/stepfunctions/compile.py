@@ -281,7 +281,8 @@ class _Compiler:
     def units(self, step: StepSpec) -> list[Unit]:
         entry = _raw_entry(self.doc, step.path)
         raw_params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
-        raw_tasks = entry.get("tasks") if isinstance(entry.get("tasks"), list) else []
+        given = entry.get("tasks")
+        raw_tasks = given if isinstance(given, list) else []
         params = _with_references(step.params, raw_params)
         result: list[Unit] = []
         for index, call in enumerate(step.tasks):
