@@ -21,10 +21,10 @@ def new_id() -> str:
 def sha256_hex(data: bytes) -> str:
     """``hashlib.sha256(data).hexdigest()``, without loading OpenSSL where CPython has its own."""
     try:
-        from _sha256 import sha256  # CPython up to 3.11
+        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython <= 3.11
     except ImportError:
         try:
-            from _sha2 import sha256  # CPython 3.12 and later
+            from _sha2 import sha256  # type: ignore[import-not-found]  # CPython >= 3.12
         except ImportError:
             from hashlib import sha256
     return sha256(data).hexdigest()
