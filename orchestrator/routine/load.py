@@ -24,9 +24,10 @@ from ..masking import mask_shown
 from ..registry import ExecutorInfo, Registry, unknown_message
 from ..alerts.targets import notify_targets
 from ..freshness import expectation
+from .outputs import StepOutput, check_references, deferred_paths, parse
 from .introspect import item_location_kinds, location_kinds, signature_schema
 from .schema_check import SHOWN_CHARS, schema_problems
-from .substitution import SECRET_NAME, Substituter, mask_values, secret_values
+from .substitution import SECRET_NAME, Deferred, Substituter, mask_values, secret_values
 
 SCHEMA_PATH = Path(__file__).with_name("routine.schema.json")
 
@@ -39,6 +40,7 @@ class TaskCall:
     retry_delay: float = 1.0
     timeout: float | None = None
     wants_context: bool = False
+    references: tuple[StepOutput, ...] = ()  # ``${steps...}`` in args: resolved at run time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,6 +268,10 @@ class _Loader:
         entries = self.entries()
         steps = [None if _under(path, broken) else self.step(entry, path, subst) for path, entry in entries]
         self.check_names_and_dependencies(steps, entries)
+        built = [s for s in steps if s is not None]
+        explicit = any("depends_on" in e for _, e in entries)
+        unbuilt = {_step_name(e, p) for (p, e), s in zip(entries, steps) if s is None}
+        check_references(built, explicit, self.report, unbuilt)
         notify = notify_targets(subst.walk(self.doc.get("notify") or [], "notify", self.report), self.report)
         expect = expectation(self.doc.get("expect"), self.report)
         self.fail_if_problems()
@@ -405,13 +411,16 @@ class _Loader:
         args = spec.get("args") or {}
         if not isinstance(args, dict):
             return None  # the schema reported it
-        args = subst.walk(args, f"{path}.args", self.report)
-        self.secrets |= secret_values(args)
+        args_path = f"{path}.args"
+        args, references = self.task_args(args, args_path, subst)
+        self.secrets |= {v for v in secret_values(args) if not isinstance(v, Deferred)}
         schema = signature_schema(method)
-        found = schema_problems(args, schema, prefix=f"{path}.args", what="argument")
+        later = set(deferred_paths(args, args_path))  # known only at run time: not judged now
+        found = [(sub, message) for sub, message in schema_problems(args, schema, prefix=args_path,
+                                                                    what="argument")
+                 if sub not in later]
         for sub, message in found:
             self.report(sub, message)
-        args_path = f"{path}.args"
         args, refused_args = self.resolve_all_locations(args, schema, args_path)
         if not (refused or refused_args):
             declared = functools.partial(info.cls.task_places, name, args, params)
@@ -419,7 +428,9 @@ class _Loader:
         if not (refused or refused_args):
             checks = _deeper_checks(lambda: info.cls.validate_args(name, args, params), {p for p, _ in found}, args_path)
             for sub, message in checks:
-                self.report(args_path + (f".{sub}" if sub and not sub.startswith("[") else sub), message)
+                where = args_path + (f".{sub}" if sub and not sub.startswith("[") else sub)
+                if where not in later:
+                    self.report(where, message)
         try:
             return TaskCall(
                 task=name,
@@ -428,9 +439,32 @@ class _Loader:
                 retry_delay=float(spec.get("retry_delay", 1.0)),
                 timeout=spec.get("timeout"),
                 wants_context=accepts_context(method),
+                references=tuple(references),
             )
         except (TypeError, ValueError):
             return None  # a malformed retry_delay: the schema reported it
+
+    def task_args(self, args: dict[str, Any], path: str,
+                  subst: Substituter) -> tuple[dict[str, Any], list[StepOutput]]:
+        """Args substituted, ``${steps...}`` references kept for run time and parsed. A routine
+        from an event may not use them: the location policy could not judge their values."""
+        references: list[StepOutput] = []
+
+        def defer(ref: str, where: str, report: Callable[[str, str], None]) -> None:
+            parsed = parse(ref, where)
+            if isinstance(parsed, str):
+                report(where, parsed)
+            elif self.policy is not None:
+                report(where, f"${{{ref}}}: a routine from an event cannot read step outputs "
+                              "(their values are not known when the routine is checked)")
+            else:
+                references.append(parsed)
+
+        subst.defer = defer
+        try:
+            return subst.walk(args, path, self.report), references
+        finally:
+            subst.defer = None
 
     def resolve_all_locations(self, values: dict[str, Any], schema: dict[str, Any],
                               path: str) -> tuple[dict[str, Any], bool]:
@@ -453,8 +487,8 @@ class _Loader:
         resolved, refused = dict(values), False
         for key in kinds.keys() & resolved.keys():
             value = resolved[key]
-            if not isinstance(value, str) or not value:
-                continue
+            if not isinstance(value, str) or not value or isinstance(value, Deferred):
+                continue  # a location read from a step's outputs is used as it comes
             if "://" not in value and not os.path.isabs(value):
                 resolved[key] = value = str(self.folder / value)
             if (problem := location_problem(value)) is not None:
