@@ -24,6 +24,7 @@ from ..masking import mask_shown
 from ..registry import ExecutorInfo, Registry, unknown_message
 from ..alerts.targets import notify_targets
 from ..freshness import expectation
+from ..lineage.config import from_block
 from .outputs import StepOutput, check_references, deferred_paths, parse
 from .introspect import item_location_kinds, location_kinds, signature_schema
 from .schema_check import SHOWN_CHARS, schema_problems
@@ -71,6 +72,7 @@ class Routine:
     trusted: bool = True  # False when loaded under a location policy (a routine from an event)
     notify: tuple[Any, ...] = ()  # NotifyTarget: who is told about failure, success, lateness
     expect: Any = None  # Expectation: how fresh and how quick runs must be (`orchestrate check`)
+    lineage: Any = None  # LineageSettings, False (turned off) or None (the environment decides)
 
     def masked(self, value: Any) -> Any:
         return mask_values(value, set(self.secrets))
@@ -274,8 +276,11 @@ class _Loader:
         check_references(built, explicit, self.report, unbuilt)
         notify = notify_targets(subst.walk(self.doc.get("notify") or [], "notify", self.report), self.report)
         expect = expectation(self.doc.get("expect"), self.report)
+        lineage = from_block(subst.walk(self.doc.get("lineage"), "lineage", self.report),
+                             self.folder, self.report)
         self.fail_if_problems()
-        secrets |= {secret for target in notify for secret in target.secrets()}
+        self.secrets |= {secret for target in notify for secret in target.secrets()}
+        self.secrets |= {lineage.api_key} if getattr(lineage, "api_key", None) else set()
         return Routine(
             name=self.doc["routine_name"],
             file=self.file,
@@ -290,6 +295,7 @@ class _Loader:
             trusted=self.policy is None,
             notify=tuple(notify),
             expect=expect,
+            lineage=lineage,
         )
 
     def check_structure(self) -> list[str]:
