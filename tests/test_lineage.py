@@ -124,7 +124,8 @@ def test_http_events_follow_each_task_and_match_the_schema(
         [("file", str(tmp_path / "dump"))]
     assert [d["name"] for d in tasks[3]["outputs"]] == [str(tmp_path / "landing_archive")]
     loaded = tasks[5]
-    assert [(d["namespace"], d["name"]) for d in loaded["inputs"]] == [("s3://lake", "raw/orders.csv")]
+    assert [(d["namespace"], d["name"]) for d in loaded["inputs"]] == \
+        [("s3://lake", "raw/orders.csv")]
     assert [(d["namespace"], d["name"]) for d in loaded["outputs"]] == \
         [("postgres://db:5432", "sales.public.orders")]
     failed = tasks[7]["run"]["facets"]["errorMessage"]
@@ -257,3 +258,18 @@ def test_the_aws_and_metadata_executors_name_their_datasets() -> None:
         "extract", {}, {"source": "postgresql+psycopg://etl:pw@db.internal:5432/sales"})
     assert source.inputs == (Dataset("postgresql://db.internal:5432", "sales"),)
     assert "pw" not in repr(source)
+
+
+def test_without_the_client_library_the_run_goes_on_and_says_why(
+        cli: Callable[..., Any], write_routine: Callable[..., Path], tmp_path: Path,
+        http_capture: Capture) -> None:
+    shadow = tmp_path / "shadow" / "openlineage"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('not installed here')\n")
+    path = routine(write_routine, tmp_path, lineage={"url": http_capture.url})
+    proc = cli(path, "--json", env={"PYTHONPATH": str(shadow.parent)})
+    assert proc.returncode == 0, proc.stderr
+    assert http_capture.requests == []
+    logs = cli("logs", json.loads(proc.stdout)["run_id"]).stdout
+    assert "lineage events not sent to " + http_capture.url in logs
+    assert "pip install 'lake-orchestrator[lineage]'" in logs

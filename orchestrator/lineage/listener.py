@@ -10,6 +10,7 @@ them a bounded time. A failing endpoint never fails the run: the outcome is a li
 from __future__ import annotations
 
 import datetime
+import logging
 import queue
 import threading
 import time
@@ -20,6 +21,7 @@ from ..events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, R
 from ..runs.store import LogRecord
 from .config import LineageSettings
 
+log = logging.getLogger("orchestrator.lineage")
 _RUN_IDS = uuid.UUID("5b7c4cf0-7a7e-4a35-9a8e-3f3c0f1b5e21")  # uuid5 namespace of our run ids
 _STOP = object()
 
@@ -28,12 +30,19 @@ class LineageListener(Listener):
     def __init__(self, settings: LineageSettings, plan: Any, store: Any = None,
                  client: Any = None) -> None:
         """``client``: an ``OpenLineageClient`` (default: one for ``settings``' transport)."""
-        from openlineage.client import OpenLineageClient  # only a run that emits pays for it
-
         from .. import __version__
 
         self.settings, self.plan, self.routine, self.store = settings, plan, plan.routine, store
-        self.client = client or OpenLineageClient(transport=_transport(settings))
+        self.client, self.unusable = client, ""
+        try:  # only a run that emits pays for the import
+            from openlineage.client import OpenLineageClient
+
+            self.client = client or OpenLineageClient(transport=_transport(settings))
+        except ImportError:
+            self.unusable = ("openlineage-python is not installed: "
+                             "pip install 'lake-orchestrator[lineage]'")
+        except Exception as exc:  # a transport the client refuses: the run goes on without it
+            self.unusable = f"{type(exc).__name__}: {exc}"
         self.producer = f"urn:lake-orchestrator:{__version__}"
         self.run_id = str(_as_uuid(self.routine.run_id))
         self.started: set[tuple[int, int]] = set()
@@ -43,25 +52,34 @@ class LineageListener(Listener):
         self.sender.start()
 
     def run_started(self, run: RunInfo) -> None:
+        if self.unusable:
+            log.warning("lineage events not sent to %s: %s", self.routine.masked(
+                self.settings.target), self.routine.masked(self.unusable))
+            return
         self._emit("START", self.routine.name, self.run_id, self._job_facets("DAG"), {})
 
     def task_started(self, result: TaskResult) -> None:
         key = (result.step_index, result.index)
-        if key in self.started:  # a retry: the task's OpenLineage run is already started
+        if key in self.started or self.unusable:  # a retry stays in the task's OpenLineage run
             return
         self.started.add(key)
         self._emit_task("START", result, None)
 
     def task_finished(self, result: TaskResult) -> None:
         key = (result.step_index, result.index)
-        if result.status == SKIPPED and key not in self.started:
-            return  # never started: no OpenLineage run
+        if key not in self.started:
+            if result.status == SKIPPED or self.unusable:
+                return  # never started: no OpenLineage run
+            self.task_started(result)  # it failed before starting: its executor was not made
         state = {SUCCEEDED: "COMPLETE", FAILED: "FAIL"}.get(result.status, "ABORT")
         returned = result.result if result.result is not None else (
             result.metrics.to_dict() if result.metrics else None)
         self._emit_task(state, result, returned)
 
     def run_finished(self, result: RunResult) -> None:
+        if self.unusable:
+            self.queue.put(_STOP)
+            return
         state = {FAILED: "FAIL", CANCELLED: "ABORT"}.get(result.status, "COMPLETE")
         self._emit(state, self.routine.name, self.run_id, self._job_facets("DAG"), {})
         self.queue.put(_STOP)
@@ -127,6 +145,10 @@ class LineageListener(Listener):
             except Exception as exc:  # an endpoint that fails must not fail the run
                 self.failed += 1
                 self.first_error = self.first_error or f"{type(exc).__name__}: {exc}"
+        try:
+            self.client.close()  # the HTTP session's connections
+        except Exception:
+            pass
 
     def _record_outcome(self) -> None:
         """One line in the run's log: how many events went where (``orchestrate logs``)."""

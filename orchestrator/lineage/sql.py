@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 import re
 
-_TOKEN = re.compile(r"""
+_PART = r'(?:"(?:[^"]|"")+"|`[^`]+`|[A-Za-z_][\w$]*)'  # an identifier, quoted or not
+_TOKEN = re.compile(rf"""
     (?P<comment>--[^\n]*|/\*.*?\*/)
   | (?P<string>'(?:[^']|'')*')
-  | (?P<name>(?:"(?:[^"]|"")+"|`[^`]+`|[A-Za-z_][\w$]*)(?:\s*\.\s*(?:"(?:[^"]|"")+"|`[^`]+`|[A-Za-z_][\w$]*))*)
+  | (?P<name>{_PART}(?:\s*\.\s*{_PART})*)
   | (?P<punct>[(),;])
   | (?P<other>\S)
 """, re.X | re.S)

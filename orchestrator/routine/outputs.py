@@ -166,8 +166,6 @@ def _metric_names(cls: type[TaskMetrics]) -> list[str]:
     return [field.name for field in dataclasses.fields(cls)]
 
 
-# -- run time: the engine asks for a task's args just before calling it ---------------------
-
 _steps_by_name: weakref.WeakKeyDictionary[Any, dict[str, tuple[int, Any]]] = \
     weakref.WeakKeyDictionary()
 _stored: weakref.WeakKeyDictionary[Any, dict[str, list[Any]]] = weakref.WeakKeyDictionary()
