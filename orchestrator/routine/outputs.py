@@ -92,28 +92,34 @@ def check_references(steps: Sequence[Any], explicit: bool, report: Report,
     by_name = {step.name: step for step in steps}
     order = {step.name: i for i, step in enumerate(steps)}
     for step in steps:
-        earlier = {s.name for s in steps[:order[step.name]]}
-        upstream = _ancestors(step, by_name) if explicit else earlier
         for index, call in enumerate(step.tasks):
             for ref in call.references:
+                upstream = _runs_before(ref.step, step, by_name, order, explicit)
                 problem = _problem(ref, step, index, by_name, upstream, explicit)
                 if problem and ref.step not in broken:
                     report(ref.path, f"${{{ref.text}}}: {problem}")
 
 
-def _ancestors(step: Any, by_name: Mapping[str, Any]) -> set[str]:
+def _runs_before(name: str, step: Any, by_name: Mapping[str, Any], order: Mapping[str, int],
+                 explicit: bool) -> bool:
+    """Whether step ``name`` ends before ``step`` starts: a ``depends_on`` ancestor (searched
+    from ``step`` until found), or an earlier step in declared order."""
+    if not explicit:
+        return order.get(name, len(order)) < order[step.name]
     seen: set[str] = set()
     todo = list(step.depends_on)
     while todo:
-        name = todo.pop()
-        if name not in seen and name in by_name:
-            seen.add(name)
-            todo.extend(by_name[name].depends_on)
-    return seen
+        current = todo.pop()
+        if current == name:
+            return True
+        if current not in seen and current in by_name:
+            seen.add(current)
+            todo.extend(by_name[current].depends_on)
+    return False
 
 
 def _problem(ref: StepOutput, step: Any, index: int, by_name: Mapping[str, Any],
-             upstream: set[str], explicit: bool) -> str | None:
+             upstream: bool, explicit: bool) -> str | None:
     target = by_name.get(ref.step)
     if target is None:
         return unknown_message("step", ref.step, list(by_name))
@@ -132,7 +138,7 @@ def _problem(ref: StepOutput, step: Any, index: int, by_name: Mapping[str, Any],
         if position >= index:
             return (f"{ref.task_label} of step {ref.step!r} runs after this task (or is this task);"
                     " read only from tasks that run before it")
-    elif ref.step not in upstream:
+    elif not upstream:
         how = "add it to this step's depends_on" if explicit else "move it before this step"
         return f"step {ref.step!r} does not run before step {step.name!r}; {how}"
     if not target.active:
