@@ -8,7 +8,6 @@ need it, so a broken config never stops ``orchestrate run FILE``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 import shlex
@@ -190,6 +189,8 @@ def _flatten(doc: dict[str, Any], file: Path, prefix: str = "") -> dict[str, Any
 
 
 def _known(name: str) -> str:
+    import difflib  # only a mistake pays for it: a run reads this module for its lineage keys
+
     close = difflib.get_close_matches(name, list(BY_NAME), n=1, cutoff=0.5)
     return f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(BY_NAME)}"
 

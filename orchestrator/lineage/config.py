@@ -68,9 +68,8 @@ def settings_for(routine: Any, env: Mapping[str, str] = os.environ) -> LineageSe
 
 
 def _home_values(env: Mapping[str, str]) -> dict[str, Any]:
-    from ..home_config import config_file
-
-    if not config_file(env).exists():
+    home = Path(env.get("ORCHESTRATOR_HOME") or Path.home() / ".orchestrator").expanduser()
+    if not (home / "config.json").exists():  # the usual case: the config module is not loaded
         return {}
     from ..errors import UserError
     from ..home_config import load_config
