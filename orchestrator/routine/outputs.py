@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import threading
 import typing
 import weakref
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -175,6 +176,7 @@ def _metric_names(cls: type[TaskMetrics]) -> list[str]:
 _steps_by_name: weakref.WeakKeyDictionary[Any, dict[str, tuple[int, Any]]] = \
     weakref.WeakKeyDictionary()
 _stored: weakref.WeakKeyDictionary[Any, dict[str, list[Any]]] = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()  # steps run in threads of their own
 
 
 def prepared_args(run: Any, call: Any, context: Any) -> dict[str, Any]:
@@ -194,10 +196,11 @@ def prepared_args(run: Any, call: Any, context: Any) -> dict[str, Any]:
 
 def _step(run: Any, name: str) -> tuple[int, Any]:
     """The step's position in the plan and the step."""
-    steps = _steps_by_name.get(run)
-    if steps is None:
-        steps = _steps_by_name[run] = {s.name: (i, s) for i, s in enumerate(run.plan.steps)}
-    return steps[name]  # type: ignore[no-any-return]
+    with _cache_lock:
+        steps = _steps_by_name.get(run)
+        if steps is None:
+            steps = _steps_by_name[run] = {s.name: (i, s) for i, s in enumerate(run.plan.steps)}
+    return steps[name]
 
 
 def _result_at(run: Any, step: str, index: int) -> Any:
@@ -288,8 +291,9 @@ def _upstream(run: Any, ref: StepOutput) -> tuple[Any, dict[str, Any] | None]:
 def _stored_tasks(run: Any, run_id: str) -> list[Any]:
     """The task records of ``run_id``, read once per run. The engine reaches the store through its
     watermarks (the store itself, or a view of it that keeps it as ``store``)."""
-    cache = _stored.setdefault(run, {})
-    if run_id not in cache:
-        store = getattr(run.watermarks, "store", run.watermarks)
-        cache[run_id] = list(store.tasks(run_id)) if hasattr(store, "tasks") else []
-    return cache[run_id]
+    with _cache_lock:
+        cache = _stored.setdefault(run, {})
+        if run_id not in cache:
+            store = getattr(run.watermarks, "store", run.watermarks)
+            cache[run_id] = list(store.tasks(run_id)) if hasattr(store, "tasks") else []
+        return cache[run_id]
