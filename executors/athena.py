@@ -94,6 +94,14 @@ class AthenaExecutor(AwsExecutor):
             request["ExecutionParameters"] = [str(p) for p in args["parameters"]]
         return sync_task("arn:aws:states:::athena:startQueryExecution.sync", request)
 
+    @classmethod
+    def task_lineage(cls, task: str, args: dict[str, Any], params: dict[str, Any],
+                     result: Any = None) -> Any:
+        """What the task reads and writes, for lineage events (``executors/lineage.py``)."""
+        from . import lineage
+
+        return lineage.athena(task, args, params)
+
     def check(self) -> list[str]:
         return check_service(self.aws, "athena", lambda c: c.get_work_group(WorkGroup=self.workgroup))
 

@@ -41,7 +41,7 @@ SEQ_WIDTH = 20
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _RUN_FIELDS = tuple(RunRecord.__dataclass_fields__)
 _TASK_FIELDS = tuple(TaskRecord.__dataclass_fields__)
-_JSON_FIELDS = frozenset({"params", "metrics", "watermark", "next_watermark", "result"})
+_JSON_FIELDS = frozenset({"params", "metrics", "watermark", "next_watermark", "result", "args"})
 _INT_FIELDS = frozenset({"pid", "step_index", "task_index", "attempt", "seq"})
 
 

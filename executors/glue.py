@@ -86,6 +86,14 @@ class GlueExecutor(AwsExecutor):
                 reason="$.Crawler.LastCrawl.ErrorMessage")
         return None
 
+    @classmethod
+    def task_lineage(cls, task: str, args: dict[str, Any], params: dict[str, Any],
+                     result: Any = None) -> Any:
+        """What the task reads and writes, for lineage events (``executors/lineage.py``)."""
+        from . import lineage
+
+        return lineage.glue(task, args, params)
+
     def check(self) -> list[str]:
         return check_service(self.aws, "glue", lambda c: c.get_databases(MaxResults=1, **self._catalog()))
 

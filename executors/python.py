@@ -73,6 +73,14 @@ class PythonExecutor(Executor):
         for key, value in local_path_strings(args.get("kwargs") or {}, "kwargs"):
             yield Place(key, value)
 
+    @classmethod
+    def task_lineage(cls, task: str, args: dict[str, Any], params: dict[str, Any],
+                     result: Any = None) -> Any:
+        """What the task reads and writes, for lineage events (``executors/lineage.py``)."""
+        from . import lineage
+
+        return lineage.python(result)
+
     @task
     def call(self, function: Annotated[str, "Name of a function in the file"],
              kwargs: Annotated[dict | None, "Keyword arguments for the function"] = None,

@@ -105,6 +105,14 @@ class RedshiftExecutor(AwsExecutor):
             id_field="Id", status="$.Status", succeeded=["FINISHED"], failed=["FAILED", "ABORTED"],
             reason="$.Error")
 
+    @classmethod
+    def task_lineage(cls, task: str, args: dict[str, Any], params: dict[str, Any],
+                     result: Any = None) -> Any:
+        """What the task reads and writes, for lineage events (``executors/lineage.py``)."""
+        from . import lineage
+
+        return lineage.redshift(task, args, params)
+
     def check(self) -> list[str]:
         """Describing an unknown statement proves endpoint, credentials and permission without touching a cluster."""
         probe = "00000000-0000-4000-8000-000000000000"

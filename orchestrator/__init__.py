@@ -19,8 +19,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import PluginError, RoutineError, UserError
-from .executor import (Cancelled, CodeLocation, Context, Executor, Location, NotRetryable,
-                       Place, TaskMetrics, Uncompilable, task)
+from .executor import (Cancelled, CodeLocation, Context, Dataset, Executor, Lineage, Location,
+                       NotRetryable, Place, TaskMetrics, Uncompilable, task)
 
 if TYPE_CHECKING:
     from .api import Orchestrator as Orchestrator
@@ -58,7 +58,8 @@ _LAZY = {
     "LogRecord": "runs.store",
 }
 __all__ = [
-    "Cancelled", "CodeLocation", "Context", "Executor", "Listener", "Location", "LogRecord",
+    "Cancelled", "CodeLocation", "Context", "Dataset", "Executor", "Lineage", "Listener",
+    "Location", "LogRecord",
     "NotRetryable", "Orchestrator", "Place", "PluginError", "Registry", "Routine", "RoutineError",
     "RunRecord", "RunResult", "RunStore", "TaskMetrics", "TaskRecord", "TaskResult", "Tracked",
     "Uncompilable", "UserError", "__version__", "hookimpl", "load_routine", "task", "track",

@@ -20,6 +20,7 @@ from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, Ru
 from .executor import Cancelled, Context, Executor, TaskMetrics
 from .masking import masked_traceback
 from .returns import kept_result
+from .routine.outputs import prepared_args
 from .scheduling import ReadyQueue, waves
 
 MAX_RETRY_DELAY = 86400.0
@@ -328,7 +329,8 @@ class Run:
     def invoke(self, instance: Executor, method: Any, call: TaskCall, ctx: Context,
                event: threading.Event) -> Any:
         """Call the task; what it returned."""
-        kwargs = dict(call.args, context=ctx) if call.wants_context else call.args
+        args = prepared_args(self, call, ctx)  # with ${steps...} resolved from upstream results
+        kwargs = dict(args, context=ctx) if call.wants_context else args
         if call.timeout is None:
             with ctx.active():
                 return method(**kwargs)

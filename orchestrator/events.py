@@ -35,6 +35,7 @@ class TaskResult:
     watermark: Any = None  # what the task was given
     traceback: str | None = None  # of the failed attempt, secrets masked
     result: Any = None  # the task's return value when it is not metrics (JSON, masked; returns.py)
+    args: Any = None  # its args once ${steps...} were resolved (masked); None when it has none
 
     @property
     def duration(self) -> float | None:
@@ -50,6 +51,7 @@ class TaskResult:
             "duration": None if self.duration is None else round(self.duration, 6),
             "metrics": self.metrics.to_dict() if self.metrics else None,
             "result": self.result,
+            "args": self.args,
             "error": self.error,
             "error_type": self.error_type,
             "reason": self.reason,

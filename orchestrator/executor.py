@@ -16,8 +16,8 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator, TypeVar
 
 from .ids import sha256_hex
 
-__all__ = ["Cancelled", "CodeLocation", "Context", "NotRetryable", "Executor", "Location", "Place",
-           "TaskMetrics", "Uncompilable", "task"]
+__all__ = ["Cancelled", "CodeLocation", "Context", "Dataset", "NotRetryable", "Executor", "Lineage",
+           "Location", "Place", "TaskMetrics", "Uncompilable", "task"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TASK_MARK = "__orchestrator_task__"
@@ -59,6 +59,33 @@ class Place:
     kind: str = "location"  # "location" (data: read, written, deleted) or "code" (imported)
     functions: tuple[str, ...] = ()  # for code: the names that will be called from it
     derived: bool = False  # not written in the routine: the executor's default
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A dataset a task reads or writes, named as OpenLineage names datasets: ``namespace`` says
+    where it lives (``s3://bucket``, ``file``, ``postgres://host:5432``, ``awsathena://...``),
+    ``name`` which one it is there (a key prefix, a path, ``database.schema.table``)."""
+
+    namespace: str
+    name: str
+
+    @classmethod
+    def at(cls, location: str) -> Dataset:
+        """The dataset of a location: ``s3://bucket/key`` or a local path (made absolute)."""
+        if location.startswith("s3://"):
+            bucket, _, key = location[5:].partition("/")
+            return cls(f"s3://{bucket}", key.rstrip("/") or "/")
+        path = location[7:] if location.startswith("file://") else location
+        return cls("file", str(Path(path).absolute()).rstrip("/") or "/")
+
+
+@dataclasses.dataclass(frozen=True)
+class Lineage:
+    """What one task reads (``inputs``) and writes (``outputs``): see :meth:`Executor.task_lineage`."""
+
+    inputs: tuple[Dataset, ...] = ()
+    outputs: tuple[Dataset, ...] = ()
 
 
 class Cancelled(Exception):
@@ -304,6 +331,15 @@ class Executor:
         ``${run.id}`` and ``${run.date}``: the compiler turns them into paths of the execution's
         input. Raise :class:`Uncompilable` when the task can run in neither way. No side effects.
         """
+        return None
+
+    @classmethod
+    def task_lineage(cls, task: str, args: dict[str, Any], params: dict[str, Any],
+                     result: Any = None) -> Lineage | None:
+        """The datasets one task reads and writes, for lineage (OpenLineage events); None when the
+        executor cannot tell. Asked when the task starts (``result`` None) and when it ends
+        (``result``: the task's kept result, or its metrics as a dict), so what only the outcome
+        knows can be added then. Only what can be known for sure: no guesses. No side effects."""
         return None
 
     def check(self) -> list[str]:

@@ -8,7 +8,6 @@ need it, so a broken config never stops ``orchestrate run FILE``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 import shlex
@@ -72,6 +71,13 @@ KEYS: tuple[Key, ...] = (
         "extra `docker run` options of generated run scripts (list, or one shell-quoted string)",
         _options,
     ),
+    Key("lineage.url", "OPENLINEAGE_URL", "OpenLineage HTTP endpoint base that gets every run's "
+        "lineage events (e.g. http://marquez:5000); the bearer key comes from OPENLINEAGE_API_KEY"),
+    Key("lineage.endpoint", "OPENLINEAGE_ENDPOINT", "path under lineage.url; default api/v1/lineage"),
+    Key("lineage.file", "ORCHESTRATOR_LINEAGE_FILE", "a file that gets every run's lineage events, "
+        "one JSON per line (instead of lineage.url)"),
+    Key("lineage.namespace", "OPENLINEAGE_NAMESPACE", "OpenLineage namespace of the jobs; "
+        "default orchestrator"),
 )
 BY_NAME = {key.name: key for key in KEYS}
 
@@ -183,6 +189,8 @@ def _flatten(doc: dict[str, Any], file: Path, prefix: str = "") -> dict[str, Any
 
 
 def _known(name: str) -> str:
+    import difflib  # only a mistake pays for it: a run reads this module for its lineage keys
+
     close = difflib.get_close_matches(name, list(BY_NAME), n=1, cutoff=0.5)
     return f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(BY_NAME)}"
 

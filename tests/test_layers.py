@@ -11,6 +11,9 @@ ADAPTERS = ("orchestrator.cli", "orchestrator.aws_lambda")
 # Entry points that exist to start another adapter: the generated zipapp's __main__ runs the CLI.
 LAUNCHERS = {"orchestrator.generate.pyz_main": ("orchestrator.cli",)}
 HEAVY = ("boto3", "botocore", "docker", "sqlalchemy", "psycopg", "pymysql", "pyarrow", "duckdb")
+# Optional libraries the core may use, but only inside the function that needs them: a run that
+# does not use them (lineage unconfigured) never imports them.
+LAZY = ("openlineage",)
 
 
 def module_name(path: Path) -> str:
@@ -47,6 +50,23 @@ def test_the_core_imports_no_executor_adapter_or_heavy_library(path: Path) -> No
     allowed = LAUNCHERS.get(module_name(path), ())
     bad = sorted(n for n in imported(path) if under(n, ("executors", *ADAPTERS, *HEAVY)) and not under(n, allowed))
     assert not bad, f"{module_name(path)} imports {bad}"
+
+
+def imported_at_start(path: Path) -> set[str]:
+    """The modules a file imports when it is imported: its top level, not its function bodies."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", core_modules(), ids=lambda p: module_name(p))
+def test_the_core_imports_optional_libraries_only_where_they_are_used(path: Path) -> None:
+    bad = sorted(n for n in imported_at_start(path) if under(n, LAZY))
+    assert not bad, f"{module_name(path)} imports {bad} at start-up"
 
 
 @pytest.mark.parametrize("adapter", ADAPTERS)

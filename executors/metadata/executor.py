@@ -95,6 +95,14 @@ class MetadataExecutor(Executor):
 
         return arg_problems(task, args, params)
 
+    @classmethod
+    def task_lineage(cls, task: str, args: dict[str, Any], params: dict[str, Any],
+                     result: Any = None) -> Any:
+        """What the task reads and writes, for lineage events (``executors/lineage.py``)."""
+        from .. import lineage
+
+        return lineage.metadata(task, args, params)
+
     def check(self) -> list[str]:
         from .checks import param_problems
 

@@ -68,6 +68,14 @@ class StagingExecutor(Executor):
             yield from _wait_problems(args)
 
     @classmethod
+    def task_lineage(cls, task: str, args: dict[str, Any], params: dict[str, Any],
+                     result: Any = None) -> Any:
+        """What the task reads and writes, for lineage events (``executors/lineage.py``)."""
+        from .. import lineage
+
+        return lineage.staging(task, args, params)
+
+    @classmethod
     def places(cls, params: dict[str, Any]) -> Iterable[Place]:
         yield from _places(params)
 

@@ -67,6 +67,8 @@ def show_run(details: dict[str, Any], indent: str = "") -> str:
                      f"{_duration(task['started'], task['ended']):>8}  {detail}".rstrip())
         lines.extend(f"{indent}      {more}" for more in error[1:])  # a multi-line error, readable
         lines += [f"{indent}      {line}" for line in _result_lines(task.get("result"))]
+        if task.get("args") is not None:  # what it was given from upstream outputs (masked)
+            lines.append(f"{indent}      args: {json.dumps(task['args'], default=str)}")
         if task.get("traceback"):
             trace = task["traceback"].rstrip("\n").split("\n")
             lines += [f"{indent}      {line}" for line in trace]

@@ -21,9 +21,10 @@ from ..limits import (MAX_DEPTH, DocumentProblem, check_document, decode_utf8, l
                       read_bounded, yaml_graph_problem)
 from ..masking import mask_shown
 from ..registry import ExecutorInfo, Registry, unknown_message
+from .outputs import StepOutput, check_references, deferred_paths, parse
 from .introspect import item_location_kinds, location_kinds, signature_schema
 from .schema_check import SHOWN_CHARS, schema_problems
-from .substitution import SECRET_NAME, Substituter, mask_values, secret_values
+from .substitution import SECRET_NAME, Deferred, Substituter, mask_values, secret_values
 
 SCHEMA_PATH = Path(__file__).with_name("routine.schema.json")
 
@@ -38,6 +39,7 @@ class TaskCall:
     retry_delay: float = 1.0
     timeout: float | None = None
     wants_context: bool = False
+    references: tuple[StepOutput, ...] = ()  # ``${steps...}`` in args: resolved at run time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +72,7 @@ class Routine:
     trusted: bool = True  # False when loaded under a location policy (a routine from an event)
     notify: tuple[Any, ...] = ()  # NotifyTarget: who is told about failure, success, lateness
     expect: Any = None  # Expectation: how fresh and how quick runs must be (`orchestrate check`)
+    lineage: Any = None  # LineageSettings, False (turned off) or None (the environment decides)
 
     def masked(self, value: Any) -> Any:
         return mask_values(value, set(self.secrets))
@@ -269,9 +272,15 @@ class _Loader:
         entries = self.entries()
         steps = [None if _under(path, broken) else self.step(entry, path, subst) for path, entry in entries]
         self.check_names_and_dependencies(steps, entries)
+        built = [s for s in steps if s is not None]
+        explicit = any("depends_on" in e for _, e in entries)
+        unbuilt = {_step_name(e, p) for (p, e), s in zip(entries, steps) if s is None}
+        check_references(built, explicit, self.report, unbuilt)
         notify, expect = self.alerting(subst)
+        lineage = self.lineage(subst)
         self.fail_if_problems()
-        secrets |= {secret for target in notify for secret in target.secrets()}
+        self.secrets |= {secret for target in notify for secret in target.secrets()}
+        self.secrets |= {lineage.api_key} if getattr(lineage, "api_key", None) else set()
         return Routine(
             name=self.doc["routine_name"],
             file=self.file,
@@ -286,6 +295,7 @@ class _Loader:
             trusted=self.policy is None,
             notify=tuple(notify),
             expect=expect,
+            lineage=lineage,
         )
 
     def alerting(self, subst: Substituter) -> tuple[list[Any], Any]:
@@ -301,6 +311,15 @@ class _Loader:
 
             expect = expectation(self.doc["expect"], self.report)
         return notify, expect
+
+    def lineage(self, subst: Substituter) -> Any:
+        """Where this routine's lineage events go (``lineage:``); None when it says nothing."""
+        if "lineage" not in self.doc:
+            return None
+        from ..lineage.config import from_block
+
+        return from_block(subst.walk(self.doc.get("lineage"), "lineage", self.report),
+                          self.folder, self.report)
 
     def check_structure(self) -> list[str]:
         """Report schema problems; stop unless they are confined to single executor entries,
@@ -422,13 +441,16 @@ class _Loader:
         args = spec.get("args") or {}
         if not isinstance(args, dict):
             return None  # the schema reported it
-        args = subst.walk(args, f"{path}.args", self.report)
-        self.secrets |= secret_values(args)
+        args_path = f"{path}.args"
+        args, references = self.task_args(args, args_path, subst)
+        self.secrets |= {v for v in secret_values(args) if not isinstance(v, Deferred)}
         schema = signature_schema(method)
-        found = schema_problems(args, schema, prefix=f"{path}.args", what="argument")
+        later = set(deferred_paths(args, args_path))  # known only at run time: not judged now
+        found = [(sub, message) for sub, message in schema_problems(args, schema, prefix=args_path,
+                                                                    what="argument")
+                 if sub not in later]
         for sub, message in found:
             self.report(sub, message)
-        args_path = f"{path}.args"
         args, refused_args = self.resolve_all_locations(args, schema, args_path)
         if not (refused or refused_args):
             declared = functools.partial(info.cls.task_places, name, args, params)
@@ -436,7 +458,9 @@ class _Loader:
         if not (refused or refused_args):
             checks = _deeper_checks(lambda: info.cls.validate_args(name, args, params), {p for p, _ in found}, args_path)
             for sub, message in checks:
-                self.report(args_path + (f".{sub}" if sub and not sub.startswith("[") else sub), message)
+                where = args_path + (f".{sub}" if sub and not sub.startswith("[") else sub)
+                if where not in later:
+                    self.report(where, message)
         try:
             return TaskCall(
                 task=name,
@@ -445,9 +469,32 @@ class _Loader:
                 retry_delay=float(spec.get("retry_delay", 1.0)),
                 timeout=spec.get("timeout"),
                 wants_context=accepts_context(method),
+                references=tuple(references),
             )
         except (TypeError, ValueError):
             return None  # a malformed retry_delay: the schema reported it
+
+    def task_args(self, args: dict[str, Any], path: str,
+                  subst: Substituter) -> tuple[dict[str, Any], list[StepOutput]]:
+        """Args substituted, ``${steps...}`` references kept for run time and parsed. A routine
+        from an event may not use them: the location policy could not judge their values."""
+        references: list[StepOutput] = []
+
+        def defer(ref: str, where: str, report: Callable[[str, str], None]) -> None:
+            parsed = parse(ref, where)
+            if isinstance(parsed, str):
+                report(where, parsed)
+            elif self.policy is not None:
+                report(where, f"${{{ref}}}: a routine from an event cannot read step outputs "
+                              "(their values are not known when the routine is checked)")
+            else:
+                references.append(parsed)
+
+        subst.defer = defer
+        try:
+            return subst.walk(args, path, self.report), references
+        finally:
+            subst.defer = None
 
     def resolve_all_locations(self, values: dict[str, Any], schema: dict[str, Any],
                               path: str) -> tuple[dict[str, Any], bool]:
@@ -470,8 +517,8 @@ class _Loader:
         resolved, refused = dict(values), False
         for key in kinds.keys() & resolved.keys():
             value = resolved[key]
-            if not isinstance(value, str) or not value:
-                continue
+            if not isinstance(value, str) or not value or isinstance(value, Deferred):
+                continue  # a location read from a step's outputs is used as it comes
             if "://" not in value and not os.path.isabs(value):
                 resolved[key] = value = str(self.folder / value)
             if (problem := location_problem(value)) is not None:

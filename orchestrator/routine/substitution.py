@@ -1,6 +1,8 @@
 """``${params.X}``, ``${env.X}``, ``${run.id}``, ``${run.date}`` in routine values.
 
 An unknown name is a problem to report, never an empty string. ``$${`` escapes a literal ``${``.
+``${steps...}`` (a task's outputs, see :mod:`.outputs`) is known only when the task runs: where a
+:attr:`Substituter.defer` hook accepts it, the value stays a :class:`Deferred` template.
 """
 from __future__ import annotations
 
@@ -13,6 +15,11 @@ SECRET_NAME = re.compile(r"(?i)(passw|passphrase|(^|_)pass($|_)|pwd|secret|token
                          r"|private[_-]?key|credential)")
 
 
+class Deferred(str):
+    """A value holding ``${steps...}`` references, resolved only when its task runs. The text is a
+    template: the other references are already substituted (their ``${`` escaped as ``$${``)."""
+
+
 class Substituter:
     """Resolves references in a nested document and remembers which values are secret."""
 
@@ -23,6 +30,8 @@ class Substituter:
         if params is not None:
             self.scopes["params"] = params
         self.secrets: set[str] = set()
+        # ``defer(ref, path, report)``: takes a ``steps.`` reference to resolve at run time
+        self.defer: Callable[[str, str, Callable[[str, str], None]], None] | None = None
 
     def walk(self, value: Any, path: str, report: Callable[[str, str], None]) -> Any:
         if isinstance(value, dict):
@@ -34,6 +43,8 @@ class Substituter:
         return value
 
     def string(self, text: str, path: str, report: Callable[[str, str], None]) -> Any:
+        if self.defer is not None and has_step_reference(text):
+            return self.deferred(text, path, report)
         whole = _REF.fullmatch(text)
         if whole and whole.group(1) is not None:
             return self.lookup(whole.group(1), path, report)
@@ -52,6 +63,28 @@ class Substituter:
 
         return _REF.sub(replace, text)
 
+    def deferred(self, text: str, path: str, report: Callable[[str, str], None]) -> Deferred:
+        """``text`` as a template for run time: ``steps.`` references kept (and handed to
+        :attr:`defer`), the others substituted now, escapes kept for the second pass."""
+        assert self.defer is not None
+
+        def replace(match: re.Match[str]) -> str:
+            ref = match.group(1)
+            if ref is None:  # `$${` stays escaped; an unterminated `${` is reported
+                if match.group(0) == "${":
+                    report(path, f"unterminated ${{ in {text!r}; close it with }}")
+                return match.group(0)
+            if ref.strip().startswith("steps."):
+                self.defer(ref.strip(), path, report)  # type: ignore[misc]
+                return match.group(0)
+            value = self.lookup(ref, path, report)
+            if value is None:
+                report(path, f"${{{ref}}} is null and cannot be part of a string; give it a value")
+                return match.group(0)
+            return str(value).replace("${", "$${")
+
+        return Deferred(_REF.sub(replace, text))
+
     def lookup(self, ref: str, path: str, report: Callable[[str, str], None]) -> Any:
         scope, _, name = ref.strip().partition(".")
         if "$" in ref or "{" in ref:
@@ -60,6 +93,10 @@ class Substituter:
         if scope == "params" and scope not in self.scopes:
             report(path, f"${{{ref}}}: a param cannot refer to another param; give its value, "
                          "or use ${env.NAME}, ${run.id} or ${run.date}")
+            return f"${{{ref}}}"
+        if scope == "steps":
+            report(path, f"${{{ref}}}: a task's outputs exist only once it has run; use them in "
+                         "a later task's args, not in params")
             return f"${{{ref}}}"
         if scope not in self.scopes or not name:
             report(path, f"unknown substitution ${{{ref}}}; use ${{params.NAME}}, ${{env.NAME}}, ${{run.id}} or ${{run.date}}")
@@ -72,6 +109,11 @@ class Substituter:
         if scope == "env" and SECRET_NAME.search(name) and isinstance(value, str) and value:
             self.secrets.add(value)
         return value
+
+
+def has_step_reference(text: str) -> bool:
+    """Whether ``text`` holds a ``${steps...}`` reference (not an escaped ``$${steps...}``)."""
+    return any((m.group(1) or "").strip().startswith("steps.") for m in _REF.finditer(text))
 
 
 def _missing(scope: str, name: str, values: Mapping[str, Any]) -> str:

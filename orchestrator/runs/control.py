@@ -9,6 +9,7 @@ from typing import Any, Iterable
 from ..engine import Plan, Run, plan
 from ..errors import UserError
 from ..events import SKIPPED, SUCCEEDED, Listener, RunResult
+from ..lineage.config import settings_for
 from ..outcome import ExitCode
 from ..routine.load import Routine
 from ..routine.substitution import MASKED
@@ -34,6 +35,11 @@ class TrackedRun:
                                     on_failure=lambda reason: self.run.cancel(),
                                     step_sizes=[len(step.spec.tasks) for step in the_plan.steps])
         self.run.listeners = [self.recorder, *listeners]  # first: it may mark the result failed
+        lineage = settings_for(self.routine)
+        if lineage is not None:  # the OpenLineage client is imported only then
+            from ..lineage.listener import LineageListener
+
+            self.run.listeners.append(LineageListener(lineage, the_plan, store))
         if self.routine.notify:  # last: told once the store has the final status
             from ..alerts.listener import Notifier
 

@@ -179,7 +179,8 @@ class RunRecorder(Listener):
             started=self._attempt_started.get((result.step_index, result.index)) or result.started or time.time(),
             ended=result.ended, error_type=result.error_type, error=result.error or result.reason,
             metrics=result.metrics.to_dict() if result.metrics else None, traceback=result.traceback,
-            watermark=result.watermark, next_watermark=result.next_watermark, result=result.result)
+            watermark=result.watermark, next_watermark=result.next_watermark, result=result.result,
+            args=result.args)
 
     def _record(self, result: TaskResult, status: str, attempt: int | None = None) -> None:
         attempt = result.attempts if attempt is None else attempt

@@ -103,6 +103,7 @@ class TaskRecord:
     watermark: Any = None  # the watermark the task was given ...
     next_watermark: Any = None  # ... and the one it proposed (saved only on success)
     result: Any = None  # the task's return value when it is not metrics: JSON, secrets masked
+    args: Any = None  # its args with ${steps...} resolved (masked); None when it had none
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -238,7 +239,7 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY, run_id TEXT NOT NULL, step TEXT, executor TEXT, task TEXT, step_index INTEGER,
     task_index INTEGER, attempt INTEGER, status TEXT, started REAL, ended REAL, error_type TEXT, error TEXT,
-    metrics TEXT, traceback TEXT, watermark TEXT, next_watermark TEXT, result TEXT);
+    metrics TEXT, traceback TEXT, watermark TEXT, next_watermark TEXT, result TEXT, args TEXT);
 CREATE INDEX IF NOT EXISTS tasks_run ON tasks (run_id);
 CREATE TABLE IF NOT EXISTS logs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL, level TEXT, step TEXT, task TEXT,
@@ -250,8 +251,8 @@ CREATE TABLE IF NOT EXISTS watermarks (
 """
 _RUN_COLUMNS = [f.name for f in dataclasses.fields(RunRecord)]
 _TASK_COLUMNS = [f.name for f in dataclasses.fields(TaskRecord)]
-_JSON_COLUMNS = frozenset({"params", "metrics", "watermark", "next_watermark", "result"})
-# the task columns kept as JSON: metrics, watermarks and the kept return value
+_JSON_COLUMNS = frozenset({"params", "metrics", "watermark", "next_watermark", "result", "args"})
+# the task columns kept as JSON: metrics, watermarks, the kept return value, resolved args
 _TASK_JSON = tuple((i, name) for i, name in enumerate(_TASK_COLUMNS) if name in _JSON_COLUMNS)
 _INSERT_TASK = (f"INSERT OR REPLACE INTO tasks ({', '.join(_TASK_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(_TASK_COLUMNS))})")

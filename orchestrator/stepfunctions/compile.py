@@ -289,8 +289,9 @@ class _Compiler:
             raw_task = raw_tasks[index] if index < len(raw_tasks) else {}
             raw_args = raw_task.get("args") if isinstance(raw_task, dict) else None
             args = _with_references(call.args, raw_args if isinstance(raw_args, dict) else {})
-            try:
-                native = step.executor.cls.state_machine_task(call.task, args, params)
+            try:  # a task reading ${steps...} runs in our Lambda, which resolves them
+                native = None if call.references else \
+                    step.executor.cls.state_machine_task(call.task, args, params)
             except Uncompilable as exc:
                 raise CompileError(f"{self.routine.file}: {step.path}.tasks[{index}]: step {step.name} "
                                    f"task {call.task} cannot run in a state machine: {exc}") from None
