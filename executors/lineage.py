@@ -29,7 +29,7 @@ def staging(task: str, args: dict[str, Any], params: dict[str, Any]) -> Lineage 
 
         archive = params.get("archive_directory") or default_archive(landing)
         keep = params.get("archive_or_delete", "archive") == "archive" and archive
-        return Lineage((Dataset.at(landing),), (Dataset.at(archive),) if keep else ())
+        return Lineage((Dataset.at(landing),), (Dataset.at(str(archive)),) if keep else ())
     if task == "wait_for_files":
         return Lineage((Dataset.at(landing),))
     return None

@@ -71,7 +71,8 @@ class LineageListener(Listener):
             if result.status == SKIPPED or self.unusable:
                 return  # never started: no OpenLineage run
             self.task_started(result)  # it failed before starting: its executor was not made
-        state = {SUCCEEDED: "COMPLETE", FAILED: "FAIL"}.get(result.status, "ABORT")
+        ends: dict[str, str] = {SUCCEEDED: "COMPLETE", FAILED: "FAIL"}
+        state = ends.get(result.status, "ABORT")
         returned = result.result if result.result is not None else (
             result.metrics.to_dict() if result.metrics else None)
         self._emit_task(state, result, returned)
@@ -80,7 +81,8 @@ class LineageListener(Listener):
         if self.unusable:
             self.queue.put(_STOP)
             return
-        state = {FAILED: "FAIL", CANCELLED: "ABORT"}.get(result.status, "COMPLETE")
+        ends: dict[str, str] = {FAILED: "FAIL", CANCELLED: "ABORT"}
+        state = ends.get(result.status, "COMPLETE")
         self._emit(state, self.routine.name, self.run_id, self._job_facets("DAG"), {})
         self.queue.put(_STOP)
         self.sender.join(max(5.0, self.settings.timeout * 3))
