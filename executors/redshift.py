@@ -101,7 +101,9 @@ class RedshiftExecutor(AwsExecutor):
             describe={"Type": "Task", "Resource": sdk("redshiftdata", "describeStatement"),
                       "Parameters": {}},
             id_field="Id", status="$.Status", succeeded=["FINISHED"], failed=["FAILED", "ABORTED"],
-            reason="$.Error")
+            reason="$.Error",
+            stop={"Type": "Task", "Resource": sdk("redshiftdata", "cancelStatement"),
+                  "Parameters": {}})
 
     def check(self) -> list[str]:
         """Describing an unknown statement proves endpoint, credentials and permission without touching a cluster."""

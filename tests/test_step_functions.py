@@ -233,3 +233,22 @@ def test_generate_step_functions_target_end_to_end(asl_validator: str, tmp_path:
                               "--target", "step-functions", "-o", str(tmp_path / "d")],
                              capture_output=True, text=True, env=env, timeout=600)
     assert refused.returncode == 2 and "box" in refused.stderr, refused.stderr
+
+
+def test_a_redshift_loop_cancels_its_statement_when_it_times_out(asl_validator: str,
+                                                                 tmp_path: Path) -> None:
+    """By definition only: moto's Step Functions has no ``redshiftdata`` SDK service."""
+    doc = {"routine_name": "r", "executors": [{"name": "load", "executor": "redshift", "params": {
+        "database": "dev", "workgroup_name": "wg1"}, "tasks": [
+        {"task": "run_sql", "args": {"sql": "SELECT 1"}, "timeout": 60}]}]}
+    result = compiled(doc)
+    states = all_states(result.definition["States"])
+    check = states["load.run_sql: Timed out?"]["Choices"][0]
+    assert check["Next"] == "load.run_sql: Stop"
+    stop = states["load.run_sql: Stop"]
+    assert stop["Resource"] == "arn:aws:states:::aws-sdk:redshiftdata:cancelStatement"
+    assert stop["Parameters"] == {"Id.$": "$.poll.id"}
+    assert stop["Next"] == stop["Catch"][0]["Next"] == "load.run_sql: Timed out"
+    assert states["load.run_sql: Timed out"]["Error"] == "redshift.Timeout"
+    assert result.definition["States"]["load.run_sql"]["Parameters"]["timeout"] == 60
+    validate(asl_validator, result.definition, tmp_path)

@@ -255,3 +255,27 @@ def test_cancel_and_wait_of_an_execution_arn(states: Any, cli: Any) -> None:
     assert states.describe_execution(executionArn=execution)["status"] == "ABORTED"
     waited = cli("wait", execution, env=env)
     assert waited.returncode == 130 and "aborted" in waited.stdout
+
+
+def test_a_crawler_loop_past_its_timeout_stops_the_crawl_before_failing(states: Any) -> None:
+    """moto's crawler stays RUNNING under GetCrawler: the loop reaches the task's timeout, stops
+    the crawl (StopCrawler), then fails with the timeout."""
+    import boto3
+
+    glue = boto3.client("glue")
+    glue.create_database(DatabaseInput={"Name": "slow"})
+    glue.create_crawler(Name="slow", Role=ROLE, DatabaseName="slow",
+                        Targets={"S3Targets": [{"Path": "s3://bucket/slow/"}]})
+    doc = {"routine_name": "slow", "executors": [{"name": "load", "executor": "glue", "tasks": [
+        {"task": "run_crawler", "args": {"crawler_name": "slow"}, "timeout": 2}]}]}
+    result = compile_routine(load_routine(doc), "routines/r/routine.json", "v1", raw=doc)
+    arn = create_machine(states, result.definition)
+    execution = states.start_execution(stateMachineArn=arn,
+                                       input=json.dumps({"run_date": "2024-05-06"}))["executionArn"]
+    described = finish(states, execution)
+    names = entered(states, execution)
+    assert names.index("load.run_crawler: Stop") < names.index("load.run_crawler: Timed out")
+    cause = json.loads(described["cause"])
+    assert (described["status"], cause["error"]) == ("FAILED", "glue-crawler.Timeout"), described
+    assert "still running when the task timed out" in cause["cause"]
+    assert glue.get_crawler(Name="slow")["Crawler"]["State"] == "STOPPING"  # was RUNNING

@@ -24,6 +24,8 @@ INTEGRATION_ACTIONS: dict[str, list[str]] = {
         "events:PutRule", "events:DescribeRule"],
     "arn:aws:states:::aws-sdk:glue:startCrawler": ["glue:StartCrawler"],
     "arn:aws:states:::aws-sdk:glue:getCrawler": ["glue:GetCrawler"],
+    "arn:aws:states:::aws-sdk:glue:stopCrawler": ["glue:StopCrawler"],
+    "arn:aws:states:::aws-sdk:redshiftdata:cancelStatement": ["redshift-data:CancelStatement"],
     "arn:aws:states:::aws-sdk:redshiftdata:executeStatement": [
         "redshift-data:ExecuteStatement", "redshift:GetClusterCredentials",
         "redshift-serverless:GetCredentials", "secretsmanager:GetSecretValue"],
