@@ -87,8 +87,8 @@ def test_aws_demo_uses_native_integrations_and_the_lambda_for_the_rest() -> None
                              "BackoffRate": 2}]
     copy = all_states(result.definition["States"])["load_warehouse.copy_from_s3: Submit"]
     assert copy["Resource"] == "arn:aws:states:::aws-sdk:redshiftdata:executeStatement"
-    assert copy["Parameters"]["Sql.$"].startswith("States.Format('COPY \"public\".\"people\" FROM \\'{}dt={}/")
-    assert "$.params.raw, $.run.date" in copy["Parameters"]["Sql.$"]
+    # the SQL is put together by a JSONata state that escapes the values (see the COPY test)
+    assert copy["Parameters"]["Sql.$"] == "$.copy.sql"
 
 
 def test_depends_on_becomes_parallel_layers(asl_validator: str, tmp_path: Path) -> None:
@@ -252,3 +252,61 @@ def test_a_redshift_loop_cancels_its_statement_when_it_times_out(asl_validator: 
     assert states["load.run_sql: Timed out"]["Error"] == "redshift.Timeout"
     assert result.definition["States"]["load.run_sql"]["Parameters"]["timeout"] == 60
     validate(asl_validator, result.definition, tmp_path)
+
+
+JSONATA_EVAL = """
+const path = require('path');
+const jsonata = require(path.join(process.argv[1], 'node_modules', 'jsonata'));
+const [expression, input] = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+jsonata(expression.slice(2, -2)).evaluate({}, {states: {input}})
+    .then(v => process.stdout.write(JSON.stringify(v)));
+"""
+
+
+def jsonata(validator: str, expression: str, state_input: dict[str, Any]) -> Any:
+    """Evaluate with the reference JSONata implementation (the one asl-validator depends on):
+    moto cannot run JSONata states (it needs a JVM bridge), so this is how the expression runs."""
+    node_dir = Path(validator).parents[2]
+    done = subprocess.run(["node", "-e", JSONATA_EVAL, str(node_dir)], capture_output=True, text=True,
+                          input=json.dumps([expression, state_input]), timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("raw", ["s3://bucket/in/", "s3://b/x' IAM_ROLE 'arn:aws:iam::1:role/evil",
+                                 "s3://b/a\\'; DROP TABLE people; --", 'o"dd\n', "12"])
+def test_a_copy_path_from_the_execution_input_is_escaped_like_the_local_executor(
+        raw: str, asl_validator: str, tmp_path: Path) -> None:
+    """A ``${params.X}`` in COPY's s3_path is never pasted into the SQL as it is: a JSONata state
+    doubles backslashes and quotes, exactly as ``redshift_literal`` does when the routine runs here."""
+    from executors.redshift import _copy_sql
+
+    args = {"table": "public.people", "s3_path": "${params.raw}dt=${run.date}/",
+            "iam_role": "arn:aws:iam::123456789012:role/load", "options": ["IGNOREHEADER 1"]}
+    doc = {"routine_name": "r", "params": {"raw": "s3://default/"}, "executors": [
+        {"name": "load", "executor": "redshift", "params": {"database": "dev", "workgroup_name": "wg"},
+         "tasks": [{"task": "copy_from_s3", "args": args}]}]}
+    result = compiled(doc)
+    states = all_states(result.definition["States"])
+    quote = states["load.copy_from_s3: Quote values"]
+    assert quote["QueryLanguage"] == "JSONata" and quote["Next"] == "load.copy_from_s3: Submit"
+    assert "${" not in json.dumps(states["load.copy_from_s3: Submit"])
+    output = jsonata(asl_validator, quote["Output"],
+                     {"params": {"raw": raw}, "run": {"date": "2024-05-06"}, "timeout": 5})
+    expected = _copy_sql("public.people", f"{raw}dt=2024-05-06/", args["iam_role"], "csv",
+                         ["IGNOREHEADER 1"])
+    assert output["copy"]["sql"] == expected
+    assert output["params"] == {"raw": raw}  # the rest of the input goes on
+    validate(asl_validator, result.definition, tmp_path)
+
+
+def test_a_copy_with_a_reference_outside_s3_path_runs_in_the_lambda() -> None:
+    """Table names, roles and options are checked at run time, not escaped: the Lambda runs them."""
+    doc = {"routine_name": "r", "params": {"opt": "IGNOREHEADER 1"}, "executors": [
+        {"name": "load", "executor": "redshift", "params": {"database": "dev", "workgroup_name": "wg"},
+         "tasks": [{"task": "copy_from_s3", "args": {
+             "table": "people", "s3_path": "s3://bucket/in/",
+             "iam_role": "arn:aws:iam::123456789012:role/load",
+             "options": ["${params.opt}"]}}]}]}
+    result = compiled(doc)
+    assert result.lambda_steps == ["load"] and result.native_tasks == {}
