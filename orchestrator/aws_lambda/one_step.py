@@ -1,12 +1,13 @@
 """The Lambda's part in a Step Functions execution: run some tasks of one step, or record the end.
 
 The state machine (``orchestrator.stepfunctions``) invokes the handler with
-``{"routine", "version", "execution", "step", "tasks", "params", "run_date"}`` for tasks no native
-integration runs, and with ``{"routine", "version", "execution", "finish": "succeeded"|"failed"}``
-at the end. Everything is recorded in the shared run store (``ORCHESTRATOR_STORE``, DynamoDB when
+``{"routine", "version", "execution", "execution_arn", "step", "tasks", "params", "run_date"}`` for
+tasks no native integration runs, and with ``{"routine", "version", "execution", "execution_arn",
+"finish": "succeeded"|"failed"}`` at the end. Everything is recorded in the shared run store (``ORCHESTRATOR_STORE``, DynamoDB when
 deployed) under a run whose id is the execution's name, so ``orchestrate runs``/``show``/``logs``
-show the execution like any other run. The run's host is ``external:states``: no process of ours
-lives for it between steps, so the store does not judge it dead by its heartbeat.
+show the execution like any other run. The run's host is ``external:EXECUTION_ARN``: no process of
+ours lives for it between steps, so the store does not judge it dead by its heartbeat, and
+``orchestrate cancel RUN_ID`` knows which execution to stop.
 
 Only routines packaged with the function run this way (a path inside the package): the definition
 names them, and their version must be the deployed one (``ORCHESTRATOR_ROUTINE_VERSION``).
@@ -24,7 +25,7 @@ from ..events import SUCCEEDED
 from .trust import InvalidEvent
 
 VERSION_ENV = "ORCHESTRATOR_ROUTINE_VERSION"
-HOST = "external:states"
+HOST = "external:states"  # an execution whose ARN the event did not give
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FINISHED = ("succeeded", "failed")
 
@@ -42,6 +43,9 @@ def handle(runner: Any, event: dict[str, Any], context: Any) -> dict[str, Any]:
     from .runner import resolve_source
 
     execution = _text(event, "execution")
+    arn = event.get("execution_arn")
+    if arn is not None and not (isinstance(arn, str) and arn.startswith("arn:aws:states:")):
+        raise InvalidEvent("event.execution_arn must be a Step Functions execution ARN")
     source = resolve_source(event.get("routine"))
     if not source.trusted or source.path is None:
         raise InvalidEvent("a state machine step runs a routine packaged with the function only")
@@ -51,7 +55,7 @@ def handle(runner: Any, event: dict[str, Any], context: Any) -> dict[str, Any]:
                            f"the routine, but this function holds version {deployed}; deploy both")
     store = open_store(runner.registry)
     if "finish" in event:
-        return _finish(runner, store, source.path, execution, event)
+        return _finish(runner, store, source.path, execution, event, arn)
     params = event.get("params") or {}
     if not isinstance(params, dict):
         raise InvalidEvent("event.params must be an object of parameter values")
@@ -59,7 +63,7 @@ def handle(runner: Any, event: dict[str, Any], context: Any) -> dict[str, Any]:
     if run_date is not None and not (isinstance(run_date, str) and _DATE.match(run_date)):
         raise InvalidEvent(f"event.run_date must be a date YYYY-MM-DD, got {run_date!r}")
     routine = _load(runner, source.path, params, execution, run_date)
-    return _run_tasks(store, routine, _text(event, "step"), event.get("tasks"), context)
+    return _run_tasks(store, routine, _text(event, "step"), event.get("tasks"), context, arn)
 
 
 def _text(event: dict[str, Any], key: str) -> str:
@@ -82,15 +86,16 @@ def _load(runner: Any, path: Any, params: dict[str, Any], execution: str,
         raise InvalidEvent(str(exc)) from None
 
 
-def ensure_record(store: Any, routine: Any, routine_file: str) -> Any:
+def ensure_record(store: Any, routine: Any, routine_file: str, arn: str | None = None) -> Any:
     """The execution's run record, created by whichever step comes first (parallel branches race)."""
     from ..runs.recorder import new_record
+    from ..runs.store import external_host
 
     found = store.get_run(routine.run_id)
     if found is not None:
         return found
-    record = dataclasses.replace(new_record(routine), routine_file=routine_file, host=HOST,
-                                 pid=None, pid_started=None)
+    record = dataclasses.replace(new_record(routine), routine_file=routine_file,
+                                 host=external_host(arn), pid=None, pid_started=None)
     try:
         store.start_run(record, allow_concurrent=True)
     except UserError:  # another branch recorded it between our read and our write
@@ -101,7 +106,8 @@ def ensure_record(store: Any, routine: Any, routine_file: str) -> Any:
     return record
 
 
-def _run_tasks(store: Any, routine: Any, step_name: str, indexes: Any, context: Any) -> dict[str, Any]:
+def _run_tasks(store: Any, routine: Any, step_name: str, indexes: Any, context: Any,
+               arn: str | None = None) -> dict[str, Any]:
     from ..engine import Run, Step, plan
     from ..runs.recorder import LogCapture, RunRecorder
     from .runner import cancel_at, margin_seconds
@@ -117,7 +123,7 @@ def _run_tasks(store: Any, routine: Any, step_name: str, indexes: Any, context: 
             or not all(isinstance(i, int) and 0 <= i < len(spec.tasks) for i in indexes)):
         raise InvalidEvent(f"event.tasks must list task positions of step {step_name} "
                            f"(0 to {len(spec.tasks) - 1})")
-    record = ensure_record(store, routine, str(routine.file))
+    record = ensure_record(store, routine, str(routine.file), arn)
     store.update_run(record.run_id, heartbeat=time.time())
     recorder = RunRecorder(store, record)
     run = Run(the_plan, [recorder], watermarks=store)
@@ -144,7 +150,8 @@ def _run_tasks(store: Any, routine: Any, step_name: str, indexes: Any, context: 
     return summary
 
 
-def _finish(runner: Any, store: Any, path: Any, execution: str, event: dict[str, Any]) -> dict[str, Any]:
+def _finish(runner: Any, store: Any, path: Any, execution: str, event: dict[str, Any],
+            arn: str | None = None) -> dict[str, Any]:
     from ..runs.store import LogRecord
 
     status = event.get("finish")
@@ -153,7 +160,7 @@ def _finish(runner: Any, store: Any, path: Any, execution: str, event: dict[str,
     record = store.get_run(execution)
     if record is None:  # no step of ours ran before the end: record the execution anyway
         routine = _load(runner, path, {}, execution, None)
-        record = ensure_record(store, routine, str(path))
+        record = ensure_record(store, routine, str(path), arn)
     if status == "failed" and event.get("failure") is not None:
         line = LogRecord(execution, time.time(), "ERROR", None, None,
                          f"execution failed: {event['failure']}")

@@ -333,7 +333,7 @@ class _Compiler:
 
     def lambda_identity(self) -> dict[str, Any]:
         return {"routine": self.routine_ref, "version": self.version,
-                "execution.$": "$$.Execution.Name"}
+                "execution.$": "$$.Execution.Name", "execution_arn.$": "$$.Execution.Id"}
 
     def unit_piece(self, unit: Unit, fail: str) -> Piece:
         step = unit.step
