@@ -53,6 +53,8 @@ def all_states(states: dict[str, Any]) -> dict[str, Any]:
     for state in states.values():
         for branch in state.get("Branches", []):
             found.update(all_states(branch["States"]))
+        if "ItemProcessor" in state:
+            found.update(all_states(state["ItemProcessor"]["States"]))
     return found
 
 
