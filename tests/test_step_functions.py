@@ -192,22 +192,100 @@ def test_long_step_names_give_unique_state_names_of_at_most_80_characters() -> N
     assert all(len(n) <= 80 for n in names) and len(set(names)) == len(names)
 
 
-def test_the_template_grants_what_the_definition_uses() -> None:
-    result = compile_routine(load_routine(ROOT / "routines/aws_demo/routine.yaml"),
-                             "routines/aws_demo/routine.yaml", "v1")
-    template = build_template(result.definition, label="aws_demo@v1",
-                              definition_file="definition.asl.json",
-                              function={"Handler": "orchestrator.aws_lambda.handler"},
-                              schedule="rate(1 day)")
+def machine_template(doc: dict[str, Any] | str, **kw: Any) -> dict[str, Any]:
+    """The SAM template as the target builds it: the executors' statements through the hook."""
+    from orchestrator.registry import Registry
+    from orchestrator.stepfunctions.role import executor_statements
+
+    routine = load_routine(ROOT / doc if isinstance(doc, str) else doc)
+    raw = None if isinstance(doc, str) else doc
+    result = compile_routine(routine, "routines/r/routine.json", "v1", raw=raw)
+    statements, _ = executor_statements(routine, Registry(), result.native_tasks)
+    function = {"Handler": "orchestrator.aws_lambda.handler", "Runtime": "python3.12",
+                "CodeUri": "function.zip", "Policies": []} if result.uses_lambda else None
+    return build_template(result.definition, label="r@v1", definition_file="definition.asl.json",
+                          function=function, executor_statements=statements,
+                          batches=result.uses_batches, **kw)
+
+
+def role_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
     machine = template["Resources"]["RoutineStateMachine"]["Properties"]
-    actions = machine["Policies"][0]["Statement"][0]["Action"]
-    assert {"glue:StartJobRun", "glue:GetJobRun", "redshift-data:ExecuteStatement",
-            "redshift-data:DescribeStatement"} <= set(actions)
-    assert not any(a.startswith("athena:") for a in actions)  # the query runs in the Lambda
+    return [s for p in machine["Policies"] if isinstance(p, dict) for s in p["Statement"]]
+
+
+def granted(statements: list[dict[str, Any]], action: str) -> list[Any]:
+    return [s["Resource"] for s in statements if action in s["Action"]]
+
+
+def cfn_lint(template: dict[str, Any], tmp_path: Path) -> None:
+    import sys
+
+    import yaml
+
+    path = tmp_path / "template.yaml"
+    path.write_text(yaml.safe_dump(template, sort_keys=False))
+    (tmp_path / "definition.asl.json").write_text("{}")
+    command = Path(sys.executable).with_name("cfn-lint")
+    done = subprocess.run([str(command), str(path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_machine_role_is_least_privilege_and_passes_cfn_lint(tmp_path: Path) -> None:
+    template = machine_template("routines/aws_demo/routine.yaml", schedule="rate(1 day)")
+    statements = role_statements(template)
+    assert all("*" not in action for s in statements for action in s["Action"])
+    # the Glue job and the Redshift cluster the routine names, nothing else
+    assert granted(statements, "glue:StartJobRun") == [{"Fn::Sub": "arn:${AWS::Partition}:glue:"
+                                                        "${AWS::Region}:${AWS::AccountId}:job/demo_enrich"}]
+    assert len(granted(statements, "redshift-data:ExecuteStatement")) == 1
+    assert not granted(statements, "athena:StartQueryExecution")  # the query runs in the Lambda
+    assert granted(statements, "lambda:InvokeFunction") == [[
+        {"Fn::GetAtt": ["RoutineFunction", "Arn"]}, {"Fn::Sub": "${RoutineFunction.Arn}:*"}]]
+    machine = template["Resources"]["RoutineStateMachine"]["Properties"]
+    assert "CloudWatchLogsFullAccess" not in machine["Policies"]
     assert machine["DefinitionSubstitutions"]["OrchestratorFunctionArn"] == {
         "Fn::GetAtt": ["RoutineFunction", "Arn"]}
     assert machine["Events"]["Schedule"]["Properties"]["Schedule"] == "rate(1 day)"
-    assert "arn:aws:states:::lambda:invoke" in task_resources(result.definition)
+    cfn_lint(template, tmp_path)
+
+
+def test_the_role_of_native_athena_ecs_and_a_distributed_map(tmp_path: Path) -> None:
+    doc = {"routine_name": "r", "executors": [
+        query("q", params={"output_location": "s3://results/athena/", "database": "demo",
+                           "workgroup": "etl"}),
+        {"name": "box", "executor": "ecs", "params": {
+            "cluster": "jobs", "task_definition": "arn:aws:ecs:us-east-1:123456789012:task-definition/nightly:3",
+            "subnets": ["subnet-1"]}, "tasks": ["run"]},
+        {"name": "stage", "executor": "staging", "params": {
+            "parent_directory": "s3://landing/in/", "dump_directory": "s3://dump/out/",
+            "archive_or_delete": "delete"}, "tasks": ["transfer", "post_staging"]}]}
+    template = machine_template(doc)
+    statements = role_statements(template)
+    assert all("*" not in action for s in statements for action in s["Action"])
+    workgroup = "arn:${AWS::Partition}:athena:${AWS::Region}:${AWS::AccountId}:workgroup/etl"
+    assert granted(statements, "athena:StartQueryExecution") == [{"Fn::Sub": workgroup}]
+    assert {"Fn::Sub": "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:"
+                       "task-definition/nightly:*"} in granted(statements, "ecs:RunTask")
+    rule = granted(statements, "events:PutRule")
+    assert rule == granted(statements, "events:PutTargets") == granted(statements, "events:DescribeRule")
+    assert rule == [{"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:"
+                                "rule/StepFunctionsGetEventsForECSTaskRule"}]
+    # the map: list the landing prefix only, start child executions of this machine only
+    listing = [s for s in statements if s["Action"] == ["s3:ListBucket"]
+               and s["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::landing"}]
+    assert listing and listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["in/*"]}}
+    assert granted(statements, "states:StartExecution") == [{"Fn::Sub": (
+        "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:"
+        "${AWS::StackName}")}]
+    machine = template["Resources"]["RoutineStateMachine"]["Properties"]
+    assert machine["Name"] == {"Ref": "AWS::StackName"}
+    assert machine["DefinitionSubstitutions"]["OrchestratorBatchBucket"] == {"Ref": "BatchStateBucket"}
+    function = template["Resources"]["RoutineFunction"]["Properties"]
+    assert function["Environment"]["Variables"]["ORCHESTRATOR_BATCH_STATE"] == {
+        "Fn::Sub": "s3://${BatchStateBucket}/manifests/"}
+    # the staging step's own buckets are the function's business, not the machine's
+    assert not granted(statements, "s3:DeleteObject")
+    cfn_lint(template, tmp_path)
 
 
 def test_generate_step_functions_target_end_to_end(asl_validator: str, tmp_path: Path) -> None:
