@@ -85,7 +85,7 @@ def _load(runner: Any, path: Any, params: dict[str, Any], execution: str,
 
     try:
         return load_routine(path, params, runner.registry, run_id=execution, strict_params=False,
-                            run_date=run_date)
+                            run_date=run_date, resolve_secrets=True)
     except RoutineError as exc:
         raise InvalidEvent("; ".join(str(p) for p in exc.problems)) from None
     except UserError as exc:

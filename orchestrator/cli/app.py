@@ -328,7 +328,9 @@ def help_executor(topic: str, commands: list[str]) -> int:
     return EXIT_OK
 
 
-def load(args: argparse.Namespace, path: str | None = None, params: dict[str, Any] | None = None) -> Any:
+def load(args: argparse.Namespace, path: str | None = None, params: dict[str, Any] | None = None,
+         resolve: bool = False) -> Any:
+    """The routine; ``resolve`` reads its ``${secret.X}``/``${ssm.X}`` (to run it here)."""
     from ..catalog.refs import resolve_routine_arg
     from ..registry import Registry
     from ..routine.load import load_routine, parse_param_overrides
@@ -336,7 +338,7 @@ def load(args: argparse.Namespace, path: str | None = None, params: dict[str, An
     given = [*read_private_params(getattr(args, "params_file", None)), *args.param]
     overrides = {**(params or {}), **parse_param_overrides(given)}
     return load_routine(resolve_routine_arg(path or args.routine), overrides, Registry(),
-                        run_id=getattr(args, "run_id", None))
+                        run_id=getattr(args, "run_id", None), resolve_secrets=resolve)
 
 
 @command
@@ -387,7 +389,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from ..selection import excluded_steps
 
-    routine = load(args)
+    routine = load(args, resolve=args.on != "step-functions")  # there, the Lambda reads them
     if args.on == "step-functions":
         from ..routine.load import parse_param_overrides
         from . import step_functions
@@ -687,7 +689,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
                         + " ".join(f"--param {k}=..." for k in hidden))
     params = {k: v for k, v in old.params.items() if v != "****"}
     args.run_id = None
-    the_plan, done = resume_plan(store, old, load(args, old.routine_file, params), args.force)
+    the_plan, done = resume_plan(store, old, load(args, old.routine_file, params, resolve=True),
+                                  args.force)
     if not args.quiet and not args.json:
         total = sum(len(step.spec.tasks) for step in the_plan.steps)
         print(f"resuming run {old.run_id}: {len(done)} of {total} tasks already succeeded",

@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..engine import plan
 from ..executor import Uncompilable
 from ..routine.load import Routine, StepSpec, TaskCall, parse_file
-from ..routine.substitution import SECRET_NAME
+from ..routine.substitution import SECRET_NAME, secret_references
 from .references import (ReferenceProblem, has_runtime_reference, referenced_params,
                          resolve_fields)
 
@@ -120,8 +120,11 @@ class _Compiler:
         self.native: dict[str, str] = {}
         self.notes: list[str] = []
         self.uses_batches = False
+        # never in the definition: secret values, and ${secret.X}/${ssm.X} references, which the
+        # Lambda reads where they are kept when it loads the routine (from its own defaults)
         self.secret_params = {k for k, v in routine.params.items()
-                              if SECRET_NAME.search(k) or (isinstance(v, str) and v in routine.secrets)}
+                              if SECRET_NAME.search(k) or (isinstance(v, str) and v in routine.secrets)
+                              or secret_references(json.dumps(v))}
 
     # ------------------------------------------------------------------ whole machine
 
@@ -300,7 +303,8 @@ class _Compiler:
             raw_args = raw_task.get("args") if isinstance(raw_task, dict) else None
             args = _with_references(call.args, raw_args if isinstance(raw_args, dict) else {})
             try:
-                native = step.executor.cls.state_machine_task(call.task, args, params)
+                native = (None if _reads_secrets(args, params, self.secret_params)
+                          else step.executor.cls.state_machine_task(call.task, args, params))
             except Uncompilable as exc:
                 raise CompileError(f"{self.routine.file}: {step.path}.tasks[{index}]: step {step.name} "
                                    f"task {call.task} cannot run in a state machine: {exc}") from None
@@ -449,6 +453,13 @@ class _Compiler:
 
 
 # ---------------------------------------------------------------------- helpers
+
+def _reads_secrets(args: Any, params: Any, secret_params: set[str]) -> bool:
+    """A task whose args or params reference a secret runs in the Lambda, which reads it when it
+    loads the routine: a native state would need its value in the definition or its history."""
+    text = json.dumps([args, params])
+    return bool(secret_references(text)) or any(f"params.{p}}}" in text for p in secret_params)
+
 
 def _is_batch_map(native: dict[str, Any]) -> bool:
     return native.get("Type") == "Map" and "ItemProcessor" not in native
