@@ -238,8 +238,8 @@ def test_the_machine_role_is_least_privilege_and_passes_cfn_lint(tmp_path: Path)
     statements = role_statements(template)
     assert all("*" not in action for s in statements for action in s["Action"])
     # the Glue job and the Redshift cluster the routine names, nothing else
-    assert granted(statements, "glue:StartJobRun") == [{"Fn::Sub": "arn:${AWS::Partition}:glue:"
-                                                        "${AWS::Region}:${AWS::AccountId}:job/demo_enrich"}]
+    job = "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:job/demo_enrich"
+    assert granted(statements, "glue:StartJobRun") == [{"Fn::Sub": job}]
     assert len(granted(statements, "redshift-data:ExecuteStatement")) == 1
     assert not granted(statements, "athena:StartQueryExecution")  # the query runs in the Lambda
     assert granted(statements, "lambda:InvokeFunction") == [[
@@ -257,7 +257,8 @@ def test_the_role_of_native_athena_ecs_and_a_distributed_map(tmp_path: Path) -> 
         query("q", params={"output_location": "s3://results/athena/", "database": "demo",
                            "workgroup": "etl"}),
         {"name": "box", "executor": "ecs", "params": {
-            "cluster": "jobs", "task_definition": "arn:aws:ecs:us-east-1:123456789012:task-definition/nightly:3",
+            "cluster": "jobs",
+            "task_definition": "arn:aws:ecs:us-east-1:123456789012:task-definition/nightly:3",
             "subnets": ["subnet-1"]}, "tasks": ["run"]},
         {"name": "stage", "executor": "staging", "params": {
             "parent_directory": "s3://landing/in/", "dump_directory": "s3://dump/out/",
@@ -270,7 +271,8 @@ def test_the_role_of_native_athena_ecs_and_a_distributed_map(tmp_path: Path) -> 
     assert {"Fn::Sub": "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:"
                        "task-definition/nightly:*"} in granted(statements, "ecs:RunTask")
     rule = granted(statements, "events:PutRule")
-    assert rule == granted(statements, "events:PutTargets") == granted(statements, "events:DescribeRule")
+    assert rule == granted(statements, "events:PutTargets")
+    assert rule == granted(statements, "events:DescribeRule")
     assert rule == [{"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:"
                                 "rule/StepFunctionsGetEventsForECSTaskRule"}]
     # the map: list the landing prefix only, start child executions of this machine only
@@ -282,7 +284,8 @@ def test_the_role_of_native_athena_ecs_and_a_distributed_map(tmp_path: Path) -> 
         "${AWS::StackName}")}]
     machine = template["Resources"]["RoutineStateMachine"]["Properties"]
     assert machine["Name"] == {"Ref": "AWS::StackName"}
-    assert machine["DefinitionSubstitutions"]["OrchestratorBatchBucket"] == {"Ref": "BatchStateBucket"}
+    bucket = machine["DefinitionSubstitutions"]["OrchestratorBatchBucket"]
+    assert bucket == {"Ref": "BatchStateBucket"}
     function = template["Resources"]["RoutineFunction"]["Properties"]
     assert function["Environment"]["Variables"]["ORCHESTRATOR_BATCH_STATE"] == {
         "Fn::Sub": "s3://${BatchStateBucket}/manifests/"}
@@ -350,8 +353,8 @@ def jsonata(validator: str, expression: str, state_input: dict[str, Any]) -> Any
     """Evaluate with the reference JSONata implementation (the one asl-validator depends on):
     moto cannot run JSONata states (it needs a JVM bridge), so this is how the expression runs."""
     node_dir = Path(validator).parents[2]
-    done = subprocess.run(["node", "-e", JSONATA_EVAL, str(node_dir)], capture_output=True, text=True,
-                          input=json.dumps([expression, state_input]), timeout=60)
+    done = subprocess.run(["node", "-e", JSONATA_EVAL, str(node_dir)], capture_output=True,
+                          text=True, input=json.dumps([expression, state_input]), timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -361,13 +364,14 @@ def jsonata(validator: str, expression: str, state_input: dict[str, Any]) -> Any
 def test_a_copy_path_from_the_execution_input_is_escaped_like_the_local_executor(
         raw: str, asl_validator: str, tmp_path: Path) -> None:
     """A ``${params.X}`` in COPY's s3_path is never pasted into the SQL as it is: a JSONata state
-    doubles backslashes and quotes, exactly as ``redshift_literal`` does when the routine runs here."""
+    doubles backslashes and quotes, exactly as ``redshift_literal`` does when it runs here."""
     from executors.redshift import _copy_sql
 
     args = {"table": "public.people", "s3_path": "${params.raw}dt=${run.date}/",
             "iam_role": "arn:aws:iam::123456789012:role/load", "options": ["IGNOREHEADER 1"]}
     doc = {"routine_name": "r", "params": {"raw": "s3://default/"}, "executors": [
-        {"name": "load", "executor": "redshift", "params": {"database": "dev", "workgroup_name": "wg"},
+        {"name": "load", "executor": "redshift",
+         "params": {"database": "dev", "workgroup_name": "wg"},
          "tasks": [{"task": "copy_from_s3", "args": args}]}]}
     result = compiled(doc)
     states = all_states(result.definition["States"])
@@ -386,7 +390,8 @@ def test_a_copy_path_from_the_execution_input_is_escaped_like_the_local_executor
 def test_a_copy_with_a_reference_outside_s3_path_runs_in_the_lambda() -> None:
     """Table names, roles and options are checked at run time, not escaped: the Lambda runs them."""
     doc = {"routine_name": "r", "params": {"opt": "IGNOREHEADER 1"}, "executors": [
-        {"name": "load", "executor": "redshift", "params": {"database": "dev", "workgroup_name": "wg"},
+        {"name": "load", "executor": "redshift",
+         "params": {"database": "dev", "workgroup_name": "wg"},
          "tasks": [{"task": "copy_from_s3", "args": {
              "table": "people", "s3_path": "s3://bucket/in/",
              "iam_role": "arn:aws:iam::123456789012:role/load",

@@ -311,6 +311,7 @@ def test_cancel_and_wait_of_a_run_id_stop_its_execution(states: Any, tmp_path: P
     assert cancelled.returncode == 0 and "aborted" in cancelled.stdout, cancelled.stderr
     assert states.describe_execution(executionArn=execution)["status"] == "ABORTED"
     listed = cli("runs", "--json", env=env)
-    assert [(r["run_id"], r["status"]) for r in json.loads(listed.stdout)] == [(run_id, "cancelled")]
+    listed_runs = [(r["run_id"], r["status"]) for r in json.loads(listed.stdout)]
+    assert listed_runs == [(run_id, "cancelled")]
     waited = cli("wait", run_id, env=env)
     assert waited.returncode == 130 and "aborted" in waited.stdout

@@ -29,7 +29,8 @@ ARN = f"arn:aws:states:us-east-1:123456789012:execution:machine:{EXECUTION}"
 def routine_doc(mode: str = "delete") -> dict[str, Any]:
     return {"routine_name": "big_landing", "params": {"day": "2024-05-06"}, "executors": [
         {"name": "stage", "executor": "staging", "params": {
-            "parent_directory": "s3://landing/in/${params.day}/", "dump_directory": "s3://dump/out/",
+            "parent_directory": "s3://landing/in/${params.day}/",
+            "dump_directory": "s3://dump/out/",
             "archive_or_delete": mode, "archive_directory": "s3://archive/in/", "pattern": "*.csv"},
          "tasks": ["transfer", "post_staging"]}]}
 
@@ -44,8 +45,9 @@ def test_staging_from_s3_compiles_to_a_distributed_map_then_one_post_staging(
     states = result.definition["States"]
     fan_out = states["stage.transfer"]
     assert fan_out["Type"] == "Map"
-    assert fan_out["ItemReader"] == {"Resource": "arn:aws:states:::s3:listObjectsV2", "Parameters": {
-        "Bucket": "landing", "Prefix.$": "States.Format('in/{}/', $.params.day)"}}
+    assert fan_out["ItemReader"] == {
+        "Resource": "arn:aws:states:::s3:listObjectsV2",
+        "Parameters": {"Bucket": "landing", "Prefix.$": "States.Format('in/{}/', $.params.day)"}}
     assert fan_out["ItemBatcher"]["MaxItemsPerBatch"] == 100
     assert fan_out["ToleratedFailurePercentage"] == 0  # one failed batch: no post_staging
     assert fan_out["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"

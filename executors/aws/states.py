@@ -40,8 +40,8 @@ def poll_loop(*, engine: str, submit: dict[str, Any], describe: dict[str, Any], 
 
     ``stop`` is a Task state that stops the remote work (its Parameters get ``id_field`` like
     ``describe``): when the waits reach the task's timeout it runs before the loop fails, so a
-    timed-out task leaves no statement or crawl running. A stop that fails (the work ended meanwhile)
-    still fails the loop with the timeout.
+    timed-out task leaves no statement or crawl running. A stop that fails (the work ended
+    meanwhile) still fails the loop with the timeout.
     """
     check = dict(describe)
     if submit_id:

@@ -3,9 +3,10 @@
 The state machine (``orchestrator.stepfunctions``) invokes the handler with
 ``{"routine", "version", "execution", "execution_arn", "step", "tasks", "params", "run_date"}`` for
 tasks no native integration runs, and with ``{"routine", "version", "execution", "execution_arn",
-"finish": "succeeded"|"failed"}`` at the end. A Distributed Map's child sends ``{..., "step", "task", "batch": [items]}``: the task's
-``Executor.run_batch`` on those items (logged, not recorded as a task: a map has thousands); the
-step's next Lambda call then lists them in ``"restore"``, so they are rebuilt, not run again.
+"finish": "succeeded"|"failed"}`` at the end. A Distributed Map's child sends
+``{..., "step", "task", "batch": [items]}``: the task's ``Executor.run_batch`` on those items
+(logged, not recorded as a task: a map has thousands); the step's next Lambda call then lists
+them in ``"restore"``, so they are rebuilt, not run again.
 Everything is recorded in the shared run store (``ORCHESTRATOR_STORE``, DynamoDB when
 deployed) under a run whose id is the execution's name, so ``orchestrate runs``/``show``/``logs``
 show the execution like any other run. The run's host is ``external:EXECUTION_ARN``: no process of

@@ -80,7 +80,8 @@ class Substituter:
                          "or use ${env.NAME}, ${run.id} or ${run.date}")
             return f"${{{ref}}}"
         if scope not in self.scopes or not name:
-            report(path, f"unknown substitution ${{{ref}}}; use ${{params.NAME}}, ${{env.NAME}}, ${{run.id}}, ${{run.date}}, ${{secret.NAME}} or ${{ssm.NAME}}")
+            report(path, f"unknown substitution ${{{ref}}}; use ${{params.NAME}}, ${{env.NAME}}, "
+                         "${run.id}, ${run.date}, ${secret.NAME} or ${ssm.NAME}")
             return f"${{{ref}}}"
         values = self.scopes[scope]
         if name not in values:

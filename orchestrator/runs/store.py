@@ -33,7 +33,7 @@ EXECUTION_ARN_PREFIX = "arn:aws:states:"
 
 
 def external_host(execution_arn: str | None) -> str:
-    """The host recorded for a Step Functions execution: its ARN, so ``cancel RUN_ID`` can stop it."""
+    """The host recorded for a Step Functions execution: its ARN, for ``cancel RUN_ID``."""
     return EXTERNAL_HOST_PREFIX + (execution_arn or "states")
 
 

@@ -122,9 +122,10 @@ class _Compiler:
         self.uses_batches = False
         # never in the definition: secret values, and ${secret.X}/${ssm.X} references, which the
         # Lambda reads where they are kept when it loads the routine (from its own defaults)
-        self.secret_params = {k for k, v in routine.params.items()
-                              if SECRET_NAME.search(k) or (isinstance(v, str) and v in routine.secrets)
-                              or secret_references(json.dumps(v))}
+        self.secret_params = {
+            k for k, v in routine.params.items()
+            if SECRET_NAME.search(k) or (isinstance(v, str) and v in routine.secrets)
+            or secret_references(json.dumps(v))}
 
     # ------------------------------------------------------------------ whole machine
 
@@ -310,10 +311,11 @@ class _Compiler:
                                    f"task {call.task} cannot run in a state machine: {exc}") from None
             if native is not None:
                 self.check_native(step, index, call, native)
-                kind = "distributed map" if _is_batch_map(native) else native.get("Resource", "loop")
+                batch = _is_batch_map(native)
+                kind = "distributed map" if batch else native.get("Resource", "loop")
                 self.native[f"{step.name}.{call.task}"] = kind
                 result.append(Unit(step, (index,), native))
-                batched += (index,) if _is_batch_map(native) else ()
+                batched += (index,) if batch else ()
             elif result and result[-1].native is None:
                 result[-1].indexes += (index,)
             else:

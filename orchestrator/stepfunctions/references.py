@@ -128,6 +128,6 @@ def jsonata_string(text: str) -> str:
 
 
 def jsonata_redshift_literal(expression: str) -> str:
-    """The JSONata of ``tablespec.redshift_literal``: backslashes doubled, quotes doubled, quoted."""
+    """The JSONata of ``tablespec.redshift_literal``: backslashes and quotes doubled, quoted."""
     doubled = f'$replace($replace({expression}, "\\\\", "\\\\\\\\"), "\'", "\'\'")'
     return f'"\'" & {doubled} & "\'"'

@@ -31,7 +31,7 @@ LOG_DELIVERY = ["logs:CreateLogDelivery", "logs:DeleteLogDelivery", "logs:Descri
 
 
 class UnknownIntegration(ValueError):
-    """A Task state's Resource the role cannot grant: say which, rather than deploy a broken role."""
+    """A Task state's Resource the role cannot grant: said, rather than deploy a broken role."""
 
 
 # The integrations whose API calls the executors' statements grant (their own hook says what).
