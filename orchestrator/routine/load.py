@@ -246,10 +246,11 @@ class _Loader:
         self.resolve_secrets = False
 
     def secret_resolver(self) -> Any:
+        """Reads a reference through the ``resolve_secret`` hook; the plugins that implement it are
+        imported on the first reference only (most routines hold none)."""
         if not self.resolve_secrets:
             return None
-        hook = self.registry.hook("resolve_secret")
-        return lambda kind, name: hook(kind=kind, name=name)
+        return lambda kind, name: self.registry.hook("resolve_secret")(kind=kind, name=name)
 
     def report(self, path: str, message: str) -> None:
         self.problems.append(Problem(str(self.file), path, message))
