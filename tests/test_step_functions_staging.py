@@ -145,6 +145,12 @@ def test_batches_stage_and_verify_then_post_staging_runs_once_on_what_they_verif
     assert set(tasks) == {("transfer", "skipped"), ("post_staging", "succeeded")}  # once each
     post = tasks[("post_staging", "succeeded")]
     assert post.metrics["execution_metadata"]["left"] == 1
+    assert post.metrics["execution_metadata"]["staged"] == 7
+    # manifests list in landing order (so each chunk of them is one key range to list)
+    manifests = [o["Key"].rsplit("/", 1)[1] for o in
+                 s3.list_objects_v2(Bucket="batch-state", Prefix="manifests/")["Contents"]]
+    first_keys = [bytes.fromhex(name.split("-")[0]).decode() for name in manifests]
+    assert first_keys == [b[0]["Key"] for b in batches]
     assert post.metrics["total_rows"] == 6
     logs = " ".join(r.message for r in dynamo_store.logs(EXECUTION))
     assert "batch of 3 listed objects: 3 staged and verified" in logs

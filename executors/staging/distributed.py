@@ -2,13 +2,15 @@
 batch of keys, and one ``post_staging`` runs after every batch succeeded.
 
 Nothing is lost, as in one process: a batch copies each object (pinned to its listed ETag) and
-verifies the copy, then writes a *manifest* of the copies it verified: ``{root}/{routine}/{run}/
-{step}/{digest of the batch's keys}.json`` under ``ORCHESTRATOR_BATCH_STATE`` (an ``s3://`` prefix
-the generated template creates, or a local folder for runs on one machine). A failed batch
-writes none and fails the map, so ``post_staging`` never runs; a retried batch overwrites its own.
-``post_staging`` reads the manifests a few thousand entries at a time, lists the landing range
-those entries cover, and archives or deletes only objects whose ETag is still the copied one, each
-delete conditional on that ETag too. Memory stays bounded by one chunk, whatever the landing holds.
+verifies the copy, then writes a *manifest* of the copies it verified:
+``{root}/{routine}/{run}/{step}/{first key, hex}-{digest of its keys}.json`` under
+``ORCHESTRATOR_BATCH_STATE`` (an ``s3://`` prefix the generated template creates, or a local folder
+for runs on one machine). A failed batch writes none and fails the map, so ``post_staging`` never
+runs; a retried batch overwrites its own.
+``post_staging`` reads the manifests in landing order, ``CHUNK`` entries at a time, lists the key
+range each chunk covers, and archives or deletes only objects whose ETag is still the copied one,
+each delete conditional on that ETag too. Memory stays bounded by one chunk, whatever the landing
+holds. (Archiving lists the archive once per chunk: ``archive`` checks names already there.)
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from .storage import CHANGED, Entry, SourceChanged
 ITEMS_PER_BATCH = 100  # a batch must end well within a Lambda's 15 minutes
 BYTES_PER_BATCH = 200_000  # Step Functions passes at most 256 KiB to a child execution
 MAX_CONCURRENCY = 40
-CHUNK = 5_000  # manifest entries post_staging handles at once
+CHUNK = 50_000  # manifest entries post_staging handles at once (a few MB)
+FIRST_KEY_BYTES = 200  # of a batch's first key in its manifest's name
 
 
 def map_state(params: dict[str, Any]) -> dict[str, Any] | None:
@@ -107,8 +110,12 @@ def _entries(prefix: str, items: Iterable[dict[str, Any]], pattern: str) -> Iter
 
 
 def _digest(items: list[dict[str, Any]]) -> str:
-    keys = "\n".join(sorted(str(item.get("Key", "")) for item in items))
-    return hashlib.sha256(keys.encode()).hexdigest()[:32]
+    """A manifest's name: the hex of its first key (hex keeps the keys' byte order, so manifests
+    list in landing order and a chunk of them covers one key range), then a digest of all its
+    keys (a retried batch overwrites its own manifest)."""
+    keys = sorted(str(item.get("Key", "")) for item in items)
+    first = keys[0].encode()[:FIRST_KEY_BYTES].hex() if keys else ""
+    return f"{first}-{hashlib.sha256(chr(10).join(keys).encode()).hexdigest()[:32]}"
 
 
 # ---------------------------------------------------------------------- after all batches
@@ -139,7 +146,9 @@ def post_staging_batches(ex: Any, context: Context) -> TaskMetrics:
     counts: dict[str, int] = {}
     left: list[str] = []
     failed: list[tuple[str, str]] = []
+    staged = 0
     for chunk in _chunks(state):
+        staged += len(chunk)
         ex.check_cancelled(context)
         current = _listed(landing, [e.rel for e in chunk])
         ready = [e for e in chunk if current.get(e.rel) == e.version]
@@ -155,8 +164,10 @@ def post_staging_batches(ex: Any, context: Context) -> TaskMetrics:
     if failed:
         raise StagingError(f"{len(failed)} landing files could not be {ex.archive_or_delete}d, "
                            f"first: {failed[0][0]}: {failed[0][1]}")
+    context.logger.info("%d files staged and verified by the batches", staged)
     return TaskMetrics(total_rows=sum(counts.values()),
-                       execution_metadata={**counts, "left": len(left), "batched": True})
+                       execution_metadata={**counts, "left": len(left), "staged": staged,
+                                           "batched": True})
 
 
 def _chunks(state: "BatchState") -> Iterator[list[Entry]]:
