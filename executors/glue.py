@@ -83,7 +83,9 @@ class GlueExecutor(AwsExecutor):
                                         "StringEquals": "SUCCEEDED"}], "Next": "Succeeded"},
                        {"And": [ready, {"Variable": "$.seen.crawler.LastCrawl.Status",
                                         "IsPresent": True}], "Next": "Failed"}],
-                reason="$.Crawler.LastCrawl.ErrorMessage")
+                reason="$.Crawler.LastCrawl.ErrorMessage",
+                stop={"Type": "Task", "Resource": sdk("glue", "stopCrawler"),
+                      "Parameters": {"Name": name}})
         return None
 
     @classmethod

@@ -225,6 +225,29 @@ def redshift(step: Any) -> list[dict[str, Any]]:
     return found
 
 
+def ecs(step: Any) -> list[dict[str, Any]]:
+    """Run tasks of the one task definition family on the one cluster, and watch or stop them."""
+    params = step.params
+    cluster = str(params.get("cluster") or "").rpartition("/")[2] or "*"
+    family = str(params.get("task_definition") or "").rpartition("/")[2].partition(":")[0] or "*"
+    cluster_arn = f"{ARN}:ecs:{REGIONAL}:cluster/{cluster}"
+    return [
+        {
+            "Effect": "Allow",
+            "Action": ["ecs:RunTask"],
+            "Resource": f"{ARN}:ecs:{REGIONAL}:task-definition/{family}:*",
+            "Condition": {"ArnEquals": {"ecs:cluster": cluster_arn}},
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["ecs:DescribeTasks", "ecs:StopTask"],
+            "Resource": f"{ARN}:ecs:{REGIONAL}:task/{cluster}/*",
+        },
+        {"Note": "its task definition's roles need iam:PassRole to ecs-tasks.amazonaws.com: "
+                 "a state machine's role has it; elsewhere add it with --policy-arn"},
+    ]
+
+
 def python(step: Any) -> list[dict[str, Any]]:
     note = {"Note": "what its code calls cannot be derived; add it with --policy-arn"}
     return [*s3(step.params.get("path"), READ), note]
@@ -236,6 +259,7 @@ BUILT_IN = {
     "glue": glue,
     "redshift": redshift,
     "python": python,
+    "ecs": ecs,
 }
 
 

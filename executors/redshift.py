@@ -7,6 +7,7 @@ Rows affected (``ResultRows``) feed the metrics.
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Iterable, Iterator, Literal
 
@@ -78,12 +79,7 @@ class RedshiftExecutor(AwsExecutor):
         if task == "run_sql" and args.get("sql") is not None:
             statements = spec.split_statements(args["sql"], "redshift")
         elif task == "copy_from_s3":
-            try:
-                statements = [_copy_sql(args["table"], args["s3_path"], args["iam_role"],
-                                        args.get("format", "csv"), args.get("options"),
-                                        args.get("columns"))]
-            except ValueError:  # a role given by reference is checked when the Lambda runs it
-                return None
+            return _copy_state(target, args)
         else:
             return None
         if len(statements) == 1:
@@ -96,14 +92,7 @@ class RedshiftExecutor(AwsExecutor):
             request, action = {**target, "Sqls": statements}, "batchExecuteStatement"
         else:
             return None
-        return poll_loop(
-            engine="redshift",
-            submit={"Type": "Task", "Resource": sdk("redshiftdata", action), "Parameters": request},
-            submit_id="$.Id",
-            describe={"Type": "Task", "Resource": sdk("redshiftdata", "describeStatement"),
-                      "Parameters": {}},
-            id_field="Id", status="$.Status", succeeded=["FINISHED"], failed=["FAILED", "ABORTED"],
-            reason="$.Error")
+        return _statement_loop(action, request)
 
     @classmethod
     def task_lineage(cls, task: str, args: dict[str, Any], params: dict[str, Any],
@@ -260,6 +249,64 @@ class RedshiftExecutor(AwsExecutor):
 def statement_name(token: str) -> str:
     """The StatementName a statement is submitted with: how a lost submission is found again."""
     return f"orchestrator-{token}"
+
+
+def _statement_loop(action: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Submit, then DescribeStatement with growing waits; CancelStatement when it times out."""
+    return poll_loop(
+        engine="redshift",
+        submit={"Type": "Task", "Resource": sdk("redshiftdata", action), "Parameters": request},
+        submit_id="$.Id",
+        describe={"Type": "Task", "Resource": sdk("redshiftdata", "describeStatement"),
+                  "Parameters": {}},
+        id_field="Id", status="$.Status", succeeded=["FINISHED"], failed=["FAILED", "ABORTED"],
+        reason="$.Error",
+        stop={"Type": "Task", "Resource": sdk("redshiftdata", "cancelStatement"),
+              "Parameters": {}})
+
+
+def _copy_state(target: dict[str, Any], args: dict[str, Any]) -> dict[str, Any] | None:
+    """COPY as a loop. A ``${params.X}``/``${run.X}`` in ``s3_path`` is escaped by Step Functions
+    itself, as ``redshift_literal`` does here: a JSONata state doubles backslashes and quotes of the
+    execution's value before the SQL is put together. References anywhere else (table, role,
+    columns, options: names and SQL fragments that are checked, not escaped) run in the Lambda,
+    which checks them at run time."""
+    from orchestrator.stepfunctions.references import (has_runtime_reference,
+                                                       jsonata_redshift_literal, jsonata_string)
+
+    others = {k: v for k, v in args.items() if k != "s3_path"}
+    if any(has_runtime_reference(text) for text in _texts(others)):
+        return None
+    path = str(args["s3_path"])
+    marker = "s3://orchestrator-copy-source/"  # stands for the literal while the SQL is built
+    try:
+        sql = _copy_sql(args["table"], marker if has_runtime_reference(path) else path,
+                        args["iam_role"], args.get("format", "csv"), args.get("options"),
+                        args.get("columns"))
+    except ValueError:  # checked when the Lambda runs it
+        return None
+    if not has_runtime_reference(path):
+        return _statement_loop("executeStatement", {**target, "Sql": sql})
+    before, _, after = sql.partition(spec.redshift_literal(marker))
+    expression = " & ".join([json.dumps(before),
+                             jsonata_redshift_literal(jsonata_string(path)), json.dumps(after)])
+    fragment = _statement_loop("executeStatement", {**target, "Sql.$": "$.copy.sql"})
+    fragment["States"]["Quote values"] = {
+        "Type": "Pass", "QueryLanguage": "JSONata", "Next": "Submit",
+        "Output": "{% $merge([$states.input, {\"copy\": {\"sql\": " + expression + "}}]) %}"}
+    fragment["StartAt"] = "Quote values"
+    return fragment
+
+
+def _texts(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
 
 
 def _copy_sql(table: str, s3_path: str, iam_role: str, format: str = "csv",

@@ -45,8 +45,11 @@ class Orchestrator:
             raise TypeError("no routine: pass a path or a dict, here or to Orchestrator(routine)")
         return source
 
-    def load(self, path: RoutineSource | None = None, params: Mapping[str, Any] | None = None) -> Routine:
-        return load_routine(self._source(path), params, self.registry)
+    def load(self, path: RoutineSource | None = None, params: Mapping[str, Any] | None = None,
+             resolve_secrets: bool = False) -> Routine:
+        """``resolve_secrets``: read ``${secret.X}``/``${ssm.X}`` (``start``/``run`` do)."""
+        return load_routine(self._source(path), params, self.registry,
+                            resolve_secrets=resolve_secrets)
 
     def plan(self, path: RoutineSource | None = None, params: Mapping[str, Any] | None = None) -> Plan:
         return plan(self.load(path, params))
@@ -56,7 +59,7 @@ class Orchestrator:
               allow_concurrent: bool = False) -> Any:
         """A validated run that has claimed its routine, not yet executed: call ``execute()``;
         ``cancel()`` from another thread stops it."""
-        the_plan = self.plan(path, params)
+        the_plan = plan(self.load(path, params, resolve_secrets=True))
         if not track:
             return Run(the_plan, listeners, max_parallel)
         from .runs.control import TrackedRun

@@ -101,6 +101,11 @@ class NotRetryable(Exception):
     retryable = False
 
 
+# Where a state machine's batches keep what later tasks of their step need (``run_batch``): an
+# ``s3://`` prefix the generated template creates and gives the orchestrator's Lambda.
+BATCH_STATE_ENV = "ORCHESTRATOR_BATCH_STATE"
+
+
 class Uncompilable(Exception):
     """Raised by :meth:`Executor.state_machine_task` for a task that cannot run in a state machine at
     all (neither as a native integration nor in our Lambda): generating one is refused, naming the step."""
@@ -330,6 +335,12 @@ class Executor:
         (``timeout`` in seconds, for the loop to honour). Strings may hold ``${params.X}``,
         ``${run.id}`` and ``${run.date}``: the compiler turns them into paths of the execution's
         input. Raise :class:`Uncompilable` when the task can run in neither way. No side effects.
+
+        A fourth form fans the task out: a ``Map`` state with an ``ItemReader`` (and optionally
+        ``ItemBatcher``, ``MaxConcurrency``...) but no ``ItemProcessor``. The compiler makes it a
+        Distributed Map whose children call :meth:`run_batch` in the orchestrator's Lambda, each on
+        a batch of items; the step's later tasks then start from :meth:`restore` (the task
+        succeeded in this run), once every batch succeeded.
         """
         return None
 
@@ -341,6 +352,11 @@ class Executor:
         (``result``: the task's kept result, or its metrics as a dict), so what only the outcome
         knows can be added then. Only what can be known for sure: no guesses. No side effects."""
         return None
+    def run_batch(self, context: Context, task: str, items: list[Any]) -> dict[str, Any]:
+        """Do ``task`` for a batch of a Distributed Map's items (see :meth:`state_machine_task`);
+        persist what the step's later tasks need under ``ORCHESTRATOR_BATCH_STATE``, so their
+        :meth:`restore` finds it. Return a small JSON summary. Must be safe to run again."""
+        raise NotImplementedError(f"{type(self).__name__} does not run {task} in batches")
 
     def check(self) -> list[str]:
         """Problems that would stop this configured executor here (endpoints, permissions):

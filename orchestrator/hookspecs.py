@@ -44,6 +44,18 @@ def run_store(url: str) -> RunStore | None:
 
 
 @hookspec(firstresult=True)
+def resolve_secret(kind: str, name: str) -> Any:
+    """Return the value of the secret a routine references as ``${secret.NAME}`` (``kind``
+    ``"secret"``: AWS Secrets Manager, ``NAME#key`` for one key of a JSON secret) or
+    ``${ssm.NAME}`` (``"ssm"``: SSM Parameter Store, decrypted), or None if the kind is not yours.
+
+    Called when a routine is loaded to run (never by ``validate``, ``plan`` or ``generate``, which
+    keep the reference); the value is masked wherever it would be shown. Raise to say why it
+    cannot be read: the load fails naming the reference.
+    """
+
+
+@hookspec(firstresult=True)
 def catalog_store(url: str) -> CatalogStore | None:
     """Return a routine-catalog store (an ``orchestrator.catalog.stores.CatalogStore``) for ``url``,
     or None if the URL is not yours.

@@ -53,6 +53,8 @@ def all_states(states: dict[str, Any]) -> dict[str, Any]:
     for state in states.values():
         for branch in state.get("Branches", []):
             found.update(all_states(branch["States"]))
+        if "ItemProcessor" in state:
+            found.update(all_states(state["ItemProcessor"]["States"]))
     return found
 
 
@@ -87,8 +89,8 @@ def test_aws_demo_uses_native_integrations_and_the_lambda_for_the_rest() -> None
                              "BackoffRate": 2}]
     copy = all_states(result.definition["States"])["load_warehouse.copy_from_s3: Submit"]
     assert copy["Resource"] == "arn:aws:states:::aws-sdk:redshiftdata:executeStatement"
-    assert copy["Parameters"]["Sql.$"].startswith("States.Format('COPY \"public\".\"people\" FROM \\'{}dt={}/")
-    assert "$.params.raw, $.run.date" in copy["Parameters"]["Sql.$"]
+    # the SQL is put together by a JSONata state that escapes the values (see the COPY test)
+    assert copy["Parameters"]["Sql.$"] == "$.copy.sql"
 
 
 def test_depends_on_becomes_parallel_layers(asl_validator: str, tmp_path: Path) -> None:
@@ -158,8 +160,11 @@ def test_a_task_with_no_state_machine_path_is_refused_naming_the_step(tmp_path: 
 def test_a_secret_is_never_written_into_the_definition() -> None:
     doc = {"routine_name": "r", "params": {"db_password": "hunter2-long"},
            "executors": [query("q", "SELECT '${params.db_password}'")]}
-    with pytest.raises(CompileError, match="secret param db_password"):
-        compiled(doc)
+    # a native state would carry it in the definition or the execution's input: the Lambda runs
+    # the task, and reads the secret from the routine it is packaged with
+    result = compiled(doc)
+    assert result.native_tasks == {} and result.lambda_steps == ["q"]
+    assert "hunter2" not in result.text()
     # and a secret default never reaches the defaults written into the machine
     doc["executors"] = [query("q")]
     text = json.dumps(compiled(doc).definition)
@@ -190,22 +195,103 @@ def test_long_step_names_give_unique_state_names_of_at_most_80_characters() -> N
     assert all(len(n) <= 80 for n in names) and len(set(names)) == len(names)
 
 
-def test_the_template_grants_what_the_definition_uses() -> None:
-    result = compile_routine(load_routine(ROOT / "routines/aws_demo/routine.yaml"),
-                             "routines/aws_demo/routine.yaml", "v1")
-    template = build_template(result.definition, label="aws_demo@v1",
-                              definition_file="definition.asl.json",
-                              function={"Handler": "orchestrator.aws_lambda.handler"},
-                              schedule="rate(1 day)")
+def machine_template(doc: dict[str, Any] | str, **kw: Any) -> dict[str, Any]:
+    """The SAM template as the target builds it: the executors' statements through the hook."""
+    from orchestrator.registry import Registry
+    from orchestrator.stepfunctions.role import executor_statements
+
+    routine = load_routine(ROOT / doc if isinstance(doc, str) else doc)
+    raw = None if isinstance(doc, str) else doc
+    result = compile_routine(routine, "routines/r/routine.json", "v1", raw=raw)
+    statements, _ = executor_statements(routine, Registry(), result.native_tasks)
+    function = {"Handler": "orchestrator.aws_lambda.handler", "Runtime": "python3.12",
+                "CodeUri": "function.zip", "Policies": []} if result.uses_lambda else None
+    return build_template(result.definition, label="r@v1", definition_file="definition.asl.json",
+                          function=function, executor_statements=statements,
+                          batches=result.uses_batches, **kw)
+
+
+def role_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
     machine = template["Resources"]["RoutineStateMachine"]["Properties"]
-    actions = machine["Policies"][0]["Statement"][0]["Action"]
-    assert {"glue:StartJobRun", "glue:GetJobRun", "redshift-data:ExecuteStatement",
-            "redshift-data:DescribeStatement"} <= set(actions)
-    assert not any(a.startswith("athena:") for a in actions)  # the query runs in the Lambda
+    return [s for p in machine["Policies"] if isinstance(p, dict) for s in p["Statement"]]
+
+
+def granted(statements: list[dict[str, Any]], action: str) -> list[Any]:
+    return [s["Resource"] for s in statements if action in s["Action"]]
+
+
+def cfn_lint(template: dict[str, Any], tmp_path: Path) -> None:
+    import sys
+
+    import yaml
+
+    path = tmp_path / "template.yaml"
+    path.write_text(yaml.safe_dump(template, sort_keys=False))
+    (tmp_path / "definition.asl.json").write_text("{}")
+    command = Path(sys.executable).with_name("cfn-lint")
+    done = subprocess.run([str(command), str(path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_machine_role_is_least_privilege_and_passes_cfn_lint(tmp_path: Path) -> None:
+    template = machine_template("routines/aws_demo/routine.yaml", schedule="rate(1 day)")
+    statements = role_statements(template)
+    assert all("*" not in action for s in statements for action in s["Action"])
+    # the Glue job and the Redshift cluster the routine names, nothing else
+    job = "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:job/demo_enrich"
+    assert granted(statements, "glue:StartJobRun") == [{"Fn::Sub": job}]
+    assert len(granted(statements, "redshift-data:ExecuteStatement")) == 1
+    assert not granted(statements, "athena:StartQueryExecution")  # the query runs in the Lambda
+    assert granted(statements, "lambda:InvokeFunction") == [[
+        {"Fn::GetAtt": ["RoutineFunction", "Arn"]}, {"Fn::Sub": "${RoutineFunction.Arn}:*"}]]
+    machine = template["Resources"]["RoutineStateMachine"]["Properties"]
+    assert "CloudWatchLogsFullAccess" not in machine["Policies"]
     assert machine["DefinitionSubstitutions"]["OrchestratorFunctionArn"] == {
         "Fn::GetAtt": ["RoutineFunction", "Arn"]}
     assert machine["Events"]["Schedule"]["Properties"]["Schedule"] == "rate(1 day)"
-    assert "arn:aws:states:::lambda:invoke" in task_resources(result.definition)
+    cfn_lint(template, tmp_path)
+
+
+def test_the_role_of_native_athena_ecs_and_a_distributed_map(tmp_path: Path) -> None:
+    doc = {"routine_name": "r", "executors": [
+        query("q", params={"output_location": "s3://results/athena/", "database": "demo",
+                           "workgroup": "etl"}),
+        {"name": "box", "executor": "ecs", "params": {
+            "cluster": "jobs",
+            "task_definition": "arn:aws:ecs:us-east-1:123456789012:task-definition/nightly:3",
+            "subnets": ["subnet-1"]}, "tasks": ["run"]},
+        {"name": "stage", "executor": "staging", "params": {
+            "parent_directory": "s3://landing/in/", "dump_directory": "s3://dump/out/",
+            "archive_or_delete": "delete"}, "tasks": ["transfer", "post_staging"]}]}
+    template = machine_template(doc)
+    statements = role_statements(template)
+    assert all("*" not in action for s in statements for action in s["Action"])
+    workgroup = "arn:${AWS::Partition}:athena:${AWS::Region}:${AWS::AccountId}:workgroup/etl"
+    assert granted(statements, "athena:StartQueryExecution") == [{"Fn::Sub": workgroup}]
+    assert {"Fn::Sub": "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:"
+                       "task-definition/nightly:*"} in granted(statements, "ecs:RunTask")
+    rule = granted(statements, "events:PutRule")
+    assert rule == granted(statements, "events:PutTargets")
+    assert rule == granted(statements, "events:DescribeRule")
+    assert rule == [{"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:"
+                                "rule/StepFunctionsGetEventsForECSTaskRule"}]
+    # the map: list the landing prefix only, start child executions of this machine only
+    listing = [s for s in statements if s["Action"] == ["s3:ListBucket"]
+               and s["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::landing"}]
+    assert listing and listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["in/*"]}}
+    assert granted(statements, "states:StartExecution") == [{"Fn::Sub": (
+        "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:"
+        "${AWS::StackName}")}]
+    machine = template["Resources"]["RoutineStateMachine"]["Properties"]
+    assert machine["Name"] == {"Ref": "AWS::StackName"}
+    bucket = machine["DefinitionSubstitutions"]["OrchestratorBatchBucket"]
+    assert bucket == {"Ref": "BatchStateBucket"}
+    function = template["Resources"]["RoutineFunction"]["Properties"]
+    assert function["Environment"]["Variables"]["ORCHESTRATOR_BATCH_STATE"] == {
+        "Fn::Sub": "s3://${BatchStateBucket}/manifests/"}
+    # the staging step's own buckets are the function's business, not the machine's
+    assert not granted(statements, "s3:DeleteObject")
+    cfn_lint(template, tmp_path)
 
 
 def test_generate_step_functions_target_end_to_end(asl_validator: str, tmp_path: Path) -> None:
@@ -233,3 +319,82 @@ def test_generate_step_functions_target_end_to_end(asl_validator: str, tmp_path:
                               "--target", "step-functions", "-o", str(tmp_path / "d")],
                              capture_output=True, text=True, env=env, timeout=600)
     assert refused.returncode == 2 and "box" in refused.stderr, refused.stderr
+
+
+def test_a_redshift_loop_cancels_its_statement_when_it_times_out(asl_validator: str,
+                                                                 tmp_path: Path) -> None:
+    """By definition only: moto's Step Functions has no ``redshiftdata`` SDK service."""
+    doc = {"routine_name": "r", "executors": [{"name": "load", "executor": "redshift", "params": {
+        "database": "dev", "workgroup_name": "wg1"}, "tasks": [
+        {"task": "run_sql", "args": {"sql": "SELECT 1"}, "timeout": 60}]}]}
+    result = compiled(doc)
+    states = all_states(result.definition["States"])
+    check = states["load.run_sql: Timed out?"]["Choices"][0]
+    assert check["Next"] == "load.run_sql: Stop"
+    stop = states["load.run_sql: Stop"]
+    assert stop["Resource"] == "arn:aws:states:::aws-sdk:redshiftdata:cancelStatement"
+    assert stop["Parameters"] == {"Id.$": "$.poll.id"}
+    assert stop["Next"] == stop["Catch"][0]["Next"] == "load.run_sql: Timed out"
+    assert states["load.run_sql: Timed out"]["Error"] == "redshift.Timeout"
+    assert result.definition["States"]["load.run_sql"]["Parameters"]["timeout"] == 60
+    validate(asl_validator, result.definition, tmp_path)
+
+
+JSONATA_EVAL = """
+const path = require('path');
+const jsonata = require(path.join(process.argv[1], 'node_modules', 'jsonata'));
+const [expression, input] = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+jsonata(expression.slice(2, -2)).evaluate({}, {states: {input}})
+    .then(v => process.stdout.write(JSON.stringify(v)));
+"""
+
+
+def jsonata(validator: str, expression: str, state_input: dict[str, Any]) -> Any:
+    """Evaluate with the reference JSONata implementation (the one asl-validator depends on):
+    moto cannot run JSONata states (it needs a JVM bridge), so this is how the expression runs."""
+    node_dir = Path(validator).parents[2]
+    done = subprocess.run(["node", "-e", JSONATA_EVAL, str(node_dir)], capture_output=True,
+                          text=True, input=json.dumps([expression, state_input]), timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("raw", ["s3://bucket/in/", "s3://b/x' IAM_ROLE 'arn:aws:iam::1:role/evil",
+                                 "s3://b/a\\'; DROP TABLE people; --", 'o"dd\n', "12"])
+def test_a_copy_path_from_the_execution_input_is_escaped_like_the_local_executor(
+        raw: str, asl_validator: str, tmp_path: Path) -> None:
+    """A ``${params.X}`` in COPY's s3_path is never pasted into the SQL as it is: a JSONata state
+    doubles backslashes and quotes, exactly as ``redshift_literal`` does when it runs here."""
+    from executors.redshift import _copy_sql
+
+    args = {"table": "public.people", "s3_path": "${params.raw}dt=${run.date}/",
+            "iam_role": "arn:aws:iam::123456789012:role/load", "options": ["IGNOREHEADER 1"]}
+    doc = {"routine_name": "r", "params": {"raw": "s3://default/"}, "executors": [
+        {"name": "load", "executor": "redshift",
+         "params": {"database": "dev", "workgroup_name": "wg"},
+         "tasks": [{"task": "copy_from_s3", "args": args}]}]}
+    result = compiled(doc)
+    states = all_states(result.definition["States"])
+    quote = states["load.copy_from_s3: Quote values"]
+    assert quote["QueryLanguage"] == "JSONata" and quote["Next"] == "load.copy_from_s3: Submit"
+    assert "${" not in json.dumps(states["load.copy_from_s3: Submit"])
+    output = jsonata(asl_validator, quote["Output"],
+                     {"params": {"raw": raw}, "run": {"date": "2024-05-06"}, "timeout": 5})
+    expected = _copy_sql("public.people", f"{raw}dt=2024-05-06/", args["iam_role"], "csv",
+                         ["IGNOREHEADER 1"])
+    assert output["copy"]["sql"] == expected
+    assert output["params"] == {"raw": raw}  # the rest of the input goes on
+    validate(asl_validator, result.definition, tmp_path)
+
+
+def test_a_copy_with_a_reference_outside_s3_path_runs_in_the_lambda() -> None:
+    """Table names, roles and options are checked at run time, not escaped: the Lambda runs them."""
+    doc = {"routine_name": "r", "params": {"opt": "IGNOREHEADER 1"}, "executors": [
+        {"name": "load", "executor": "redshift",
+         "params": {"database": "dev", "workgroup_name": "wg"},
+         "tasks": [{"task": "copy_from_s3", "args": {
+             "table": "people", "s3_path": "s3://bucket/in/",
+             "iam_role": "arn:aws:iam::123456789012:role/load",
+             "options": ["${params.opt}"]}}]}]}
+    result = compiled(doc)
+    assert result.lambda_steps == ["load"] and result.native_tasks == {}

@@ -22,7 +22,7 @@ import pytest
 
 from lambda_fixtures import FakeContext
 from orchestrator import load_routine
-from orchestrator.aws_lambda.one_step import HOST, StepFailed
+from orchestrator.aws_lambda.one_step import StepFailed
 from orchestrator.aws_lambda.runner import InvalidEvent, LambdaRunner
 from orchestrator.stepfunctions.compile import compile_routine
 
@@ -68,7 +68,9 @@ def test_one_step_of_an_execution_runs_and_is_recorded_in_the_dynamodb_store(
     monkeypatch.setenv("ORCHESTRATOR_STORE", f"dynamodb://{dynamo_store.table}")
     monkeypatch.setenv("ORCHESTRATOR_ROUTINE_VERSION", "v7")
     runner = LambdaRunner(lambda_registry)
-    base = {"routine": "routines/r/routine.json", "version": "v7", "execution": "exec-123"}
+    arn = "arn:aws:states:us-east-1:123456789012:execution:machine:exec-123"
+    base = {"routine": "routines/r/routine.json", "version": "v7", "execution": "exec-123",
+            "execution_arn": arn}
     # the second task alone, as the state machine asks when the first ran natively
     summary = runner.handle({**base, "step": "first", "tasks": [1], "params": {"greeting": "hi"},
                              "run_date": "2024-05-06"}, FakeContext(60))
@@ -78,7 +80,9 @@ def test_one_step_of_an_execution_runs_and_is_recorded_in_the_dynamodb_store(
                    "run_date": "2024-05-06"}, FakeContext(60))
     assert (tmp_path / "a.txt").read_text() == "hi 2024-05-06"
     run = dynamo_store.get_run("exec-123")
-    assert (run.routine, run.status, run.host, run.pid) == ("sfn_steps", "running", HOST, None)
+    # the execution's ARN is the run's host: `orchestrate cancel exec-123` stops that execution
+    assert (run.routine, run.status, run.host, run.pid) == ("sfn_steps", "running",
+                                                            f"external:{arn}", None)
     tasks = sorted(dynamo_store.tasks("exec-123"), key=lambda t: t.task_index)
     assert [(t.step, t.task_index, t.status) for t in tasks] == [("first", 0, "succeeded"),
                                                                 ("first", 1, "succeeded")]
@@ -254,4 +258,60 @@ def test_cancel_and_wait_of_an_execution_arn(states: Any, cli: Any) -> None:
     assert cancelled.returncode == 0 and "aborted" in cancelled.stdout, cancelled.stderr
     assert states.describe_execution(executionArn=execution)["status"] == "ABORTED"
     waited = cli("wait", execution, env=env)
+    assert waited.returncode == 130 and "aborted" in waited.stdout
+
+
+def test_a_crawler_loop_past_its_timeout_stops_the_crawl_before_failing(states: Any) -> None:
+    """moto's crawler stays RUNNING under GetCrawler: the loop reaches the task's timeout, stops
+    the crawl (StopCrawler), then fails with the timeout."""
+    import boto3
+
+    glue = boto3.client("glue")
+    glue.create_database(DatabaseInput={"Name": "slow"})
+    glue.create_crawler(Name="slow", Role=ROLE, DatabaseName="slow",
+                        Targets={"S3Targets": [{"Path": "s3://bucket/slow/"}]})
+    doc = {"routine_name": "slow", "executors": [{"name": "load", "executor": "glue", "tasks": [
+        {"task": "run_crawler", "args": {"crawler_name": "slow"}, "timeout": 2}]}]}
+    result = compile_routine(load_routine(doc), "routines/r/routine.json", "v1", raw=doc)
+    arn = create_machine(states, result.definition)
+    execution = states.start_execution(stateMachineArn=arn,
+                                       input=json.dumps({"run_date": "2024-05-06"}))["executionArn"]
+    described = finish(states, execution)
+    names = entered(states, execution)
+    assert names.index("load.run_crawler: Stop") < names.index("load.run_crawler: Timed out")
+    cause = json.loads(described["cause"])
+    assert (described["status"], cause["error"]) == ("FAILED", "glue-crawler.Timeout"), described
+    assert "still running when the task timed out" in cause["cause"]
+    assert glue.get_crawler(Name="slow")["Crawler"]["State"] == "STOPPING"  # was RUNNING
+
+
+def test_cancel_and_wait_of_a_run_id_stop_its_execution(states: Any, tmp_path: Path,
+                                                       cli: Any) -> None:
+    """The run is recorded under its execution's ARN, so ``cancel RUN_ID`` is StopExecution."""
+    waiting = {"StartAt": "Long", "States": {"Long": {"Type": "Wait", "Seconds": 600, "End": True}}}
+    arn = create_machine(states, waiting)
+    path = tmp_path / "remote.json"
+    path.write_text(json.dumps({"routine_name": "remote", "executors": [
+        {"name": "q", "executor": "athena", "params": {"output_location": "s3://results/"},
+         "tasks": [{"task": "run_query", "args": {"sql": "SELECT 1"}}]}]}))
+    env = {k: os.environ[k] for k in os.environ if k.startswith("AWS_")}
+    started = cli("run", str(path), "--on", "step-functions", "--state-machine", arn, "--detach",
+                  env=env)
+    assert started.returncode == 0, started.stderr
+    execution = started.stdout.strip()
+    run_id = execution.rsplit(":", 1)[1]
+    shown = cli("show", run_id, "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    record = record.get("run", record)
+    assert (record["status"], record["host"]) == ("running", f"external:{execution}")
+    timed_out = cli("wait", run_id, "--timeout", "1", env=env)
+    assert timed_out.returncode == 3, timed_out.stderr
+    cancelled = cli("cancel", run_id, env=env)
+    assert cancelled.returncode == 0 and "aborted" in cancelled.stdout, cancelled.stderr
+    assert states.describe_execution(executionArn=execution)["status"] == "ABORTED"
+    listed = cli("runs", "--json", env=env)
+    listed_runs = [(r["run_id"], r["status"]) for r in json.loads(listed.stdout)]
+    assert listed_runs == [(run_id, "cancelled")]
+    waited = cli("wait", run_id, env=env)
     assert waited.returncode == 130 and "aborted" in waited.stdout

@@ -1,9 +1,10 @@
 """Step Functions fragments the AWS executors share: a ``.sync`` Task, a submit-and-poll loop.
 
 The loop waits like our own polling (``remote.Backoff``): short at first, then growing — here
-doubling, from ``FIRST_WAIT`` up to ``CAP_WAIT`` seconds — and fails with ``States.Timeout`` once
-the waits add up to the task's ``timeout`` (the fragment's input carries it, see
-``Executor.state_machine_task``).
+doubling, from ``FIRST_WAIT`` up to ``CAP_WAIT`` seconds — and, once the waits add up to the
+task's ``timeout`` (the fragment's input carries it, see ``Executor.state_machine_task``), stops
+the remote work and fails with ``ENGINE.Timeout`` (``States.`` error names are reserved for Step
+Functions' own errors: moto refuses a Fail state using one).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def poll_loop(*, engine: str, submit: dict[str, Any], describe: dict[str, Any], 
               submit_id: str | None = None, status: str | None = None,
               succeeded: Sequence[str] = (), failed: Sequence[str] = (), reason: str | None = None,
               seen: dict[str, str] | None = None,
-              rules: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+              rules: list[dict[str, Any]] | None = None,
+              stop: dict[str, Any] | None = None) -> dict[str, Any]:
     """Submit, then Wait / describe / Choice with doubling waits, as a fragment.
 
     ``submit`` is a Task state whose response's ``submit_id`` (a JSONPath) names the work (without
@@ -35,6 +37,11 @@ def poll_loop(*, engine: str, submit: dict[str, Any], describe: dict[str, Any], 
     ``$.poll.seen``; ``rules`` are Choice rules on it leading to ``Succeeded`` or ``Failed`` (default:
     the state among ``succeeded`` / ``failed``). ``reason`` is the JSONPath of an error message in
     the describe response, read once more when the work failed (it is absent before).
+
+    ``stop`` is a Task state that stops the remote work (its Parameters get ``id_field`` like
+    ``describe``): when the waits reach the task's timeout it runs before the loop fails, so a
+    timed-out task leaves no statement or crawl running. A stop that fails (the work ended
+    meanwhile) still fails the loop with the timeout.
     """
     check = dict(describe)
     if submit_id:
@@ -66,14 +73,23 @@ def poll_loop(*, engine: str, submit: dict[str, Any], describe: dict[str, Any], 
                      "ResultPath": "$.clock", "Next": "Timed out?"},
         "Timed out?": {"Type": "Choice", "Default": "Wait", "Choices": [
             {"Variable": "$.clock.elapsed", "NumericGreaterThanEqualsPath": "$.timeout",
-             "Next": "Timed out"}]},
-        "Timed out": {"Type": "Fail", "Error": "States.Timeout",
+             "Next": "Stop" if stop else "Timed out"}]},
+        "Timed out": {"Type": "Fail", "Error": f"{engine}.Timeout",
                       "CausePath": f"States.Format('{engine} {{}} still running when the task "
                                    f"timed out', {what})"},
         "Failed": {"Type": "Fail", "Error": f"{engine}.Failed",
                    "CausePath": f"States.Format('{engine} {{}} failed', {what})"},
         "Succeeded": {"Type": "Succeed"},
     }
+    if stop:
+        halt = dict(stop)
+        if submit_id:
+            halt["Parameters"] = {**stop.get("Parameters", {}), f"{id_field}.$": "$.poll.id"}
+        states["Stop"] = {**halt, "ResultPath": None, "Next": "Timed out",
+                          "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1,
+                                     "MaxAttempts": 2, "BackoffRate": 2}],
+                          "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": None,
+                                     "Next": "Timed out"}]}
     if reason:
         states["Why failed"] = {**check, "ResultSelector": {"reason.$": reason},
                                 "ResultPath": "$.why", "Next": "Failed with reason"}

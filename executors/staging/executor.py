@@ -57,6 +57,7 @@ class StagingExecutor(Executor):
         self._handled_list: Path | None = None
         self._cancelled = False
         self._client: Any = None
+        self._batches: Any = None  # transfer ran as a state machine's batches (``distributed``)
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> Iterable[tuple[str, str]]:
@@ -78,6 +79,23 @@ class StagingExecutor(Executor):
     @classmethod
     def places(cls, params: dict[str, Any]) -> Iterable[Place]:
         yield from _places(params)
+
+    @classmethod
+    def state_machine_task(cls, task: str, args: dict[str, Any],
+                           params: dict[str, Any]) -> dict[str, Any] | None:
+        """``transfer`` from an S3 landing fans out as a Distributed Map (see ``distributed``)."""
+        if task == "transfer":
+            from .distributed import map_state
+
+            return map_state(params)
+        return None
+
+    def run_batch(self, context: Context, task: str, items: list[Any]) -> dict[str, Any]:
+        from .distributed import stage_batch
+
+        if task != "transfer":
+            return super().run_batch(context, task, items)
+        return stage_batch(self, context, items)
 
     def cancel(self) -> None:
         self._cancelled = True
@@ -153,7 +171,9 @@ class StagingExecutor(Executor):
         path = self._transferred_file(context, succeeded_in)
         handled = _load_transferred(path)
         if handled is None:
-            return False
+            from .distributed import restore_batches
+
+            return restore_batches(self, context, succeeded_in)
         self._handled, self._handled_list = handled, path
         context.logger.info("%d files transferred by run %s", len(handled), succeeded_in)
         return True
@@ -165,6 +185,10 @@ class StagingExecutor(Executor):
 
         self._cancelled = False
         self._check_places()
+        if self._batches is not None:
+            from .distributed import post_staging_batches
+
+            return post_staging_batches(self, context)
         journal = self._journal(context)
         try:
             metrics = post_staging(self, self._store(self.parent_directory), journal, context)

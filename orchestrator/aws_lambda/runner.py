@@ -354,7 +354,9 @@ class LambdaRunner:
             routine = load_routine(path, request.params, self.registry,
                                    env=None if source.trusted else visible_env(),
                                    policy=None if source.trusted else untrusted_policy(allowlist(), path_allowlist(), home),
-                                   strict_params=False)
+                                   strict_params=False,
+                                   # an event's own routine may not read the function's secrets
+                                   resolve_secrets=source.trusted)
         except RoutineError as exc:
             problems = "; ".join(problem_text(p, source.trusted, readable) for p in exc.problems)
             raise InvalidEvent(f"{source.label}: {problems}") from None

@@ -58,7 +58,8 @@ def backfill(args: argparse.Namespace, load: Callable[..., Any], renderer: Calla
     key, dates, others = date_range(args.param)
     routines = {}
     for date in dates:  # everything is checked before the first run
-        routines[date] = load(argparse.Namespace(param=[*others, f"{key}={date}"], run_id=None), args.routine)
+        routines[date] = load(argparse.Namespace(param=[*others, f"{key}={date}"], run_id=None),
+                              args.routine, resolve=True)  # run here: ${secret.X} read now
     name = routines[dates[0]].name
     excluded = excluded_steps(plan(routines[dates[0]]), args.only, args.start)
     store = open_store()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from ..outcome import ExitCode, exit_code
 
@@ -21,7 +22,16 @@ def cmd_wait(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(line)
         return code
-    run = wait_for(open_store(), args.run_id, args.timeout)
+    store = open_store()
+    execution = _execution_of(store, args.run_id)
+    if execution is not None:  # recorded under a state machine's execution: follow that
+        from . import step_functions
+
+        code, line = step_functions.wait_recorded(store, *execution, args.timeout)
+        if not args.quiet:
+            print(line)
+        return code
+    run = wait_for(store, args.run_id, args.timeout)
     if args.json:
         print(json.dumps(run.to_dict()))
     elif not args.quiet:
@@ -38,7 +48,14 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
         print(step_functions.outcome(step_functions.stop(args.run_id))[1])
         return ExitCode.OK
-    run, changed = cancel_run(open_store(), args.run_id)
+    store = open_store()
+    execution = _execution_of(store, args.run_id)
+    if execution is not None:  # recorded under a state machine's execution: StopExecution
+        from . import step_functions
+
+        print(step_functions.cancel_recorded(store, *execution))
+        return ExitCode.OK
+    run, changed = cancel_run(store, args.run_id)
     message = (
         f"run {run.run_id} {run.status}"
         if changed
@@ -50,3 +67,13 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         else message
     )
     return ExitCode.OK
+
+
+def _execution_of(store: Any, ref: str) -> tuple[Any, str] | None:
+    """The run ``ref`` and its Step Functions execution ARN, when it was recorded under one."""
+    from ..runs.control import look_up
+    from ..runs.store import execution_of
+
+    run = look_up(store, ref)
+    execution = execution_of(run)
+    return None if execution is None else (run, execution)

@@ -8,10 +8,12 @@ from typing import Any
 
 
 def load(
-    args: argparse.Namespace, path: str | None = None, params: dict[str, Any] | None = None
+    args: argparse.Namespace, path: str | None = None, params: dict[str, Any] | None = None,
+    resolve: bool = False,
 ) -> Any:
     """The routine of ``path`` (default: the command line's), its params overridden by
-    ``params``, then by the ``--param`` values (a detached run's come from its params file)."""
+    ``params``, then by the ``--param`` values (a detached run's come from its params file).
+    ``resolve`` reads its ``${secret.X}``/``${ssm.X}`` (to run it here)."""
     from ..registry import Registry
     from ..routine.load import load_routine, parse_param_overrides
 
@@ -26,6 +28,7 @@ def load(
         overrides,
         Registry(),
         run_id=getattr(args, "run_id", None),
+        resolve_secrets=resolve,
     )
 
 

@@ -22,7 +22,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from ..selection import excluded_steps
 
-    routine = load(args)
+    routine = load(args, resolve=args.on != "step-functions")  # there, the Lambda reads them
     if args.on == "step-functions":
         from ..routine.load import parse_param_overrides
         from . import step_functions
@@ -83,7 +83,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     old = look_up(store, args.run_id)
     params = resume_params(old, parse_param_overrides(args.param))
     args.run_id = None
-    the_plan, done = resume_plan(store, old, load(args, old.routine_file, params), args.force)
+    the_plan, done = resume_plan(store, old, load(args, old.routine_file, params, resolve=True),
+                                  args.force)
     if not args.quiet and not args.json:
         total = sum(len(step.spec.tasks) for step in the_plan.steps)
         print(

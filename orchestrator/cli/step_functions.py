@@ -21,6 +21,8 @@ from ..routine.substitution import SECRET_NAME
 EXECUTION_ARN_PREFIX = "arn:aws:states:"
 ENDED = {"SUCCEEDED": ExitCode.OK, "FAILED": ExitCode.FAILED, "TIMED_OUT": ExitCode.FAILED,
          "ABORTED": ExitCode.INTERRUPTED}
+RUN_STATUS = {"SUCCEEDED": "succeeded", "FAILED": "failed", "TIMED_OUT": "failed",
+              "ABORTED": "cancelled"}
 FIRST_POLL, MAX_POLL = 0.5, 10.0
 
 
@@ -112,10 +114,47 @@ def stop(execution: str, sfn: Any = None) -> dict[str, Any]:
     return described
 
 
+def record_start(routine: Any, execution: str) -> Any:
+    """The run in the store under its execution's ARN, so ``cancel``/``wait RUN_ID`` find the
+    execution; the Lambda's steps (sharing a DynamoDB store) record into the same run."""
+    import dataclasses
+
+    from ..runs.recorder import new_record
+    from ..runs.store import external_host, open_store
+
+    store = open_store()
+    record = dataclasses.replace(new_record(routine), host=external_host(execution), pid=None,
+                                 pid_started=None)
+    store.start_run(record, allow_concurrent=True)
+    return store
+
+
+def record_end(store: Any, run_id: str, described: dict[str, Any]) -> None:
+    status = RUN_STATUS.get(described["status"])
+    if status:
+        store.update_run(run_id, status=status, ended=time.time(), heartbeat=time.time())
+
+
+def cancel_recorded(store: Any, run: Any, execution: str) -> str:
+    """``cancel RUN_ID`` of a run recorded under an execution: StopExecution, then the record."""
+    described = stop(execution)
+    if not run.finished:
+        record_end(store, run.run_id, described)
+    return outcome(described)[1]
+
+
+def wait_recorded(store: Any, run: Any, execution: str, timeout: float | None) -> tuple[int, str]:
+    described = follow(execution, lambda _: None, timeout=timeout)
+    if not run.finished:
+        record_end(store, run.run_id, described)
+    return outcome(described)
+
+
 def run(routine: Any, overrides: dict[str, Any], state_machine: str, detach: bool,
         as_json: bool) -> int:
     sfn = client()
     execution = start(routine, overrides, state_machine, sfn)
+    store = record_start(routine, execution)
     if detach:
         print(execution)
         return ExitCode.OK
@@ -130,6 +169,7 @@ def run(routine: Any, overrides: dict[str, Any], state_machine: str, detach: boo
         described = stop(execution, sfn)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    record_end(store, routine.run_id, described)
     code, line = outcome(described)
     if as_json:
         print(json.dumps({"execution": execution, "status": described["status"].lower(),

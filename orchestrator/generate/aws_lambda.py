@@ -106,9 +106,14 @@ def _substituted(statement: dict[str, Any]) -> dict[str, Any]:
     def sub(value: Any) -> Any:
         if isinstance(value, list):
             return [sub(v) for v in value]
+        if isinstance(value, dict) and not any(k.startswith("Fn::") for k in value):
+            return {k: sub(v) for k, v in value.items()}  # a Condition's operators and keys
         return {"Fn::Sub": value} if isinstance(value, str) and "${AWS::" in value else value
 
-    return {key: sub(value) if key == "Resource" else value for key, value in statement.items()}
+    return {
+        key: sub(value) if key in ("Resource", "Condition") else value
+        for key, value in statement.items()
+    }
 
 
 def events(job: Job) -> dict[str, Any]:

@@ -96,6 +96,7 @@ def load_routine(
     policy: LocationPolicy | None = None,
     strict_params: bool = True,
     run_date: str | None = None,
+    resolve_secrets: bool = False,
 ) -> Routine:
     """Load and validate ``path`` (or a routine given as a dict); raise :class:`RoutineError`
     listing every problem. A dict's relative locations resolve against the working directory.
@@ -106,6 +107,8 @@ def load_routine(
     the Lambda adapter turns it off, as events carry context (bucket, key) a routine may ignore.
     A routine loaded under a policy is untrusted (``Routine.trusted`` False). ``run_date`` is
     ``${run.date}`` when the run started elsewhere (a state machine's execution), else today (UTC).
+    ``resolve_secrets`` reads ``${secret.X}``/``${ssm.X}`` through the ``resolve_secret`` hook (to
+    run); without it they stay references (to validate, plan or compile).
     """
     if isinstance(path, Mapping):
         file, doc = Path.cwd() / "<routine dict>", _plain(path)
@@ -113,6 +116,7 @@ def load_routine(
         file = Path(path)
         doc = parse_file(file)
     loader = _Loader(file, doc, registry or Registry(), env if env is not None else os.environ, policy)
+    loader.resolve_secrets = resolve_secrets
     params = loader.known_params(params or {}) if strict_params else params or {}
     return loader.load(params, run_id, run_date)
 
@@ -245,6 +249,14 @@ class _Loader:
         self.problems: list[Problem] = []
         self.secrets: set[str] = set()  # values under secret-looking names in params and args
         self.substituter: Substituter | None = None
+        self.resolve_secrets = False
+
+    def secret_resolver(self) -> Any:
+        """Reads a reference through the ``resolve_secret`` hook; the plugins that implement it are
+        imported on the first reference only (most routines hold none)."""
+        if not self.resolve_secrets:
+            return None
+        return lambda kind, name: self.registry.hook("resolve_secret")(kind=kind, name=name)
 
     def report(self, path: str, message: str) -> None:
         self.problems.append(Problem(str(self.file), path, message))
@@ -267,7 +279,7 @@ class _Loader:
         run = {"id": run_id or new_id(), "date": run_date or today}
         params, secrets = self.merge_params(overrides, run)
         self.secrets |= secrets
-        subst = self.substituter = Substituter(params, self.env, run)
+        subst = self.substituter = Substituter(params, self.env, run, self.secret_resolver())
         self.secrets |= {str(v) for k, v in params.items() if SECRET_NAME.search(k) and v}
         entries = self.entries()
         steps = [None if _under(path, broken) else self.step(entry, path, subst) for path, entry in entries]
@@ -353,7 +365,7 @@ class _Loader:
                      run: Mapping[str, str]) -> tuple[dict[str, Any], set[str]]:
         """The routine's params with their ``${env.X}`` and ``${run.X}`` resolved, then the
         overrides (values, taken as given), and the secret values the references brought in."""
-        defaults = Substituter(None, self.env, run)
+        defaults = Substituter(None, self.env, run, self.secret_resolver())
         params = defaults.walk(dict(self.doc.get("params") or {}), "params", self.report)
         for key, value in overrides.items():
             default = params.get(key)

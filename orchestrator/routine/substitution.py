@@ -20,18 +20,34 @@ class Deferred(str):
     template: the other references are already substituted (their ``${`` escaped as ``$${``)."""
 
 
+# `${secret.NAME}` (Secrets Manager; `NAME#key` for a key of a JSON secret) and `${ssm.NAME}`
+# (SSM Parameter Store): read from where they are kept when the routine is loaded to run.
+SECRET_SCOPES = ("secret", "ssm")
+SecretResolver = Callable[[str, str], Any]
+
+
+def secret_references(text: str) -> list[str]:
+    """The ``${secret.X}``/``${ssm.X}`` references in ``text``."""
+    return [m.group(0) for m in _REF.finditer(text)
+            if m.group(1) is not None and m.group(1).strip().partition(".")[0] in SECRET_SCOPES]
+
+
 class Substituter:
     """Resolves references in a nested document and remembers which values are secret."""
 
     def __init__(self, params: Mapping[str, Any] | None, env: Mapping[str, str],
-                 run: Mapping[str, str]) -> None:
-        """``params`` None: the values being resolved are the routine's params themselves."""
+                 run: Mapping[str, str], secrets: SecretResolver | None = None) -> None:
+        """``params`` None: the values being resolved are the routine's params themselves.
+        ``secrets`` reads a ``${secret.X}``/``${ssm.X}``; None keeps the reference as it is
+        (validate, plan, generate: nothing is fetched, nothing can leak)."""
         self.scopes: dict[str, Mapping[str, Any]] = {"env": env, "run": run}
         if params is not None:
             self.scopes["params"] = params
         self.secrets: set[str] = set()
         # ``defer(ref, path, report)``: takes a ``steps.`` reference to resolve at run time
         self.defer: Callable[[str, str, Callable[[str, str], None]], None] | None = None
+        self.resolver = secrets
+        self._fetched: dict[tuple[str, str], Any] = {}
 
     def walk(self, value: Any, path: str, report: Callable[[str, str], None]) -> Any:
         if isinstance(value, dict):
@@ -90,6 +106,8 @@ class Substituter:
         if "$" in ref or "{" in ref:
             report(path, f"nested substitution ${{{ref}}} is not supported; use one ${{scope.NAME}} at a time")
             return f"${{{ref}}}"
+        if scope in SECRET_SCOPES:
+            return self.secret(scope, name, ref, path, report)
         if scope == "params" and scope not in self.scopes:
             report(path, f"${{{ref}}}: a param cannot refer to another param; give its value, "
                          "or use ${env.NAME}, ${run.id} or ${run.date}")
@@ -99,7 +117,8 @@ class Substituter:
                          "a later task's args, not in params")
             return f"${{{ref}}}"
         if scope not in self.scopes or not name:
-            report(path, f"unknown substitution ${{{ref}}}; use ${{params.NAME}}, ${{env.NAME}}, ${{run.id}} or ${{run.date}}")
+            report(path, f"unknown substitution ${{{ref}}}; use ${{params.NAME}}, ${{env.NAME}}, "
+                         "${run.id}, ${run.date}, ${secret.NAME} or ${ssm.NAME}")
             return f"${{{ref}}}"
         values = self.scopes[scope]
         if name not in values:
@@ -108,6 +127,27 @@ class Substituter:
         value = values[name]
         if scope == "env" and SECRET_NAME.search(name) and isinstance(value, str) and value:
             self.secrets.add(value)
+        return value
+
+    def secret(self, scope: str, name: str, ref: str, path: str,
+               report: Callable[[str, str], None]) -> Any:
+        if not name:
+            report(path, f"${{{ref}}} names no secret; write ${{{scope}.NAME}}")
+            return f"${{{ref}}}"
+        if self.resolver is None:
+            return f"${{{ref}}}"
+        key = (scope, name)
+        if key not in self._fetched:
+            try:
+                self._fetched[key] = self.resolver(scope, name)
+            except Exception as exc:  # the plugin says why (not found, denied): one problem
+                report(path, f"cannot read ${{{ref}}}: {exc}")
+                return f"${{{ref}}}"
+        value = self._fetched[key]
+        if value is None:
+            report(path, f"no plugin reads ${{{scope}.X}} references (install boto3 for AWS)")
+            return f"${{{ref}}}"
+        self.secrets.add(str(value))
         return value
 
 

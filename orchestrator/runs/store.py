@@ -29,6 +29,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 # The host of a run that an outside engine drives (a Step Functions execution): no process of ours
 # lives for it between steps, so no heartbeat says it is alive; its engine records its end.
 EXTERNAL_HOST_PREFIX = "external:"
+EXECUTION_ARN_PREFIX = "arn:aws:states:"
+
+
+def external_host(execution_arn: str | None) -> str:
+    """The host recorded for a Step Functions execution: its ARN, for ``cancel RUN_ID``."""
+    return EXTERNAL_HOST_PREFIX + (execution_arn or "states")
+
+
+def execution_of(run: "RunRecord") -> str | None:
+    """The Step Functions execution ARN a run is recorded under, if it is one."""
+    arn = run.host[len(EXTERNAL_HOST_PREFIX):] if run.host.startswith(EXTERNAL_HOST_PREFIX) else ""
+    return arn if arn.startswith(EXECUTION_ARN_PREFIX) and ":execution:" in arn else None
 
 
 def hostname() -> str:

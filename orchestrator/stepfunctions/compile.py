@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..engine import plan
 from ..executor import Uncompilable
 from ..routine.load import Routine, StepSpec, TaskCall, parse_file
-from ..routine.substitution import SECRET_NAME
+from ..routine.substitution import SECRET_NAME, secret_references
 from .references import (ReferenceProblem, has_runtime_reference, referenced_params,
                          resolve_fields)
 
@@ -30,6 +30,8 @@ MAX_DEFINITION_BYTES = 1_048_576  # Step Functions' limit on a state machine def
 MAX_STATE_NAME = 80
 LAMBDA_SECONDS = 900
 FUNCTION_REF = "${OrchestratorFunctionArn}"  # filled in by the template's DefinitionSubstitutions
+BATCH_BUCKET_REF = "${OrchestratorBatchBucket}"  # where a Distributed Map writes its results
+ITEMS_PER_BATCH = 100
 NO_TIMEOUT = 31_536_000  # a year: the longest a standard execution may run
 FAILED_STATE, SUCCEEDED_STATE = "Failed", "Succeeded"
 STEP_FAILED = "orchestrator.StepFailed"
@@ -48,6 +50,12 @@ class Unit:
     step: StepSpec
     indexes: tuple[int, ...]
     native: dict[str, Any] | None  # the executor's Task state or fragment; None: our Lambda
+    restore: tuple[int, ...] = ()  # earlier tasks of the step done by batches: restored first
+
+    @property
+    def batched(self) -> bool:
+        """A batch map: a Distributed Map whose children run the task in our Lambda."""
+        return self.native is not None and _is_batch_map(self.native)
 
 
 @dataclasses.dataclass
@@ -56,6 +64,7 @@ class Compiled:
     lambda_steps: list[str]  # steps (some of) whose tasks run in our Lambda
     native_tasks: dict[str, str]  # "step.task" -> the integration's Resource (or "loop")
     notes: list[str]
+    uses_batches: bool = False  # a Distributed Map: the template adds the batch bucket
 
     @property
     def uses_lambda(self) -> bool:
@@ -110,8 +119,13 @@ class _Compiler:
         self.lambda_steps: list[str] = []
         self.native: dict[str, str] = {}
         self.notes: list[str] = []
-        self.secret_params = {k for k, v in routine.params.items()
-                              if SECRET_NAME.search(k) or (isinstance(v, str) and v in routine.secrets)}
+        self.uses_batches = False
+        # never in the definition: secret values, and ${secret.X}/${ssm.X} references, which the
+        # Lambda reads where they are kept when it loads the routine (from its own defaults)
+        self.secret_params = {
+            k for k, v in routine.params.items()
+            if SECRET_NAME.search(k) or (isinstance(v, str) and v in routine.secrets)
+            or secret_references(json.dumps(v))}
 
     # ------------------------------------------------------------------ whole machine
 
@@ -138,7 +152,7 @@ class _Compiler:
         }
         self.check_size(definition)
         self.check_secrets(definition)
-        return Compiled(definition, self.lambda_steps, self.native, self.notes)
+        return Compiled(definition, self.lambda_steps, self.native, self.notes, self.uses_batches)
 
     def add_fail(self, states: dict[str, Any]) -> None:
         fail = {"Type": "Fail", "Error": STEP_FAILED, "CausePath": "States.JsonToString($.failure)"}
@@ -285,27 +299,33 @@ class _Compiler:
         raw_tasks = given if isinstance(given, list) else []
         params = _with_references(step.params, raw_params)
         result: list[Unit] = []
+        batched: tuple[int, ...] = ()
         for index, call in enumerate(step.tasks):
             raw_task = raw_tasks[index] if index < len(raw_tasks) else {}
             raw_args = raw_task.get("args") if isinstance(raw_task, dict) else None
             args = _with_references(call.args, raw_args if isinstance(raw_args, dict) else {})
-            try:  # a task reading ${steps...} runs in our Lambda, which resolves them
-                native = None if call.references else \
-                    step.executor.cls.state_machine_task(call.task, args, params)
+            try:  # a task reading ${steps...} or a secret runs in our Lambda, which resolves them
+                native = (None if call.references or _reads_secrets(args, params, self.secret_params)
+                          else step.executor.cls.state_machine_task(call.task, args, params))
             except Uncompilable as exc:
                 raise CompileError(f"{self.routine.file}: {step.path}.tasks[{index}]: step {step.name} "
                                    f"task {call.task} cannot run in a state machine: {exc}") from None
             if native is not None:
                 self.check_native(step, index, call, native)
-                self.native[f"{step.name}.{call.task}"] = native.get("Resource", "loop")
+                batch = _is_batch_map(native)
+                kind = "distributed map" if batch else native.get("Resource", "loop")
+                self.native[f"{step.name}.{call.task}"] = kind
                 result.append(Unit(step, (index,), native))
+                batched += (index,) if batch else ()
             elif result and result[-1].native is None:
                 result[-1].indexes += (index,)
             else:
-                result.append(Unit(step, (index,), None))
-        if any(u.native is None for u in result):
+                result.append(Unit(step, (index,), None, batched))
+        if any(u.native is None or u.batched for u in result):
             self.lambda_steps.append(step.name)
             self.note_lambda_limits(step, [u for u in result if u.native is None])
+        if any(u.batched for u in result):
+            self.uses_batches = True
         return result
 
     def check_native(self, step: StepSpec, index: int, call: TaskCall, native: dict[str, Any]) -> None:
@@ -320,6 +340,8 @@ class _Compiler:
         unknown = set().union(*(referenced_params(s) for s in _strings(native))) - set(self.routine.params)
         if unknown:
             raise CompileError(f"{where}: ${{params.{sorted(unknown)[0]}}} is not a param of the routine")
+        if native.get("Type") == "Map" and "ItemReader" not in native:
+            raise CompileError(f"{where}: a Map state needs an ItemReader (a Distributed Map)")
         if not ("Type" in native or ("StartAt" in native and "States" in native)):
             raise CompileError(f"{where}: the executor returned neither a Task state nor a fragment")
 
@@ -335,7 +357,7 @@ class _Compiler:
 
     def lambda_identity(self) -> dict[str, Any]:
         return {"routine": self.routine_ref, "version": self.version,
-                "execution.$": "$$.Execution.Name"}
+                "execution.$": "$$.Execution.Name", "execution_arn.$": "$$.Execution.Id"}
 
     def unit_piece(self, unit: Unit, fail: str) -> Piece:
         step = unit.step
@@ -349,16 +371,61 @@ class _Compiler:
             states[catcher] = self.catcher(step.name, task_label, fail)
             catch = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": catcher}]
             if unit.native is None:
+                payload = {**self.lambda_identity(), "step": step.name, "tasks": list(unit.indexes),
+                           "params.$": "$.params", "run_date.$": "$.run.date"}
+                if unit.restore:  # done by a batch map just before: rebuilt, not run again
+                    payload["restore"] = list(unit.restore)
                 state = {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
-                         "Parameters": {"FunctionName": self.function, "Payload": {
-                             **self.lambda_identity(), "step": step.name, "tasks": list(unit.indexes),
-                             "params.$": "$.params", "run_date.$": "$.run.date"}},
+                         "Parameters": {"FunctionName": self.function, "Payload": payload},
                          "ResultPath": None, "Retry": [LAMBDA_RETRY], "Catch": catch}
+            elif unit.batched:
+                state = self.batch_map_state(unit, calls[0], name, catch)
             else:
                 state = self.native_state(unit.native, calls[0], name, catch)
             states[name] = _link(state, after)
             return name
         return piece
+
+    def batch_map_state(self, unit: Unit, call: TaskCall, name: str,
+                        catch: list[dict[str, Any]]) -> dict[str, Any]:
+        """A Distributed Map over the executor's ItemReader: each child invokes our Lambda with a
+        batch of items (``Executor.run_batch``); the task's retries retry a batch, not the map.
+        Results go to the batch bucket, so a map of any size stays within the state size limit."""
+        native = json.loads(json.dumps(unit.native))
+        try:
+            reader = native["ItemReader"]
+            if "Parameters" in reader:
+                reader["Parameters"] = resolve_fields(reader["Parameters"])
+        except ReferenceProblem as exc:
+            raise CompileError(f"{self.routine.file}: step {name}: {exc}") from None
+        batcher = native.setdefault("ItemBatcher", {"MaxItemsPerBatch": ITEMS_PER_BATCH})
+        batcher["BatchInput"] = {"params.$": "$.params", "run_date.$": "$.run.date",
+                                 "execution.$": "$$.Execution.Name",
+                                 "execution_arn.$": "$$.Execution.Id"}
+        retry: list[dict[str, Any]] = [LAMBDA_RETRY]
+        if call.retries:
+            retry.append({"ErrorEquals": ["States.ALL"],
+                          "IntervalSeconds": max(1, int(math.ceil(call.retry_delay))),
+                          "MaxAttempts": call.retries, "BackoffRate": 2})
+        child = self.names.take(f"{name}: batch")
+        native["ItemProcessor"] = {
+            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": child, "States": {child: {
+                "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": self.function, "Payload": {
+                    "routine": self.routine_ref, "version": self.version,
+                    "execution.$": "$.BatchInput.execution",
+                    "execution_arn.$": "$.BatchInput.execution_arn",
+                    "step": unit.step.name, "task": unit.indexes[0], "batch.$": "$.Items",
+                    "params.$": "$.BatchInput.params", "run_date.$": "$.BatchInput.run_date"}},
+                "ResultSelector": {"summary.$": "$.Payload"}, "Retry": retry, "End": True}}}
+        native["ResultWriter"] = {"Resource": "arn:aws:states:::s3:putObject", "Parameters": {
+            "Bucket": BATCH_BUCKET_REF, "Prefix": f"map-results/{self.routine.name}"}}
+        native["ResultPath"] = None
+        if call.timeout:
+            native["TimeoutSeconds"] = int(math.ceil(call.timeout))
+        native["Catch"] = catch
+        return native
 
     def native_state(self, native: dict[str, Any], call: TaskCall, name: str,
                      catch: list[dict[str, Any]]) -> dict[str, Any]:
@@ -389,6 +456,17 @@ class _Compiler:
 
 
 # ---------------------------------------------------------------------- helpers
+
+def _reads_secrets(args: Any, params: Any, secret_params: set[str]) -> bool:
+    """A task whose args or params reference a secret runs in the Lambda, which reads it when it
+    loads the routine: a native state would need its value in the definition or its history."""
+    text = json.dumps([args, params])
+    return bool(secret_references(text)) or any(f"params.{p}}}" in text for p in secret_params)
+
+
+def _is_batch_map(native: dict[str, Any]) -> bool:
+    return native.get("Type") == "Map" and "ItemProcessor" not in native
+
 
 def _chain(pieces: list[Piece], states: dict[str, Any], after: str | None) -> str:
     """Wire pieces in order, last to first, so each knows the state after it."""

@@ -6,6 +6,7 @@ into a JSONPath (a whole-value reference keeps its type) or a ``States.Format`` 
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -95,3 +96,38 @@ def resolve_fields(value: Any) -> Any:
                                    "state machine; use it in a single value")
         return [resolve_fields(v) for v in value]
     return value
+
+
+# JSONata (a state with ``"QueryLanguage": "JSONata"``) can do what JSONPath's intrinsics cannot:
+# replace characters, so a value from the execution's input is escaped by Step Functions itself.
+JSONATA_RUN = {"id": "$states.input.run.id", "date": "$states.input.run.date"}
+
+
+def jsonata_path(ref: str) -> str:
+    scope, _, name = ref.strip().partition(".")
+    if scope == "run" and name in JSONATA_RUN:
+        return JSONATA_RUN[name]
+    if scope == "params" and _NAME.match(name):
+        return f"$string($states.input.params.`{name}`)"
+    raise ReferenceProblem(f"${{{ref}}} cannot be resolved by a state machine")
+
+
+def jsonata_string(text: str) -> str:
+    """A JSONata expression of ``text`` with its ``${params.X}``/``${run.X}`` taken from the state's
+    input (literal parts as JSON string literals, which JSONata reads alike)."""
+    parts: list[str] = []
+    position = 0
+    for match in _REF.finditer(text):
+        if match.start() > position:
+            parts.append(json.dumps(text[position:match.start()]))
+        position = match.end()
+        parts.append(json.dumps("${") if match.group(1) is None else jsonata_path(match.group(1)))
+    if position < len(text) or not parts:
+        parts.append(json.dumps(text[position:]))
+    return " & ".join(parts)
+
+
+def jsonata_redshift_literal(expression: str) -> str:
+    """The JSONata of ``tablespec.redshift_literal``: backslashes and quotes doubled, quoted."""
+    doubled = f'$replace($replace({expression}, "\\\\", "\\\\\\\\"), "\'", "\'\'")'
+    return f'"\'" & {doubled} & "\'"'

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import UserError
 from .compile import Compiled, compile_routine
+from .role import executor_statements
 from .template import UnknownIntegration, build_template
 
 DEFINITION_FILE = "definition.asl.json"
@@ -64,12 +65,16 @@ class StepFunctionsTarget:
             function.pop("DeadLetterQueue", None)  # invoked synchronously: errors go to the machine
             function.pop("EventInvokeConfig", None)
             function["Environment"]["Variables"]["ORCHESTRATOR_ROUTINE_VERSION"] = job.version
+        statements, notes = executor_statements(job.routine, job.registry, result.native_tasks)
+        for note in notes:
+            job.say(f"note: {note}")
         try:
             template = build_template(
                 result.definition, label=job.label, definition_file=DEFINITION_FILE,
                 function=function, schedule=job.options.get("schedule"),
                 s3_trigger=job.options.get("s3_trigger"),
-                extra_policies=job.options.get("policy_arn") or ())
+                extra_policies=job.options.get("policy_arn") or (),
+                executor_statements=statements, batches=result.uses_batches)
         except UnknownIntegration as exc:
             raise UserError(f"{job.label}: {exc}") from None
         (into / "template.yaml").write_text(yaml.safe_dump(template, sort_keys=False))

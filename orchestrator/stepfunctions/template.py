@@ -1,107 +1,49 @@
 """A SAM template deploying a compiled routine: the state machine, its role, the trigger, and the
 orchestrator's Lambda when some task runs there.
 
-The state machine's role may start and wait for exactly the integrations its definition uses (each
-Task state's ``Resource``) and invoke the routine's function; the function's own policy (what its
-tasks touch) comes with its properties, as ``--target lambda`` derives them.
+The state machine's role is least privilege (``role``): what the executors declare for the steps
+it runs natively, plus what its states need themselves. The function's own policy (what its tasks
+touch) comes with its properties, as ``--target lambda`` derives them. A Distributed Map gets a
+private bucket for its results and its batches' manifests (``ORCHESTRATOR_BATCH_STATE``).
 """
 from __future__ import annotations
 
 import json
 from typing import Any, Iterable
 
-# What each integration needs of the state machine's role; ``.sync`` ones also describe and stop.
-INTEGRATION_ACTIONS: dict[str, list[str]] = {
-    "arn:aws:states:::athena:startQueryExecution.sync": [
-        "athena:StartQueryExecution", "athena:GetQueryExecution", "athena:StopQueryExecution",
-        "athena:GetWorkGroup", "glue:GetDatabase", "glue:GetTable", "glue:GetPartition",
-        "glue:GetPartitions", "s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket",
-        "s3:PutObject", "s3:AbortMultipartUpload"],
-    "arn:aws:states:::glue:startJobRun.sync": [
-        "glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],
-    "arn:aws:states:::ecs:runTask.sync": [
-        "ecs:RunTask", "ecs:StopTask", "ecs:DescribeTasks", "iam:PassRole", "events:PutTargets",
-        "events:PutRule", "events:DescribeRule"],
-    "arn:aws:states:::aws-sdk:glue:startCrawler": ["glue:StartCrawler"],
-    "arn:aws:states:::aws-sdk:glue:getCrawler": ["glue:GetCrawler"],
-    "arn:aws:states:::aws-sdk:redshiftdata:executeStatement": [
-        "redshift-data:ExecuteStatement", "redshift:GetClusterCredentials",
-        "redshift-serverless:GetCredentials", "secretsmanager:GetSecretValue"],
-    "arn:aws:states:::aws-sdk:redshiftdata:batchExecuteStatement": [
-        "redshift-data:BatchExecuteStatement", "redshift:GetClusterCredentials",
-        "redshift-serverless:GetCredentials", "secretsmanager:GetSecretValue"],
-    "arn:aws:states:::aws-sdk:redshiftdata:describeStatement": ["redshift-data:DescribeStatement"],
-}
-LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+from ..executor import BATCH_STATE_ENV
+from .role import UnknownIntegration, machine_statements, task_resources
 
-
-class UnknownIntegration(ValueError):
-    """A Task state's Resource the template cannot grant: say which, rather than deploy a broken role."""
-
-
-def task_resources(definition: dict[str, Any]) -> list[str]:
-    """Every Task state's Resource, in branches too."""
-    found: list[str] = []
-
-    def walk(states: dict[str, Any]) -> None:
-        for state in states.values():
-            if state.get("Type") == "Task":
-                found.append(state["Resource"])
-            for branch in state.get("Branches", []):
-                walk(branch["States"])
-            if "Iterator" in state:
-                walk(state["Iterator"]["States"])
-            if "ItemProcessor" in state:
-                walk(state["ItemProcessor"]["States"])
-
-    walk(definition["States"])
-    return sorted(set(found))
-
-
-def role_statements(definition: dict[str, Any]) -> list[dict[str, Any]]:
-    actions: set[str] = set()
-    for resource in task_resources(definition):
-        if resource == LAMBDA_INVOKE:
-            continue
-        if resource not in INTEGRATION_ACTIONS:
-            raise UnknownIntegration(f"no IAM actions known for integration {resource}")
-        actions.update(INTEGRATION_ACTIONS[resource])
-    statements: list[dict[str, Any]] = []
-    if actions:
-        statements.append({"Effect": "Allow", "Action": sorted(actions), "Resource": "*"})
-    if any(r.startswith("arn:aws:states:::ecs:") for r in task_resources(definition)):
-        statements.append({"Effect": "Allow", "Action": ["events:PutTargets", "events:PutRule",
-                                                         "events:DescribeRule"],
-                           "Resource": {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:"
-                                                   "${AWS::AccountId}:rule/"
-                                                   "StepFunctionsGetEventsForECSTaskRule"}})
-    return statements
+__all__ = ["UnknownIntegration", "build_template", "task_resources"]
 
 
 def build_template(definition: dict[str, Any], *, label: str, definition_file: str,
                    function: dict[str, Any] | None = None, schedule: str | None = None,
-                   s3_trigger: str | None = None,
-                   extra_policies: Iterable[Any] = ()) -> dict[str, Any]:
-    """The SAM template; ``function`` the Lambda's properties (None: no task runs in a Lambda)."""
-    policies: list[Any] = []
-    statements = role_statements(definition)
-    if statements:
-        policies.append({"Version": "2012-10-17", "Statement": statements})
-    if function is not None:
-        policies.append({"LambdaInvokePolicy": {"FunctionName": {"Ref": "RoutineFunction"}}})
+                   s3_trigger: str | None = None, extra_policies: Iterable[Any] = (),
+                   executor_statements: list[dict[str, Any]] | None = None,
+                   batches: bool = False) -> dict[str, Any]:
+    """The SAM template; ``function`` the Lambda's properties (None: no task runs in a Lambda);
+    ``executor_statements`` what the native states call, from the executors (``role``);
+    ``batches``: a Distributed Map keeps its results and manifests in a bucket made here."""
+    statements = machine_statements(definition, executor_statements or [],
+                                    function=function is not None, batch_bucket=batches)
+    policies: list[Any] = [{"Version": "2012-10-17", "Statement": statements}]
     policies += list(extra_policies)
     machine: dict[str, Any] = {
+        "Name": {"Ref": "AWS::StackName"},  # its ARN is known before it exists: maps start it
         "Type": "STANDARD",
         "DefinitionUri": definition_file,
         "Policies": policies,
         "Logging": {"Level": "ERROR", "IncludeExecutionData": False, "Destinations": [
             {"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": ["MachineLogGroup", "Arn"]}}}]},
     }
-    if policies:
-        policies.append("CloudWatchLogsFullAccess")
+    substitutions: dict[str, Any] = {}
     if function is not None:
-        machine["DefinitionSubstitutions"] = {
-            "OrchestratorFunctionArn": {"Fn::GetAtt": ["RoutineFunction", "Arn"]}}
+        substitutions["OrchestratorFunctionArn"] = {"Fn::GetAtt": ["RoutineFunction", "Arn"]}
+    if batches:
+        substitutions["OrchestratorBatchBucket"] = {"Ref": "BatchStateBucket"}
+    if substitutions:
+        machine["DefinitionSubstitutions"] = substitutions
     events = _events(schedule, s3_trigger)
     if events:
         machine["Events"] = events
@@ -112,7 +54,11 @@ def build_template(definition: dict[str, Any], *, label: str, definition_file: s
                             "Properties": {"RetentionInDays": 30}},
     }
     outputs: dict[str, Any] = {"StateMachineArn": {"Value": {"Ref": "RoutineStateMachine"}}}
+    if batches:
+        resources["BatchStateBucket"] = _batch_bucket()
     if function is not None:
+        if batches:
+            function = _with_batch_state(function)
         resources["RoutineFunction"] = {"Type": "AWS::Serverless::Function", "Properties": function}
         outputs["FunctionName"] = {"Value": {"Ref": "RoutineFunction"}}
     return {
@@ -123,6 +69,34 @@ def build_template(definition: dict[str, Any], *, label: str, definition_file: s
         "Resources": resources,
         "Outputs": outputs,
     }
+
+
+def _batch_bucket() -> dict[str, Any]:
+    """Private, encrypted, and emptied after 30 days: manifests matter only until post_staging."""
+    return {"Type": "AWS::S3::Bucket", "Properties": {
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+        "PublicAccessBlockConfiguration": {
+            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True},
+        "LifecycleConfiguration": {"Rules": [
+            {"Id": "expire", "Status": "Enabled", "ExpirationInDays": 30,
+             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]}}}
+
+
+def _with_batch_state(function: dict[str, Any]) -> dict[str, Any]:
+    """The function writes and reads the batches' manifests under the bucket's ``manifests/``."""
+    function = json.loads(json.dumps(function))
+    variables = function.setdefault("Environment", {}).setdefault("Variables", {})
+    variables[BATCH_STATE_ENV] = {"Fn::Sub": "s3://${BatchStateBucket}/manifests/"}
+    statements = [
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+         "Resource": {"Fn::Sub": "${BatchStateBucket.Arn}/manifests/*"}},
+        {"Effect": "Allow", "Action": ["s3:ListBucket"],
+         "Resource": {"Fn::GetAtt": ["BatchStateBucket", "Arn"]},
+         "Condition": {"StringLike": {"s3:prefix": ["manifests/*"]}}}]
+    function.setdefault("Policies", []).append({"Version": "2012-10-17", "Statement": statements})
+    return function
 
 
 def _events(schedule: str | None, s3_trigger: str | None) -> dict[str, Any]:
