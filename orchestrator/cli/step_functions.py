@@ -104,13 +104,22 @@ def outcome(described: dict[str, Any]) -> tuple[int, str]:
     return int(ENDED.get(status, ExitCode.FAILED)), line
 
 
+STOP_SETTLE_SECONDS = 10.0
+
+
 def stop(execution: str, sfn: Any = None) -> dict[str, Any]:
     sfn = sfn or client()
     described = sfn.describe_execution(executionArn=execution)
     if described["status"] == "RUNNING":
         sfn.stop_execution(executionArn=execution, error="orchestrator.Cancelled",
                            cause="cancelled with orchestrate")
+        # the stop is asynchronous where the execution is run elsewhere (seen on moto under
+        # load): wait a little for the status to say so rather than report "running"
+        deadline = time.monotonic() + STOP_SETTLE_SECONDS
         described = sfn.describe_execution(executionArn=execution)
+        while described["status"] == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            described = sfn.describe_execution(executionArn=execution)
     return described
 
 
