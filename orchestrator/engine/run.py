@@ -15,12 +15,12 @@ import time
 import traceback
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
-from .routine.load import Routine, StepSpec, TaskCall
-from .events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
-from .executor import Cancelled, Context, Executor, TaskMetrics
-from .masking import masked_traceback
-from .returns import kept_result
-from .scheduling import ReadyQueue, waves
+from ..routine.load import Routine, StepSpec, TaskCall
+from ..events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
+from ..executor import Cancelled, Context, Executor, TaskMetrics
+from ..masking import masked_traceback
+from ..returns import kept_result
+from ..scheduling import ReadyQueue, waves
 
 MAX_RETRY_DELAY = 86400.0
 EARLIER_TASK_FAILED = "not started: an earlier task of this step did not succeed"
