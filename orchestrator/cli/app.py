@@ -328,15 +328,30 @@ def help_executor(topic: str, commands: list[str]) -> int:
     return EXIT_OK
 
 
-def load(args: argparse.Namespace, path: str | None = None, params: dict[str, Any] | None = None) -> Any:
+def load(args: argparse.Namespace, path: str | None = None, options: Any = None) -> Any:
+    """The routine ``args`` name, validated; with the params and run id of ``options`` if given,
+    else of the flags."""
     from ..catalog.refs import resolve_routine_arg
     from ..registry import Registry
-    from ..routine.load import load_routine, parse_param_overrides
+    from ..routine.load import load_routine
+
+    options = options or run_options(args)
+    return load_routine(resolve_routine_arg(path or args.routine), options.params, Registry(),
+                        run_id=options.run_id)
+
+
+def run_options(args: argparse.Namespace, params: dict[str, Any] | None = None) -> Any:
+    """The run flags as one ``RunOptions``, built once and passed whole to the run and the engine.
+    ``params``: a resumed run's stored params, under those given again."""
+    from ..engine.options import RunOptions
+    from ..routine.load import parse_param_overrides
 
     given = [*read_private_params(getattr(args, "params_file", None)), *args.param]
-    overrides = {**(params or {}), **parse_param_overrides(given)}
-    return load_routine(resolve_routine_arg(path or args.routine), overrides, Registry(),
-                        run_id=getattr(args, "run_id", None))
+    return RunOptions(params={**(params or {}), **parse_param_overrides(given)},
+                      run_id=getattr(args, "run_id", None),
+                      max_parallel=getattr(args, "max_parallel", 4),
+                      only=tuple(getattr(args, "only", ())), start=getattr(args, "start", None),
+                      allow_concurrent=getattr(args, "allow_concurrent", False))
 
 
 @command
@@ -385,38 +400,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..engine import plan
 
     from ..errors import UserError
-    from ..selection import excluded_steps
 
-    routine = load(args)
+    options = run_options(args)
+    routine = load(args, options=options)
     if args.on == "step-functions":
-        from ..routine.load import parse_param_overrides
         from . import step_functions
 
         if not args.state_machine:
             raise UserError("--on step-functions needs --state-machine ARN")
         if args.only or args.start:
             raise UserError("--only/--from apply to local runs; compile a routine without those steps instead")
-        overrides = parse_param_overrides(args.param)
-        return step_functions.run(routine, overrides, args.state_machine, args.detach, args.json)
+        return step_functions.run(routine, dict(options.params), args.state_machine, args.detach, args.json)
     if args.state_machine:
         raise UserError("--state-machine applies to --on step-functions only")
     the_plan = plan(routine)
-    excluded = excluded_steps(the_plan, args.only, args.start)  # checked before anything starts
+    options.excluded(the_plan)  # checked before anything starts
     if args.detach:
         return detach(args, routine.run_id)
-    return execute(args, the_plan, excluded=excluded)
+    return execute(args, the_plan, options)
 
 
-def execute(args: argparse.Namespace, the_plan: Any, done: dict[tuple[int, int], str] | None = None,
-            resumed_from: str | None = None, excluded: dict[str, str] | None = None) -> int:
+def execute(args: argparse.Namespace, the_plan: Any, options: Any) -> int:
     """Run a plan with tracking: claim the routine, render, record, cancel cleanly on signals."""
     from ..runs.control import TrackedRun
     from ..runs.store import open_store
 
     with (stdout_reserved() if args.json else contextlib.nullcontext(sys.stdout)) as stdout:
         shown = renderer(args, stdout)
-        tracked = TrackedRun(open_store(), the_plan, [shown], args.max_parallel, done, resumed_from, excluded)
-        tracked.claim(args.allow_concurrent)
+        tracked = TrackedRun(open_store(), the_plan, [shown], options)
+        tracked.claim()
         configure_logging(args, the_plan.routine.secrets, getattr(shown, "console", None))
         with cancel_on_signals(tracked):
             result = tracked.execute()
@@ -660,13 +672,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise UserError(f"run {old.run_id} had secret params that were not stored: pass them again with "
                         + " ".join(f"--param {k}=..." for k in hidden))
     params = {k: v for k, v in old.params.items() if v != "****"}
-    args.run_id = None
-    the_plan, done = resume_plan(store, old, load(args, old.routine_file, params), args.force)
+    args.run_id = None  # the new run's: a new one
+    options = run_options(args, params)
+    the_plan, resume = resume_plan(store, old, load(args, old.routine_file, options), args.force)
     if not args.quiet and not args.json:
         total = sum(len(step.spec.tasks) for step in the_plan.steps)
-        print(f"resuming run {old.run_id}: {len(done)} of {total} tasks already succeeded",
+        print(f"resuming run {old.run_id}: {len(resume.done)} of {total} tasks already succeeded",
               file=sys.stderr)
-    return execute(args, the_plan, done, resumed_from=old.run_id)
+    return execute(args, the_plan, options.resuming(resume))
 
 
 @command

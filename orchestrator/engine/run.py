@@ -11,11 +11,12 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 from ..events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 from ..scheduling import ReadyQueue
 from .cancellation import Cancellation, quietly
+from .options import RunOptions
 from .plan import Plan, Step
 from .task_runner import CANCEL_GRACE, TaskRunner, WatermarkStore, done_reason
 
@@ -25,27 +26,28 @@ EARLIER_TASK_FAILED = "not started: an earlier task of this step did not succeed
 class Run:
     """One execution of a plan. ``cancel()`` may be called from any thread (or a signal handler)."""
 
-    def __init__(self, plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4,
-                 home: Any = None, watermarks: WatermarkStore | None = None,
-                 done: Mapping[tuple[int, int], str] | None = None,
-                 resumed_from: str | None = None, excluded: Mapping[str, str] | None = None) -> None:
-        """``watermarks`` keeps ``next_watermark`` between runs; ``done`` maps the tasks that
-        already succeeded (``(step position, task index)``, in the run being resumed or one it
-        resumed) to the id of the run they succeeded in: they are skipped, never run twice.
-        ``excluded`` maps steps left out (``--only``, ``--from``) to the reason shown."""
+    def __init__(self, plan: Plan, listeners: Iterable[Listener] = (),
+                 options: RunOptions | None = None, *, watermarks: WatermarkStore | None = None,
+                 home: Any = None) -> None:
+        """``options`` says how to run (parallelism, the steps left out, what a resume skips);
+        ``watermarks`` keeps ``next_watermark`` between runs. Raises ``UserError`` before
+        anything runs if ``--only``/``--from`` name a step the plan does not have."""
+        options = options or RunOptions()
         self.plan = plan
         self.routine = plan.routine
+        self.options = options
         self.listeners = list(listeners)
-        self.max_parallel = max(1, max_parallel)
-        self.done = dict(done or {})
-        self.excluded = dict(excluded or {})
+        self.max_parallel = max(1, options.max_parallel)
+        # tasks that already succeeded in the run being resumed: skipped, never run twice
+        self.done = dict(options.done)
+        self.excluded = options.excluded(plan)  # steps left out on purpose, with the reason shown
         self.results = {s.name: [TaskResult(s.name, s.spec.executor.name, c.task, i, n)
                                  for i, c in enumerate(s.spec.tasks)]
                         for n, s in enumerate(plan.steps)}
         self.cancellation = Cancellation()
         self.stopping, self.cancelled = self.cancellation.stopping, self.cancellation.cancelled
         self.tasks = TaskRunner(self.routine, self.emit, self.cancellation, watermarks, home,
-                                resumed_from)
+                                options.resumed_from)
         self._done: queue.Queue[tuple[str, bool]] = queue.Queue()
 
     def emit(self, event: str, *args: Any) -> None:
@@ -214,5 +216,6 @@ class Run:
         return result
 
 
-def run(plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4) -> RunResult:
-    return Run(plan, listeners, max_parallel).execute()
+def run(plan: Plan, listeners: Iterable[Listener] = (),
+        options: RunOptions | None = None) -> RunResult:
+    return Run(plan, listeners, options).execute()
