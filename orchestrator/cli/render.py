@@ -73,12 +73,17 @@ class PlainRenderer(Listener):
         self.stream = stream or sys.stderr
         self.quiet, self.verbose = quiet, verbose
         self._lock = threading.Lock()
+        self._second, self._stamp = -1, ""  # the clock shown, formatted once a second
 
     def write(self, text: str, always: bool = False) -> None:
         if self.quiet and not always:
             return
+        now = int(time.time())
         with self._lock:
-            print(f"{time.strftime('%H:%M:%S')} {text}", file=self.stream, flush=True)
+            if now != self._second:
+                self._second, self._stamp = now, time.strftime("%H:%M:%S", time.localtime(now))
+            self.stream.write(f"{self._stamp} {text}\n")
+            self.stream.flush()
 
     def run_started(self, run: RunInfo) -> None:
         self.write(f"run {run.run_id} of {run.routine} started ({run.total_tasks} tasks)")

@@ -5,9 +5,8 @@ the scheduler and the task runner register what is running here, under one lock.
 """
 from __future__ import annotations
 
-import contextlib
 import threading
-from typing import Any, Iterator
+from typing import Any
 
 
 class Cancellation:
@@ -37,17 +36,22 @@ class Cancellation:
         with self._lock:
             self._instances.pop(step, None)
 
-    @contextlib.contextmanager
-    def attempt(self) -> Iterator[threading.Event]:
-        """The cancel event of one task attempt, set at once if the run is already cancelled."""
+    def attempt_started(self, own_event: bool) -> threading.Event:
+        """The cancel event a task attempt watches. Only an attempt that may be stopped on its own
+        (it has a timeout) gets an event of its own, registered here and set at once if the run
+        is already cancelled; any other attempt watches the run's ``cancelled``, which is set at
+        the same moments, at no cost per task."""
+        if not own_event:
+            return self.cancelled
         event = threading.Event()
         if self.cancelled.is_set():
             event.set()
         with self._lock:
             self._attempts.add(event)
-        try:
-            yield event
-        finally:
+        return event
+
+    def attempt_ended(self, event: threading.Event) -> None:
+        if event is not self.cancelled:
             with self._lock:
                 self._attempts.discard(event)
 

@@ -57,19 +57,21 @@ class TaskRunner:
             result.attempts = attempt
             result.error = result.error_type = result.traceback = result.result = None
             self.emit("task_started", result)
-            with self.cancellation.attempt() as event:
-                try:
-                    ctx = self.context(step, call, attempt, event)
-                    result.watermark = ctx.watermark
-                    self.keep_return(result, self.invoke(instance, method, call, ctx, event))
-                    self.save_watermark(step, call, ctx)
-                    result.next_watermark = ctx.next_watermark
-                    result.status, result.ended = SUCCEEDED, time.time()
-                    self.emit("task_finished", result)
-                    return True
-                except BaseException as exc:  # SystemExit or KeyboardInterrupt fail the task too
-                    if self.ended(call, result, attempt, exc):
-                        return False
+            event = self.cancellation.attempt_started(own_event=call.timeout is not None)
+            try:
+                ctx = self.context(step, call, attempt, event)
+                result.watermark = ctx.watermark
+                self.keep_return(result, self.invoke(instance, method, call, ctx, event))
+                self.save_watermark(step, call, ctx)
+                result.next_watermark = ctx.next_watermark
+                result.status, result.ended = SUCCEEDED, time.time()
+                self.emit("task_finished", result)
+                return True
+            except BaseException as exc:  # SystemExit or KeyboardInterrupt fail the task too
+                if self.ended(call, result, attempt, exc):
+                    return False
+            finally:
+                self.cancellation.attempt_ended(event)
         return False
 
     def ended(self, call: TaskCall, result: TaskResult, attempt: int,
