@@ -28,7 +28,7 @@ class Plan:
     steps: tuple[Step, ...]
 
     def describe(self) -> list[dict[str, Any]]:
-        """The ordered steps with resolved, secret-masked params: what ``orchestrate plan`` shows."""
+        """The ordered steps with resolved, secret-masked params (``orchestrate plan``)."""
         masked = self.routine.masked
         return [
             {

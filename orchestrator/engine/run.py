@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 from ..events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 from ..scheduling import ReadyQueue
@@ -162,37 +162,31 @@ class Run:
             return False
         self.cancellation.executor_started(step.name, instance)
         try:
-            for call, result in zip(step.spec.tasks, results):
-                if self.stopping.is_set():
-                    reason = "run cancelled" if self.cancelled.is_set() else "not started: a task failed"
-                    self.tasks.skip(results[result.index:], reason)
-                    return False
-                origin = self.done.get((result.step_index, result.index))
-                try:
-                    if origin is not None and self.tasks.restore(step.name, instance, call, result,
-                                                                 origin):
-                        continue
-                except Exception as exc:  # the executor cannot rebuild the task's state: it fails
-                    result.started = result.ended = time.time()
-                    self.tasks.fail(result, exc)
-                    self.tasks.skip(results[result.index + 1:], EARLIER_TASK_FAILED)
-                    return False
-                if not self.tasks.run(step.name, instance, call, result):
-                    self.tasks.skip(results[result.index + 1:], EARLIER_TASK_FAILED)
-                    return False
-            return True
+            return self.run_tasks(step, instance, results)
         finally:
             self.cancellation.executor_ended(step.name)
             quietly(instance.close)
+
+    def run_tasks(self, step: Step, instance: Any, results: list[TaskResult]) -> bool:
+        """The step's tasks in order; False as soon as one did not succeed (the rest skipped)."""
+        for call, result in zip(step.spec.tasks, results):
+            if self.stopping.is_set():
+                self.tasks.skip(results[result.index:], self.stop_reason())
+                return False
+            origin = self.done.get((result.step_index, result.index))
+            if not self.tasks.run_or_restore(step.name, instance, call, result, origin):
+                self.tasks.skip(results[result.index + 1:], EARLIER_TASK_FAILED)
+                return False
+        return True
+
+    def stop_reason(self) -> str:
+        return "run cancelled" if self.cancelled.is_set() else "not started: a task failed"
 
     def step_done(self, step: Step) -> bool:
         return all((r.step_index, r.index) in self.done for r in self.results[step.name])
 
     def skip_step(self, step: Step, reason: str) -> None:
         self.tasks.skip(self.results[step.name], reason)
-
-    def skip_results(self, results: Sequence[TaskResult], reason: str) -> None:
-        self.tasks.skip(results, reason)
 
     def skip_all(self, reason: str) -> None:
         for step in self.plan.steps:

@@ -49,6 +49,20 @@ class TaskRunner:
         self.home = home
         self.resumed_from = resumed_from
 
+    def run_or_restore(self, step: str, instance: Executor, call: TaskCall, result: TaskResult,
+                       origin: str | None) -> bool:
+        """Run the task, or, when it succeeded in run ``origin`` (a resume), let its executor
+        rebuild its state instead; True when the step may go on."""
+        if origin is not None:
+            try:
+                if self.restore(step, instance, call, result, origin):
+                    return True
+            except Exception as exc:  # the executor cannot rebuild the task's state: it fails
+                result.started = result.ended = time.time()
+                self.fail(result, exc)
+                return False
+        return self.run(step, instance, call, result)
+
     def run(self, step: str, instance: Executor, call: TaskCall, result: TaskResult) -> bool:
         """Call the task until it succeeds or its retries are spent; True when it succeeded."""
         method = getattr(instance, call.task)

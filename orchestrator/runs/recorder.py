@@ -234,7 +234,9 @@ class RunRecorder(Listener):
         """A task that did real work is written at once: a commit is cheap beside it, and a rerun
         after a crash would repeat that work."""
         started, ended = result.started, result.ended
-        return started is not None and ended is not None and ended - started >= WRITE_AT_ONCE_SECONDS
+        if started is None or ended is None:
+            return False
+        return ended - started >= WRITE_AT_ONCE_SECONDS
 
     def _ends_step(self, result: TaskResult) -> bool:
         """The engine reports a step's tasks in order: its last task's last event ends the step."""
