@@ -19,9 +19,11 @@ def describe_metrics(result: TaskResult) -> str:
 
 def returned_text(value: Any) -> str:
     """A task's result value, short, on one line: ``result=[1, 2]``."""
+    if value is None:  # most tasks: no import statement run per task
+        return ""
     from ..returns import result_text
 
-    return "" if value is None else f"result={result_text(value)}"
+    return f"result={result_text(value)}"
 
 
 def metrics_text(metrics: dict[str, Any] | None) -> str:
