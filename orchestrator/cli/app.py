@@ -330,25 +330,32 @@ def help_executor(topic: str, commands: list[str]) -> int:
 
 def load(args: argparse.Namespace, path: str | None = None, options: Any = None) -> Any:
     """The routine ``args`` name, validated; with the params and run id of ``options`` if given,
-    else of the flags."""
+    else of the flags (``validate`` and ``plan`` do not import the engine for that)."""
     from ..catalog.refs import resolve_routine_arg
     from ..registry import Registry
     from ..routine.load import load_routine
 
-    options = options or run_options(args)
-    return load_routine(resolve_routine_arg(path or args.routine), options.params, Registry(),
-                        run_id=options.run_id)
+    params = options.params if options is not None else param_overrides(args)
+    run_id = options.run_id if options is not None else getattr(args, "run_id", None)
+    return load_routine(resolve_routine_arg(path or args.routine), params, Registry(),
+                        run_id=run_id)
+
+
+def param_overrides(args: argparse.Namespace, params: dict[str, Any] | None = None
+                    ) -> dict[str, Any]:
+    """``--param`` values (and a detached run's params file) over ``params``."""
+    from ..routine.load import parse_param_overrides
+
+    given = [*read_private_params(getattr(args, "params_file", None)), *args.param]
+    return {**(params or {}), **parse_param_overrides(given)}
 
 
 def run_options(args: argparse.Namespace, params: dict[str, Any] | None = None) -> Any:
     """The run flags as one ``RunOptions``, built once and passed whole to the run and the engine.
     ``params``: a resumed run's stored params, under those given again."""
     from ..engine.options import RunOptions
-    from ..routine.load import parse_param_overrides
 
-    given = [*read_private_params(getattr(args, "params_file", None)), *args.param]
-    return RunOptions(params={**(params or {}), **parse_param_overrides(given)},
-                      run_id=getattr(args, "run_id", None),
+    return RunOptions(params=param_overrides(args, params), run_id=getattr(args, "run_id", None),
                       max_parallel=getattr(args, "max_parallel", 4),
                       only=tuple(getattr(args, "only", ())), start=getattr(args, "start", None),
                       allow_concurrent=getattr(args, "allow_concurrent", False))
