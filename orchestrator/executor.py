@@ -203,7 +203,7 @@ class Context:
         self._logger = logger
 
     @property
-    def logger(self) -> logging.Logger | logging.LoggerAdapter:
+    def logger(self) -> logging.Logger | logging.LoggerAdapter[Any]:
         """The task's logger, made on first use: most tasks never log, and the engine makes a
         context for every attempt."""
         if self._logger is None:
@@ -211,7 +211,7 @@ class Context:
         return self._logger
 
     @logger.setter
-    def logger(self, logger: logging.Logger | logging.LoggerAdapter) -> None:
+    def logger(self, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
         self._logger = logger
 
     def active(self) -> _Active:

@@ -200,7 +200,7 @@ def _run_batch(store: Any, routine: Any, step_name: str, event: dict[str, Any], 
     instance = spec.executor.cls(**spec.params)
     try:
         with LogCapture(store, record.run_id, routine.secrets, on_error=recorder.store_failed):
-            ctx = run.context(step, call, 1, cancel)
+            ctx = run.tasks.context(step_name, call, 1, cancel)
             with ctx.active():
                 try:
                     summary = instance.run_batch(ctx, call.task, items)

@@ -29,7 +29,8 @@ class _Frozen:
         return tuple(getattr(self, name) for name in self.__slots__)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._values() == other._values()  # type: ignore
+        return isinstance(other, type(self)) and type(other) is type(self) \
+            and self._values() == other._values()
 
     __hash__ = None  # type: ignore[assignment]  # holds dicts, like a frozen dataclass would
 
