@@ -27,10 +27,13 @@ MS_PER_MILLION, MS_OFFSET = 0.224, -4.2
 
 
 def instructions(cmd: list[str], env: dict[str, str]) -> int:
-    """Instructions one whole process executes (after a first run that fills caches)."""
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    """Instructions one whole process executes (after a first run that fills caches). Run from
+    a neutral folder: ``python -c`` puts the working directory first on ``sys.path``, so from a
+    checkout every interpreter would import that checkout's ``orchestrator``."""
+    cwd = tempfile.gettempdir()
+    subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=cwd)
     proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
-                          env=env, capture_output=True, text=True, check=True)
+                          env=env, capture_output=True, text=True, check=True, cwd=cwd)
     line = next(line for line in proc.stderr.splitlines() if "Collected" in line)
     return int(line.split()[-1])
 

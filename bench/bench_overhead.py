@@ -62,7 +62,8 @@ def timed(python: str, code: str, env: dict[str, str]) -> tuple[float, float]:
     """Wall and CPU (user + system) seconds of one whole process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run([python, "-c", code], check=True, env=env)
+    # from a neutral folder: `python -c` would import the orchestrator of a checkout it runs in
+    subprocess.run([python, "-c", code], check=True, env=env, cwd=tempfile.gettempdir())
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from orchestrator import Executor, hookimpl, task
 from orchestrator.routine.load import load_routine
-from orchestrator.engine import Run, plan
+from orchestrator.engine import Run, RunOptions, plan
 from orchestrator.registry import Registry
 
 
@@ -56,7 +56,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 def measure(path: Path, registry: Registry) -> dict[str, float]:
     load_s, routine = timed(lambda: load_routine(path, {}, registry, env={}))
     plan_s, the_plan = timed(lambda: plan(routine))
-    run_s, result = timed(lambda: Run(the_plan, [], max_parallel=4).execute())
+    run_s, result = timed(lambda: Run(the_plan, [], RunOptions(max_parallel=4)).execute())
     assert result.status == "succeeded", result.status
     return {"load": load_s, "plan": plan_s, "execute": run_s}
 

@@ -87,7 +87,7 @@ def local_run(n: int) -> None:
 
     botocore.endpoint.Endpoint.make_request = counting
     from orchestrator import load_routine
-    from orchestrator.engine import plan
+    from orchestrator.engine import RunOptions, plan
     from orchestrator.runs.control import TrackedRun
     from orchestrator.runs.store import SQLiteStore
     from orchestrator.stepfunctions.compile import compile_routine
@@ -96,7 +96,8 @@ def local_run(n: int) -> None:
         os.environ["ORCHESTRATOR_HOME"] = home
         doc = dag(n)
         routine = load_routine(doc)
-        tracked = TrackedRun(SQLiteStore(Path(home) / "runs.sqlite"), plan(routine), [], 4)
+        tracked = TrackedRun(SQLiteStore(Path(home) / "runs.sqlite"), plan(routine), [],
+                             RunOptions(max_parallel=4))
         tracked.claim()
         cpu, wall = time.process_time(), time.perf_counter()
         result = tracked.execute()

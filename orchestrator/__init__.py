@@ -11,7 +11,7 @@ For a plugin: :class:`Executor`, :func:`task`, :class:`TaskMetrics`, :class:`Con
 ``task_started``, ``task_retrying``, ``task_finished``, ``run_finished``) and
 :class:`RunResult`. For a run-store plugin (the ``run_store`` hook): :class:`RunStore` and the
 records it keeps. To run routines from Python: :class:`Orchestrator`, :func:`load_routine`,
-:func:`track`.
+:class:`RunOptions`, :func:`track`.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from .executor import (Cancelled, CodeLocation, Context, Dataset, Executor, Line
 
 if TYPE_CHECKING:
     from .api import Orchestrator as Orchestrator
+    from .engine.options import RunOptions as RunOptions
     from .routine.load import Routine as Routine
     from .routine.load import load_routine as load_routine
     from .events import Listener as Listener
@@ -50,6 +51,7 @@ _LAZY = {
     "Routine": "routine.load",
     "Registry": "registry",
     "Orchestrator": "api",
+    "RunOptions": "engine.options",
     "track": "runs.track",
     "Tracked": "runs.track",
     "RunStore": "runs.store",
@@ -61,8 +63,9 @@ __all__ = [
     "Cancelled", "CodeLocation", "Context", "Dataset", "Executor", "Lineage", "Listener",
     "Location", "LogRecord",
     "NotRetryable", "Orchestrator", "Place", "PluginError", "Registry", "Routine", "RoutineError",
-    "RunRecord", "RunResult", "RunStore", "TaskMetrics", "TaskRecord", "TaskResult", "Tracked",
-    "Uncompilable", "UserError", "__version__", "hookimpl", "load_routine", "task", "track",
+    "RunOptions", "RunRecord", "RunResult", "RunStore", "TaskMetrics", "TaskRecord", "TaskResult",
+    "Tracked", "Uncompilable", "UserError", "__version__", "hookimpl", "load_routine", "task",
+    "track",
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, Mapping, Union
 
-from .engine import Plan, Run, plan
+from .engine import Plan, Run, RunOptions, plan
 from .events import Listener, RunResult
 from .registry import Registry
 from .routine.load import Routine, load_routine
@@ -56,23 +56,29 @@ class Orchestrator:
 
     def start(self, path: RoutineSource | None = None, params: Mapping[str, Any] | None = None,
               listeners: Iterable[Listener] = (), max_parallel: int = 4, track: bool = True,
-              allow_concurrent: bool = False) -> Any:
+              allow_concurrent: bool = False, options: RunOptions | None = None) -> Any:
         """A validated run that has claimed its routine, not yet executed: call ``execute()``;
-        ``cancel()`` from another thread stops it."""
-        the_plan = plan(self.load(path, params, resolve_secrets=True))
-        if not track:
-            return Run(the_plan, listeners, max_parallel)
+        ``cancel()`` from another thread stops it. ``options`` replaces the keyword arguments
+        (params, max_parallel, track, allow_concurrent) when given."""
+        if options is None:
+            options = RunOptions(params=dict(params or {}), max_parallel=max_parallel,
+                                 track=track, allow_concurrent=allow_concurrent)
+        routine = load_routine(self._source(path), options.params, self.registry,
+                               run_id=options.run_id, resolve_secrets=True)
+        the_plan = plan(routine)
+        if not options.track:
+            return Run(the_plan, listeners, options)
         from .runs.control import TrackedRun
 
-        tracked = TrackedRun(self.store, the_plan, listeners, max_parallel)
-        tracked.claim(allow_concurrent)
+        tracked = TrackedRun(self.store, the_plan, listeners, options)
+        tracked.claim()
         return tracked
 
     def run(self, path: RoutineSource | None = None, params: Mapping[str, Any] | None = None,
             listeners: Iterable[Listener] = (), max_parallel: int = 4, track: bool = True,
-            allow_concurrent: bool = False) -> RunResult:
+            allow_concurrent: bool = False, options: RunOptions | None = None) -> RunResult:
         result: RunResult = self.start(path, params, listeners, max_parallel, track,
-                                       allow_concurrent).execute()
+                                       allow_concurrent, options).execute()
         return result
 
     def run_executors(self, params: Mapping[str, Any] | None = None, **options: Any) -> RunResult:

@@ -5,14 +5,13 @@ keyword arguments; its tasks are the methods marked with :func:`task`.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import inspect
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Iterator, TypeVar
+from typing import Any, Callable, ClassVar, Iterable, TypeVar
 
 from .ids import sha256_hex
 
@@ -201,17 +200,24 @@ class Context:
         self.resumed_from = resumed_from  # the run this one resumes: its remote work may still be going
         self._cancel_event = cancel_event or threading.Event()
         self._home = home
-        self.logger = logger or logging.getLogger(f"orchestrator.task.{step}.{task}")
+        self._logger = logger
 
-    @contextlib.contextmanager
-    def active(self) -> Iterator[Context]:
-        """Make this the current task's context in this thread (log attribution, child runs)."""
-        previous = getattr(_current, "context", None)
-        _current.context = self
-        try:
-            yield self
-        finally:
-            _current.context = previous
+    @property
+    def logger(self) -> logging.Logger | logging.LoggerAdapter[Any]:
+        """The task's logger, made on first use: most tasks never log, and the engine makes a
+        context for every attempt."""
+        if self._logger is None:
+            self._logger = logging.getLogger(f"orchestrator.task.{self.step}.{self.task}")
+        return self._logger
+
+    @logger.setter
+    def logger(self, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+        self._logger = logger
+
+    def active(self) -> _Active:
+        """Make this the current task's context in this thread (log attribution, child runs):
+        ``with context.active(): ...``. A plain class, not a generator: it wraps every task."""
+        return _Active(self)
 
     @property
     def cancelled(self) -> bool:
@@ -239,6 +245,24 @@ class Context:
         path = self.home.joinpath("state", _safe(self.routine_name), _safe(self.step), *map(_safe, parts))
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+class _Active:
+    """``Context.active()``: this context is the thread's current one inside the ``with``."""
+
+    __slots__ = ("context", "previous")
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.previous: Context | None = None
+
+    def __enter__(self) -> Context:
+        self.previous = getattr(_current, "context", None)
+        _current.context = self.context
+        return self.context
+
+    def __exit__(self, *exc: object) -> None:
+        _current.context = self.previous
 
 
 def _safe(part: str) -> str:

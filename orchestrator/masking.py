@@ -10,7 +10,7 @@ import logging
 import re
 import threading
 from types import TracebackType
-from typing import Callable
+from typing import Callable, Container
 
 from .routine.substitution import mask
 
@@ -91,15 +91,15 @@ def mask_shown(text: str, secrets: set[str] | frozenset[str], shown: int) -> str
 
 
 def masked_traceback(exc: BaseException, secrets: set[str] | frozenset[str],
-                     skip_file: str | None = None) -> str:
-    """The formatted traceback of ``exc``, secrets masked; leading frames of ``skip_file`` (the
+                     skip_files: Container[str] = ()) -> str:
+    """The formatted traceback of ``exc``, secrets masked; leading frames of ``skip_files`` (the
     engine calling the task) are left out, and only the end of a huge traceback is kept."""
     import traceback  # only when something failed: start-up does not pay for it
 
     text = getattr(exc, "child_traceback", None)  # raised in a task's child process, formatted there
     if not isinstance(text, str):
         tb: TracebackType | None = exc.__traceback__
-        while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == skip_file:
+        while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename in skip_files:
             tb = tb.tb_next
         text = "".join(traceback.format_exception(type(exc), exc, tb))
     if len(text) > MAX_TRACEBACK:

@@ -8,7 +8,7 @@ import pytest
 
 from inline_executors import CALLS, Worker, inline_registry
 from orchestrator.routine.load import load_routine
-from orchestrator.engine import Run, plan
+from orchestrator.engine import Run, RunOptions, plan
 from orchestrator.events import Listener
 
 
@@ -53,7 +53,7 @@ def execute(write_routine, *steps, max_parallel=4, routine_active=True, cancel_a
     doc = {"routine_name": "eng", "active": routine_active, "executors": list(steps)}
     routine = load_routine(write_routine(doc), {}, inline_registry(), env={})
     recorder = Recorder()
-    run = Run(plan(routine), [recorder], max_parallel)
+    run = Run(plan(routine), [recorder], RunOptions(max_parallel=max_parallel))
     if cancel_after is not None:
         threading.Timer(cancel_after, run.cancel).start()
     result = run.execute()
@@ -175,3 +175,32 @@ def test_a_not_retryable_failure_is_not_retried(write_routine):
     result, events = execute(write_routine, step("r", {"task": "refuse", "retries": 3, "retry_delay": 0}))
     assert Worker.attempts == {"r": 1} and not [e for e in events if e[0] == "retrying"]
     assert result.tasks[0].status == "failed" and result.tasks[0].error_type == "NotRetryable"
+
+
+def test_run_options_select_steps_name_the_run_and_skip_what_a_resume_inherits(write_routine):
+    """One RunOptions value reaches the engine through the Python API: the run id, --only's
+    selection and a resume's inherited tasks, with no keyword forwarded on the way."""
+    from orchestrator import Orchestrator
+    from orchestrator.engine import Resume
+
+    doc = {"routine_name": "opts", "params": {"who": "nobody"}, "executors": [
+        step("a", {"task": "say", "args": {"who": "${params.who}"}}, "say", executor="greeter"),
+        step("b", "say", executor="greeter"), step("c", "say", executor="greeter")]}
+    options = RunOptions(params={"who": "ann"}, run_id="r-opts", only=("a", "c"), track=False,
+                         resume=Resume("r-old", {(0, 1): "r-older"}))
+    result = Orchestrator(registry=inline_registry()).run(write_routine(doc), options=options)
+    by_task = {(t.step, t.index): t for t in result.tasks}
+    assert result.run_id == "r-opts" and CALLS[0] == ("say", "ann", {"run_id": "r-opts"})
+    assert by_task[("a", 1)].status == "skipped"
+    assert by_task[("a", 1)].reason == "already succeeded in run r-older"
+    assert by_task[("b", 0)].reason == "not selected (--only a,c)"
+    assert [c[0] for c in CALLS] == ["say", "say"]  # a.0 and c.0; a.1 inherited, b left out
+
+
+def test_options_naming_an_unknown_step_refuse_before_anything_runs(write_routine):
+    from orchestrator.errors import UserError
+
+    routine = load_routine(write_routine({"routine_name": "x", "executors": [step("a", "busy")]}),
+                           {}, inline_registry(), env={})
+    with pytest.raises(UserError, match="unknown step 'b'"):
+        Run(plan(routine), [], RunOptions(only=("b",)))

@@ -174,3 +174,29 @@ def test_a_batch_that_cannot_be_written_fails_the_run(tmp_path, write_routine):
     assert record is not None and record.status == "failed"
     logs = [line.message for line in store.logs(result.run_id)]
     assert any("run stopped: the run store failed: database or disk is full" in m for m in logs)
+
+
+def test_a_batch_keeps_every_column_of_plain_and_detailed_records(tmp_path):
+    """Plain records (nothing after ``ended``) are written by a narrower statement: a detailed
+    record in the same batch, empty strings and zeros included, and a record that replaces a
+    detailed one, must come back exactly as given."""
+    from orchestrator.runs import RunRecord
+
+    store = SQLiteStore(tmp_path / "runs.sqlite")
+    store.start_run(RunRecord(run_id="r1", routine="x"))
+
+    def record(index: int, **details: Any) -> TaskRecord:
+        fields = {"status": "succeeded", "started": 1.0, "ended": 2.0, **details}
+        return TaskRecord(id=f"t{index}", run_id="r1", step="s", executor="e", task="go",
+                          step_index=0, task_index=index, attempt=1, **fields)
+
+    detailed = record(1, error_type="", error="", metrics={"inserts": 0}, traceback="",
+                      watermark=0, next_watermark="2026-11-30", result=[1, "é"])
+    empty = record(3, error_type="", error="", traceback="")  # empty, yet not NULL
+    store.record_tasks([record(0), detailed, record(2, status="failed", error="boom"), empty])
+    store.record_tasks([record(1)])  # the detailed attempt replaced by a plain one: no leftovers
+    stored = {t.id: t for t in store.tasks("r1")}
+    assert stored["t0"] == record(0) and stored["t1"] == record(1) and stored["t3"] == empty
+    assert stored["t2"] == record(2, status="failed", error="boom")
+    store.record_tasks([detailed])
+    assert store.tasks("r1")[1] == detailed

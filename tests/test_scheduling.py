@@ -8,7 +8,7 @@ import pytest
 
 from inline_executors import Worker, inline_registry
 from orchestrator.routine.load import load_routine
-from orchestrator.engine import Run, plan
+from orchestrator.engine import Run, RunOptions, plan
 from orchestrator.scheduling import ReadyQueue, waves
 
 
@@ -73,7 +73,7 @@ def test_a_long_chain_runs_in_order_and_a_failure_skips_the_rest(write_routine) 
     routine = load_routine(
         write_routine({"routine_name": "chain", "executors": steps}), {}, inline_registry(), env={}
     )
-    result = Run(plan(routine), [], max_parallel=4).execute()
+    result = Run(plan(routine), [], RunOptions(max_parallel=4)).execute()
     statuses = [t.status for t in result.tasks]
     assert statuses == ["succeeded"] * 300 + ["failed"] + ["skipped"] * 199
     assert [t.step for t in result.tasks] == [f"s{i}" for i in range(500)]

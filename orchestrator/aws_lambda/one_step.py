@@ -130,7 +130,7 @@ def _positions(value: Any, spec: Any, key: str, empty: bool = False) -> list[int
 
 def _run_tasks(store: Any, routine: Any, step_name: str, indexes: Any, context: Any,
                arn: str | None = None, restore: Any = ()) -> dict[str, Any]:
-    from ..engine import Run, Step, plan
+    from ..engine import Resume, Run, RunOptions, Step, plan
     from ..runs.recorder import LogCapture, RunRecorder
     from .runner import cancel_at, margin_seconds
 
@@ -145,8 +145,10 @@ def _run_tasks(store: Any, routine: Any, step_name: str, indexes: Any, context: 
     store.update_run(record.run_id, heartbeat=time.time())
     recorder = RunRecorder(store, record)
     # tasks done by a batch map in this execution: their executor rebuilds what they left
-    run = Run(the_plan, [recorder], watermarks=store,
-              done={(position, i): record.run_id for i in restored})
+    done = {(position, i): record.run_id for i in restored}
+    run = Run(the_plan, [recorder], RunOptions(resume=Resume(record.run_id, done)),
+              watermarks=store)
+    run.tasks.resumed_from = None  # restored from this very execution: not a resumed run
     indexes = sorted(set(restored) | set(indexes))
     # only these tasks, each keeping its position in the routine (how records are keyed)
     run.results[step_name] = [run.results[step_name][i] for i in indexes]
@@ -198,7 +200,7 @@ def _run_batch(store: Any, routine: Any, step_name: str, event: dict[str, Any], 
     instance = spec.executor.cls(**spec.params)
     try:
         with LogCapture(store, record.run_id, routine.secrets, on_error=recorder.store_failed):
-            ctx = run.context(step, call, 1, cancel)
+            ctx = run.tasks.context(step_name, call, 1, cancel)
             with ctx.active():
                 try:
                     summary = instance.run_batch(ctx, call.task, items)

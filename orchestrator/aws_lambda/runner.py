@@ -309,7 +309,7 @@ class LambdaRunner:
         return summary
 
     def run(self, request: Request, context: Any) -> dict[str, Any]:
-        from ..engine import plan
+        from ..engine import RunOptions, plan
         from ..runs.control import TrackedRun
         from ..runs.store import open_store
 
@@ -318,7 +318,8 @@ class LambdaRunner:
             routine = self.load(request, Path(folder))
             renderer = JsonLinesRenderer(routine.run_id, routine.name, routine.secrets,
                                          request_id=getattr(context, "aws_request_id", None))
-            tracked = TrackedRun(open_store(self.registry), plan(routine), [renderer], MAX_PARALLEL)
+            options = RunOptions(params=request.params, max_parallel=MAX_PARALLEL)
+            tracked = TrackedRun(open_store(self.registry), plan(routine), [renderer], options)
             tracked.record.routine_file = str(request.source.path) if request.source.trusted else request.source.label
             claim(tracked)
             deadline = threading.Event()

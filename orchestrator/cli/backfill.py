@@ -61,7 +61,7 @@ def backfill(args: argparse.Namespace, load: Callable[..., Any], renderer: Calla
         routines[date] = load(argparse.Namespace(param=[*others, f"{key}={date}"], run_id=None),
                               args.routine, resolve=True)  # run here: ${secret.X} read now
     name = routines[dates[0]].name
-    excluded = excluded_steps(plan(routines[dates[0]]), args.only, args.start)
+    excluded_steps(plan(routines[dates[0]]), args.only, args.start)  # checked before any run
     store = open_store()
     done = {} if args.rerun else succeeded_dates(store, name, key, set(dates))
     todo = [d for d in dates if d not in done]
@@ -76,7 +76,7 @@ def backfill(args: argparse.Namespace, load: Callable[..., Any], renderer: Calla
                     report[date] = outcome
         else:
             for date in todo:
-                report[date] = run_here(args, date, plan(routines[date]), excluded, renderer)
+                report[date] = run_here(args, date, plan(routines[date]), renderer)
                 if report[date]["status"] == Status.CANCELLED:
                     break
         return summarise(args, name, key, [report[d] for d in dates if d in report], stdout)
@@ -92,14 +92,16 @@ def succeeded_dates(store: Any, routine: str, key: str, dates: set[str]) -> dict
     return found
 
 
-def run_here(args: argparse.Namespace, date: str, the_plan: Any, excluded: dict[str, str],
+def run_here(args: argparse.Namespace, date: str, the_plan: Any,
              renderer: Callable[..., Any]) -> dict[str, Any]:
+    from ..engine import RunOptions
     from ..runs.control import TrackedRun
     from ..runs.store import open_store
     from .signals import cancel_on_signals
 
     quiet = argparse.Namespace(**{**vars(args), "json": False, "quiet": True})
-    tracked = TrackedRun(open_store(), the_plan, [renderer(quiet)], 4, excluded=excluded)
+    options = RunOptions(only=tuple(args.only), start=args.start)  # --max-parallel is for dates
+    tracked = TrackedRun(open_store(), the_plan, [renderer(quiet)], options)
     tracked.claim()
     with cancel_on_signals(tracked):
         result = tracked.execute()

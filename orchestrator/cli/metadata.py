@@ -33,7 +33,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def cmd_metadata(args: argparse.Namespace) -> int:
     from ..routine.load import load_routine
-    from ..engine import plan
+    from ..engine import RunOptions, plan
     from ..errors import RoutineError, UserError
     from ..runs.control import TrackedRun
     from ..registry import Registry
@@ -47,8 +47,9 @@ def cmd_metadata(args: argparse.Namespace) -> int:
         raise UserError("\n".join(f"{args.source}: {p.path.rsplit('.', 1)[-1]}: {p.message}"
                                   for p in exc.problems)) from None
     listeners = [] if args.json else [_renderer(args)]
-    tracked = TrackedRun(open_store(registry), plan(routine), listeners, 1)
-    tracked.claim(allow_concurrent=True)
+    options = RunOptions(max_parallel=1, allow_concurrent=True)
+    tracked = TrackedRun(open_store(registry), plan(routine), listeners, options)
+    tracked.claim()
     result = tracked.execute()
     failed = next((t for t in result.tasks if t.status == "failed"), None)
     cls: Any = registry.resolve("metadata").cls  # run_summary is the metadata executor's own

@@ -19,9 +19,11 @@ def describe_metrics(result: TaskResult) -> str:
 
 def returned_text(value: Any) -> str:
     """A task's result value, short, on one line: ``result=[1, 2]``."""
+    if value is None:  # most tasks: no import statement run per task
+        return ""
     from ..returns import result_text
 
-    return "" if value is None else f"result={result_text(value)}"
+    return f"result={result_text(value)}"
 
 
 def metrics_text(metrics: dict[str, Any] | None) -> str:
@@ -69,12 +71,17 @@ class PlainRenderer(Listener):
         self.stream = stream or sys.stderr
         self.quiet, self.verbose = quiet, verbose
         self._lock = threading.Lock()
+        self._second, self._stamp = -1, ""  # the clock shown, formatted once a second
 
     def write(self, text: str, always: bool = False) -> None:
         if self.quiet and not always:
             return
+        now = int(time.time())
         with self._lock:
-            print(f"{time.strftime('%H:%M:%S')} {text}", file=self.stream, flush=True)
+            if now != self._second:
+                self._second, self._stamp = now, time.strftime("%H:%M:%S", time.localtime(now))
+            self.stream.write(f"{self._stamp} {text}\n")
+            self.stream.flush()
 
     def run_started(self, run: RunInfo) -> None:
         self.write(f"run {run.run_id} of {run.routine} started ({run.total_tasks} tasks)")

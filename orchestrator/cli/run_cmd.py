@@ -13,18 +13,18 @@ from typing import Any
 
 from ..outcome import ExitCode
 from .log_setup import configure_logging
-from .routine_arg import load
+from .routine_arg import load, param_overrides
 from .signals import cancel_on_signals
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..engine import plan
     from ..errors import UserError
-    from ..selection import excluded_steps
 
-    routine = load(args, resolve=args.on != "step-functions")  # there, the Lambda reads them
+    options = run_options(args)
+    # on Step Functions, the Lambda reads ${secret.X}: never this process
+    routine = load(args, options=options, resolve=args.on != "step-functions")
     if args.on == "step-functions":
-        from ..routine.load import parse_param_overrides
         from . import step_functions
 
         if not args.state_machine:
@@ -34,26 +34,32 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "--only/--from apply to local runs; compile a routine without those "
                 "steps instead"
             )
-        overrides = parse_param_overrides(args.param)
-        return step_functions.run(routine, overrides, args.state_machine, args.detach, args.json)
+        return step_functions.run(routine, dict(options.params), args.state_machine, args.detach,
+                                  args.json)
     if args.state_machine:
         raise UserError("--state-machine applies to --on step-functions only")
     the_plan = plan(routine)
-    excluded = excluded_steps(the_plan, args.only, args.start)  # checked before anything starts
+    options.excluded(the_plan)  # --only/--from checked before anything starts
     if args.detach:
         from .detach import detach
 
         return detach(args, routine.run_id)
-    return execute(args, the_plan, excluded=excluded)
+    return execute(args, the_plan, options)
 
 
-def execute(
-    args: argparse.Namespace,
-    the_plan: Any,
-    done: dict[tuple[int, int], str] | None = None,
-    resumed_from: str | None = None,
-    excluded: dict[str, str] | None = None,
-) -> int:
+def run_options(args: argparse.Namespace, params: dict[str, Any] | None = None) -> Any:
+    """The run flags as one ``RunOptions``, built once and passed whole to the run and the engine.
+    ``params``: a resumed run's stored params, under those given again."""
+    from ..engine.options import RunOptions
+
+    return RunOptions(params=param_overrides(args, params), run_id=getattr(args, "run_id", None),
+                      max_parallel=getattr(args, "max_parallel", 4),
+                      only=tuple(getattr(args, "only", None) or ()),
+                      start=getattr(args, "start", None),
+                      allow_concurrent=getattr(args, "allow_concurrent", False))
+
+
+def execute(args: argparse.Namespace, the_plan: Any, options: Any) -> int:
     """Run a plan with tracking: claim the routine, render, record, cancel cleanly on signals."""
     from ..runs.control import TrackedRun
     from ..runs.store import open_store
@@ -61,10 +67,8 @@ def execute(
 
     with stdout_reserved() if args.json else contextlib.nullcontext(sys.stdout) as stdout:
         shown = renderer(args, stdout)
-        tracked = TrackedRun(
-            open_store(), the_plan, [shown], args.max_parallel, done, resumed_from, excluded
-        )
-        tracked.claim(args.allow_concurrent)
+        tracked = TrackedRun(open_store(), the_plan, [shown], options)
+        tracked.claim()
         configure_logging(args, the_plan.routine.secrets, getattr(shown, "console", None))
         with cancel_on_signals(tracked):
             result = tracked.execute()
@@ -82,16 +86,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
     store = open_store()
     old = look_up(store, args.run_id)
     params = resume_params(old, parse_param_overrides(args.param))
-    args.run_id = None
-    the_plan, done = resume_plan(store, old, load(args, old.routine_file, params, resolve=True),
-                                  args.force)
+    args.run_id = None  # the new run's: a new one
+    options = run_options(args, params)
+    the_plan, resume = resume_plan(
+        store, old, load(args, old.routine_file, options=options, resolve=True), args.force)
     if not args.quiet and not args.json:
         total = sum(len(step.spec.tasks) for step in the_plan.steps)
         print(
-            f"resuming run {old.run_id}: {len(done)} of {total} tasks already succeeded",
+            f"resuming run {old.run_id}: {len(resume.done)} of {total} tasks already succeeded",
             file=sys.stderr,
         )
-    return execute(args, the_plan, done, resumed_from=old.run_id)
+    return execute(args, the_plan, options.resuming(resume))
 
 
 def renderer(args: argparse.Namespace, stdout: Any = None) -> Any:

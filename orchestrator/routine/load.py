@@ -511,6 +511,8 @@ class _Loader:
     def resolve_all_locations(self, values: dict[str, Any], schema: dict[str, Any],
                               path: str) -> tuple[dict[str, Any], bool]:
         """Locations at the top level and inside lists of objects (``mounts: [{source: ...}]``)."""
+        if not values:  # a task without args (most of them): no schema walk per task
+            return {}, False
         resolved, refused = self.resolve_locations(values, location_kinds(schema), path)
         for key, kinds in item_location_kinds(schema).items():
             items = resolved.get(key)

@@ -65,24 +65,37 @@ def quick_valid(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> boo
             target = target.get(part, {})
         if not quick_valid(value, target, root):
             return False
+    # Loops, not any()/all() over generators: this runs for every task of a routine, twice.
     kind = schema.get("type")
     if kind is not None:
-        kinds = kind if isinstance(kind, list) else [kind]
-        if not any(_is(value, k) for k in kinds):
+        for k in kind if isinstance(kind, list) else (kind,):
+            if _is(value, k):
+                break
+        else:
             return False
     if "enum" in schema and value not in schema["enum"]:
         return False
-    if "anyOf" in schema and not any(quick_valid(value, sub, root) for sub in schema["anyOf"]):
-        return False
-    if "allOf" in schema and not all(quick_valid(value, sub, root) for sub in schema["allOf"]):
-        return False
+    if "anyOf" in schema:
+        for sub in schema["anyOf"]:
+            if quick_valid(value, sub, root):
+                break
+        else:
+            return False
+    if "allOf" in schema:
+        for sub in schema["allOf"]:
+            if not quick_valid(value, sub, root):
+                return False
     if isinstance(value, dict):
         return _quick_object(value, schema, root)
     if isinstance(value, list):
         if len(value) < schema.get("minItems", 0) or (schema.get("uniqueItems") and len(set(map(repr, value))) < len(value)):
             return False
         items = schema.get("items")
-        return items is None or all(quick_valid(v, items, root) for v in value)
+        if items is not None:
+            for item in value:
+                if not quick_valid(item, items, root):
+                    return False
+        return True
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if "minimum" in schema and value < schema["minimum"]:
             return False
@@ -107,7 +120,10 @@ def _is(value: Any, kind: str) -> bool:
 
 
 def _quick_object(value: dict[str, Any], schema: dict[str, Any], root: dict[str, Any]) -> bool:
-    if any(key not in value for key in schema.get("required", ())) or len(value) < schema.get("minProperties", 0):
+    for key in schema.get("required", ()):
+        if key not in value:
+            return False
+    if len(value) < schema.get("minProperties", 0):
         return False
     properties = schema.get("properties", {})
     extra = schema.get("additionalProperties", True)

@@ -6,7 +6,7 @@ import signal
 import time
 from typing import Any, Iterable
 
-from ..engine import Plan, Run, plan
+from ..engine import Plan, Resume, Run, RunOptions, plan
 from ..errors import UserError
 from ..events import SKIPPED, SUCCEEDED, Listener, RunResult
 from ..lineage.config import settings_for
@@ -23,14 +23,15 @@ CANCEL_WAIT_SECONDS = 20.0
 class TrackedRun:
     """A run wired to the store: claim the routine, record everything, capture logs."""
 
-    def __init__(self, store: RunStore, the_plan: Plan, listeners: Iterable[Listener] = (), max_parallel: int = 4,
-                 done: dict[tuple[int, int], str] | None = None,
-                 resumed_from: str | None = None, excluded: dict[str, str] | None = None) -> None:
+    def __init__(self, store: RunStore, the_plan: Plan, listeners: Iterable[Listener] = (),
+                 options: RunOptions | None = None) -> None:
+        """Raises ``UserError`` before anything is recorded if ``options`` select a step the
+        plan does not have."""
         self.store = store
+        self.options = options or RunOptions()
         self.routine: Routine = the_plan.routine
-        self.record = new_record(self.routine, resumed_from)
-        self.run = Run(the_plan, [], max_parallel, watermarks=RememberedWatermarks(store),
-                       done=done, resumed_from=resumed_from, excluded=excluded)
+        self.run = Run(the_plan, [], self.options, watermarks=RememberedWatermarks(store))
+        self.record = new_record(self.routine, self.options.resumed_from)
         self.recorder = RunRecorder(store, self.record, on_cancel_request=self.run.cancel,
                                     on_failure=lambda reason: self.run.cancel(),
                                     step_sizes=[len(step.spec.tasks) for step in the_plan.steps])
@@ -45,9 +46,10 @@ class TrackedRun:
 
             self.run.listeners.append(Notifier(self.routine, store))
 
-    def claim(self, allow_concurrent: bool = False) -> None:
-        """Refuses (``RoutineBusy``) before anything runs if the routine is already running."""
-        self.recorder.begin(allow_concurrent)
+    def claim(self) -> None:
+        """Refuses (``RoutineBusy``) before anything runs if the routine is already running
+        (unless the options allow concurrent runs)."""
+        self.recorder.begin(self.options.allow_concurrent)
 
     def execute(self) -> RunResult:
         capture = LogCapture(self.store, self.record.run_id, self.routine.secrets,
@@ -141,8 +143,9 @@ def _signal(pid: int, sig: int) -> None:
 
 
 def resume_plan(store: RunStore, old: RunRecord, routine: Routine,
-                force: bool = False) -> tuple[Plan, dict[tuple[int, int], str]]:
-    """The plan of ``routine`` and the tasks that already succeeded, mapped to the run they did.
+                force: bool = False) -> tuple[Plan, Resume]:
+    """The plan of ``routine``, and what resuming ``old`` skips: the tasks that already
+    succeeded, each mapped to the run it succeeded in.
 
     Resume works task by task: a task that succeeded is never run again, even when a later task of
     its step failed (its executor rebuilds what the task left in memory, see ``Executor.restore``).
@@ -156,7 +159,7 @@ def resume_plan(store: RunStore, old: RunRecord, routine: Routine,
     if routine.hash != old.routine_hash and not force:
         raise UserError(f"{routine.file}: the routine changed since run {old.run_id}; pass --force to resume anyway")
     the_plan = plan(routine)
-    return the_plan, succeeded_tasks(store, old, the_plan)
+    return the_plan, Resume(old.run_id, succeeded_tasks(store, old, the_plan))
 
 
 def resume_params(old: RunRecord, given: Iterable[str]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from .store import RunStore, TaskRecord
 
 FLUSH_SECONDS = 0.2  # the longest a quick finished task's record waits before it is written
 WRITE_AT_ONCE_SECONDS = 0.005  # a task that ran this long is written as soon as it ends
+_UNKNOWN = object()
 
 
 class RememberedWatermarks:
@@ -30,6 +31,9 @@ class RememberedWatermarks:
 
     def get_watermark(self, routine: str, step: str, task: str) -> Any:
         key = (routine, step, task)
+        known = self._known.get(key, _UNKNOWN)  # no lock to read: a dict read is atomic
+        if known is not _UNKNOWN:
+            return known
         with self._lock:
             if key not in self._known:
                 self._known[key] = self.store.get_watermark(routine, step, task)

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -18,7 +19,8 @@ from ..executor import current_context
 from ..masking import MaskedLines, MaskSecrets
 from ..routine.substitution import mask
 from .io import FLUSH_SECONDS, WRITE_AT_ONCE_SECONDS, TaskWriter
-from .store import HEARTBEAT_SECONDS, LogRecord, RoutineBusy, RunRecord, RunStore, TaskRecord
+from .store import (HEARTBEAT_SECONDS, RUNNING, LogRecord, RoutineBusy, RunRecord, RunStore,
+                    TaskRecord)
 
 __all__ = ["LogCapture", "MaskSecrets", "RunRecorder", "new_record", "parent_run_id"]
 PARENT_ENV = "ORCHESTRATOR_PARENT_RUN_ID"
@@ -171,16 +173,16 @@ class RunRecorder(Listener):
 
     def _task_record(self, result: TaskResult, status: str, attempt: int, task_id: str
                      ) -> TaskRecord:
+        # a retry's own start, not the task's first (so attempts do not overlap on a timeline)
+        started = (self._attempt_started.get((result.step_index, result.index)) if attempt > 1
+                   else None) or result.started or time.time()
+        metrics = result.metrics
         return TaskRecord(
-            id=task_id, run_id=self.record.run_id, step=result.step,
-            executor=result.executor, task=result.task, step_index=result.step_index,
-            task_index=result.index, attempt=attempt, status=status,
-            # a retry's own start, not the task's first (so attempts do not overlap on a timeline)
-            started=self._attempt_started.get((result.step_index, result.index)) or result.started or time.time(),
-            ended=result.ended, error_type=result.error_type, error=result.error or result.reason,
-            metrics=result.metrics.to_dict() if result.metrics else None, traceback=result.traceback,
-            watermark=result.watermark, next_watermark=result.next_watermark, result=result.result,
-            args=result.args)
+            task_id, self.record.run_id, result.step, result.executor, result.task,
+            result.step_index, result.index, attempt, status, started, result.ended,
+            result.error_type, result.error or result.reason,
+            metrics.to_dict() if metrics else None, result.traceback,
+            result.watermark, result.next_watermark, result.result, result.args)
 
     def _record(self, result: TaskResult, status: str, attempt: int | None = None) -> None:
         attempt = result.attempts if attempt is None else attempt
@@ -200,14 +202,14 @@ class RunRecorder(Listener):
         self.store.append_logs([record])
 
     def task_started(self, result: TaskResult) -> None:
-        self._attempt_ids.pop((result.step_index, result.index), None)
-        self._attempt_started[(result.step_index, result.index)] = time.time()
+        """Called for every attempt of every task: kept to a few dictionary writes. The running
+        record is built only if a flush comes before the attempt ends."""
+        key = (result.step_index, result.index)
         attempt = result.attempts
-        task_id = self._task_id(result, attempt)
-
-        def running() -> TaskRecord:
-            return self._task_record(result, "running", attempt, task_id)
-
+        task_id = self._attempt_ids[key] = f"{self.record.run_id}:{key[0]}.{key[1]}.{attempt}"
+        if attempt > 1:  # the first attempt starts when the task does (``result.started``)
+            self._attempt_started[key] = time.time()
+        running = functools.partial(self._task_record, result, RUNNING, attempt, task_id)
         self._running[task_id] = running
         self.writer.started(task_id, running)
         if result.index == 0 and attempt <= 1:  # a step starts: a crash shows where it was
@@ -220,16 +222,21 @@ class RunRecorder(Listener):
         self.flush()
 
     def task_finished(self, result: TaskResult) -> None:
-        self._record(result, result.status, 0 if result.status == SKIPPED and not result.attempts else None)
-        failed = result.status in (FAILED, CANCELLED)
-        if failed or self._ends_step(result) or self._slow(result) or self.writer.due:
+        status = result.status
+        self._record(result, status, 0 if status == SKIPPED and not result.attempts else None)
+        # Without the heartbeat thread (``begin`` not called) nothing else flushes on time.
+        if (status in (FAILED, CANCELLED) or self._ends_step(result) or self._slow(result)
+                or (self._beater is None and self.writer.due)):
             self.flush()
 
-    def _slow(self, result: TaskResult) -> bool:
+    @staticmethod
+    def _slow(result: TaskResult) -> bool:
         """A task that did real work is written at once: a commit is cheap beside it, and a rerun
         after a crash would repeat that work."""
-        duration = result.duration
-        return duration is not None and duration >= WRITE_AT_ONCE_SECONDS
+        started, ended = result.started, result.ended
+        if started is None or ended is None:
+            return False
+        return ended - started >= WRITE_AT_ONCE_SECONDS
 
     def _ends_step(self, result: TaskResult) -> bool:
         """The engine reports a step's tasks in order: its last task's last event ends the step."""

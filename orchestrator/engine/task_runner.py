@@ -1,0 +1,219 @@
+"""Executing one task: its attempts, retries with backoff, timeout, watermarks and restore.
+
+Everything a task leaves behind (error, traceback, metrics, result) is masked here, before any
+listener sees it. The scheduler (``run.py``) decides which task runs; this module runs it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+from ..events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, TaskResult
+from ..executor import Cancelled, Context, Executor, TaskMetrics
+from ..masking import masked_traceback
+from ..returns import kept_result
+from ..routine.load import Routine, TaskCall
+from .cancellation import Cancellation, quietly
+
+MAX_RETRY_DELAY = 86400.0
+CANCEL_GRACE = float(os.environ.get("ORCHESTRATOR_CANCEL_GRACE", "10"))
+# Frames of these files lead every task's traceback: left out, the user's own code comes first.
+ENGINE_FILES = frozenset(os.path.join(os.path.dirname(__file__), name)
+                         for name in ("run.py", "task_runner.py"))
+
+
+class TaskTimeout(Exception):
+    pass
+
+
+class WatermarkStore(Protocol):
+    def get_watermark(self, routine: str, step: str, task: str) -> Any: ...
+
+    def set_watermark(self, routine: str, step: str, task: str, value: Any,
+                      run_id: str) -> None: ...
+
+
+class TaskRunner:
+    """Runs the tasks of one run, one call at a time per step thread; tells the listeners."""
+
+    def __init__(self, routine: Routine, emit: Callable[..., None], cancellation: Cancellation,
+                 watermarks: WatermarkStore | None = None, home: Any = None,
+                 resumed_from: str | None = None) -> None:
+        self.routine = routine
+        self.emit = emit
+        self.cancellation = cancellation
+        self.watermarks = watermarks
+        self.home = home
+        self.resumed_from = resumed_from
+        self.outputs_source: Any = None  # the Run whose results ${steps...} references read
+
+    def run_or_restore(self, step: str, instance: Executor, call: TaskCall, result: TaskResult,
+                       origin: str | None) -> bool:
+        """Run the task, or, when it succeeded in run ``origin`` (a resume), let its executor
+        rebuild its state instead; True when the step may go on."""
+        if origin is not None:
+            try:
+                if self.restore(step, instance, call, result, origin):
+                    return True
+            except Exception as exc:  # the executor cannot rebuild the task's state: it fails
+                result.started = result.ended = time.time()
+                self.fail(result, exc)
+                return False
+        return self.run(step, instance, call, result)
+
+    def run(self, step: str, instance: Executor, call: TaskCall, result: TaskResult) -> bool:
+        """Call the task until it succeeds or its retries are spent; True when it succeeded."""
+        method = getattr(instance, call.task)
+        result.started = time.time()
+        for attempt in range(1, call.retries + 2):
+            result.attempts = attempt
+            result.error = result.error_type = result.traceback = result.result = None
+            self.emit("task_started", result)
+            event = self.cancellation.attempt_started(own_event=call.timeout is not None)
+            try:
+                ctx = self.context(step, call, attempt, event)
+                result.watermark = ctx.watermark
+                self.keep_return(result, self.invoke(instance, method, call, ctx, event))
+                self.save_watermark(step, call, ctx)
+                result.next_watermark = ctx.next_watermark
+                result.status, result.ended = SUCCEEDED, time.time()
+                self.emit("task_finished", result)
+                return True
+            except BaseException as exc:  # SystemExit or KeyboardInterrupt fail the task too
+                if self.ended(call, result, attempt, exc):
+                    return False
+            finally:
+                self.cancellation.attempt_ended(event)
+        return False
+
+    def ended(self, call: TaskCall, result: TaskResult, attempt: int,
+              exc: BaseException) -> bool:
+        """After a failed attempt: end the task (cancelled or failed), or wait to retry it."""
+        cancelled = self.cancellation.cancelled
+        if cancelled.is_set() or (isinstance(exc, Cancelled) and not isinstance(exc, TaskTimeout)):
+            result.status, result.ended = CANCELLED, time.time()
+            result.error = self.routine.masked(str(exc) or "cancelled")
+            result.error_type = type(exc).__name__
+            self.emit("task_finished", result)
+            return True
+        if (attempt > call.retries or self.cancellation.stopping.is_set()
+                or getattr(exc, "retryable", True) is False):
+            result.ended = time.time()
+            self.fail(result, exc)
+            return True
+        delay = min(call.retry_delay * 2 ** min(attempt - 1, 32), MAX_RETRY_DELAY)
+        self.describe_failure(result, exc)
+        self.emit("task_retrying", result, delay)
+        if cancelled.wait(delay):
+            result.status, result.ended = CANCELLED, time.time()
+            self.emit("task_finished", result)
+            return True
+        return False
+
+    def restore(self, step: str, instance: Executor, call: TaskCall, result: TaskResult,
+                origin: str) -> bool:
+        """Skip a task that succeeded in run ``origin``; its executor rebuilds what later tasks
+        need. False when it cannot and the task must run again; raises what the executor raised.
+        """
+        ctx = self.context(step, call, 1, threading.Event())
+        with ctx.active():
+            restored = instance.restore(ctx, origin)
+        if restored is False:
+            ctx.logger.warning("%s.%s succeeded in run %s but its state cannot be rebuilt: "
+                               "running it again", step, call.task, origin)
+            return False
+        self.skip([result], done_reason(origin))
+        return True
+
+    def context(self, step: str, call: TaskCall, attempt: int,
+                event: threading.Event) -> Context:
+        routine = self.routine
+        watermark = None
+        if self.watermarks is not None:
+            watermark = self.watermarks.get_watermark(routine.name, step, call.task)
+        return Context(run_id=routine.run_id, run_date=routine.run_date, routine_name=routine.name,
+                       step=step, task=call.task, attempt=attempt, cancel_event=event,
+                       trusted=routine.trusted, home=self.home,
+                       watermark=watermark, resumed_from=self.resumed_from)
+
+    def prepare_args(self, call: TaskCall, ctx: Context) -> Mapping[str, Any]:
+        """The keyword arguments the task is called with: the one place a task's args are
+        completed at run time (its ``context``; anything resolved from earlier tasks)."""
+        args = call.args
+        if call.references:  # ${steps...}: resolved from the upstream tasks' results
+            from ..routine.outputs import prepared_args
+
+            args = prepared_args(self.outputs_source, call, ctx)
+        return dict(args, context=ctx) if call.wants_context else args
+
+    def save_watermark(self, step: str, call: TaskCall, ctx: Context) -> None:
+        if self.watermarks is not None and ctx.next_watermark is not None:
+            self.watermarks.set_watermark(self.routine.name, step, call.task, ctx.next_watermark,
+                                          self.routine.run_id)
+
+    def invoke(self, instance: Executor, method: Any, call: TaskCall, ctx: Context,
+               event: threading.Event) -> Any:
+        """Call the task; what it returned. With a timeout it runs in a thread of its own."""
+        kwargs = self.prepare_args(call, ctx)
+        if call.timeout is None:
+            with ctx.active():
+                return method(**kwargs)
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                with ctx.active():
+                    box["value"] = method(**kwargs)
+            except BaseException as exc:  # re-raised in the step thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=target, name=f"task-{ctx.step}.{ctx.task}", daemon=True)
+        worker.start()
+        worker.join(call.timeout)
+        if worker.is_alive():
+            event.set()
+            quietly(instance.cancel)
+            worker.join(CANCEL_GRACE)
+            raise TaskTimeout(f"timed out after {call.timeout:g}s "
+                              "(the executor was asked to cancel its work)")
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def keep_return(self, result: TaskResult, value: Any) -> None:
+        """Metrics become the task's metrics; any other value is kept as its result."""
+        result.metrics = self.masked(TaskMetrics.from_value(value))
+        result.result = None if result.metrics is not None \
+            else kept_result(value, self.routine.secrets)
+
+    def masked(self, metrics: TaskMetrics | None) -> TaskMetrics | None:
+        """Metrics with secret values masked: they reach output, logs and the run store."""
+        if metrics is None or not self.routine.secrets:
+            return metrics
+        changes = {f.name: self.routine.masked(getattr(metrics, f.name))
+                   for f in dataclasses.fields(metrics)
+                   if isinstance(getattr(metrics, f.name), (str, dict, list))}
+        return dataclasses.replace(metrics, **changes)
+
+    def fail(self, result: TaskResult, exc: BaseException) -> None:
+        result.status = FAILED
+        self.describe_failure(result, exc)
+        self.emit("task_finished", result)
+
+    def describe_failure(self, result: TaskResult, exc: BaseException) -> None:
+        """Error, type and traceback of a failed attempt, secrets masked before anyone sees them."""
+        result.error = self.routine.masked(str(exc) or repr(exc))
+        result.error_type = type(exc).__name__
+        result.traceback = masked_traceback(exc, self.routine.secrets, skip_files=ENGINE_FILES)
+
+    def skip(self, results: Sequence[TaskResult], reason: str) -> None:
+        for result in results:
+            result.status, result.reason = SKIPPED, reason
+            self.emit("task_finished", result)
+
+
+def done_reason(origin: str) -> str:
+    return f"already succeeded in run {origin}"
