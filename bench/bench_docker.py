@@ -14,13 +14,19 @@ the image is built locally from busybox, so no registry is used. Containers run 
   default init process and without it (default stop grace 5 s): time until the container is gone.
 * parallel: 20 containers running ``true``, 20 sequential ``docker run`` calls against one
   ``orchestrate run --max-parallel 4`` of 20 independent steps.
+* calls: Docker API requests (deterministic, unlike times on a shared machine) of ``docker run --rm``
+  and of ``orchestrate run`` with 1 and with 10 containers, counted by a unix-socket proxy in front
+  of the daemon; also the writes of the executor's state records.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import io
 import json
 import os
+import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -169,10 +175,93 @@ def bench_parallel(folder: Path, count: int = 20) -> None:
           f"{ours:.2f}s (whole process): {sequential / ours:.2f}x the throughput")
 
 
+class CountingProxy:
+    """A unix socket in front of the daemon's that records the request line of every API call."""
+
+    REQUEST = re.compile(rb"(GET|POST|HEAD|PUT|DELETE) (/[^ ]*) HTTP/1\.[01]\r\n")
+
+    def __init__(self, folder: Path, daemon: str = "/var/run/docker.sock") -> None:
+        self.path, self.daemon = str(folder / "proxy.sock"), daemon
+        self.calls: list[str] = []
+        self._server = socket.socket(socket.AF_UNIX)
+        self._server.bind(self.path)
+        self._server.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self._server.accept()
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.daemon)
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket, requests: bool) -> None:
+        tail = b""
+        try:
+            while data := source.recv(65536):
+                if requests:
+                    tail += data
+                    self.calls.extend(self._name(*m.groups()) for m in self.REQUEST.finditer(tail))
+                    tail = tail[-64:] if not self.REQUEST.search(tail[-64:]) else b""
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    @staticmethod
+    def _name(method: bytes, path: bytes) -> str:
+        text = re.sub(r"^/v[0-9.]+", "", path.decode().split("?")[0])
+        text = re.sub(r"^/containers/(?!create$|json$)[^/]+", "/containers/{id}", text)
+        text = re.sub(r"^/images/.+/json$", "/images/{name}/json", text)
+        return f"{method.decode()} {text}"
+
+    def take(self) -> collections.Counter[str]:
+        time.sleep(0.2)  # the last request lines may still be in flight
+        counted, self.calls = collections.Counter(self.calls), []
+        return counted
+
+
+COUNT_SAVES = """
+import atexit, sys
+from executors.aws import remote
+saves = [0]
+original = remote.RemoteRecord.save
+def save(self, **fields):
+    saves[0] += 1
+    original(self, **fields)
+remote.RemoteRecord.save = save
+atexit.register(lambda: print("record-saves", saves[0], file=sys.stderr))
+from orchestrator.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def bench_calls(folder: Path) -> None:
+    proxy = CountingProxy(folder)
+    env = {**os.environ, "DOCKER_HOST": f"unix://{proxy.path}"}
+    subprocess.run(["docker", "run", "--rm", "--network", "none", IMAGE, "true"], env=env, check=True)
+    cli = proxy.take()
+    print(f"API calls of docker run --rm true: {sum(cli.values())} {dict(sorted(cli.items()))}")
+    for count in (1, 10):
+        path = routine(folder, f"calls{count}", [step(f"c{i}", "true", parallel=True) for i in range(count)])
+        proc = subprocess.run([sys.executable, "-c", COUNT_SAVES, "run", str(path), "--quiet"], env=env,
+                              capture_output=True, text=True, check=True)
+        saves = proc.stderr.split("record-saves")[-1].split()[0]
+        ours = proxy.take()
+        print(f"API calls of orchestrate run, {count} container(s): {sum(ours.values())} "
+              f"{dict(sorted(ours.items()))}; state-record writes {saves}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", default="overhead,logs,cancel,parallel")
+    parser.add_argument("--only", default="calls,overhead,logs,cancel,parallel")
     args = parser.parse_args()
     import docker
 
@@ -184,6 +273,8 @@ def main() -> None:
         os.environ["NO_COLOR"] = "1"
         folder = Path(tmp)
         wanted = args.only.split(",")
+        if "calls" in wanted:
+            bench_calls(folder)
         if "overhead" in wanted:
             bench_overhead(folder, args.repeat)
         if "logs" in wanted:
