@@ -50,26 +50,45 @@ class ContainerFailed(RuntimeError):
         super().__init__(text)
 
 
-def find(client: Any, ref: str) -> Any | None:
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """A container as the executor needs it. Plain data, not the SDK's model, which costs an
+    inspect call to build and another to refresh."""
+
+    id: str
+    name: str
+    status: str
+    token: str | None
+
+
+def find(api: Any, ref: str) -> Found | None:
     """The container with this id or name, or None."""
     from docker.errors import NotFound
 
     try:
-        return client.containers.get(ref)
+        info = api.inspect_container(ref)
     except NotFound:
         return None
+    token = (info["Config"].get("Labels") or {}).get(LABEL_PREFIX + "token")
+    return Found(info["Id"], info["Name"].lstrip("/"), info["State"]["Status"], token)
 
 
-def create(client: Any, name: str, image: str, options: dict[str, Any]) -> tuple[Any, bool]:
-    """``(container, created)``: a new container, or the one already holding ``name``."""
+def create(api: Any, name: str, image: str, config: dict[str, Any], host: dict[str, Any]) -> tuple[Found, bool]:
+    """``(container, created)``: a new container, or the one already holding ``name``.
+
+    ``config`` goes to the container's configuration (command, environment, labels…), ``host`` to
+    its host configuration (network, init, limits, mounts). A missing image raises ImageNotFound.
+    """
     from docker.errors import APIError
 
     try:
-        return client.containers.create(image, name=name, detach=True, **options), True
+        answer = api.create_container(image, name=name, detach=True, host_config=api.create_host_config(**host),
+                                      **config)
+        return Found(answer["Id"], name, "created", (config.get("labels") or {}).get(LABEL_PREFIX + "token")), True
     except APIError as exc:
         if exc.status_code != 409:
             raise
-    existing = find(client, name)
+    existing = find(api, name)
     if existing is None:
         raise RuntimeError(f"container {name}: the daemon reported a name conflict but has no such container")
     return existing, False
@@ -97,11 +116,15 @@ def wait(api: Any, container_id: str, stop_requested: Callable[[], bool]) -> Exi
     return exit_of(api, container_id, box["result"])
 
 
-def exit_of(api: Any, container_id: str, result: dict[str, Any] | None = None) -> Exit:
+def exit_of(api: Any, container_id: str, answer: dict[str, Any]) -> Exit:
+    """The exit ``wait`` reported; only a failure costs an inspect (was it killed for memory?)."""
+    code = answer.get("StatusCode")
+    error = (answer.get("Error") or {}).get("Message") or None
+    if code == 0:
+        return Exit(0, False, error)
     state = api.inspect_container(container_id)["State"]
-    code = (result or {}).get("StatusCode", state.get("ExitCode"))
-    error = ((result or {}).get("Error") or {}).get("Message") or state.get("Error") or None
-    return Exit(int(code if code is not None else -1), bool(state.get("OOMKilled")), error)
+    code = state.get("ExitCode") if code is None else code
+    return Exit(int(code if code is not None else -1), bool(state.get("OOMKilled")), error or state.get("Error") or None)
 
 
 def stop(api: Any, container_id: str, grace: float) -> None:

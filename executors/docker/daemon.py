@@ -5,6 +5,7 @@ The Docker SDK is imported here, inside functions, only when a task or ``check()
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Literal
 
 from orchestrator import NotRetryable
@@ -16,29 +17,58 @@ class ImageUnavailable(NotRetryable):
     """The image is not on the daemon and the pull policy forbids (or failed) fetching it."""
 
 
-def connect(docker_host: str | None) -> Any:
+POOL_SIZE = 64
+"""Connections kept per daemon: each running container holds two (its log stream and its wait)."""
+_shared: dict[str | None, Any] = {}
+_shared_lock = threading.Lock()
+
+
+def connect(docker_host: str | None, **options: Any) -> Any:
     """A client for ``docker_host``, or the environment's (``DOCKER_HOST``, else the local socket)."""
     import docker
 
-    return docker.DockerClient(base_url=docker_host) if docker_host else docker.from_env()
+    return docker.DockerClient(base_url=docker_host, **options) if docker_host else docker.from_env(**options)
+
+
+def shared_client(docker_host: str | None) -> Any:
+    """The process's one client for this daemon, made on first use.
+
+    Every step has its own executor; a client each would ask the daemon for its API version again
+    and open fresh connections. The shared one negotiates once and reuses its pool.
+    """
+    with _shared_lock:
+        client = _shared.get(docker_host)
+        if client is None:
+            client = _shared[docker_host] = connect(docker_host, max_pool_size=POOL_SIZE)
+        return client
 
 
 def ensure_image(client: Any, image: str, pull: PullPolicy, logger: logging.Logger | logging.LoggerAdapter) -> str:
     """The image's id, pulled first when the policy says so."""
-    from docker.errors import APIError, ImageNotFound
+    from docker.errors import ImageNotFound
 
     if pull != "always":
         try:
             return client.images.get(image).id
         except ImageNotFound:
             if pull == "never":
-                raise ImageUnavailable(f"image {image} is not on the Docker daemon and pull is 'never'; "
-                                       "build or load it first, or set pull: missing") from None
+                raise missing_image(image) from None
+    return pull_image(client, image, logger)
+
+
+def pull_image(client: Any, image: str, logger: logging.Logger | logging.LoggerAdapter) -> str:
+    from docker.errors import APIError
+
     logger.info("pulling image %s", image)
     try:
         return client.images.pull(*_repository_tag(image)).id
     except APIError as exc:
         raise ImageUnavailable(f"image {image} could not be pulled: {exc.explanation or exc}") from None
+
+
+def missing_image(image: str) -> ImageUnavailable:
+    return ImageUnavailable(f"image {image} is not on the Docker daemon and pull is 'never'; "
+                            "build or load it first, or set pull: missing")
 
 
 def _repository_tag(image: str) -> tuple[str, str | None]:

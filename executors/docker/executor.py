@@ -18,7 +18,7 @@ from orchestrator import Cancelled, Context, Executor, Location, TaskMetrics, Un
 from ..aws import remote as _aws
 from ..calls import CallKeys
 from . import container as box
-from .daemon import PullPolicy, connect, ensure_image, probe
+from .daemon import PullPolicy, connect, missing_image, probe, pull_image, shared_client
 from .logs import LogPump
 from .spec import MOUNT_SCHEMA, RESOURCES_SCHEMA, build_problems, host_config, run_problems
 
@@ -42,7 +42,6 @@ class DockerExecutor(CallKeys, Executor):
         stop_grace: Annotated[float, "Seconds between SIGTERM and SIGKILL when stopping"] = DEFAULT_STOP_GRACE,
     ) -> None:
         self.image, self.pull, self.docker_host, self.stop_grace = image, pull, docker_host, stop_grace
-        self._client: Any = None
         self._lock = threading.Lock()
         self._running: dict[str, float] = {}
         self._cancelled: set[str] = set()
@@ -82,16 +81,10 @@ class DockerExecutor(CallKeys, Executor):
             threading.Thread(target=self._stop_quietly, args=(container_id, grace), daemon=True,
                              name=f"stop-{container_id[:12]}").start()
 
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-
     @property
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = connect(self.docker_host)
-            return self._client
+        """The process's client for this daemon, shared by all steps (see ``shared_client``)."""
+        return shared_client(self.docker_host)
 
     # ------------------------------------------------------------------ tasks
 
@@ -119,14 +112,15 @@ class DockerExecutor(CallKeys, Executor):
     ) -> TaskMetrics:
         """Start a container (or re-attach to this task's), stream its output, wait; exit 0 succeeds."""
         context.check_cancelled()
-        options = {"command": command, "entrypoint": entrypoint, "working_dir": working_dir, "user": user,
-                   "environment": {k: str(v) for k, v in (environment or {}).items()} or None,
-                   "network_mode": network, "init": init, **host_config(resources, mounts)}
-        options = {k: v for k, v in options.items() if v is not None}
-        record = self._record(context, self.call_key(context), "container", self.image, options, keep_on_failure)
+        config = {"command": command, "entrypoint": entrypoint, "working_dir": working_dir, "user": user,
+                  "environment": {k: str(v) for k, v in (environment or {}).items()} or None}
+        config = {k: v for k, v in config.items() if v is not None}
+        host = {"network_mode": network, "init": init, **host_config(resources, mounts)}
+        record = self._record(context, self.call_key(context), "container", self.image, {**config, **host},
+                              keep_on_failure)
         found, positions, reattached = self._attach(record, context)
         if found is None:
-            found = self._create(record, context, options)
+            found = self._create(record, context, config, host)
         return self._follow(found, record, context, positions, reattached, keep_on_failure)
 
     @task
@@ -143,9 +137,14 @@ class DockerExecutor(CallKeys, Executor):
         from .build import build_image
 
         tag = tag or self.image
-        image_id = build_image(self.client.api, str(context_dir), dockerfile, tag,
-                               {k: str(v) for k, v in (build_args or {}).items()}, network,
-                               pull=self.pull == "always", context=context)
+        # a client of its own: cancelling closes its connection, which stops the build on the daemon
+        own = connect(self.docker_host, version=self.client.api.api_version)
+        try:
+            image_id = build_image(own.api, str(context_dir), dockerfile, tag,
+                                   {k: str(v) for k, v in (build_args or {}).items()}, network,
+                                   pull=self.pull == "always", context=context)
+        finally:
+            own.close()
         return TaskMetrics(execution_metadata={"engine": "docker", "image": tag, "image_id": image_id})
 
     @task
@@ -167,32 +166,43 @@ class DockerExecutor(CallKeys, Executor):
     # ------------------------------------------------------------------ lifecycle
 
     def _attach(self, record: _aws.RemoteRecord, context: Context) -> tuple[Any, dict[str, int], bool]:
-        """This call's container from an earlier attempt or the resumed run: ``(container, log positions, True)``."""
-        candidates: list[tuple[str, _aws.RemoteRecord]] = []
-        previous = record.previous
-        for source in (record, previous):
-            if source is None or not source.data:
-                continue  # nothing was started for it (a lost create answer is caught by the name conflict)
-            if source.remote_id:
-                candidates.append((source.remote_id, source))
-            candidates.append((box.container_name(source.data.get("token") or source.token()), source))
-        for ref, source in candidates:
-            found = box.find(self.client, ref)
+        """This call's container from an earlier attempt or the resumed run: ``(container, log positions, True)``.
+
+        A record holds a token from just before its create call until the container's outcome
+        was taken; without one nothing can exist, and the daemon is not asked.
+        """
+        for source in (record, record.previous):
+            if source is None or not source.data.get("token"):
+                continue
+            found = box.find(self.client.api, source.remote_id or box.container_name(source.data["token"]))
             if found is None:
                 continue
             where = "an earlier attempt" if source is record else f"resumed run {source.run_id}"
             context.logger.info("container %s from %s is %s; re-attaching", found.name, where, found.status)
-            record.save(id=found.id, token=found.labels.get(box.LABEL_PREFIX + "token"),
-                        logs=source.data.get("logs") or {}, inherited_from=None if source is record else source.run_id)
+            record.save(id=found.id, token=found.token, logs=source.data.get("logs") or {},
+                        inherited_from=None if source is record else source.run_id)
             return found, dict(source.data.get("logs") or {}), True
         return None, {}, False
 
-    def _create(self, record: _aws.RemoteRecord, context: Context, options: dict[str, Any]) -> Any:
-        ensure_image(self.client, self.image, self.pull, context.logger)
+    def _create(self, record: _aws.RemoteRecord, context: Context, config: dict[str, Any],
+                host: dict[str, Any]) -> box.Found:
+        """Create the container; the image is looked at only when the daemon says it is missing."""
+        from docker.errors import ImageNotFound
+
+        if self.pull == "always":
+            pull_image(self.client, self.image, context.logger)
         token = record.token()
         record.save(token=token, id=None, logs={})
-        labels = box.labels(context.routine_name, context.run_id, context.step, context.task, token)
-        found, created = box.create(self.client, box.container_name(token), self.image, {**options, "labels": labels})
+        name = box.container_name(token)
+        config = {**config, "labels": box.labels(context.routine_name, context.run_id, context.step, context.task,
+                                                 token)}
+        try:
+            found, created = box.create(self.client.api, name, self.image, config, host)
+        except ImageNotFound:
+            if self.pull == "never":
+                raise missing_image(self.image) from None
+            pull_image(self.client, self.image, context.logger)
+            found, created = box.create(self.client.api, name, self.image, config, host)
         record.save(id=found.id)
         verb = "created" if created else "found (created by an attempt whose answer was lost)"
         context.logger.info("container %s %s from %s", found.name, verb, self.image)
