@@ -209,6 +209,53 @@ def test_a_failing_build_says_why(docker_client: Any, busybox_image: str, routin
     assert task.status == "failed" and task.error_type == "BuildFailed" and "missing.txt" in task.error
 
 
+def test_cancel_stops_a_build_in_the_middle_of_a_quiet_step(docker_client: Any, busybox_image: str,
+                                                             routine_name: str, tmp_path: Path) -> None:
+    """A RUN that prints nothing for minutes: the old loop only looked at cancel between output lines."""
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text(f"FROM {busybox_image}\nRUN echo build-step-began; sleep 300\n")
+    tag = f"orchestrator-test/{routine_name}:1"
+    path = docker_routine(tmp_path, routine_name, [{"task": "build", "args": {"context_dir": "ctx"}}], image=tag)
+    tracked, thread, box = start(path)
+    wait_until(lambda: any("build-step-began" in line for line in run_logs(tracked.record.run_id)),
+               what="the RUN step's first line")
+    tracked.cancel()
+    thread.join(60)
+    assert not thread.is_alive(), "the build was still being read after cancel"
+    (task,) = box["result"].tasks
+    assert task.status == "cancelled" and "build of" in task.error
+
+    def sleeping() -> list[Any]:
+        return [c for c in docker_client.containers.list() if "sleep 300" in " ".join(c.attrs["Config"]["Cmd"] or [])]
+
+    wait_until(lambda: not sleeping(), what="the daemon stopping the cancelled build's RUN container")
+    assert tag not in [t for image in docker_client.images.list() for t in image.tags]
+
+
+def test_a_container_costs_five_api_calls_and_no_lookups(docker_client: Any, busybox_image: str,
+                                                         routine_name: str, tmp_path: Path) -> None:
+    """create, start, logs, wait, remove: no image lookup, no inspect, no name lookup on a first attempt."""
+    from executors.docker.daemon import shared_client
+
+    calls: list[str] = []
+    hooks = shared_client(None).api.hooks["response"]
+    record = lambda response, *args, **kwargs: calls.append(  # noqa: E731
+        f"{response.request.method} {response.request.path_url.split('?')[0].split('/', 2)[-1]}")
+    hooks.append(record)
+    try:
+        result = run(docker_routine(tmp_path, routine_name, [sh("echo out; echo err >&2")]))
+    finally:
+        hooks.remove(record)
+    (task,) = result.tasks
+    assert task.status == "succeeded", task.error
+    cid = task.metrics.execution_metadata["container_id"]
+    assert sorted(call for call in calls if call != "GET version") == sorted([
+        "POST containers/create", f"POST containers/{cid}/start", f"GET containers/{cid}/logs",
+        f"POST containers/{cid}/wait", f"DELETE containers/{cid}"])
+    assert task.metrics.execution_metadata["log_lines"] == 2
+    assert {"out", "stderr: err"} <= set(run_logs(result.run_id))
+
+
 @pytest.mark.parametrize("params,args,where,says", [
     ({}, {}, "executors[0].params", "image"),
     ({"image": "has space:1"}, {}, "executors[0].params.image", "not an image reference"),
