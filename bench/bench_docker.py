@@ -27,6 +27,7 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -98,8 +99,10 @@ def bench_overhead(folder: Path, repeat: int) -> None:
     """
     steps = [step("first", "true"), {**step("later", "true"), "depends_on": ["first"]}]
     path = routine(folder, "overhead", steps)
-    cli, first, later, whole = [], [], [], []
+    cli, first, later, whole, sdk = [], [], [], [], []
     for _ in range(repeat):
+        sdk.append(timed(lambda: subprocess.run([sys.executable, "-c", "import docker"], check=True))
+                   - timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True)))
         cli.append(timed(lambda: subprocess.run(["docker", "run", "--rm", "--network", "none", IMAGE, "true"],
                                                 check=True)))
         run_id = str(uuid.uuid4())
@@ -112,7 +115,8 @@ def bench_overhead(folder: Path, repeat: int) -> None:
           f"first of the process {statistics.median(first):.3f}s ({statistics.median(first) / base:.2f}x), "
           f"later {statistics.median(later):.3f}s ({statistics.median(later) / base:.2f}x; per repetition "
           f"{', '.join(f'{t / c:.2f}x' for t, c in sorted(zip(later, cli), key=lambda p: p[0] / p[1]))}); "
-          f"whole orchestrate run process (2 containers) {statistics.median(whole):.3f}s")
+          f"whole orchestrate run process (2 containers) {statistics.median(whole):.3f}s; "
+          f"importing the Docker SDK {statistics.median(sdk):.3f}s")
 
 
 def bench_logs(folder: Path, lines: int = 30) -> None:
@@ -153,8 +157,9 @@ def bench_logs(folder: Path, lines: int = 30) -> None:
 
 
 def bench_cancel(folder: Path, client: Any) -> None:
-    for init in (True, False):
-        name = f"cancel_{'init' if init else 'pid1'}"
+    """``orchestrate cancel`` includes starting a Python process; SIGTERM to the run is the executor's part."""
+    for init, how in ((True, "cancel"), (True, "sigterm"), (False, "cancel")):
+        name = f"cancel_{'init' if init else 'pid1'}_{how}"
         path = routine(folder, name, [step("loop", "echo started; while true; do sleep 0.1; done", init=init)])
         run_id = str(uuid.uuid4())
         child = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(path), "--run-id", run_id,
@@ -163,17 +168,23 @@ def bench_cancel(folder: Path, client: Any) -> None:
             time.sleep(0.02)
         (container,) = client.api.containers(filters={"label": f"orchestrator.run={run_id}"})
         start = time.perf_counter()
-        canceller = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "cancel", run_id],
-                                     stdout=subprocess.DEVNULL)
+        if how == "cancel":
+            canceller = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "cancel", run_id],
+                                         stdout=subprocess.DEVNULL)
+        else:
+            child.send_signal(signal.SIGTERM)
         while client.api.containers(all=True, filters={"id": container["Id"]}):
             time.sleep(0.005)
         gone = time.perf_counter() - start
-        canceller.wait()
+        if how == "cancel":
+            canceller.wait()
         command = time.perf_counter() - start
         child.wait()
         status = store().get_run(run_id).status
-        print(f"cancel ({'init process' if init else 'sh as PID 1'}, grace 5 s): container gone after {gone:.3f}s; "
-              f"orchestrate cancel returned after {command:.3f}s; run {status}")
+        sender = "orchestrate cancel" if how == "cancel" else "SIGTERM to the run process"
+        print(f"cancel ({'init process' if init else 'sh as PID 1'}, grace 5 s, {sender}): container gone after "
+              f"{gone:.3f}s; {'orchestrate cancel returned' if how == 'cancel' else 'done'} after {command:.3f}s; "
+              f"run {status}")
 
 
 def bench_parallel(folder: Path, repeat: int, count: int = 20) -> None:
