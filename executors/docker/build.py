@@ -42,7 +42,7 @@ def build_image(api: Any, context_dir: str, dockerfile: str, tag: str, build_arg
         finished.set()
         events.close()
     if context.cancelled:
-        raise Cancelled(f"build of {tag} cancelled (its connection closed, so the daemon stopped it)")
+        raise Cancelled(f"build of {tag} cancelled (its connection closed: the daemon stops it)")
     return image_id or api.inspect_image(tag)["Id"]
 
 
@@ -53,12 +53,15 @@ def _close_on_cancel(events: Any, context: Context, finished: threading.Event) -
             return
 
 
-def _follow(events: Any, context: Context, context_dir: str, dockerfile: str, tag: str) -> str | None:
+def _follow(events: Any, context: Context, context_dir: str, dockerfile: str,
+            tag: str) -> str | None:
+    """Copy the build's output into the log; the image id it announced, if any."""
     image_id = None
     for event in events:
         if "error" in event:
             detail = (event.get("errorDetail") or {}).get("message") or event["error"]
-            raise BuildFailed(f"building {tag} from {context_dir}/{dockerfile} failed: {detail.strip()}")
+            raise BuildFailed(f"building {tag} from {context_dir}/{dockerfile} failed: "
+                              f"{detail.strip()}")
         text = str(event.get("stream") or event.get("status") or "").rstrip()
         if text:
             context.logger.info("build: %s", text)

@@ -73,7 +73,8 @@ def find(api: Any, ref: str) -> Found | None:
     return Found(info["Id"], info["Name"].lstrip("/"), info["State"]["Status"], token)
 
 
-def create(api: Any, name: str, image: str, config: dict[str, Any], host: dict[str, Any]) -> tuple[Found, bool]:
+def create(api: Any, name: str, image: str, config: dict[str, Any],
+           host: dict[str, Any]) -> tuple[Found, bool]:
     """``(container, created)``: a new container, or the one already holding ``name``.
 
     ``config`` goes to the container's configuration (command, environment, labels…), ``host`` to
@@ -82,9 +83,10 @@ def create(api: Any, name: str, image: str, config: dict[str, Any], host: dict[s
     from docker.errors import APIError
 
     try:
-        answer = api.create_container(image, name=name, detach=True, host_config=api.create_host_config(**host),
-                                      **config)
-        return Found(answer["Id"], name, "created", (config.get("labels") or {}).get(LABEL_PREFIX + "token")), True
+        answer = api.create_container(image, name=name, detach=True,
+                                      host_config=api.create_host_config(**host), **config)
+        token = (config.get("labels") or {}).get(LABEL_PREFIX + "token")
+        return Found(answer["Id"], name, "created", token), True
     except APIError as exc:
         if exc.status_code != 409:
             raise
@@ -124,7 +126,8 @@ def exit_of(api: Any, container_id: str, answer: dict[str, Any]) -> Exit:
         return Exit(0, False, error)
     state = api.inspect_container(container_id)["State"]
     code = state.get("ExitCode") if code is None else code
-    return Exit(int(code if code is not None else -1), bool(state.get("OOMKilled")), error or state.get("Error") or None)
+    error = error or state.get("Error") or None
+    return Exit(int(code if code is not None else -1), bool(state.get("OOMKilled")), error)
 
 
 def stop(api: Any, container_id: str, grace: float) -> None:

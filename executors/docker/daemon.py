@@ -27,7 +27,9 @@ def connect(docker_host: str | None, **options: Any) -> Any:
     """A client for ``docker_host``, or the environment's (``DOCKER_HOST``, else the local socket)."""
     import docker
 
-    return docker.DockerClient(base_url=docker_host, **options) if docker_host else docker.from_env(**options)
+    if docker_host:
+        return docker.DockerClient(base_url=docker_host, **options)
+    return docker.from_env(**options)
 
 
 def shared_client(docker_host: str | None) -> Any:

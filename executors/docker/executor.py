@@ -1,11 +1,17 @@
 """The ``docker`` executor: run a command in a container (or build an image) with the full lifecycle.
 
 ``run`` is start + wait. Its container is named after a token derived from the run, step and
-call, and remembered (id and log position) in the step's state folder the moment it exists, so
+call, and remembered (token, id and log position) in the step's state folder before it exists, so
 a retry or ``orchestrate resume`` re-attaches to a container that is still running, takes the
 exit code and remaining logs of one that finished, and only otherwise creates a new one.
 Its stdout/stderr go live into the run's log; ``cancel()`` and timeouts stop it (SIGTERM, grace
 period, SIGKILL) and remove it. Containers run with an init process, so signals reach the program.
+
+A first attempt costs five daemon calls, as many as ``docker run --rm``: create (no image lookup
+unless the daemon says it is missing), start, one log stream for both outputs, wait, remove. An
+inspect is made only for a failed exit (OOM?), a name lookup only when the record holds a token.
+Not ``auto_remove``: a container that ends while ``orchestrate`` is down must still be there for
+``resume`` to take its exit code, and its logs must outlive its exit.
 """
 from __future__ import annotations
 
@@ -112,12 +118,13 @@ class DockerExecutor(CallKeys, Executor):
     ) -> TaskMetrics:
         """Start a container (or re-attach to this task's), stream its output, wait; exit 0 succeeds."""
         context.check_cancelled()
-        config = {"command": command, "entrypoint": entrypoint, "working_dir": working_dir, "user": user,
-                  "environment": {k: str(v) for k, v in (environment or {}).items()} or None}
+        env = {k: str(v) for k, v in (environment or {}).items()} or None
+        config = {"command": command, "entrypoint": entrypoint, "working_dir": working_dir,
+                  "user": user, "environment": env}
         config = {k: v for k, v in config.items() if v is not None}
         host = {"network_mode": network, "init": init, **host_config(resources, mounts)}
-        record = self._record(context, self.call_key(context), "container", self.image, {**config, **host},
-                              keep_on_failure)
+        record = self._record(context, self.call_key(context), "container", self.image,
+                              {**config, **host}, keep_on_failure)
         found, positions, reattached = self._attach(record, context)
         if found is None:
             found = self._create(record, context, config, host)
@@ -166,7 +173,9 @@ class DockerExecutor(CallKeys, Executor):
     # ------------------------------------------------------------------ lifecycle
 
     def _attach(self, record: _aws.RemoteRecord, context: Context) -> tuple[Any, dict[str, int], bool]:
-        """This call's container from an earlier attempt or the resumed run: ``(container, log positions, True)``.
+        """This call's container from an earlier attempt or the resumed run.
+
+        ``(container, log positions, True)``, or ``(None, {}, False)`` when there is none.
 
         A record holds a token from just before its create call until the container's outcome
         was taken; without one nothing can exist, and the daemon is not asked.
@@ -174,7 +183,8 @@ class DockerExecutor(CallKeys, Executor):
         for source in (record, record.previous):
             if source is None or not source.data.get("token"):
                 continue
-            found = box.find(self.client.api, source.remote_id or box.container_name(source.data["token"]))
+            ref = source.remote_id or box.container_name(source.data["token"])
+            found = box.find(self.client.api, ref)
             if found is None:
                 continue
             where = "an earlier attempt" if source is record else f"resumed run {source.run_id}"
@@ -194,8 +204,8 @@ class DockerExecutor(CallKeys, Executor):
         token = record.token()
         record.save(token=token, id=None, logs={})
         name = box.container_name(token)
-        config = {**config, "labels": box.labels(context.routine_name, context.run_id, context.step, context.task,
-                                                 token)}
+        labels = box.labels(context.routine_name, context.run_id, context.step, context.task, token)
+        config = {**config, "labels": labels}
         try:
             found, created = box.create(self.client.api, name, self.image, config, host)
         except ImageNotFound:

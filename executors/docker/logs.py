@@ -39,7 +39,7 @@ def parse_timestamp(stamp: bytes) -> int:
 
 
 def frames(raw: BinaryIO) -> Iterator[tuple[str, bytes]]:
-    """``(stream name, payload)`` of each frame: an 8-byte header (stream, size), then the payload."""
+    """``(stream name, payload)`` per frame: an 8-byte header (stream, size), then the payload."""
     while True:
         header = raw.read(FRAME_HEADER.size)
         if len(header) < FRAME_HEADER.size:
@@ -52,7 +52,7 @@ def frames(raw: BinaryIO) -> Iterator[tuple[str, bytes]]:
 
 
 class LogPump:
-    """A follower thread writing the container's output into ``logger`` until the container stops."""
+    """A follower thread writing the container's output into ``logger`` until it stops."""
 
     def __init__(self, api: Any, container_id: str, logger: logging.Logger | logging.LoggerAdapter,
                  positions: dict[str, int] | None = None,
@@ -68,7 +68,8 @@ class LogPump:
         self._unsaved = False
         self._exited = threading.Event()
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._follow, daemon=True, name=f"logs-{container_id[:12]}")
+        self._thread = threading.Thread(target=self._follow, daemon=True,
+                                        name=f"logs-{container_id[:12]}")
 
     def start(self) -> LogPump:
         self._thread.start()
@@ -118,7 +119,7 @@ class LogPump:
                 self._line(name, rest)
 
     def _open(self) -> Any:
-        """The followed logs request, from the earlier of the two positions (later lines are skipped)."""
+        """The followed logs request, from the earlier of the two streams' positions."""
         params = {"stdout": 1, "stderr": 1, "follow": 1, "timestamps": 1}
         since = min(self.positions.values())
         if since:
