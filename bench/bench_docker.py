@@ -1,6 +1,7 @@
 """The docker executor against the docker CLI on the same daemon: overhead, log latency, cancel, parallel throughput.
 
-    python bench/bench_docker.py [--repeat 5] [--only overhead,logs,cancel,parallel]
+    python bench/bench_docker.py [--repeat 5] [--only calls,overhead,logs,cancel,parallel]
+                                 [--before OTHER_SOURCE_TREE]
 
 Needs a Docker daemon (``.ci/docker-up`` starts one as root) and /bin/busybox (busybox-static);
 the image is built locally from busybox, so no registry is used. Containers run with
@@ -18,6 +19,9 @@ the image is built locally from busybox, so no registry is used. Containers run 
 * calls: Docker API requests (deterministic, unlike times on a shared machine) of ``docker run --rm``
   and of ``orchestrate run`` with 1 and with 10 containers, counted by a unix-socket proxy in front
   of the daemon; also the writes of the executor's state records.
+
+``--before TREE`` also runs ``orchestrate`` from another source tree (say ``git archive main``
+unpacked in /tmp) with ``PYTHONPATH=TREE``, interleaved with this one: before and after in one run.
 """
 from __future__ import annotations
 
@@ -74,8 +78,16 @@ def step(name: str, script: str, parallel: bool = False, **args: Any) -> dict[st
     return entry
 
 
-def orchestrate(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True, **kwargs)
+def tree_env(tree: str | None) -> dict[str, str]:
+    """The environment that runs ``orchestrate`` from another source tree (``--before``), or ours.
+
+    Run with ``cwd=tree`` as well: ``python -m`` and ``-c`` put the working folder first on the path."""
+    return {**os.environ, "PYTHONPATH": tree} if tree else dict(os.environ)
+
+
+def orchestrate(*args: str, tree: str | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True,
+                          env=tree_env(tree), cwd=tree, **kwargs)
 
 
 def timed(fn: Any) -> float:
@@ -90,7 +102,7 @@ def store() -> Any:
     return open_store()
 
 
-def bench_overhead(folder: Path, repeat: int) -> None:
+def bench_overhead(folder: Path, repeat: int, before: str | None) -> None:
     """Interleaved, so both sides see the same load on a shared machine.
 
     Each ``orchestrate run`` runs two steps one after the other: the first task of a process also
@@ -99,24 +111,33 @@ def bench_overhead(folder: Path, repeat: int) -> None:
     """
     steps = [step("first", "true"), {**step("later", "true"), "depends_on": ["first"]}]
     path = routine(folder, "overhead", steps)
-    cli, first, later, whole, sdk = [], [], [], [], []
+    trees = {"": None, **({"before ": before} if before else {})}
+    cli, sdk = [], []
+    first: dict[str, list[float]] = {label: [] for label in trees}
+    later: dict[str, list[float]] = {label: [] for label in trees}
+    whole: dict[str, list[float]] = {label: [] for label in trees}
     for _ in range(repeat):
         sdk.append(timed(lambda: subprocess.run([sys.executable, "-c", "import docker"], check=True))
                    - timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True)))
         cli.append(timed(lambda: subprocess.run(["docker", "run", "--rm", "--network", "none", IMAGE, "true"],
                                                 check=True)))
-        run_id = str(uuid.uuid4())
-        whole.append(timed(lambda: orchestrate("run", str(path), "--run-id", run_id, "--quiet", check=True)))
-        records = {record.step: record for record in store().tasks(run_id)}
-        first.append(records["first"].ended - records["first"].started)
-        later.append(records["later"].ended - records["later"].started)
+        for label, tree in trees.items():
+            run_id = str(uuid.uuid4())
+            whole[label].append(timed(lambda: orchestrate("run", str(path), "--run-id", run_id, "--quiet",
+                                                          tree=tree, check=True)))
+            records = {record.step: record for record in store().tasks(run_id)}
+            first[label].append(records["first"].ended - records["first"].started)
+            later[label].append(records["later"].ended - records["later"].started)
     base = statistics.median(cli)
-    print(f"overhead (median of {repeat}): docker run --rm true {base:.3f}s; task start-to-finish: "
-          f"first of the process {statistics.median(first):.3f}s ({statistics.median(first) / base:.2f}x), "
-          f"later {statistics.median(later):.3f}s ({statistics.median(later) / base:.2f}x; per repetition "
-          f"{', '.join(f'{t / c:.2f}x' for t, c in sorted(zip(later, cli), key=lambda p: p[0] / p[1]))}); "
-          f"whole orchestrate run process (2 containers) {statistics.median(whole):.3f}s; "
+    print(f"overhead (median of {repeat}): docker run --rm true {base:.3f}s; "
           f"importing the Docker SDK {statistics.median(sdk):.3f}s")
+    for label in trees:
+        ratios = sorted(t / c for t, c in zip(later[label], cli))
+        print(f"  {label}task start-to-finish: first of the process {statistics.median(first[label]):.3f}s "
+              f"({statistics.median(first[label]) / base:.2f}x), later {statistics.median(later[label]):.3f}s "
+              f"({statistics.median(later[label]) / base:.2f}x; per repetition "
+              f"{', '.join(f'{r:.2f}x' for r in ratios)}); "
+              f"whole orchestrate run (2 containers) {statistics.median(whole[label]):.3f}s")
 
 
 def bench_logs(folder: Path, lines: int = 30) -> None:
@@ -187,19 +208,25 @@ def bench_cancel(folder: Path, client: Any) -> None:
               f"run {status}")
 
 
-def bench_parallel(folder: Path, repeat: int, count: int = 20) -> None:
+def bench_parallel(folder: Path, repeat: int, before: str | None, count: int = 20) -> None:
     """Interleaved repetitions, medians: both sides see the same load on a shared machine."""
     path = routine(folder, "parallel", [step(f"c{i}", "true", parallel=True) for i in range(count)])
-    sequential, ours = [], []
+    trees = {"": None, **({"before ": before} if before else {})}
+    sequential: list[float] = []
+    ours: dict[str, list[float]] = {label: [] for label in trees}
     for _ in range(repeat):
         sequential.append(timed(lambda: [subprocess.run(["docker", "run", "--rm", "--network", "none", IMAGE, "true"],
                                                         check=True) for _ in range(count)]))
-        ours.append(timed(lambda: orchestrate("run", str(path), "--max-parallel", "4", "--quiet", check=True)))
-    ratios = sorted(s / o for s, o in zip(sequential, ours))
-    print(f"{count} containers (median of {repeat}): {count} sequential docker run {statistics.median(sequential):.2f}s; "
-          f"orchestrate --max-parallel 4 {statistics.median(ours):.2f}s (whole process): "
-          f"{statistics.median(sequential) / statistics.median(ours):.2f}x the throughput "
-          f"(per repetition {', '.join(f'{r:.2f}x' for r in ratios)})")
+        for label, tree in trees.items():
+            ours[label].append(timed(lambda: orchestrate("run", str(path), "--max-parallel", "4", "--quiet",
+                                                         tree=tree, check=True)))
+    base = statistics.median(sequential)
+    print(f"{count} containers (median of {repeat}): {count} sequential docker run {base:.2f}s")
+    for label in trees:
+        ratios = sorted(s / o for s, o in zip(sequential, ours[label]))
+        print(f"  {label}orchestrate --max-parallel 4 {statistics.median(ours[label]):.2f}s (whole process): "
+              f"{base / statistics.median(ours[label]):.2f}x the throughput "
+              f"(per repetition {', '.join(f'{r:.2f}x' for r in ratios)})")
 
 
 class CountingProxy:
@@ -269,19 +296,25 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def bench_calls(folder: Path) -> None:
+def bench_calls(folder: Path, before: str | None) -> None:
     proxy = CountingProxy(folder)
-    env = {**os.environ, "DOCKER_HOST": f"unix://{proxy.path}"}
-    subprocess.run(["docker", "run", "--rm", "--network", "none", IMAGE, "true"], env=env, check=True)
+    socket_env = {"DOCKER_HOST": f"unix://{proxy.path}"}
+    subprocess.run(["docker", "run", "--rm", "--network", "none", IMAGE, "true"], env={**os.environ, **socket_env},
+                   check=True)
     cli = proxy.take()
     print(f"API calls of docker run --rm true: {sum(cli.values())} {dict(sorted(cli.items()))}")
+    for label, tree in {"": None, **({"before: ": before} if before else {})}.items():
+        bench_calls_of(folder, proxy, {**tree_env(tree), **socket_env}, tree, label)
+
+
+def bench_calls_of(folder: Path, proxy: CountingProxy, env: dict[str, str], tree: str | None, label: str) -> None:
     for count in (1, 10):
         path = routine(folder, f"calls{count}", [step(f"c{i}", "true", parallel=True) for i in range(count)])
-        proc = subprocess.run([sys.executable, "-c", COUNT_SAVES, "run", str(path), "--quiet"], env=env,
+        proc = subprocess.run([sys.executable, "-c", COUNT_SAVES, "run", str(path), "--quiet"], env=env, cwd=tree,
                               capture_output=True, text=True, check=True)
         saves = proc.stderr.split("record-saves")[-1].split()[0]
         ours = proxy.take()
-        print(f"API calls of orchestrate run, {count} container(s): {sum(ours.values())} "
+        print(f"{label}API calls of orchestrate run, {count} container(s): {sum(ours.values())} "
               f"{dict(sorted(ours.items()))}; state-record writes {saves}")
 
 
@@ -289,6 +322,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--only", default="calls,overhead,logs,cancel,parallel")
+    parser.add_argument("--before", metavar="SOURCE_TREE",
+                        help="also run orchestrate from this source tree (PYTHONPATH), interleaved")
     args = parser.parse_args()
     import docker
 
@@ -301,15 +336,15 @@ def main() -> None:
         folder = Path(tmp)
         wanted = args.only.split(",")
         if "calls" in wanted:
-            bench_calls(folder)
+            bench_calls(folder, args.before)
         if "overhead" in wanted:
-            bench_overhead(folder, args.repeat)
+            bench_overhead(folder, args.repeat, args.before)
         if "logs" in wanted:
             bench_logs(folder)
         if "cancel" in wanted:
             bench_cancel(folder, client)
         if "parallel" in wanted:
-            bench_parallel(folder, max(1, args.repeat // 2))
+            bench_parallel(folder, max(1, args.repeat // 2), args.before)
 
 
 if __name__ == "__main__":
