@@ -157,6 +157,17 @@ def test_pull_never_with_a_missing_image_fails_at_once(docker_client: Any, busyb
     assert containers(docker_client, routine_name) == []
 
 
+def test_pull_missing_pulls_when_the_daemon_lacks_the_image(docker_client: Any, busybox_image: str,
+                                                            routine_name: str, tmp_path: Path) -> None:
+    """No image lookup before create: the daemon's "no such image" answer is what starts the pull."""
+    call = {"task": "run", "retries": 2, "args": {"command": ["true"]}}
+    path = docker_routine(tmp_path, routine_name, [call], image="orchestrator-test/absent:0", pull="missing")
+    (task,) = run(path).tasks
+    assert task.status == "failed" and task.error_type == "ImageUnavailable" and task.attempts == 1
+    assert "could not be pulled" in task.error  # no registry is reachable from the tests
+    assert containers(docker_client, routine_name) == []
+
+
 def test_keep_on_failure_keeps_it_and_cleanup_of_a_later_run_removes_it(
         docker_client: Any, busybox_image: str, routine_name: str, tmp_path: Path) -> None:
     call = {"task": "run", "args": {"command": ["sh", "-c", "exit 9"], "keep_on_failure": True}}

@@ -5,6 +5,7 @@ The Docker SDK is imported here, inside functions, only when a task or ``check()
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ class ImageUnavailable(NotRetryable):
 
 POOL_SIZE = 64
 """Connections kept per daemon: each running container holds two (its log stream and its wait)."""
-_shared: dict[str | None, Any] = {}
+_shared: dict[str, Any] = {}
 _shared_lock = threading.Lock()
 
 
@@ -38,27 +39,17 @@ def shared_client(docker_host: str | None) -> Any:
     Every step has its own executor; a client each would ask the daemon for its API version again
     and open fresh connections. The shared one negotiates once and reuses its pool.
     """
+    key = docker_host or "env:" + os.environ.get("DOCKER_HOST", "")
     with _shared_lock:
-        client = _shared.get(docker_host)
+        client = _shared.get(key)
         if client is None:
-            client = _shared[docker_host] = connect(docker_host, max_pool_size=POOL_SIZE)
+            client = _shared[key] = connect(docker_host, max_pool_size=POOL_SIZE)
         return client
 
 
-def ensure_image(client: Any, image: str, pull: PullPolicy, logger: logging.Logger | logging.LoggerAdapter) -> str:
-    """The image's id, pulled first when the policy says so."""
-    from docker.errors import ImageNotFound
-
-    if pull != "always":
-        try:
-            return client.images.get(image).id
-        except ImageNotFound:
-            if pull == "never":
-                raise missing_image(image) from None
-    return pull_image(client, image, logger)
-
-
 def pull_image(client: Any, image: str, logger: logging.Logger | logging.LoggerAdapter) -> str:
+    """Pull ``image``; its id. The run task calls this only when the daemon said it is missing
+    (or the policy is ``always``): looking first would cost a call for every container."""
     from docker.errors import APIError
 
     logger.info("pulling image %s", image)
