@@ -243,27 +243,64 @@ def test_cancel_stops_a_build_in_the_middle_of_a_quiet_step(docker_client: Any, 
 
 
 def test_a_container_costs_five_api_calls_and_no_lookups(docker_client: Any, busybox_image: str,
-                                                         routine_name: str, tmp_path: Path) -> None:
+                                                         routine_name: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """create, start, logs, wait, remove: no image lookup, no inspect, no name lookup on a first attempt."""
-    from executors.docker.daemon import shared_client
+    from executors.docker.engine import engine_for
 
+    engine = engine_for(None)
     calls: list[str] = []
-    hooks = shared_client(None).api.hooks["response"]
-    record = lambda response, *args, **kwargs: calls.append(  # noqa: E731
-        f"{response.request.method} {response.request.path_url.split('?')[0].split('/', 2)[-1]}")
-    hooks.append(record)
-    try:
-        result = run(docker_routine(tmp_path, routine_name, [sh("echo out; echo err >&2")]))
-    finally:
-        hooks.remove(record)
+    send = engine._send
+
+    def recording(method: str, url: str, *args: Any) -> Any:
+        calls.append(f"{method} {url.split('?')[0].split('/', 2)[-1]}")
+        return send(method, url, *args)
+
+    monkeypatch.setattr(engine, "_send", recording)
+    result = run(docker_routine(tmp_path, routine_name, [sh("echo out; echo err >&2")]))
     (task,) = result.tasks
     assert task.status == "succeeded", task.error
     cid = task.metrics.execution_metadata["container_id"]
-    assert sorted(call for call in calls if call != "GET version") == sorted([
+    assert sorted(call for call in calls if call != "HEAD _ping") == sorted([
         "POST containers/create", f"POST containers/{cid}/start", f"GET containers/{cid}/logs",
         f"POST containers/{cid}/wait", f"DELETE containers/{cid}"])
     assert task.metrics.execution_metadata["log_lines"] == 2
     assert {"out", "stderr: err"} <= set(run_logs(result.run_id))
+
+
+@pytest.mark.parametrize("kind", ["socket", "sdk"])
+def test_both_engines_keep_the_same_contract(docker_client: Any, busybox_image: str, routine_name: str,
+                                             kind: str) -> None:
+    """The standard-library engine (local socket) and the SDK's (tcp, TLS, ssh) answer alike."""
+    from executors.docker import engine as engines
+    from executors.docker.container import create, exit_of, find, keep, remove
+    from executors.docker.logs import frames
+
+    engine = engines.SocketEngine(engines.DEFAULT_SOCKET) if kind == "socket" else engines.SdkEngine(docker_client.api)
+    name = f"orchestrator-{routine_name}"
+    body = {"Image": busybox_image, "Cmd": ["sh", "-c", "echo out; echo err >&2; exit 3"],
+            "Labels": {"orchestrator.routine": routine_name, "orchestrator.token": "t1"},
+            "HostConfig": {"NetworkMode": "none", "Init": True}}
+    found, created = create(engine, name, body)
+    assert created and found.status == "created" and found.token == "t1"
+    again, created = create(engine, name, body)
+    assert not created and again.id == found.id
+    with pytest.raises(engines.NoSuchImage):
+        engine.create(name + "-x", {**body, "Image": "orchestrator-test/absent:0"})
+    engine.start(found.id)
+    end = exit_of(engine, found.id, engine.wait(found.id))
+    assert (end.code, end.oom_killed) == (3, False)
+    stream = engine.logs(found.id, {"stdout": 1, "stderr": 1, "follow": 1})
+    try:
+        assert sorted(frames(stream)) == [("stderr", b"err\n"), ("stdout", b"out\n")]
+    finally:
+        stream.close()
+    assert keep(engine, found.id, name) == f"orchestrator-kept-{routine_name}"
+    assert find(engine, name) is None and find(engine, found.id).name == f"orchestrator-kept-{routine_name}"
+    remove(engine, found.id)
+    remove(engine, found.id)  # a gone container is fine
+    with pytest.raises(engines.NotFound):
+        engine.inspect(found.id)
 
 
 @pytest.mark.parametrize("params,args,where,says", [

@@ -26,7 +26,7 @@ from ..calls import CallKeys
 from . import container as box
 from .daemon import PullPolicy, connect, missing_image, probe, pull_image, shared_client
 from .logs import LogPump
-from .spec import MOUNT_SCHEMA, RESOURCES_SCHEMA, build_problems, host_config, run_problems
+from .spec import MOUNT_SCHEMA, RESOURCES_SCHEMA, build_problems, create_body, host_config, run_problems
 
 DEFAULT_STOP_GRACE = 5.0
 """Below the engine's own cancel grace (ORCHESTRATOR_CANCEL_GRACE, 10 s): a task still stopping its
@@ -89,8 +89,15 @@ class DockerExecutor(CallKeys, Executor):
 
     @property
     def client(self) -> Any:
-        """The process's client for this daemon, shared by all steps (see ``shared_client``)."""
+        """The process's Docker SDK client for this daemon (build, pull, cleanup)."""
         return shared_client(self.docker_host)
+
+    @property
+    def engine(self) -> Any:
+        """The process's engine for this daemon, shared by all steps (see ``engine_for``)."""
+        from .engine import engine_for
+
+        return engine_for(self.docker_host)
 
     # ------------------------------------------------------------------ tasks
 
@@ -184,7 +191,7 @@ class DockerExecutor(CallKeys, Executor):
             if source is None or not source.data.get("token"):
                 continue
             ref = source.remote_id or box.container_name(source.data["token"])
-            found = box.find(self.client.api, ref)
+            found = box.find(self.engine, ref)
             if found is None:
                 continue
             where = "an earlier attempt" if source is record else f"resumed run {source.run_id}"
@@ -197,7 +204,7 @@ class DockerExecutor(CallKeys, Executor):
     def _create(self, record: _aws.RemoteRecord, context: Context, config: dict[str, Any],
                 host: dict[str, Any]) -> box.Found:
         """Create the container; the image is looked at only when the daemon says it is missing."""
-        from docker.errors import ImageNotFound
+        from .engine import NoSuchImage
 
         if self.pull == "always":
             pull_image(self.client, self.image, context.logger)
@@ -205,14 +212,14 @@ class DockerExecutor(CallKeys, Executor):
         record.save(token=token, id=None, logs={})
         name = box.container_name(token)
         labels = box.labels(context.routine_name, context.run_id, context.step, context.task, token)
-        config = {**config, "labels": labels}
+        body = create_body(self.image, {**config, "labels": labels}, host)
         try:
-            found, created = box.create(self.client.api, name, self.image, config, host)
-        except ImageNotFound:
+            found, created = box.create(self.engine, name, body)
+        except NoSuchImage:
             if self.pull == "never":
                 raise missing_image(self.image) from None
             pull_image(self.client, self.image, context.logger)
-            found, created = box.create(self.client.api, name, self.image, config, host)
+            found, created = box.create(self.engine, name, body)
         record.save(id=found.id)
         verb = "created" if created else "found (created by an attempt whose answer was lost)"
         context.logger.info("container %s %s from %s", found.name, verb, self.image)
@@ -220,15 +227,15 @@ class DockerExecutor(CallKeys, Executor):
 
     def _follow(self, found: Any, record: _aws.RemoteRecord, context: Context, positions: dict[str, int],
                 reattached: bool, keep_on_failure: bool) -> TaskMetrics:
-        api, cid, grace = self.client.api, found.id, self.stop_grace
+        engine, cid, grace = self.engine, found.id, self.stop_grace
         with self._lock:
             self._running[cid] = grace
         try:
             if found.status == "created":
                 self._start(found, record)
-            pump = LogPump(api, cid, context.logger, positions, lambda p: record.save(logs=p)).start()
+            pump = LogPump(engine, cid, context.logger, positions, lambda p: record.save(logs=p)).start()
             started = time.monotonic()
-            end = box.wait(api, cid, lambda: context.cancelled)
+            end = box.wait(engine, cid, lambda: context.cancelled)
             with self._lock:
                 stopped_by_cancel = cid in self._cancelled
             if end is None or stopped_by_cancel or context.cancelled:
@@ -236,7 +243,7 @@ class DockerExecutor(CallKeys, Executor):
                 # in between (143 after SIGTERM) is still our cancel, not a failure of the program.
                 self._stop_quietly(cid, grace)
                 pump.drain()
-                box.remove(api, cid)
+                box.remove(engine, cid)
                 record.save(state="cancelled")
                 raise Cancelled(f"container {found.name} stopped and removed (cancelled)")
             pump.drain()
@@ -248,18 +255,18 @@ class DockerExecutor(CallKeys, Executor):
 
     def _finish(self, found: Any, record: _aws.RemoteRecord, context: Context, end: box.Exit, pump: LogPump,
                 reattached: bool, keep_on_failure: bool, waited: float) -> TaskMetrics:
-        api = self.client.api
+        engine = self.engine
         record.save(state=f"exited {end.code}", exit_code=end.code)
         if end.code != 0:
             failure = box.ContainerFailed(found.name, self.image, end, list(pump.stderr_tail))
             if keep_on_failure:
-                kept = box.keep(api, found.id, found.name)
+                kept = box.keep(engine, found.id, found.name)
                 context.logger.info("failed container kept as %s (keep_on_failure)", kept)
             else:
-                box.remove(api, found.id)
+                box.remove(engine, found.id)
             record.next_generation()  # a retry starts a fresh container
             raise failure
-        box.remove(api, found.id)
+        box.remove(engine, found.id)
         return TaskMetrics(execution_metadata={
             "engine": "docker", "container": found.name, "container_id": found.id, "image": self.image,
             "exit_code": end.code, "reattached": reattached, "log_lines": pump.lines, "waited_s": round(waited, 3)})
@@ -267,15 +274,15 @@ class DockerExecutor(CallKeys, Executor):
     def _start(self, found: Any, record: _aws.RemoteRecord) -> None:
         """Start a created container; one that cannot start is removed so a retry creates it afresh."""
         try:
-            self.client.api.start(found.id)
+            self.engine.start(found.id)
         except Exception:
-            box.remove(self.client.api, found.id)
+            box.remove(self.engine, found.id)
             record.next_generation()
             raise
 
     def _stop_quietly(self, container_id: str, grace: float) -> None:
         try:
-            box.stop(self.client.api, container_id, grace)
+            box.stop(self.engine, container_id, grace)
         except Exception:  # the task thread stops it again and reports what it finds
             pass
 

@@ -17,7 +17,7 @@ import logging
 import struct
 import threading
 import time
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 STREAMS = ("stdout", "stderr")
 STREAM_OF_FRAME = {1: "stdout", 2: "stderr"}
@@ -38,7 +38,7 @@ def parse_timestamp(stamp: bytes) -> int:
     return seconds * 1_000_000_000 + int((rest + "000000000")[:9])
 
 
-def frames(raw: BinaryIO) -> Iterator[tuple[str, bytes]]:
+def frames(raw: Any) -> Iterator[tuple[str, bytes]]:
     """``(stream name, payload)`` per frame: an 8-byte header (stream, size), then the payload."""
     while True:
         header = raw.read(FRAME_HEADER.size)
@@ -54,10 +54,10 @@ def frames(raw: BinaryIO) -> Iterator[tuple[str, bytes]]:
 class LogPump:
     """A follower thread writing the container's output into ``logger`` until it stops."""
 
-    def __init__(self, api: Any, container_id: str, logger: logging.Logger | logging.LoggerAdapter,
+    def __init__(self, engine: Any, container_id: str, logger: logging.Logger | logging.LoggerAdapter,
                  positions: dict[str, int] | None = None,
                  on_position: Callable[[dict[str, int]], None] | None = None) -> None:
-        self.api, self.container_id, self.logger = api, container_id, logger
+        self.engine, self.container_id, self.logger = engine, container_id, logger
         self.positions = {name: int((positions or {}).get(name, 0)) for name in STREAMS}
         self.on_position = on_position
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
@@ -106,14 +106,14 @@ class LogPump:
 
     def _copy(self) -> None:
         partial = {name: b"" for name in STREAMS}
-        response = self._open()
+        stream = self._open()
         try:
-            for name, payload in frames(response.raw):
+            for name, payload in frames(stream):
                 *lines, partial[name] = (partial[name] + payload).split(b"\n")
                 for line in lines:
                     self._line(name, line)
         finally:
-            response.close()
+            stream.close()
         for name, rest in partial.items():
             if rest:
                 self._line(name, rest)
@@ -124,10 +124,7 @@ class LogPump:
         since = min(self.positions.values())
         if since:
             params["since"] = f"{since // 1_000_000_000}.{since % 1_000_000_000:09d}"
-        url = f"{self.api.base_url}/v{self.api.api_version}/containers/{self.container_id}/logs"
-        response = self.api.get(url, params=params, stream=True, timeout=None)
-        response.raise_for_status()
-        return response
+        return self.engine.logs(self.container_id, params)
 
     def _line(self, name: str, raw: bytes) -> None:
         stamp, _, body = raw.partition(b" ")
@@ -166,6 +163,6 @@ class LogPump:
 
     def _running(self) -> bool:
         try:
-            return bool(self.api.inspect_container(self.container_id)["State"]["Running"])
+            return bool(self.engine.inspect(self.container_id)["State"]["Running"])
         except Exception:
             return False
