@@ -1,6 +1,7 @@
-"""The Docker daemon as the executor sees it: a client, images by pull policy, the doctor's probe.
+"""The Docker daemon through the Docker SDK: a client, pulls, the doctor's probe.
 
-The Docker SDK is imported here, inside functions, only when a task or ``check()`` needs it.
+The SDK is imported here, inside functions, only when a build, a pull, a cleanup, ``check()``
+or a daemon that is not on a local socket needs it (``engine`` runs containers without it).
 """
 from __future__ import annotations
 

@@ -86,7 +86,8 @@ class SocketEngine:
         self._lock = threading.Lock()
 
     def create(self, name: str, config: dict[str, Any]) -> str:
-        return str(self._call("POST", "/containers/create", {"name": name}, config, creating=True)["Id"])
+        answer = self._call("POST", "/containers/create", {"name": name}, config, creating=True)
+        return str(answer["Id"])
 
     def start(self, ref: str) -> None:
         self._call("POST", f"/containers/{ref}/start")
@@ -101,7 +102,8 @@ class SocketEngine:
         return self._call("GET", f"/containers/{ref}/logs", params, timeout=None, stream=True)
 
     def stop(self, ref: str, seconds: int) -> None:
-        self._call("POST", f"/containers/{ref}/stop", {"t": seconds}, timeout=CALL_TIMEOUT + seconds)
+        self._call("POST", f"/containers/{ref}/stop", {"t": seconds},
+                   timeout=CALL_TIMEOUT + seconds)
 
     def remove(self, ref: str) -> None:
         self._call("DELETE", f"/containers/{ref}", {"v": 1, "force": 1})
@@ -117,8 +119,9 @@ class SocketEngine:
                 self._version = response.getheader("API-Version") or "1.41"
             return self._version
 
-    def _call(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None,
-              timeout: float | None = CALL_TIMEOUT, stream: bool = False, creating: bool = False) -> Any:
+    def _call(self, method: str, path: str, params: dict[str, Any] | None = None,
+              body: Any = None, timeout: float | None = CALL_TIMEOUT, stream: bool = False,
+              creating: bool = False) -> Any:
         query = f"?{urlencode(params)}" if params else ""
         response, connection = self._send(method, f"/v{self.version()}{path}{query}", timeout, body)
         if response.status >= 400:
@@ -135,11 +138,13 @@ class SocketEngine:
         connection.close()
         return json.loads(data) if data.strip() else {}
 
-    def _send(self, method: str, url: str, timeout: float | None, body: Any = None) -> tuple[Any, Any]:
+    def _send(self, method: str, url: str, timeout: float | None,
+              body: Any = None) -> tuple[Any, Any]:
         connection = _UnixConnection(self.path, timeout)
         headers = {"Content-Type": "application/json"} if body is not None else {}
         try:
-            connection.request(method, url, None if body is None else json.dumps(body).encode(), headers)
+            data = None if body is None else json.dumps(body).encode()
+            connection.request(method, url, data, headers)
             return connection.getresponse(), connection
         except BaseException:
             connection.close()

@@ -10,6 +10,7 @@ period, SIGKILL) and remove it. Containers run with an init process, so signals 
 A first attempt costs five daemon calls, as many as ``docker run --rm``: create (no image lookup
 unless the daemon says it is missing), start, one log stream for both outputs, wait, remove. An
 inspect is made only for a failed exit (OOM?), a name lookup only when the record holds a token.
+On the local socket they need no Docker SDK (see ``engine``); build, pull and cleanup use it.
 Not ``auto_remove``: a container that ends while ``orchestrate`` is down must still be there for
 ``resume`` to take its exit code, and its logs must outlive its exit.
 """
@@ -26,7 +27,8 @@ from ..calls import CallKeys
 from . import container as box
 from .daemon import PullPolicy, connect, missing_image, probe, pull_image, shared_client
 from .logs import LogPump
-from .spec import MOUNT_SCHEMA, RESOURCES_SCHEMA, build_problems, create_body, host_config, run_problems
+from .spec import (MOUNT_SCHEMA, RESOURCES_SCHEMA, build_problems, create_body, host_config,
+                   run_problems)
 
 DEFAULT_STOP_GRACE = 5.0
 """Below the engine's own cancel grace (ORCHESTRATOR_CANCEL_GRACE, 10 s): a task still stopping its
@@ -233,7 +235,8 @@ class DockerExecutor(CallKeys, Executor):
         try:
             if found.status == "created":
                 self._start(found, record)
-            pump = LogPump(engine, cid, context.logger, positions, lambda p: record.save(logs=p)).start()
+            pump = LogPump(engine, cid, context.logger, positions,
+                           lambda p: record.save(logs=p)).start()
             started = time.monotonic()
             end = box.wait(engine, cid, lambda: context.cancelled)
             with self._lock:

@@ -54,7 +54,8 @@ def frames(raw: Any) -> Iterator[tuple[str, bytes]]:
 class LogPump:
     """A follower thread writing the container's output into ``logger`` until it stops."""
 
-    def __init__(self, engine: Any, container_id: str, logger: logging.Logger | logging.LoggerAdapter,
+    def __init__(self, engine: Any, container_id: str,
+                 logger: logging.Logger | logging.LoggerAdapter,
                  positions: dict[str, int] | None = None,
                  on_position: Callable[[dict[str, int]], None] | None = None) -> None:
         self.engine, self.container_id, self.logger = engine, container_id, logger

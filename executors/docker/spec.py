@@ -121,16 +121,17 @@ def host_config(resources: dict[str, Any] | None, mounts: list[dict[str, Any]] |
         kwargs["mem_limit"] = kwargs["memswap_limit"] = memory_bytes(resources["memory"])
     if "gpus" in resources:
         count = -1 if resources["gpus"] == "all" else int(resources["gpus"])
-        kwargs["device_requests"] = [{"Driver": "", "Count": count, "DeviceIDs": [], "Capabilities": [["gpu"]],
-                                      "Options": {}}]
+        kwargs["device_requests"] = [{"Driver": "", "Count": count, "DeviceIDs": [],
+                                      "Capabilities": [["gpu"]], "Options": {}}]
     if mounts:
         kwargs["mounts"] = [{"Target": m["target"], "Source": m["source"], "Type": "bind",
                              "ReadOnly": bool(m.get("read_only", False))} for m in mounts]
     return kwargs
 
 
-HOST_FIELDS = {"network_mode": "NetworkMode", "init": "Init", "nano_cpus": "NanoCpus", "mem_limit": "Memory",
-               "memswap_limit": "MemorySwap", "device_requests": "DeviceRequests", "mounts": "Mounts"}
+HOST_FIELDS = {"network_mode": "NetworkMode", "init": "Init", "nano_cpus": "NanoCpus",
+               "mem_limit": "Memory", "memswap_limit": "MemorySwap",
+               "device_requests": "DeviceRequests", "mounts": "Mounts"}
 
 
 def create_body(image: str, config: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +141,7 @@ def create_body(image: str, config: dict[str, Any], host: dict[str, Any]) -> dic
     for key, field in (("command", "Cmd"), ("entrypoint", "Entrypoint")):
         value = config.get(key)
         if value is not None:
-            body[field] = shlex.split(value) if isinstance(value, str) else [str(part) for part in value]
+            body[field] = shlex.split(value) if isinstance(value, str) else [str(p) for p in value]
     if config.get("environment"):
         body["Env"] = [f"{name}={value}" for name, value in config["environment"].items()]
     for key, field in (("working_dir", "WorkingDir"), ("user", "User")):
