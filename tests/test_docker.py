@@ -168,6 +168,14 @@ def test_pull_missing_pulls_when_the_daemon_lacks_the_image(docker_client: Any, 
     assert containers(docker_client, routine_name) == []
 
 
+def test_a_daemon_that_does_not_answer_is_named(routine_name: str, tmp_path: Path) -> None:
+    call = {"task": "run", "args": {"command": ["true"]}}
+    path = docker_routine(tmp_path, routine_name, [call], docker_host=f"unix://{tmp_path}/no.sock")
+    (task,) = run(path).tasks
+    assert task.status == "failed" and task.error_type == "DaemonUnreachable"
+    assert f"unix://{tmp_path}/no.sock does not answer" in task.error
+
+
 def test_keep_on_failure_keeps_it_and_cleanup_of_a_later_run_removes_it(
         docker_client: Any, busybox_image: str, routine_name: str, tmp_path: Path) -> None:
     call = {"task": "run", "args": {"command": ["sh", "-c", "exit 9"], "keep_on_failure": True}}

@@ -44,6 +44,10 @@ class Conflict(EngineError):
     """The name is taken (``create``) or the container is busy."""
 
 
+class DaemonUnreachable(ConnectionError):
+    """Nothing listens on the daemon's socket."""
+
+
 def error_for(status: int, message: str, creating: bool = False) -> EngineError:
     if status == 404:
         return NoSuchImage(status, message) if creating else NotFound(status, message)
@@ -146,6 +150,10 @@ class SocketEngine:
             data = None if body is None else json.dumps(body).encode()
             connection.request(method, url, data, headers)
             return connection.getresponse(), connection
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            connection.close()
+            raise DaemonUnreachable(f"Docker daemon at unix://{self.path} does not answer ({exc}); "
+                                    "start dockerd or set docker_host") from None
         except BaseException:
             connection.close()
             raise
