@@ -254,17 +254,16 @@ def test_a_container_costs_five_api_calls_and_no_lookups(docker_client: Any, bus
                                                          routine_name: str, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """create, start, logs, wait, remove: no image lookup, no inspect, no name lookup on a first attempt."""
-    from executors.docker.engine import engine_for
+    from executors.docker import wire
 
-    engine = engine_for(None)
     calls: list[str] = []
-    send = engine._send
+    send = wire.request
 
-    def recording(method: str, url: str, *args: Any) -> Any:
-        calls.append(f"{method} {url.split('?')[0].split('/', 2)[-1]}")
-        return send(method, url, *args)
+    def recording(path: str, method: str, target: str, *args: Any) -> Any:
+        calls.append(f"{method} {target.split('?')[0].split('/', 2)[-1]}")
+        return send(path, method, target, *args)
 
-    monkeypatch.setattr(engine, "_send", recording)
+    monkeypatch.setattr(wire, "request", recording)
     result = run(docker_routine(tmp_path, routine_name, [sh("echo out; echo err >&2")]))
     (task,) = result.tasks
     assert task.status == "succeeded", task.error

@@ -1,23 +1,21 @@
 """The Docker Engine API calls a container's lifecycle needs, in the Engine API's own JSON.
 
 A task running a container makes five calls (create, start, logs, wait, remove). On the local
-daemon's unix socket they go through the standard library's HTTP client: importing the Docker
+daemon's unix socket they go through a minimal HTTP client (``wire``): importing the Docker
 SDK (requests, urllib3) takes longer than a short container runs, 0.1 s on an idle machine and
 half a second under load. Any other address (``tcp://`` with or without TLS, ``ssh://``) goes
 through the SDK, which knows those transports. Both speak the same :class:`Engine` protocol and
 raise the same errors. Building, pulling and cleaning up use the SDK directly.
-
-Imported only when a container task runs (``http.client`` is not free either).
 """
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import socket
 import threading
 from typing import Any, Protocol
 from urllib.parse import urlencode
+
+from . import wire
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 CALL_TIMEOUT = 60.0
@@ -42,10 +40,6 @@ class NoSuchImage(NotFound):
 
 class Conflict(EngineError):
     """The name is taken (``create``) or the container is busy."""
-
-
-class DaemonUnreachable(ConnectionError):
-    """Nothing listens on the daemon's socket."""
 
 
 def error_for(status: int, message: str, creating: bool = False) -> EngineError:
@@ -81,8 +75,8 @@ class Engine(Protocol):
 
 
 class SocketEngine:
-    """The Engine API over a unix socket with ``http.client``: a connection per call (a unix
-    socket connects in microseconds), the API version asked once (``/_ping``, as the CLI does)."""
+    """The Engine API over a unix socket: a connection per call (a unix socket connects in
+    microseconds), the API version asked once (``/_ping``, as the CLI does)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -118,76 +112,30 @@ class SocketEngine:
     def version(self) -> str:
         with self._lock:
             if self._version is None:
-                response, connection = self._send("HEAD", "/_ping", CALL_TIMEOUT)
-                connection.close()
-                self._version = response.getheader("API-Version") or "1.41"
+                response = wire.request(self.path, "HEAD", "/_ping", timeout=CALL_TIMEOUT)
+                response.close()
+                self._version = response.header("API-Version") or "1.41"
             return self._version
 
     def _call(self, method: str, path: str, params: dict[str, Any] | None = None,
               body: Any = None, timeout: float | None = CALL_TIMEOUT, stream: bool = False,
               creating: bool = False) -> Any:
         query = f"?{urlencode(params)}" if params else ""
-        response, connection = self._send(method, f"/v{self.version()}{path}{query}", timeout, body)
+        data = None if body is None else json.dumps(body).encode()
+        response = wire.request(self.path, method, f"/v{self.version()}{path}{query}", data, timeout)
         if response.status >= 400:
             text = response.read().decode("utf-8", "replace")
-            connection.close()
+            response.close()
             try:
                 message = json.loads(text).get("message", text)
             except (ValueError, AttributeError):
                 message = text
             raise error_for(response.status, message.strip(), creating)
         if stream:
-            return _SocketStream(response, connection)
-        data = response.read()
-        connection.close()
-        return json.loads(data) if data.strip() else {}
-
-    def _send(self, method: str, url: str, timeout: float | None,
-              body: Any = None) -> tuple[Any, Any]:
-        connection = _UnixConnection(self.path, timeout)
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        try:
-            data = None if body is None else json.dumps(body).encode()
-            connection.request(method, url, data, headers)
-            return connection.getresponse(), connection
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            connection.close()
-            raise DaemonUnreachable(f"Docker daemon at unix://{self.path} does not answer ({exc}); "
-                                    "start dockerd or set docker_host") from None
-        except BaseException:
-            connection.close()
-            raise
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
-
-
-class _SocketStream:
-    """A streamed answer; ``close()`` from another thread ends a blocked ``read``."""
-
-    def __init__(self, response: Any, connection: Any) -> None:
-        self.response, self.connection = response, connection
-
-    def read(self, size: int) -> bytes:
-        return bytes(self.response.read(size))
-
-    def close(self) -> None:
-        sock = self.connection.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.connection.close()
+            return response
+        answer = response.read()
+        response.close()
+        return json.loads(answer) if answer.strip() else {}
 
 
 class SdkEngine:
