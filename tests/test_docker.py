@@ -168,6 +168,17 @@ def test_pull_missing_pulls_when_the_daemon_lacks_the_image(docker_client: Any, 
     assert containers(docker_client, routine_name) == []
 
 
+def test_a_missing_network_is_not_taken_for_a_missing_image(docker_client: Any, busybox_image: str,
+                                                             routine_name: str, tmp_path: Path) -> None:
+    """Both are a 404 from create; only "no such image" may start a pull."""
+    call = {"task": "run", "args": {"command": ["true"], "network": "orchestrator-test-no-such-net"}}
+    result = run(docker_routine(tmp_path, routine_name, [call], pull="missing"))
+    (task,) = result.tasks
+    assert task.status == "failed" and task.error_type == "NotFound"
+    assert "orchestrator-test-no-such-net" in task.error and "pull" not in task.error
+    assert not any("pulling image" in line for line in run_logs(result.run_id))
+
+
 def test_a_daemon_that_does_not_answer_is_named(routine_name: str, tmp_path: Path) -> None:
     call = {"task": "run", "args": {"command": ["true"]}}
     path = docker_routine(tmp_path, routine_name, [call], docker_host=f"unix://{tmp_path}/no.sock")

@@ -31,7 +31,7 @@ class EngineError(Exception):
 
 
 class NotFound(EngineError):
-    """No such container."""
+    """No such container (or network, or other object the call names)."""
 
 
 class NoSuchImage(NotFound):
@@ -43,8 +43,10 @@ class Conflict(EngineError):
 
 
 def error_for(status: int, message: str, creating: bool = False) -> EngineError:
+    """A 404 from create is a missing image only when it says so (a missing network is not)."""
     if status == 404:
-        return NoSuchImage(status, message) if creating else NotFound(status, message)
+        missing_image = creating and "no such image" in message.lower()
+        return NoSuchImage(status, message) if missing_image else NotFound(status, message)
     return Conflict(status, message) if status == 409 else EngineError(status, message)
 
 
