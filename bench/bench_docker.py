@@ -8,8 +8,10 @@ the image is built locally from busybox, so no registry is used. Containers run 
 ``--network none``. Prints figures, asserts nothing.
 
 * overhead: ``docker run --rm IMAGE true`` (whole CLI process) against a task running ``true``
-  (start to finish as the run store records it): the first of its process (which also imports
-  the Docker SDK) and a later one; and the whole ``orchestrate run`` process.
+  (start to finish as the run store records it): the first of its process (which also loads the
+  executor's modules and asks the daemon its API version) and a later one; the whole
+  ``orchestrate run`` process; and, for scale, what importing the Docker SDK costs (the run task
+  no longer does on a local socket; the code before did, in its first task).
 * logs: a container prints its uptime (``/proc/uptime``, 10 ms resolution, the host's clock) every
   100 ms; delay until the line is in the run store, and until ``orchestrate logs --follow`` prints it.
 * cancel: ``orchestrate cancel`` of a run whose container loops without handling SIGTERM, with the
@@ -106,8 +108,8 @@ def bench_overhead(folder: Path, repeat: int, before: str | None) -> None:
     """Interleaved, so both sides see the same load on a shared machine.
 
     Each ``orchestrate run`` runs two steps one after the other: the first task of a process also
-    imports the Docker SDK and connects (once per process, as the CLI's own start is once per call);
-    the second is what every later container costs.
+    pays the once-per-process costs (as the CLI's own start is once per call); the second is what
+    every later container costs.
     """
     steps = [step("first", "true"), {**step("later", "true"), "depends_on": ["first"]}]
     path = routine(folder, "overhead", steps)
