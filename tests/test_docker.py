@@ -157,6 +157,36 @@ def test_pull_never_with_a_missing_image_fails_at_once(docker_client: Any, busyb
     assert containers(docker_client, routine_name) == []
 
 
+def test_pull_missing_pulls_when_the_daemon_lacks_the_image(docker_client: Any, busybox_image: str,
+                                                            routine_name: str, tmp_path: Path) -> None:
+    """No image lookup before create: the daemon's "no such image" answer is what starts the pull."""
+    call = {"task": "run", "retries": 2, "args": {"command": ["true"]}}
+    path = docker_routine(tmp_path, routine_name, [call], image="orchestrator-test/absent:0", pull="missing")
+    (task,) = run(path).tasks
+    assert task.status == "failed" and task.error_type == "ImageUnavailable" and task.attempts == 1
+    assert "could not be pulled" in task.error  # no registry is reachable from the tests
+    assert containers(docker_client, routine_name) == []
+
+
+def test_a_missing_network_is_not_taken_for_a_missing_image(docker_client: Any, busybox_image: str,
+                                                             routine_name: str, tmp_path: Path) -> None:
+    """Both are a 404 from create; only "no such image" may start a pull."""
+    call = {"task": "run", "args": {"command": ["true"], "network": "orchestrator-test-no-such-net"}}
+    result = run(docker_routine(tmp_path, routine_name, [call], pull="missing"))
+    (task,) = result.tasks
+    assert task.status == "failed" and task.error_type == "NotFound"
+    assert "orchestrator-test-no-such-net" in task.error and "pull" not in task.error
+    assert not any("pulling image" in line for line in run_logs(result.run_id))
+
+
+def test_a_daemon_that_does_not_answer_is_named(routine_name: str, tmp_path: Path) -> None:
+    call = {"task": "run", "args": {"command": ["true"]}}
+    path = docker_routine(tmp_path, routine_name, [call], docker_host=f"unix://{tmp_path}/no.sock")
+    (task,) = run(path).tasks
+    assert task.status == "failed" and task.error_type == "DaemonUnreachable"
+    assert f"unix://{tmp_path}/no.sock does not answer" in task.error
+
+
 def test_keep_on_failure_keeps_it_and_cleanup_of_a_later_run_removes_it(
         docker_client: Any, busybox_image: str, routine_name: str, tmp_path: Path) -> None:
     call = {"task": "run", "args": {"command": ["sh", "-c", "exit 9"], "keep_on_failure": True}}
@@ -207,6 +237,88 @@ def test_a_failing_build_says_why(docker_client: Any, busybox_image: str, routin
                           image=f"orchestrator-test/{routine_name}:1")
     (task,) = run(path).tasks
     assert task.status == "failed" and task.error_type == "BuildFailed" and "missing.txt" in task.error
+
+
+def test_cancel_stops_a_build_in_the_middle_of_a_quiet_step(docker_client: Any, busybox_image: str,
+                                                             routine_name: str, tmp_path: Path) -> None:
+    """A RUN that prints nothing for minutes: the old loop only looked at cancel between output lines."""
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text(f"FROM {busybox_image}\nRUN echo build-step-$((40+2)); sleep 300\n")
+    tag = f"orchestrator-test/{routine_name}:1"
+    path = docker_routine(tmp_path, routine_name, [{"task": "build", "args": {"context_dir": "ctx"}}], image=tag)
+    tracked, thread, box = start(path)
+    wait_until(lambda: "build: build-step-42" in run_logs(tracked.record.run_id), what="the RUN step's output")
+    tracked.cancel()
+    thread.join(60)
+    assert not thread.is_alive(), "the build was still being read after cancel"
+    (task,) = box["result"].tasks
+    assert task.status == "cancelled" and "build of" in task.error
+
+    def sleeping() -> list[Any]:
+        return [c for c in docker_client.containers.list() if "sleep 300" in " ".join(c.attrs["Config"]["Cmd"] or [])]
+
+    wait_until(lambda: not sleeping(), what="the daemon stopping the cancelled build's RUN container")
+    assert tag not in [t for image in docker_client.images.list() for t in image.tags]
+
+
+def test_a_container_costs_five_api_calls_and_no_lookups(docker_client: Any, busybox_image: str,
+                                                         routine_name: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """create, start, logs, wait, remove: no image lookup, no inspect, no name lookup on a first attempt."""
+    from executors.docker import wire
+
+    calls: list[str] = []
+    send = wire.request
+
+    def recording(path: str, method: str, target: str, *args: Any) -> Any:
+        calls.append(f"{method} {target.split('?')[0].split('/', 2)[-1]}")
+        return send(path, method, target, *args)
+
+    monkeypatch.setattr(wire, "request", recording)
+    result = run(docker_routine(tmp_path, routine_name, [sh("echo out; echo err >&2")]))
+    (task,) = result.tasks
+    assert task.status == "succeeded", task.error
+    cid = task.metrics.execution_metadata["container_id"]
+    assert sorted(call for call in calls if call != "HEAD _ping") == sorted([
+        "POST containers/create", f"POST containers/{cid}/start", f"GET containers/{cid}/logs",
+        f"POST containers/{cid}/wait", f"DELETE containers/{cid}"])
+    assert task.metrics.execution_metadata["log_lines"] == 2
+    assert {"out", "stderr: err"} <= set(run_logs(result.run_id))
+
+
+@pytest.mark.parametrize("kind", ["socket", "sdk"])
+def test_both_engines_keep_the_same_contract(docker_client: Any, busybox_image: str, routine_name: str,
+                                             kind: str) -> None:
+    """The standard-library engine (local socket) and the SDK's (tcp, TLS, ssh) answer alike."""
+    from executors.docker import engine as engines
+    from executors.docker.container import create, exit_of, find, keep, remove
+    from executors.docker.logs import frames
+
+    engine = engines.SocketEngine(engines.DEFAULT_SOCKET) if kind == "socket" else engines.SdkEngine(docker_client.api)
+    name = f"orchestrator-{routine_name}"
+    body = {"Image": busybox_image, "Cmd": ["sh", "-c", "echo out; echo err >&2; exit 3"],
+            "Labels": {"orchestrator.routine": routine_name, "orchestrator.token": "t1"},
+            "HostConfig": {"NetworkMode": "none", "Init": True}}
+    found, created = create(engine, name, body)
+    assert created and found.status == "created" and found.token == "t1"
+    again, created = create(engine, name, body)
+    assert not created and again.id == found.id
+    with pytest.raises(engines.NoSuchImage):
+        engine.create(name + "-x", {**body, "Image": "orchestrator-test/absent:0"})
+    engine.start(found.id)
+    end = exit_of(engine, found.id, engine.wait(found.id))
+    assert (end.code, end.oom_killed) == (3, False)
+    stream = engine.logs(found.id, {"stdout": 1, "stderr": 1, "follow": 1})
+    try:
+        assert sorted(frames(stream)) == [("stderr", b"err\n"), ("stdout", b"out\n")]
+    finally:
+        stream.close()
+    assert keep(engine, found.id, name) == f"orchestrator-kept-{routine_name}"
+    assert find(engine, name) is None and find(engine, found.id).name == f"orchestrator-kept-{routine_name}"
+    remove(engine, found.id)
+    remove(engine, found.id)  # a gone container is fine
+    with pytest.raises(engines.NotFound):
+        engine.inspect(found.id)
 
 
 @pytest.mark.parametrize("params,args,where,says", [

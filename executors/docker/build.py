@@ -1,9 +1,12 @@
 """Build an image from a local folder, its output copied into the task's log as it comes."""
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from orchestrator import Cancelled, Context, NotRetryable
+
+CANCEL_TICK = 0.1
 
 
 class BuildFailed(NotRetryable):
@@ -12,24 +15,55 @@ class BuildFailed(NotRetryable):
 
 def build_image(api: Any, context_dir: str, dockerfile: str, tag: str, build_args: dict[str, str], network: str,
                 pull: bool, context: Context) -> str:
-    """Build and tag; return the image id. A cancelled run stops reading (and so the build) at the next line."""
+    """Build and tag; return the image id.
+
+    ``api`` must be a client of this build's own: a cancel closes its connection from another
+    thread, and the daemon stops a build (killing a running ``RUN`` step) whose client went away.
+    A build that prints nothing for minutes is stopped as promptly as a chatty one.
+    """
+    from docker.types import CancellableStream
+
+    responses: list[Any] = []
+    api.hooks["response"].append(lambda response, *args, **kwargs: responses.append(response))
     stream = api.build(path=context_dir, dockerfile=dockerfile, tag=tag, buildargs=build_args or None,
                        network_mode=network, pull=pull, rm=True, forcerm=True, decode=True,
                        labels={"orchestrator.routine": context.routine_name, "orchestrator.run": context.run_id})
-    image_id = None
+    events = CancellableStream(stream, responses[-1])
+    finished = threading.Event()
+    threading.Thread(target=_close_on_cancel, args=(events, context, finished), daemon=True,
+                     name=f"build-cancel-{context.step}").start()
     try:
-        for event in stream:
-            if context.cancelled:
-                raise Cancelled(f"build of {tag} cancelled")
-            if "error" in event:
-                detail = (event.get("errorDetail") or {}).get("message") or event["error"]
-                raise BuildFailed(f"building {tag} from {context_dir}/{dockerfile} failed: {detail.strip()}")
-            text = str(event.get("stream") or event.get("status") or "").rstrip()
-            if text:
-                context.logger.info("build: %s", text)
-            image_id = (event.get("aux") or {}).get("ID") or image_id
+        image_id = _follow(events, context, context_dir, dockerfile, tag)
+    except Exception:
+        if not context.cancelled:
+            raise
+        image_id = None
     finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
+        finished.set()
+        events.close()
+    if context.cancelled:
+        raise Cancelled(f"build of {tag} cancelled (its connection closed: the daemon stops it)")
     return image_id or api.inspect_image(tag)["Id"]
+
+
+def _close_on_cancel(events: Any, context: Context, finished: threading.Event) -> None:
+    while not finished.is_set():
+        if context.wait(CANCEL_TICK):
+            events.close()
+            return
+
+
+def _follow(events: Any, context: Context, context_dir: str, dockerfile: str,
+            tag: str) -> str | None:
+    """Copy the build's output into the log; the image id it announced, if any."""
+    image_id = None
+    for event in events:
+        if "error" in event:
+            detail = (event.get("errorDetail") or {}).get("message") or event["error"]
+            raise BuildFailed(f"building {tag} from {context_dir}/{dockerfile} failed: "
+                              f"{detail.strip()}")
+        text = str(event.get("stream") or event.get("status") or "").rstrip()
+        if text:
+            context.logger.info("build: %s", text)
+        image_id = (event.get("aux") or {}).get("ID") or image_id
+    return image_id

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .container import KEPT_PREFIX, LABEL_PREFIX, remove
+from .container import KEPT_PREFIX, LABEL_PREFIX
 
 
 def remove_finished(api: Any, routine: str, run_id: str, include_kept: bool = True,
                     include_unrecorded: bool = False) -> list[str]:
     """Names of the containers removed."""
+    from docker.errors import NotFound
+
     removed = []
     filters = {"label": f"{LABEL_PREFIX}routine={routine}", "status": ["exited", "created", "dead"]}
     for item in api.containers(all=True, filters=filters):
@@ -24,6 +26,9 @@ def remove_finished(api: Any, routine: str, run_id: str, include_kept: bool = Tr
             continue
         kept = name.startswith(KEPT_PREFIX)
         if (kept and include_kept) or (not kept and include_unrecorded):
-            remove(api, item["Id"])
+            try:
+                api.remove_container(item["Id"], v=True, force=True)
+            except NotFound:  # removed meanwhile
+                continue
             removed.append(name)
     return removed

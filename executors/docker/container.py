@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 LABEL_PREFIX = "orchestrator."
 NAME_PREFIX = "orchestrator-"
@@ -50,39 +53,55 @@ class ContainerFailed(RuntimeError):
         super().__init__(text)
 
 
-def find(client: Any, ref: str) -> Any | None:
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """A container as the executor needs it. Plain data, not the SDK's model, which costs an
+    inspect call to build and another to refresh."""
+
+    id: str
+    name: str
+    status: str
+    token: str | None
+
+
+def find(engine: Engine, ref: str) -> Found | None:
     """The container with this id or name, or None."""
-    from docker.errors import NotFound
+    from .engine import NotFound
 
     try:
-        return client.containers.get(ref)
+        info = engine.inspect(ref)
     except NotFound:
         return None
+    token = (info["Config"].get("Labels") or {}).get(LABEL_PREFIX + "token")
+    return Found(info["Id"], info["Name"].lstrip("/"), info["State"]["Status"], token)
 
 
-def create(client: Any, name: str, image: str, options: dict[str, Any]) -> tuple[Any, bool]:
-    """``(container, created)``: a new container, or the one already holding ``name``."""
-    from docker.errors import APIError
+def create(engine: Engine, name: str, body: dict[str, Any]) -> tuple[Found, bool]:
+    """``(container, created)``: a new container, or the one already holding ``name``.
+
+    ``body`` is the Engine API's create body; a missing image raises ``NoSuchImage``.
+    """
+    from .engine import Conflict
 
     try:
-        return client.containers.create(image, name=name, detach=True, **options), True
-    except APIError as exc:
-        if exc.status_code != 409:
-            raise
-    existing = find(client, name)
+        token = (body.get("Labels") or {}).get(LABEL_PREFIX + "token")
+        return Found(engine.create(name, body), name, "created", token), True
+    except Conflict:
+        pass
+    existing = find(engine, name)
     if existing is None:
         raise RuntimeError(f"container {name}: the daemon reported a name conflict but has no such container")
     return existing, False
 
 
-def wait(api: Any, container_id: str, stop_requested: Callable[[], bool]) -> Exit | None:
+def wait(engine: Engine, container_id: str, stop_requested: Callable[[], bool]) -> Exit | None:
     """Block until the container exits (its :class:`Exit`) or a stop is requested (None)."""
     box: dict[str, Any] = {}
     done = threading.Event()
 
     def waiter() -> None:
         try:
-            box["result"] = api.wait(container_id)
+            box["result"] = engine.wait(container_id)
         except BaseException as exc:  # re-raised in the task thread
             box["error"] = exc
         finally:
@@ -94,38 +113,43 @@ def wait(api: Any, container_id: str, stop_requested: Callable[[], bool]) -> Exi
             return None
     if "error" in box:
         raise box["error"]
-    return exit_of(api, container_id, box["result"])
+    return exit_of(engine, container_id, box["result"])
 
 
-def exit_of(api: Any, container_id: str, result: dict[str, Any] | None = None) -> Exit:
-    state = api.inspect_container(container_id)["State"]
-    code = (result or {}).get("StatusCode", state.get("ExitCode"))
-    error = ((result or {}).get("Error") or {}).get("Message") or state.get("Error") or None
+def exit_of(engine: Engine, container_id: str, answer: dict[str, Any]) -> Exit:
+    """The exit ``wait`` reported; only a failure costs an inspect (was it killed for memory?)."""
+    code = answer.get("StatusCode")
+    error = (answer.get("Error") or {}).get("Message") or None
+    if code == 0:
+        return Exit(0, False, error)
+    state = engine.inspect(container_id)["State"]
+    code = state.get("ExitCode") if code is None else code
+    error = error or state.get("Error") or None
     return Exit(int(code if code is not None else -1), bool(state.get("OOMKilled")), error)
 
 
-def stop(api: Any, container_id: str, grace: float) -> None:
+def stop(engine: Engine, container_id: str, grace: float) -> None:
     """SIGTERM, ``grace`` seconds, then SIGKILL (Docker's own stop); a gone container is fine."""
-    from docker.errors import NotFound
+    from .engine import NotFound
 
     try:
-        api.stop(container_id, timeout=max(0, int(round(grace))))
+        engine.stop(container_id, max(0, int(round(grace))))
     except NotFound:
         pass
 
 
-def remove(api: Any, container_id: str) -> None:
+def remove(engine: Engine, container_id: str) -> None:
     """Remove the container and its anonymous volumes; a gone container is fine."""
-    from docker.errors import NotFound
+    from .engine import NotFound
 
     try:
-        api.remove_container(container_id, v=True, force=True)
+        engine.remove(container_id)
     except NotFound:
         pass
 
 
-def keep(api: Any, container_id: str, name: str) -> str:
+def keep(engine: Engine, container_id: str, name: str) -> str:
     """Rename a failed container kept for debugging: its token is free again, and cleanup knows it."""
     kept = KEPT_PREFIX + name.removeprefix(NAME_PREFIX)
-    api.rename(container_id, kept)
+    engine.rename(container_id, kept)
     return kept

@@ -1,10 +1,13 @@
-"""The Docker daemon as the executor sees it: a client, images by pull policy, the doctor's probe.
+"""The Docker daemon through the Docker SDK: a client, pulls, the doctor's probe.
 
-The Docker SDK is imported here, inside functions, only when a task or ``check()`` needs it.
+The SDK is imported here, inside functions, only when a build, a pull, a cleanup, ``check()``
+or a daemon that is not on a local socket needs it (``engine`` runs containers without it).
 """
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from typing import Any, Literal
 
 from orchestrator import NotRetryable
@@ -16,29 +19,50 @@ class ImageUnavailable(NotRetryable):
     """The image is not on the daemon and the pull policy forbids (or failed) fetching it."""
 
 
-def connect(docker_host: str | None) -> Any:
+POOL_SIZE = 64
+"""Connections kept per daemon: each running container holds two (its log stream and its wait)."""
+_shared: dict[str, Any] = {}
+_shared_lock = threading.Lock()
+
+
+def connect(docker_host: str | None, **options: Any) -> Any:
     """A client for ``docker_host``, or the environment's (``DOCKER_HOST``, else the local socket)."""
     import docker
 
-    return docker.DockerClient(base_url=docker_host) if docker_host else docker.from_env()
+    if docker_host:
+        return docker.DockerClient(base_url=docker_host, **options)
+    return docker.from_env(**options)
 
 
-def ensure_image(client: Any, image: str, pull: PullPolicy, logger: logging.Logger | logging.LoggerAdapter) -> str:
-    """The image's id, pulled first when the policy says so."""
-    from docker.errors import APIError, ImageNotFound
+def shared_client(docker_host: str | None) -> Any:
+    """The process's one client for this daemon, made on first use.
 
-    if pull != "always":
-        try:
-            return client.images.get(image).id
-        except ImageNotFound:
-            if pull == "never":
-                raise ImageUnavailable(f"image {image} is not on the Docker daemon and pull is 'never'; "
-                                       "build or load it first, or set pull: missing") from None
+    Every step has its own executor; a client each would ask the daemon for its API version again
+    and open fresh connections. The shared one negotiates once and reuses its pool.
+    """
+    key = docker_host or "env:" + os.environ.get("DOCKER_HOST", "")
+    with _shared_lock:
+        client = _shared.get(key)
+        if client is None:
+            client = _shared[key] = connect(docker_host, max_pool_size=POOL_SIZE)
+        return client
+
+
+def pull_image(client: Any, image: str, logger: logging.Logger | logging.LoggerAdapter) -> str:
+    """Pull ``image``; its id. The run task calls this only when the daemon said it is missing
+    (or the policy is ``always``): looking first would cost a call for every container."""
+    from docker.errors import APIError
+
     logger.info("pulling image %s", image)
     try:
         return client.images.pull(*_repository_tag(image)).id
     except APIError as exc:
         raise ImageUnavailable(f"image {image} could not be pulled: {exc.explanation or exc}") from None
+
+
+def missing_image(image: str) -> ImageUnavailable:
+    return ImageUnavailable(f"image {image} is not on the Docker daemon and pull is 'never'; "
+                            "build or load it first, or set pull: missing")
 
 
 def _repository_tag(image: str) -> tuple[str, str | None]:

@@ -1,11 +1,18 @@
 """The ``docker`` executor: run a command in a container (or build an image) with the full lifecycle.
 
 ``run`` is start + wait. Its container is named after a token derived from the run, step and
-call, and remembered (id and log position) in the step's state folder the moment it exists, so
+call, and remembered (token, id and log position) in the step's state folder before it exists, so
 a retry or ``orchestrate resume`` re-attaches to a container that is still running, takes the
 exit code and remaining logs of one that finished, and only otherwise creates a new one.
 Its stdout/stderr go live into the run's log; ``cancel()`` and timeouts stop it (SIGTERM, grace
 period, SIGKILL) and remove it. Containers run with an init process, so signals reach the program.
+
+A first attempt costs five daemon calls, as many as ``docker run --rm``: create (no image lookup
+unless the daemon says it is missing), start, one log stream for both outputs, wait, remove. An
+inspect is made only for a failed exit (OOM?), a name lookup only when the record holds a token.
+On the local socket they need no Docker SDK (see ``engine``); build, pull and cleanup use it.
+Not ``auto_remove``: a container that ends while ``orchestrate`` is down must still be there for
+``resume`` to take its exit code, and its logs must outlive its exit.
 """
 from __future__ import annotations
 
@@ -18,9 +25,10 @@ from orchestrator import Cancelled, Context, Executor, Location, TaskMetrics, Un
 from ..aws import record as _aws
 from ..calls import CallKeys
 from . import container as box
-from .daemon import PullPolicy, connect, ensure_image, probe
+from .daemon import PullPolicy, connect, missing_image, probe, pull_image, shared_client
 from .logs import LogPump
-from .spec import MOUNT_SCHEMA, RESOURCES_SCHEMA, build_problems, host_config, run_problems
+from .spec import (MOUNT_SCHEMA, RESOURCES_SCHEMA, build_problems, create_body, host_config,
+                   run_problems)
 
 DEFAULT_STOP_GRACE = 5.0
 """Below the engine's own cancel grace (ORCHESTRATOR_CANCEL_GRACE, 10 s): a task still stopping its
@@ -42,7 +50,6 @@ class DockerExecutor(CallKeys, Executor):
         stop_grace: Annotated[float, "Seconds between SIGTERM and SIGKILL when stopping"] = DEFAULT_STOP_GRACE,
     ) -> None:
         self.image, self.pull, self.docker_host, self.stop_grace = image, pull, docker_host, stop_grace
-        self._client: Any = None
         self._lock = threading.Lock()
         self._running: dict[str, float] = {}
         self._cancelled: set[str] = set()
@@ -82,16 +89,17 @@ class DockerExecutor(CallKeys, Executor):
             threading.Thread(target=self._stop_quietly, args=(container_id, grace), daemon=True,
                              name=f"stop-{container_id[:12]}").start()
 
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-
     @property
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = connect(self.docker_host)
-            return self._client
+        """The process's Docker SDK client for this daemon (build, pull, cleanup)."""
+        return shared_client(self.docker_host)
+
+    @property
+    def engine(self) -> Any:
+        """The process's engine for this daemon, shared by all steps (see ``engine_for``)."""
+        from .engine import engine_for
+
+        return engine_for(self.docker_host)
 
     # ------------------------------------------------------------------ tasks
 
@@ -119,14 +127,16 @@ class DockerExecutor(CallKeys, Executor):
     ) -> TaskMetrics:
         """Start a container (or re-attach to this task's), stream its output, wait; exit 0 succeeds."""
         context.check_cancelled()
-        options = {"command": command, "entrypoint": entrypoint, "working_dir": working_dir, "user": user,
-                   "environment": {k: str(v) for k, v in (environment or {}).items()} or None,
-                   "network_mode": network, "init": init, **host_config(resources, mounts)}
-        options = {k: v for k, v in options.items() if v is not None}
-        record = self._record(context, self.call_key(context), "container", self.image, options, keep_on_failure)
+        env = {k: str(v) for k, v in (environment or {}).items()} or None
+        config = {"command": command, "entrypoint": entrypoint, "working_dir": working_dir,
+                  "user": user, "environment": env}
+        config = {k: v for k, v in config.items() if v is not None}
+        host = {"network_mode": network, "init": init, **host_config(resources, mounts)}
+        record = self._record(context, self.call_key(context), "container", self.image,
+                              {**config, **host}, keep_on_failure)
         found, positions, reattached = self._attach(record, context)
         if found is None:
-            found = self._create(record, context, options)
+            found = self._create(record, context, config, host)
         return self._follow(found, record, context, positions, reattached, keep_on_failure)
 
     @task
@@ -143,9 +153,14 @@ class DockerExecutor(CallKeys, Executor):
         from .build import build_image
 
         tag = tag or self.image
-        image_id = build_image(self.client.api, str(context_dir), dockerfile, tag,
-                               {k: str(v) for k, v in (build_args or {}).items()}, network,
-                               pull=self.pull == "always", context=context)
+        # a client of its own: cancelling closes its connection, which stops the build on the daemon
+        own = connect(self.docker_host, version=self.client.api.api_version)
+        try:
+            image_id = build_image(own.api, str(context_dir), dockerfile, tag,
+                                   {k: str(v) for k, v in (build_args or {}).items()}, network,
+                                   pull=self.pull == "always", context=context)
+        finally:
+            own.close()
         return TaskMetrics(execution_metadata={"engine": "docker", "image": tag, "image_id": image_id})
 
     @task
@@ -167,32 +182,46 @@ class DockerExecutor(CallKeys, Executor):
     # ------------------------------------------------------------------ lifecycle
 
     def _attach(self, record: _aws.RemoteRecord, context: Context) -> tuple[Any, dict[str, int], bool]:
-        """This call's container from an earlier attempt or the resumed run: ``(container, log positions, True)``."""
-        candidates: list[tuple[str, _aws.RemoteRecord]] = []
-        previous = record.previous
-        for source in (record, previous):
-            if source is None or not source.data:
-                continue  # nothing was started for it (a lost create answer is caught by the name conflict)
-            if source.remote_id:
-                candidates.append((source.remote_id, source))
-            candidates.append((box.container_name(source.data.get("token") or source.token()), source))
-        for ref, source in candidates:
-            found = box.find(self.client, ref)
+        """This call's container from an earlier attempt or the resumed run.
+
+        ``(container, log positions, True)``, or ``(None, {}, False)`` when there is none.
+
+        A record holds a token from just before its create call until the container's outcome
+        was taken; without one nothing can exist, and the daemon is not asked.
+        """
+        for source in (record, record.previous):
+            if source is None or not source.data.get("token"):
+                continue
+            ref = source.remote_id or box.container_name(source.data["token"])
+            found = box.find(self.engine, ref)
             if found is None:
                 continue
             where = "an earlier attempt" if source is record else f"resumed run {source.run_id}"
             context.logger.info("container %s from %s is %s; re-attaching", found.name, where, found.status)
-            record.save(id=found.id, token=found.labels.get(box.LABEL_PREFIX + "token"),
-                        logs=source.data.get("logs") or {}, inherited_from=None if source is record else source.run_id)
+            record.save(id=found.id, token=found.token, logs=source.data.get("logs") or {},
+                        inherited_from=None if source is record else source.run_id)
             return found, dict(source.data.get("logs") or {}), True
         return None, {}, False
 
-    def _create(self, record: _aws.RemoteRecord, context: Context, options: dict[str, Any]) -> Any:
-        ensure_image(self.client, self.image, self.pull, context.logger)
+    def _create(self, record: _aws.RemoteRecord, context: Context, config: dict[str, Any],
+                host: dict[str, Any]) -> box.Found:
+        """Create the container; the image is looked at only when the daemon says it is missing."""
+        from .engine import NoSuchImage
+
+        if self.pull == "always":
+            pull_image(self.client, self.image, context.logger)
         token = record.token()
         record.save(token=token, id=None, logs={})
+        name = box.container_name(token)
         labels = box.labels(context.routine_name, context.run_id, context.step, context.task, token)
-        found, created = box.create(self.client, box.container_name(token), self.image, {**options, "labels": labels})
+        body = create_body(self.image, {**config, "labels": labels}, host)
+        try:
+            found, created = box.create(self.engine, name, body)
+        except NoSuchImage:
+            if self.pull == "never":
+                raise missing_image(self.image) from None
+            pull_image(self.client, self.image, context.logger)
+            found, created = box.create(self.engine, name, body)
         record.save(id=found.id)
         verb = "created" if created else "found (created by an attempt whose answer was lost)"
         context.logger.info("container %s %s from %s", found.name, verb, self.image)
@@ -200,15 +229,16 @@ class DockerExecutor(CallKeys, Executor):
 
     def _follow(self, found: Any, record: _aws.RemoteRecord, context: Context, positions: dict[str, int],
                 reattached: bool, keep_on_failure: bool) -> TaskMetrics:
-        api, cid, grace = self.client.api, found.id, self.stop_grace
+        engine, cid, grace = self.engine, found.id, self.stop_grace
         with self._lock:
             self._running[cid] = grace
         try:
             if found.status == "created":
                 self._start(found, record)
-            pump = LogPump(api, cid, context.logger, positions, lambda p: record.save(logs=p)).start()
+            pump = LogPump(engine, cid, context.logger, positions,
+                           lambda p: record.save(logs=p)).start()
             started = time.monotonic()
-            end = box.wait(api, cid, lambda: context.cancelled)
+            end = box.wait(engine, cid, lambda: context.cancelled)
             with self._lock:
                 stopped_by_cancel = cid in self._cancelled
             if end is None or stopped_by_cancel or context.cancelled:
@@ -216,7 +246,7 @@ class DockerExecutor(CallKeys, Executor):
                 # in between (143 after SIGTERM) is still our cancel, not a failure of the program.
                 self._stop_quietly(cid, grace)
                 pump.drain()
-                box.remove(api, cid)
+                box.remove(engine, cid)
                 record.save(state="cancelled")
                 raise Cancelled(f"container {found.name} stopped and removed (cancelled)")
             pump.drain()
@@ -228,18 +258,18 @@ class DockerExecutor(CallKeys, Executor):
 
     def _finish(self, found: Any, record: _aws.RemoteRecord, context: Context, end: box.Exit, pump: LogPump,
                 reattached: bool, keep_on_failure: bool, waited: float) -> TaskMetrics:
-        api = self.client.api
+        engine = self.engine
         record.save(state=f"exited {end.code}", exit_code=end.code)
         if end.code != 0:
             failure = box.ContainerFailed(found.name, self.image, end, list(pump.stderr_tail))
             if keep_on_failure:
-                kept = box.keep(api, found.id, found.name)
+                kept = box.keep(engine, found.id, found.name)
                 context.logger.info("failed container kept as %s (keep_on_failure)", kept)
             else:
-                box.remove(api, found.id)
+                box.remove(engine, found.id)
             record.next_generation()  # a retry starts a fresh container
             raise failure
-        box.remove(api, found.id)
+        box.remove(engine, found.id)
         return TaskMetrics(execution_metadata={
             "engine": "docker", "container": found.name, "container_id": found.id, "image": self.image,
             "exit_code": end.code, "reattached": reattached, "log_lines": pump.lines, "waited_s": round(waited, 3)})
@@ -247,15 +277,15 @@ class DockerExecutor(CallKeys, Executor):
     def _start(self, found: Any, record: _aws.RemoteRecord) -> None:
         """Start a created container; one that cannot start is removed so a retry creates it afresh."""
         try:
-            self.client.api.start(found.id)
+            self.engine.start(found.id)
         except Exception:
-            box.remove(self.client.api, found.id)
+            box.remove(self.engine, found.id)
             record.next_generation()
             raise
 
     def _stop_quietly(self, container_id: str, grace: float) -> None:
         try:
-            box.stop(self.client.api, container_id, grace)
+            box.stop(self.engine, container_id, grace)
         except Exception:  # the task thread stops it again and reports what it finds
             pass
 

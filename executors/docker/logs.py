@@ -1,43 +1,71 @@
 """Copy a container's stdout and stderr into the task's log as the lines are written.
 
-Each stream is followed on its own connection with Docker's timestamps, so every line has a
-position (nanoseconds since the epoch). The last position copied is handed to ``on_position``
-(which saves it with the container's record): a re-attached task starts after it, so a line is
-not lost, and at most the lines of the last save interval are copied twice.
+Both streams come on one followed connection (Docker's multiplexed format: each frame says which
+stream it belongs to) with Docker's timestamps, so every line has a position (nanoseconds since
+the epoch). The last positions copied are handed to ``on_position`` (which saves them with the
+container's record): a re-attached task starts after them, so a line is not lost, and at most
+the lines of the last save interval are copied twice.
 
-A followed stream ends when the container stops; one that breaks earlier (a read timeout on a
-quiet container, a daemon restart) is opened again from the last position.
+A followed stream ends when the container stops; one that breaks earlier (a daemon restart) is
+opened again from the last position.
 """
 from __future__ import annotations
 
 import calendar
 import collections
 import logging
+import struct
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 STREAMS = ("stdout", "stderr")
+STREAM_OF_FRAME = {1: "stdout", 2: "stderr"}
+FRAME_HEADER = struct.Struct(">BxxxL")
 STDERR_TAIL_LINES = 20
 SAVE_INTERVAL = 0.25
 DRAIN_SECONDS = 10.0
+EXIT_NOTICE_SECONDS = 1.0
+"""How long a stream that ended waits to hear from the task thread that the container exited,
+before asking the daemon whether it still runs (a stream can end just before ``wait`` returns)."""
 
 
 def parse_timestamp(stamp: bytes) -> int:
-    """Docker's RFC 3339 timestamp (``2026-11-30T11:21:23.188765742Z``) in nanoseconds."""
+    """Docker's RFC 3339 UTC timestamp (``2026-11-30T11:21:23.188765742Z``) in nanoseconds.
+
+    Sliced, not ``time.strptime``: that loads locale machinery on first use and is slow per line."""
     text = stamp.decode("ascii")
-    whole, _, rest = text.rstrip("Z").partition(".")
-    seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
-    return seconds * 1_000_000_000 + int((rest + "000000000")[:9])
+    if len(text) < 20 or text[4] != "-" or text[10] != "T" or not text.endswith("Z"):
+        raise ValueError(f"not a timestamp: {text[:40]!r}")
+    fields = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19])
+    seconds = calendar.timegm(tuple(int(field) for field in fields) + (0, 0, 0))
+    fraction = text[20:-1] if text[19] == "." else ""
+    if not fraction.isdigit() and fraction:
+        raise ValueError(f"not a timestamp: {text[:40]!r}")
+    return seconds * 1_000_000_000 + int((fraction + "000000000")[:9])
+
+
+def frames(raw: Any) -> Iterator[tuple[str, bytes]]:
+    """``(stream name, payload)`` per frame: an 8-byte header (stream, size), then the payload."""
+    while True:
+        header = raw.read(FRAME_HEADER.size)
+        if len(header) < FRAME_HEADER.size:
+            return
+        kind, length = FRAME_HEADER.unpack(header)
+        payload = raw.read(length) if length else b""
+        if len(payload) < length:
+            return
+        yield STREAM_OF_FRAME.get(kind, "stdout"), payload
 
 
 class LogPump:
-    """Two follower threads (stdout, stderr) writing into ``logger`` until the container stops."""
+    """A follower thread writing the container's output into ``logger`` until it stops."""
 
-    def __init__(self, api: Any, container_id: str, logger: logging.Logger | logging.LoggerAdapter,
+    def __init__(self, engine: Any, container_id: str,
+                 logger: logging.Logger | logging.LoggerAdapter,
                  positions: dict[str, int] | None = None,
                  on_position: Callable[[dict[str, int]], None] | None = None) -> None:
-        self.api, self.container_id, self.logger = api, container_id, logger
+        self.engine, self.container_id, self.logger = engine, container_id, logger
         self.positions = {name: int((positions or {}).get(name, 0)) for name in STREAMS}
         self.on_position = on_position
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
@@ -45,62 +73,66 @@ class LogPump:
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._saved_at = 0.0
+        self._unsaved = False
+        self._exited = threading.Event()
         self._stopped = threading.Event()
-        self._threads = [threading.Thread(target=self._follow, args=(name,), daemon=True,
-                                          name=f"logs-{container_id[:12]}-{name}") for name in STREAMS]
+        self._thread = threading.Thread(target=self._follow, daemon=True,
+                                        name=f"logs-{container_id[:12]}")
 
     def start(self) -> LogPump:
-        for thread in self._threads:
-            thread.start()
+        self._thread.start()
         return self
 
     def drain(self, seconds: float = DRAIN_SECONDS) -> None:
-        """Wait for both streams to end (the container has stopped), then save the position."""
-        end = time.monotonic() + seconds
-        for thread in self._threads:
-            thread.join(max(0.0, end - time.monotonic()))
+        """The container has exited: wait for its stream to end, then save the position."""
+        self._exited.set()
+        self._thread.join(seconds)
         self._stopped.set()
-        self._save(force=True)
+        if self._unsaved:
+            self._save(force=True)
 
-    def _follow(self, name: str) -> None:
+    def _follow(self) -> None:
         while not self._stopped.is_set():
             try:
-                self._copy(name)
-                ended = True  # the daemon closes a followed stream when the container stops
+                self._copy()
             except Exception as exc:  # a broken stream is opened again while the container runs
-                self.logger.debug("container %s %s stream broke (%s); reopening", self.container_id[:12], name, exc)
-                ended = False
-            if ended and not self._running():
-                return
-            if not ended and not self._running():
-                self._copy_rest(name)
-                return
+                self.logger.debug("container %s log stream broke (%s)", self.container_id[:12], exc)
+                if self._exited.is_set() or not self._running():
+                    self._copy_rest()
+                    return
+            else:  # the daemon ends a followed stream when the container stops
+                if self._exited.wait(EXIT_NOTICE_SECONDS) or not self._running():
+                    return
             time.sleep(0.1)
 
-    def _copy_rest(self, name: str) -> None:
+    def _copy_rest(self) -> None:
         try:
-            self._copy(name)
+            self._copy()
         except Exception as exc:
-            self.logger.warning("container %s: the end of its %s could not be read: %s",
-                                self.container_id[:12], name, exc)
+            self.logger.warning("container %s: the end of its output could not be read: %s",
+                                self.container_id[:12], exc)
 
-    def _copy(self, name: str) -> None:
-        since = self.positions[name] / 1e9 if self.positions[name] else None
-        stream = self.api.logs(self.container_id, stdout=name == "stdout", stderr=name == "stderr",
-                               stream=True, follow=True, timestamps=True, since=since)
-        partial = b""
+    def _copy(self) -> None:
+        partial = {name: b"" for name in STREAMS}
+        stream = self._open()
         try:
-            for chunk in stream:
-                partial += chunk
-                *lines, partial = partial.split(b"\n")
+            for name, payload in frames(stream):
+                *lines, partial[name] = (partial[name] + payload).split(b"\n")
                 for line in lines:
                     self._line(name, line)
         finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
-        if partial:
-            self._line(name, partial)
+            stream.close()
+        for name, rest in partial.items():
+            if rest:
+                self._line(name, rest)
+
+    def _open(self) -> Any:
+        """The followed logs request, from the earlier of the two streams' positions."""
+        params = {"stdout": 1, "stderr": 1, "follow": 1, "timestamps": 1}
+        since = min(self.positions.values())
+        if since:
+            params["since"] = f"{since // 1_000_000_000}.{since % 1_000_000_000:09d}"
+        return self.engine.logs(self.container_id, params)
 
     def _line(self, name: str, raw: bytes) -> None:
         stamp, _, body = raw.partition(b" ")
@@ -119,18 +151,19 @@ class LogPump:
         with self._lock:
             self.positions[name] = position
             self.lines += 1
+            self._unsaved = True
         self._save()
 
     def _save(self, force: bool = False) -> None:
         if self.on_position is None:
             return
         now = time.monotonic()
-        with self._save_lock:  # one writer at a time: both streams save into the same record
+        with self._save_lock:  # one writer at a time
             if not force and now - self._saved_at < SAVE_INTERVAL:
                 return
             self._saved_at = now
             with self._lock:
-                positions = dict(self.positions)
+                positions, self._unsaved = dict(self.positions), False
             try:
                 self.on_position(positions)
             except Exception as exc:  # a lost position means lines copied twice, never a failed task
@@ -138,6 +171,6 @@ class LogPump:
 
     def _running(self) -> bool:
         try:
-            return bool(self.api.inspect_container(self.container_id)["State"]["Running"])
+            return bool(self.engine.inspect(self.container_id)["State"]["Running"])
         except Exception:
             return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from typing import Any, Iterator
 
 MOUNT_SCHEMA: dict[str, Any] = {
@@ -109,9 +110,8 @@ def build_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:
 
 
 def host_config(resources: dict[str, Any] | None, mounts: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """Keyword arguments of ``containers.create`` for resources and bind mounts."""
-    from docker.types import DeviceRequest, Mount
-
+    """Resources and bind mounts, by the SDK's keyword names with the Engine API's values (the
+    record's digest is made from them, so they stay as earlier versions wrote them)."""
     kwargs: dict[str, Any] = {}
     resources = resources or {}
     if "cpus" in resources:
@@ -121,8 +121,30 @@ def host_config(resources: dict[str, Any] | None, mounts: list[dict[str, Any]] |
         kwargs["mem_limit"] = kwargs["memswap_limit"] = memory_bytes(resources["memory"])
     if "gpus" in resources:
         count = -1 if resources["gpus"] == "all" else int(resources["gpus"])
-        kwargs["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]
+        kwargs["device_requests"] = [{"Driver": "", "Count": count, "DeviceIDs": [],
+                                      "Capabilities": [["gpu"]], "Options": {}}]
     if mounts:
-        kwargs["mounts"] = [Mount(target=m["target"], source=m["source"], type="bind",
-                                  read_only=bool(m.get("read_only", False))) for m in mounts]
+        kwargs["mounts"] = [{"Target": m["target"], "Source": m["source"], "Type": "bind",
+                             "ReadOnly": bool(m.get("read_only", False))} for m in mounts]
     return kwargs
+
+
+HOST_FIELDS = {"network_mode": "NetworkMode", "init": "Init", "nano_cpus": "NanoCpus",
+               "mem_limit": "Memory", "memswap_limit": "MemorySwap",
+               "device_requests": "DeviceRequests", "mounts": "Mounts"}
+
+
+def create_body(image: str, config: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
+    """The Engine API's ``/containers/create`` body from the task's settings."""
+    body: dict[str, Any] = {"Image": image, "Labels": config.get("labels") or {},
+                            "HostConfig": {HOST_FIELDS[key]: value for key, value in host.items()}}
+    for key, field in (("command", "Cmd"), ("entrypoint", "Entrypoint")):
+        value = config.get(key)
+        if value is not None:
+            body[field] = shlex.split(value) if isinstance(value, str) else [str(p) for p in value]
+    if config.get("environment"):
+        body["Env"] = [f"{name}={value}" for name, value in config["environment"].items()]
+    for key, field in (("working_dir", "WorkingDir"), ("user", "User")):
+        if config.get(key):
+            body[field] = config[key]
+    return body
