@@ -285,7 +285,7 @@ class CountingProxy:
 
 COUNT_SAVES = """
 import atexit, sys
-from executors.aws import remote
+from executors.aws import record as remote
 saves = [0]
 original = remote.RemoteRecord.save
 def save(self, **fields):
