@@ -176,17 +176,20 @@ def _owner(fields: Any) -> Owner | None:
 
 
 def _records(path: Path) -> Iterator[dict[str, Any]]:
+    """The journal's records, read a line at a time: a journal of a million files is read with
+    the memory of one line (what is still pending is all ``read`` keeps)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        handle = open(path, "rb")
     except FileNotFoundError:
         return
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a line torn by a crash
-        if isinstance(record, dict):
-            yield record
+    with handle:
+        for line in handle:
+            try:
+                record = json.loads(line.decode("utf-8", errors="replace"))
+            except ValueError:
+                continue  # a line torn by a crash
+            if isinstance(record, dict):
+                yield record
 
 
 def journals(folder: Path) -> list[Path]:

@@ -66,9 +66,11 @@ class S3Store:
     def exists(self) -> bool:
         return True
 
-    def list(self) -> Iterator[Entry]:
+    def list(self, start_after: str = "") -> Iterator[Entry]:
+        """One page (1,000 objects) at a time; from the first key after ``start_after``."""
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+        extra = {"StartAfter": start_after} if start_after else {}
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, **extra):
             for obj in page.get("Contents", []):
                 rel = obj["Key"][len(self.prefix):]
                 if rel and not rel.endswith("/") and not is_private(posixpath.basename(rel)):

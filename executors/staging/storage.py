@@ -9,10 +9,13 @@ import dataclasses
 import hashlib
 import os
 import shutil
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
 
 from .journal import Journal
 from .locations import is_private, is_s3, private_name
+
+if TYPE_CHECKING:
+    from .s3store import S3Store
 
 Fill = Callable[[BinaryIO], None]
 
@@ -35,6 +38,34 @@ class Entry:
     rel: str
     size: int
     version: str
+
+
+class Store(Protocol):
+    """What transfer, archive and claim ask of a place: ``LocalStore`` here, ``S3Store`` in
+    ``s3store``. What only one kind has (a local path, a server-side copy) is reached after a
+    check of ``is_local``."""
+
+    is_local: bool
+    uri: str
+
+    def exists(self) -> bool: ...
+
+    def list(self) -> Iterator[Entry]:
+        """Every file below the root, streamed (never the whole listing at once)."""
+        ...
+
+    def stat(self, rel: str) -> Entry | None: ...
+
+    def ensure_unchanged(self, entry: Entry) -> None: ...
+
+    def open_read(self, entry: Entry) -> BinaryIO: ...
+
+    def checksum(self, rel: str) -> str: ...
+
+    def write_stream(self, rel: str, fill: Fill, journal: Journal, size_hint: int | None,
+                     before_publish: Callable[[], None]) -> int: ...
+
+    def delete(self, entries: list[Entry]) -> dict[str, str]: ...
 
 
 class CountingWriter:
@@ -172,6 +203,18 @@ class LocalStore:
         return kept
 
 
+def as_local(store: Store) -> LocalStore:
+    """``store`` as the local folder it is (the caller checked ``is_local``)."""
+    assert isinstance(store, LocalStore), store.uri
+    return store
+
+
+def as_s3(store: Store) -> "S3Store":
+    """``store`` as the S3 prefix it is (the caller checked ``is_local``)."""
+    assert not store.is_local, store.uri
+    return store  # type: ignore[return-value]
+
+
 def local_entry(rel: str, st: os.stat_result) -> Entry:
     """The version is size, mtime, ctime, inode and device: a rewrite in place that keeps the size
     and restores the mtime (``cp -p``, ``rsync --inplace -t``) still moves the ctime, which no user
@@ -194,7 +237,7 @@ def remove_quietly(path: str) -> None:
         pass
 
 
-def open_store(location: str, s3_client: Callable[[], Any]) -> Any:
+def open_store(location: str, s3_client: Callable[[], Any]) -> Store:
     """A store for ``location``; boto3 is imported only for ``s3://`` locations."""
     if is_s3(location):
         from .s3store import S3Store
