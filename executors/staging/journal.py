@@ -81,6 +81,7 @@ class Journal:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._pending: set[str] = set()
+        self._ends: list[bytes] = []  # end records not written yet (see ``end``)
 
     def begin(self, target: str) -> None:
         self._append({"begin": target}, add=[target])
@@ -97,7 +98,15 @@ class Journal:
             )
 
     def end(self, target: str) -> None:
-        self._append({"end": target}, remove=[target])
+        """Written with the next record, not on its own: an end lost in a crash only makes
+        recovery undo something already finished (remove a temp file that is gone, put back
+        nothing), which is harmless, and a file staged costs one write less."""
+        with self._lock:
+            self._pending.discard(target)
+            self._ends.append((json.dumps({"end": target}) + "\n").encode())
+            if len(self._ends) < 64:
+                return
+        self._append({"ends": []})
 
     def end_all(self, targets: list[str]) -> None:
         if targets:
@@ -106,6 +115,8 @@ class Journal:
     def finish(self) -> None:
         """Close; remove the file unless something is still in flight (then the next run's recovery
         takes care of it once this process is gone)."""
+        if self._ends:
+            self._append({"ends": []})
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
@@ -118,6 +129,9 @@ class Journal:
     ) -> None:
         data = (json.dumps(record) + "\n").encode()
         with self._lock:
+            if self._ends:  # in the order they happened, before this record
+                data = b"".join(self._ends) + data
+                self._ends.clear()
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 if os.fstat(self._fd).st_size == 0:
