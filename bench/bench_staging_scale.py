@@ -43,8 +43,9 @@ ex.close()
 """
 
 
-def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MiB) and output of one child process."""
+def run_child(argv: list[str],
+              env: dict[str, str] | None = None) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds, peak RSS (MiB) and output of one child process."""
     t0 = time.perf_counter()
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     assert child.stdout is not None
@@ -54,7 +55,7 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float
     wall = time.perf_counter() - t0
     if child.returncode != 0:
         raise RuntimeError(f"{argv[:3]} exited {child.returncode}:\n{output[-3000:]}")
-    return wall, usage.ru_maxrss / 1024, output
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, output
 
 
 def land(folder: Path, files: int, per_folder: int) -> None:
@@ -70,9 +71,9 @@ def count_files(folder: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(folder))
 
 
-def report(label: str, files: int, wall: float, rss: float) -> None:
-    print(f"  {label:<34} {files / wall:9.0f} files/s   wall {wall:7.1f} s   peak RSS {rss:6.1f} MiB",
-          flush=True)
+def report(label: str, files: int, wall: float, cpu: float, rss: float) -> None:
+    print(f"  {label:<24} {files / wall:8.0f} files/s   wall {wall:7.1f} s   CPU {cpu:7.1f} s"
+          f"   peak RSS {rss:6.1f} MiB", flush=True)
 
 
 def bench_local(files: int, per_folder: int, where: Path, code: Path, tools: bool) -> None:
@@ -84,16 +85,17 @@ def bench_local(files: int, per_folder: int, where: Path, code: Path, tools: boo
         if tools:
             land(landing, files, per_folder)
             os.sync()
-            wall, rss, _ = run_child(["sh", "-c", f"cp -r '{landing}' '{dump}' && rm -rf '{landing}'"])
+            wall, cpu, rss, _ = run_child(
+                ["sh", "-c", f"cp -r '{landing}' '{dump}' && rm -rf '{landing}'"])
             assert count_files(dump) == files and not landing.exists()
-            report("cp -r + rm -rf", files, wall, rss)
+            report("cp -r + rm -rf", files, wall, cpu, rss)
             shutil.rmtree(dump)
         land(landing, files, per_folder)
         os.sync()
-        wall, rss, output = run_child([sys.executable, "-c", CHILD, str(code), str(landing),
-                                       str(dump), str(work / "home")])
+        wall, cpu, rss, output = run_child([sys.executable, "-c", CHILD, str(code),
+                                            str(landing), str(dump), str(work / "home")])
         assert count_files(dump) == files and count_files(landing) == 0, output
-        report("orchestrator staging", files, wall, rss)
+        report("orchestrator staging", files, wall, cpu, rss)
         print("    " + output.strip().replace("\n", "\n    "), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -120,13 +122,14 @@ def bench_s3(objects: int, code: Path, where: Path) -> None:
                                                       Body=BODY), range(objects)))
         print(f"S3→S3 on a moto server in another process, {objects} objects (transfer + "
               f"delete; seeding took {time.perf_counter() - t0:.0f} s):", flush=True)
-        wall, rss, output = run_child([sys.executable, "-c", CHILD, str(code), "s3://landing/in/",
-                                       "s3://lake/raw/", str(work / "home")], env)
+        wall, cpu, rss, output = run_child([sys.executable, "-c", CHILD, str(code),
+                                            "s3://landing/in/", "s3://lake/raw/",
+                                            str(work / "home")], env)
         pages = client.get_paginator("list_objects_v2")
         moved = sum(p.get("KeyCount", 0) for p in pages.paginate(Bucket="lake", Prefix="raw/"))
         left = sum(p.get("KeyCount", 0) for p in pages.paginate(Bucket="landing"))
         assert moved == objects and left == 0, (moved, left, output)
-        report("orchestrator staging", objects, wall, rss)
+        report("orchestrator staging", objects, wall, cpu, rss)
         print("    " + output.strip().replace("\n", "\n    "), flush=True)
     finally:
         proc.terminate()

@@ -1,4 +1,5 @@
-"""An S3 prefix as a store. Imported only when a location is ``s3://``: boto3 and smart-open load here.
+"""An S3 prefix as a store. Imported only when a location is ``s3://``: boto3 loads here (and
+smart-open, when a transformation streams through S3).
 
 Requests are counted against the server: one LIST per 1,000 objects, a server-side copy per file
 (no GET), one HEAD per upload, one DeleteObjects per 1,000 keys. Every delete is conditional on the
@@ -15,7 +16,6 @@ import posixpath
 from typing import Any, BinaryIO, Callable, Iterator
 
 import boto3
-import smart_open
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -95,12 +95,16 @@ class S3Store:
     def open_read(self, entry: Entry) -> BinaryIO:
         params = {"client": self.client,
                   "client_kwargs": {"S3.Client.get_object": {"IfMatch": f'"{entry.version}"'}}}
+        import smart_open  # only for transformations: 6 MiB that plain copies do without
+
         return smart_open.open(f"s3://{self.bucket}/{self.key(entry.rel)}", "rb",
                                compression="disable", transport_params=params)
 
     def write_stream(self, rel: str, fill: Fill, journal: Journal, size_hint: int | None,
                      before_publish: Callable[[], None]) -> int:
         """Small outputs are one PutObject; bigger ones a multipart upload, recorded while in flight."""
+        import smart_open
+
         uri = f"s3://{self.bucket}/{self.key(rel)}"
         multipart = size_hint is None or size_hint >= SINGLE_PUT_LIMIT
         params: dict[str, Any] = {"client": self.client, "multipart_upload": multipart}
