@@ -13,7 +13,7 @@ import base64
 import contextlib
 import hashlib
 import posixpath
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 import boto3
 from botocore.config import Config
@@ -177,7 +177,7 @@ class S3Store:
             raise VerifyError(f"{uri}: ETag {etag} is not the MD5 {md5} of the bytes written")
         return expected
 
-    def delete(self, entries: list[Entry]) -> dict[str, str]:
+    def delete(self, entries: Sequence[Entry]) -> dict[str, str]:
         """Delete each object only if its ETag is still the one copied; return why, for each one
         kept (``CHANGED`` when it was replaced). An object already gone counts as deleted: a retry
         whose first attempt did delete it (reply lost) gets ``NoSuchKey``."""

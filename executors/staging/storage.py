@@ -9,7 +9,7 @@ import dataclasses
 import errno
 import hashlib
 import os
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol, Sequence
 
 from .journal import Journal
 from .locations import is_private, is_s3, private_name
@@ -65,7 +65,7 @@ class Store(Protocol):
     def write_stream(self, rel: str, fill: Fill, journal: Journal, size_hint: int | None,
                      before_publish: Callable[[], None]) -> int: ...
 
-    def delete(self, entries: list[Entry]) -> dict[str, str]: ...
+    def delete(self, entries: Sequence[Entry]) -> dict[str, str]: ...
 
 
 class CountingWriter:
@@ -152,7 +152,7 @@ class LocalStore:
         def produce(temp: str) -> tuple[int, int]:
             with open(temp, "wb") as f:
                 counter.append(CountingWriter(f))
-                fill(counter[0])
+                fill(counter[0])  # type: ignore[arg-type]
             return counter[0].count, os.stat(temp).st_size
 
         return self._publish(rel, produce, journal, before_publish)
@@ -194,7 +194,7 @@ class LocalStore:
                 self._made.clear()
             self._made.add(folder)
 
-    def delete(self, entries: list[Entry]) -> dict[str, str]:
+    def delete(self, entries: Sequence[Entry]) -> dict[str, str]:
         """Delete files (claimed ones: see ``claim``); return why, for each one not deleted."""
         kept = {}
         for entry in entries:
