@@ -167,13 +167,14 @@ class StagingExecutor(Executor):
 
         self._cancelled = False
         self._check_places()
-        settings = self.settings()
-        ledger = None if self._ledger is None else Ledger.open(self._ledger)
+        settings, path = self.settings(), self._ledger
+        journal = self._journal(context)  # first, undo what a dead run left in flight
+        ledger = None if path is None else Ledger.open(path)
         if ledger is None:
+            journal.finish()
             context.logger.info("nothing was transferred in this run: nothing to %s",
                                 settings.archive_or_delete)
             return _metrics(0, files=0)
-        journal = self._journal(context)
         try:
             metrics = post_staging(settings, self._store(settings.parent_directory),
                                    lambda: self._store(settings.archive_directory), journal,
@@ -181,8 +182,8 @@ class StagingExecutor(Executor):
         finally:
             ledger.close()
             journal.finish()
-        # Dealt with: a later resume has nothing to redo.
-        self._ledger.unlink(missing_ok=True)  # type: ignore[union-attr]
+        if path is not None:  # dealt with: a later resume has nothing to redo
+            path.unlink(missing_ok=True)
         self._ledger = None
         return metrics
 
