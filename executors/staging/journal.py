@@ -97,10 +97,13 @@ class Journal:
                 add=[private for private, _ in claims],
             )
 
-    def end(self, target: str) -> None:
-        """Written with the next record, not on its own: an end lost in a crash only makes
-        recovery undo something already finished (remove a temp file that is gone, put back
-        nothing), which is harmless, and a file staged costs one write less."""
+    def end(self, target: str, lazy: bool = False) -> None:
+        """``lazy``: written with the next record, not on its own, for a local temp file: an end
+        lost in a crash only makes recovery remove a temp file that is gone, and a file staged
+        costs one write less. Not for what others read while we live (S3 keys in flight)."""
+        if not lazy:
+            self._append({"end": target}, remove=[target])
+            return
         with self._lock:
             self._pending.discard(target)
             self._ends.append((json.dumps({"end": target}) + "\n").encode())

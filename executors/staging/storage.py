@@ -184,7 +184,7 @@ class LocalStore:
         finally:
             if not published:
                 remove_quietly(temp)
-            journal.end(temp)
+            journal.end(temp, lazy=True)
         return expected
 
     def _makedirs(self, folder: str) -> None:
