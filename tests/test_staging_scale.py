@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import os
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -196,3 +197,22 @@ def test_s3_archive_lists_only_the_key_range_of_each_batch(
     assert archived.execution_metadata["archived"] == 9
     assert archived.execution_metadata["already_archived"] == 1
     assert listed and not any(key.startswith("old/a") for key in listed), listed
+
+
+def test_an_unpublished_ledger_is_removed_only_once_its_writer_is_gone(tmp_path: Path) -> None:
+    """A transfer killed half way leaves its ledger under a .part name that says who wrote it;
+    the next transfer removes it, never the one of a writer still alive."""
+    from orchestrator.runs.store import process_start
+
+    folder = ledger_path(tmp_path).parent
+    dead_child = subprocess.Popen(["sleep", "60"])
+    dead_started = process_start(dead_child.pid)
+    dead_child.kill()
+    dead_child.wait()
+    dead = folder / f"old.sqlite.{dead_child.pid}-{dead_started}-00000000.part"
+    live = folder / f"other.sqlite.{os.getpid()}-{process_start(os.getpid())}-00000000.part"
+    for part in (dead, live):
+        part.write_bytes(b"")
+    land(tmp_path / "landing", {"a.csv": CSV})
+    staging(tmp_path, archive_or_delete="delete").transfer(context(tmp_path))
+    assert not dead.exists() and live.exists()
