@@ -132,7 +132,7 @@ class DockerExecutor(CallKeys, Executor):
                   "user": user, "environment": env}
         config = {k: v for k, v in config.items() if v is not None}
         host = {"network_mode": network, "init": init, **host_config(resources, mounts)}
-        record = self._record(context, self.call_key(context), "container", self.image,
+        record = self.record(context, self.call_key(context), "container", self.image,
                               {**config, **host}, keep_on_failure)
         found, positions, reattached = self._attach(record, context)
         if found is None:
@@ -288,17 +288,3 @@ class DockerExecutor(CallKeys, Executor):
             box.stop(self.engine, container_id, grace)
         except Exception:  # the task thread stops it again and reports what it finds
             pass
-
-    # ------------------------------------------------------------------ records
-
-    def _record(self, context: Context, call_key: str, unit: str, *digest_parts: Any) -> _aws.RemoteRecord:
-        scope = f"{context.routine_name}/{context.step}"
-        key, digest = f"{call_key}.{unit}", _aws.args_digest(*digest_parts)
-        record = _aws.RemoteRecord(context.state_dir("remote", context.run_id), key, digest, context.run_id,
-                                   scope=scope, logger=context.logger)
-        resumed = context.resumed_from
-        if resumed and resumed != context.run_id and not record.data:
-            previous = _aws.RemoteRecord(context.state_dir("remote", resumed), key, digest, resumed, scope=scope,
-                                         logger=context.logger)
-            record.previous = previous if previous.data else None
-        return record

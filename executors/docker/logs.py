@@ -128,7 +128,7 @@ class LogPump:
 
     def _open(self) -> Any:
         """The followed logs request, from the earlier of the two streams' positions."""
-        params = {"stdout": 1, "stderr": 1, "follow": 1, "timestamps": 1}
+        params: dict[str, Any] = {"stdout": 1, "stderr": 1, "follow": 1, "timestamps": 1}
         since = min(self.positions.values())
         if since:
             params["since"] = f"{since // 1_000_000_000}.{since % 1_000_000_000:09d}"
