@@ -198,7 +198,7 @@ def test_resume_runs_transfer_again_when_its_list_is_missing(
     (landing / "f.csv").write_text("row\n")
     archive.write_text("not a folder")
     first = run_json(cli, str(staging_routine(tmp_path, archive)))
-    for listed in orchestrator_home.glob("state/**/transferred/*.json"):
+    for listed in orchestrator_home.glob("state/**/transferred/*.sqlite"):
         listed.unlink()
     archive.unlink()
     resumed = run_json(cli, "resume", first["run_id"])

@@ -39,21 +39,22 @@ TRANSFORM = {
 }
 
 
-def replace_after_listing(monkeypatch: pytest.MonkeyPatch, path: Path, data: bytes) -> None:
-    """Once the next listing of ``path``'s folder is read to the end, rename a new version over
-    ``path``, as a producer landing a new version would."""
-    original = LocalStore.list
+def replace_after_the_check(monkeypatch: pytest.MonkeyPatch, path: Path, data: bytes) -> None:
+    """Once post_staging has checked ``path`` (its stat matched what transfer copied), rename a
+    new version over ``path``, as a producer landing a new version would."""
+    original = LocalStore.stat
     armed = [True]
 
-    def listing(self: LocalStore) -> Iterator[Any]:
-        yield from original(self)
-        if armed[0] and self.root == str(path.parent):
+    def stat(self: LocalStore, rel: str) -> Any:
+        found = original(self, rel)
+        if armed[0] and self.path(rel) == str(path):
             armed[0] = False
             incoming = path.parent.parent / "incoming.tmp"
             incoming.write_bytes(data)
             os.replace(incoming, path)
+        return found
 
-    monkeypatch.setattr(LocalStore, "list", listing)
+    monkeypatch.setattr(LocalStore, "stat", stat)
 
 
 # 1. a landing file replaced between post_staging's check and its delete or archive
@@ -67,7 +68,7 @@ def test_landing_file_replaced_after_the_check_is_left_for_the_next_run(
     land(landing, {"a.csv": CSV, "b.csv": CSV})
     ex = staging(tmp_path, archive_or_delete=mode)
     ex.transfer(context(tmp_path))
-    replace_after_listing(monkeypatch, landing / "a.csv", NEW)
+    replace_after_the_check(monkeypatch, landing / "a.csv", NEW)
     result = ex.post_staging(context(tmp_path, "post_staging"))
     assert tree(landing) == {"a.csv": NEW}
     assert tree(tmp_path / "archive") == ({} if mode == "delete" else {"b.csv": CSV})

@@ -11,14 +11,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from typing import Any, Callable
+from typing import Callable
 
 from .claim import Held
 from .copy import copy_entry
 from .journal import Journal
 from .locations import timestamped
 from .parallel import run_all
-from .storage import CHANGED, Entry, SourceChanged
+from .storage import CHANGED, Entry, SourceChanged, Store, as_local, as_s3
 
 
 @dataclasses.dataclass
@@ -31,12 +31,12 @@ class ArchiveResult:
     done: list[Held] = dataclasses.field(default_factory=list)  # archived, gone from landing
 
 
-def archive(landing: Any, store: Any, items: list[Held], journal: Journal, workers: int,
+def archive(landing: Store, store: Store, items: list[Held], journal: Journal, workers: int,
             check: Callable[[], None]) -> ArchiveResult:
     result = ArchiveResult()
     if landing.is_local and store.is_local:
         items = _link_all(landing, store, items, result, check)
-    existing = None if store.is_local else {e.rel: e for e in store.list()}
+    existing = None if store.is_local else _archived(store, items)
 
     def one(item: Held) -> str:
         target, outcome = _target(landing, store, item, existing)
@@ -63,7 +63,27 @@ def _count(result: ArchiveResult, outcomes: list[str]) -> None:
         setattr(result, outcome, getattr(result, outcome) + 1)
 
 
-def _target(landing: Any, store: Any, item: Held,
+def _archived(store: Store, items: list[Held]) -> dict[str, Entry] | None:
+    """What the S3 archive holds under the names of ``items``, from one listing of the range of
+    keys between the first and the last name (not of the whole archive, which only grows).
+    None where listings are not in key order (S3 Express directory buckets): then each name is
+    looked up by itself."""
+    s3 = as_s3(store)
+    names = {item.entry.rel for item in items}
+    if not names or s3.bucket.endswith("--x-s3"):
+        return None
+    first, last = min(names), max(names)  # code point order is UTF-8 byte order, as S3 lists
+    found = {}
+    # StartAfter is exclusive: start after a key that sorts just before the first name.
+    for entry in s3.list(start_after=s3.key(first)[:-1]):
+        if entry.rel > last:
+            break
+        if entry.rel in names:
+            found[entry.rel] = entry
+    return found
+
+
+def _target(landing: Store, store: Store, item: Held,
             existing: dict[str, Entry] | None) -> tuple[str, str]:
     found = store.stat(item.entry.rel) if existing is None else existing.get(item.entry.rel)
     if found is None:
@@ -73,7 +93,7 @@ def _target(landing: Any, store: Any, item: Held,
     return timestamped(item.entry.rel), "renamed"
 
 
-def _link_all(landing: Any, store: Any, items: list[Held], result: ArchiveResult,
+def _link_all(landing: Store, store: Store, items: list[Held], result: ArchiveResult,
               check: Callable[[], None]) -> list[Held]:
     """Link what can be linked; return the items that need a copy instead."""
     unlinked = []
@@ -92,11 +112,12 @@ def _link_all(landing: Any, store: Any, items: list[Held], result: ArchiveResult
     return unlinked
 
 
-def _link(landing: Any, store: Any, item: Held) -> str | None:
+def _link(landing: Store, store: Store, item: Held) -> str | None:
     """Archive by hard link; None when the filesystem cannot link (another device, no support)."""
-    source, target, outcome = landing.path(item.source.rel), item.entry.rel, "archived"
+    local_landing, local_store = as_local(landing), as_local(store)
+    source, target, outcome = local_landing.path(item.source.rel), item.entry.rel, "archived"
     for _ in range(5):
-        path = store.path(target)
+        path = local_store.path(target)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
             os.link(source, path)
@@ -114,7 +135,7 @@ def _link(landing: Any, store: Any, item: Held) -> str | None:
     return None
 
 
-def _same(landing: Any, source: Entry, store: Any, found: Entry) -> bool:
+def _same(landing: Store, source: Entry, store: Store, found: Entry) -> bool:
     """Identical size and checksum (sha256 locally, ETag on S3, MD5 against a plain ETag across)."""
     if source.size != found.size:
         return False
@@ -124,7 +145,7 @@ def _same(landing: Any, source: Entry, store: Any, found: Entry) -> bool:
         return source.version == found.version
     local, s3_etag = (landing, found) if landing.is_local else (store, source)
     rel = source.rel if landing.is_local else found.rel
-    return "-" not in s3_etag.version and _md5(local.path(rel)) == s3_etag.version
+    return "-" not in s3_etag.version and _md5(as_local(local).path(rel)) == s3_etag.version
 
 
 def _md5(path: str) -> str:

@@ -18,11 +18,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import posixpath
-from typing import Any, Callable
+from typing import Callable
 
 from .journal import Journal
 from .locations import private_name, timestamped
-from .storage import Entry, local_entry, same_file
+from .storage import Entry, Store, as_local, local_entry, same_file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,12 +42,13 @@ CLAIM_BATCH = 256  # claims journaled with one write, before their renames
 
 
 def hold(
-    landing: Any, entries: list[Entry], journal: Journal, check: Callable[[], None]
+    landing: Store, entries: list[Entry], journal: Journal, check: Callable[[], None]
 ) -> tuple[list[Held], list[str], list[tuple[str, str]]]:
     """The entries to act on, claimed when local; the relative paths that changed since they
     were copied; and those that cannot be claimed, with why."""
     if not landing.is_local:
         return [Held(e, e) for e in entries], [], []
+    local = as_local(landing)
     held: list[Held] = []
     changed: list[str] = []
     failed: list[tuple[str, str]] = []
@@ -55,7 +56,7 @@ def hold(
         check()
         batch = []
         for entry in entries[start : start + CLAIM_BATCH]:
-            path = landing.path(entry.rel)
+            path = local.path(entry.rel)
             folder, base = os.path.split(path)
             name = private_name("claim", base)
             batch.append((entry, path, name, os.path.join(folder, name)))
@@ -106,21 +107,25 @@ def _claim(
 
 
 def release(
-    landing: Any, held: list[Held], journal: Journal, done: list[Held] | None = None
+    landing: Store, held: list[Held], journal: Journal, done: list[Held] | None = None
 ) -> dict[str, Entry | None]:
     """Put back every claimed file not archived or deleted, and end every claim. ``done``: the
     items known to be archived or deleted (None after an error: each one is looked at).
     Returns the relative paths put back, each with the file's entry as it is now when it is back
     under its own name (see ``_back_as``), else None."""
+    claimed = [item for item in held if item.claimed]
+    if not claimed:
+        return {}
+    local = as_local(landing)
     finished = {item.source.rel for item in done or ()}
     back: dict[str, Entry | None] = {}
-    for item in held:
-        if item.claimed and (done is None or item.source.rel not in finished):
-            path = landing.path(item.entry.rel)
-            where = put_back(landing.path(item.source.rel), path)
+    for item in claimed:
+        if done is None or item.source.rel not in finished:
+            path = local.path(item.entry.rel)
+            where = put_back(local.path(item.source.rel), path)
             if where is not None:
                 back[item.entry.rel] = _back_as(item.entry, where, path)
-    journal.end_all([landing.path(item.source.rel) for item in held if item.claimed])
+    journal.end_all([local.path(item.source.rel) for item in claimed])
     return back
 
 

@@ -10,12 +10,12 @@ import shutil
 from typing import Any, BinaryIO, Callable
 
 from .journal import Journal
-from .storage import Entry, SourceChanged
+from .storage import Entry, SourceChanged, Store, as_local, as_s3
 
 Transform = Callable[..., Any]
 
 
-def copy_entry(src: Any, dst: Any, entry: Entry, rel: str, journal: Journal,
+def copy_entry(src: Store, dst: Store, entry: Entry, rel: str, journal: Journal,
                transform: Transform | None = None,
                transform_args: dict[str, Any] | None = None) -> int:
     """Copy ``entry`` of ``src`` to ``rel`` in ``dst``; return the verified byte count there.
@@ -25,20 +25,22 @@ def copy_entry(src: Any, dst: Any, entry: Entry, rel: str, journal: Journal,
     try:
         return _copy(src, dst, entry, rel, journal, transform, transform_args)
     except FileNotFoundError:
-        if src.is_local and not os.path.lexists(src.path(entry.rel)):
+        if src.is_local and not os.path.lexists(as_local(src).path(entry.rel)):
             raise SourceChanged(entry.rel) from None
         raise
 
 
-def _copy(src: Any, dst: Any, entry: Entry, rel: str, journal: Journal, transform: Transform | None,
-          transform_args: dict[str, Any] | None) -> int:
+def _copy(src: Store, dst: Store, entry: Entry, rel: str, journal: Journal,
+          transform: Transform | None, transform_args: dict[str, Any] | None) -> int:
     unchanged = lambda: src.ensure_unchanged(entry)  # noqa: E731
     if transform is None and src.is_local and dst.is_local:
-        return dst.copy_file(src.path(entry.rel), rel, entry, journal, unchanged)
+        source = as_local(src).path(entry.rel)
+        return as_local(dst).copy_file(source, rel, entry, journal, unchanged)
     if transform is None and not src.is_local and not dst.is_local:
-        return dst.copy_from(src, entry, rel, journal)
+        return as_s3(dst).copy_from(as_s3(src), entry, rel, journal)
     if transform is None and src.is_local:
-        return dst.upload_file(src.path(entry.rel), rel, entry, journal, unchanged)
+        source = as_local(src).path(entry.rel)
+        return as_s3(dst).upload_file(source, rel, entry, journal, unchanged)
     fill = _filler(src, entry, transform or _identity, transform_args or {})
     return dst.write_stream(rel, fill, journal, entry.size, unchanged)
 
@@ -47,7 +49,8 @@ def _identity(source: BinaryIO, destination: BinaryIO) -> None:
     shutil.copyfileobj(source, destination, 1 << 20)
 
 
-def _filler(src: Any, entry: Entry, transform: Transform, args: dict[str, Any]) -> Callable[[BinaryIO], None]:
+def _filler(src: Store, entry: Entry, transform: Transform,
+            args: dict[str, Any]) -> Callable[[BinaryIO], None]:
     def fill(destination: BinaryIO) -> None:
         with src.open_read(entry) as source:
             transform(source, destination, **args)

@@ -7,11 +7,9 @@ boto3 and smart-open are imported only when a location is ``s3://``.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal
+from typing import Annotated, Any, Callable, Iterable, Literal
 
 from orchestrator.executor import (Cancelled, CodeLocation, Context, Executor, Location, Place,
                                    TaskMetrics, task)
@@ -22,7 +20,8 @@ from . import locations as loc
 from .journal import Journal, Leftover
 from .loader import code_path, code_problem
 from .signature import call_problems
-from .storage import Entry, open_store, remove_quietly
+from .settings import StagingSettings
+from .storage import Store, open_store, remove_quietly
 
 
 class StagingExecutor(Executor):
@@ -53,8 +52,7 @@ class StagingExecutor(Executor):
         self.transform = transform
         self.transform_args = transform_args or {}
         self.require_files = require_files
-        self._handled: dict[str, Entry] = {}
-        self._handled_list: Path | None = None
+        self._ledger: Path | None = None  # what the last transfer copied, on disk
         self._cancelled = False
         self._client: Any = None
         self._batches: Any = None  # transfer ran as a state machine's batches (``distributed``)
@@ -133,14 +131,17 @@ class StagingExecutor(Executor):
     @task
     def transfer(self, context: Context) -> TaskMetrics:
         """Copy every matching landing file to the dump (verified); the landing files stay."""
+        from .ledger import Ledger
         from .transfer import StagingError, legacy_transfer, transfer
 
         self._cancelled = False  # a cancel() of an earlier attempt (timeout, then retry) is over
-        self._handled = {}
+        self._ledger = None
         self._check_places()
+        settings, check = self.settings(), self._check(context)
         journal = self._journal(context)
+        ledger = Ledger.create(self._ledger_path(context, context.run_id))
         try:
-            landing = self._store(self.parent_directory)
+            landing = self._store(settings.parent_directory)
             if not landing.exists():
                 # Not fatal by default: an upstream step may create it later; but never silent.
                 warning = f"landing {landing.uri} does not exist: nothing staged"
@@ -148,54 +149,74 @@ class StagingExecutor(Executor):
                     raise StagingError(f"{warning} (require_files: true)")
                 context.logger.warning(warning)
                 metrics = _metrics(0, files=0, bytes=0, skipped=0, verified=0, warning=warning)
-            elif self.py_exec_path:
-                dump = self._store(self.dump_directory)
-                self._handled, metrics = legacy_transfer(self, landing, dump, context)
+            elif settings.py_exec_path:
+                dump = self._store(settings.dump_directory)
+                metrics = legacy_transfer(settings, landing, dump, ledger, context, check)
             else:
-                dump = self._store(self.dump_directory)
-                self._handled, metrics = transfer(self, landing, dump, journal, context)
+                dump = self._store(settings.dump_directory)
+                metrics = transfer(settings, landing, dump, journal, ledger, context, check)
+            if not ledger.count() and self.require_files:
+                raise StagingError(f"no file matching {self.pattern!r} arrived in {landing.uri} "
+                                   "(require_files: true)")
+        except BaseException:
+            ledger.discard()
+            raise
         finally:
             journal.finish()
-        if not self._handled and self.require_files:
-            raise StagingError(f"no file matching {self.pattern!r} arrived in {landing.uri} (require_files: true)")
-        self._handled_list = self._transferred_file(context, context.run_id)
-        _save_transferred(self._handled_list, self._handled)
+        self._ledger = ledger.publish()
         return metrics
 
     def restore(self, context: Context, succeeded_in: str) -> bool:
         """Resume after ``transfer`` succeeded in run ``succeeded_in``: ``post_staging`` gets the
-        files that run copied. Without its list (a run of an older version) ``transfer`` runs
-        again, which is harmless: a file copied before is copied to the same dump path."""
+        files that run copied, from its ledger. Without it (a run of an older version) ``transfer``
+        runs again, which is harmless: a file copied before is copied to the same dump path."""
+        from .ledger import Ledger
+
         if context.task != "transfer":
             return True
-        path = self._transferred_file(context, succeeded_in)
-        handled = _load_transferred(path)
-        if handled is None:
+        path = self._ledger_path(context, succeeded_in)
+        ledger = Ledger.open(path)
+        if ledger is None:  # transfer ran as a state machine's batches, or not in this version
             from .distributed import restore_batches
 
             return restore_batches(self, context, succeeded_in)
-        self._handled, self._handled_list = handled, path
-        context.logger.info("%d files transferred by run %s", len(handled), succeeded_in)
+        try:
+            context.logger.info("%d files transferred by run %s", ledger.count(), succeeded_in)
+        finally:
+            ledger.close()
+        self._ledger = path
         return True
 
     @task
     def post_staging(self, context: Context) -> TaskMetrics:
         """Archive or delete the landing files this run transferred, if they are unchanged since."""
+        from .ledger import Ledger
         from .transfer import post_staging
 
         self._cancelled = False
         self._check_places()
-        if self._batches is not None:
+        if self._batches is not None:  # transfer ran as a state machine's batches
             from .distributed import post_staging_batches
 
             return post_staging_batches(self, context)
-        journal = self._journal(context)
-        try:
-            metrics = post_staging(self, self._store(self.parent_directory), journal, context)
-        finally:
+        settings, path = self.settings(), self._ledger
+        journal = self._journal(context)  # first, undo what a dead run left in flight
+        ledger = None if path is None else Ledger.open(path)
+        if ledger is None:
             journal.finish()
-        if self._handled_list is not None:  # dealt with: a later resume has nothing to redo
-            self._handled_list.unlink(missing_ok=True)
+            context.logger.info("nothing was transferred in this run: nothing to %s",
+                                settings.archive_or_delete)
+            return _metrics(0, files=0)
+        try:
+            metrics = post_staging(settings, self._store(settings.parent_directory),
+                                   lambda: self._store(settings.archive_directory), journal,
+                                   ledger, context, self._check(context))
+        finally:
+            ledger.close()
+            journal.finish()
+        if path is not None:  # dealt with: a later resume has nothing to redo
+            path.unlink(missing_ok=True)
+        self._ledger = None
         return metrics
 
     @task
@@ -215,16 +236,23 @@ class StagingExecutor(Executor):
                               min_files=min_files, timeout=timeout, stable_for=stable_for,
                               context=context, check_cancelled=lambda: self.check_cancelled(context))
 
-    def keep_for_resume(self, handled: dict[str, Entry]) -> None:
-        """The files ``post_staging`` put back, as they are now, for a resume that skips
-        ``transfer`` (see ``restore``)."""
-        if self._handled_list is not None:
-            _save_transferred(self._handled_list, handled)
+    def settings(self) -> StagingSettings:
+        """The params the staging helpers work from, as one value."""
+        return StagingSettings(
+            parent_directory=self.parent_directory, dump_directory=self.dump_directory,
+            archive_or_delete=self.archive_or_delete, archive_directory=self.archive_directory,
+            pattern=self.pattern, transform=None if self.transform is None else str(self.transform),
+            transform_args=dict(self.transform_args),
+            py_exec_path=None if self.py_exec_path is None else str(self.py_exec_path),
+            py_exec_args=None if self.py_exec_args is None else dict(self.py_exec_args))
 
     def check_cancelled(self, context: Context) -> None:
         if self._cancelled:
             raise Cancelled(f"{context.step}.{context.task} cancelled")
         context.check_cancelled()
+
+    def _check(self, context: Context) -> Callable[[], None]:
+        return lambda: self.check_cancelled(context)
 
     def s3_client(self) -> Any:
         if self._client is None:
@@ -242,7 +270,7 @@ class StagingExecutor(Executor):
         for key, problem in _place_problems(params):
             raise StagingError(f"{key}: {problem}")
 
-    def _store(self, location: str) -> Any:
+    def _store(self, location: str) -> Store:
         return open_store(location, self.s3_client)
 
     def _journal(self, context: Context) -> Journal:
@@ -271,23 +299,10 @@ class StagingExecutor(Executor):
             context.logger.info("undid %d leftovers of an interrupted run", found)
         return Journal(folder, context.run_id)
 
-    def _transferred_file(self, context: Context, run_id: str) -> Path:
-        """What ``transfer`` copied in run ``run_id``, kept for a resume that skips it."""
-        return context.state_dir("staging", "transferred") / f"{run_id}.json"
-
-
-def _save_transferred(path: Path, handled: dict[str, Entry]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([dataclasses.asdict(entry) for entry in handled.values()]))
-    os.replace(tmp, path)
-
-
-def _load_transferred(path: Path) -> dict[str, Entry] | None:
-    try:
-        entries = [Entry(**fields) for fields in json.loads(path.read_text())]
-    except (OSError, ValueError, TypeError):
-        return None
-    return {entry.rel: entry for entry in entries}
+    def _ledger_path(self, context: Context, run_id: str) -> Path:
+        """What ``transfer`` copied in run ``run_id`` (see ``ledger``), for ``post_staging``
+        and for a resume that skips ``transfer``."""
+        return context.state_dir("staging", "transferred") / f"{run_id}.sqlite"
 
 
 def _metrics(total: int, **metadata: Any) -> TaskMetrics:

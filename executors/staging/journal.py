@@ -81,6 +81,7 @@ class Journal:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._pending: set[str] = set()
+        self._ends: list[bytes] = []  # end records not written yet (see ``end``)
 
     def begin(self, target: str) -> None:
         self._append({"begin": target}, add=[target])
@@ -96,8 +97,19 @@ class Journal:
                 add=[private for private, _ in claims],
             )
 
-    def end(self, target: str) -> None:
-        self._append({"end": target}, remove=[target])
+    def end(self, target: str, lazy: bool = False) -> None:
+        """``lazy``: written with the next record, not on its own, for a local temp file: an end
+        lost in a crash only makes recovery remove a temp file that is gone, and a file staged
+        costs one write less. Not for what others read while we live (S3 keys in flight)."""
+        if not lazy:
+            self._append({"end": target}, remove=[target])
+            return
+        with self._lock:
+            self._pending.discard(target)
+            self._ends.append((json.dumps({"end": target}) + "\n").encode())
+            if len(self._ends) < 64:
+                return
+        self._append({"ends": []})
 
     def end_all(self, targets: list[str]) -> None:
         if targets:
@@ -106,6 +118,8 @@ class Journal:
     def finish(self) -> None:
         """Close; remove the file unless something is still in flight (then the next run's recovery
         takes care of it once this process is gone)."""
+        if self._ends:
+            self._append({"ends": []})
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
@@ -118,6 +132,9 @@ class Journal:
     ) -> None:
         data = (json.dumps(record) + "\n").encode()
         with self._lock:
+            if self._ends:  # in the order they happened, before this record
+                data = b"".join(self._ends) + data
+                self._ends.clear()
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 if os.fstat(self._fd).st_size == 0:
@@ -176,17 +193,20 @@ def _owner(fields: Any) -> Owner | None:
 
 
 def _records(path: Path) -> Iterator[dict[str, Any]]:
+    """The journal's records, read a line at a time: a journal of a million files is read with
+    the memory of one line (what is still pending is all ``read`` keeps)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        handle = open(path, "rb")
     except FileNotFoundError:
         return
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a line torn by a crash
-        if isinstance(record, dict):
-            yield record
+    with handle:
+        for line in handle:
+            try:
+                record = json.loads(line.decode("utf-8", errors="replace"))
+            except ValueError:
+                continue  # a line torn by a crash
+            if isinstance(record, dict):
+                yield record
 
 
 def journals(folder: Path) -> list[Path]:

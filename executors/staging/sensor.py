@@ -17,7 +17,7 @@ from orchestrator import Cancelled, Context, TaskMetrics
 
 from ..aws.polling import DEFAULT_BACKOFF, Backoff
 from .locations import matches
-from .storage import Entry
+from .storage import Entry, Store
 
 MAX_LISTED = 1000
 """At most this many file names go into the metrics (the count is always exact)."""
@@ -62,7 +62,7 @@ class Watch:
         return min(waits) if waits else None
 
 
-def wait_for_files(store: Any, pattern: str, *, min_files: int, timeout: float, stable_for: float,
+def wait_for_files(store: Store, pattern: str, *, min_files: int, timeout: float, stable_for: float,
                    context: Context, check_cancelled: Callable[[], None],
                    backoff: Backoff = DEFAULT_BACKOFF) -> TaskMetrics:
     """Wait until ``min_files`` files under ``store`` match ``pattern`` and are stable; their
@@ -94,7 +94,7 @@ def wait_for_files(store: Any, pattern: str, *, min_files: int, timeout: float, 
             raise Cancelled(f"{context.step}.{context.task} cancelled while waiting for files")
 
 
-def _metrics(store: Any, ready: list[Entry], polls: int, waited: float) -> TaskMetrics:
+def _metrics(store: Store, ready: list[Entry], polls: int, waited: float) -> TaskMetrics:
     metadata: dict[str, Any] = {
         "location": store.uri, "files": [e.rel for e in ready[:MAX_LISTED]],
         "bytes": sum(e.size for e in ready), "polls": polls, "waited_s": round(waited, 3)}

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import errno
 import hashlib
 import os
-import shutil
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol, Sequence
 
 from .journal import Journal
 from .locations import is_private, is_s3, private_name
+
+if TYPE_CHECKING:
+    from .s3store import S3Store
 
 Fill = Callable[[BinaryIO], None]
 
@@ -36,6 +39,34 @@ class Entry:
     rel: str
     size: int
     version: str
+
+
+class Store(Protocol):
+    """What transfer, archive and claim ask of a place: ``LocalStore`` here, ``S3Store`` in
+    ``s3store``. What only one kind has (a local path, a server-side copy) is reached after a
+    check of ``is_local``."""
+
+    is_local: bool
+    uri: str
+
+    def exists(self) -> bool: ...
+
+    def list(self) -> Iterator[Entry]:
+        """Every file below the root, streamed (never the whole listing at once)."""
+        ...
+
+    def stat(self, rel: str) -> Entry | None: ...
+
+    def ensure_unchanged(self, entry: Entry) -> None: ...
+
+    def open_read(self, entry: Entry) -> BinaryIO: ...
+
+    def checksum(self, rel: str) -> str: ...
+
+    def write_stream(self, rel: str, fill: Fill, journal: Journal, size_hint: int | None,
+                     before_publish: Callable[[], None]) -> int: ...
+
+    def delete(self, entries: Sequence[Entry]) -> dict[str, str]: ...
 
 
 class CountingWriter:
@@ -119,48 +150,52 @@ class LocalStore:
         """Write through ``fill`` into a hidden temp file, check its size, then rename it into place."""
         counter: list[CountingWriter] = []
 
-        def produce(temp: str) -> int:
+        def produce(temp: str) -> tuple[int, int]:
             with open(temp, "wb") as f:
                 counter.append(CountingWriter(f))
-                fill(counter[0])  # type: ignore[arg-type]  # a BinaryIO by delegation
-            return counter[0].count
+                fill(counter[0])  # type: ignore[arg-type]
+            return counter[0].count, os.stat(temp).st_size
 
         return self._publish(rel, produce, journal, before_publish)
 
     def copy_file(self, source: str, rel: str, entry: Entry, journal: Journal,
                   before_publish: Callable[[], None]) -> int:
-        """Kernel-side copy (``copy_file_range``/``sendfile``), no Python byte loop."""
+        """Kernel-side copy (``copy_file_range``, else ``sendfile``), no Python byte loop."""
 
-        def produce(temp: str) -> int:
-            shutil.copyfile(source, temp)
-            return entry.size
+        def produce(temp: str) -> tuple[int, int]:
+            # A short copy, or a file grown since it was listed, fails the size check.
+            return entry.size, kernel_copy(source, temp, entry.size)
 
         return self._publish(rel, produce, journal, before_publish)
 
-    def _publish(self, rel: str, produce: Callable[[str], int], journal: Journal,
+    def _publish(self, rel: str, produce: Callable[[str], tuple[int, int]], journal: Journal,
                  before_publish: Callable[[], None]) -> int:
         final = self.path(rel)
         self._makedirs(os.path.dirname(final))
         temp = partial_path(final)
         journal.begin(temp)
+        published = False
         try:
-            expected = produce(temp)
-            actual = os.stat(temp).st_size
+            expected, actual = produce(temp)  # bytes meant, bytes the temp file holds
             if actual != expected:
                 raise VerifyError(f"{final}: wrote {actual} bytes, expected {expected}")
             before_publish()
             os.replace(temp, final)
+            published = True
         finally:
-            remove_quietly(temp)
-            journal.end(temp)
+            if not published:
+                remove_quietly(temp)
+            journal.end(temp, lazy=True)
         return expected
 
     def _makedirs(self, folder: str) -> None:
         if folder not in self._made:
             os.makedirs(folder, exist_ok=True)
+            if len(self._made) >= 4096:  # a cache, not a record: memory stays bounded
+                self._made.clear()
             self._made.add(folder)
 
-    def delete(self, entries: builtins.list[Entry]) -> dict[str, str]:  # `list` is a method here
+    def delete(self, entries: Sequence[Entry]) -> dict[str, str]:
         """Delete files (claimed ones: see ``claim``); return why, for each one not deleted."""
         kept = {}
         for entry in entries:
@@ -171,6 +206,67 @@ class LocalStore:
             except OSError as exc:
                 kept[entry.rel] = exc.strerror or str(exc)
         return kept
+
+
+def as_local(store: Store) -> LocalStore:
+    """``store`` as the local folder it is (the caller checked ``is_local``)."""
+    assert isinstance(store, LocalStore), store.uri
+    return store
+
+
+def as_s3(store: Store) -> "S3Store":
+    """``store`` as the S3 prefix it is (the caller checked ``is_local``)."""
+    assert not store.is_local, store.uri
+    return store  # type: ignore[return-value]
+
+
+def kernel_copy(source: str, target: str, size: int) -> int:
+    """Copy ``source`` (of ``size`` bytes, as listed) to the new file ``target`` in the kernel;
+    return the size of ``target``. Fewer system calls than ``shutil.copyfile`` (which stats
+    both names first), which counts at a million files."""
+    src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        try:
+            _kernel_copy(src, dst, size)
+            return os.fstat(dst).st_size
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+_CHUNK = 1 << 30
+
+
+def _kernel_copy(src: int, dst: int, size: int) -> int:
+    """Copy to the end of ``src``; stop asking once ``size`` bytes are copied (a file that grew
+    since its listing is caught by the caller's checks anyway)."""
+    total = 0
+    copy_range = getattr(os, "copy_file_range", None)
+    try:
+        if copy_range is not None:
+            while total < size and (n := copy_range(src, dst, _CHUNK)) > 0:
+                total += n
+            return total
+    except OSError as exc:
+        if total or exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
+                                      errno.EBADF, errno.EPERM):
+            raise
+    try:
+        while total < size and (n := os.sendfile(dst, src, None, _CHUNK)) > 0:
+            total += n
+        return total
+    except OSError as exc:
+        if total or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+    while total < size and (block := os.read(src, 1 << 20)):
+        view = memoryview(block)
+        while view:
+            written = os.write(dst, view)
+            view = view[written:]
+            total += written
+    return total
 
 
 def local_entry(rel: str, st: os.stat_result) -> Entry:
@@ -195,7 +291,7 @@ def remove_quietly(path: str) -> None:
         pass
 
 
-def open_store(location: str, s3_client: Callable[[], Any]) -> Any:
+def open_store(location: str, s3_client: Callable[[], Any]) -> Store:
     """A store for ``location``; boto3 is imported only for ``s3://`` locations."""
     if is_s3(location):
         from .s3store import S3Store

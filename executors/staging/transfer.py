@@ -1,8 +1,15 @@
-"""The staging tasks' bodies, kept apart from the executor so importing it stays cheap."""
+"""The staging tasks' bodies, kept apart from the executor so importing it stays cheap.
+
+Files go through in batches of ``BATCH``: a batch is listed, copied (or claimed and archived or
+deleted) and recorded in the ledger before the next one is listed, so memory stays flat whatever
+the number of files; what ``post_staging`` must know of ``transfer`` is in the ledger on disk.
+"""
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from orchestrator.executor import Context, TaskMetrics
 
@@ -11,47 +18,87 @@ from .archive import archive
 from .claim import Held, hold, release
 from .copy import copy_entry
 from .journal import Journal
+from .ledger import Ledger
 from .loader import code_path, function_of, load_callable, load_file
 from .parallel import run_all
-from .storage import CHANGED, Entry, SourceChanged, open_store
+from .settings import StagingSettings
+from .storage import CHANGED, Entry, SourceChanged, Store
 
 S3_WORKERS = 16
+BATCH = 1000  # files listed, copied and recorded at a time
+T = TypeVar("T")
 
 
 class StagingError(RuntimeError):
     """Some files could not be staged; they stay in the landing folder for the next run."""
 
 
-def _workers(*stores: Any) -> int:
+def _workers(*stores: Store) -> int:
     return 1 if all(s.is_local for s in stores) else S3_WORKERS
 
 
-def transfer(ex: Any, landing: Any, dump: Any, journal: Journal, context: Context) -> tuple[dict[str, Entry], TaskMetrics]:
-    listed = list(landing.list())
-    entries = [e for e in listed if loc.matches(e.rel, ex.pattern)]
-    function = load_callable(ex.transform, own_only=not context.trusted) if ex.transform else None
-    context.logger.info("staging %d of %d files from %s to %s", len(entries), len(listed), landing.uri, dump.uri)
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size``, taken from the iterator only as they are needed."""
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+@dataclasses.dataclass
+class _Failures:
+    """How many files failed, and the first one with why (for the task's error)."""
+
+    count: int = 0
+    first: tuple[str, str] | None = None
+
+    def add(self, rel: str, why: object) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = (rel, str(why))
+
+
+def transfer(settings: StagingSettings, landing: Store, dump: Store, journal: Journal,
+             ledger: Ledger, context: Context, check: Callable[[], None]) -> TaskMetrics:
+    """Copy every matching landing file to the dump, verified; record each copy in ``ledger``."""
+    function = (load_callable(settings.transform, own_only=not context.trusted)
+                if settings.transform else None)
+    context.logger.info("staging files matching %r from %s to %s", settings.pattern,
+                        landing.uri, dump.uri)
 
     def one(entry: Entry) -> int:
-        return copy_entry(landing, dump, entry, entry.rel, journal, function, ex.transform_args)
+        return copy_entry(landing, dump, entry, entry.rel, journal, function,
+                          dict(settings.transform_args))
 
-    results = run_all(one, entries, _workers(landing, dump), lambda: ex.check_cancelled(context))
-    handled = {e.rel: e for e, r in results if not isinstance(r, Exception)}
-    changed = [e.rel for e, r in results if isinstance(r, SourceChanged)]
-    failed = [(e.rel, r) for e, r in results if isinstance(r, Exception) and not isinstance(r, SourceChanged)]
-    for rel in changed:
-        context.logger.warning("%s changed while it was copied: left for the next run", rel)
-    for rel, exc in failed:
-        context.logger.error("%s not staged: %s", rel, exc)
-    if failed:
-        raise StagingError(f"{len(failed)} of {len(entries)} files not staged, first: {failed[0][0]}: {failed[0][1]}")
-    written = sum(r for _, r in results if isinstance(r, int))
-    return handled, TaskMetrics(total_rows=len(handled), execution_metadata={
-        "files": len(handled), "bytes": written, "skipped": len(listed) - len(entries),
-        "changed": len(changed), "verified": len(handled)})
+    listed = copied = written = changed = 0
+    failures = _Failures()
+    for batch in batches(landing.list(), BATCH):
+        listed += len(batch)
+        entries = [e for e in batch if loc.matches(e.rel, settings.pattern)]
+        results = run_all(one, entries, _workers(landing, dump), check)
+        ledger.add([e for e, r in results if not isinstance(r, Exception)])
+        for entry, result in results:
+            if isinstance(result, SourceChanged):
+                changed += 1
+                context.logger.warning("%s changed while it was copied: left for the next run",
+                                       entry.rel)
+            elif isinstance(result, Exception):
+                failures.add(entry.rel, result)
+                context.logger.error("%s not staged: %s", entry.rel, result)
+            else:
+                copied += 1
+                written += result
+    matched = copied + changed + failures.count
+    context.logger.info("staged %d of %d files", copied, listed)
+    if failures.first is not None:
+        rel, why = failures.first
+        raise StagingError(f"{failures.count} of {matched} files not staged, first: {rel}: {why}")
+    return TaskMetrics(total_rows=copied, execution_metadata={
+        "files": copied, "bytes": written, "skipped": listed - matched,
+        "changed": changed, "verified": copied})
 
 
-def legacy_transfer(ex: Any, landing: Any, dump: Any, context: Context) -> tuple[dict[str, Entry], TaskMetrics]:
+def legacy_transfer(settings: StagingSettings, landing: Store, dump: Store, ledger: Ledger,
+                    context: Context, check: Callable[[], None]) -> TaskMetrics:
     """The seed's contract: ``py_exec.test()``, then ``main(parent, dump, **py_exec_args)`` only
     when ``py_exec_args`` is given (the seed calls nothing but ``test()`` otherwise).
 
@@ -59,35 +106,41 @@ def legacy_transfer(ex: Any, landing: Any, dump: Any, context: Context) -> tuple
     ran *and* found in the dump afterwards under the same relative path (not empty unless the
     landed file is empty, and on a local dump written by this ``main``, not left over from before).
     The others stay in the landing folder: ``main`` skipped them, failed on them or renamed them.
+    The snapshot of the landing folder is held in memory: ``main`` runs once over all of it.
     """
-    module = load_file(Path(code_path(ex.py_exec_path)) / "py_exec.py")
+    assert settings.py_exec_path is not None
+    module = load_file(Path(code_path(settings.py_exec_path)) / "py_exec.py")
     own_only = not context.trusted
     if function_of(module, "test", own_only)() is False:
-        raise StagingError(f"{ex.py_exec_path}/py_exec.py: test() returned False")
-    if ex.py_exec_args is None:
+        raise StagingError(f"{settings.py_exec_path}/py_exec.py: test() returned False")
+    if settings.py_exec_args is None:
         context.logger.info("py_exec_args not given: only py_exec.test() runs, as in the seed")
-        return {}, TaskMetrics(total_rows=0, execution_metadata={"files": 0, "missing": 0, "legacy": True})
-    snapshot = {e.rel: e for e in landing.list() if loc.matches(e.rel, ex.pattern)}
-    check = lambda: ex.check_cancelled(context)  # noqa: E731
+        return TaskMetrics(total_rows=0,
+                           execution_metadata={"files": 0, "missing": 0, "legacy": True})
+    snapshot = {e.rel: e for e in landing.list() if loc.matches(e.rel, settings.pattern)}
     before = _dump_versions(dump, snapshot, check) if dump.is_local else {}
     context.logger.info("legacy py_exec.main on %d landed files", len(snapshot))
-    function_of(module, "main", own_only)(ex.parent_directory, ex.dump_directory, **ex.py_exec_args)
+    function_of(module, "main", own_only)(settings.parent_directory, settings.dump_directory,
+                                          **settings.py_exec_args)
     after = _dump_versions(dump, snapshot, check)
-    handled, missing = {}, []
+    handled, missing = [], []
     for rel, entry in snapshot.items():
         found = after.get(rel)
         untouched = dump.is_local and found is not None and before.get(rel) == found
         if found is None or (entry.size > 0 and found.size == 0) or untouched:
             missing.append(rel)
         else:
-            handled[rel] = entry
+            handled.append(entry)
     for rel in sorted(missing):
-        context.logger.warning("%s not found in the dump after py_exec.main: left for the next run", rel)
-    return handled, TaskMetrics(total_rows=len(handled), execution_metadata={
+        context.logger.warning("%s not found in the dump after py_exec.main: left for the next run",
+                               rel)
+    ledger.add(handled)
+    return TaskMetrics(total_rows=len(handled), execution_metadata={
         "files": len(handled), "missing": len(missing), "legacy": True})
 
 
-def _dump_versions(dump: Any, snapshot: dict[str, Entry], check: Any) -> dict[str, Entry]:
+def _dump_versions(dump: Store, snapshot: dict[str, Entry],
+                   check: Callable[[], None]) -> dict[str, Entry]:
     """The dump's entry for each snapshot path that exists there (one stat each, parallel on S3)."""
     results = run_all(dump.stat, list(snapshot), _workers(dump), check)
     failed = [(rel, r) for rel, r in results if isinstance(r, Exception)]
@@ -96,48 +149,101 @@ def _dump_versions(dump: Any, snapshot: dict[str, Entry], check: Any) -> dict[st
     return {rel: found for rel, found in results if isinstance(found, Entry)}
 
 
-def post_staging(ex: Any, landing: Any, journal: Journal, context: Context) -> TaskMetrics:
-    handled, ex._handled = ex._handled, {}
-    if not handled:
-        context.logger.info("nothing was transferred in this run: nothing to %s", ex.archive_or_delete)
+def post_staging(settings: StagingSettings, landing: Store, archive_store: Callable[[], Store],
+                 journal: Journal, ledger: Ledger, context: Context,
+                 check: Callable[[], None]) -> TaskMetrics:
+    """Archive or delete the landing files ``ledger`` holds, if unchanged since they were copied.
+
+    Each file done is forgotten by the ledger; a file put back is recorded as it is now, so a
+    resume after a failure finds exactly what is left to do."""
+    verb = settings.archive_or_delete
+    if ledger.count() == 0:
+        context.logger.info("nothing was transferred in this run: nothing to %s", verb)
         return TaskMetrics(total_rows=0, execution_metadata={"files": 0})
-    current = {e.rel: e for e in landing.list()} if landing.exists() else {}
-    ready = [e for rel, e in handled.items() if current.get(rel) == e]
-    left = set(handled) - {e.rel for e in ready}
-    check = lambda: ex.check_cancelled(context)  # noqa: E731
+    store = archive_store() if verb == "archive" else None
+    counts: dict[str, int] = {}
+    left = 0
+    failures = _Failures()
+    for ready, gone in _ready_batches(landing, ledger):
+        left += _left(context, gone)
+        if not ready:
+            continue
+        done, changed, failed = _act(landing, store, ready, journal, ledger, check)
+        for name, value in done.items():
+            counts[name] = counts.get(name, 0) + value
+        left += _left(context, changed)
+        for rel, why in failed:
+            failures.add(rel, why)
+    if failures.first is not None:
+        rel, why = failures.first
+        raise StagingError(f"{failures.count} landing files could not be {verb}d, "
+                           f"first: {rel}: {why}")
+    if not counts:
+        counts = {"deleted": 0} if store is None else {
+            "archived": 0, "already_archived": 0, "renamed": 0}
+    return TaskMetrics(total_rows=sum(counts.values()), execution_metadata={**counts, "left": left})
+
+
+def _left(context: Context, rels: list[str]) -> int:
+    for rel in sorted(rels):
+        context.logger.warning("%s changed or vanished since it was copied: left for the next run",
+                               rel)
+    return len(rels)
+
+
+def _ready_batches(landing: Store, ledger: Ledger) -> Iterator[tuple[list[Entry], list[str]]]:
+    """Batches of (copied files still as they were copied, paths changed or gone since).
+
+    Locally each recorded file is looked at (one stat); on S3 the landing prefix is listed (one
+    request per 1,000 objects) and each listed object looked up in the ledger, and what the
+    listing never showed comes last."""
+    if landing.is_local:
+        for batch in ledger.batches(BATCH):
+            ready, gone = [], []
+            for entry in batch:
+                if landing.stat(entry.rel) == entry:
+                    ready.append(entry)
+                else:
+                    gone.append(entry.rel)
+            yield ready, gone
+        return
+    ledger.forget_marks()
+    for batch in batches(landing.list(), BATCH):
+        copied = ledger.lookup(e.rel for e in batch)
+        ready = [e for e in batch if copied.get(e.rel) == e]
+        ledger.mark(e.rel for e in ready)
+        yield ready, []
+    for gone in ledger.unmarked(BATCH):
+        yield [], gone
+
+
+def _act(landing: Store, store: Store | None, ready: list[Entry], journal: Journal,
+         ledger: Ledger, check: Callable[[], None]) -> "Outcome":
+    """Claim, then archive (into ``store``) or delete (``store`` None) one batch; whatever
+    happens, put back what was claimed and not done, and tell the ledger."""
     held: list[Held] = []
     done: list[Held] | None = None
     try:
         held, changed, unclaimed = hold(landing, ready, journal, check)
-        left.update(changed)
-        if ex.archive_or_delete == "delete":
-            counts, changed, failed, done = _delete(landing, held, check)
+        if store is None:
+            counts, more_changed, failed, done = _delete(landing, held, check)
         else:
-            store = open_store(ex.archive_directory, ex.s3_client)
-            counts, changed, failed, done = _archive(landing, store, held, journal, check)
-        left.update(changed)
-        failed = unclaimed + failed
+            counts, more_changed, failed, done = _archive(landing, store, held, journal, check)
     finally:
         back = release(landing, held, journal, done)
-        left.update(back)
-        again = {rel: entry for rel, entry in back.items() if entry is not None}
-        if again:  # what a resume of this run finds in the landing folder
-            ex.keep_for_resume({**handled, **again})
-    for rel in sorted(left):
-        context.logger.warning("%s changed or vanished since it was copied: left for the next run",
-                               rel)
-    if failed:
-        raise StagingError(f"{len(failed)} landing files could not be {ex.archive_or_delete}d, "
-                           f"first: {failed[0][0]}: {failed[0][1]}")
-    return TaskMetrics(total_rows=sum(counts.values()),
-                       execution_metadata={**counts, "left": len(left)})
+        ledger.replace(entry for entry in back.values() if entry is not None)
+        if done is not None:
+            ledger.forget(item.entry.rel for item in done)
+    return counts, sorted({*changed, *more_changed, *back}), unclaimed + failed
 
 
-# counts, changed since copied, failed (with why), done
-Outcome = tuple[dict[str, int], list[str], list[tuple[str, str]], list[Held]]
+# counts, changed since copied, failed (with why)
+Outcome = tuple[dict[str, int], list[str], list[tuple[str, str]]]
+# ... and the items done
+_Done = tuple[dict[str, int], list[str], list[tuple[str, str]], list[Held]]
 
 
-def _delete(landing: Any, held: list[Held], check: Callable[[], None]) -> Outcome:
+def _delete(landing: Store, held: list[Held], check: Callable[[], None]) -> _Done:
     check()
     kept = landing.delete([h.source for h in held])
     changed = [h.entry.rel for h in held if kept.get(h.source.rel) == CHANGED]
@@ -147,8 +253,8 @@ def _delete(landing: Any, held: list[Held], check: Callable[[], None]) -> Outcom
     return {"deleted": len(done)}, changed, failed, done
 
 
-def _archive(landing: Any, store: Any, held: list[Held], journal: Journal,
-             check: Callable[[], None]) -> Outcome:
+def _archive(landing: Store, store: Store, held: list[Held], journal: Journal,
+             check: Callable[[], None]) -> _Done:
     result = archive(landing, store, held, journal, _workers(landing, store), check)
     counts = {"archived": result.archived, "already_archived": result.already_archived,
               "renamed": result.renamed}
