@@ -275,7 +275,9 @@ def _error_from(payload: dict[str, Any]) -> BaseException:
         except Exception:
             exc = None
     if not isinstance(exc, BaseException):
-        exc = ChildTaskError(f"{payload['type']}: {payload['message']}", payload.get("retryable", True))
+        exc = ChildTaskError(
+            f"{payload['type']}: {payload['message']}", payload.get("retryable", True)
+        )
     try:  # what the run keeps and shows: where it failed in the child, not how the parent heard of it
         exc.child_traceback = payload["traceback"]  # type: ignore[attr-defined]
     except AttributeError:
@@ -372,7 +374,9 @@ def _call(request: dict[str, Any], cancel: threading.Event) -> tuple[str, Any]:
         fields = dict(fields, home=Path(fields["home"]))
         watermark = fields.pop("watermark")
         context = Context(cancel_event=cancel, watermark=watermark, **fields)
-    fn = function_of(load_file(request["path"]), request["function"], request.get("own_only", False))
+    fn = function_of(
+        load_file(request["path"]), request["function"], request.get("own_only", False)
+    )
     extra = {"context": context} if context is not None and accepts_context(fn) else {}
     if context is None:
         return "result", (_encode_return(fn(**request["kwargs"], **extra)), None)

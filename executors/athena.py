@@ -4,6 +4,7 @@ Each statement is one query execution with a deterministic ``ClientRequestToken`
 of its id under the step's state folder, so a retry re-attaches instead of running it twice.
 Statistics (bytes scanned, run time, output location) and ``UpdateCount`` go into the metrics.
 """
+
 from __future__ import annotations
 
 import re
@@ -41,7 +42,9 @@ class AthenaExecutor(AwsExecutor):
         database: Annotated[str, "Default database of the queries"] = "default",
         workgroup: Annotated[str, "Athena workgroup"] = "primary",
         catalog: Annotated[str, "Data catalog"] = "AwsDataCatalog",
-        max_bytes_scanned: Annotated[int | None, "Cost guard: fail (and stop) a query scanning more bytes"] = None,
+        max_bytes_scanned: Annotated[
+            int | None, "Cost guard: fail (and stop) a query scanning more bytes"
+        ] = None,
         region: Annotated[str | None, "AWS region; default from the environment"] = None,
     ) -> None:
         self.output_location = output_location
@@ -63,13 +66,22 @@ class AthenaExecutor(AwsExecutor):
         if "workgroup" in params and not WORKGROUP.fullmatch(str(params["workgroup"])):
             yield "workgroup", f"illegal workgroup name {params['workgroup']!r}"
         limit = params.get("max_bytes_scanned")
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0):
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0
+        ):
             yield "max_bytes_scanned", "must be a positive number of bytes"
 
     @classmethod
-    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
-        checks = {"run_query": _query_problems, "create_table": _create_table_problems,
-                  "repair_table": _repair_problems, "create_table_as": _ctas_problems, "drop_table": _drop_problems}
+    def validate_args(
+        cls, task: str, args: dict[str, Any], params: dict[str, Any]
+    ) -> Iterable[tuple[str, str]]:
+        checks = {
+            "run_query": _query_problems,
+            "create_table": _create_table_problems,
+            "repair_table": _repair_problems,
+            "create_table_as": _ctas_problems,
+            "drop_table": _drop_problems,
+        }
         return checks.get(task, lambda a: iter(()))(args)
 
     @classmethod
@@ -103,7 +115,9 @@ class AthenaExecutor(AwsExecutor):
         return lineage.athena(task, args, params)
 
     def check(self) -> list[str]:
-        return check_service(self.aws, "athena", lambda c: c.get_work_group(WorkGroup=self.workgroup))
+        return check_service(
+            self.aws, "athena", lambda c: c.get_work_group(WorkGroup=self.workgroup)
+        )
 
     # ------------------------------------------------------------------ tasks
 
@@ -113,8 +127,12 @@ class AthenaExecutor(AwsExecutor):
         context: Context,
         sql: Annotated[str | None, "One or several statements separated by ;"] = None,
         sql_file: Annotated[Location | None, "A .sql file (local or s3://) instead of sql"] = None,
-        parameters: Annotated[list[str] | None, "ExecutionParameters for ? placeholders (single statement)"] = None,
-        result_rows: Annotated[int, "Keep up to this many result rows in the metrics (0: none)"] = 0,
+        parameters: Annotated[
+            list[str] | None, "ExecutionParameters for ? placeholders (single statement)"
+        ] = None,
+        result_rows: Annotated[
+            int, "Keep up to this many result rows in the metrics (0: none)"
+        ] = 0,
     ) -> TaskMetrics:
         """Run each statement in order; stop at the first failure."""
         key = self.call_key(context)
@@ -142,9 +160,17 @@ class AthenaExecutor(AwsExecutor):
         if_not_exists: Annotated[bool, "Do nothing if the table exists"] = True,
     ) -> TaskMetrics:
         """CREATE EXTERNAL TABLE rendered from a validated spec."""
-        args = dict(table=table, columns=columns, location=location, format=format, partition_keys=partition_keys,
-                    serde_properties=serde_properties, table_properties=table_properties, skip_header=skip_header,
-                    comment=comment)
+        args = dict(
+            table=table,
+            columns=columns,
+            location=location,
+            format=format,
+            partition_keys=partition_keys,
+            serde_properties=serde_properties,
+            table_properties=table_properties,
+            skip_header=skip_header,
+            comment=comment,
+        )
         ddl = spec.table_spec(args).athena_ddl(self.database, if_not_exists)
         return self._run_statements(context, self.call_key(context), [ddl], None, 0)
 
@@ -153,14 +179,24 @@ class AthenaExecutor(AwsExecutor):
         self,
         context: Context,
         table: Annotated[str, "Table name (or database.table)"],
-        partitions: Annotated[list[dict] | None, "[{values: {key: value}, location?}]: ADD PARTITION instead of MSCK"] = None,
+        partitions: Annotated[
+            list[dict] | None, "[{values: {key: value}, location?}]: ADD PARTITION instead of MSCK"
+        ] = None,
     ) -> TaskMetrics:
         """Load partitions: MSCK REPAIR TABLE, or ALTER TABLE ADD IF NOT EXISTS PARTITION for listed ones."""
         name = spec.hive_qualified(table, self.database)
         if not partitions:
-            return self._run_statements(context, self.call_key(context), [f"MSCK REPAIR TABLE {name}"], None, 0)
+            return self._run_statements(
+                context, self.call_key(context), [f"MSCK REPAIR TABLE {name}"], None, 0
+            )
         parts = " ".join(_partition_clause(p) for p in partitions)
-        return self._run_statements(context, self.call_key(context), [f"ALTER TABLE {name} ADD IF NOT EXISTS {parts}"], None, 0)
+        return self._run_statements(
+            context,
+            self.call_key(context),
+            [f"ALTER TABLE {name} ADD IF NOT EXISTS {parts}"],
+            None,
+            0,
+        )
 
     @task
     def create_table_as(
@@ -169,13 +205,24 @@ class AthenaExecutor(AwsExecutor):
         table: Annotated[str, "New table name (or database.table)"],
         sql: Annotated[str, "The SELECT whose result becomes the table"],
         location: Annotated[str, "s3:// prefix for the table's files (must be empty)"],
-        format: Annotated[Literal["parquet", "orc", "json", "textfile", "avro"], "File format"] = "parquet",
-        partitioned_by: Annotated[list[str] | None, "Partition columns (last columns of the SELECT)"] = None,
+        format: Annotated[
+            Literal["parquet", "orc", "json", "textfile", "avro"], "File format"
+        ] = "parquet",
+        partitioned_by: Annotated[
+            list[str] | None, "Partition columns (last columns of the SELECT)"
+        ] = None,
     ) -> TaskMetrics:
         """CTAS: rows written are reported as inserts."""
-        props = [f"format = {spec.quote_literal(format.upper())}", f"external_location = {spec.quote_literal(location)}"]
+        props = [
+            f"format = {spec.quote_literal(format.upper())}",
+            f"external_location = {spec.quote_literal(location)}",
+        ]
         if partitioned_by:
-            props.append("partitioned_by = ARRAY[" + ", ".join(spec.quote_literal(c) for c in partitioned_by) + "]")
+            props.append(
+                "partitioned_by = ARRAY["
+                + ", ".join(spec.quote_literal(c) for c in partitioned_by)
+                + "]"
+            )
         name = spec.sql_name(table if "." in table else f"{self.database}.{table}")
         statement = f"CREATE TABLE {name} WITH ({', '.join(props)}) AS\n{sql.strip().rstrip(';')}"
         return self._run_statements(context, self.call_key(context), [statement], None, 0)
@@ -193,19 +240,36 @@ class AthenaExecutor(AwsExecutor):
 
     # ------------------------------------------------------------------ queries
 
-    def _run_statements(self, context: Context, key: str, statements: list[str], parameters: list[str] | None,
-                        result_rows: int) -> TaskMetrics:
+    def _run_statements(
+        self,
+        context: Context,
+        key: str,
+        statements: list[str],
+        parameters: list[str] | None,
+        result_rows: int,
+    ) -> TaskMetrics:
         queries: list[dict[str, Any]] = []
         for index, statement in enumerate(statements):
             context.check_cancelled()
             queries.append(self._run_one(context, key, index, statement, parameters, result_rows))
         return _metrics(queries)
 
-    def _run_one(self, context: Context, key: str, index: int, sql: str, parameters: list[str] | None,
-                 result_rows: int) -> dict[str, Any]:
-        record = self.record(context, key, f"q{index}", sql, parameters, self.database, self.workgroup, self.catalog)
+    def _run_one(
+        self,
+        context: Context,
+        key: str,
+        index: int,
+        sql: str,
+        parameters: list[str] | None,
+        result_rows: int,
+    ) -> dict[str, Any]:
+        record = self.record(
+            context, key, f"q{index}", sql, parameters, self.database, self.workgroup, self.catalog
+        )
         if record.data.get("refused"):
-            raise CostGuardExceeded(record.data["refused"] + " in an earlier attempt; not submitting it again")
+            raise CostGuardExceeded(
+                record.data["refused"] + " in an earlier attempt; not submitting it again"
+            )
         def find_orphan(token: str, since: float, known: frozenset) -> str | None:
             return self._find_orphan(sql, parameters, since, known)
 
@@ -216,13 +280,24 @@ class AthenaExecutor(AwsExecutor):
         self._guard(info)
         if info.get("statement_type") == "DML" or result_rows:
             info.update(self._results(result.remote_id, result_rows))
-        context.logger.info("athena query %s %s: %s bytes scanned in %s ms", result.remote_id, result.raw_state,
-                            info["bytes_scanned"], info["total_ms"])
+        context.logger.info(
+            "athena query %s %s: %s bytes scanned in %s ms",
+            result.remote_id,
+            result.raw_state,
+            info["bytes_scanned"],
+            info["total_ms"],
+        )
         return info
 
     def _ops(self) -> RemoteOps:
-        return RemoteOps(engine="athena", what="query", describe=self._describe,
-                         state_of=lambda d: d.get("Status", {}).get("State"), reason_of=_reason, stop=self._stop)
+        return RemoteOps(
+            engine="athena",
+            what="query",
+            describe=self._describe,
+            state_of=lambda d: d.get("Status", {}).get("State"),
+            reason_of=_reason,
+            stop=self._stop,
+        )
 
     def _start(self, sql: str, parameters: list[str] | None, token: str) -> str:
         request: dict[str, Any] = {
@@ -267,7 +342,9 @@ class AthenaExecutor(AwsExecutor):
         return closest_submission(candidates, since)
 
     def _describe(self, query_id: str) -> dict[str, Any]:
-        return self.aws.client("athena").get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+        return self.aws.client("athena").get_query_execution(QueryExecutionId=query_id)[
+            "QueryExecution"
+        ]
 
     def _stop(self, query_id: str) -> None:
         self.aws.client("athena").stop_query_execution(QueryExecutionId=query_id)
@@ -276,12 +353,24 @@ class AthenaExecutor(AwsExecutor):
         """Stop a running query as soon as its scanned bytes pass the cost guard."""
         scanned = description.get("Statistics", {}).get("DataScannedInBytes") or 0
         if self.max_bytes_scanned is not None and scanned > self.max_bytes_scanned:
-            raise StopRemote(CostGuardExceeded(_guard_message(description.get("QueryExecutionId", "?"), scanned,
-                                                              self.max_bytes_scanned, "stopped")))
+            raise StopRemote(
+                CostGuardExceeded(
+                    _guard_message(
+                        description.get("QueryExecutionId", "?"),
+                        scanned,
+                        self.max_bytes_scanned,
+                        "stopped",
+                    )
+                )
+            )
 
     def _guard(self, info: dict[str, Any]) -> None:
         if self.max_bytes_scanned is not None and info["bytes_scanned"] > self.max_bytes_scanned:
-            raise CostGuardExceeded(_guard_message(info["id"], info["bytes_scanned"], self.max_bytes_scanned, "finished"))
+            raise CostGuardExceeded(
+                _guard_message(
+                    info["id"], info["bytes_scanned"], self.max_bytes_scanned, "finished"
+                )
+            )
 
     def _results(self, query_id: str, keep: int) -> dict[str, Any]:
         """UpdateCount (rows written by INSERT/CTAS) and up to ``keep`` result rows."""
@@ -324,14 +413,27 @@ def _sent(description: dict[str, Any]) -> dict[str, Any]:
 def _metrics(queries: list[dict[str, Any]]) -> TaskMetrics:
     counts = [q["update_count"] for q in queries if "update_count" in q]
     written = sum(counts) if counts else None
-    return TaskMetrics(inserts=written, total_rows=written, execution_metadata={
-        "engine": "athena", "queries": queries, "bytes_scanned": sum(q["bytes_scanned"] for q in queries)})
+    return TaskMetrics(
+        inserts=written,
+        total_rows=written,
+        execution_metadata={
+            "engine": "athena",
+            "queries": queries,
+            "bytes_scanned": sum(q["bytes_scanned"] for q in queries),
+        },
+    )
 
 
 def _rows(result_set: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows as dicts; Athena repeats the header as the first row of a SELECT result."""
-    names = [c.get("Name") or c.get("Label") for c in result_set.get("ResultSetMetadata", {}).get("ColumnInfo", [])]
-    rows = [[cell.get("VarCharValue") for cell in row.get("Data", [])] for row in result_set.get("Rows", [])]
+    names = [
+        c.get("Name") or c.get("Label")
+        for c in result_set.get("ResultSetMetadata", {}).get("ColumnInfo", [])
+    ]
+    rows = [
+        [cell.get("VarCharValue") for cell in row.get("Data", [])]
+        for row in result_set.get("Rows", [])
+    ]
     if not names and rows:
         names, rows = [str(v) for v in rows[0]], rows[1:]
     elif rows and rows[0] == names:
@@ -344,7 +446,9 @@ def _reason(description: dict[str, Any]) -> str | None:
     error = status.get("AthenaError") or {}
     reason = error.get("ErrorMessage") or status.get("StateChangeReason")
     if reason and error.get("ErrorType") is not None:
-        reason += f" (ErrorCategory {error.get('ErrorCategory')}, ErrorType {error.get('ErrorType')})"
+        reason += (
+            f" (ErrorCategory {error.get('ErrorCategory')}, ErrorType {error.get('ErrorType')})"
+        )
     sql = " ".join(str(description.get("Query", "")).split())
     where = f"; query: {sql[:160]}" if sql else ""
     return (reason or "no reason given") + where
@@ -356,9 +460,13 @@ def _guard_message(query_id: str, scanned: int, limit: int, how: str) -> str:
 
 
 def _partition_clause(partition: dict[str, Any]) -> str:
-    values = ", ".join(f"{spec.hive_name(k)} = {spec.hive_literal(v)}" for k, v in partition["values"].items())
+    values = ", ".join(
+        f"{spec.hive_name(k)} = {spec.hive_literal(v)}" for k, v in partition["values"].items()
+    )
     clause = f"PARTITION ({values})"
-    return clause + (f" LOCATION {spec.hive_literal(partition['location'])}" if partition.get("location") else "")
+    return clause + (
+        f" LOCATION {spec.hive_literal(partition['location'])}" if partition.get("location") else ""
+    )
 
 
 # ---------------------------------------------------------------------- validation helpers

@@ -20,6 +20,7 @@ what it read, in the same transaction as its run record, so two simultaneous sta
 
 boto3 is imported when the first request is made, never at import.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,16 @@ from typing import Any, Iterable
 
 from orchestrator.errors import UserError
 from orchestrator.outcome import TERMINAL
-from orchestrator.runs.store import DEAD, RUNNING, LogRecord, RoutineBusy, RunRecord, RunStore, TaskRecord, is_dead
+from orchestrator.runs.store import (
+    DEAD,
+    RUNNING,
+    LogRecord,
+    RoutineBusy,
+    RunRecord,
+    RunStore,
+    TaskRecord,
+    is_dead,
+)
 
 META, LOCK, WM, LOGSEQ = "META", "LOCK", "WM", "LOGSEQ"
 CLAIM_ATTEMPTS = 25
@@ -54,7 +64,9 @@ class DynamoDBStore(RunStore):
 
     def __init__(self, table: str, client: Any = None) -> None:
         if not _TABLE_NAME.fullmatch(table):
-            raise UserError(f"dynamodb://{table}: a table name is 3-255 letters, digits, '_', '-' or '.'")
+            raise UserError(
+                f"dynamodb://{table}: a table name is 3-255 letters, digits, '_', '-' or '.'"
+            )
         self.table = table
         self._client = client
         self._client_lock = threading.Lock()
@@ -76,14 +88,23 @@ class DynamoDBStore(RunStore):
         """Create the table (on-demand billing) unless it exists; tests and first deployments use it."""
         try:
             self.client.create_table(
-                TableName=self.table, BillingMode="PAY_PER_REQUEST",
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                      {"AttributeName": "sk", "AttributeType": "S"}])
+                TableName=self.table,
+                BillingMode="PAY_PER_REQUEST",
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+            )
         except self.client.exceptions.ResourceInUseException:
             pass
         if wait:
-            self.client.get_waiter("table_exists").wait(TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+            self.client.get_waiter("table_exists").wait(
+                TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+            )
 
     # ------------------------------------------------------------------ runs
 
@@ -109,24 +130,37 @@ class DynamoDBStore(RunStore):
                 return
             except Conflict:
                 time.sleep(0.01)
-        raise RuntimeError(f"could not claim routine {run.routine!r} after {CLAIM_ATTEMPTS} attempts (lock keeps changing)")
+        raise RuntimeError(
+            f"could not claim routine {run.routine!r} after {CLAIM_ATTEMPTS} attempts (lock keeps changing)"
+        )
 
     def _check_run_id(self, run: RunRecord) -> None:
         """A run id is used once: refuse one recorded by another process, accept our own (a retried start)."""
         item = self._get(_run_key(run.run_id))
-        if item is not None and (item.get("host"), _decode("pid", item.get("pid"))) != (run.host, run.pid):
+        if item is not None and (item.get("host"), _decode("pid", item.get("pid"))) != (
+            run.host,
+            run.pid,
+        ):
             raise UserError(f"run id {run.run_id} is already recorded; a run id is used once")
 
     def _put_run(self, run: RunRecord) -> dict[str, Any]:
         """The run item, written only if no other process wrote it first (closes the race of :meth:`_check_run_id`)."""
         condition = "attribute_not_exists(pk) OR (#host = :host AND #pid = :pid)"
         if run.pid is None:
-            condition = "attribute_not_exists(pk) OR (#host = :host AND attribute_type(#pid, :null))"
+            condition = (
+                "attribute_not_exists(pk) OR (#host = :host AND attribute_type(#pid, :null))"
+            )
         values = {":host": _attr(run.host), ":pid": _attr(run.pid)} if run.pid is not None else {
             ":host": _attr(run.host), ":null": _attr("NULL")}
-        return {"Put": {"TableName": self.table, "Item": self._run_item(run), "ConditionExpression": condition,
-                        "ExpressionAttributeNames": {"#host": "host", "#pid": "pid"},
-                        "ExpressionAttributeValues": values}}
+        return {
+            "Put": {
+                "TableName": self.table,
+                "Item": self._run_item(run),
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#host": "host", "#pid": "pid"},
+                "ExpressionAttributeValues": values,
+            }
+        }
 
     def _check_holders(self, run: RunRecord, lock: dict[str, Any] | None) -> None:
         """Raise ``RoutineBusy`` for a live holder; mark dead ones so (the lock is then taken over)."""
@@ -147,16 +181,30 @@ class DynamoDBStore(RunStore):
     def _mark_dead(self, run_id: str) -> None:
         try:
             self.client.update_item(
-                TableName=self.table, Key=_run_key(run_id), UpdateExpression="SET #s = :dead, #e = :now",
-                ConditionExpression="#s = :running", ExpressionAttributeNames={"#s": "status", "#e": "ended"},
-                ExpressionAttributeValues={":dead": _attr(DEAD), ":running": _attr(RUNNING), ":now": _attr(time.time())})
+                TableName=self.table,
+                Key=_run_key(run_id),
+                UpdateExpression="SET #s = :dead, #e = :now",
+                ConditionExpression="#s = :running",
+                ExpressionAttributeNames={"#s": "status", "#e": "ended"},
+                ExpressionAttributeValues={
+                    ":dead": _attr(DEAD),
+                    ":running": _attr(RUNNING),
+                    ":now": _attr(time.time()),
+                },
+            )
         except self.client.exceptions.ConditionalCheckFailedException:
             pass
 
     def _take_lock(self, run: RunRecord, lock: dict[str, Any] | None) -> dict[str, Any]:
         version = int(lock.get("lock_version", 0)) if lock else 0
-        item = {**_lock_key(run.routine), "run_id": _attr(run.run_id), "lock_version": _attr(version + 1),
-                "taken": _attr(time.time()), "host": _attr(socket.gethostname()), "pid": _attr(os.getpid())}
+        item = {
+            **_lock_key(run.routine),
+            "run_id": _attr(run.run_id),
+            "lock_version": _attr(version + 1),
+            "taken": _attr(time.time()),
+            "host": _attr(socket.gethostname()),
+            "pid": _attr(os.getpid()),
+        }
         put: dict[str, Any] = {"TableName": self.table, "Item": item}
         if lock is None:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
@@ -166,9 +214,18 @@ class DynamoDBStore(RunStore):
         return {"Put": put}
 
     def _join_lock(self, run: RunRecord) -> dict[str, Any]:
-        return {"Update": {"TableName": self.table, "Key": _lock_key(run.routine),
-                           "UpdateExpression": "SET lock_version = if_not_exists(lock_version, :zero) + :one ADD concurrent_runs :me",
-                           "ExpressionAttributeValues": {":zero": _attr(0), ":one": _attr(1), ":me": {"SS": [run.run_id]}}}}
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": _lock_key(run.routine),
+                "UpdateExpression": "SET lock_version = if_not_exists(lock_version, :zero) + :one ADD concurrent_runs :me",
+                "ExpressionAttributeValues": {
+                    ":zero": _attr(0),
+                    ":one": _attr(1),
+                    ":me": {"SS": [run.run_id]},
+                },
+            }
+        }
 
     def _release(self, routine: str, run_id: str) -> None:
         """Let go of the routine's lock once the run ended; conditional, so a new holder is never touched."""
@@ -180,15 +237,28 @@ class DynamoDBStore(RunStore):
         values = {":me": _attr(run_id), ":one": _attr(1)}
         try:
             if lock.get("run_id") == run_id and not lock.get("concurrent_runs"):
-                self.client.delete_item(TableName=self.table, Key=key, ConditionExpression="run_id = :me AND attribute_not_exists(concurrent_runs)",
-                                        ExpressionAttributeValues={":me": values[":me"]})
+                self.client.delete_item(
+                    TableName=self.table,
+                    Key=key,
+                    ConditionExpression="run_id = :me AND attribute_not_exists(concurrent_runs)",
+                    ExpressionAttributeValues={":me": values[":me"]},
+                )
             elif lock.get("run_id") == run_id:
-                self.client.update_item(TableName=self.table, Key=key, UpdateExpression="REMOVE run_id SET lock_version = lock_version + :one",
-                                        ConditionExpression="run_id = :me", ExpressionAttributeValues=values)
+                self.client.update_item(
+                    TableName=self.table,
+                    Key=key,
+                    UpdateExpression="REMOVE run_id SET lock_version = lock_version + :one",
+                    ConditionExpression="run_id = :me",
+                    ExpressionAttributeValues=values,
+                )
             elif run_id in (lock.get("concurrent_runs") or ()):
-                self.client.update_item(TableName=self.table, Key=key, UpdateExpression="DELETE concurrent_runs :set SET lock_version = lock_version + :one",
-                                        ConditionExpression="contains(concurrent_runs, :me)",
-                                        ExpressionAttributeValues={**values, ":set": {"SS": [run_id]}})
+                self.client.update_item(
+                    TableName=self.table,
+                    Key=key,
+                    UpdateExpression="DELETE concurrent_runs :set SET lock_version = lock_version + :one",
+                    ConditionExpression="contains(concurrent_runs, :me)",
+                    ExpressionAttributeValues={**values, ":set": {"SS": [run_id]}},
+                )
         except errors:
             pass
 
@@ -196,16 +266,25 @@ class DynamoDBStore(RunStore):
         """Change fields of an existing run (a missing run is left missing); a terminal status releases the lock."""
         unknown = set(fields) - set(_RUN_FIELDS) - {"run_id"}
         if unknown or "run_id" in fields:
-            raise TypeError(f"update_run: cannot set {sorted(unknown | ({'run_id'} & set(fields)))}")
+            raise TypeError(
+                f"update_run: cannot set {sorted(unknown | ({'run_id'} & set(fields)))}"
+            )
         if not fields:
             return
         names = {f"#f{i}": name for i, name in enumerate(fields)}
-        values = {f":v{i}": _attr(_encode(name, value)) for i, (name, value) in enumerate(fields.items())}
+        values = {
+            f":v{i}": _attr(_encode(name, value)) for i, (name, value) in enumerate(fields.items())
+        }
         try:
             reply = self.client.update_item(
-                TableName=self.table, Key=_run_key(run_id), UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
-                ConditionExpression="attribute_exists(pk)", ExpressionAttributeNames=names, ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW")
+                TableName=self.table,
+                Key=_run_key(run_id),
+                UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
         except self.client.exceptions.ConditionalCheckFailedException:
             return
         if fields.get("status") in TERMINAL:
@@ -215,18 +294,29 @@ class DynamoDBStore(RunStore):
         item = self._get(_run_key(run_id))
         return _run_from(item) if item else None
 
-    def list_runs(self, routine: str | None = None, status: str | None = None, parent: str | None = None,
-                  limit: int = 20) -> list[RunRecord]:
+    def list_runs(
+        self,
+        routine: str | None = None,
+        status: str | None = None,
+        parent: str | None = None,
+        limit: int = 20,
+    ) -> list[RunRecord]:
         """A Scan with filters, newest first; correct at any size, but a GSI on routine/started scales better."""
         names, values = {"#sk": "sk"}, {":meta": _attr(META)}
         conditions = ["#sk = :meta"]
-        for i, (field, value) in enumerate((("routine", routine), ("status", status), ("parent_run_id", parent))):
+        for i, (field, value) in enumerate(
+            (("routine", routine), ("status", status), ("parent_run_id", parent))
+        ):
             if value is not None:
                 names[f"#c{i}"], values[f":c{i}"] = field, _attr(value)
                 conditions.append(f"#c{i} = :c{i}")
         pages = self.client.get_paginator("scan").paginate(
-            TableName=self.table, FilterExpression=" AND ".join(conditions), ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values, ConsistentRead=True)
+            TableName=self.table,
+            FilterExpression=" AND ".join(conditions),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ConsistentRead=True,
+        )
         runs = [_run_from(_decode_item(item)) for page in pages for item in page.get("Items", ())]
         runs.sort(key=lambda r: r.started, reverse=True)
         return runs[:max(limit, 0)]
@@ -236,11 +326,16 @@ class DynamoDBStore(RunStore):
     def record_task(self, task: TaskRecord) -> None:
         item = {name: _attr(_encode(name, getattr(task, name))) for name in _TASK_FIELDS}
         sk = f"TASK#{task.step_index:05d}#{task.task_index:05d}#{_escape(task.id)}"
-        self.client.put_item(TableName=self.table, Item={**item, "pk": _attr(_run_pk(task.run_id)), "sk": _attr(sk)})
+        self.client.put_item(
+            TableName=self.table, Item={**item, "pk": _attr(_run_pk(task.run_id)), "sk": _attr(sk)}
+        )
 
     def tasks(self, run_id: str) -> list[TaskRecord]:
         items = self._query(run_id, "begins_with(sk, :p)", {":p": _attr("TASK#")})
-        records = [TaskRecord(**{name: _decode(name, item.get(name)) for name in _TASK_FIELDS}) for item in items]
+        records = [
+            TaskRecord(**{name: _decode(name, item.get(name)) for name in _TASK_FIELDS})
+            for item in items
+        ]
         return sorted(records, key=lambda t: (t.step_index, t.task_index, t.attempt))
 
     # ------------------------------------------------------------------ logs
@@ -258,33 +353,68 @@ class DynamoDBStore(RunStore):
 
     def _reserve_seq(self, run_id: str, count: int) -> int:
         reply = self.client.update_item(
-            TableName=self.table, Key={"pk": _attr(_run_pk(run_id)), "sk": _attr(LOGSEQ)}, UpdateExpression="ADD seq_counter :n",
-            ExpressionAttributeValues={":n": _attr(count)}, ReturnValues="UPDATED_NEW")
+            TableName=self.table,
+            Key={"pk": _attr(_run_pk(run_id)), "sk": _attr(LOGSEQ)},
+            UpdateExpression="ADD seq_counter :n",
+            ExpressionAttributeValues={":n": _attr(count)},
+            ReturnValues="UPDATED_NEW",
+        )
         return int(reply["Attributes"]["seq_counter"]["N"])
 
     def _log_item(self, record: LogRecord, seq: int) -> dict[str, Any]:
-        message = record.message if len(record.message) <= MAX_MESSAGE_CHARS else record.message[:MAX_MESSAGE_CHARS] + " …[truncated]"
-        return {"pk": _attr(_run_pk(record.run_id)), "sk": _attr(f"LOG#{seq:0{SEQ_WIDTH}d}"), "run_id": _attr(record.run_id),
-                "seq": _attr(seq), "ts": _attr(record.ts), "level": _attr(record.level), "step": _attr(record.step),
-                "task": _attr(record.task), "message": _attr(message)}
+        message = (
+            record.message
+            if len(record.message) <= MAX_MESSAGE_CHARS
+            else record.message[:MAX_MESSAGE_CHARS] + " …[truncated]"
+        )
+        return {
+            "pk": _attr(_run_pk(record.run_id)),
+            "sk": _attr(f"LOG#{seq:0{SEQ_WIDTH}d}"),
+            "run_id": _attr(record.run_id),
+            "seq": _attr(seq),
+            "ts": _attr(record.ts),
+            "level": _attr(record.level),
+            "step": _attr(record.step),
+            "task": _attr(record.task),
+            "message": _attr(message),
+        }
 
     def _batch_put(self, items: list[dict[str, Any]]) -> None:
         for start in range(0, len(items), 25):
-            requests = {self.table: [{"PutRequest": {"Item": item}} for item in items[start:start + 25]]}
+            requests = {
+                self.table: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            }
             for attempt in range(8):
-                left = self.client.batch_write_item(RequestItems=requests).get("UnprocessedItems") or {}
+                left = (
+                    self.client.batch_write_item(RequestItems=requests).get("UnprocessedItems")
+                    or {}
+                )
                 if not left:
                     break
                 requests = left
                 time.sleep(min(0.05 * 2 ** attempt, 1.0))
             else:
-                raise RuntimeError(f"DynamoDB kept {sum(map(len, requests.values()))} log items unprocessed")
+                raise RuntimeError(
+                    f"DynamoDB kept {sum(map(len, requests.values()))} log items unprocessed"
+                )
 
     def logs(self, run_id: str, after: int = 0) -> list[LogRecord]:
         low, high = f"LOG#{max(after, 0) + 1:0{SEQ_WIDTH}d}", "LOG#" + "9" * SEQ_WIDTH
-        items = self._query(run_id, "sk BETWEEN :lo AND :hi", {":lo": _attr(low), ":hi": _attr(high)})
-        return [LogRecord(run_id=item["run_id"], ts=float(item["ts"]), level=item["level"], step=item.get("step"),
-                          task=item.get("task"), message=item["message"], seq=int(item["seq"])) for item in items]
+        items = self._query(
+            run_id, "sk BETWEEN :lo AND :hi", {":lo": _attr(low), ":hi": _attr(high)}
+        )
+        return [
+            LogRecord(
+                run_id=item["run_id"],
+                ts=float(item["ts"]),
+                level=item["level"],
+                step=item.get("step"),
+                task=item.get("task"),
+                message=item["message"],
+                seq=int(item["seq"]),
+            )
+            for item in items
+        ]
 
     # ------------------------------------------------------------------ watermarks
 
@@ -293,10 +423,19 @@ class DynamoDBStore(RunStore):
         return json.loads(item["value"]) if item else None
 
     def set_watermark(self, routine: str, step: str, task: str, value: Any, run_id: str) -> None:
-        self.client.put_item(TableName=self.table, Item={
-            "pk": _attr("WM#" + _escape(routine, step, task)), "sk": _attr(WM), "value": _attr(json.dumps(value)),
-            "routine": _attr(routine), "step": _attr(step), "task": _attr(task), "run_id": _attr(run_id),
-            "updated": _attr(time.time())})
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                "pk": _attr("WM#" + _escape(routine, step, task)),
+                "sk": _attr(WM),
+                "value": _attr(json.dumps(value)),
+                "routine": _attr(routine),
+                "step": _attr(step),
+                "task": _attr(task),
+                "run_id": _attr(run_id),
+                "updated": _attr(time.time()),
+            },
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -304,10 +443,15 @@ class DynamoDBStore(RunStore):
         item = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
         return _decode_item(item) if item else None
 
-    def _query(self, run_id: str, sk_condition: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+    def _query(
+        self, run_id: str, sk_condition: str, values: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         pages = self.client.get_paginator("query").paginate(
-            TableName=self.table, KeyConditionExpression=f"pk = :pk AND {sk_condition}", ConsistentRead=True,
-            ExpressionAttributeValues={":pk": _attr(_run_pk(run_id)), **values})
+            TableName=self.table,
+            KeyConditionExpression=f"pk = :pk AND {sk_condition}",
+            ConsistentRead=True,
+            ExpressionAttributeValues={":pk": _attr(_run_pk(run_id)), **values},
+        )
         return [_decode_item(item) for page in pages for item in page.get("Items", ())]
 
     def _transact(self, items: list[dict[str, Any]]) -> None:
@@ -316,7 +460,10 @@ class DynamoDBStore(RunStore):
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("TransactionCanceledException", "TransactionConflictException"):
+            if exc.response.get("Error", {}).get("Code") in (
+                "TransactionCanceledException",
+                "TransactionConflictException",
+            ):
                 raise Conflict(str(exc)) from None
             raise
 
@@ -385,4 +532,6 @@ def _decode_item(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_from(item: dict[str, Any]) -> RunRecord:
-    return RunRecord(**{name: _decode(name, item.get(name)) for name in _RUN_FIELDS if name in item})
+    return RunRecord(
+        **{name: _decode(name, item.get(name)) for name in _RUN_FIELDS if name in item}
+    )

@@ -78,16 +78,24 @@ class EcsExecutor(AwsExecutor):
         self,
         cluster: Annotated[str, "ECS cluster name or ARN"],
         task_definition: Annotated[str, "Task definition: family, family:revision or ARN"],
-        container: Annotated[str | None, "Container to override and follow; default the first"] = None,
+        container: Annotated[
+            str | None, "Container to override and follow; default the first"
+        ] = None,
         subnets: Annotated[list[str] | None, "Subnets (awsvpc; required on Fargate)"] = None,
         security_groups: Annotated[list[str] | None, "Security groups (awsvpc)"] = None,
-        assign_public_ip: Annotated[bool, "Give the task a public IP (to pull from public registries)"] = False,
+        assign_public_ip: Annotated[
+            bool, "Give the task a public IP (to pull from public registries)"
+        ] = False,
         launch_type: Annotated[Literal["FARGATE", "EC2"], "Launch type"] = "FARGATE",
         platform_version: Annotated[str | None, "Fargate platform version; default LATEST"] = None,
         region: Annotated[str | None, "AWS region; default from the environment"] = None,
     ) -> None:
         self.cluster, self.task_definition, self.container = cluster, task_definition, container
-        self.subnets, self.security_groups, self.assign_public_ip = subnets, security_groups, assign_public_ip
+        self.subnets, self.security_groups, self.assign_public_ip = (
+            subnets,
+            security_groups,
+            assign_public_ip,
+        )
         self.launch_type, self.platform_version = launch_type, platform_version
         self._aws_setup(region)
 
@@ -97,7 +105,9 @@ class EcsExecutor(AwsExecutor):
             yield "subnets", "Fargate tasks use awsvpc networking: give at least one subnet"
 
     @classmethod
-    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    def validate_args(
+        cls, task: str, args: dict[str, Any], params: dict[str, Any]
+    ) -> Iterable[tuple[str, str]]:
         resources = args.get("resources") or {}
         if isinstance(resources, dict):
             if "memory" in resources:
@@ -151,7 +161,9 @@ class EcsExecutor(AwsExecutor):
                                 "CausePath": "States.JsonToString($.ecs)"}}}
 
     def check(self) -> list[str]:
-        return check_service(self.aws, "ecs", lambda c: c.describe_clusters(clusters=[self.cluster]))
+        return check_service(
+            self.aws, "ecs", lambda c: c.describe_clusters(clusters=[self.cluster])
+        )
 
     @task
     def run(
@@ -159,17 +171,33 @@ class EcsExecutor(AwsExecutor):
         context: Context,
         command: Annotated[list[str] | None, "Command override (a list of arguments)"] = None,
         environment: Annotated[dict | None, "Environment variables", ENV_SCHEMA] = None,
-        resources: Annotated[dict | None, "Task size: {cpus, memory, gpus}", RESOURCES_SCHEMA] = None,
-        follow_logs: Annotated[bool, "Copy the container's CloudWatch log stream into the run's log"] = True,
+        resources: Annotated[
+            dict | None, "Task size: {cpus, memory, gpus}", RESOURCES_SCHEMA
+        ] = None,
+        follow_logs: Annotated[
+            bool, "Copy the container's CloudWatch log stream into the run's log"
+        ] = True,
     ) -> TaskMetrics:
         """Start an ECS task (or re-attach to this call's), follow its logs, wait; exit code 0 succeeds."""
         overrides = self._overrides(command, environment, resources)
-        record = self.record(context, self.call_key(context), "task", self.cluster, self.task_definition,
-                             self.container, overrides)
+        record = self.record(
+            context,
+            self.call_key(context),
+            "task",
+            self.cluster,
+            self.task_definition,
+            self.container,
+            overrides,
+        )
         follower = CloudWatchFollower(self, context, record) if follow_logs else None
-        ops = RemoteOps(engine="ecs", what=f"task of {self.task_definition}", describe=self._describe,
-                        state_of=lambda d: task_state(d, self.container),
-                        reason_of=lambda d: self._reason(d, follower), stop=self._stop)
+        ops = RemoteOps(
+            engine="ecs",
+            what=f"task of {self.task_definition}",
+            describe=self._describe,
+            state_of=lambda d: task_state(d, self.container),
+            reason_of=lambda d: self._reason(d, follower),
+            stop=self._stop,
+        )
         try:
             result = self.remote_work(ops, record, context).run(
                 lambda token: self._start(token, overrides), find_live=self._find_live,
@@ -178,10 +206,16 @@ class EcsExecutor(AwsExecutor):
             if follower is not None:
                 follower.drain()
         description = result.description
-        return TaskMetrics(execution_metadata={
-            "engine": "ecs", "task_arn": result.remote_id, "exit_code": exit_code(description, self.container),
-            "reattached": result.reattached, "stopped_reason": description.get("stoppedReason"),
-            "log_lines": follower.lines if follower else None})
+        return TaskMetrics(
+            execution_metadata={
+                "engine": "ecs",
+                "task_arn": result.remote_id,
+                "exit_code": exit_code(description, self.container),
+                "reattached": result.reattached,
+                "stopped_reason": description.get("stoppedReason"),
+                "log_lines": follower.lines if follower else None,
+            }
+        )
 
     # ------------------------------------------------------------------ API calls
 
@@ -192,7 +226,9 @@ class EcsExecutor(AwsExecutor):
         if command:
             container["command"] = list(command)
         if environment:
-            container["environment"] = [{"name": k, "value": str(v)} for k, v in sorted(environment.items())]
+            container["environment"] = [
+                {"name": k, "value": str(v)} for k, v in sorted(environment.items())
+            ]
         overrides: dict[str, Any] = {}
         resources = resources or {}
         if "cpus" in resources:
@@ -207,12 +243,21 @@ class EcsExecutor(AwsExecutor):
 
     def _start(self, token: str, overrides: dict[str, Any]) -> str:
         """RunTask with ``clientToken`` (a retried call starts nothing new) and ``startedBy`` = token."""
-        request: dict[str, Any] = {"cluster": self.cluster, "taskDefinition": self.task_definition, "count": 1,
-                                   "launchType": self.launch_type, "startedBy": token, "clientToken": token}
+        request: dict[str, Any] = {
+            "cluster": self.cluster,
+            "taskDefinition": self.task_definition,
+            "count": 1,
+            "launchType": self.launch_type,
+            "startedBy": token,
+            "clientToken": token,
+        }
         if overrides:
             if "containerOverrides" in overrides:
                 name = self.container or self._first_container()
-                overrides = {**overrides, "containerOverrides": [{"name": name, **overrides["containerOverrides"][0]}]}
+                overrides = {
+                    **overrides,
+                    "containerOverrides": [{"name": name, **overrides["containerOverrides"][0]}],
+                }
             request["overrides"] = overrides
         if self.subnets:
             request["networkConfiguration"] = {"awsvpcConfiguration": {
@@ -222,31 +267,47 @@ class EcsExecutor(AwsExecutor):
             request["platformVersion"] = self.platform_version
         answer = self.aws.client("ecs").run_task(**request)
         if not answer.get("tasks"):
-            reasons = "; ".join(f"{f.get('arn', '')} {f.get('reason', '')}".strip() for f in answer.get("failures", []))
-            raise RuntimeError(f"ECS RunTask of {self.task_definition} started nothing: {reasons or 'no reason given'}")
+            reasons = "; ".join(
+                f"{f.get('arn', '')} {f.get('reason', '')}".strip()
+                for f in answer.get("failures", [])
+            )
+            raise RuntimeError(
+                f"ECS RunTask of {self.task_definition} started nothing: {reasons or 'no reason given'}"
+            )
         return answer["tasks"][0]["taskArn"]
 
     def _first_container(self) -> str:
-        definition = self.aws.client("ecs").describe_task_definition(taskDefinition=self.task_definition)
+        definition = self.aws.client("ecs").describe_task_definition(
+            taskDefinition=self.task_definition
+        )
         return definition["taskDefinition"]["containerDefinitions"][0]["name"]
 
     def _describe(self, arn: str) -> dict[str, Any]:
         answer = self.aws.client("ecs").describe_tasks(cluster=self.cluster, tasks=[arn])
         if not answer.get("tasks"):
-            reason = next((f.get("reason", "") for f in answer.get("failures", [])), "") or "MISSING"
+            reason = (
+                next((f.get("reason", "") for f in answer.get("failures", [])), "") or "MISSING"
+            )
             raise TaskNotFound(arn, reason)
         return answer["tasks"][0]
 
     def _stop(self, arn: str) -> None:
-        self.aws.client("ecs").stop_task(cluster=self.cluster, task=arn, reason="stopped by orchestrator (cancel)")
+        self.aws.client("ecs").stop_task(
+            cluster=self.cluster, task=arn, reason="stopped by orchestrator (cancel)"
+        )
 
     def _find_live(self, token: str) -> str | None:
         """A task an earlier attempt started but could not record: ``startedBy`` is our token."""
         ecs = self.aws.client("ecs")
         for desired in ("RUNNING", "STOPPED"):
-            arns = ecs.list_tasks(cluster=self.cluster, startedBy=token, desiredStatus=desired).get("taskArns", [])
+            arns = ecs.list_tasks(cluster=self.cluster, startedBy=token, desiredStatus=desired).get(
+                "taskArns", []
+            )
             for arn in arns:
-                if outcome("ecs", task_state(self._describe(arn), self.container)) in (None, SUCCEEDED):
+                if outcome("ecs", task_state(self._describe(arn), self.container)) in (
+                    None,
+                    SUCCEEDED,
+                ):
                     return arn
         return None
 
@@ -293,20 +354,33 @@ class CloudWatchFollower:
     def _stream(self, description: dict[str, Any]) -> tuple[str, str] | None:
         """``(group, stream)`` from the task definition's awslogs options: PREFIX/CONTAINER/TASK_ID."""
         ecs = self.executor.aws.client("ecs")
-        definition = ecs.describe_task_definition(taskDefinition=description["taskDefinitionArn"])["taskDefinition"]
+        definition = ecs.describe_task_definition(taskDefinition=description["taskDefinitionArn"])[
+            "taskDefinition"
+        ]
         name = main_container(description, self.executor.container).get("name")
         spec = next((c for c in definition["containerDefinitions"] if c.get("name") == name), None)
         options = ((spec or {}).get("logConfiguration") or {}).get("options") or {}
-        if (spec or {}).get("logConfiguration", {}).get("logDriver") != "awslogs" or "awslogs-group" not in options:
-            self.context.logger.info("ecs container %s has no awslogs configuration; its output is not copied", name)
+        if (spec or {}).get("logConfiguration", {}).get(
+            "logDriver"
+        ) != "awslogs" or "awslogs-group" not in options:
+            self.context.logger.info(
+                "ecs container %s has no awslogs configuration; its output is not copied", name
+            )
             return None
         task_id = description["taskArn"].rsplit("/", 1)[-1]
-        return options["awslogs-group"], f"{options.get('awslogs-stream-prefix', 'ecs')}/{name}/{task_id}"
+        return (
+            options["awslogs-group"],
+            f"{options.get('awslogs-stream-prefix', 'ecs')}/{name}/{task_id}",
+        )
 
     def _read(self, group: str, stream: str) -> None:
         logs = self.executor.aws.client("logs")
         while True:
-            request: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
+            request: dict[str, Any] = {
+                "logGroupName": group,
+                "logStreamName": stream,
+                "startFromHead": True,
+            }
             if self.token:
                 request["nextToken"] = self.token
             page = logs.get_log_events(**request)

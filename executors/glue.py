@@ -5,6 +5,7 @@ once, so a retry re-attaches to a run that is still going (or already succeeded)
 loading the data twice. While it runs, its CloudWatch output and error streams are copied into
 the task's log.
 """
+
 from __future__ import annotations
 
 import time
@@ -44,7 +45,9 @@ class GlueExecutor(AwsExecutor):
         self._aws_setup(region)
 
     @classmethod
-    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    def validate_args(
+        cls, task: str, args: dict[str, Any], params: dict[str, Any]
+    ) -> Iterable[tuple[str, str]]:
         if task == "run_job":
             yield from _job_problems(args)
         elif task in ("create_table", "update_table"):
@@ -64,8 +67,11 @@ class GlueExecutor(AwsExecutor):
             request: dict[str, Any] = {"JobName": args["job_name"]}
             if args.get("arguments"):
                 request["Arguments"] = {str(k): str(v) for k, v in args["arguments"].items()}
-            for field, arg in (("WorkerType", "worker_type"), ("NumberOfWorkers", "number_of_workers"),
-                               ("Timeout", "timeout")):
+            for field, arg in (
+                ("WorkerType", "worker_type"),
+                ("NumberOfWorkers", "number_of_workers"),
+                ("Timeout", "timeout"),
+            ):
                 if args.get(arg) is not None:
                     request[field] = args[arg]
             return sync_task("arn:aws:states:::glue:startJobRun.sync", request)
@@ -97,7 +103,9 @@ class GlueExecutor(AwsExecutor):
         return lineage.glue(task, args, params)
 
     def check(self) -> list[str]:
-        return check_service(self.aws, "glue", lambda c: c.get_databases(MaxResults=1, **self._catalog()))
+        return check_service(
+            self.aws, "glue", lambda c: c.get_databases(MaxResults=1, **self._catalog())
+        )
 
     # ------------------------------------------------------------------ jobs
 
@@ -110,18 +118,28 @@ class GlueExecutor(AwsExecutor):
         worker_type: Annotated[WorkerType | None, "Worker type"] = None,
         number_of_workers: Annotated[int | None, "Number of workers"] = None,
         timeout: Annotated[int | None, "Glue's own run timeout, in minutes"] = None,
-        follow_logs: Annotated[bool, "Copy the run's CloudWatch output/error streams into the task log"] = True,
-        log_group: Annotated[str | None, "Log group prefix; default the run's LogGroupName or /aws-glue/jobs"] = None,
+        follow_logs: Annotated[
+            bool, "Copy the run's CloudWatch output/error streams into the task log"
+        ] = True,
+        log_group: Annotated[
+            str | None, "Log group prefix; default the run's LogGroupName or /aws-glue/jobs"
+        ] = None,
     ) -> TaskMetrics:
         """Start (or re-attach to) a job run and wait for it; failures carry Glue's ErrorMessage."""
         key = self.call_key(context)
         args = {str(k): str(v) for k, v in (arguments or {}).items()}
-        record = self.record(context, key, "run", job_name, args, worker_type, number_of_workers, timeout)
+        record = self.record(
+            context, key, "run", job_name, args, worker_type, number_of_workers, timeout
+        )
         follower = _LogFollower(self.aws, context, log_group) if follow_logs else None
 
         def submit(token: str) -> str:
             request: dict[str, Any] = {"JobName": job_name, "Arguments": {**args, TOKEN_ARG: token}}
-            for field, value in (("WorkerType", worker_type), ("NumberOfWorkers", number_of_workers), ("Timeout", timeout)):
+            for field, value in (
+                ("WorkerType", worker_type),
+                ("NumberOfWorkers", number_of_workers),
+                ("Timeout", timeout),
+            ):
                 if value is not None:
                     request[field] = value
             return self._start_once(request, token, context)
@@ -142,16 +160,25 @@ class GlueExecutor(AwsExecutor):
         glue = self.aws.client
 
         def stop(run_id: str) -> None:
-            errors = glue("glue").batch_stop_job_run(JobName=job_name, JobRunIds=[run_id]).get("Errors") or []
+            errors = (
+                glue("glue").batch_stop_job_run(JobName=job_name, JobRunIds=[run_id]).get("Errors")
+                or []
+            )
             if errors:
-                raise RuntimeError(f"BatchStopJobRun {run_id}: {errors[0].get('ErrorDetail', errors[0])}")
+                raise RuntimeError(
+                    f"BatchStopJobRun {run_id}: {errors[0].get('ErrorDetail', errors[0])}"
+                )
 
         return RemoteOps(
-            engine="glue", what=f"job {job_name} run",
-            describe=lambda run_id: glue("glue").get_job_run(JobName=job_name, RunId=run_id)["JobRun"],
+            engine="glue",
+            what=f"job {job_name} run",
+            describe=lambda run_id: glue("glue").get_job_run(JobName=job_name, RunId=run_id)[
+                "JobRun"
+            ],
             state_of=lambda run: run.get("JobRunState"),
             reason_of=lambda run: run.get("ErrorMessage") or run.get("StateDetail"),
-            stop=stop)
+            stop=stop,
+        )
 
     def _start_once(self, request: dict[str, Any], token: str, context: Context) -> str:
         """StartJobRun has no idempotency token, so botocore must not retry it blindly: a lost reply
@@ -163,7 +190,9 @@ class GlueExecutor(AwsExecutor):
             except Exception as exc:
                 found = self._quiet_find(request["JobName"], token)
                 if found:
-                    context.logger.info("glue StartJobRun answer lost (%s); found our run %s", exc, found)
+                    context.logger.info(
+                        "glue StartJobRun answer lost (%s); found our run %s", exc, found
+                    )
                     return found
                 if attempt == START_ATTEMPTS - 1 or not transient(exc):
                     raise
@@ -179,9 +208,15 @@ class GlueExecutor(AwsExecutor):
 
     def _find_live(self, job_name: str, token: str) -> str | None:
         """A run an earlier attempt started but could not record: same token, not failed."""
-        runs = self.aws.client("glue").get_job_runs(JobName=job_name, MaxResults=LIVE_LOOKUP_RUNS).get("JobRuns", [])
+        runs = (
+            self.aws.client("glue")
+            .get_job_runs(JobName=job_name, MaxResults=LIVE_LOOKUP_RUNS)
+            .get("JobRuns", [])
+        )
         for run in runs:
-            if (run.get("Arguments") or {}).get(TOKEN_ARG) == token and outcome("glue", run.get("JobRunState")) in (None, SUCCEEDED):
+            if (run.get("Arguments") or {}).get(TOKEN_ARG) == token and outcome(
+                "glue", run.get("JobRunState")
+            ) in (None, SUCCEEDED):
                 return run["Id"]
         return None
 
@@ -192,7 +227,10 @@ class GlueExecutor(AwsExecutor):
         self,
         context: Context,
         crawler_name: Annotated[str, "The crawler to run"],
-        max_wait: Annotated[int, "Give up waiting after this many seconds (the crawl keeps going)"] = 6 * 3600,
+        max_wait: Annotated[
+            int, "Give up waiting after this many seconds (the crawl keeps going)"
+        ] = 6
+        * 3600,
     ) -> TaskMetrics:
         """Start a crawl and wait for it; a crawl already running is waited for instead of failing.
 
@@ -203,7 +241,9 @@ class GlueExecutor(AwsExecutor):
         deadline = time.monotonic() + max_wait
         before, joined = self._start_crawl(crawler_name, context, deadline)
         if joined:
-            context.logger.info("glue crawler %s is already running; waiting for that crawl", crawler_name)
+            context.logger.info(
+                "glue crawler %s is already running; waiting for that crawl", crawler_name
+            )
         glue = self.aws.client("glue")
         ops = RemoteOps(engine="glue-crawler", what="crawler", describe=self._crawler,
                         state_of=lambda c: _crawl_state(c, before, joined),
@@ -211,19 +251,33 @@ class GlueExecutor(AwsExecutor):
                         stop=lambda name: glue.stop_crawler(Name=name))
         crawler = self._wait_crawler(ops, crawler_name, context, deadline)
         last = crawler.get("LastCrawl") or {}
-        return TaskMetrics(execution_metadata={
-            "engine": "glue", "crawler": crawler_name, "state": "succeeded", "raw_state": last.get("Status"),
-            "joined_running_crawl": joined, "elapsed_ms": crawler.get("CrawlElapsedTime"),
-            "log_group": last.get("LogGroup"), "log_stream": last.get("LogStream")})
+        return TaskMetrics(
+            execution_metadata={
+                "engine": "glue",
+                "crawler": crawler_name,
+                "state": "succeeded",
+                "raw_state": last.get("Status"),
+                "joined_running_crawl": joined,
+                "elapsed_ms": crawler.get("CrawlElapsedTime"),
+                "log_group": last.get("LogGroup"),
+                "log_stream": last.get("LogStream"),
+            }
+        )
 
-    def _start_crawl(self, name: str, context: Context, deadline: float) -> tuple[tuple[Any, Any] | None, bool]:
+    def _start_crawl(
+        self, name: str, context: Context, deadline: float
+    ) -> tuple[tuple[Any, Any] | None, bool]:
         """Start a crawl (or join a RUNNING one); returns the LastCrawl marker seen before starting, and joined."""
         glue = self.aws.client("glue")
         for _ in range(START_ATTEMPTS):
             crawler = self._crawler(name)
             if crawler.get("State") == "STOPPING":
-                context.logger.info("glue crawler %s is stopping; waiting until it is READY to start a crawl", name)
-                crawler = self._wait_until(name, lambda c: c.get("State") != "STOPPING", context, deadline)
+                context.logger.info(
+                    "glue crawler %s is stopping; waiting until it is READY to start a crawl", name
+                )
+                crawler = self._wait_until(
+                    name, lambda c: c.get("State") != "STOPPING", context, deadline
+                )
             if crawler.get("State") == "RUNNING":
                 return _crawl_marker(crawler), True
             before = _crawl_marker(crawler)
@@ -233,10 +287,16 @@ class GlueExecutor(AwsExecutor):
             except Exception as exc:
                 if error_code(exc) != "CrawlerRunningException":
                     raise
-                context.logger.info("glue crawler %s was started or stopped by someone else; looking again", name)
-        raise RuntimeError(f"glue crawler {name}: could not start a crawl (its state kept changing)")
+                context.logger.info(
+                    "glue crawler %s was started or stopped by someone else; looking again", name
+                )
+        raise RuntimeError(
+            f"glue crawler {name}: could not start a crawl (its state kept changing)"
+        )
 
-    def _wait_until(self, name: str, done: Any, context: Context, deadline: float) -> dict[str, Any]:
+    def _wait_until(
+        self, name: str, done: Any, context: Context, deadline: float
+    ) -> dict[str, Any]:
         try:
             return wait_for(lambda: self._crawler(name), done, context, deadline=deadline)
         except TimeoutError as exc:
@@ -245,17 +305,26 @@ class GlueExecutor(AwsExecutor):
     def _crawler(self, name: str) -> dict[str, Any]:
         return self.aws.client("glue").get_crawler(Name=name)["Crawler"]
 
-    def _wait_crawler(self, ops: RemoteOps, name: str, context: Context, deadline: float) -> dict[str, Any]:
+    def _wait_crawler(
+        self, ops: RemoteOps, name: str, context: Context, deadline: float
+    ) -> dict[str, Any]:
         from orchestrator.executor import Cancelled
 
         self._inflight.add(ops, name)
         try:
-            crawler = self._wait_until(name, lambda c: ops.state_of(c) is not None, context, deadline)
+            crawler = self._wait_until(
+                name, lambda c: ops.state_of(c) is not None, context, deadline
+            )
         except Cancelled:
             self._inflight.stop(ops, name)
             try:
-                final = wait_for(lambda: self._crawler(name), lambda c: c.get("State") == "READY", None,
-                                 deadline=time.monotonic() + 6, backoff=Backoff(first=0.2, ratio=0.5, cap=1.0))
+                final = wait_for(
+                    lambda: self._crawler(name),
+                    lambda c: c.get("State") == "READY",
+                    None,
+                    deadline=time.monotonic() + 6,
+                    backoff=Backoff(first=0.2, ratio=0.5, cap=1.0),
+                )
                 state = (final.get("LastCrawl") or {}).get("Status")
             except Exception as exc:
                 context.logger.warning("glue crawler %s: stop not confirmed: %s", name, exc)
@@ -290,7 +359,9 @@ class GlueExecutor(AwsExecutor):
             if error_code(exc) != "AlreadyExistsException":
                 raise
             created = False
-        return TaskMetrics(execution_metadata={"engine": "glue", "database": database, "created": created})
+        return TaskMetrics(
+            execution_metadata={"engine": "glue", "database": database, "created": created}
+        )
 
     @task
     def create_table(
@@ -319,7 +390,14 @@ class GlueExecutor(AwsExecutor):
             if if_exists == "update":
                 glue.update_table(DatabaseName=database, TableInput=table_input, **self._catalog())
             action = "updated" if if_exists == "update" else "skipped"
-        return TaskMetrics(execution_metadata={"engine": "glue", "database": database, "table": table, "action": action})
+        return TaskMetrics(
+            execution_metadata={
+                "engine": "glue",
+                "database": database,
+                "table": table,
+                "action": action,
+            }
+        )
 
     @task
     def update_table(
@@ -336,8 +414,17 @@ class GlueExecutor(AwsExecutor):
         comment: Annotated[str | None, "Table description"] = None,
     ) -> TaskMetrics:
         """Replace an existing table's definition with the spec."""
-        self.aws.client("glue").update_table(DatabaseName=database, TableInput=_table_input(locals()), **self._catalog())
-        return TaskMetrics(execution_metadata={"engine": "glue", "database": database, "table": table, "action": "updated"})
+        self.aws.client("glue").update_table(
+            DatabaseName=database, TableInput=_table_input(locals()), **self._catalog()
+        )
+        return TaskMetrics(
+            execution_metadata={
+                "engine": "glue",
+                "database": database,
+                "table": table,
+                "action": "updated",
+            }
+        )
 
     def _catalog(self) -> dict[str, str]:
         return {"CatalogId": self.catalog_id} if self.catalog_id else {}
@@ -353,7 +440,9 @@ def _crawl_marker(crawler: dict[str, Any]) -> tuple[Any, Any] | None:
     return (last.get("StartTime"), last.get("MessagePrefix")) if last else None
 
 
-def _crawl_state(crawler: dict[str, Any], before: tuple[Any, Any] | None, joined: bool) -> str | None:
+def _crawl_state(
+    crawler: dict[str, Any], before: tuple[Any, Any] | None, joined: bool
+) -> str | None:
     """The crawl's end status once the crawler is READY again and its last crawl is ours.
 
     Ours is any LastCrawl other than the one seen before we started (the engine's clock is never
@@ -366,12 +455,24 @@ def _crawl_state(crawler: dict[str, Any], before: tuple[Any, Any] | None, joined
     return (crawler.get("LastCrawl") or {}).get("Status")
 
 
-def _job_metrics(job_name: str, run: dict[str, Any], reattached: bool, follower: "_LogFollower | None") -> TaskMetrics:
-    return TaskMetrics(execution_metadata={
-        "engine": "glue", "job_name": job_name, "run_id": run.get("Id"), "state": "succeeded",
-        "raw_state": run.get("JobRunState"), "reattached": reattached, "execution_time_s": run.get("ExecutionTime"),
-        "dpu_seconds": run.get("DPUSeconds"), "worker_type": run.get("WorkerType"),
-        "number_of_workers": run.get("NumberOfWorkers"), "log_lines": follower.lines if follower else None})
+def _job_metrics(
+    job_name: str, run: dict[str, Any], reattached: bool, follower: "_LogFollower | None"
+) -> TaskMetrics:
+    return TaskMetrics(
+        execution_metadata={
+            "engine": "glue",
+            "job_name": job_name,
+            "run_id": run.get("Id"),
+            "state": "succeeded",
+            "raw_state": run.get("JobRunState"),
+            "reattached": reattached,
+            "execution_time_s": run.get("ExecutionTime"),
+            "dpu_seconds": run.get("DPUSeconds"),
+            "worker_type": run.get("WorkerType"),
+            "number_of_workers": run.get("NumberOfWorkers"),
+            "log_lines": follower.lines if follower else None,
+        }
+    )
 
 
 class _LogFollower:
@@ -402,13 +503,19 @@ class _LogFollower:
     def _read(self, group: str, label: str) -> None:
         logs = self.clients.client("logs")
         while True:
-            request: dict[str, Any] = {"logGroupName": group, "logStreamName": self.run_id, "startFromHead": True}
+            request: dict[str, Any] = {
+                "logGroupName": group,
+                "logStreamName": self.run_id,
+                "startFromHead": True,
+            }
             if self.tokens.get(group):
                 request["nextToken"] = self.tokens[group]
             page = logs.get_log_events(**request)
             for event in page.get("events", []):
                 self.lines += 1
-                self.context.logger.info("[glue %s %s] %s", self.run_id, label, event.get("message", "").rstrip())
+                self.context.logger.info(
+                    "[glue %s %s] %s", self.run_id, label, event.get("message", "").rstrip()
+                )
             token = page.get("nextForwardToken")
             if not page.get("events") or token == self.tokens.get(group):
                 self.tokens[group] = token

@@ -40,14 +40,21 @@ class PythonExecutor(Executor):
             yield "path", problem
 
     @classmethod
-    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    def validate_args(
+        cls, task: str, args: dict[str, Any], params: dict[str, Any]
+    ) -> Iterable[tuple[str, str]]:
         """``call``'s function must be defined at the top level of the file and take ``kwargs``
         (checked with ``ast``, never imported)."""
         from .staging.loader import code_problem
         from .staging.signature import call_problems
 
         path, function = str(params.get("path") or ""), args.get("function")
-        if task != "call" or not path or not isinstance(function, str) or code_problem(path) is not None:
+        if (
+            task != "call"
+            or not path
+            or not isinstance(function, str)
+            or code_problem(path) is not None
+        ):
             return
         kwargs = args.get("kwargs") or {}
         if not function.isidentifier():

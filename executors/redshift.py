@@ -21,8 +21,13 @@ from .aws.executor import AwsExecutor
 from .aws.inflight import RemoteOps
 
 LONG_POLL_SECONDS = 10
-COPY_FORMATS = {"csv": "FORMAT AS CSV", "json": "FORMAT AS JSON 'auto'", "parquet": "FORMAT AS PARQUET",
-                "orc": "FORMAT AS ORC", "avro": "FORMAT AS AVRO 'auto'"}
+COPY_FORMATS = {
+    "csv": "FORMAT AS CSV",
+    "json": "FORMAT AS JSON 'auto'",
+    "parquet": "FORMAT AS PARQUET",
+    "orc": "FORMAT AS ORC",
+    "avro": "FORMAT AS AVRO 'auto'",
+}
 UNLOAD_FORMATS = {"csv": "FORMAT AS CSV", "json": "FORMAT AS JSON", "parquet": "FORMAT AS PARQUET"}
 
 
@@ -35,7 +40,9 @@ class RedshiftExecutor(AwsExecutor):
     def __init__(
         self,
         database: Annotated[str, "Database name"],
-        cluster_identifier: Annotated[str | None, "Provisioned cluster (with db_user or secret_arn)"] = None,
+        cluster_identifier: Annotated[
+            str | None, "Provisioned cluster (with db_user or secret_arn)"
+        ] = None,
         db_user: Annotated[str | None, "Database user (temporary credentials)"] = None,
         secret_arn: Annotated[str | None, "Secrets Manager ARN with the credentials"] = None,
         workgroup_name: Annotated[str | None, "Redshift Serverless workgroup"] = None,
@@ -59,9 +66,15 @@ class RedshiftExecutor(AwsExecutor):
             yield "secret_arn", "give db_user or secret_arn, not both"
 
     @classmethod
-    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
-        checks = {"run_sql": _sql_problems, "copy_from_s3": _copy_problems, "unload_to_s3": _unload_problems,
-                  "create_table": _create_problems}
+    def validate_args(
+        cls, task: str, args: dict[str, Any], params: dict[str, Any]
+    ) -> Iterable[tuple[str, str]]:
+        checks = {
+            "run_sql": _sql_problems,
+            "copy_from_s3": _copy_problems,
+            "unload_to_s3": _unload_problems,
+            "create_table": _create_problems,
+        }
         return checks.get(task, lambda a: iter(()))(args)
 
     @classmethod
@@ -117,18 +130,24 @@ class RedshiftExecutor(AwsExecutor):
         sql: Annotated[str | None, "One or several statements separated by ;"] = None,
         sql_file: Annotated[Location | None, "A .sql file (local or s3://) instead of sql"] = None,
         parameters: Annotated[dict | None, "Named :parameters (single statement)"] = None,
-        transaction: Annotated[bool, "Run several statements as one transaction (BatchExecuteStatement)"] = False,
+        transaction: Annotated[
+            bool, "Run several statements as one transaction (BatchExecuteStatement)"
+        ] = False,
     ) -> TaskMetrics:
         """Run the statements; in one transaction they all land or none does."""
         key = self.call_key(context)
-        statements = spec.split_statements(sql if sql is not None else read_text(str(sql_file), self.aws), "redshift")
+        statements = spec.split_statements(
+            sql if sql is not None else read_text(str(sql_file), self.aws), "redshift"
+        )
         if not statements:
             raise ValueError("no SQL statement to run")
         if parameters and len(statements) > 1:
             raise ValueError("parameters need exactly one statement")
         if transaction and len(statements) > 1:
             return _metrics([self._run(context, key, 0, statements, None)])
-        return _metrics([self._run(context, key, i, [s], parameters) for i, s in enumerate(statements)])
+        return _metrics(
+            [self._run(context, key, i, [s], parameters) for i, s in enumerate(statements)]
+        )
 
     @task
     def copy_from_s3(
@@ -137,8 +156,12 @@ class RedshiftExecutor(AwsExecutor):
         table: Annotated[str, "Target table (or schema.table)"],
         s3_path: Annotated[str, "s3:// prefix or manifest to load"],
         iam_role: Annotated[str, "IAM role ARN Redshift assumes to read S3"],
-        format: Annotated[Literal["csv", "json", "parquet", "orc", "avro"], "Source format"] = "csv",
-        options: Annotated[list[str] | None, "Extra COPY options, e.g. IGNOREHEADER 1, TIMEFORMAT 'auto'"] = None,
+        format: Annotated[
+            Literal["csv", "json", "parquet", "orc", "avro"], "Source format"
+        ] = "csv",
+        options: Annotated[
+            list[str] | None, "Extra COPY options, e.g. IGNOREHEADER 1, TIMEFORMAT 'auto'"
+        ] = None,
         columns: Annotated[list[str] | None, "Target column list"] = None,
     ) -> TaskMetrics:
         """COPY from S3; rows loaded are reported as inserts."""
@@ -154,12 +177,16 @@ class RedshiftExecutor(AwsExecutor):
         s3_path: Annotated[str, "s3:// prefix for the output files"],
         iam_role: Annotated[str, "IAM role ARN Redshift assumes to write S3"],
         format: Annotated[Literal["csv", "json", "parquet"], "Output format"] = "parquet",
-        options: Annotated[list[str] | None, "Extra UNLOAD options, e.g. PARTITION BY (dt), ALLOWOVERWRITE"] = None,
+        options: Annotated[
+            list[str] | None, "Extra UNLOAD options, e.g. PARTITION BY (dt), ALLOWOVERWRITE"
+        ] = None,
     ) -> TaskMetrics:
         """UNLOAD a query's result to S3."""
         key = self.call_key(context)
-        statement = (f"UNLOAD ({spec.redshift_literal(sql.strip().rstrip(';'))}) TO {spec.redshift_literal(s3_path)} "
-                     f"IAM_ROLE {spec.redshift_literal(_checked_role(iam_role))} {UNLOAD_FORMATS[format]}")
+        statement = (
+            f"UNLOAD ({spec.redshift_literal(sql.strip().rstrip(';'))}) TO {spec.redshift_literal(s3_path)} "
+            f"IAM_ROLE {spec.redshift_literal(_checked_role(iam_role))} {UNLOAD_FORMATS[format]}"
+        )
         statement += "".join(f" {option}" for option in options or [])
         return _metrics([self._run(context, key, 0, [statement], None)])
 
@@ -175,7 +202,9 @@ class RedshiftExecutor(AwsExecutor):
     ) -> TaskMetrics:
         """CREATE TABLE rendered from a validated spec."""
         key = self.call_key(context)
-        body = ",\n".join(f"  {spec.sql_name(c['name'])} {c['type'].strip().upper()}" for c in columns)
+        body = ",\n".join(
+            f"  {spec.sql_name(c['name'])} {c['type'].strip().upper()}" for c in columns
+        )
         sql = f"CREATE TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{spec.sql_name(table)} (\n{body}\n)"
         if distkey:
             sql += f" DISTKEY({spec.sql_name(distkey)})"
@@ -187,13 +216,19 @@ class RedshiftExecutor(AwsExecutor):
 
     def _target(self) -> dict[str, str]:
         target = {"Database": self.database}
-        for field, value in (("ClusterIdentifier", self.cluster_identifier), ("DbUser", self.db_user),
-                             ("SecretArn", self.secret_arn), ("WorkgroupName", self.workgroup_name)):
+        for field, value in (
+            ("ClusterIdentifier", self.cluster_identifier),
+            ("DbUser", self.db_user),
+            ("SecretArn", self.secret_arn),
+            ("WorkgroupName", self.workgroup_name),
+        ):
             if value:
                 target[field] = value
         return target
 
-    def _run(self, context: Context, key: str, index: int, sqls: list[str], parameters: dict | None) -> dict[str, Any]:
+    def _run(
+        self, context: Context, key: str, index: int, sqls: list[str], parameters: dict | None
+    ) -> dict[str, Any]:
         record = self.record(context, key, f"s{index}", sqls, parameters, self._target())
         def find_orphan(token: str, since: float, known: frozenset) -> str | None:
             return self._find_orphan(token, known)
@@ -203,13 +238,31 @@ class RedshiftExecutor(AwsExecutor):
 
         result = self.remote_work(self._ops(), record, context).run(submit, find_orphan=find_orphan)
         d = result.description
-        info = {"id": result.remote_id, "state": "succeeded", "raw_state": result.raw_state, "reattached": result.reattached,
-                "sql": _short("; ".join(sqls)), "result_rows": _rows(d.get("ResultRows")),
-                "has_result_set": d.get("HasResultSet"), "duration_ms": _ms(d.get("Duration"))}
+        info = {
+            "id": result.remote_id,
+            "state": "succeeded",
+            "raw_state": result.raw_state,
+            "reattached": result.reattached,
+            "sql": _short("; ".join(sqls)),
+            "result_rows": _rows(d.get("ResultRows")),
+            "has_result_set": d.get("HasResultSet"),
+            "duration_ms": _ms(d.get("Duration")),
+        }
         if d.get("SubStatements"):
-            info["sub_statements"] = [{"id": s.get("Id"), "raw_state": s.get("Status"), "result_rows": _rows(s.get("ResultRows"))}
-                                      for s in d["SubStatements"]]
-        context.logger.info("redshift statement %s %s: %s rows", result.remote_id, result.raw_state, info["result_rows"])
+            info["sub_statements"] = [
+                {
+                    "id": s.get("Id"),
+                    "raw_state": s.get("Status"),
+                    "result_rows": _rows(s.get("ResultRows")),
+                }
+                for s in d["SubStatements"]
+            ]
+        context.logger.info(
+            "redshift statement %s %s: %s rows",
+            result.remote_id,
+            result.raw_state,
+            info["result_rows"],
+        )
         return info
 
     def _submit(self, sqls: list[str], parameters: dict | None, token: str) -> str:
@@ -219,7 +272,9 @@ class RedshiftExecutor(AwsExecutor):
         if len(sqls) > 1:
             return client.batch_execute_statement(Sqls=sqls, **request)["Id"]
         if parameters:
-            request["Parameters"] = [{"name": str(k), "value": str(v)} for k, v in parameters.items()]
+            request["Parameters"] = [
+                {"name": str(k), "value": str(v)} for k, v in parameters.items()
+            ]
         return client.execute_statement(Sql=sqls[0], **request)["Id"]
 
     def _find_orphan(self, token: str, known: frozenset) -> str | None:
@@ -241,9 +296,15 @@ class RedshiftExecutor(AwsExecutor):
             extra = {"WaitTimeSeconds": LONG_POLL_SECONDS} if long_poll else {}
             return client.describe_statement(Id=statement_id, **extra)
 
-        return RemoteOps(engine="redshift", what="statement", describe=describe, state_of=lambda d: d.get("Status"),
-                         reason_of=_reason, stop=lambda statement_id: client.cancel_statement(Id=statement_id),
-                         long_poll=LONG_POLL_SECONDS if long_poll else 0.0)
+        return RemoteOps(
+            engine="redshift",
+            what="statement",
+            describe=describe,
+            state_of=lambda d: d.get("Status"),
+            reason_of=_reason,
+            stop=lambda statement_id: client.cancel_statement(Id=statement_id),
+            long_poll=LONG_POLL_SECONDS if long_poll else 0.0,
+        )
 
 
 def statement_name(token: str) -> str:
@@ -337,7 +398,9 @@ def _rows(value: Any) -> int | None:
 
 
 def _ms(nanoseconds: Any) -> float | None:
-    return round(nanoseconds / 1e6, 3) if isinstance(nanoseconds, int) and nanoseconds >= 0 else None
+    return (
+        round(nanoseconds / 1e6, 3) if isinstance(nanoseconds, int) and nanoseconds >= 0 else None
+    )
 
 
 def _short(sql: str) -> str:
@@ -345,7 +408,11 @@ def _short(sql: str) -> str:
 
 
 def _metrics(statements: list[dict[str, Any]], inserted: bool = False) -> TaskMetrics:
-    counts = [s["result_rows"] for s in statements if s["result_rows"] is not None and not s.get("has_result_set")]
+    counts = [
+        s["result_rows"]
+        for s in statements
+        if s["result_rows"] is not None and not s.get("has_result_set")
+    ]
     total = sum(counts) if counts else None
     return TaskMetrics(inserts=total if inserted else None, total_rows=total,
                        execution_metadata={"engine": "redshift", "statements": statements})
@@ -359,7 +426,11 @@ def _sql_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:
         yield "sql", "give exactly one of sql and sql_file"
     elif has_sql and not spec.split_statements(str(args["sql"]), "redshift"):
         yield "sql", "no SQL statement found"
-    elif has_sql and args.get("parameters") and len(spec.split_statements(str(args["sql"]), "redshift")) > 1:
+    elif (
+        has_sql
+        and args.get("parameters")
+        and len(spec.split_statements(str(args["sql"]), "redshift")) > 1
+    ):
         yield "parameters", "parameters need exactly one statement"
 
 
@@ -415,7 +486,10 @@ def _create_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:
         yield "table", problem
     yield from spec.column_problems(args.get("columns"), "redshift")
     names = {c.get("name") for c in args.get("columns") or [] if isinstance(c, dict)}
-    for field, values in (("distkey", [args.get("distkey")] if args.get("distkey") else []), ("sortkey", args.get("sortkey") or [])):
+    for field, values in (
+        ("distkey", [args.get("distkey")] if args.get("distkey") else []),
+        ("sortkey", args.get("sortkey") or []),
+    ):
         for value in values:
             if value not in names:
                 yield field, f"{value!r} is not one of the columns"

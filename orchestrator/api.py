@@ -21,8 +21,12 @@ class Orchestrator:
     task records that task's run as its parent.
     """
 
-    def __init__(self, routine: RoutineSource | Registry | None = None, registry: Registry | None = None,
-                 store: Any = None) -> None:
+    def __init__(
+        self,
+        routine: RoutineSource | Registry | None = None,
+        registry: Registry | None = None,
+        store: Any = None,
+    ) -> None:
         if isinstance(routine, Registry):  # the earlier signature: Orchestrator(registry, store)
             if registry is not None and not isinstance(registry, Registry) and store is None:
                 store = registry
@@ -51,7 +55,9 @@ class Orchestrator:
         return load_routine(self._source(path), params, self.registry,
                             resolve_secrets=resolve_secrets)
 
-    def plan(self, path: RoutineSource | None = None, params: Mapping[str, Any] | None = None) -> Plan:
+    def plan(
+        self, path: RoutineSource | None = None, params: Mapping[str, Any] | None = None
+    ) -> Plan:
         return plan(self.load(path, params))
 
     def start(self, path: RoutineSource | None = None, params: Mapping[str, Any] | None = None,

@@ -22,7 +22,13 @@ from typing import Any, Callable
 from .executor import Context, TaskMetrics
 from .runs.track import _UNSET, track
 
-__all__ = ["ETLMetrics", "ETLResult", "ExecutionResult", "WatcherContext", "track_pipeline_execution"]
+__all__ = [
+    "ETLMetrics",
+    "ETLResult",
+    "ExecutionResult",
+    "WatcherContext",
+    "track_pipeline_execution",
+]
 
 
 @dataclasses.dataclass
@@ -76,9 +82,14 @@ class WatcherContext:
         return self._context.logger
 
 
-def track_pipeline_execution(pipeline_id: str, active: bool = True, watermark: Any = None,
-                             next_watermark: Any = None, parent_execution_id: str | None = None,
-                             **options: Any) -> Callable[[Callable[..., Any]], Callable[..., ExecutionResult]]:
+def track_pipeline_execution(
+    pipeline_id: str,
+    active: bool = True,
+    watermark: Any = None,
+    next_watermark: Any = None,
+    parent_execution_id: str | None = None,
+    **options: Any,
+) -> Callable[[Callable[..., Any]], Callable[..., ExecutionResult]]:
     """Record each call as a run of ``pipeline_id``.
 
     A ``watermark`` given here is what the function sees; without it (None), the one saved by the
@@ -98,9 +109,18 @@ def track_pipeline_execution(pipeline_id: str, active: bool = True, watermark: A
 
         # Named like the function (its task name in the store), but without functools.wraps:
         # the engine must see `call`'s own `context` parameter, not the function's signature.
-        call.__name__, call.__qualname__, call.__module__ = fn.__name__, fn.__qualname__, fn.__module__
-        tracked = track(pipeline_id, active=active, watermark=_UNSET if watermark is None else watermark,
-                        parent_execution_id=parent_execution_id, **options)(call)
+        call.__name__, call.__qualname__, call.__module__ = (
+            fn.__name__,
+            fn.__qualname__,
+            fn.__module__,
+        )
+        tracked = track(
+            pipeline_id,
+            active=active,
+            watermark=_UNSET if watermark is None else watermark,
+            parent_execution_id=parent_execution_id,
+            **options,
+        )(call)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> ExecutionResult:

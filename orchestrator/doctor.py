@@ -26,7 +26,9 @@ def diagnose(routine_path: str | None = None) -> list[dict[str, Any]]:
 
     routine = load_routine(routine_path)
     for step in routine.steps:
-        report.append(_check(f"step {step.name} ({step.executor.name})", step.executor.cls, step.params))
+        report.append(
+            _check(f"step {step.name} ({step.executor.name})", step.executor.cls, step.params)
+        )
     return report
 
 
@@ -48,4 +50,7 @@ def _store_check() -> dict[str, Any]:
         store.list_runs(limit=1)
         return {"subject": f"run store ({type(store).__name__})", "problems": []}
     except Exception as exc:
-        return {"subject": "run store", "problems": [f"{exc}; check ORCHESTRATOR_HOME / ORCHESTRATOR_STORE"]}
+        return {
+            "subject": "run store",
+            "problems": [f"{exc}; check ORCHESTRATOR_HOME / ORCHESTRATOR_STORE"],
+        }

@@ -11,7 +11,12 @@ from .executor import TaskMetrics
 from .masking import last_frames
 from .outcome import Status
 
-SUCCEEDED, FAILED, CANCELLED, SKIPPED = Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.SKIPPED
+SUCCEEDED, FAILED, CANCELLED, SKIPPED = (
+    Status.SUCCEEDED,
+    Status.FAILED,
+    Status.CANCELLED,
+    Status.SKIPPED,
+)
 
 
 @dataclasses.dataclass

@@ -107,7 +107,8 @@ BATCH_STATE_ENV = "ORCHESTRATOR_BATCH_STATE"
 
 class Uncompilable(Exception):
     """Raised by :meth:`Executor.state_machine_task` for a task that cannot run in a state machine at
-    all (neither as a native integration nor in our Lambda): generating one is refused, naming the step."""
+    all (neither as a native integration nor in our Lambda): generating one is refused, naming the step.
+    """
 
 
 @dataclasses.dataclass
@@ -123,8 +124,12 @@ class TaskMetrics:
     def __post_init__(self) -> None:
         for name in _METRIC_NAMES:
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise ValueError(f"TaskMetrics.{name} must be a non-negative integer or None, got {value!r}")
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise ValueError(
+                    f"TaskMetrics.{name} must be a non-negative integer or None, got {value!r}"
+                )
         if not isinstance(self.execution_metadata, dict):
             raise ValueError("TaskMetrics.execution_metadata must be a dict")
 
@@ -143,11 +148,19 @@ class TaskMetrics:
             return value
         if isinstance(value, dict):
             known = set(_METRIC_NAMES) | {"execution_metadata"}
-            fields = dict(value) if value and set(value) <= known and set(value) & set(_METRIC_NAMES) else None
+            fields = (
+                dict(value)
+                if value and set(value) <= known and set(value) & set(_METRIC_NAMES)
+                else None
+            )
         elif value is None or isinstance(value, (str, bytes, int, float, list, tuple, set)):
             fields = None
         else:
-            fields = {n: getattr(value, n) for n in (*_METRIC_NAMES, "execution_metadata") if hasattr(value, n)}
+            fields = {
+                n: getattr(value, n)
+                for n in (*_METRIC_NAMES, "execution_metadata")
+                if hasattr(value, n)
+            }
             fields = fields if set(fields) & set(_METRIC_NAMES) else None
         if not fields:
             return None
@@ -197,7 +210,9 @@ class Context:
         self.trusted = trusted
         self.watermark = watermark
         self.next_watermark: Any = None
-        self.resumed_from = resumed_from  # the run this one resumes: its remote work may still be going
+        self.resumed_from = (
+            resumed_from  # the run this one resumes: its remote work may still be going
+        )
         self._cancel_event = cancel_event or threading.Event()
         self._home = home
         self._logger = logger
@@ -242,7 +257,9 @@ class Context:
 
     def state_dir(self, *parts: str) -> Path:
         """A folder under the orchestrator home for what this step must remember between runs."""
-        path = self.home.joinpath("state", _safe(self.routine_name), _safe(self.step), *map(_safe, parts))
+        path = self.home.joinpath(
+            "state", _safe(self.routine_name), _safe(self.step), *map(_safe, parts)
+        )
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -319,7 +336,9 @@ class Executor:
         return ()
 
     @classmethod
-    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    def validate_args(
+        cls, task: str, args: dict[str, Any], params: dict[str, Any]
+    ) -> Iterable[tuple[str, str]]:
         """Deeper checks of one task's args (``params`` are the step's) after the signature check:
         yield ``(arg path, message)``.
 

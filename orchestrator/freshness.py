@@ -19,7 +19,9 @@ def parse_duration(text: str) -> float:
     """``"90s"``, ``"30m"``, ``"2h"``, ``"1d"``, ``"1w"`` in seconds."""
     match = _DURATION.match(text.strip()) if isinstance(text, str) else None
     if not match:
-        raise ValueError(f"{text!r} is not a duration; write a number and a unit: 90s, 30m, 2h, 1d, 1w")
+        raise ValueError(
+            f"{text!r} is not a duration; write a number and a unit: 90s, 30m, 2h, 1d, 1w"
+        )
     return float(match.group(1)) * UNITS[match.group(2)]
 
 
@@ -49,7 +51,9 @@ def expectation(raw: Any, report: Callable[[str, str], None]) -> Expectation | N
     if not isinstance(raw, dict):
         return None
     try:
-        values = {k: parse_duration(v) for k, v in raw.items() if k in ("every", "within", "max_duration")}
+        values = {
+            k: parse_duration(v) for k, v in raw.items() if k in ("every", "within", "max_duration")
+        }
     except ValueError as exc:
         report("expect", str(exc))
         return None
@@ -70,14 +74,26 @@ def breaches(expect: Expectation, runs: Iterable[Any], now: float | None = None)
             found.append(Breach("stale", "stale:never", "no successful run is recorded; "
                                 f"one is expected every {spoken(expect.every)}"))
         elif now - success.started > allowed:
-            found.append(Breach("stale", f"stale:{success.run_id}", f"last successful run {success.run_id} "
-                                f"started {spoken(now - success.started)} ago; expected every {spoken(expect.every)}"
-                                + (f" (+{spoken(expect.within)} grace)" if expect.within else "")))
+            found.append(
+                Breach(
+                    "stale",
+                    f"stale:{success.run_id}",
+                    f"last successful run {success.run_id} "
+                    f"started {spoken(now - success.started)} ago; expected every {spoken(expect.every)}"
+                    + (f" (+{spoken(expect.within)} grace)" if expect.within else ""),
+                )
+            )
     if expect.max_duration is not None and ordered:
         newest = ordered[0]
         took = (newest.ended or now) - newest.started
         if took > expect.max_duration:
             verb = "has been running for" if newest.ended is None else "took"
-            found.append(Breach("slow", f"slow:{newest.run_id}", f"run {newest.run_id} {verb} {spoken(took)}; "
-                                f"at most {spoken(expect.max_duration)} is expected"))
+            found.append(
+                Breach(
+                    "slow",
+                    f"slow:{newest.run_id}",
+                    f"run {newest.run_id} {verb} {spoken(took)}; "
+                    f"at most {spoken(expect.max_duration)} is expected",
+                )
+            )
     return found

@@ -71,13 +71,26 @@ KEYS: tuple[Key, ...] = (
         "extra `docker run` options of generated run scripts (list, or one shell-quoted string)",
         _options,
     ),
-    Key("lineage.url", "OPENLINEAGE_URL", "OpenLineage HTTP endpoint base that gets every run's "
-        "lineage events (e.g. http://marquez:5000); the bearer key comes from OPENLINEAGE_API_KEY"),
-    Key("lineage.endpoint", "OPENLINEAGE_ENDPOINT", "path under lineage.url; default api/v1/lineage"),
-    Key("lineage.file", "ORCHESTRATOR_LINEAGE_FILE", "a file that gets every run's lineage events, "
-        "one JSON per line (instead of lineage.url)"),
-    Key("lineage.namespace", "OPENLINEAGE_NAMESPACE", "OpenLineage namespace of the jobs; "
-        "default orchestrator"),
+    Key(
+        "lineage.url",
+        "OPENLINEAGE_URL",
+        "OpenLineage HTTP endpoint base that gets every run's "
+        "lineage events (e.g. http://marquez:5000); the bearer key comes from OPENLINEAGE_API_KEY",
+    ),
+    Key(
+        "lineage.endpoint", "OPENLINEAGE_ENDPOINT", "path under lineage.url; default api/v1/lineage"
+    ),
+    Key(
+        "lineage.file",
+        "ORCHESTRATOR_LINEAGE_FILE",
+        "a file that gets every run's lineage events, "
+        "one JSON per line (instead of lineage.url)",
+    ),
+    Key(
+        "lineage.namespace",
+        "OPENLINEAGE_NAMESPACE",
+        "OpenLineage namespace of the jobs; " "default orchestrator",
+    ),
 )
 BY_NAME = {key.name: key for key in KEYS}
 

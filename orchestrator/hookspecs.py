@@ -82,7 +82,8 @@ def aws_iam_statements(step: Any) -> list[dict[str, Any]] | None:
 @hookspec
 def generate_targets() -> list[Any]:  # type: ignore[empty-body]
     """Return more ``orchestrate generate --target`` targets (objects following
-    ``orchestrator.generate.targets.Target``); ``script``, ``docker`` and ``lambda`` are built in."""
+    ``orchestrator.generate.targets.Target``); ``script``, ``docker`` and ``lambda`` are built in.
+    """
 
 
 @hookspec

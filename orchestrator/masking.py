@@ -96,10 +96,16 @@ def masked_traceback(exc: BaseException, secrets: set[str] | frozenset[str],
     engine calling the task) are left out, and only the end of a huge traceback is kept."""
     import traceback  # only when something failed: start-up does not pay for it
 
-    text = getattr(exc, "child_traceback", None)  # raised in a task's child process, formatted there
+    text = getattr(
+        exc, "child_traceback", None
+    )  # raised in a task's child process, formatted there
     if not isinstance(text, str):
         tb: TracebackType | None = exc.__traceback__
-        while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename in skip_files:
+        while (
+            tb is not None
+            and tb.tb_next is not None
+            and tb.tb_frame.f_code.co_filename in skip_files
+        ):
             tb = tb.tb_next
         text = "".join(traceback.format_exception(type(exc), exc, tb))
     if len(text) > MAX_TRACEBACK:

@@ -38,7 +38,11 @@ class Status(enum.StrEnum):
         return _EXIT.get(self, ExitCode.FAILED)
 
 
-_EXIT = {Status.SUCCEEDED: ExitCode.OK, Status.SKIPPED: ExitCode.OK, Status.CANCELLED: ExitCode.INTERRUPTED}
+_EXIT = {
+    Status.SUCCEEDED: ExitCode.OK,
+    Status.SKIPPED: ExitCode.OK,
+    Status.CANCELLED: ExitCode.INTERRUPTED,
+}
 TERMINAL = tuple(s for s in Status if s.terminal)
 
 

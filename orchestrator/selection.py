@@ -10,7 +10,9 @@ from .errors import UserError
 from .registry import unknown_message
 
 
-def excluded_steps(plan: object, only: Sequence[str] = (), start: str | None = None) -> dict[str, str]:
+def excluded_steps(
+    plan: object, only: Sequence[str] = (), start: str | None = None
+) -> dict[str, str]:
     """Step name -> why it is left out; empty when everything runs."""
     steps = list(plan.steps)  # type: ignore[attr-defined]
     names = [s.name for s in steps]

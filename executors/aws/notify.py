@@ -21,8 +21,11 @@ def send_sns(target: Any, message: Any) -> None:
                     retries={"total_max_attempts": 1, "mode": "standard"})
     client = boto3.client("sns", region_name=region, config=config)
     try:
-        client.publish(TopicArn=target.address, Subject=f"orchestrator: {message.routine} {message.event}"[:100],
-                       Message=json.dumps(message.payload(), default=str))
+        client.publish(
+            TopicArn=target.address,
+            Subject=f"orchestrator: {message.routine} {message.event}"[:100],
+            Message=json.dumps(message.payload(), default=str),
+        )
     finally:
         client.close()
 

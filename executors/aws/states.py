@@ -48,37 +48,87 @@ def poll_loop(*, engine: str, submit: dict[str, Any], describe: dict[str, Any], 
         check["Parameters"] = {**describe.get("Parameters", {}), f"{id_field}.$": "$.poll.id"}
     on_failure = "Why failed" if reason else "Failed"
     rules = rules or [
-        *({"Variable": "$.poll.seen.state", "StringEquals": s, "Next": "Succeeded"} for s in succeeded),
-        *({"Variable": "$.poll.seen.state", "StringEquals": s, "Next": "Failed"} for s in failed)]
+        *(
+            {"Variable": "$.poll.seen.state", "StringEquals": s, "Next": "Succeeded"}
+            for s in succeeded
+        ),
+        *({"Variable": "$.poll.seen.state", "StringEquals": s, "Next": "Failed"} for s in failed),
+    ]
     rules = [{**r, "Next": on_failure} if r["Next"] == "Failed" else r for r in rules]
     what = "$.poll.id" if submit_id else "'" + str(describe["Parameters"].get(id_field, "")) + "'"
     states: dict[str, Any] = {
-        "Submit": {**submit, "ResultSelector": {"id.$": submit_id}, "ResultPath": "$.poll",
-                   "Next": "First wait"} if submit_id else
-        {**submit, "ResultPath": None, "Next": "First wait"},
-        "First wait": {"Type": "Pass", "Result": {"wait": FIRST_WAIT, "elapsed": 0},
-                       "ResultPath": "$.clock", "Next": "Wait"},
+        "Submit": (
+            {
+                **submit,
+                "ResultSelector": {"id.$": submit_id},
+                "ResultPath": "$.poll",
+                "Next": "First wait",
+            }
+            if submit_id
+            else {**submit, "ResultPath": None, "Next": "First wait"}
+        ),
+        "First wait": {
+            "Type": "Pass",
+            "Result": {"wait": FIRST_WAIT, "elapsed": 0},
+            "ResultPath": "$.clock",
+            "Next": "Wait",
+        },
         "Wait": {"Type": "Wait", "SecondsPath": "$.clock.wait", "Next": "Describe"},
-        "Describe": {**check, "ResultSelector": seen or {"state.$": status},
-                     "ResultPath": "$.seen", "Next": "Done?"},
-        "Done?": {"Type": "Choice", "Default": "Longer wait",
-                  "Choices": [_on_seen(r) for r in rules]},
-        "Longer wait": {"Type": "Pass", "Parameters": {
-            "wait.$": "States.MathAdd($.clock.wait, $.clock.wait)",
-            "elapsed.$": "States.MathAdd($.clock.elapsed, $.clock.wait)"},
-            "ResultPath": "$.clock", "Next": "Capped?"},
-        "Capped?": {"Type": "Choice", "Default": "Timed out?", "Choices": [
-            {"Variable": "$.clock.wait", "NumericGreaterThan": CAP_WAIT, "Next": "Cap wait"}]},
-        "Cap wait": {"Type": "Pass", "Parameters": {"wait": CAP_WAIT, "elapsed.$": "$.clock.elapsed"},
-                     "ResultPath": "$.clock", "Next": "Timed out?"},
-        "Timed out?": {"Type": "Choice", "Default": "Wait", "Choices": [
-            {"Variable": "$.clock.elapsed", "NumericGreaterThanEqualsPath": "$.timeout",
-             "Next": "Stop" if stop else "Timed out"}]},
-        "Timed out": {"Type": "Fail", "Error": f"{engine}.Timeout",
-                      "CausePath": f"States.Format('{engine} {{}} still running when the task "
-                                   f"timed out', {what})"},
-        "Failed": {"Type": "Fail", "Error": f"{engine}.Failed",
-                   "CausePath": f"States.Format('{engine} {{}} failed', {what})"},
+        "Describe": {
+            **check,
+            "ResultSelector": seen or {"state.$": status},
+            "ResultPath": "$.seen",
+            "Next": "Done?",
+        },
+        "Done?": {
+            "Type": "Choice",
+            "Default": "Longer wait",
+            "Choices": [_on_seen(r) for r in rules],
+        },
+        "Longer wait": {
+            "Type": "Pass",
+            "Parameters": {
+                "wait.$": "States.MathAdd($.clock.wait, $.clock.wait)",
+                "elapsed.$": "States.MathAdd($.clock.elapsed, $.clock.wait)",
+            },
+            "ResultPath": "$.clock",
+            "Next": "Capped?",
+        },
+        "Capped?": {
+            "Type": "Choice",
+            "Default": "Timed out?",
+            "Choices": [
+                {"Variable": "$.clock.wait", "NumericGreaterThan": CAP_WAIT, "Next": "Cap wait"}
+            ],
+        },
+        "Cap wait": {
+            "Type": "Pass",
+            "Parameters": {"wait": CAP_WAIT, "elapsed.$": "$.clock.elapsed"},
+            "ResultPath": "$.clock",
+            "Next": "Timed out?",
+        },
+        "Timed out?": {
+            "Type": "Choice",
+            "Default": "Wait",
+            "Choices": [
+                {
+                    "Variable": "$.clock.elapsed",
+                    "NumericGreaterThanEqualsPath": "$.timeout",
+                    "Next": "Stop" if stop else "Timed out",
+                }
+            ],
+        },
+        "Timed out": {
+            "Type": "Fail",
+            "Error": f"{engine}.Timeout",
+            "CausePath": f"States.Format('{engine} {{}} still running when the task "
+            f"timed out', {what})",
+        },
+        "Failed": {
+            "Type": "Fail",
+            "Error": f"{engine}.Failed",
+            "CausePath": f"States.Format('{engine} {{}} failed', {what})",
+        },
         "Succeeded": {"Type": "Succeed"},
     }
     if stop:

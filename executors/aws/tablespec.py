@@ -25,15 +25,50 @@ HIVE_PRIMITIVES = frozenset({
 })
 HIVE_SIZED = {"decimal": (0, 2), "varchar": (1, 1), "char": (1, 1)}
 
-REDSHIFT_PLAIN = frozenset({
-    "smallint", "int2", "integer", "int", "int4", "bigint", "int8", "real", "float4", "float8", "float",
-    "double precision", "boolean", "bool", "text", "date", "time", "timetz", "timestamp", "timestamptz",
-    "timestamp without time zone", "timestamp with time zone", "time without time zone",
-    "time with time zone", "geometry", "geography", "hllsketch", "super",
-})
+REDSHIFT_PLAIN = frozenset(
+    {
+        "smallint",
+        "int2",
+        "integer",
+        "int",
+        "int4",
+        "bigint",
+        "int8",
+        "real",
+        "float4",
+        "float8",
+        "float",
+        "double precision",
+        "boolean",
+        "bool",
+        "text",
+        "date",
+        "time",
+        "timetz",
+        "timestamp",
+        "timestamptz",
+        "timestamp without time zone",
+        "timestamp with time zone",
+        "time without time zone",
+        "time with time zone",
+        "geometry",
+        "geography",
+        "hllsketch",
+        "super",
+    }
+)
 REDSHIFT_SIZED = {
-    "decimal": (0, 2), "numeric": (0, 2), "char": (0, 1), "character": (0, 1), "nchar": (0, 1), "bpchar": (0, 1),
-    "varchar": (0, 1), "character varying": (0, 1), "nvarchar": (0, 1), "varbyte": (0, 1), "varbinary": (0, 1),
+    "decimal": (0, 2),
+    "numeric": (0, 2),
+    "char": (0, 1),
+    "character": (0, 1),
+    "nchar": (0, 1),
+    "bpchar": (0, 1),
+    "varchar": (0, 1),
+    "character varying": (0, 1),
+    "nvarchar": (0, 1),
+    "varbyte": (0, 1),
+    "varbinary": (0, 1),
 }
 
 FORMATS: dict[str, dict[str, str]] = {
@@ -53,7 +88,11 @@ FORMATS: dict[str, dict[str, str]] = {
         "serde": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
     },
 }
-DEFAULT_SERDE_PROPERTIES = {"csv": {"field.delim": ",", "serialization.format": ","}, "json": {}, "parquet": {}}
+DEFAULT_SERDE_PROPERTIES = {
+    "csv": {"field.delim": ",", "serialization.format": ","},
+    "json": {},
+    "parquet": {},
+}
 
 
 class SpecError(ValueError):
@@ -63,8 +102,10 @@ class SpecError(ValueError):
 def identifier_problem(name: Any) -> str | None:
     """Why ``name`` is not a safe SQL identifier, or None."""
     if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
-        return (f"illegal identifier {name!r}: use letters, digits and _ (not starting with a digit), "
-                "at most 127 characters")
+        return (
+            f"illegal identifier {name!r}: use letters, digits and _ (not starting with a digit), "
+            "at most 127 characters"
+        )
     return None
 
 
@@ -122,8 +163,10 @@ def _parse_hive(tokens: list[str]) -> list[str]:
                 rest = rest[1:]
                 continue
             return _close(rest)
-    raise SpecError(f"{head!r} is not a type (known: {', '.join(sorted(HIVE_PRIMITIVES | set(HIVE_SIZED)))}, "
-                    "array<…>, map<…,…>, struct<…>)")
+    raise SpecError(
+        f"{head!r} is not a type (known: {', '.join(sorted(HIVE_PRIMITIVES | set(HIVE_SIZED)))}, "
+        "array<…>, map<…,…>, struct<…>)"
+    )
 
 
 def _sized(name: str, rest: list[str], bounds: tuple[int, int]) -> list[str]:
@@ -177,7 +220,9 @@ def _parse_redshift(text: str) -> list[str]:
     return []
 
 
-def column_problems(columns: Any, dialect: Dialect, path: str = "columns", required: bool = True) -> Iterator[Problem]:
+def column_problems(
+    columns: Any, dialect: Dialect, path: str = "columns", required: bool = True
+) -> Iterator[Problem]:
     """Problems of a ``[{name, type, comment?}]`` list, each with its JSON path."""
     if columns is None and not required:
         return
@@ -208,8 +253,9 @@ def column_problems(columns: Any, dialect: Dialect, path: str = "columns", requi
 def properties_problems(value: Any, path: str) -> Iterator[Problem]:
     if value is None:
         return
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, (str, int, float, bool))
-                                              for k, v in value.items()):
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in value.items()
+    ):
         yield path, "must be an object of string keys to scalar values"
 
 
@@ -221,7 +267,9 @@ def s3_problem(value: Any, what: str = "location") -> str | None:
 
 def iam_role_problem(value: Any, what: str = "iam_role") -> str | None:
     if not isinstance(value, str) or not IAM_ROLE_ARN.fullmatch(value):
-        return f"{what} must be an IAM role ARN (arn:aws:iam::123456789012:role/name), got {value!r}"
+        return (
+            f"{what} must be an IAM role ARN (arn:aws:iam::123456789012:role/name), got {value!r}"
+        )
     return None
 
 
@@ -288,20 +336,37 @@ class TableSpec:
 
     def athena_ddl(self, database: str | None, if_not_exists: bool = True) -> str:
         fmt = FORMATS[self.format]
-        lines = [f"CREATE EXTERNAL TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{hive_qualified(self.name, database)} ("]
+        lines = [
+            f"CREATE EXTERNAL TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{hive_qualified(self.name, database)} ("
+        ]
         lines.append(",\n".join(f"  {_hive_column(c)}" for c in self.columns))
         lines.append(")")
         if self.comment:
             lines.append(f"COMMENT {hive_literal(self.comment)}")
         if self.partition_keys:
-            lines.append("PARTITIONED BY (" + ", ".join(_hive_column(c) for c in self.partition_keys) + ")")
+            lines.append(
+                "PARTITIONED BY (" + ", ".join(_hive_column(c) for c in self.partition_keys) + ")"
+            )
         lines.append(f"ROW FORMAT SERDE {hive_literal(fmt['serde'])}")
         serde = self.all_serde_properties()
         if serde:
-            lines.append("WITH SERDEPROPERTIES (" + ", ".join(f"{hive_literal(k)}={hive_literal(v)}" for k, v in serde.items()) + ")")
-        lines.append(f"STORED AS INPUTFORMAT {hive_literal(fmt['input'])} OUTPUTFORMAT {hive_literal(fmt['output'])}")
+            lines.append(
+                "WITH SERDEPROPERTIES ("
+                + ", ".join(f"{hive_literal(k)}={hive_literal(v)}" for k, v in serde.items())
+                + ")"
+            )
+        lines.append(
+            f"STORED AS INPUTFORMAT {hive_literal(fmt['input'])} OUTPUTFORMAT {hive_literal(fmt['output'])}"
+        )
         lines.append(f"LOCATION {hive_literal(self.location)}")
-        lines.append("TBLPROPERTIES (" + ", ".join(f"{hive_literal(k)}={hive_literal(v)}" for k, v in self.all_table_properties().items()) + ")")
+        lines.append(
+            "TBLPROPERTIES ("
+            + ", ".join(
+                f"{hive_literal(k)}={hive_literal(v)}"
+                for k, v in self.all_table_properties().items()
+            )
+            + ")"
+        )
         return "\n".join(lines)
 
     def glue_table_input(self) -> dict[str, Any]:
@@ -316,7 +381,10 @@ class TableSpec:
                 "Location": self.location,
                 "InputFormat": fmt["input"],
                 "OutputFormat": fmt["output"],
-                "SerdeInfo": {"SerializationLibrary": fmt["serde"], "Parameters": self.all_serde_properties()},
+                "SerdeInfo": {
+                    "SerializationLibrary": fmt["serde"],
+                    "Parameters": self.all_serde_properties(),
+                },
             },
         }
         if self.comment:
@@ -336,8 +404,17 @@ def _glue_column(column: dict[str, str]) -> dict[str, str]:
     return out
 
 
-TABLE_ARGS = ("table", "columns", "location", "format", "partition_keys", "serde_properties", "table_properties",
-              "skip_header", "comment")
+TABLE_ARGS = (
+    "table",
+    "columns",
+    "location",
+    "format",
+    "partition_keys",
+    "serde_properties",
+    "table_properties",
+    "skip_header",
+    "comment",
+)
 
 
 def table_spec_problems(args: dict[str, Any], location_required: bool = True) -> Iterator[Problem]:
@@ -347,9 +424,17 @@ def table_spec_problems(args: dict[str, Any], location_required: bool = True) ->
         yield "table", problem
     yield from column_problems(args.get("columns"), "hive", "columns")
     yield from column_problems(args.get("partition_keys"), "hive", "partition_keys", required=False)
-    names = {c.get("name", "").lower() for c in args.get("columns") or [] if isinstance(c, dict) and isinstance(c.get("name"), str)}
+    names = {
+        c.get("name", "").lower()
+        for c in args.get("columns") or []
+        if isinstance(c, dict) and isinstance(c.get("name"), str)
+    }
     for i, key in enumerate(args.get("partition_keys") or []):
-        if isinstance(key, dict) and isinstance(key.get("name"), str) and key["name"].lower() in names:
+        if (
+            isinstance(key, dict)
+            and isinstance(key.get("name"), str)
+            and key["name"].lower() in names
+        ):
             yield f"partition_keys[{i}].name", f"partition key {key['name']!r} is also a column; Hive tables need them distinct"
     if location_required or args.get("location") is not None:
         problem = s3_problem(args.get("location"))
@@ -368,10 +453,15 @@ def table_spec(args: dict[str, Any]) -> TableSpec:
     if problems:
         raise SpecError("; ".join(f"{p}: {m}" for p, m in problems))
     return TableSpec(
-        name=args["table"], columns=tuple(args["columns"]), location=args["location"],
-        format=args.get("format") or "parquet", partition_keys=tuple(args.get("partition_keys") or ()),
-        serde_properties=dict(args.get("serde_properties") or {}), table_properties=dict(args.get("table_properties") or {}),
-        skip_header=bool(args.get("skip_header")), comment=args.get("comment"),
+        name=args["table"],
+        columns=tuple(args["columns"]),
+        location=args["location"],
+        format=args.get("format") or "parquet",
+        partition_keys=tuple(args.get("partition_keys") or ()),
+        serde_properties=dict(args.get("serde_properties") or {}),
+        table_properties=dict(args.get("table_properties") or {}),
+        skip_header=bool(args.get("skip_header")),
+        comment=args.get("comment"),
     )
 
 
@@ -398,8 +488,11 @@ def partition_problems(partitions: Any, path: str = "partitions") -> Iterable[Pr
 
 Escapes = Literal["hive", "redshift", "trino"]
 
-_HIVE_DDL = re.compile(r"\s*(CREATE\s+EXTERNAL\s+TABLE|ALTER\s+(TABLE|DATABASE|SCHEMA)|MSCK\s|DROP\s+(TABLE|DATABASE|SCHEMA)|"
-                       r"CREATE\s+(DATABASE|SCHEMA)|DESCRIBE\s|DESC\s|SHOW\s)", re.I)
+_HIVE_DDL = re.compile(
+    r"\s*(CREATE\s+EXTERNAL\s+TABLE|ALTER\s+(TABLE|DATABASE|SCHEMA)|MSCK\s|DROP\s+(TABLE|DATABASE|SCHEMA)|"
+    r"CREATE\s+(DATABASE|SCHEMA)|DESCRIBE\s|DESC\s|SHOW\s)",
+    re.I,
+)
 _CREATE_TABLE = re.compile(r"\s*CREATE\s+TABLE\b", re.I)
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 

@@ -13,8 +13,16 @@ class BuildFailed(NotRetryable):
     """The Dockerfile did not build; the message is the builder's error."""
 
 
-def build_image(api: Any, context_dir: str, dockerfile: str, tag: str, build_args: dict[str, str], network: str,
-                pull: bool, context: Context) -> str:
+def build_image(
+    api: Any,
+    context_dir: str,
+    dockerfile: str,
+    tag: str,
+    build_args: dict[str, str],
+    network: str,
+    pull: bool,
+    context: Context,
+) -> str:
     """Build and tag; return the image id.
 
     ``api`` must be a client of this build's own: a cancel closes its connection from another
@@ -25,9 +33,18 @@ def build_image(api: Any, context_dir: str, dockerfile: str, tag: str, build_arg
 
     responses: list[Any] = []
     api.hooks["response"].append(lambda response, *args, **kwargs: responses.append(response))
-    stream = api.build(path=context_dir, dockerfile=dockerfile, tag=tag, buildargs=build_args or None,
-                       network_mode=network, pull=pull, rm=True, forcerm=True, decode=True,
-                       labels={"orchestrator.routine": context.routine_name, "orchestrator.run": context.run_id})
+    stream = api.build(
+        path=context_dir,
+        dockerfile=dockerfile,
+        tag=tag,
+        buildargs=build_args or None,
+        network_mode=network,
+        pull=pull,
+        rm=True,
+        forcerm=True,
+        decode=True,
+        labels={"orchestrator.routine": context.routine_name, "orchestrator.run": context.run_id},
+    )
     events = CancellableStream(stream, responses[-1])
     finished = threading.Event()
     threading.Thread(target=_close_on_cancel, args=(events, context, finished), daemon=True,

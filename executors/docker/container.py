@@ -5,6 +5,7 @@ with the same token (a retry after a lost reply, a resume after a crash) is refu
 conflict and the existing container is used. Labels say which routine, run, step and task a
 container belongs to, for finding and cleaning up.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,16 @@ def container_name(token: str) -> str:
 
 
 def labels(routine: str, run_id: str, step: str, task: str, token: str) -> dict[str, str]:
-    return {f"{LABEL_PREFIX}{key}": value for key, value in
-            (("routine", routine), ("run", run_id), ("step", step), ("task", task), ("token", token))}
+    return {
+        f"{LABEL_PREFIX}{key}": value
+        for key, value in (
+            ("routine", routine),
+            ("run", run_id),
+            ("step", step),
+            ("task", task),
+            ("token", token),
+        )
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +99,9 @@ def create(engine: Engine, name: str, body: dict[str, Any]) -> tuple[Found, bool
         pass
     existing = find(engine, name)
     if existing is None:
-        raise RuntimeError(f"container {name}: the daemon reported a name conflict but has no such container")
+        raise RuntimeError(
+            f"container {name}: the daemon reported a name conflict but has no such container"
+        )
     return existing, False
 
 

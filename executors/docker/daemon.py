@@ -57,7 +57,9 @@ def pull_image(client: Any, image: str, logger: logging.Logger | logging.LoggerA
     try:
         return client.images.pull(*_repository_tag(image)).id
     except APIError as exc:
-        raise ImageUnavailable(f"image {image} could not be pulled: {exc.explanation or exc}") from None
+        raise ImageUnavailable(
+            f"image {image} could not be pulled: {exc.explanation or exc}"
+        ) from None
 
 
 def missing_image(image: str) -> ImageUnavailable:

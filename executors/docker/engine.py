@@ -124,7 +124,9 @@ class SocketEngine:
               creating: bool = False) -> Any:
         query = f"?{urlencode(params)}" if params else ""
         data = None if body is None else json.dumps(body).encode()
-        response = wire.request(self.path, method, f"/v{self.version()}{path}{query}", data, timeout)
+        response = wire.request(
+            self.path, method, f"/v{self.version()}{path}{query}", data, timeout
+        )
         if response.status >= 400:
             text = response.read().decode("utf-8", "replace")
             response.close()

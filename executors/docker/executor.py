@@ -14,6 +14,7 @@ On the local socket they need no Docker SDK (see ``engine``); build, pull and cl
 Not ``auto_remove``: a container that ends while ``orchestrate`` is down must still be there for
 ``resume`` to take its exit code, and its logs must outlive its exit.
 """
+
 from __future__ import annotations
 
 import threading
@@ -46,10 +47,19 @@ class DockerExecutor(CallKeys, Executor):
         self,
         image: Annotated[str, "Image to run (and the tag `build` gives by default)"],
         pull: Annotated[PullPolicy, "Fetch the image: never, when missing, or always"] = "missing",
-        docker_host: Annotated[str | None, "Daemon address; default DOCKER_HOST, else the local socket"] = None,
-        stop_grace: Annotated[float, "Seconds between SIGTERM and SIGKILL when stopping"] = DEFAULT_STOP_GRACE,
+        docker_host: Annotated[
+            str | None, "Daemon address; default DOCKER_HOST, else the local socket"
+        ] = None,
+        stop_grace: Annotated[
+            float, "Seconds between SIGTERM and SIGKILL when stopping"
+        ] = DEFAULT_STOP_GRACE,
     ) -> None:
-        self.image, self.pull, self.docker_host, self.stop_grace = image, pull, docker_host, stop_grace
+        self.image, self.pull, self.docker_host, self.stop_grace = (
+            image,
+            pull,
+            docker_host,
+            stop_grace,
+        )
         self._lock = threading.Lock()
         self._running: dict[str, float] = {}
         self._cancelled: set[str] = set()
@@ -67,7 +77,9 @@ class DockerExecutor(CallKeys, Executor):
             yield "stop_grace", "must be 0 or more seconds"
 
     @classmethod
-    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    def validate_args(
+        cls, task: str, args: dict[str, Any], params: dict[str, Any]
+    ) -> Iterable[tuple[str, str]]:
         if task == "run":
             yield from run_problems(args)
         elif task == "build":
@@ -113,17 +125,26 @@ class DockerExecutor(CallKeys, Executor):
     def run(
         self,
         context: Context,
-        command: Annotated[Command, "Command (a list of arguments, or one string); default the image's"] = None,
+        command: Annotated[
+            Command, "Command (a list of arguments, or one string); default the image's"
+        ] = None,
         entrypoint: Annotated[Command, "Entrypoint; default the image's"] = None,
         environment: Annotated[dict | None, "Environment variables", ENV_SCHEMA] = None,
         working_dir: Annotated[str | None, "Working directory inside the container"] = None,
-        mounts: Annotated[list[Annotated[dict, MOUNT_SCHEMA]] | None,
-                          "Bind mounts: [{source, target, read_only}]"] = None,
+        mounts: Annotated[
+            list[Annotated[dict, MOUNT_SCHEMA]] | None, "Bind mounts: [{source, target, read_only}]"
+        ] = None,
         resources: Annotated[dict | None, "Limits: {cpus, memory, gpus}", RESOURCES_SCHEMA] = None,
-        network: Annotated[str, "Network: none (default), bridge, host or a network's name"] = "none",
+        network: Annotated[
+            str, "Network: none (default), bridge, host or a network's name"
+        ] = "none",
         user: Annotated[str | None, "User (name or uid[:gid]) to run as"] = None,
-        init: Annotated[bool, "Run an init process as PID 1 (signals reach the program, zombies reaped)"] = True,
-        keep_on_failure: Annotated[bool, "Keep a failed container for debugging (renamed orchestrator-kept-…)"] = False,
+        init: Annotated[
+            bool, "Run an init process as PID 1 (signals reach the program, zombies reaped)"
+        ] = True,
+        keep_on_failure: Annotated[
+            bool, "Keep a failed container for debugging (renamed orchestrator-kept-…)"
+        ] = False,
     ) -> TaskMetrics:
         """Start a container (or re-attach to this task's), stream its output, wait; exit 0 succeeds."""
         context.check_cancelled()
@@ -161,27 +182,39 @@ class DockerExecutor(CallKeys, Executor):
                                    pull=self.pull == "always", context=context)
         finally:
             own.close()
-        return TaskMetrics(execution_metadata={"engine": "docker", "image": tag, "image_id": image_id})
+        return TaskMetrics(
+            execution_metadata={"engine": "docker", "image": tag, "image_id": image_id}
+        )
 
     @task
     def cleanup(
         self,
         context: Context,
-        include_kept: Annotated[bool, "Remove failed containers kept for debugging (keep_on_failure)"] = True,
-        include_unrecorded: Annotated[bool, "Also remove stopped containers of crashed runs, "
-                                      "whose outcome `orchestrate resume` would take from them"] = False,
+        include_kept: Annotated[
+            bool, "Remove failed containers kept for debugging (keep_on_failure)"
+        ] = True,
+        include_unrecorded: Annotated[
+            bool,
+            "Also remove stopped containers of crashed runs, "
+            "whose outcome `orchestrate resume` would take from them",
+        ] = False,
     ) -> TaskMetrics:
         """Remove stopped containers this routine's other runs left on the daemon; never a running one."""
         from .cleanup import remove_finished
 
-        removed = remove_finished(self.client.api, context.routine_name, context.run_id, include_kept,
-                                  include_unrecorded)
-        context.logger.info("removed %d container(s) of routine %s", len(removed), context.routine_name)
+        removed = remove_finished(
+            self.client.api, context.routine_name, context.run_id, include_kept, include_unrecorded
+        )
+        context.logger.info(
+            "removed %d container(s) of routine %s", len(removed), context.routine_name
+        )
         return TaskMetrics(execution_metadata={"engine": "docker", "removed": removed})
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _attach(self, record: _aws.RemoteRecord, context: Context) -> tuple[Any, dict[str, int], bool]:
+    def _attach(
+        self, record: _aws.RemoteRecord, context: Context
+    ) -> tuple[Any, dict[str, int], bool]:
         """This call's container from an earlier attempt or the resumed run.
 
         ``(container, log positions, True)``, or ``(None, {}, False)`` when there is none.
@@ -197,7 +230,9 @@ class DockerExecutor(CallKeys, Executor):
             if found is None:
                 continue
             where = "an earlier attempt" if source is record else f"resumed run {source.run_id}"
-            context.logger.info("container %s from %s is %s; re-attaching", found.name, where, found.status)
+            context.logger.info(
+                "container %s from %s is %s; re-attaching", found.name, where, found.status
+            )
             record.save(id=found.id, token=found.token, logs=source.data.get("logs") or {},
                         inherited_from=None if source is record else source.run_id)
             return found, dict(source.data.get("logs") or {}), True
@@ -227,8 +262,15 @@ class DockerExecutor(CallKeys, Executor):
         context.logger.info("container %s %s from %s", found.name, verb, self.image)
         return found
 
-    def _follow(self, found: Any, record: _aws.RemoteRecord, context: Context, positions: dict[str, int],
-                reattached: bool, keep_on_failure: bool) -> TaskMetrics:
+    def _follow(
+        self,
+        found: Any,
+        record: _aws.RemoteRecord,
+        context: Context,
+        positions: dict[str, int],
+        reattached: bool,
+        keep_on_failure: bool,
+    ) -> TaskMetrics:
         engine, cid, grace = self.engine, found.id, self.stop_grace
         with self._lock:
             self._running[cid] = grace
@@ -254,10 +296,28 @@ class DockerExecutor(CallKeys, Executor):
             with self._lock:
                 self._running.pop(cid, None)
                 self._cancelled.discard(cid)
-        return self._finish(found, record, context, end, pump, reattached, keep_on_failure, time.monotonic() - started)
+        return self._finish(
+            found,
+            record,
+            context,
+            end,
+            pump,
+            reattached,
+            keep_on_failure,
+            time.monotonic() - started,
+        )
 
-    def _finish(self, found: Any, record: _aws.RemoteRecord, context: Context, end: box.Exit, pump: LogPump,
-                reattached: bool, keep_on_failure: bool, waited: float) -> TaskMetrics:
+    def _finish(
+        self,
+        found: Any,
+        record: _aws.RemoteRecord,
+        context: Context,
+        end: box.Exit,
+        pump: LogPump,
+        reattached: bool,
+        keep_on_failure: bool,
+        waited: float,
+    ) -> TaskMetrics:
         engine = self.engine
         record.save(state=f"exited {end.code}", exit_code=end.code)
         if end.code != 0:
@@ -270,9 +330,18 @@ class DockerExecutor(CallKeys, Executor):
             record.next_generation()  # a retry starts a fresh container
             raise failure
         box.remove(engine, found.id)
-        return TaskMetrics(execution_metadata={
-            "engine": "docker", "container": found.name, "container_id": found.id, "image": self.image,
-            "exit_code": end.code, "reattached": reattached, "log_lines": pump.lines, "waited_s": round(waited, 3)})
+        return TaskMetrics(
+            execution_metadata={
+                "engine": "docker",
+                "container": found.name,
+                "container_id": found.id,
+                "image": self.image,
+                "exit_code": end.code,
+                "reattached": reattached,
+                "log_lines": pump.lines,
+                "waited_s": round(waited, 3),
+            }
+        )
 
     def _start(self, found: Any, record: _aws.RemoteRecord) -> None:
         """Start a created container; one that cannot start is removed so a retry creates it afresh."""

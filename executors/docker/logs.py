@@ -166,7 +166,9 @@ class LogPump:
                 positions, self._unsaved = dict(self.positions), False
             try:
                 self.on_position(positions)
-            except Exception as exc:  # a lost position means lines copied twice, never a failed task
+            except (
+                Exception
+            ) as exc:  # a lost position means lines copied twice, never a failed task
                 self.logger.debug("log position not saved: %s", exc)
 
     def _running(self) -> bool:

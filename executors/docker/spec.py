@@ -27,10 +27,19 @@ MOUNT_SCHEMA: dict[str, Any] = {
 RESOURCES_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "cpus": {"type": "number", "exclusiveMinimum": 0, "description": "CPUs (1.5 = one and a half)"},
-        "memory": {"type": ["string", "integer"], "description": "Memory limit: bytes or 512m, 2g, 1.5g"},
-        "gpus": {"anyOf": [{"type": "integer", "minimum": 1}, {"enum": ["all"]}],
-                 "description": "GPUs to request: a count or \"all\""},
+        "cpus": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "CPUs (1.5 = one and a half)",
+        },
+        "memory": {
+            "type": ["string", "integer"],
+            "description": "Memory limit: bytes or 512m, 2g, 1.5g",
+        },
+        "gpus": {
+            "anyOf": [{"type": "integer", "minimum": 1}, {"enum": ["all"]}],
+            "description": 'GPUs to request: a count or "all"',
+        },
     },
     "additionalProperties": False,
 }
@@ -52,7 +61,9 @@ def memory_bytes(value: Any) -> int:
         match = _SIZE.match(str(value))
         unit = match.group(2).lower() if match else ""
         if not match or unit not in _UNITS:
-            raise ValueError(f"{value!r} is not a size: write bytes or a number with b, k, m, g or t (512m, 2g)")
+            raise ValueError(
+                f"{value!r} is not a size: write bytes or a number with b, k, m, g or t (512m, 2g)"
+            )
         size = int(float(match.group(1)) * _UNITS[unit])
     if size < MIN_MEMORY:
         raise ValueError(f"{value!r} is below Docker's minimum of 6m")
@@ -109,7 +120,9 @@ def build_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:
             yield "dockerfile", f"{dockerfile} does not exist in the build context"
 
 
-def host_config(resources: dict[str, Any] | None, mounts: list[dict[str, Any]] | None) -> dict[str, Any]:
+def host_config(
+    resources: dict[str, Any] | None, mounts: list[dict[str, Any]] | None
+) -> dict[str, Any]:
     """Resources and bind mounts, by the SDK's keyword names with the Engine API's values (the
     record's digest is made from them, so they stay as earlier versions wrote them)."""
     kwargs: dict[str, Any] = {}

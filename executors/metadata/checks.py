@@ -40,7 +40,9 @@ def _url_problem(name: str, url: str) -> Iterator[tuple[str, str]]:
         yield name, f"{mask_url(url)!r} is not a SQLAlchemy URL (e.g. postgresql+psycopg://user@host/db)"
 
 
-def arg_problems(task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterator[tuple[str, str]]:
+def arg_problems(
+    task: str, args: dict[str, Any], params: dict[str, Any]
+) -> Iterator[tuple[str, str]]:
     if task == "publish" and not params.get("api_url"):
         yield "", "publish needs the executor's api_url param (and api_token if the API wants one)"
     if task == "check_schema" and args.get("expected") is not None:

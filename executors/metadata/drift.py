@@ -35,14 +35,21 @@ def expected_problems(expected: Any) -> list[tuple[str, str]]:
             problems.append((f"expected.{table}", "must be a list of columns"))
             continue
         for i, column in enumerate(columns):
-            ok = isinstance(column, str) or (isinstance(column, dict) and isinstance(column.get("name"), str)
-                                             and set(column) <= {"name", "type"})
+            ok = isinstance(column, str) or (
+                isinstance(column, dict)
+                and isinstance(column.get("name"), str)
+                and set(column) <= {"name", "type"}
+            )
             if not ok:
-                problems.append((f"expected.{table}[{i}]", "a column is a name or {name: ..., type: ...}"))
+                problems.append(
+                    (f"expected.{table}[{i}]", "a column is a name or {name: ..., type: ...}")
+                )
     return problems
 
 
-def compare(before: Columns, after: Columns, tables: set[str] | None = None) -> list[dict[str, Any]]:
+def compare(
+    before: Columns, after: Columns, tables: set[str] | None = None
+) -> list[dict[str, Any]]:
     """Changes from ``before`` to ``after``; with ``tables``, only those tables are compared."""
     def keep(key: tuple[str, str]) -> bool:
         return tables is None or key[0] in tables
@@ -60,7 +67,13 @@ def compare(before: Columns, after: Columns, tables: set[str] | None = None) -> 
 
 
 def _change(key: tuple[str, str], change: str, old: str | None, new: str | None) -> dict[str, Any]:
-    return {"table_name": key[0], "column_name": key[1], "change": change, "old_type": old, "new_type": new}
+    return {
+        "table_name": key[0],
+        "column_name": key[1],
+        "change": change,
+        "old_type": old,
+        "new_type": new,
+    }
 
 
 def _norm(kind: str) -> str:

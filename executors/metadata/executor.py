@@ -48,19 +48,35 @@ class MetadataExecutor(Executor):
 
     def __init__(
         self,
-        source: Annotated[Location, "SQLAlchemy URL, local file or folder, s3:// prefix, or glue://DATABASE"],
-        target: Annotated[str | None, "SQLAlchemy URL of the metadata store; default SQLite in the "
-                                      "orchestrator home"] = None,
-        include: Annotated[list[str] | None, "Glob patterns on schema.table (or file path) to keep"] = None,
-        exclude: Annotated[list[str] | None, "Glob patterns on schema.table (or file path) to skip"] = None,
+        source: Annotated[
+            Location, "SQLAlchemy URL, local file or folder, s3:// prefix, or glue://DATABASE"
+        ],
+        target: Annotated[
+            str | None,
+            "SQLAlchemy URL of the metadata store; default SQLite in the " "orchestrator home",
+        ] = None,
+        include: Annotated[
+            list[str] | None, "Glob patterns on schema.table (or file path) to keep"
+        ] = None,
+        exclude: Annotated[
+            list[str] | None, "Glob patterns on schema.table (or file path) to skip"
+        ] = None,
         password: Annotated[str | None, "Database password, kept out of the URL (a secret)"] = None,
-        mode: Annotated[Mode, "estimate: database statistics or a sample; sample; exact: full scan"] = "estimate",
+        mode: Annotated[
+            Mode, "estimate: database statistics or a sample; sample; exact: full scan"
+        ] = "estimate",
         sample_percent: Annotated[float, "TABLESAMPLE SYSTEM percentage in sample mode"] = 10.0,
-        sample_limit: Annotated[int, "Rows read in sample mode where there is no TABLESAMPLE"] = 100_000,
+        sample_limit: Annotated[
+            int, "Rows read in sample mode where there is no TABLESAMPLE"
+        ] = 100_000,
         sample_rows: Annotated[int, "Sample values kept per column"] = 5,
         top_values: Annotated[int, "Most frequent values kept per column"] = 5,
-        distinct: Annotated[Literal["approx", "exact"], "Files: distinct counts by sketch or exact"] = "approx",
-        on_drift: Annotated[Literal["warn", "fail"], "What check_schema does when columns changed"] = "warn",
+        distinct: Annotated[
+            Literal["approx", "exact"], "Files: distinct counts by sketch or exact"
+        ] = "approx",
+        on_drift: Annotated[
+            Literal["warn", "fail"], "What check_schema does when columns changed"
+        ] = "warn",
         api_url: Annotated[str | None, "publish: the platform API endpoint (http or https)"] = None,
         api_token: Annotated[str | None, "publish: bearer token (a secret; use ${env.X})"] = None,
         api_timeout: Annotated[float, "publish: seconds to wait for a reply"] = 30.0,
@@ -70,11 +86,23 @@ class MetadataExecutor(Executor):
     ) -> None:
         self.location = str(source)
         self.target_url = target
-        self.options = {"include": include, "exclude": exclude, "password": password, "region": region}
-        self.settings = ProfileSettings(mode, sample_percent, sample_rows, sample_limit, top_values, distinct)
+        self.options = {
+            "include": include,
+            "exclude": exclude,
+            "password": password,
+            "region": region,
+        }
+        self.settings = ProfileSettings(
+            mode, sample_percent, sample_rows, sample_limit, top_values, distinct
+        )
         self.on_drift = on_drift
-        self.api: dict[str, Any] = {"url": api_url, "token": api_token, "timeout": api_timeout, "attempts": api_attempts,
-                    "page_bytes": page_bytes}
+        self.api: dict[str, Any] = {
+            "url": api_url,
+            "token": api_token,
+            "timeout": api_timeout,
+            "attempts": api_attempts,
+            "page_bytes": page_bytes,
+        }
         self._source: Any = None
         self._store: Any = None
         self._catalog: Any = None
@@ -90,7 +118,9 @@ class MetadataExecutor(Executor):
         return param_problems(params)
 
     @classmethod
-    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    def validate_args(
+        cls, task: str, args: dict[str, Any], params: dict[str, Any]
+    ) -> Iterable[tuple[str, str]]:
         from .checks import arg_problems
 
         return arg_problems(task, args, params)
@@ -109,7 +139,12 @@ class MetadataExecutor(Executor):
         return [message for _, message in param_problems(self._params())]
 
     def _params(self) -> dict[str, Any]:
-        return {"source": self.location, "target": self.target_url, **self.options, "api_url": self.api["url"]}
+        return {
+            "source": self.location,
+            "target": self.target_url,
+            **self.options,
+            "api_url": self.api["url"],
+        }
 
     # ------------------------------------------------------------------ tasks
 
@@ -120,13 +155,19 @@ class MetadataExecutor(Executor):
             catalog = self._extract(context)
             log("info", f"{len(catalog.tables)} tables, {catalog.column_count} columns "
                         f"({catalog.queries} catalog queries)")
-            return MetadataMetrics(total_rows=_known_rows(catalog), tables_seen=len(catalog.tables),
-                                   columns_seen=catalog.column_count,
-                                   execution_metadata={"source": self.display, "catalog_queries": catalog.queries})
+            return MetadataMetrics(
+                total_rows=_known_rows(catalog),
+                tables_seen=len(catalog.tables),
+                columns_seen=catalog.column_count,
+                execution_metadata={"source": self.display, "catalog_queries": catalog.queries},
+            )
 
     @task
-    def profile(self, context: Context,
-                tables: Annotated[list[str] | None, "Only these tables (glob patterns)"] = None) -> MetadataMetrics:
+    def profile(
+        self,
+        context: Context,
+        tables: Annotated[list[str] | None, "Only these tables (glob patterns)"] = None,
+    ) -> MetadataMetrics:
         """Per column: nulls, distinct (exact or approximate, said which), min/max, mean, top and sample values."""
         import fnmatch
 
@@ -145,15 +186,24 @@ class MetadataExecutor(Executor):
                 scanned += result.bytes_scanned or 0
                 log("info", f"{table.name}: {result.row_count} rows, {result.mode}"
                             + (f" ({result.note})" if result.note else ""))
-            return MetadataMetrics(total_rows=rows, tables_seen=len(chosen),
-                                   columns_seen=sum(len(t.columns) for t in chosen), rows_profiled=rows,
-                                   bytes_scanned=scanned or None,
-                                   execution_metadata={"source": self.display, "mode": self.settings.mode})
+            return MetadataMetrics(
+                total_rows=rows,
+                tables_seen=len(chosen),
+                columns_seen=sum(len(t.columns) for t in chosen),
+                rows_profiled=rows,
+                bytes_scanned=scanned or None,
+                execution_metadata={"source": self.display, "mode": self.settings.mode},
+            )
 
     @task
-    def check_schema(self, context: Context,
-                     expected: Annotated[dict | None, "{'schema.table': [column or {name, type}]}; default: "
-                                                      "the previous extraction"] = None) -> MetadataMetrics:
+    def check_schema(
+        self,
+        context: Context,
+        expected: Annotated[
+            dict | None,
+            "{'schema.table': [column or {name, type}]}; default: " "the previous extraction",
+        ] = None,
+    ) -> MetadataMetrics:
         """Report columns added, removed or retyped since the previous extraction (or versus ``expected``)."""
         from . import drift
 
@@ -166,7 +216,9 @@ class MetadataExecutor(Executor):
             else:
                 against, before = self.store.previous_columns(self.source_key, context.run_id)
                 wanted = getattr(self.source, "wanted", None)
-                tables = {t for t, _ in before if wanted is None or wanted(t)} | {t.name for t in catalog.tables}
+                tables = {t for t, _ in before if wanted is None or wanted(t)} | {
+                    t.name for t in catalog.tables
+                }
                 changes = drift.compare(before, after, tables) if against else []
                 against = against or "none"
             self.store.write_changes(context.run_id, self.source_key, changes, against)
@@ -192,14 +244,23 @@ class MetadataExecutor(Executor):
                 self._extract(context)
             document = {"run_id": context.run_id, "source": self.display,
                         **self.store.run_document(context.run_id, self.source_key)}
-            publisher = Publisher(self.api["url"], self.api["token"], self.api["timeout"], self.api["attempts"],
-                                  page_bytes=self.api["page_bytes"], wait=context.wait,
-                                  log=lambda m: log("warning", m))
+            publisher = Publisher(
+                self.api["url"],
+                self.api["token"],
+                self.api["timeout"],
+                self.api["attempts"],
+                page_bytes=self.api["page_bytes"],
+                wait=context.wait,
+                log=lambda m: log("warning", m),
+            )
             key = f"{context.resumed_from or context.run_id}/{context.step}/publish"
             pages = publisher.publish(document, key)
             log("info", f"published {len(document['columns'])} columns in {pages} page(s)")
-            return MetadataMetrics(tables_seen=len(document["tables"]), columns_seen=len(document["columns"]),
-                                   execution_metadata={"pages": pages, "attempts": publisher.attempts})
+            return MetadataMetrics(
+                tables_seen=len(document["tables"]),
+                columns_seen=len(document["columns"]),
+                execution_metadata={"pages": pages, "attempts": publisher.attempts},
+            )
 
     @classmethod
     def run_summary(cls, params: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -272,11 +333,29 @@ class MetadataExecutor(Executor):
             error = f"{type(exc).__name__}: {exc}"
             lines.append((_now(), "error", error))
             with contextlib.suppress(Exception):
-                self.store.record_task(context.run_id, self.source_key, name, __version__, mode, "failed",
-                                       error, started, lines)
+                self.store.record_task(
+                    context.run_id,
+                    self.source_key,
+                    name,
+                    __version__,
+                    mode,
+                    "failed",
+                    error,
+                    started,
+                    lines,
+                )
             raise
-        self.store.record_task(context.run_id, self.source_key, name, __version__, mode, "succeeded", None,
-                               started, lines)
+        self.store.record_task(
+            context.run_id,
+            self.source_key,
+            name,
+            __version__,
+            mode,
+            "succeeded",
+            None,
+            started,
+            lines,
+        )
 
     def close(self) -> None:
         for part in (self._source, self._store):

@@ -66,7 +66,9 @@ def group(entries: Iterable[FileEntry], root_name: str = "") -> tuple[list[FileT
             name, folder, rest = root_name or "data", True, entry.path
         else:
             name, folder = (head, True) if rest else (entry.path, False)
-        table = tables.setdefault(name, FileTable(name, kind, [], partition_keys(rest) if rest else [], folder))
+        table = tables.setdefault(
+            name, FileTable(name, kind, [], partition_keys(rest) if rest else [], folder)
+        )
         if table.file_type != kind:
             skipped.append(entry.path)
             continue
@@ -89,5 +91,9 @@ def list_local(root: str) -> list[FileEntry]:
         for name in files:
             full = os.path.join(folder, name)
             stat = os.stat(full)
-            found.append(FileEntry(os.path.relpath(full, root).replace(os.sep, "/"), stat.st_size, stat.st_mtime))
+            found.append(
+                FileEntry(
+                    os.path.relpath(full, root).replace(os.sep, "/"), stat.st_size, stat.st_mtime
+                )
+            )
     return found

@@ -6,6 +6,7 @@ too) in parallel, vectorised and within a memory limit, and has the sketches nee
 so one pass computes everything without our process holding rows. pyarrow supplies what DuckDB
 cannot do offline here: reading ``s3://`` (DuckDB's httpfs extension would be downloaded at run time).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,8 +17,20 @@ from .sql_profile import clip
 
 MEMORY_LIMIT = "320MB"  # DuckDB's own buffers; the process stays under 512 MiB
 THREADS = 2
-NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-           "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL")
+NUMERIC = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "DECIMAL",
+)
 UNORDERED = ("STRUCT", "MAP", "[]", "UNION", "JSON")
 HEAD_ROWS, HEAD_MIN_VALUES = 10_000, 1_000  # see unique_in_head
 
@@ -42,8 +55,10 @@ def literal(text: str) -> str:
 
 def describe(con: Any, relation: str) -> list[ColumnInfo]:
     rows = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
-    return [ColumnInfo(name, kind, i + 1, None if null == "YES" else False) for i, (name, kind, null, *_)
-            in enumerate(rows)]
+    return [
+        ColumnInfo(name, kind, i + 1, None if null == "YES" else False)
+        for i, (name, kind, null, *_) in enumerate(rows)
+    ]
 
 
 def _hashable(column: ColumnInfo) -> str:
@@ -115,14 +130,21 @@ def profile_relation(con: Any, name: str, relation: str, columns: list[ColumnInf
         if top_values and distinct * 2 > int(row[f"nn{index}"]):
             top_values = None  # nearly unique: its "most frequent" values are noise
         profile.columns[column.name] = ColumnProfile(
-            column.name, null_count=rows - int(row[f"nn{index}"]), distinct_count=distinct,
-            distinct_approx=not exact, min_value=clip(row.get(f"lo{index}")), max_value=clip(row.get(f"hi{index}")),
+            column.name,
+            null_count=rows - int(row[f"nn{index}"]),
+            distinct_count=distinct,
+            distinct_approx=not exact,
+            min_value=clip(row.get(f"lo{index}")),
+            max_value=clip(row.get(f"hi{index}")),
             mean=row.get(f"avg{index}"),
-            top_values=[{"value": clip(v)} for v in top_values] if top_values else None)
+            top_values=[{"value": clip(v)} for v in top_values] if top_values else None,
+        )
     shown = [c for c in columns if c.name not in hidden]
     if shown and sample_rows > 0:
         select = ", ".join(quote(c.name) for c in shown)
         sample = con.execute(f"SELECT {select} FROM {relation} LIMIT {int(sample_rows)}").fetchall()
         for i, column in enumerate(shown):
-            profile.columns[column.name].sample_values = [clip(r[i]) for r in sample if r[i] is not None]
+            profile.columns[column.name].sample_values = [
+                clip(r[i]) for r in sample if r[i] is not None
+            ]
     return profile

@@ -20,8 +20,13 @@ EXACT_DISTINCT_BELOW = 16 * 1024 * 1024
 class FileSource:
     kind = "files"
 
-    def __init__(self, location: str, include: list[str] | None = None, exclude: list[str] | None = None,
-                 region: str | None = None) -> None:
+    def __init__(
+        self,
+        location: str,
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+        region: str | None = None,
+    ) -> None:
         self.location = location
         self.display = location
         self.include, self.exclude = include or [], exclude or []
@@ -68,7 +73,9 @@ class FileSource:
             listing = self._listing()
         except Exception as exc:
             if type(exc).__module__.startswith(("botocore", "boto3")):
-                raise SourceError(f"{self.location}: cannot list: {str(exc).splitlines()[0]}") from None
+                raise SourceError(
+                    f"{self.location}: cannot list: {str(exc).splitlines()[0]}"
+                ) from None
             raise
         tables, skipped = layout.group(listing, self._root_name())
         catalog = Catalog("files")
@@ -101,12 +108,21 @@ class FileSource:
         columns = self._guard(table, lambda: describe(self.connection, self.relation(table)))
         modified = table.modified
         return TableInfo(
-            name=table.name, columns=columns, size_bytes=table.size, file_type=table.file_type,
-            file_path=self._path(table), partition_keys=table.partition_keys, location=self._path(table),
+            name=table.name,
+            columns=columns,
+            size_bytes=table.size,
+            file_type=table.file_type,
+            file_path=self._path(table),
+            partition_keys=table.partition_keys,
+            location=self._path(table),
             row_count=self._parquet_rows(table),
             row_count_exact=table.file_type == "parquet",
-            last_modified=dt.datetime.fromtimestamp(modified, dt.timezone.utc).isoformat(timespec="seconds")
-            if modified else None)
+            last_modified=(
+                dt.datetime.fromtimestamp(modified, dt.timezone.utc).isoformat(timespec="seconds")
+                if modified
+                else None
+            ),
+        )
 
     def _path(self, table: layout.FileTable) -> str:
         if self.is_s3:
@@ -135,9 +151,19 @@ class FileSource:
         files = self._tables[table.name]
         hidden = {c.name for c in table.columns if sensitive_name(c.name)}
         exact = options.distinct == "exact" or files.size <= EXACT_DISTINCT_BELOW
-        result = self._guard(files, lambda: profile_relation(
-            self.connection, table.name, self.relation(files), table.columns, exact, options.top_values,
-            options.sample_rows, hidden))
+        result = self._guard(
+            files,
+            lambda: profile_relation(
+                self.connection,
+                table.name,
+                self.relation(files),
+                table.columns,
+                exact,
+                options.top_values,
+                options.sample_rows,
+                hidden,
+            ),
+        )
         result.bytes_scanned = files.size
         redact(result)
         return result
@@ -160,7 +186,9 @@ class FileSource:
             return register_dataset(self.connection, self._s3_root, table, self.region)
         from .file_profile import literal
 
-        root = self.local_root if os.path.isdir(self.local_root) else os.path.dirname(self.local_root)
+        root = (
+            self.local_root if os.path.isdir(self.local_root) else os.path.dirname(self.local_root)
+        )
         files = "[" + ", ".join(literal(os.path.join(root, f.path)) for f in table.files) + "]"
         hive = ", hive_partitioning = true" if table.partition_keys else ""
         if table.file_type == "csv":
@@ -175,9 +203,13 @@ class FileSource:
         except SourceError:
             raise
         except Exception as exc:
-            if type(exc).__module__.startswith(("duckdb", "_duckdb", "pyarrow")) or isinstance(exc, OSError):
+            if type(exc).__module__.startswith(("duckdb", "_duckdb", "pyarrow")) or isinstance(
+                exc, OSError
+            ):
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise SourceError(f"{self._path(table)}: cannot read as {table.file_type}: {first}") from None
+                raise SourceError(
+                    f"{self._path(table)}: cannot read as {table.file_type}: {first}"
+                ) from None
             raise
 
     def close(self) -> None:
@@ -208,7 +240,9 @@ def content_problem(path: str, kind: str) -> str | None:
 @hookimpl
 def metadata_source(location: str, options: dict[str, Any]) -> FileSource | None:
     if location.startswith("s3://") or location.startswith("file://") or "://" not in location:
-        return FileSource(location, options.get("include"), options.get("exclude"), options.get("region"))
+        return FileSource(
+            location, options.get("include"), options.get("exclude"), options.get("region")
+        )
     return None
 
 

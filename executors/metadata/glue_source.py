@@ -16,8 +16,13 @@ FORMATS = {"csv": "csv", "json": "json", "parquet": "parquet"}
 class GlueSource:
     kind = "glue"
 
-    def __init__(self, location: str, include: list[str] | None = None, exclude: list[str] | None = None,
-                 region: str | None = None) -> None:
+    def __init__(
+        self,
+        location: str,
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+        region: str | None = None,
+    ) -> None:
         self.location = location
         self.display = location
         self.database = location[len(SCHEME):].strip("/")
@@ -26,7 +31,9 @@ class GlueSource:
         self._files: dict[str, tuple[Any, Catalog]] = {}
 
     def problems(self) -> list[str]:
-        return [] if self.database else [f"{self.location!r} names no database: use glue://DATABASE"]
+        return (
+            [] if self.database else [f"{self.location!r} names no database: use glue://DATABASE"]
+        )
 
     def wanted(self, name: str) -> bool:
         included = not self.include or any(fnmatch.fnmatchcase(name, p) for p in self.include)
@@ -57,14 +64,18 @@ class GlueSource:
         from .file_source import FileSource
 
         if not table.location or table.file_type not in FORMATS.values():
-            raise SourceError(f"{self.location}/{table.name}: no readable location "
-                              f"({table.location or 'none'}, format {table.file_type or 'unknown'})")
+            raise SourceError(
+                f"{self.location}/{table.name}: no readable location "
+                f"({table.location or 'none'}, format {table.file_type or 'unknown'})"
+            )
         if table.name not in self._files:
             files = FileSource(table.location, region=self.region)
             self._files[table.name] = (files, files.extract())
         files, found = self._files[table.name]
         if not found.tables:
-            raise SourceError(f"{self.location}/{table.name}: no {table.file_type} files at {table.location}")
+            raise SourceError(
+                f"{self.location}/{table.name}: no {table.file_type} files at {table.location}"
+            )
         part = found.tables[0]
         result = files.profile(part, options, check_cancelled)
         result.table = table.name
@@ -81,18 +92,28 @@ class GlueSource:
 
 def _table(database: str, raw: dict[str, Any]) -> TableInfo:
     storage = raw.get("StorageDescriptor") or {}
-    columns = [ColumnInfo(c["Name"], c.get("Type", ""), i + 1) for i, c in enumerate(storage.get("Columns") or [])]
+    columns = [
+        ColumnInfo(c["Name"], c.get("Type", ""), i + 1)
+        for i, c in enumerate(storage.get("Columns") or [])
+    ]
     keys = raw.get("PartitionKeys") or []
-    columns += [ColumnInfo(k["Name"], k.get("Type", ""), len(columns) + i + 1) for i, k in enumerate(keys)]
+    columns += [
+        ColumnInfo(k["Name"], k.get("Type", ""), len(columns) + i + 1) for i, k in enumerate(keys)
+    ]
     params = {**(storage.get("Parameters") or {}), **(raw.get("Parameters") or {})}
     modified: Any = raw.get("UpdateTime") or raw.get("CreateTime")  # a datetime from boto3
     rows = params.get("recordCount")
     return TableInfo(
-        name=f"{database}.{raw['Name']}", columns=columns, location=storage.get("Location"),
-        file_path=storage.get("Location"), file_type=_format(params, storage),
-        partition_keys=[k["Name"] for k in keys], row_count=int(rows) if rows and str(rows).isdigit() else None,
+        name=f"{database}.{raw['Name']}",
+        columns=columns,
+        location=storage.get("Location"),
+        file_path=storage.get("Location"),
+        file_type=_format(params, storage),
+        partition_keys=[k["Name"] for k in keys],
+        row_count=int(rows) if rows and str(rows).isdigit() else None,
         size_bytes=int(params["sizeKey"]) if str(params.get("sizeKey", "")).isdigit() else None,
-        last_modified=modified.isoformat() if hasattr(modified, "isoformat") else modified)
+        last_modified=modified.isoformat() if hasattr(modified, "isoformat") else modified,
+    )
 
 
 def _format(params: dict[str, Any], storage: dict[str, Any]) -> str | None:
@@ -100,7 +121,12 @@ def _format(params: dict[str, Any], storage: dict[str, Any]) -> str | None:
     if classification in FORMATS:
         return FORMATS[classification]
     hints = " ".join(str(storage.get(k, "")) for k in ("InputFormat", "SerdeInfo")).lower()
-    for word, kind in (("parquet", "parquet"), ("json", "json"), ("csv", "csv"), ("lazysimple", "csv")):
+    for word, kind in (
+        ("parquet", "parquet"),
+        ("json", "json"),
+        ("csv", "csv"),
+        ("lazysimple", "csv"),
+    ):
         if word in hints:
             return kind
     return None
@@ -110,7 +136,9 @@ def _format(params: dict[str, Any], storage: dict[str, Any]) -> str | None:
 def metadata_source(location: str, options: dict[str, Any]) -> GlueSource | None:
     if not location.startswith(SCHEME):
         return None
-    return GlueSource(location, options.get("include"), options.get("exclude"), options.get("region"))
+    return GlueSource(
+        location, options.get("include"), options.get("exclude"), options.get("region")
+    )
 
 
 @hookimpl

@@ -26,9 +26,19 @@ class PublishError(Exception):
 
 
 class Publisher:
-    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0, max_attempts: int = 5,
-                 base_delay: float = 0.5, max_delay: float = 30.0, page_bytes: int = 1_000_000,
-                 wait: Callable[[float], bool] | None = None, log: Callable[[str], None] | None = None) -> None:
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        max_attempts: int = 5,
+        base_delay: float = 0.5,
+        max_delay: float = 30.0,
+        page_bytes: int = 1_000_000,
+        wait: Callable[[float], bool] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.url, self.token, self.timeout = url, token, timeout
         self.max_attempts, self.base_delay, self.max_delay = max_attempts, base_delay, max_delay
         self.page_bytes = page_bytes
@@ -52,9 +62,13 @@ class Publisher:
             if delay is None:
                 return
             if attempt == self.max_attempts:
-                raise PublishError(f"publish to {self.url} failed after {attempt} attempts: {reason}")
+                raise PublishError(
+                    f"publish to {self.url} failed after {attempt} attempts: {reason}"
+                )
             pause = min(delay, self.max_delay)
-            self.log(f"publish to {self.url}: {reason}; retry {attempt + 1}/{self.max_attempts} in {pause:.1f}s")
+            self.log(
+                f"publish to {self.url}: {reason}; retry {attempt + 1}/{self.max_attempts} in {pause:.1f}s"
+            )
             if self.wait(pause):
                 raise PublishError(f"publish to {self.url} cancelled", retryable=False)
 
@@ -72,7 +86,9 @@ class Publisher:
             detail = self._masked(exc.read(300).decode(errors="replace").strip().splitlines()[:1])
             reason = f"HTTP {exc.code}" + (f" ({detail})" if detail else "")
             if exc.code not in RETRY_STATUS:
-                raise PublishError(f"publish to {self.url} refused: {reason}", retryable=False) from None
+                raise PublishError(
+                    f"publish to {self.url} refused: {reason}", retryable=False
+                ) from None
             after = retry_after(exc.headers.get("Retry-After"))
             return (after if after is not None else self._backoff()), reason
         except (socket.timeout, TimeoutError):

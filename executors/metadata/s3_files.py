@@ -74,7 +74,11 @@ def _csv_format(root: str, table: FileTable, region: str | None) -> Any:
     import pyarrow.dataset as ds
 
     bucket, _, key = f"{root}{table.files[0].path}".partition("/")
-    head = _client(region).get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{SNIFF_BYTES - 1}")["Body"].read()
+    head = (
+        _client(region)
+        .get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{SNIFF_BYTES - 1}")["Body"]
+        .read()
+    )
     text = head.decode("utf-8", errors="replace")
     sample = text[: text.rfind("\n")] if "\n" in text else text
     try:
@@ -100,7 +104,12 @@ def register_dataset(con: Any, root: str, table: FileTable, region: str | None) 
     partitioning = ds.partitioning(flavor="hive") if table.partition_keys else None
     nested = "=" not in table.files[0].path.split("/", 1)[0]
     base = f"{root}{table.name}" if table.folder and nested else root.rstrip("/")
-    dataset = ds.dataset([f"{root}{f.path}" for f in table.files], filesystem=_filesystem(region), format=fmt,
-                         partitioning=partitioning, partition_base_dir=base)
+    dataset = ds.dataset(
+        [f"{root}{f.path}" for f in table.files],
+        filesystem=_filesystem(region),
+        format=fmt,
+        partitioning=partitioning,
+        partition_base_dir=base,
+    )
     con.register(name, dataset)
     return f'"{name}"'

@@ -7,7 +7,8 @@ from typing import Any, Iterable
 SENSITIVE_NAME = re.compile(
     r"(?i)(passw|pwd|secret|token|api_?key|access_?key|private_?key|credential|salt|hash"
     r"|e_?mail|phone|mobile|ssn|social_?sec|tax_?id|passport|iban|card|cc_?num|cvv|pan$|account_?num"
-    r"|birth|dob$|address|ip_?addr)")
+    r"|birth|dob$|address|ip_?addr)"
+)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _JWT = re.compile(r"^eyJ[\w-]+\.[\w-]+\.[\w-]+$")
 _DIGITS = re.compile(r"[ -]")

@@ -51,7 +51,9 @@ def plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def find_source(location: str, options: dict[str, Any], pm: pluggy.PluginManager | None = None) -> Any:
+def find_source(
+    location: str, options: dict[str, Any], pm: pluggy.PluginManager | None = None
+) -> Any:
     """The source for ``location``; SourceError naming the known types if no plugin claims it."""
     manager = pm or plugin_manager()
     found = manager.hook.metadata_source(location=location, options=options)

@@ -119,14 +119,27 @@ def _postgres_tables(rows: Iterable[Any]) -> dict[str, TableInfo]:
         if not table.columns:
             table.row_count = int(tuples) if tuples is not None and tuples >= 0 else None
             table.size_bytes = size
-            table.file_type = {"v": "view", "m": "materialized view", "f": "foreign table"}.get(kind)
+            table.file_type = {"v": "view", "m": "materialized view", "f": "foreign table"}.get(
+                kind
+            )
         table.columns.append(ColumnInfo(column, data_type, position, not not_null))
     return tables
 
 
 def _mysql_tables(rows: Iterable[Any]) -> dict[str, TableInfo]:
     tables: dict[str, TableInfo] = {}
-    for schema, name, kind, rows_estimate, size, modified, position, column, data_type, nullable in rows:
+    for (
+        schema,
+        name,
+        kind,
+        rows_estimate,
+        size,
+        modified,
+        position,
+        column,
+        data_type,
+        nullable,
+    ) in rows:
         table = _table(tables, schema, name)
         if not table.columns:
             table.row_count = int(rows_estimate) if rows_estimate is not None else None
@@ -142,7 +155,9 @@ def _sqlite_tables(rows: Iterable[Any]) -> dict[str, TableInfo]:
     for schema, name, kind, position, column, data_type, not_null, pk in rows:
         table = _table(tables, schema, name)
         table.file_type = "view" if kind == "view" else None
-        table.columns.append(ColumnInfo(column, data_type or "", int(position), not not_null, bool(pk)))
+        table.columns.append(
+            ColumnInfo(column, data_type or "", int(position), not not_null, bool(pk))
+        )
     return tables
 
 

@@ -16,7 +16,9 @@ from typing import Any, Callable
 
 from .model import ColumnInfo, ColumnProfile, TableInfo, TableProfile
 
-NUMERIC = re.compile(r"(?i)^(small|big|medium|tiny)?int|integer|serial|numeric|decimal|real|double|float|number")
+NUMERIC = re.compile(
+    r"(?i)^(small|big|medium|tiny)?int|integer|serial|numeric|decimal|real|double|float|number"
+)
 BOOLEAN = re.compile(r"(?i)^bool")
 ORDERED = re.compile(r"(?i)char|text|string|enum|^name$|date|time|year|interval|clob")
 VALUE_LIMIT = 200  # characters kept of a min/max/sample value
@@ -55,7 +57,9 @@ def aggregate_statement(table: TableInfo, dialect: str, mode: str, sample_percen
             source = sa.select(source).limit(sample_rows_limit).subquery("sample")
     parts = [sa.func.count().label("n")]
     for index, column in enumerate(table.columns):
-        parts.extend(_aggregates(source.c[column.name], category(column, dialect), index, exact_distinct))
+        parts.extend(
+            _aggregates(source.c[column.name], category(column, dialect), index, exact_distinct)
+        )
     return sa.select(*parts).select_from(source)
 
 
@@ -76,8 +80,14 @@ def _aggregates(col: Any, kind: str, index: int, distinct: bool) -> list[Any]:
     return parts
 
 
-def profile_by_aggregate(conn: Any, table: TableInfo, dialect: str, mode: str, sample_percent: float,
-                         sample_rows_limit: int = SAMPLE_ROWS_LIMIT) -> TableProfile:
+def profile_by_aggregate(
+    conn: Any,
+    table: TableInfo,
+    dialect: str,
+    mode: str,
+    sample_percent: float,
+    sample_rows_limit: int = SAMPLE_ROWS_LIMIT,
+) -> TableProfile:
     statement = aggregate_statement(table, dialect, mode, sample_percent, sample_rows_limit, True)
     row = conn.execute(statement).mappings().one()
     seen = int(row["n"])
@@ -87,7 +97,9 @@ def profile_by_aggregate(conn: Any, table: TableInfo, dialect: str, mode: str, s
         known = table.row_count
         if known is not None and seen:
             scale = max(known / seen, 1.0)
-            profile.row_count = int(round(seen * scale)) if dialect == "postgresql" else max(known, seen)
+            profile.row_count = (
+                int(round(seen * scale)) if dialect == "postgresql" else max(known, seen)
+            )
         where = (f"a {sample_percent:g} % TABLESAMPLE SYSTEM" if dialect == "postgresql"
                  else f"the first {seen:,} rows")
         profile.note = f"figures from {where}; null counts scaled, distinct counts are the sample's"
@@ -148,7 +160,9 @@ class PostgresStatistics:
         from sqlalchemy import text
 
         found: dict[str, dict[str, tuple[Any, ...]]] = {}
-        for schema, table, column, *figures in self.conn.execute(text(POSTGRES_STATS), {"names": names}):
+        for schema, table, column, *figures in self.conn.execute(
+            text(POSTGRES_STATS), {"names": names}
+        ):
             found.setdefault(f"{schema}.{table}", {})[column] = tuple(figures)
         return found
 
@@ -200,7 +214,9 @@ def sample_values(conn: Any, table: TableInfo, columns: list[ColumnInfo], rows: 
     if not columns or rows <= 0:
         return {}
     schema, name = split_name(table)
-    source = sa.table(name, *(sa.column(c.name) for c in columns), schema=None if dialect == "sqlite" else schema)
+    source = sa.table(
+        name, *(sa.column(c.name) for c in columns), schema=None if dialect == "sqlite" else schema
+    )
     result = conn.execute(sa.select(*(source.c[c.name] for c in columns)).limit(rows)).all()
     return {c.name: [clip(r[i]) for r in result if r[i] is not None] for i, c in enumerate(columns)}
 

@@ -12,8 +12,11 @@ from .urls import mask_url, scheme_of, with_password
 
 SCHEMES = {"postgresql", "postgres", "mysql", "mariadb", "sqlite"}
 CONNECT_TIMEOUT = 10
-DRIVER_ARGS = {"postgresql": {"connect_timeout": CONNECT_TIMEOUT},
-               "mysql": {"connect_timeout": CONNECT_TIMEOUT}, "mariadb": {"connect_timeout": CONNECT_TIMEOUT}}
+DRIVER_ARGS = {
+    "postgresql": {"connect_timeout": CONNECT_TIMEOUT},
+    "mysql": {"connect_timeout": CONNECT_TIMEOUT},
+    "mariadb": {"connect_timeout": CONNECT_TIMEOUT},
+}
 
 
 class SqlSource:
@@ -61,7 +64,9 @@ class SqlSource:
                                                 isolation_level="AUTOCOMMIT")
                 self._conn = self._engine.connect()
             except Exception as exc:
-                raise SourceError(f"cannot connect to {self.display}: {self.masked(first_line(exc))}") from None
+                raise SourceError(
+                    f"cannot connect to {self.display}: {self.masked(first_line(exc))}"
+                ) from None
             if self.dialect == "postgresql":
                 self._conn.exec_driver_sql("SET statement_timeout = 0")
         return self._conn
@@ -120,7 +125,9 @@ class SqlSource:
         from .sql_profile import sample_values
 
         shown = [c for c in table.columns if not sensitive_name(c.name)]
-        for name, values in sample_values(self.connection, table, shown, rows, self.dialect).items():
+        for name, values in sample_values(
+            self.connection, table, shown, rows, self.dialect
+        ).items():
             result.columns[name].sample_values = values
         redact(result)
 
@@ -157,7 +164,9 @@ def missing_extra() -> str:
 def metadata_source(location: str, options: dict[str, Any]) -> SqlSource | None:
     if scheme_of(location).split("+")[0] not in SCHEMES:
         return None
-    return SqlSource(location, options.get("include"), options.get("exclude"), options.get("password"))
+    return SqlSource(
+        location, options.get("include"), options.get("exclude"), options.get("password")
+    )
 
 
 @hookimpl

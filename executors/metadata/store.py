@@ -42,14 +42,21 @@ class MetadataStore:
         schema, _ = store_schema.layout(self.dialect)
         with self._begin() as conn:
             if self.dialect == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('_executor_metadata'))"))
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(hashtext('_executor_metadata'))")
+                )
             if schema:
                 conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             self.t["schema_version"].create(conn, checkfirst=True)
-            current = conn.execute(sa.select(sa.func.max(self.t["schema_version"].c.version))).scalar() or 0
+            current = (
+                conn.execute(sa.select(sa.func.max(self.t["schema_version"].c.version))).scalar()
+                or 0
+            )
             for version in range(current + 1, upto + 1):
                 store_schema.MIGRATIONS[version - 1](conn, self.t)
-                conn.execute(self.t["schema_version"].insert().values(version=version, applied_at=now()))
+                conn.execute(
+                    self.t["schema_version"].insert().values(version=version, applied_at=now())
+                )
         return max(current, upto)
 
     def _begin(self) -> Any:
@@ -62,9 +69,14 @@ class MetadataStore:
         import sqlalchemy as sa
 
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.max(self.t["schema_version"].c.version))).scalar() or 0
+            return (
+                conn.execute(sa.select(sa.func.max(self.t["schema_version"].c.version))).scalar()
+                or 0
+            )
 
-    def _replace(self, conn: Any, name: str, where: dict[str, Any], rows: Iterable[dict[str, Any]]) -> None:
+    def _replace(
+        self, conn: Any, name: str, where: dict[str, Any], rows: Iterable[dict[str, Any]]
+    ) -> None:
         table = self.t[name]
         conn.execute(table.delete().where(*(table.c[k] == v for k, v in where.items())))
         rows = list(rows)
@@ -90,7 +102,9 @@ class MetadataStore:
                 "position": c.position, "nullable": c.nullable, "primary_key": c.primary_key,
                 "foreign_key": c.foreign_key} for t in catalog.tables for c in t.columns])
 
-    def write_profile(self, run_id: str, source: str, catalog: Catalog, profile: TableProfile) -> None:
+    def write_profile(
+        self, run_id: str, source: str, catalog: Catalog, profile: TableProfile
+    ) -> None:
         """Profile figures of one table (its catalog rows are rewritten with them)."""
         table = next(t for t in catalog.tables if t.name == profile.table)
         keys = {"run_id": run_id, "source_id": source, "table_name": table.name}
@@ -108,30 +122,55 @@ class MetadataStore:
                 row_count=profile.row_count, row_count_exact=profile.row_count_exact,
                 profile_mode=profile.mode, profile_note=profile.note))
 
-    def write_changes(self, run_id: str, source: str, changes: list[dict[str, Any]], against: str) -> None:
+    def write_changes(
+        self, run_id: str, source: str, changes: list[dict[str, Any]], against: str
+    ) -> None:
         keys = {"run_id": run_id, "source_id": source}
         with self._begin() as conn:
             self._replace(conn, "schema_changes", keys, [{**keys, **c, "compared_with": against}
                                                          for c in changes])
 
-    def record_task(self, run_id: str, source: str, task: str, version: str, mode: str | None,
-                    status: str, error: str | None, started: str, logs: list[tuple[str, str, str]]) -> None:
+    def record_task(
+        self,
+        run_id: str,
+        source: str,
+        task: str,
+        version: str,
+        mode: str | None,
+        status: str,
+        error: str | None,
+        started: str,
+        logs: list[tuple[str, str, str]],
+    ) -> None:
         keys = {"run_id": run_id, "source_id": source, "task": task}
         with self._begin() as conn:
             self._replace(conn, "executor_runs", keys, [{
                 **keys, "executor_version": version, "mode": mode, "status": status, "error": error,
                 "started_at": started, "finished_at": now()}])
-            self._replace(conn, "logs", keys, [{**keys, "seq": i, "level": level, "message": message,
-                                                "logged_at": at} for i, (at, level, message) in enumerate(logs)])
+            self._replace(
+                conn,
+                "logs",
+                keys,
+                [
+                    {**keys, "seq": i, "level": level, "message": message, "logged_at": at}
+                    for i, (at, level, message) in enumerate(logs)
+                ],
+            )
 
-    def previous_columns(self, source: str, run_id: str) -> tuple[str | None, dict[tuple[str, str], str]]:
+    def previous_columns(
+        self, source: str, run_id: str
+    ) -> tuple[str | None, dict[tuple[str, str], str]]:
         """The latest other run's extraction of ``source``: {(table, column): type}."""
         import sqlalchemy as sa
 
         s, c = self.t["sources"], self.t["columns"]
         with self.engine.connect() as conn:
-            last = conn.execute(sa.select(s.c.run_id).where(s.c.source_id == source, s.c.run_id != run_id)
-                                .order_by(s.c.extracted_at.desc(), s.c.run_id.desc()).limit(1)).scalar()
+            last = conn.execute(
+                sa.select(s.c.run_id)
+                .where(s.c.source_id == source, s.c.run_id != run_id)
+                .order_by(s.c.extracted_at.desc(), s.c.run_id.desc())
+                .limit(1)
+            ).scalar()
             if last is None:
                 return None, {}
             rows = conn.execute(sa.select(c.c.table_name, c.c.column_name, c.c.data_type)
@@ -146,10 +185,16 @@ class MetadataStore:
         with self.engine.connect() as conn:
             for name in ("sources", "tables", "columns", "schema_changes"):
                 table = self.t[name]
-                where = [table.c.run_id == run_id] + ([table.c.source_id == source] if source else [])
+                where = [table.c.run_id == run_id] + (
+                    [table.c.source_id == source] if source else []
+                )
                 order = [table.c[k] for k in ("table_name", "position") if k in table.c]
-                doc[name] = [dict(r) for r in conn.execute(sa.select(table).where(*where).order_by(*order))
-                             .mappings()]
+                doc[name] = [
+                    dict(r)
+                    for r in conn.execute(
+                        sa.select(table).where(*where).order_by(*order)
+                    ).mappings()
+                ]
         for column in doc["columns"]:
             for key in ("top_values", "sample_values"):
                 if column.get(key):
@@ -164,11 +209,18 @@ def _profile_row(p: Any, rows: int | None) -> dict[str, Any]:
     def text(value: Any) -> str | None:
         return None if value is None else str(value)
 
-    return {"null_count": p.null_count, "null_share": p.null_share(rows), "distinct_count": p.distinct_count,
-            "distinct_approx": p.distinct_approx, "min_value": text(p.min_value), "max_value": text(p.max_value),
-            "mean": p.mean, "sensitive": p.sensitive,
-            "top_values": json.dumps(p.top_values, default=str) if p.top_values else None,
-            "sample_values": json.dumps(p.sample_values, default=str) if p.sample_values else None}
+    return {
+        "null_count": p.null_count,
+        "null_share": p.null_share(rows),
+        "distinct_count": p.distinct_count,
+        "distinct_approx": p.distinct_approx,
+        "min_value": text(p.min_value),
+        "max_value": text(p.max_value),
+        "mean": p.mean,
+        "sensitive": p.sensitive,
+        "top_values": json.dumps(p.top_values, default=str) if p.top_values else None,
+        "sample_values": json.dumps(p.sample_values, default=str) if p.sample_values else None,
+    }
 
 
 def _first_line(exc: BaseException) -> str:

@@ -5,7 +5,9 @@ import hashlib
 import re
 
 _USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:@/]*)(?::[^@/]*)?@")
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|pwd|token|secret|api[_-]?key|access[_-]?key)=)[^&]*")
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&](?:password|pwd|token|secret|api[_-]?key|access[_-]?key)=)[^&]*"
+)
 
 
 def mask_url(url: str) -> str:

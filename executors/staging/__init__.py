@@ -6,6 +6,7 @@ value and ``Store``s (``storage``: the protocol and local files; ``s3store``), n
 ``transfer`` copied, for ``post_staging`` and resume; ``claim`` takes exactly the copied file;
 ``locations`` and ``loader`` resolve paths and user code; ``copy`` and ``parallel`` are the tools.
 """
+
 from .executor import StagingExecutor, register_executors
 
 __all__ = ["StagingExecutor", "register_executors"]

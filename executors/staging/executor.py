@@ -33,19 +33,31 @@ class StagingExecutor(Executor):
         self,
         parent_directory: Annotated[Location, "Landing folder or s3:// prefix to stage from"],
         dump_directory: Annotated[Location, "Folder or s3:// prefix the files are copied to"],
-        archive_or_delete: Annotated[Literal["archive", "delete"], "What happens to staged landing files"] = "archive",
-        archive_directory: Annotated[Location | None, "Archive folder; default <landing>_archive"] = None,
+        archive_or_delete: Annotated[
+            Literal["archive", "delete"], "What happens to staged landing files"
+        ] = "archive",
+        archive_directory: Annotated[
+            Location | None, "Archive folder; default <landing>_archive"
+        ] = None,
         pattern: Annotated[str, "Glob matched on the relative path or the file name"] = "*",
-        py_exec_path: Annotated[CodeLocation | None, "Legacy: folder holding py_exec.py (test(), main())"] = None,
+        py_exec_path: Annotated[
+            CodeLocation | None, "Legacy: folder holding py_exec.py (test(), main())"
+        ] = None,
         py_exec_args: Annotated[dict | None, "Legacy: keyword arguments for py_exec.main"] = None,
-        transform: Annotated[CodeLocation | None, "file.py:function(source, destination, **transform_args)"] = None,
+        transform: Annotated[
+            CodeLocation | None, "file.py:function(source, destination, **transform_args)"
+        ] = None,
         transform_args: Annotated[dict | None, "Keyword arguments for the transform"] = None,
-        require_files: Annotated[bool, "Fail transfer when no landing file arrived (else a warning)"] = False,
+        require_files: Annotated[
+            bool, "Fail transfer when no landing file arrived (else a warning)"
+        ] = False,
     ) -> None:
         self.parent_directory = str(parent_directory)
         self.dump_directory = str(dump_directory)
         self.archive_or_delete = archive_or_delete
-        self.archive_directory = str(archive_directory or loc.default_archive(self.parent_directory) or "")
+        self.archive_directory = str(
+            archive_directory or loc.default_archive(self.parent_directory) or ""
+        )
         self.pattern = pattern
         self.py_exec_path = py_exec_path
         self.py_exec_args = py_exec_args  # None: the seed calls only test(), never main()
@@ -62,7 +74,9 @@ class StagingExecutor(Executor):
         yield from _validate(params)
 
     @classmethod
-    def validate_args(cls, task: str, args: dict[str, Any], params: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    def validate_args(
+        cls, task: str, args: dict[str, Any], params: dict[str, Any]
+    ) -> Iterable[tuple[str, str]]:
         if task == "wait_for_files":
             yield from _wait_problems(args)
 
@@ -100,7 +114,11 @@ class StagingExecutor(Executor):
 
     def check(self) -> list[str]:
         """Each s3:// location answers a one-key listing (endpoint, credentials, permission)."""
-        places = [p for p in (self.parent_directory, self.dump_directory, self.archive_directory) if loc.is_s3(p)]
+        places = [
+            p
+            for p in (self.parent_directory, self.dump_directory, self.archive_directory)
+            if loc.is_s3(p)
+        ]
         if not places:
             return []
         try:
@@ -109,7 +127,9 @@ class StagingExecutor(Executor):
         except ImportError:
             return ["boto3 is not installed; s3:// locations need it"]
         # Short timeouts and few attempts: doctor must answer quickly about a dead endpoint.
-        config = Config(connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
+        config = Config(
+            connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 2}
+        )
         problems = []
         try:
             client = boto3.client("s3", config=config)
@@ -120,7 +140,9 @@ class StagingExecutor(Executor):
             try:
                 client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
             except Exception as exc:
-                problems.append(f"{place} at {client.meta.endpoint_url}: {type(exc).__name__}: {exc}")
+                problems.append(
+                    f"{place} at {client.meta.endpoint_url}: {type(exc).__name__}: {exc}"
+                )
         return problems
 
     def close(self) -> None:
@@ -232,9 +254,15 @@ class StagingExecutor(Executor):
         from .sensor import wait_for_files
 
         self._cancelled = False
-        return wait_for_files(self._store(self.parent_directory), pattern or self.pattern,
-                              min_files=min_files, timeout=timeout, stable_for=stable_for,
-                              context=context, check_cancelled=lambda: self.check_cancelled(context))
+        return wait_for_files(
+            self._store(self.parent_directory),
+            pattern or self.pattern,
+            min_files=min_files,
+            timeout=timeout,
+            stable_for=stable_for,
+            context=context,
+            check_cancelled=lambda: self.check_cancelled(context),
+        )
 
     def settings(self) -> StagingSettings:
         """The params the staging helpers work from, as one value."""
@@ -265,8 +293,12 @@ class StagingExecutor(Executor):
         """Validation's nesting check again, now that symlinks may have changed since the routine was read."""
         from .transfer import StagingError
 
-        params = {"parent_directory": self.parent_directory, "dump_directory": self.dump_directory,
-                  "archive_or_delete": self.archive_or_delete, "archive_directory": self.archive_directory}
+        params = {
+            "parent_directory": self.parent_directory,
+            "dump_directory": self.dump_directory,
+            "archive_or_delete": self.archive_or_delete,
+            "archive_directory": self.archive_directory,
+        }
         for key, problem in _place_problems(params):
             raise StagingError(f"{key}: {problem}")
 

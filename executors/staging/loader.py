@@ -200,7 +200,11 @@ def _nested_blocks(node: ast.stmt) -> list[list[ast.stmt]]:
     """Statement blocks of ``node`` that run at module level (not function or class bodies)."""
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return []
-    blocks = [getattr(node, field) for field in ("body", "orelse", "finalbody") if getattr(node, field, None)]
+    blocks = [
+        getattr(node, field)
+        for field in ("body", "orelse", "finalbody")
+        if getattr(node, field, None)
+    ]
     blocks += [handler.body for handler in getattr(node, "handlers", [])]
     blocks += [case.body for case in getattr(node, "cases", [])]
     return [b for b in blocks if isinstance(b, list) and all(isinstance(s, ast.stmt) for s in b)]
@@ -210,5 +214,9 @@ def _touches_globals(node: ast.stmt) -> bool:
     """``globals()``/``setattr(sys.modules[...])``-style dynamic definitions at module level."""
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return False
-    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("globals", "exec", "setattr")
-               for n in ast.walk(node))
+    return any(
+        isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Name)
+        and n.func.id in ("globals", "exec", "setattr")
+        for n in ast.walk(node)
+    )

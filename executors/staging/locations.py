@@ -78,7 +78,9 @@ def matches(rel: str, pattern: str | None) -> bool:
     """Glob on the relative path or on the basename, so ``*.csv`` and ``2024/*.csv`` both work."""
     if not pattern or pattern == "*":
         return True
-    return fnmatch.fnmatchcase(rel, pattern) or fnmatch.fnmatchcase(posixpath.basename(rel), pattern)
+    return fnmatch.fnmatchcase(rel, pattern) or fnmatch.fnmatchcase(
+        posixpath.basename(rel), pattern
+    )
 
 
 def private_name(kind: str, name: str) -> str:

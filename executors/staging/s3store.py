@@ -126,8 +126,12 @@ class S3Store:
                 body.seek(0)
                 # S3 rejects the PUT when the bytes it received do not match Content-MD5.
                 try:
-                    response = self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
-                                                      ContentMD5=base64.b64encode(digest.digest()).decode())
+                    response = self.client.put_object(
+                        Bucket=self.bucket,
+                        Key=key,
+                        Body=body,
+                        ContentMD5=base64.b64encode(digest.digest()).decode(),
+                    )
                 except self.client.exceptions.ClientError as exc:
                     if exc.response.get("Error", {}).get("Code") == "BadDigest":
                         before_publish()  # the file changed while it was read: SourceChanged
@@ -135,7 +139,9 @@ class S3Store:
             md5 = digest.hexdigest()
             etag = _plain_md5_etag(response)
             if etag is not None and etag != md5:
-                raise VerifyError(f"s3://{self.bucket}/{key}: ETag {etag} is not the MD5 {md5} of {path}")
+                raise VerifyError(
+                    f"s3://{self.bucket}/{key}: ETag {etag} is not the MD5 {md5} of {path}"
+                )
         else:
             with in_flight(self.client, f"s3://{self.bucket}/{key}", journal):
                 self.client.upload_file(path, self.bucket, key)

@@ -44,7 +44,9 @@ class Watch:
         seen = {}
         for entry in entries:
             before = self._seen.get(entry.rel)
-            seen[entry.rel] = before if before is not None and before.entry == entry else _Seen(entry, now)
+            seen[entry.rel] = (
+                before if before is not None and before.entry == entry else _Seen(entry, now)
+            )
         self._seen = seen  # a file gone since the last poll is forgotten
 
     @property

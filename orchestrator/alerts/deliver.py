@@ -34,8 +34,13 @@ class Outcome:
     error: str | None = None
 
 
-def deliver(targets: Iterable[NotifyTarget], message: Message, senders: Mapping[str, Sender],
-            mask: Callable[[str], str] = str, sleep: Callable[[float], None] = time.sleep) -> list[Outcome]:
+def deliver(
+    targets: Iterable[NotifyTarget],
+    message: Message,
+    senders: Mapping[str, Sender],
+    mask: Callable[[str], str] = str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Outcome]:
     """Each target that wants ``message.event``, tried ``1 + retries`` times; never raises."""
     outcomes = []
     for target in targets:
@@ -44,10 +49,17 @@ def deliver(targets: Iterable[NotifyTarget], message: Message, senders: Mapping[
     return outcomes
 
 
-def _attempt(target: NotifyTarget, message: Message, send: Sender | None, mask: Callable[[str], str],
-             sleep: Callable[[float], None]) -> Outcome:
+def _attempt(
+    target: NotifyTarget,
+    message: Message,
+    send: Sender | None,
+    mask: Callable[[str], str],
+    sleep: Callable[[float], None],
+) -> Outcome:
     if send is None:
-        return Outcome(target.label, False, 0, f"no installed plugin sends {target.kind} notifications")
+        return Outcome(
+            target.label, False, 0, f"no installed plugin sends {target.kind} notifications"
+        )
     error = ""
     for attempt in range(1, target.retries + 2):
         try:

@@ -35,7 +35,11 @@ def check_routine(store: RunStore, routine: Any, senders: Callable[[], Mapping[s
                   now: float | None = None) -> Lateness:
     """The routine's breaches now; a ``late`` alert for each one not announced before."""
     now = time.time() if now is None else now
-    found = breaches(routine.expect, store.list_runs(routine.name, limit=HISTORY), now) if routine.expect else []
+    found = (
+        breaches(routine.expect, store.list_runs(routine.name, limit=HISTORY), now)
+        if routine.expect
+        else []
+    )
     outcomes: list[Outcome] = []
     for breach in found:
         if store.get_watermark(routine.name, STATE_STEP, breach.kind) == breach.key:

@@ -51,9 +51,15 @@ def run_message(event: str, result: RunResult) -> Message:
     if failed:
         first = failed[0]
         text += f": {first.step}.{first.task} {first.error_type}: {first.error}"
-    details = {"run_id": result.run_id, "status": str(result.status), "duration": round(result.ended - result.started, 3),
-               "failed_tasks": [{"step": t.step, "task": t.task, "error_type": t.error_type, "error": t.error}
-                                for t in failed]}
+    details = {
+        "run_id": result.run_id,
+        "status": str(result.status),
+        "duration": round(result.ended - result.started, 3),
+        "failed_tasks": [
+            {"step": t.step, "task": t.task, "error_type": t.error_type, "error": t.error}
+            for t in failed
+        ],
+    }
     return Message(event, result.routine, text, details)
 
 
@@ -62,5 +68,11 @@ def outcome_log(run_id: str, outcome: Outcome) -> LogRecord:
     if outcome.ok:
         return LogRecord(run_id, time.time(), "NOTIFY", None, None,
                          f"notified {outcome.target} (attempt {outcome.attempts})")
-    return LogRecord(run_id, time.time(), "ERROR", None, None,
-                     f"notification to {outcome.target} failed after {outcome.attempts} attempt(s): {outcome.error}")
+    return LogRecord(
+        run_id,
+        time.time(),
+        "ERROR",
+        None,
+        None,
+        f"notification to {outcome.target} failed after {outcome.attempts} attempt(s): {outcome.error}",
+    )

@@ -1,4 +1,5 @@
 """A routine's ``notify:`` block, checked and typed: where to send, on which events, how hard to try."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,10 +45,20 @@ def notify_targets(raw: Any, report: Callable[[str, str], None]) -> list[NotifyT
         kinds = [k for k in KINDS if k in entry]
         if len(kinds) != 1:
             found = " and ".join(kinds) or "none"
-            report(f"notify[{index}]", f"give exactly one target of webhook, sns or email (found {found}); "
-                                       "use one list entry per target")
+            report(
+                f"notify[{index}]",
+                f"give exactly one target of webhook, sns or email (found {found}); "
+                "use one list entry per target",
+            )
             continue
-        targets.append(NotifyTarget(kinds[0], entry[kinds[0]], tuple(entry.get("when") or ()),
-                                    int(entry.get("retries", 2)), float(entry.get("retry_delay", 1.0)),
-                                    float(entry.get("timeout", 10.0))))
+        targets.append(
+            NotifyTarget(
+                kinds[0],
+                entry[kinds[0]],
+                tuple(entry.get("when") or ()),
+                int(entry.get("retries", 2)),
+                float(entry.get("retry_delay", 1.0)),
+                float(entry.get("timeout", 10.0)),
+            )
+        )
     return targets

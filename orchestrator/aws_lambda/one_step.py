@@ -39,7 +39,9 @@ class StepFailed(RuntimeError):
 
 
 def is_step_event(event: Any) -> bool:
-    return isinstance(event, dict) and "execution" in event and ("step" in event or "finish" in event)
+    return (
+        isinstance(event, dict) and "execution" in event and ("step" in event or "finish" in event)
+    )
 
 
 def handle(runner: Any, event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -168,8 +170,10 @@ def _run_tasks(store: Any, routine: Any, step_name: str, indexes: Any, context: 
     bad = [r for r in results if r.status != SUCCEEDED and r.index not in restored]
     if bad:
         first = bad[0]
-        raise StepFailed(f"step {step_name} task {first.task} {first.status}: "
-                         f"{first.error_type or ''}: {routine.masked(first.error or first.reason or '')}")
+        raise StepFailed(
+            f"step {step_name} task {first.task} {first.status}: "
+            f"{first.error_type or ''}: {routine.masked(first.error or first.reason or '')}"
+        )
     return summary
 
 

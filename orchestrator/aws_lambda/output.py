@@ -1,5 +1,6 @@
 """Lambda's output: one JSON line per event on stdout, as CloudWatch expects; what tasks print or log
 is wrapped into such lines too, secrets masked."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -19,23 +20,50 @@ _LEVELS: dict[str, str] = {FAILED: "ERROR", CANCELLED: "WARNING"}
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 class JsonLinesRenderer(Listener):
     """One JSON object per line on stdout, as CloudWatch Logs Insights reads them; secrets masked."""
 
-    FIELDS = ("ts", "level", "event", "run_id", "routine", "step", "task", "status", "attempt", "duration", "error")
+    FIELDS = (
+        "ts",
+        "level",
+        "event",
+        "run_id",
+        "routine",
+        "step",
+        "task",
+        "status",
+        "attempt",
+        "duration",
+        "error",
+    )
 
-    def __init__(self, run_id: str, routine: str, secrets: frozenset[str] = frozenset(), stream: TextIO | None = None,
-                 request_id: str | None = None) -> None:
-        self.run_id, self.routine, self.secrets, self.request_id = run_id, routine, set(secrets), request_id
+    def __init__(
+        self,
+        run_id: str,
+        routine: str,
+        secrets: frozenset[str] = frozenset(),
+        stream: TextIO | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.run_id, self.routine, self.secrets, self.request_id = (
+            run_id,
+            routine,
+            set(secrets),
+            request_id,
+        )
         self.stream = stream or sys.stdout
         self._lock = threading.Lock()
 
     def emit(self, event: str, level: str = "INFO", **fields: Any) -> None:
         line: dict[str, Any] = {name: None for name in self.FIELDS}
-        line.update(ts=_now(), level=level, event=event, run_id=self.run_id, routine=self.routine, **fields)
+        line.update(
+            ts=_now(), level=level, event=event, run_id=self.run_id, routine=self.routine, **fields
+        )
         if self.request_id:
             line["request_id"] = self.request_id
         text = json.dumps(masked(line, self.secrets))
@@ -44,7 +72,9 @@ class JsonLinesRenderer(Listener):
             self.stream.flush()
 
     def _task(self, event: str, result: TaskResult, level: str = "INFO", **fields: Any) -> None:
-        self.emit(event, level, step=result.step, task=result.task, attempt=result.attempts, **fields)
+        self.emit(
+            event, level, step=result.step, task=result.task, attempt=result.attempts, **fields
+        )
 
     def run_started(self, run: RunInfo) -> None:
         self.emit("run_started", status="running", tasks=run.total_tasks)
@@ -58,12 +88,25 @@ class JsonLinesRenderer(Listener):
 
     def task_finished(self, result: TaskResult) -> None:
         level = _LEVELS.get(result.status, "INFO")
-        self._task("task_finished", result, level, status=result.status, duration=_round(result.duration),
-                   error=result.error, reason=result.reason, **_traceback(result))
+        self._task(
+            "task_finished",
+            result,
+            level,
+            status=result.status,
+            duration=_round(result.duration),
+            error=result.error,
+            reason=result.reason,
+            **_traceback(result),
+        )
 
     def run_finished(self, result: RunResult) -> None:
         level = "INFO" if result.status in (SUCCEEDED, SKIPPED) else "ERROR"
-        self.emit("run_finished", level, status=result.status, duration=_round(result.ended - result.started))
+        self.emit(
+            "run_finished",
+            level,
+            status=result.status,
+            duration=_round(result.ended - result.started),
+        )
 
 
 def masked(value: Any, secrets: set[str] | frozenset[str]) -> Any:
@@ -120,7 +163,9 @@ class Output:
 
     def __enter__(self) -> None:
         self._saved = (sys.stdout, sys.stderr)
-        sys.stdout, sys.stderr = _JsonOutput(self.renderer, "INFO"), _JsonOutput(self.renderer, "WARNING")
+        sys.stdout, sys.stderr = _JsonOutput(self.renderer, "INFO"), _JsonOutput(
+            self.renderer, "WARNING"
+        )
         for handler in logging.getLogger().handlers:
             handler.addFilter(self.filter)
 

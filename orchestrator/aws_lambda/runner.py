@@ -39,6 +39,7 @@ Which params and args are locations or code is declared by each executor (annota
 Routines packaged with the function (a path inside ``LAMBDA_TASK_ROOT``) are trusted: they see the
 whole environment and may name any path or code.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -110,8 +111,10 @@ def parse_event(event: Any, env: Mapping[str, str] = os.environ) -> list[Request
         if not isinstance(params, dict):
             raise InvalidEvent("event.params must be an object of parameter values")
         return [Request(resolve_source(event["routine"]), dict(params))]
-    raise InvalidEvent("unrecognised event: expected {\"routine\": ..., \"params\": {...}}, an S3 notification "
-                       f"or an EventBridge scheduled event; got keys {sorted(event)}")
+    raise InvalidEvent(
+        'unrecognised event: expected {"routine": ..., "params": {...}}, an S3 notification '
+        f"or an EventBridge scheduled event; got keys {sorted(event)}"
+    )
 
 
 def _s3_requests(records: Any, env: Mapping[str, str]) -> list[Request]:
@@ -119,7 +122,11 @@ def _s3_requests(records: Any, env: Mapping[str, str]) -> list[Request]:
         raise InvalidEvent("event.Records must be a list")
     created = []
     for i, record in enumerate(records):
-        if not isinstance(record, dict) or record.get("eventSource") not in (None, "aws:s3") or "s3" not in record:
+        if (
+            not isinstance(record, dict)
+            or record.get("eventSource") not in (None, "aws:s3")
+            or "s3" not in record
+        ):
             raise InvalidEvent(f"event.Records[{i}] is not an S3 event notification record")
         if str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated"):
             bucket = _record_field(record, i, "bucket", "name")
@@ -138,12 +145,17 @@ def _object(value: Any) -> dict[str, Any]:
 
 def _eventbridge_object(event: dict[str, Any]) -> dict[str, str]:
     """An EventBridge S3 "Object Created" event (what ``generate --target lambda --s3-trigger`` wires up,
-    since it works with existing buckets): the same params as a notification; its key is not URL-encoded."""
+    since it works with existing buckets): the same params as a notification; its key is not URL-encoded.
+    """
     detail = _object(event.get("detail"))
-    bucket, key = _object(detail.get("bucket")).get("name"), _object(detail.get("object")).get("key")
+    bucket, key = _object(detail.get("bucket")).get("name"), _object(detail.get("object")).get(
+        "key"
+    )
     if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
-        raise InvalidEvent("event.detail.bucket.name and event.detail.object.key must be non-empty strings "
-                           "in an S3 Object Created event")
+        raise InvalidEvent(
+            "event.detail.bucket.name and event.detail.object.key must be non-empty strings "
+            "in an S3 Object Created event"
+        )
     return {"bucket": bucket, "key": key, "s3_uri": f"s3://{bucket}/{key}"}
 
 
@@ -154,17 +166,23 @@ def _record_field(record: dict[str, Any], i: int, part: str, name: str) -> str:
     for key in (part, name):
         where += f".{key}"
         if not isinstance(value, dict) or key not in value:
-            raise InvalidEvent(f"event.Records[{i}].{where} is missing: not an S3 event notification record")
+            raise InvalidEvent(
+                f"event.Records[{i}].{where} is missing: not an S3 event notification record"
+            )
         value = value[key]
     if not isinstance(value, str) or not value:
-        raise InvalidEvent(f"event.Records[{i}].s3.{part}.{name} must be a non-empty string, got {value!r}")
+        raise InvalidEvent(
+            f"event.Records[{i}].s3.{part}.{name} must be a non-empty string, got {value!r}"
+        )
     return value
 
 
 def _configured_routine(env: Mapping[str, str]) -> Source:
     ref = env.get(ROUTINE_ENV, "").strip()
     if not ref:
-        raise InvalidEvent(f"{ROUTINE_ENV} is not set: S3 and scheduled events run the routine it names")
+        raise InvalidEvent(
+            f"{ROUTINE_ENV} is not set: S3 and scheduled events run the routine it names"
+        )
     return resolve_source(ref)
 
 
@@ -174,7 +192,9 @@ def resolve_source(ref: Any) -> Source:
         try:
             ref = json.loads(ref)
         except json.JSONDecodeError as exc:
-            raise InvalidEvent(f"routine: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+            raise InvalidEvent(
+                f"routine: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            ) from None
         except (RecursionError, ValueError):  # too deep, an integer too long: the file check says
             return Source("inline routine", trusted=False, text=ref)
     if isinstance(ref, dict):
@@ -184,7 +204,9 @@ def resolve_source(ref: Any) -> Source:
             raise InvalidEvent(f"routine: nested deeper than {MAX_DEPTH} levels or holding an "
                                "integer too long; fix the event") from None
     if not isinstance(ref, str) or not ref.strip():
-        raise InvalidEvent("routine must be an object, an s3:// URI or a path inside the Lambda package")
+        raise InvalidEvent(
+            "routine must be an object, an s3:// URI or a path inside the Lambda package"
+        )
     ref = ref.strip()
     if ref.startswith("s3://"):
         suffix = Path(ref).suffix.lower() if ref.lower().endswith((".yaml", ".yml")) else ".json"
@@ -215,7 +237,9 @@ def _fetch_s3(uri: str) -> str:
         finally:
             body.close()
     except ClientError as exc:
-        raise InvalidEvent(f"cannot read routine {uri}: {exc.response.get('Error', {}).get('Code', exc)}") from None
+        raise InvalidEvent(
+            f"cannot read routine {uri}: {exc.response.get('Error', {}).get('Code', exc)}"
+        ) from None
     except DocumentProblem as exc:
         raise InvalidEvent(f"routine {uri}: {exc}") from None
 
@@ -228,7 +252,9 @@ def margin_seconds(env: Mapping[str, str] = os.environ) -> float:
     except ValueError:
         margin = -1.0
     if not margin >= 0:
-        raise InvalidEvent(f"{MARGIN_ENV}={env.get(MARGIN_ENV)!r}: expected a number of seconds >= 0")
+        raise InvalidEvent(
+            f"{MARGIN_ENV}={env.get(MARGIN_ENV)!r}: expected a number of seconds >= 0"
+        )
     return margin
 
 
@@ -252,14 +278,20 @@ _ACTIVE: set[str] = set()
 def claim(tracked: Any) -> None:
     """Claim the routine; a holder recorded by this very process (same host and pid) that is not running
     here is a leftover of an earlier invocation in this sandbox, or of a killed sandbox that had the same
-    host name and pid: ``is_dead`` cannot tell it from a live run, so it is marked dead and the claim retried."""
+    host name and pid: ``is_dead`` cannot tell it from a live run, so it is marked dead and the claim retried.
+    """
     from ..runs.store import DEAD, RoutineBusy, hostname
 
     try:
         tracked.claim()
     except RoutineBusy as busy:
         holder = tracked.store.get_run(busy.run_id)
-        if holder is None or busy.run_id in _ACTIVE or holder.host != hostname() or holder.pid != os.getpid():
+        if (
+            holder is None
+            or busy.run_id in _ACTIVE
+            or holder.host != hostname()
+            or holder.pid != os.getpid()
+        ):
             raise
         tracked.store.update_run(holder.run_id, status=DEAD, ended=time.time())
         tracked.claim()
@@ -320,7 +352,9 @@ class LambdaRunner:
                                          request_id=getattr(context, "aws_request_id", None))
             options = RunOptions(params=request.params, max_parallel=MAX_PARALLEL)
             tracked = TrackedRun(open_store(self.registry), plan(routine), [renderer], options)
-            tracked.record.routine_file = str(request.source.path) if request.source.trusted else request.source.label
+            tracked.record.routine_file = (
+                str(request.source.path) if request.source.trusted else request.source.label
+            )
             claim(tracked)
             deadline = threading.Event()
 
@@ -350,14 +384,26 @@ class LambdaRunner:
             path = folder / f"routine{source.suffix}"
             path.write_text(source.text or "", encoding="utf-8")
         readable = [] if source.trusted else env_allowlist()
-        home = os.path.realpath(os.path.expanduser(os.environ.get("ORCHESTRATOR_HOME") or str(Path.home() / ".orchestrator")))
+        home = os.path.realpath(
+            os.path.expanduser(
+                os.environ.get("ORCHESTRATOR_HOME") or str(Path.home() / ".orchestrator")
+            )
+        )
         try:
-            routine = load_routine(path, request.params, self.registry,
-                                   env=None if source.trusted else visible_env(),
-                                   policy=None if source.trusted else untrusted_policy(allowlist(), path_allowlist(), home),
-                                   strict_params=False,
-                                   # an event's own routine may not read the function's secrets
-                                   resolve_secrets=source.trusted)
+            routine = load_routine(
+                path,
+                request.params,
+                self.registry,
+                env=None if source.trusted else visible_env(),
+                policy=(
+                    None
+                    if source.trusted
+                    else untrusted_policy(allowlist(), path_allowlist(), home)
+                ),
+                strict_params=False,
+                # an event's own routine may not read the function's secrets
+                resolve_secrets=source.trusted,
+            )
         except RoutineError as exc:
             problems = "; ".join(problem_text(p, source.trusted, readable) for p in exc.problems)
             raise InvalidEvent(f"{source.label}: {problems}") from None

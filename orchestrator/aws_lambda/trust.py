@@ -61,8 +61,10 @@ def problem_text(problem: Problem, trusted: bool, readable: list[str]) -> str:
     message = problem.message
     unset = None if trusted else _UNSET_ENV.match(message)
     if unset and unset.group(1) not in readable:
-        message = (f"environment variable {unset.group(1)} is not in {ENV_ALLOWLIST_ENV}, "
-                   f"so routines from events cannot read it (allowed: {', '.join(readable) or 'none'})")
+        message = (
+            f"environment variable {unset.group(1)} is not in {ENV_ALLOWLIST_ENV}, "
+            f"so routines from events cannot read it (allowed: {', '.join(readable) or 'none'})"
+        )
     return f"{problem.path}: {message}" if problem.path else message
 
 

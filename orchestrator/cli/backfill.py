@@ -5,6 +5,7 @@ Every date's routine is validated before the first run. Dates that already have 
 it. Dates run in order, one at a time in this process; ``--max-parallel N`` runs N at once, each
 in its own ``orchestrate run`` process (runs capture their process's output, so they cannot share one).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return backfill(args, load, renderer)
 
 
-def backfill(args: argparse.Namespace, load: Callable[..., Any], renderer: Callable[..., Any]) -> int:
+def backfill(
+    args: argparse.Namespace, load: Callable[..., Any], renderer: Callable[..., Any]
+) -> int:
     from ..engine import plan
     from ..runs.store import open_store
     from ..selection import excluded_steps
@@ -72,7 +75,9 @@ def backfill(args: argparse.Namespace, load: Callable[..., Any], renderer: Calla
     with (stdout_reserved() if args.json else contextlib.nullcontext(sys.stdout)) as stdout:
         if args.max_parallel > 1:
             with ThreadPoolExecutor(args.max_parallel) as pool:
-                for date, outcome in zip(todo, pool.map(lambda d: run_in_child(args, key, d, others), todo)):
+                for date, outcome in zip(
+                    todo, pool.map(lambda d: run_in_child(args, key, d, others), todo)
+                ):
                     report[date] = outcome
         else:
             for date in todo:
@@ -108,9 +113,20 @@ def run_here(args: argparse.Namespace, date: str, the_plan: Any,
     return {"date": date, "status": str(result.status), "run_id": result.run_id}
 
 
-def run_in_child(args: argparse.Namespace, key: str, date: str, others: list[str]) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "orchestrator.cli", "run", args.routine, "--json", "--allow-concurrent",
-           f"--param={key}={date}", *(f"--param={p}" for p in others)]
+def run_in_child(
+    args: argparse.Namespace, key: str, date: str, others: list[str]
+) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "run",
+        args.routine,
+        "--json",
+        "--allow-concurrent",
+        f"--param={key}={date}",
+        *(f"--param={p}" for p in others),
+    ]
     if args.only:
         cmd.append("--only=" + ",".join(args.only))
     if args.start:
@@ -120,12 +136,22 @@ def run_in_child(args: argparse.Namespace, key: str, date: str, others: list[str
         result = json.loads(child.stdout)
         return {"date": date, "status": result["status"], "run_id": result["run_id"]}
     except (ValueError, KeyError):
-        return {"date": date, "status": Status.FAILED, "run_id": None, "reason": child.stderr.strip()[-500:]}
+        return {
+            "date": date,
+            "status": Status.FAILED,
+            "run_id": None,
+            "reason": child.stderr.strip()[-500:],
+        }
 
 
-def summarise(args: argparse.Namespace, routine: str, key: str, rows: list[dict[str, Any]], stdout: Any) -> int:
+def summarise(
+    args: argparse.Namespace, routine: str, key: str, rows: list[dict[str, Any]], stdout: Any
+) -> int:
     if args.json:
-        print(json.dumps({"routine": routine, "param": key, "dates": rows}, indent=2, default=str), file=stdout)
+        print(
+            json.dumps({"routine": routine, "param": key, "dates": rows}, indent=2, default=str),
+            file=stdout,
+        )
     else:
         for row in rows:
             extra = f" ({row['reason']})" if row.get("reason") else ""

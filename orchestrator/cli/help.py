@@ -55,7 +55,9 @@ def describe_executor(info: ExecutorInfo) -> str:
     for name, schema in tasks.items():
         lines.append(f"  {name}")
         if schema.get("description"):
-            lines += textwrap.wrap(schema["description"], WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 6)
+            lines += textwrap.wrap(
+                schema["description"], WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 6
+            )
     lines += ["", f"Each task's arguments: orchestrate help {info.name}.TASK"]
     return "\n".join(lines)
 
@@ -65,6 +67,11 @@ def describe_task(info: ExecutorInfo, task: str) -> str:
     lines = [f"{info.name}.{task}"]
     if schema.get("description"):
         lines += textwrap.wrap(schema["description"], WIDTH)
-    lines += ["", "args:", *_fields(schema), "",
-              "In a routine:  tasks: [{task: %s, args: {...}, retries: N, timeout: SECONDS}]" % task]
+    lines += [
+        "",
+        "args:",
+        *_fields(schema),
+        "",
+        "In a routine:  tasks: [{task: %s, args: {...}, retries: N, timeout: SECONDS}]" % task,
+    ]
     return "\n".join(lines)

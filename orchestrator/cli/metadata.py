@@ -19,16 +19,33 @@ PASSWORD_VAR, TOKEN_VAR = "ORCHESTRATOR_METADATA_PASSWORD", "ORCHESTRATOR_API_TO
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("metadata", parents=[common],
-                            help="catalog and profile a database or files (extract + profile [+ publish])")
-    parser.add_argument("source", help="SQLAlchemy URL, local file or folder, s3://bucket/prefix or glue://DATABASE")
+    parser = sub.add_parser(
+        "metadata",
+        parents=[common],
+        help="catalog and profile a database or files (extract + profile [+ publish])",
+    )
+    parser.add_argument(
+        "source", help="SQLAlchemy URL, local file or folder, s3://bucket/prefix or glue://DATABASE"
+    )
     parser.add_argument("--target", metavar="URL", help="SQLAlchemy URL of the metadata store "
                         "(default: SQLite in the orchestrator home)")
-    parser.add_argument("--publish", metavar="URL", help=f"POST the result to this API (bearer token from ${TOKEN_VAR})")
-    parser.add_argument("--mode", choices=("estimate", "sample", "exact"), default="estimate",
-                        help="estimate: database statistics or a sample (default); exact: a full scan")
-    parser.add_argument("--include", action="append", metavar="GLOB", help="only schema.table (or file) matching")
-    parser.add_argument("--exclude", action="append", metavar="GLOB", help="skip schema.table (or file) matching")
+    parser.add_argument(
+        "--publish",
+        metavar="URL",
+        help=f"POST the result to this API (bearer token from ${TOKEN_VAR})",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("estimate", "sample", "exact"),
+        default="estimate",
+        help="estimate: database statistics or a sample (default); exact: a full scan",
+    )
+    parser.add_argument(
+        "--include", action="append", metavar="GLOB", help="only schema.table (or file) matching"
+    )
+    parser.add_argument(
+        "--exclude", action="append", metavar="GLOB", help="skip schema.table (or file) matching"
+    )
 
 
 def cmd_metadata(args: argparse.Namespace) -> int:
@@ -57,8 +74,17 @@ def cmd_metadata(args: argparse.Namespace) -> int:
     if summary is not None:
         summary["run_id"] = result.run_id
     if args.json:
-        print(json.dumps({"run_id": result.run_id, "status": result.status,
-                          "error": failed.error if failed else None, **(summary or {})}, default=str))
+        print(
+            json.dumps(
+                {
+                    "run_id": result.run_id,
+                    "status": result.status,
+                    "error": failed.error if failed else None,
+                    **(summary or {}),
+                },
+                default=str,
+            )
+        )
     elif failed is not None:
         print(f"{failed.task} failed: {failed.error}", file=sys.stderr)
     elif summary is not None:
@@ -124,8 +150,11 @@ def render_summary(summary: dict[str, Any]) -> str:
     for table in summary["tables"]:
         rows = table["row_count"]
         exact = "" if table.get("row_count_exact") else "~"
-        lines.append(f"\n{table['table_name']}  {exact}{rows if rows is not None else '?'} rows, "
-                     f"{table['column_count']} columns" + (f"  [{table['profile_note']}]" if table.get("profile_note") else ""))
+        lines.append(
+            f"\n{table['table_name']}  {exact}{rows if rows is not None else '?'} rows, "
+            f"{table['column_count']} columns"
+            + (f"  [{table['profile_note']}]" if table.get("profile_note") else "")
+        )
         for c in columns.get(table["table_name"], []):
             lines.append("  " + _column_line(c))
     return "\n".join(lines)

@@ -8,7 +8,12 @@ from typing import IO, Any
 
 from ..events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, RunInfo, RunResult, TaskResult
 
-_STYLE: dict[str, str] = {SUCCEEDED: "green", FAILED: "bold red", CANCELLED: "yellow", SKIPPED: "dim"}
+_STYLE: dict[str, str] = {
+    SUCCEEDED: "green",
+    FAILED: "bold red",
+    CANCELLED: "yellow",
+    SKIPPED: "dim",
+}
 
 
 def describe_metrics(result: TaskResult) -> str:
@@ -46,7 +51,11 @@ def task_line(result: TaskResult) -> str:
         return f"{name} skipped: {result.reason}"
     duration = f" in {result.duration:.2f}s" if result.duration is not None else ""
     attempts = f" after {result.attempts} attempts" if result.attempts > 1 else ""
-    tail = f": {result.error_type}: {result.error}" if result.status in (FAILED, CANCELLED) and result.error else ""
+    tail = (
+        f": {result.error_type}: {result.error}"
+        if result.status in (FAILED, CANCELLED) and result.error
+        else ""
+    )
     metrics = describe_metrics(result) if result.status == SUCCEEDED else ""
     return f"{name} {result.status}{duration}{attempts}{tail}" + (f"  {metrics}" if metrics else "")
 
@@ -60,7 +69,9 @@ def run_line(result: RunResult) -> str:
     for task in result.tasks:
         counts[task.status] = counts.get(task.status, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
-    return f"run {result.run_id} {result.status} in {result.ended - result.started:.2f}s ({summary})"
+    return (
+        f"run {result.run_id} {result.status} in {result.ended - result.started:.2f}s ({summary})"
+    )
 
 
 class PlainRenderer(Listener):
@@ -91,7 +102,9 @@ class PlainRenderer(Listener):
         self.write(f"{result.step}.{result.task} started{suffix}")
 
     def task_retrying(self, result: TaskResult, delay: float) -> None:
-        self.write(f"{result.step}.{result.task} attempt {result.attempts} failed: {result.error}; retrying in {delay:g}s")
+        self.write(
+            f"{result.step}.{result.task} attempt {result.attempts} failed: {result.error}; retrying in {delay:g}s"
+        )
         self.write_traceback(result)
 
     def task_finished(self, result: TaskResult) -> None:
@@ -128,12 +141,26 @@ class RichRenderer(Listener):
 
     def __init__(self, console: Any = None, verbose: bool = False) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self.console = console or Console(stderr=True)
         # Log lines must go through this console (see ConsoleLogHandler) so they print above the bar.
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}", style="cyan"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), console=self.console, transient=True)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}", style="cyan"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
         self._total = 0
         self._done = 0
         self._bar: Any = None
@@ -158,8 +185,12 @@ class RichRenderer(Listener):
             self.progress.update(self._bar, description=self._describe())
 
     def task_retrying(self, result: TaskResult, delay: float) -> None:
-        self.progress.console.print(f"[yellow]↻[/] {result.step}.{result.task} attempt {result.attempts} failed: "
-                                    f"{result.error}; retrying in {delay:g}s", markup=True, highlight=False)
+        self.progress.console.print(
+            f"[yellow]↻[/] {result.step}.{result.task} attempt {result.attempts} failed: "
+            f"{result.error}; retrying in {delay:g}s",
+            markup=True,
+            highlight=False,
+        )
         self.print_traceback(result)
 
     def task_finished(self, result: TaskResult) -> None:
@@ -168,7 +199,9 @@ class RichRenderer(Listener):
             self._done += 1
             self.progress.update(self._bar, advance=1, description=self._describe())
         style = _STYLE.get(result.status, "")
-        self.progress.console.print(f"[{style}]{task_line(result)}[/]", markup=True, highlight=False)
+        self.progress.console.print(
+            f"[{style}]{task_line(result)}[/]", markup=True, highlight=False
+        )
         if result.status == FAILED:
             self.print_traceback(result)
 
@@ -190,8 +223,12 @@ def summary_table(result: RunResult) -> Any:
     from rich import box
     from rich.table import Table
 
-    table = Table(title=f"{result.routine} · run {result.run_id}", title_justify="left", box=box.SIMPLE_HEAD,
-                  pad_edge=False)
+    table = Table(
+        title=f"{result.routine} · run {result.run_id}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     table.add_column("task", no_wrap=True, overflow="fold", min_width=12)
     table.add_column("status", no_wrap=True)
     table.add_column("tries", justify="right", no_wrap=True)
@@ -204,5 +241,7 @@ def summary_table(result: RunResult) -> Any:
             detail = " ".join((task.error or task.reason or "").split())
         duration = f"{task.duration:.2f}s" if task.duration is not None else ""
         status = f"[{_STYLE.get(task.status, '')}]{task.status}[/]"
-        table.add_row(f"{task.step}.{task.task}", status, str(task.attempts or ""), duration, detail)
+        table.add_row(
+            f"{task.step}.{task.task}", status, str(task.attempts or ""), duration, detail
+        )
     return table

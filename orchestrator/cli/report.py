@@ -65,7 +65,11 @@ def _seconds(value: float | None) -> str:
     if value < 60:
         return f"{value:.2f}s"
     minutes, secs = divmod(value, 60)
-    return f"{int(minutes)}m{secs:04.1f}s" if minutes < 60 else f"{int(minutes // 60)}h{int(minutes % 60):02d}m"
+    return (
+        f"{int(minutes)}m{secs:04.1f}s"
+        if minutes < 60
+        else f"{int(minutes // 60)}h{int(minutes % 60):02d}m"
+    )
 
 
 def _page(title: str, body: str) -> str:
@@ -84,9 +88,15 @@ def run_report(store: RunStore, run: RunRecord, now: float | None = None) -> str
 def _run_section(store: RunStore, run: RunRecord, now: float, depth: int) -> str:
     tasks = store.tasks(run.run_id)
     heading = "h1" if depth == 0 else "h2"
-    parts = [f'<section class="{"child" if depth else "run"}" data-run-id="{_e(run.run_id)}">',
-             f'<{heading}>{_e(run.routine)} <span class="st {_e(run.status)}">{_e(run.status)}</span></{heading}>',
-             _facts(run, now), _gantt(run, tasks, now), _task_table(tasks), _watermarks(tasks), _errors(tasks)]
+    parts = [
+        f'<section class="{"child" if depth else "run"}" data-run-id="{_e(run.run_id)}">',
+        f'<{heading}>{_e(run.routine)} <span class="st {_e(run.status)}">{_e(run.status)}</span></{heading}>',
+        _facts(run, now),
+        _gantt(run, tasks, now),
+        _task_table(tasks),
+        _watermarks(tasks),
+        _errors(tasks),
+    ]
     children = list(reversed(store.list_runs(parent=run.run_id, limit=1000)))
     if children:
         parts.append(f"<h2>Child runs ({len(children)})</h2>")
@@ -97,11 +107,17 @@ def _run_section(store: RunStore, run: RunRecord, now: float, depth: int) -> str
 
 def _facts(run: RunRecord, now: float) -> str:
     ended = run.ended or (now if run.status == "running" else None)
-    rows = [("run id", run.run_id), ("routine file", run.routine_file), ("started", _clock(run.started)),
-            ("ended", _clock(run.ended)), ("duration", _seconds(ended - run.started if ended else None)),
-            ("where", f"{run.host} (pid {run.pid})"), ("parent run", run.parent_run_id),
-            ("resumed from", run.resumed_from),
-            ("params", json.dumps(run.params, default=str, sort_keys=True) if run.params else None)]
+    rows = [
+        ("run id", run.run_id),
+        ("routine file", run.routine_file),
+        ("started", _clock(run.started)),
+        ("ended", _clock(run.ended)),
+        ("duration", _seconds(ended - run.started if ended else None)),
+        ("where", f"{run.host} (pid {run.pid})"),
+        ("parent run", run.parent_run_id),
+        ("resumed from", run.resumed_from),
+        ("params", json.dumps(run.params, default=str, sort_keys=True) if run.params else None),
+    ]
     cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows if v)
     return f"<table class=facts>{cells}</table>"
 
@@ -125,21 +141,27 @@ def _gantt(run: RunRecord, tasks: list[TaskRecord], now: float) -> str:
                 continue
             end = record.ended or now
             if previous_end is not None and record.started > previous_end:
-                bars.append(_bar("wait", previous_end, record.started, start, span, "waiting to retry"))
+                bars.append(
+                    _bar("wait", previous_end, record.started, start, span, "waiting to retry")
+                )
             title = f"attempt {record.attempt}: {record.status} in {_seconds(end - record.started)}"
             bars.append(_bar(record.status, record.started, end, start, span, title))
             previous_end = end
         label = f"{step}.{name}"
-        rows.append(f'<div class=row><div class=label title="{_e(label)}">{_e(label)}</div>'
-                    f'<div class=track>{"".join(bars)}</div><span class=note>{_e(note)}</span></div>')
+        rows.append(
+            f'<div class=row><div class=label title="{_e(label)}">{_e(label)}</div>'
+            f'<div class=track>{"".join(bars)}</div><span class=note>{_e(note)}</span></div>'
+        )
     axis = f"<div class=note>0 s … {_seconds(span)} (started {_clock(start)})</div>"
     return f"<h2>Timeline</h2><div class=gantt>{''.join(rows)}{axis}</div>"
 
 
 def _bar(kind: str, begin: float, end: float, origin: float, span: float, title: str) -> str:
     left, width = (begin - origin) / span * 100, (end - begin) / span * 100
-    return (f'<div class="bar {_e(kind)}" data-kind="{_e(kind)}" data-seconds="{end - begin:.6f}" '
-            f'data-span="{span:.6f}" style="left:{left:.4f}%;width:{width:.4f}%" title="{_e(title)}"></div>')
+    return (
+        f'<div class="bar {_e(kind)}" data-kind="{_e(kind)}" data-seconds="{end - begin:.6f}" '
+        f'data-span="{span:.6f}" style="left:{left:.4f}%;width:{width:.4f}%" title="{_e(title)}"></div>'
+    )
 
 
 def _by_task(tasks: Iterable[TaskRecord]) -> list[tuple[tuple[str, str], list[TaskRecord]]]:
@@ -147,42 +169,61 @@ def _by_task(tasks: Iterable[TaskRecord]) -> list[tuple[tuple[str, str], list[Ta
     grouped: dict[tuple[int, int], list[TaskRecord]] = {}
     for record in tasks:
         grouped.setdefault((record.step_index, record.task_index), []).append(record)
-    return [((v[0].step, v[0].task), sorted(v, key=lambda r: r.attempt)) for _, v in sorted(grouped.items())]
+    return [
+        ((v[0].step, v[0].task), sorted(v, key=lambda r: r.attempt))
+        for _, v in sorted(grouped.items())
+    ]
 
 
 def _task_table(tasks: list[TaskRecord]) -> str:
     if not tasks:
         return ""
-    head = "".join(f"<th>{h}</th>" for h in ("task", "attempt", "status", "duration", *METRICS, "metadata"))
+    head = "".join(
+        f"<th>{h}</th>" for h in ("task", "attempt", "status", "duration", *METRICS, "metadata")
+    )
     rows = []
     for t in tasks:
         metrics = t.metrics or {}
         numbers = "".join(f"<td class=num>{_e(metrics.get(m))}</td>" for m in METRICS)
         meta = metrics.get("execution_metadata") or {}
         duration = _seconds(t.ended - t.started) if t.ended and t.started else "-"
-        rows.append(f"<tr><td>{_e(t.step)}.{_e(t.task)}</td><td class=num>{t.attempt or ''}</td>"
-                    f'<td class="st {_e(t.status)}">{_e(t.status)}</td><td class=num>{duration}</td>{numbers}'
-                    f"<td>{_e(json.dumps(meta, default=str)) if meta else ''}</td></tr>")
+        rows.append(
+            f"<tr><td>{_e(t.step)}.{_e(t.task)}</td><td class=num>{t.attempt or ''}</td>"
+            f'<td class="st {_e(t.status)}">{_e(t.status)}</td><td class=num>{duration}</td>{numbers}'
+            f"<td>{_e(json.dumps(meta, default=str)) if meta else ''}</td></tr>"
+        )
     return f"<h2>Tasks</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
 def _watermarks(tasks: list[TaskRecord]) -> str:
-    rows = [f"<tr><td>{_e(t.step)}.{_e(t.task)}</td><td>{_e(json.dumps(t.watermark, default=str))}</td>"
-            f"<td>{_e(json.dumps(t.next_watermark, default=str))}</td></tr>"
-            for t in tasks if t.watermark is not None or t.next_watermark is not None]
+    rows = [
+        f"<tr><td>{_e(t.step)}.{_e(t.task)}</td><td>{_e(json.dumps(t.watermark, default=str))}</td>"
+        f"<td>{_e(json.dumps(t.next_watermark, default=str))}</td></tr>"
+        for t in tasks
+        if t.watermark is not None or t.next_watermark is not None
+    ]
     if not rows:
         return ""
-    return ("<h2>Watermarks</h2><table><tr><th>task</th><th>before</th><th>after (proposed)</th></tr>"
-            + "".join(rows) + "</table>")
+    return (
+        "<h2>Watermarks</h2><table><tr><th>task</th><th>before</th><th>after (proposed)</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _errors(tasks: list[TaskRecord]) -> str:
-    failed = [t for t in tasks if t.status in ("failed", "cancelled", "dead") and (t.error or t.traceback)]
+    failed = [
+        t for t in tasks if t.status in ("failed", "cancelled", "dead") and (t.error or t.traceback)
+    ]
     if not failed:
         return ""
     items = []
     for t in failed:
-        trace = f"<details><summary>traceback</summary><pre>{_e(t.traceback)}</pre></details>" if t.traceback else ""
+        trace = (
+            f"<details><summary>traceback</summary><pre>{_e(t.traceback)}</pre></details>"
+            if t.traceback
+            else ""
+        )
         items.append(f'<div class=error><b>{_e(t.step)}.{_e(t.task)} attempt {t.attempt}</b>: '
                      f"<code>{_e(t.error_type)}</code> <pre>{_e(t.error)}</pre>{trace}</div>")
     return "<h2>Errors</h2>" + "".join(items)
@@ -196,21 +237,27 @@ def history_report(store: RunStore, routine: str, runs: list[RunRecord]) -> str:
     rate = f"{succeeded / len(finished):.0%}" if finished else "-"
     durations = [(r.ended - r.started) if r.ended else 0.0 for r in ordered]
     longest = max(durations, default=0.0) or 1.0
-    bars = "".join(f'<div class="tbar {_e(r.status)}" data-kind="{_e(r.status)}" data-seconds="{d:.6f}" '
-                   f'data-span="{longest:.6f}" style="height:{d / longest * 100:.3f}%" '
-                   f'title="{_e(r.run_id)}: {_e(r.status)} in {_seconds(d)}"></div>'
-                   for r, d in zip(ordered, durations))
+    bars = "".join(
+        f'<div class="tbar {_e(r.status)}" data-kind="{_e(r.status)}" data-seconds="{d:.6f}" '
+        f'data-span="{longest:.6f}" style="height:{d / longest * 100:.3f}%" '
+        f'title="{_e(r.run_id)}: {_e(r.status)} in {_seconds(d)}"></div>'
+        for r, d in zip(ordered, durations)
+    )
     rows = []
     for run, duration in zip(reversed(ordered), reversed(durations)):
         total = _rows(store.tasks(run.run_id))
-        rows.append(f'<tr><td>{_e(run.run_id)}</td><td class="st {_e(run.status)}">{_e(run.status)}</td>'
-                    f"<td>{_clock(run.started)}</td><td class=num>{_seconds(duration if run.ended else None)}</td>"
-                    f"<td class=num>{'' if total is None else total}</td></tr>")
-    body = (f"<h1>{_e(routine)}: last {len(ordered)} runs</h1>"
-            f"<table><tr><th>success rate</th><td>{rate} ({succeeded} of {len(finished)} finished)</td></tr></table>"
-            f"<h2>Duration trend (oldest left)</h2><div class=trend>{bars}</div>"
-            "<h2>Runs</h2><table><tr><th>run id</th><th>status</th><th>started</th><th>duration</th>"
-            f"<th>rows</th></tr>{''.join(rows)}</table>")
+        rows.append(
+            f'<tr><td>{_e(run.run_id)}</td><td class="st {_e(run.status)}">{_e(run.status)}</td>'
+            f"<td>{_clock(run.started)}</td><td class=num>{_seconds(duration if run.ended else None)}</td>"
+            f"<td class=num>{'' if total is None else total}</td></tr>"
+        )
+    body = (
+        f"<h1>{_e(routine)}: last {len(ordered)} runs</h1>"
+        f"<table><tr><th>success rate</th><td>{rate} ({succeeded} of {len(finished)} finished)</td></tr></table>"
+        f"<h2>Duration trend (oldest left)</h2><div class=trend>{bars}</div>"
+        "<h2>Runs</h2><table><tr><th>run id</th><th>status</th><th>started</th><th>duration</th>"
+        f"<th>rows</th></tr>{''.join(rows)}</table>"
+    )
     return _page(f"{routine}: history", body)
 
 

@@ -6,6 +6,7 @@ and the run date. Progress comes from the execution's history; Ctrl-C (or ``canc
 with StopExecution, which also stops ``.sync`` work (queries, job runs, ECS tasks). boto3 loads here
 only, when one of these is asked for.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,7 +74,9 @@ def follow(execution: str, say: Callable[[str], None], sfn: Any = None,
         if timeout is not None and time.monotonic() - started > timeout:
             from ..runs.control import WaitTimedOut
 
-            raise WaitTimedOut(f"execution {execution} still {described['status']} after {timeout:g}s")
+            raise WaitTimedOut(
+                f"execution {execution} still {described['status']} after {timeout:g}s"
+            )
         time.sleep(delay)
         delay = min(MAX_POLL, delay * 2)
 

@@ -17,8 +17,12 @@ def _duration(start: float | None, end: float | None) -> str:
     return f"{end - start:.2f}s" if start and end else "-"
 
 
-def runs_table(runs: list[RunRecord], late: dict[str, str] | None = None, routine: str | None = None,
-               status: str | None = None) -> str:
+def runs_table(
+    runs: list[RunRecord],
+    late: dict[str, str] | None = None,
+    routine: str | None = None,
+    status: str | None = None,
+) -> str:
     """One line per run; the newest run of each routine that is late (``late``: why) is marked LATE."""
     if not runs:
         if routine or status:
@@ -32,17 +36,26 @@ def runs_table(runs: list[RunRecord], late: dict[str, str] | None = None, routin
     for run in runs:
         mark = "  LATE" if run.routine in late and run.routine not in marked else ""
         marked.add(run.routine)
-        lines.append(f"{run.run_id:36}  {run.routine[:20]:20}  {run.status:9}  {_clock(run.started):19}  "
-                     f"{_duration(run.started, run.ended):>9}  {run.parent_run_id or '':36}  "
-                     f"{run.resumed_from or '':36}{mark}".rstrip())
+        lines.append(
+            f"{run.run_id:36}  {run.routine[:20]:20}  {run.status:9}  {_clock(run.started):19}  "
+            f"{_duration(run.started, run.ended):>9}  {run.parent_run_id or '':36}  "
+            f"{run.resumed_from or '':36}{mark}".rstrip()
+        )
     lines.extend(f"LATE {routine}: {why}" for routine, why in late.items())
     return "\n".join(lines)
 
 
 def run_details(store: RunStore, run: RunRecord) -> dict[str, Any]:
     """The run, its task attempts and its child runs (recursively)."""
-    children = [run_details(store, child) for child in reversed(store.list_runs(parent=run.run_id, limit=1000))]
-    return {"run": run.to_dict(), "tasks": [t.to_dict() for t in store.tasks(run.run_id)], "children": children}
+    children = [
+        run_details(store, child)
+        for child in reversed(store.list_runs(parent=run.run_id, limit=1000))
+    ]
+    return {
+        "run": run.to_dict(),
+        "tasks": [t.to_dict() for t in store.tasks(run.run_id)],
+        "children": children,
+    }
 
 
 def details_json(details: dict[str, Any]) -> dict[str, Any]:

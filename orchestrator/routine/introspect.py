@@ -56,7 +56,9 @@ def type_schema(annotation: Any) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=None)
-def signature_schema(fn: Callable[..., Any], skip: tuple[str, ...] = ("self", "context")) -> dict[str, Any]:
+def signature_schema(
+    fn: Callable[..., Any], skip: tuple[str, ...] = ("self", "context")
+) -> dict[str, Any]:
     """Object schema of ``fn``'s keyword arguments: required ones, types, no extras unless ``**kwargs``."""
     hints = typing.get_type_hints(fn, include_extras=True)
     properties: dict[str, Any] = {}
@@ -74,7 +76,11 @@ def signature_schema(fn: Callable[..., Any], skip: tuple[str, ...] = ("self", "c
         elif param.default is not None and _json_like(param.default):
             schema["default"] = param.default
         properties[name] = schema
-    result: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": extra_allowed}
+    result: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": extra_allowed,
+    }
     if required:
         result["required"] = required
     return result
@@ -88,7 +94,10 @@ def summary(obj: Any) -> str:
 
 def task_schemas(cls: type[Executor]) -> dict[str, dict[str, Any]]:
     """Each task's ``args`` as an object schema, described by the method's docstring."""
-    return {name: {**signature_schema(fn), "description": summary(fn)} for name, fn in cls.tasks().items()}
+    return {
+        name: {**signature_schema(fn), "description": summary(fn)}
+        for name, fn in cls.tasks().items()
+    }
 
 
 def _json_like(value: Any) -> bool:
@@ -114,7 +123,9 @@ def item_location_kinds(schema: dict[str, Any]) -> dict[str, dict[str, str]]:
     found = {}
     for key, sub in schema.get("properties", {}).items():
         for option in (sub, *sub.get("anyOf", [])):
-            if option.get("type") == "array" and (kinds := location_kinds(option.get("items") or {})):
+            if option.get("type") == "array" and (
+                kinds := location_kinds(option.get("items") or {})
+            ):
                 found[key] = kinds
     return found
 

@@ -115,7 +115,9 @@ def load_routine(
     else:
         file = Path(path)
         doc = parse_file(file)
-    loader = _Loader(file, doc, registry or Registry(), env if env is not None else os.environ, policy)
+    loader = _Loader(
+        file, doc, registry or Registry(), env if env is not None else os.environ, policy
+    )
     loader.resolve_secrets = resolve_secrets
     params = loader.known_params(params or {}) if strict_params else params or {}
     return loader.load(params, run_id, run_date)
@@ -126,8 +128,16 @@ def _plain(doc: Mapping[str, Any]) -> Any:
     try:
         return json.loads(json.dumps(doc, allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise RoutineError([Problem("<routine dict>", "", f"not JSON data ({exc}); use str, numbers, "
-                                    "bools, None, lists and dicts with string keys")]) from None
+        raise RoutineError(
+            [
+                Problem(
+                    "<routine dict>",
+                    "",
+                    f"not JSON data ({exc}); use str, numbers, "
+                    "bools, None, lists and dicts with string keys",
+                )
+            ]
+        ) from None
 
 
 def parse_file(file: Path) -> Any:
@@ -139,7 +149,9 @@ def parse_file(file: Path) -> Any:
         doc = _parse_yaml(text) if file.suffix.lower() in (".yaml", ".yml") else _parse_json(text)
         check_document(doc)
     except OSError as exc:
-        raise RoutineError([Problem(label, "", f"cannot read routine: {exc.strerror or exc}")]) from None
+        raise RoutineError(
+            [Problem(label, "", f"cannot read routine: {exc.strerror or exc}")]
+        ) from None
     except DocumentProblem as exc:
         raise RoutineError([Problem(label, exc.path, str(exc))]) from None
     return doc
@@ -170,7 +182,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise _DuplicateKey(f"duplicate key {key!r}: the second would silently replace the first; rename or merge them")
+            raise _DuplicateKey(
+                f"duplicate key {key!r}: the second would silently replace the first; rename or merge them"
+            )
         result[key] = value
     return result
 
@@ -223,11 +237,16 @@ def _strict_yaml_loader() -> type:
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=deep)
                 if not isinstance(key, str):
-                    raise yaml.constructor.ConstructorError(None, None, f"key {key!r} must be a string; quote it",
-                                                            key_node.start_mark)
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} must be a string; quote it", key_node.start_mark
+                    )
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}: the second would silently replace the first", key_node.start_mark)
+                        None,
+                        None,
+                        f"duplicate key {key!r}: the second would silently replace the first",
+                        key_node.start_mark,
+                    )
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
@@ -282,7 +301,10 @@ class _Loader:
         subst = self.substituter = Substituter(params, self.env, run, self.secret_resolver())
         self.secrets |= {str(v) for k, v in params.items() if SECRET_NAME.search(k) and v}
         entries = self.entries()
-        steps = [None if _under(path, broken) else self.step(entry, path, subst) for path, entry in entries]
+        steps = [
+            None if _under(path, broken) else self.step(entry, path, subst)
+            for path, entry in entries
+        ]
         self.check_names_and_dependencies(steps, entries)
         built = [s for s in steps if s is not None]
         explicit = any("depends_on" in e for _, e in entries)
@@ -317,7 +339,9 @@ class _Loader:
         if self.doc.get("notify"):
             from ..alerts.targets import notify_targets
 
-            notify = notify_targets(subst.walk(self.doc["notify"], "notify", self.report), self.report)
+            notify = notify_targets(
+                subst.walk(self.doc["notify"], "notify", self.report), self.report
+            )
         if isinstance(self.doc.get("expect"), dict):
             from ..freshness import expectation
 
@@ -349,7 +373,9 @@ class _Loader:
             entries = [".".join(path.split(".")[:2]) for path in paths]
         else:
             entries = [path.split("]")[0] + "]" for path in paths]
-        return [entry for entry, path in zip(entries, paths) if path in (entry, f"{entry}.executor")]
+        return [
+            entry for entry, path in zip(entries, paths) if path in (entry, f"{entry}.executor")
+        ]
 
     def known_params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """The overrides the routine declares or references; each other one is reported."""
@@ -369,7 +395,9 @@ class _Loader:
         params = defaults.walk(dict(self.doc.get("params") or {}), "params", self.report)
         for key, value in overrides.items():
             default = params.get(key)
-            textual = isinstance(value, str) and default is not None and not isinstance(default, str)
+            textual = (
+                isinstance(value, str) and default is not None and not isinstance(default, str)
+            )
             params[key] = value = _coerce(key, value) if textual else value
             try:  # a value from the command line or an event is held to the file's bounds
                 check_document(value)
@@ -387,8 +415,11 @@ class _Loader:
         executors = self.doc["executors"]
         if isinstance(executors, list):
             return [(f"executors[{i}]", e) for i, e in enumerate(executors) if isinstance(e, dict)]
-        return [(f"executors.{key}", {"name": key, "executor": key, **value}) for key, value in executors.items()
-                if isinstance(value, dict)]
+        return [
+            (f"executors.{key}", {"name": key, "executor": key, **value})
+            for key, value in executors.items()
+            if isinstance(value, dict)
+        ]
 
     def step(self, entry: dict[str, Any], path: str, subst: Substituter) -> StepSpec | None:
         ref = entry["executor"]
@@ -406,7 +437,10 @@ class _Loader:
             params, refused = {}, False
         given = entry.get("tasks")
         raw_tasks = given if isinstance(given, list) else []
-        calls = (self.task_call(info, t, f"{path}.tasks[{i}]", subst, params, refused) for i, t in enumerate(raw_tasks))
+        calls = (
+            self.task_call(info, t, f"{path}.tasks[{i}]", subst, params, refused)
+            for i, t in enumerate(raw_tasks)
+        )
         tasks = tuple(filter(None, calls))
         name = entry.get("name")
         return StepSpec(
@@ -419,7 +453,9 @@ class _Loader:
             path=path,
         )
 
-    def check_params(self, info: ExecutorInfo, params: dict[str, Any], path: str) -> tuple[dict[str, Any], bool]:
+    def check_params(
+        self, info: ExecutorInfo, params: dict[str, Any], path: str
+    ) -> tuple[dict[str, Any], bool]:
         """Schema, locations (resolved, then the location policy), then the executor's own checks.
 
         A location the policy refuses is not looked at any further (no file is read for it); the
@@ -438,8 +474,15 @@ class _Loader:
                 self.report(f"{path}.{key}" if key else path, message)
         return params, refused
 
-    def task_call(self, info: ExecutorInfo, raw: Any, path: str, subst: Substituter, params: dict[str, Any],
-                  refused: bool) -> TaskCall | None:
+    def task_call(
+        self,
+        info: ExecutorInfo,
+        raw: Any,
+        path: str,
+        subst: Substituter,
+        params: dict[str, Any],
+        refused: bool,
+    ) -> TaskCall | None:
         spec = {"task": raw} if isinstance(raw, str) else raw
         if not isinstance(spec, dict) or not isinstance(spec.get("task"), str):
             return None  # the schema reported it
@@ -447,7 +490,11 @@ class _Loader:
         name = spec["task"]
         if name not in methods:
             where = path if isinstance(raw, str) else f"{path}.task"
-            self.report(where, unknown_message("task", name, list(methods)) + f" ({info.class_name} tasks: {', '.join(methods)})")
+            self.report(
+                where,
+                unknown_message("task", name, list(methods))
+                + f" ({info.class_name} tasks: {', '.join(methods)})",
+            )
             return None
         method = methods[name]
         args = spec.get("args") or {}
@@ -468,7 +515,9 @@ class _Loader:
             declared = functools.partial(info.cls.task_places, name, args, params)
             refused_args = self.check_places(declared, args_path, {p for p, _ in found})
         if not (refused or refused_args):
-            checks = _deeper_checks(lambda: info.cls.validate_args(name, args, params), {p for p, _ in found}, args_path)
+            checks = _deeper_checks(
+                lambda: info.cls.validate_args(name, args, params), {p for p, _ in found}, args_path
+            )
             for sub, message in checks:
                 where = args_path + (f".{sub}" if sub and not sub.startswith("[") else sub)
                 if where not in later:
@@ -521,11 +570,15 @@ class _Loader:
             resolved[key] = list(items)
             for i, item in enumerate(items):
                 if isinstance(item, dict):
-                    resolved[key][i], refused_item = self.resolve_locations(item, kinds, f"{path}.{key}[{i}]")
+                    resolved[key][i], refused_item = self.resolve_locations(
+                        item, kinds, f"{path}.{key}[{i}]"
+                    )
                     refused = refused or refused_item
         return resolved, refused
 
-    def resolve_locations(self, values: dict[str, Any], kinds: dict[str, str], path: str) -> tuple[dict[str, Any], bool]:
+    def resolve_locations(
+        self, values: dict[str, Any], kinds: dict[str, str], path: str
+    ) -> tuple[dict[str, Any], bool]:
         """Relative local paths made absolute; each location then checked for length (before any
         folder is made for it) and passed to the policy, if any."""
         resolved, refused = dict(values), False
@@ -567,12 +620,17 @@ class _Loader:
                 refused = True
         return refused
 
-    def check_names_and_dependencies(self, steps: list[StepSpec | None], entries: list[tuple[str, dict[str, Any]]]) -> None:
+    def check_names_and_dependencies(
+        self, steps: list[StepSpec | None], entries: list[tuple[str, dict[str, Any]]]
+    ) -> None:
         seen: dict[str, str] = {}
         for path, entry in entries:
             name = _step_name(entry, path)
             if name in seen:
-                self.report(f"{path}.name", f"step name {name!r} is already used at {seen[name]}; give each entry a unique name")
+                self.report(
+                    f"{path}.name",
+                    f"step name {name!r} is already used at {seen[name]}; give each entry a unique name",
+                )
             seen.setdefault(name, path)
         graph: dict[str, list[str]] = {}
         for path, entry in entries:
@@ -586,7 +644,10 @@ class _Loader:
             graph[name] = [d for _, d in depends_on if d in seen and d != name]
         cycle = find_cycle(graph)
         if cycle:
-            self.report(f"{seen[cycle[0]]}.depends_on", "dependency cycle: " + " -> ".join(cycle) + "; remove one of these depends_on")
+            self.report(
+                f"{seen[cycle[0]]}.depends_on",
+                "dependency cycle: " + " -> ".join(cycle) + "; remove one of these depends_on",
+            )
 
 
 def _step_name(entry: dict[str, Any], path: str) -> str:
@@ -611,8 +672,11 @@ def _deeper_checks(check: Any, reported: set[str], prefix: str) -> list[tuple[st
         found = list(check())
     except Exception:
         return []
-    return [(key, message) for key, message in found
-            if not any(r == f"{prefix}.{key}" or r.startswith(f"{prefix}.{key}.") for r in reported)]
+    return [
+        (key, message)
+        for key, message in found
+        if not any(r == f"{prefix}.{key}" or r.startswith(f"{prefix}.{key}.") for r in reported)
+    ]
 
 
 def _under(path: str, broken: list[str]) -> bool:
@@ -646,7 +710,11 @@ def _coerce(key: str, value: str) -> Any:
     try:
         return json.loads(value)
     except (ValueError, RecursionError):  # not JSON, nested too deep, or an integer too long
-        shown = "****" if SECRET_NAME.search(key) else f"{value[:40]!r}{'...' if len(value) > 40 else ''}"
+        shown = (
+            "****"
+            if SECRET_NAME.search(key)
+            else f"{value[:40]!r}{'...' if len(value) > 40 else ''}"
+        )
         raise UserError(f"--param {key}: the routine's default is not a string, so give a JSON "
                         f"value (got {shown})") from None
 
@@ -660,4 +728,3 @@ def parse_param_overrides(pairs: list[str]) -> dict[str, str]:
             raise UserError(f"--param {pair!r}: expected KEY=VALUE")
         result[key.strip()] = value
     return result
-

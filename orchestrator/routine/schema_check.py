@@ -19,7 +19,9 @@ def json_path(parts: Iterable[Any], prefix: str = "") -> str:
     return path
 
 
-def schema_problems(instance: Any, schema: dict[str, Any], prefix: str = "", what: str = "property") -> list[tuple[str, str]]:
+def schema_problems(
+    instance: Any, schema: dict[str, Any], prefix: str = "", what: str = "property"
+) -> list[tuple[str, str]]:
     """Every violation of ``schema`` as ``(json path, message)``, most specific cause first."""
     if quick_valid(instance, schema, schema):
         return []
@@ -88,7 +90,9 @@ def quick_valid(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> boo
     if isinstance(value, dict):
         return _quick_object(value, schema, root)
     if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0) or (schema.get("uniqueItems") and len(set(map(repr, value))) < len(value)):
+        if len(value) < schema.get("minItems", 0) or (
+            schema.get("uniqueItems") and len(set(map(repr, value))) < len(value)
+        ):
             return False
         items = schema.get("items")
         if items is not None:
@@ -165,7 +169,11 @@ def _causes(error: Any) -> list[Any]:
     branches: dict[Any, list[Any]] = {}
     for sub in error.context:
         branches.setdefault(sub.schema_path[0], []).append(sub)
-    fitting = [errs for errs in branches.values() if not any(e.validator == "type" and not e.relative_path for e in errs)]
+    fitting = [
+        errs
+        for errs in branches.values()
+        if not any(e.validator == "type" and not e.relative_path for e in errs)
+    ]
     chosen = fitting[0] if len(fitting) == 1 else [best_match(error.context)]
     return [cause for sub in chosen for cause in _causes(sub)]
 
@@ -188,10 +196,14 @@ def _describe(error: Any, prefix: str, what: str) -> list[tuple[str, str]]:
         return [(path, f"{value} is not a number a routine may give; give a finite number")]
     if kind == "type":
         expected: str | list[str] = schema["type"]
-        names = " or ".join(_TYPE_NAMES.get(t, t) for t in (expected if isinstance(expected, list) else [expected]))
+        names = " or ".join(
+            _TYPE_NAMES.get(t, t) for t in (expected if isinstance(expected, list) else [expected])
+        )
         return [(path, f"expected {names}, got {_show(value)}")]
     if kind == "enum":
-        return [(path, f"must be one of {', '.join(map(repr, schema['enum']))}, got {_show(value)}")]
+        return [
+            (path, f"must be one of {', '.join(map(repr, schema['enum']))}, got {_show(value)}")
+        ]
     return [(path, error.message)]
 
 

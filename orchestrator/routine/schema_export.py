@@ -20,9 +20,19 @@ def full_schema(registry: Registry) -> dict[str, Any]:
         key = f"params_{info.name}"
         defs[key] = {**info.params_schema, "description": summary(info.cls) or info.class_name}
         defs[f"tasks_{info.name}"] = _tasks_schema(info)
-        step = {"params": {"$ref": f"#/$defs/{key}"}, "tasks": {"$ref": f"#/$defs/tasks_{info.name}"}}
-        rules.append({"if": {"properties": {"executor": {"enum": [info.name, info.class_name]}}, "required": ["executor"]},
-                      "then": {"properties": step}})
+        step = {
+            "params": {"$ref": f"#/$defs/{key}"},
+            "tasks": {"$ref": f"#/$defs/tasks_{info.name}"},
+        }
+        rules.append(
+            {
+                "if": {
+                    "properties": {"executor": {"enum": [info.name, info.class_name]}},
+                    "required": ["executor"],
+                },
+                "then": {"properties": step},
+            }
+        )
         for alias in {info.name, info.class_name}:
             by_class[alias] = {"allOf": [{"$ref": "#/$defs/dict_executor"}, {"properties": step}]}
     defs["list_executor"]["allOf"] = rules
@@ -35,8 +45,16 @@ def _tasks_schema(info: ExecutorInfo) -> dict[str, Any]:
     """A step's ``tasks`` for one executor: its task names, and per task the schema of ``args``."""
     per_task = task_schemas(info.cls)
     names = list(per_task)
-    call = {"type": "object", "required": ["task"], "properties": {"task": {"enum": names}},
-            "allOf": [{"if": {"properties": {"task": {"const": name}}},
-                       "then": {"properties": {"args": args}, "description": args.get("description", "")}}
-                      for name, args in per_task.items()]}
+    call = {
+        "type": "object",
+        "required": ["task"],
+        "properties": {"task": {"enum": names}},
+        "allOf": [
+            {
+                "if": {"properties": {"task": {"const": name}}},
+                "then": {"properties": {"args": args}, "description": args.get("description", "")},
+            }
+            for name, args in per_task.items()
+        ],
+    }
     return {"type": "array", "items": {"anyOf": [{"enum": names}, call]}}

@@ -11,8 +11,10 @@ from typing import Any, Callable, Mapping
 
 # `$${` is an escaped literal; `${...}` a reference; a `${` never closed is reported, not kept.
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
-SECRET_NAME = re.compile(r"(?i)(passw|passphrase|(^|_)pass($|_)|pwd|secret|token|api[_-]?key|access[_-]?key"
-                         r"|private[_-]?key|credential)")
+SECRET_NAME = re.compile(
+    r"(?i)(passw|passphrase|(^|_)pass($|_)|pwd|secret|token|api[_-]?key|access[_-]?key"
+    r"|private[_-]?key|credential)"
+)
 
 
 class Deferred(str):
@@ -67,13 +69,19 @@ class Substituter:
 
         def replace(match: re.Match[str]) -> str:
             if match.group(0) == "${":
-                report(path, f"unterminated ${{ in {text!r}; close it with }} (or write $${{ for a literal)")
+                report(
+                    path,
+                    f"unterminated ${{ in {text!r}; close it with }} (or write $${{ for a literal)",
+                )
                 return match.group(0)
             if match.group(1) is None:
                 return "${"
             value = self.lookup(match.group(1), path, report)
             if value is None:
-                report(path, f"${{{match.group(1)}}} is null and cannot be part of a string; give it a value")
+                report(
+                    path,
+                    f"${{{match.group(1)}}} is null and cannot be part of a string; give it a value",
+                )
                 return match.group(0)
             return str(value)
 
@@ -104,7 +112,10 @@ class Substituter:
     def lookup(self, ref: str, path: str, report: Callable[[str, str], None]) -> Any:
         scope, _, name = ref.strip().partition(".")
         if "$" in ref or "{" in ref:
-            report(path, f"nested substitution ${{{ref}}} is not supported; use one ${{scope.NAME}} at a time")
+            report(
+                path,
+                f"nested substitution ${{{ref}}} is not supported; use one ${{scope.NAME}} at a time",
+            )
             return f"${{{ref}}}"
         if scope in SECRET_SCOPES:
             return self.secret(scope, name, ref, path, report)

@@ -6,4 +6,12 @@ for, cancels and resumes runs; ``track`` records plain Python functions as runs.
 """
 from .store import LogRecord, RoutineBusy, RunRecord, RunStore, TaskRecord, UnknownRun, open_store
 
-__all__ = ["LogRecord", "RoutineBusy", "RunRecord", "RunStore", "TaskRecord", "UnknownRun", "open_store"]
+__all__ = [
+    "LogRecord",
+    "RoutineBusy",
+    "RunRecord",
+    "RunStore",
+    "TaskRecord",
+    "UnknownRun",
+    "open_store",
+]

@@ -1,4 +1,5 @@
 """Runs over time: start a tracked run, find dead ones, wait, cancel, work out what a resume must redo."""
+
 from __future__ import annotations
 
 import os
@@ -99,7 +100,9 @@ class WaitTimedOut(UserError):
     exit_code = ExitCode.WAIT_TIMEOUT
 
 
-def wait_for(store: RunStore, ref: str, timeout: float | None = None, poll: float = 0.2) -> RunRecord:
+def wait_for(
+    store: RunStore, ref: str, timeout: float | None = None, poll: float = 0.2
+) -> RunRecord:
     deadline = None if timeout is None else time.monotonic() + timeout
     run = look_up(store, ref)
     while not run.finished:
@@ -110,7 +113,9 @@ def wait_for(store: RunStore, ref: str, timeout: float | None = None, poll: floa
     return run
 
 
-def cancel_run(store: RunStore, ref: str, grace: float = CANCEL_WAIT_SECONDS) -> tuple[RunRecord, bool]:
+def cancel_run(
+    store: RunStore, ref: str, grace: float = CANCEL_WAIT_SECONDS
+) -> tuple[RunRecord, bool]:
     """Ask a run to stop and return once it has; ``(record, changed)``. A finished run is left alone.
 
     The request goes through the store (a run on another host sees it at its next heartbeat) and,
@@ -157,7 +162,9 @@ def resume_plan(store: RunStore, old: RunRecord, routine: Routine,
     if not force:
         _refuse_finished(store, old)
     if routine.hash != old.routine_hash and not force:
-        raise UserError(f"{routine.file}: the routine changed since run {old.run_id}; pass --force to resume anyway")
+        raise UserError(
+            f"{routine.file}: the routine changed since run {old.run_id}; pass --force to resume anyway"
+        )
     the_plan = plan(routine)
     return the_plan, Resume(old.run_id, succeeded_tasks(store, old, the_plan))
 

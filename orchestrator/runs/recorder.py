@@ -74,7 +74,9 @@ class RunRecorder(Listener):
         self._attempts: dict[str, TaskRecord] = {}
         self._running: dict[str, Callable[[], TaskRecord]] = {}
         self._failure_lock, self._watch_lock = threading.Lock(), threading.Lock()
-        self._attempt_started: dict[tuple[int, int], float] = {}  # a retry's own start, not the task's
+        self._attempt_started: dict[tuple[int, int], float] = (
+            {}
+        )  # a retry's own start, not the task's
         self._stop = threading.Event()
         self._beater: threading.Thread | None = None
 
@@ -340,7 +342,12 @@ class _Tee(io.TextIOBase):
         context = current_context()
         for line in lines:
             if line.strip():
-                self.capture.write(self.level, line, context.step if context else None, context.task if context else None)
+                self.capture.write(
+                    self.level,
+                    line,
+                    context.step if context else None,
+                    context.task if context else None,
+                )
         return len(text)
 
     def flush(self) -> None:
@@ -366,7 +373,12 @@ class _Tee(io.TextIOBase):
 
 
 def new_record(routine: Any, resumed_from: str | None = None) -> RunRecord:
-    return RunRecord(run_id=routine.run_id, routine=routine.name, routine_file=str(routine.file.resolve()),
-                     routine_hash=routine.hash, params=routine.masked(routine.params),
-                     parent_run_id=parent_run_id(), resumed_from=resumed_from)
-
+    return RunRecord(
+        run_id=routine.run_id,
+        routine=routine.name,
+        routine_file=str(routine.file.resolve()),
+        routine_hash=routine.hash,
+        params=routine.masked(routine.params),
+        parent_run_id=parent_run_id(),
+        resumed_from=resumed_from,
+    )

@@ -153,8 +153,13 @@ class RunStore:
     def get_run(self, run_id: str) -> RunRecord | None:
         raise NotImplementedError
 
-    def list_runs(self, routine: str | None = None, status: str | None = None, parent: str | None = None,
-                  limit: int = 20) -> list[RunRecord]:
+    def list_runs(
+        self,
+        routine: str | None = None,
+        status: str | None = None,
+        parent: str | None = None,
+        limit: int = 20,
+    ) -> list[RunRecord]:
         raise NotImplementedError
 
     def record_task(self, task: TaskRecord) -> None:
@@ -195,10 +200,16 @@ class RunStore:
         run = self.get_run(ref)
         if run is not None:
             return run
-        matches = [r for r in self.list_runs(limit=10_000) if r.run_id.startswith(ref)] if len(ref) >= 4 else []
+        matches = (
+            [r for r in self.list_runs(limit=10_000) if r.run_id.startswith(ref)]
+            if len(ref) >= 4
+            else []
+        )
         if len(matches) == 1:
             return matches[0]
-        raise UnknownRun(f"no run {ref!r}" if not matches else f"run id prefix {ref!r} is ambiguous")
+        raise UnknownRun(
+            f"no run {ref!r}" if not matches else f"run id prefix {ref!r} is ambiguous"
+        )
 
 
 def is_dead(run: RunRecord, now: float | None = None) -> bool:
@@ -403,18 +414,28 @@ class SQLiteStore(RunStore):
         conn.execute("BEGIN IMMEDIATE")
         try:
             if not allow_concurrent:
-                rows = conn.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE routine = ? AND status = ?",
-                                    (run.routine, RUNNING)).fetchall()
+                rows = conn.execute(
+                    f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE routine = ? AND status = ?",
+                    (run.routine, RUNNING),
+                ).fetchall()
                 for other in map(self._run_from_row, rows):
                     if is_dead(other):
-                        conn.execute("UPDATE runs SET status = ?, ended = ? WHERE run_id = ?", (DEAD, time.time(), other.run_id))
+                        conn.execute(
+                            "UPDATE runs SET status = ?, ended = ? WHERE run_id = ?",
+                            (DEAD, time.time(), other.run_id),
+                        )
                     elif other.run_id != run.run_id:
                         raise RoutineBusy(run.routine, other.run_id)
-            same = conn.execute("SELECT host, pid FROM runs WHERE run_id = ?", (run.run_id,)).fetchone()
+            same = conn.execute(
+                "SELECT host, pid FROM runs WHERE run_id = ?", (run.run_id,)
+            ).fetchone()
             if same is not None and tuple(same) != (run.host, run.pid):
                 raise UserError(f"run id {run.run_id} is already recorded; a run id is used once")
             values = [self._encode(name, getattr(run, name)) for name in _RUN_COLUMNS]
-            conn.execute(f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(values))})", values)
+            conn.execute(
+                f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(values))})",
+                values,
+            )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:  # a COMMIT that failed (a full disk) may have ended it already
@@ -423,24 +444,42 @@ class SQLiteStore(RunStore):
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         sets = ", ".join(f"{key} = ?" for key in fields)
-        self._write(f"UPDATE runs SET {sets} WHERE run_id = ?", [*(self._encode(k, v) for k, v in fields.items()), run_id])
+        self._write(
+            f"UPDATE runs SET {sets} WHERE run_id = ?",
+            [*(self._encode(k, v) for k, v in fields.items()), run_id],
+        )
 
     @_store_errors
     def get_run(self, run_id: str) -> RunRecord | None:
-        row = self._conn().execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        row = (
+            self._conn()
+            .execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE run_id = ?", (run_id,))
+            .fetchone()
+        )
         return self._run_from_row(row) if row else None
 
     @_store_errors
-    def list_runs(self, routine: str | None = None, status: str | None = None, parent: str | None = None,
-                  limit: int = 20) -> list[RunRecord]:
+    def list_runs(
+        self,
+        routine: str | None = None,
+        status: str | None = None,
+        parent: str | None = None,
+        limit: int = 20,
+    ) -> list[RunRecord]:
         where, args = [], []
         for column, value in (("routine", routine), ("status", status), ("parent_run_id", parent)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._conn().execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs {clause} ORDER BY started DESC LIMIT ?",
-                                    (*args, limit)).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs {clause} ORDER BY started DESC LIMIT ?",
+                (*args, limit),
+            )
+            .fetchall()
+        )
         return [self._run_from_row(row) for row in rows]
 
     def record_task(self, task: TaskRecord) -> None:
@@ -470,27 +509,60 @@ class SQLiteStore(RunStore):
 
     @_store_errors
     def tasks(self, run_id: str) -> list[TaskRecord]:
-        rows = self._conn().execute(f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE run_id = ? "
-                                    "ORDER BY step_index, task_index, attempt", (run_id,)).fetchall()
-        return [TaskRecord(**{name: self._decode(name, value) for name, value in zip(_TASK_COLUMNS, row)}) for row in rows]
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE run_id = ? "
+                "ORDER BY step_index, task_index, attempt",
+                (run_id,),
+            )
+            .fetchall()
+        )
+        return [
+            TaskRecord(
+                **{name: self._decode(name, value) for name, value in zip(_TASK_COLUMNS, row)}
+            )
+            for row in rows
+        ]
 
     @_store_errors
     def append_logs(self, records: Iterable[LogRecord]) -> None:
         rows = [(r.run_id, r.ts, r.level, storable(r.step), storable(r.task), storable(r.message))
                 for r in records]
         if rows:
-            self._conn().executemany("INSERT INTO logs (run_id, ts, level, step, task, message) VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._conn().executemany(
+                "INSERT INTO logs (run_id, ts, level, step, task, message) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
 
     @_store_errors
     def logs(self, run_id: str, after: int = 0) -> list[LogRecord]:
-        rows = self._conn().execute("SELECT seq, run_id, ts, level, step, task, message FROM logs "
-                                    "WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after)).fetchall()
-        return [LogRecord(run_id=r[1], ts=r[2], level=r[3], step=r[4], task=r[5], message=r[6], seq=r[0]) for r in rows]
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT seq, run_id, ts, level, step, task, message FROM logs "
+                "WHERE run_id = ? AND seq > ? ORDER BY seq",
+                (run_id, after),
+            )
+            .fetchall()
+        )
+        return [
+            LogRecord(
+                run_id=r[1], ts=r[2], level=r[3], step=r[4], task=r[5], message=r[6], seq=r[0]
+            )
+            for r in rows
+        ]
 
     @_store_errors
     def get_watermark(self, routine: str, step: str, task: str) -> Any:
-        row = self._conn().execute("SELECT value FROM watermarks WHERE routine = ? AND step = ? AND task = ?",
-                                   (routine, step, task)).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT value FROM watermarks WHERE routine = ? AND step = ? AND task = ?",
+                (routine, step, task),
+            )
+            .fetchone()
+        )
         return json.loads(row[0]) if row else None
 
     def set_watermark(self, routine: str, step: str, task: str, value: Any, run_id: str) -> None:
@@ -523,7 +595,9 @@ class SQLiteStore(RunStore):
         return value
 
     def _run_from_row(self, row: tuple[Any, ...]) -> RunRecord:
-        return RunRecord(**{name: self._decode(name, value) for name, value in zip(_RUN_COLUMNS, row)})
+        return RunRecord(
+            **{name: self._decode(name, value) for name, value in zip(_RUN_COLUMNS, row)}
+        )
 
 
 def _identity(path: Path) -> tuple[int, int]:
@@ -539,7 +613,9 @@ def open_store(registry: Any = None) -> RunStore:
 
         store: RunStore | None = (registry or Registry()).store_for(url)
         if store is None:
-            raise UserError(f"ORCHESTRATOR_STORE={url!r}: no installed plugin provides this run store")
+            raise UserError(
+                f"ORCHESTRATOR_STORE={url!r}: no installed plugin provides this run store"
+            )
         return store
     if url.startswith("sqlite:"):
         return SQLiteStore(url.removeprefix("sqlite://").removeprefix("sqlite:"))

@@ -1,13 +1,14 @@
 """Track code that lives outside routines: a decorator that records an execution around a function.
 
-    @track("orders_export")
-    def export(context):
-        rows = ...
-        context.next_watermark = max_updated_at
-        return TaskMetrics(inserts=rows)
+@track("orders_export")
+def export(context):
+    rows = ...
+    context.next_watermark = max_updated_at
+    return TaskMetrics(inserts=rows)
 
-    result = export()          # Tracked(execution_id=..., status="succeeded", metrics=TaskMetrics(...))
+result = export()          # Tracked(execution_id=..., status="succeeded", metrics=TaskMetrics(...))
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,8 +38,15 @@ class Tracked:
     value: Any = None
 
 
-def track(pipeline: str, *, active: bool = True, parent_execution_id: str | None = None, watermark: Any = _UNSET,
-          store: RunStore | None = None, allow_concurrent: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Tracked]]:
+def track(
+    pipeline: str,
+    *,
+    active: bool = True,
+    parent_execution_id: str | None = None,
+    watermark: Any = _UNSET,
+    store: RunStore | None = None,
+    allow_concurrent: bool = True,
+) -> Callable[[Callable[..., Any]], Callable[..., Tracked]]:
     """Record each call of the decorated function as a run of ``pipeline`` (one task, named after the function).
 
     The function gets a ``Context`` if it takes ``context``; its ``watermark`` is the one saved by the last
@@ -50,8 +58,9 @@ def track(pipeline: str, *, active: bool = True, parent_execution_id: str | None
     def decorate(fn: Callable[..., Any]) -> Callable[..., Tracked]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Tracked:
-            return _Execution(store or open_store(), pipeline, fn, parent_execution_id, watermark).call(
-                active, allow_concurrent, args, kwargs)
+            return _Execution(
+                store or open_store(), pipeline, fn, parent_execution_id, watermark
+            ).call(active, allow_concurrent, args, kwargs)
 
         return wrapper
 
@@ -59,15 +68,37 @@ def track(pipeline: str, *, active: bool = True, parent_execution_id: str | None
 
 
 class _Execution:
-    def __init__(self, store: RunStore, pipeline: str, fn: Callable[..., Any], parent: str | None, watermark: Any) -> None:
+
+    def __init__(
+        self,
+        store: RunStore,
+        pipeline: str,
+        fn: Callable[..., Any],
+        parent: str | None,
+        watermark: Any,
+    ) -> None:
         self.store, self.pipeline, self.fn = store, pipeline, fn
-        self.run = RunRecord(run_id=str(uuid.uuid4()), routine=pipeline, routine_file=f"{fn.__module__}.{fn.__qualname__}",
-                             parent_run_id=parent or parent_run_id())
-        self.task = TaskRecord(id=str(uuid.uuid4()), run_id=self.run.run_id, step=pipeline, executor="python",
-                               task=fn.__name__, step_index=0, task_index=0, attempt=1)
+        self.run = RunRecord(
+            run_id=str(uuid.uuid4()),
+            routine=pipeline,
+            routine_file=f"{fn.__module__}.{fn.__qualname__}",
+            parent_run_id=parent or parent_run_id(),
+        )
+        self.task = TaskRecord(
+            id=str(uuid.uuid4()),
+            run_id=self.run.run_id,
+            step=pipeline,
+            executor="python",
+            task=fn.__name__,
+            step_index=0,
+            task_index=0,
+            attempt=1,
+        )
         self.watermark = watermark
 
-    def call(self, active: bool, allow_concurrent: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tracked:
+    def call(
+        self, active: bool, allow_concurrent: bool, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Tracked:
         self.store.start_run(self.run, allow_concurrent)
         if not active:
             self.task.attempt = 0
@@ -81,22 +112,45 @@ class _Execution:
         except BaseException as exc:
             self.task.error_type = type(exc).__name__
             self.task.traceback = masked_traceback(exc, frozenset())
-            self.finish("cancelled" if isinstance(exc, KeyboardInterrupt) else "failed", None, error=str(exc))
+            self.finish(
+                "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed",
+                None,
+                error=str(exc),
+            )
             raise
         metrics = TaskMetrics.from_value(value)
         if getattr(value, "completed_successfully", True) is False:
-            return self.finish("failed", metrics, value=value, error="the function reported completed_successfully=False")
+            return self.finish(
+                "failed",
+                metrics,
+                value=value,
+                error="the function reported completed_successfully=False",
+            )
         if context.next_watermark is not None:
-            self.store.set_watermark(self.pipeline, self.pipeline, self.fn.__name__, context.next_watermark, self.run.run_id)
+            self.store.set_watermark(
+                self.pipeline,
+                self.pipeline,
+                self.fn.__name__,
+                context.next_watermark,
+                self.run.run_id,
+            )
         return self.finish("succeeded", metrics, value=value)
 
     def context(self) -> Context:
         saved = self.store.get_watermark(self.pipeline, self.pipeline, self.fn.__name__)
-        return Context(run_id=self.run.run_id, run_date=dt.date.today().isoformat(), routine_name=self.pipeline,
-                       step=self.pipeline, task=self.fn.__name__, cancel_event=threading.Event(),
-                       watermark=saved if self.watermark is _UNSET else self.watermark)
+        return Context(
+            run_id=self.run.run_id,
+            run_date=dt.date.today().isoformat(),
+            routine_name=self.pipeline,
+            step=self.pipeline,
+            task=self.fn.__name__,
+            cancel_event=threading.Event(),
+            watermark=saved if self.watermark is _UNSET else self.watermark,
+        )
 
-    def finish(self, status: str, metrics: TaskMetrics | None, value: Any = None, error: str | None = None) -> Tracked:
+    def finish(
+        self, status: str, metrics: TaskMetrics | None, value: Any = None, error: str | None = None
+    ) -> Tracked:
         now = time.time()
         self.task.status, self.task.ended, self.task.error = status, now, error
         self.task.metrics = metrics.to_dict() if metrics else None

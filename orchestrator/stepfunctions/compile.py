@@ -135,7 +135,9 @@ class _Compiler:
         states: dict[str, Any] = {}
         pieces: list[Piece] = [self.input_piece()]
         if not self.routine.active:
-            pieces.append(self.note_piece("Routine inactive", "routine is inactive (active: false)"))
+            pieces.append(
+                self.note_piece("Routine inactive", "routine is inactive (active: false)")
+            )
         else:
             for layer in self.layers():
                 pieces.append(self.layer_piece(layer, units))
@@ -176,8 +178,10 @@ class _Compiler:
     def check_size(self, definition: dict[str, Any]) -> None:
         size = len(json.dumps(definition, separators=(",", ":")).encode())
         if size > MAX_DEFINITION_BYTES:
-            raise CompileError(f"{self.routine.file}: the state machine would be {size:,} bytes, over "
-                               f"Step Functions' limit of {MAX_DEFINITION_BYTES:,}; split the routine")
+            raise CompileError(
+                f"{self.routine.file}: the state machine would be {size:,} bytes, over "
+                f"Step Functions' limit of {MAX_DEFINITION_BYTES:,}; split the routine"
+            )
 
     def check_secrets(self, definition: dict[str, Any]) -> None:
         """No secret value may be written into a definition (anyone who can describe it reads it)."""
@@ -188,10 +192,13 @@ class _Compiler:
                     raise CompileError(
                         f"{self.routine.file}: step {step_name}: a secret value would be written into "
                         "the state machine definition; let the task run in the orchestrator's Lambda "
-                        "(which resolves it at run time) or reference it from Secrets Manager/SSM")
+                        "(which resolves it at run time) or reference it from Secrets Manager/SSM"
+                    )
         if any(len(s) >= 3 and s in text for s in self.routine.secrets):
-            raise CompileError(f"{self.routine.file}: a secret value would be written into the state "
-                               "machine definition")
+            raise CompileError(
+                f"{self.routine.file}: a secret value would be written into the state "
+                "machine definition"
+            )
 
     # ------------------------------------------------------------------ input
 
@@ -200,21 +207,44 @@ class _Compiler:
 
     def input_piece(self) -> Piece:
         def piece(states: dict[str, Any], after: str | None) -> str:
-            has_params, no_params = self.names.take("Input has params?"), self.names.take("No params given")
-            defaults, has_date = self.names.take("Routine defaults"), self.names.take("Run date given?")
-            start, start_dated = self.names.take("Start run"), self.names.take("Start run on given date")
+            has_params, no_params = self.names.take("Input has params?"), self.names.take(
+                "No params given"
+            )
+            defaults, has_date = self.names.take("Routine defaults"), self.names.take(
+                "Run date given?"
+            )
+            start, start_dated = self.names.take("Start run"), self.names.take(
+                "Start run on given date"
+            )
             merged = "States.JsonMerge($.defaults, $.params, false)"
             states[has_params] = {"Type": "Choice", "Default": no_params, "Choices": [
                 {"Variable": "$.params", "IsPresent": True, "Next": defaults}]}
-            states[no_params] = {"Type": "Pass", "Result": {}, "ResultPath": "$.params", "Next": defaults}
-            states[defaults] = {"Type": "Pass", "Result": self.defaults(), "ResultPath": "$.defaults",
-                                "Next": has_date}
+            states[no_params] = {
+                "Type": "Pass",
+                "Result": {},
+                "ResultPath": "$.params",
+                "Next": defaults,
+            }
+            states[defaults] = {
+                "Type": "Pass",
+                "Result": self.defaults(),
+                "ResultPath": "$.defaults",
+                "Next": has_date,
+            }
             states[has_date] = {"Type": "Choice", "Default": start, "Choices": [
                 {"Variable": "$.run_date", "IsPresent": True, "Next": start_dated}]}
             today = "States.ArrayGetItem(States.StringSplit($$.Execution.StartTime, 'T'), 0)"
             for name, date in ((start, today), (start_dated, "$.run_date")):
-                states[name] = _link({"Type": "Pass", "Parameters": {
-                    "params.$": merged, "run": {"id.$": "$$.Execution.Name", "date.$": date}}}, after)
+                states[name] = _link(
+                    {
+                        "Type": "Pass",
+                        "Parameters": {
+                            "params.$": merged,
+                            "run": {"id.$": "$$.Execution.Name", "date.$": date},
+                        },
+                    },
+                    after,
+                )
             return has_params
         return piece
 
@@ -276,19 +306,31 @@ class _Compiler:
 
     def step_piece(self, step: StepSpec, step_units: list[Unit], fail: str) -> Piece:
         if not step.active:
-            return self.note_piece(f"{step.name} (inactive)", f"step {step.name} is inactive (active: false)")
+            return self.note_piece(
+                f"{step.name} (inactive)", f"step {step.name} is inactive (active: false)"
+            )
 
         def piece(states: dict[str, Any], after: str | None) -> str:
             pieces = [self.unit_piece(u, fail) for u in step_units]
             if not pieces:
-                pieces = [self.note_piece(f"{step.name} (no tasks)", f"step {step.name} has no tasks")]
+                pieces = [
+                    self.note_piece(f"{step.name} (no tasks)", f"step {step.name} has no tasks")
+                ]
             return _chain(pieces, states, after)
         return piece
 
     def catcher(self, step: str, task: str | None, fail: str = FAILED_STATE) -> dict[str, Any]:
-        return {"Type": "Pass", "Parameters": {"step": step, "task": task, "error.$": "$.error.Error",
-                                               "cause.$": "$.error.Cause"},
-                "ResultPath": "$.failure", "Next": fail}
+        return {
+            "Type": "Pass",
+            "Parameters": {
+                "step": step,
+                "task": task,
+                "error.$": "$.error.Error",
+                "cause.$": "$.error.Cause",
+            },
+            "ResultPath": "$.failure",
+            "Next": fail,
+        }
 
     # ------------------------------------------------------------------ units
 
@@ -305,11 +347,16 @@ class _Compiler:
             raw_args = raw_task.get("args") if isinstance(raw_task, dict) else None
             args = _with_references(call.args, raw_args if isinstance(raw_args, dict) else {})
             try:  # a task reading ${steps...} or a secret runs in our Lambda, which resolves them
-                native = (None if call.references or _reads_secrets(args, params, self.secret_params)
-                          else step.executor.cls.state_machine_task(call.task, args, params))
+                native = (
+                    None
+                    if call.references or _reads_secrets(args, params, self.secret_params)
+                    else step.executor.cls.state_machine_task(call.task, args, params)
+                )
             except Uncompilable as exc:
-                raise CompileError(f"{self.routine.file}: {step.path}.tasks[{index}]: step {step.name} "
-                                   f"task {call.task} cannot run in a state machine: {exc}") from None
+                raise CompileError(
+                    f"{self.routine.file}: {step.path}.tasks[{index}]: step {step.name} "
+                    f"task {call.task} cannot run in a state machine: {exc}"
+                ) from None
             if native is not None:
                 self.check_native(step, index, call, native)
                 batch = _is_batch_map(native)
@@ -328,32 +375,48 @@ class _Compiler:
             self.uses_batches = True
         return result
 
-    def check_native(self, step: StepSpec, index: int, call: TaskCall, native: dict[str, Any]) -> None:
-        where = f"{self.routine.file}: {step.path}.tasks[{index}]: step {step.name} task {call.task}"
+    def check_native(
+        self, step: StepSpec, index: int, call: TaskCall, native: dict[str, Any]
+    ) -> None:
+        where = (
+            f"{self.routine.file}: {step.path}.tasks[{index}]: step {step.name} task {call.task}"
+        )
         text = json.dumps(native)
         secret = sorted(p for p in self.secret_params if f"params.{p}" in text)
         if secret:
-            raise CompileError(f"{where}: uses secret param {secret[0]}, which is never written into "
-                               "a state machine; run the task in the orchestrator's Lambda instead")
+            raise CompileError(
+                f"{where}: uses secret param {secret[0]}, which is never written into "
+                "a state machine; run the task in the orchestrator's Lambda instead"
+            )
         if "${env." in text:
             raise CompileError(f"{where}: ${{env.X}} has no value in a state machine; use a param")
-        unknown = set().union(*(referenced_params(s) for s in _strings(native))) - set(self.routine.params)
+        unknown = set().union(*(referenced_params(s) for s in _strings(native))) - set(
+            self.routine.params
+        )
         if unknown:
-            raise CompileError(f"{where}: ${{params.{sorted(unknown)[0]}}} is not a param of the routine")
+            raise CompileError(
+                f"{where}: ${{params.{sorted(unknown)[0]}}} is not a param of the routine"
+            )
         if native.get("Type") == "Map" and "ItemReader" not in native:
             raise CompileError(f"{where}: a Map state needs an ItemReader (a Distributed Map)")
         if not ("Type" in native or ("StartAt" in native and "States" in native)):
-            raise CompileError(f"{where}: the executor returned neither a Task state nor a fragment")
+            raise CompileError(
+                f"{where}: the executor returned neither a Task state nor a fragment"
+            )
 
     def note_lambda_limits(self, step: StepSpec, lambda_units: list[Unit]) -> None:
         """A Lambda invocation stops after 15 minutes; say so where the routine allows longer."""
         for unit in lambda_units:
             calls = [step.tasks[i] for i in unit.indexes]
-            worst = sum((c.timeout or 0) * (c.retries + 1) + c.retry_delay * c.retries for c in calls)
+            worst = sum(
+                (c.timeout or 0) * (c.retries + 1) + c.retry_delay * c.retries for c in calls
+            )
             if worst > LAMBDA_SECONDS:
                 tasks = ", ".join(c.task for c in calls)
-                self.notes.append(f"step {step.name} ({tasks}) runs in the Lambda, which stops after "
-                                  f"15 minutes, but its timeouts and retries allow {worst:g} s")
+                self.notes.append(
+                    f"step {step.name} ({tasks}) runs in the Lambda, which stops after "
+                    f"15 minutes, but its timeouts and retries allow {worst:g} s"
+                )
 
     def lambda_identity(self) -> dict[str, Any]:
         return {"routine": self.routine_ref, "version": self.version,
@@ -436,10 +499,15 @@ class _Compiler:
                           "States": {inner[k]: _resolved(_renamed(v, inner))
                                      for k, v in native["States"].items()}}
                 state: dict[str, Any] = {
-                    "Type": "Parallel", "Branches": [branch],
-                    "Parameters": {"params.$": "$.params", "run.$": "$.run",
-                                   "timeout": int(math.ceil(call.timeout)) if call.timeout else NO_TIMEOUT},
-                    "ResultPath": None}
+                    "Type": "Parallel",
+                    "Branches": [branch],
+                    "Parameters": {
+                        "params.$": "$.params",
+                        "run.$": "$.run",
+                        "timeout": int(math.ceil(call.timeout)) if call.timeout else NO_TIMEOUT,
+                    },
+                    "ResultPath": None,
+                }
             else:
                 state = _resolved(dict(native))
                 state.setdefault("ResultPath", None)

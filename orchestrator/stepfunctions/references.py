@@ -4,6 +4,7 @@ A routine resolves these when it is loaded; a state machine resolves them per ex
 compiler keeps the routine's raw text where it held such a reference, and here turns each string
 into a JSONPath (a whole-value reference keeps its type) or a ``States.Format`` call.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,10 @@ def array_expression(items: list[Any]) -> str | None:
     if not any(isinstance(v, str) and has_runtime_reference(v) for v in items):
         return None
     if not all(isinstance(v, str) for v in items):
-        raise ReferenceProblem("a ${params.X} or ${run.X} in a list of other than strings cannot be "
-                               "resolved by a state machine; use it in a single value")
+        raise ReferenceProblem(
+            "a ${params.X} or ${run.X} in a list of other than strings cannot be "
+            "resolved by a state machine; use it in a single value"
+        )
     parts = [expression(v) or f"'{_escaped(v)}'" for v in items]
     return f"States.Array({', '.join(parts)})"
 
@@ -92,8 +95,10 @@ def resolve_fields(value: Any) -> Any:
         return result
     if isinstance(value, list):
         if any(isinstance(v, str) and has_runtime_reference(v) for v in value):
-            raise ReferenceProblem("a ${params.X} or ${run.X} in a list cannot be resolved here by a "
-                                   "state machine; use it in a single value")
+            raise ReferenceProblem(
+                "a ${params.X} or ${run.X} in a list cannot be resolved here by a "
+                "state machine; use it in a single value"
+            )
         return [resolve_fields(v) for v in value]
     return value
 

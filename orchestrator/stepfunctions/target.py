@@ -26,8 +26,10 @@ def compiled(job: Any) -> Compiled:
 
 class StepFunctionsTarget:
     name = "step-functions"
-    summary = ("an AWS Step Functions state machine (ASL), with a SAM template: native Athena, Glue, "
-               "ECS and Redshift tasks, the rest in the orchestrator's Lambda")
+    summary = (
+        "an AWS Step Functions state machine (ASL), with a SAM template: native Athena, Glue, "
+        "ECS and Redshift tasks, the rest in the orchestrator's Lambda"
+    )
     options = frozenset({"schedule", "s3_trigger", "store", "memory", "timeout", "architecture",
                          "policy_arn"})
     folder = True

@@ -34,8 +34,17 @@ def build_template(definition: dict[str, Any], *, label: str, definition_file: s
         "Type": "STANDARD",
         "DefinitionUri": definition_file,
         "Policies": policies,
-        "Logging": {"Level": "ERROR", "IncludeExecutionData": False, "Destinations": [
-            {"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": ["MachineLogGroup", "Arn"]}}}]},
+        "Logging": {
+            "Level": "ERROR",
+            "IncludeExecutionData": False,
+            "Destinations": [
+                {
+                    "CloudWatchLogsLogGroup": {
+                        "LogGroupArn": {"Fn::GetAtt": ["MachineLogGroup", "Arn"]}
+                    }
+                }
+            ],
+        },
     }
     substitutions: dict[str, Any] = {}
     if function is not None:
