@@ -97,10 +97,10 @@ def iam_statements(job: Job) -> tuple[list[dict[str, Any]], list[str]]:
     unique: dict[str, dict[str, Any]] = {}
     for statement in statements:
         unique.setdefault(json.dumps(statement, sort_keys=True), statement)
-    return [_substituted(s) for s in unique.values()], notes
+    return [substituted(s) for s in unique.values()], notes
 
 
-def _substituted(statement: dict[str, Any]) -> dict[str, Any]:
+def substituted(statement: dict[str, Any]) -> dict[str, Any]:
     """ARNs with ``${AWS::...}`` become ``Fn::Sub``, which fills partition, region, account in."""
 
     def sub(value: Any) -> Any:

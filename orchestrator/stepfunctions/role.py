@@ -17,6 +17,8 @@ import dataclasses
 import json
 from typing import Any, Iterable
 
+from ..generate.aws_lambda import substituted
+
 ARN = "arn:${AWS::Partition}"
 REGIONAL = "${AWS::Region}:${AWS::AccountId}"
 MACHINE_ARN = f"{ARN}:states:{REGIONAL}:stateMachine:${{AWS::StackName}}"
@@ -115,7 +117,7 @@ def machine_statements(definition: dict[str, Any], executors: list[dict[str, Any
     unique: dict[str, dict[str, Any]] = {}
     for statement in found:
         unique.setdefault(json.dumps(statement, sort_keys=True), statement)
-    return [_substituted(s) for s in unique.values()]
+    return [substituted(s) for s in unique.values()]
 
 
 def _map_needs(state: dict[str, Any], batch_bucket: bool) -> list[dict[str, Any]]:
@@ -142,17 +144,3 @@ def _map_needs(state: dict[str, Any], batch_bucket: bool) -> list[dict[str, Any]
 
 def _allow(actions: list[str], resource: Any) -> dict[str, Any]:
     return {"Effect": "Allow", "Action": sorted(actions), "Resource": resource}
-
-
-def _substituted(statement: dict[str, Any]) -> dict[str, Any]:
-    """ARNs with ``${AWS::...}`` become ``Fn::Sub``, which fills partition, region, account in."""
-
-    def sub(value: Any) -> Any:
-        if isinstance(value, list):
-            return [sub(v) for v in value]
-        if isinstance(value, dict) and not any(k.startswith("Fn::") for k in value):
-            return {k: sub(v) for k, v in value.items()}  # a Condition's operators and keys
-        return {"Fn::Sub": value} if isinstance(value, str) and "${AWS::" in value else value
-
-    return {key: sub(value) if key in ("Resource", "Condition") else value
-            for key, value in statement.items()}
