@@ -6,11 +6,15 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a routine: the file, the JSON path in it, what to do."""
+    """One thing wrong with a routine: the file, the JSON path in it, what to do. ``code`` names
+    the kind of problem where a caller acts on it (``subject``: what it is about), so nobody has
+    to parse the message."""
 
     file: str
     path: str
     message: str
+    code: str = ""
+    subject: str = ""
 
     def __str__(self) -> str:
         return (
@@ -18,6 +22,9 @@ class Problem:
             if self.path
             else f"{self.file}: {self.message}"
         )
+
+
+ENV_UNSET = "env-unset"  # ${env.X} names a variable that is not set; subject: its name
 
 
 class UserError(Exception):

@@ -111,6 +111,23 @@ def test_bad_references_in_params_are_validation_errors(
     assert expected in [f"{p.path}: {p.message}" for p in caught.value.problems][0]
 
 
+def test_an_unset_env_variable_is_a_coded_problem(write_routine) -> None:
+    """Callers act on the problem's code and subject, not on its wording (the Lambda adapter
+    rewrites this one for routines from events)."""
+    path = write_routine(
+        {
+            "routine_name": "r",
+            "params": {"db": "${env.NOT_SET_HERE}", "day": "${run.nope}"},
+            "executors": [{"executor": "greeter", "params": {"greeting": "hi"}, "tasks": ["say"]}],
+        }
+    )
+    with pytest.raises(RoutineError) as caught:
+        load_routine(path, {}, inline_registry(), env={})
+    coded = {(p.path, p.code, p.subject) for p in caught.value.problems}
+    assert ("params.db", "env-unset", "NOT_SET_HERE") in coded
+    assert ("params.day", "", "") in coded
+
+
 FUNCTIONS = '''
 def connect(password, context=None):
     if password.startswith("${"):

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import ast
 import os
-import re
 from typing import Mapping, Sequence
 
-from ..errors import Problem, UserError
+from ..errors import ENV_UNSET, Problem, UserError
 from ..executor import Place
 from ..routine.load import LocationPolicy
 
@@ -54,15 +53,12 @@ def visible_env(env: Mapping[str, str] = os.environ) -> dict[str, str]:
     return {name: env[name] for name in env_allowlist(env) if name in env}
 
 
-_UNSET_ENV = re.compile(r"^environment variable (\S+) is not set\b")
-
-
 def problem_text(problem: Problem, trusted: bool, readable: list[str]) -> str:
     message = problem.message
-    unset = None if trusted else _UNSET_ENV.match(message)
-    if unset and unset.group(1) not in readable:
+    unset = not trusted and problem.code == ENV_UNSET
+    if unset and problem.subject not in readable:
         message = (
-            f"environment variable {unset.group(1)} is not in {ENV_ALLOWLIST_ENV}, "
+            f"environment variable {problem.subject} is not in {ENV_ALLOWLIST_ENV}, "
             f"so routines from events cannot read it (allowed: {', '.join(readable) or 'none'})"
         )
     return f"{problem.path}: {message}" if problem.path else message

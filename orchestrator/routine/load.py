@@ -277,8 +277,8 @@ class _Loader:
             return None
         return lambda kind, name: self.registry.hook("resolve_secret")(kind=kind, name=name)
 
-    def report(self, path: str, message: str) -> None:
-        self.problems.append(Problem(str(self.file), path, message))
+    def report(self, path: str, message: str, code: str = "", subject: str = "") -> None:
+        self.problems.append(Problem(str(self.file), path, message, code, subject))
 
     def fail_if_problems(self) -> None:
         """Stop with every problem found, secrets masked: a message may quote a wrong value."""

@@ -7,7 +7,9 @@ An unknown name is a problem to report, never an empty string. ``$${`` escapes a
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
+
+from ..errors import ENV_UNSET
 
 # `$${` is an escaped literal; `${...}` a reference; a `${` never closed is reported, not kept.
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
@@ -34,6 +36,12 @@ def secret_references(text: str) -> list[str]:
             if m.group(1) is not None and m.group(1).strip().partition(".")[0] in SECRET_SCOPES]
 
 
+class Report(Protocol):
+    """Where problems go: a JSON path, the message, and optionally its code and subject."""
+
+    def __call__(self, path: str, message: str, code: str = "", subject: str = "") -> None: ...
+
+
 class Substituter:
     """Resolves references in a nested document and remembers which values are secret."""
 
@@ -47,11 +55,11 @@ class Substituter:
             self.scopes["params"] = params
         self.secrets: set[str] = set()
         # ``defer(ref, path, report)``: takes a ``steps.`` reference to resolve at run time
-        self.defer: Callable[[str, str, Callable[[str, str], None]], None] | None = None
+        self.defer: Callable[[str, str, Report], None] | None = None
         self.resolver = secrets
         self._fetched: dict[tuple[str, str], Any] = {}
 
-    def walk(self, value: Any, path: str, report: Callable[[str, str], None]) -> Any:
+    def walk(self, value: Any, path: str, report: Report) -> Any:
         if isinstance(value, dict):
             return {k: self.walk(v, f"{path}.{k}", report) for k, v in value.items()}
         if isinstance(value, list):
@@ -60,7 +68,7 @@ class Substituter:
             return self.string(value, path, report)
         return value
 
-    def string(self, text: str, path: str, report: Callable[[str, str], None]) -> Any:
+    def string(self, text: str, path: str, report: Report) -> Any:
         if self.defer is not None and has_step_reference(text):
             return self.deferred(text, path, report)
         whole = _REF.fullmatch(text)
@@ -87,7 +95,7 @@ class Substituter:
 
         return _REF.sub(replace, text)
 
-    def deferred(self, text: str, path: str, report: Callable[[str, str], None]) -> Deferred:
+    def deferred(self, text: str, path: str, report: Report) -> Deferred:
         """``text`` as a template for run time: ``steps.`` references kept (and handed to
         :attr:`defer`), the others substituted now, escapes kept for the second pass."""
         assert self.defer is not None
@@ -109,7 +117,7 @@ class Substituter:
 
         return Deferred(_REF.sub(replace, text))
 
-    def lookup(self, ref: str, path: str, report: Callable[[str, str], None]) -> Any:
+    def lookup(self, ref: str, path: str, report: Report) -> Any:
         scope, _, name = ref.strip().partition(".")
         if "$" in ref or "{" in ref:
             report(
@@ -133,7 +141,8 @@ class Substituter:
             return f"${{{ref}}}"
         values = self.scopes[scope]
         if name not in values:
-            report(path, _missing(scope, name, values))
+            code = ENV_UNSET if scope == "env" else ""
+            report(path, _missing(scope, name, values), code, name if code else "")
             return f"${{{ref}}}"
         value = values[name]
         if scope == "env" and SECRET_NAME.search(name) and isinstance(value, str) and value:
@@ -141,7 +150,7 @@ class Substituter:
         return value
 
     def secret(self, scope: str, name: str, ref: str, path: str,
-               report: Callable[[str, str], None]) -> Any:
+               report: Report) -> Any:
         if not name:
             report(path, f"${{{ref}}} names no secret; write ${{{scope}.NAME}}")
             return f"${{{ref}}}"
