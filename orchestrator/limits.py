@@ -61,23 +61,43 @@ def check_document(doc: Any) -> None:
     Walks without recursion, so a document too deep for Python is reported, not crashed on;
     shared values (YAML aliases) count once per use, so an alias bomb stops at ``MAX_VALUES``.
     """
-    stack: list[tuple[Any, str, int]] = [(doc, "", 1)]
+    # A value's path is (parent's path, key), written out only for a message: most values are
+    # fine, and formatting a path for each would cost more than checking it.
+    stack: list[tuple[Any, Any, int]] = [(doc, None, 1)]
     seen = 0
     while stack:
-        value, path, depth = stack.pop()
+        value, where, depth = stack.pop()
         seen += 1
         if seen > MAX_VALUES:
             raise DocumentProblem(f"more than {MAX_VALUES:,} values (counting each use of a YAML "
                                   "alias); a routine that big is a mistake: split it")
         if depth > MAX_DEPTH:
-            raise DocumentProblem(f"nested deeper than {MAX_DEPTH} levels; flatten it", path)
+            raise DocumentProblem(f"nested deeper than {MAX_DEPTH} levels; flatten it",
+                                  _path(where))
+        kind = value.__class__
+        if kind is str:
+            continue
         if isinstance(value, dict):
-            stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1)
-                         for k, v in value.items())
+            stack.extend((v, (where, str(k)), depth + 1) for k, v in value.items())
         elif isinstance(value, list):
-            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+            stack.extend((v, (where, i), depth + 1) for i, v in enumerate(value))
         else:
-            _check_scalar(value, path)
+            try:
+                _check_scalar(value, "")
+            except DocumentProblem as exc:
+                raise DocumentProblem(str(exc), _path(where)) from None
+
+
+def _path(where: Any) -> str:
+    """``(parent, key)`` links as a JSON path: ``a.b[2].c``."""
+    parts: list[Any] = []
+    while where is not None:
+        where, key = where
+        parts.append(key)
+    path = ""
+    for key in reversed(parts):
+        path += f"[{key}]" if isinstance(key, int) else (f"{path and '.'}{key}")
+    return path
 
 
 def _check_scalar(value: Any, path: str) -> None:

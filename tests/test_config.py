@@ -229,3 +229,35 @@ def test_malformed_parts_of_an_entry_do_not_stop_the_rest(write_routine):
     found = problems(path)
     assert any(line.startswith("executors[0].params: expected an object") for line in found), found
     assert any(line.startswith("executors[0].tasks[2]") and "unknown task 'sya'" in line for line in found), found
+
+
+def test_identical_task_entries_are_checked_once_and_keep_their_order(write_routine):
+    """A step calling the same task with the same args many times pays for one check (issue 8);
+    entries that differ only in JSON type (1 and true) are not taken for twins."""
+    from inline_executors import Greeter
+
+    count = {"task": "count", "args": {"n": 3}}
+    path = write_routine({"routine_name": "r", "executors": [greeter(tasks=[
+        "say", count, "say", dict(count), {"task": "count", "args": {"n": 4}}, "say"])]})
+    checked: list[tuple[str, dict]] = []
+    original = Greeter.validate_args
+    Greeter.validate_args = classmethod(lambda cls, name, args, params: checked.append((name, args)) or [])
+    try:
+        (step,) = load(path).steps
+    finally:
+        Greeter.validate_args = original
+    assert [(c.task, c.args.get("n")) for c in step.tasks] == [
+        ("say", None), ("count", 3), ("say", None), ("count", 3), ("count", 4), ("say", None)]
+    assert [(name, args.get("n")) for name, args in checked] == [("say", None), ("count", 3),
+                                                                  ("count", 4)]
+    twins = write_routine({"routine_name": "r", "executors": [greeter(tasks=[
+        {"task": "count", "args": {"n": 1}}, {"task": "count", "args": {"n": True}}])]}, "t.json")
+    assert [line.split(":")[0] for line in problems(twins)] == ["executors[0].tasks[1].args.n"]
+
+
+def test_identical_task_entries_with_a_problem_are_each_reported(write_routine):
+    path = write_routine({"routine_name": "r", "executors": [greeter(tasks=[
+        {"task": "count", "args": {"n": "x"}}, "sya", {"task": "count", "args": {"n": "x"}}, "sya"])]})
+    assert sorted(line.split(":")[0] for line in problems(path)) == [
+        "executors[0].tasks[0].args.n", "executors[0].tasks[1]", "executors[0].tasks[2].args.n",
+        "executors[0].tasks[3]"]

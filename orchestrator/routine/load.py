@@ -437,11 +437,7 @@ class _Loader:
             params, refused = {}, False
         given = entry.get("tasks")
         raw_tasks = given if isinstance(given, list) else []
-        calls = (
-            self.task_call(info, t, f"{path}.tasks[{i}]", subst, params, refused)
-            for i, t in enumerate(raw_tasks)
-        )
-        tasks = tuple(filter(None, calls))
+        tasks = tuple(self.task_calls(info, raw_tasks, path, subst, params, refused))
         name = entry.get("name")
         return StepSpec(
             name=name if isinstance(name, str) and name else ref,
@@ -473,6 +469,28 @@ class _Loader:
             for key, message in checks:
                 self.report(f"{path}.{key}" if key else path, message)
         return params, refused
+
+    def task_calls(self, info: ExecutorInfo, raw_tasks: list[Any], path: str,
+                   subst: Substituter, params: dict[str, Any], refused: bool) -> list[TaskCall]:
+        """The step's task calls; identical entries are checked once. A step often calls the
+        same task many times with the same args (or none), and the check of an entry depends
+        only on it and on the step: a clean result is reused for its twins. Entries holding
+        ``${`` (a reference is parsed per path) and those with problems are checked each time."""
+        calls: list[TaskCall] = []
+        checked: dict[tuple[str, str], TaskCall] = {}
+        for i, raw in enumerate(raw_tasks):
+            key = _memo_key(raw)
+            if key is not None and (twin := checked.get(key)) is not None:
+                calls.append(twin)
+                continue
+            before = len(self.problems)
+            call = self.task_call(info, raw, f"{path}.tasks[{i}]", subst, params, refused)
+            if call is None:
+                continue
+            calls.append(call)
+            if key is not None and len(self.problems) == before:
+                checked[key] = call
+        return calls
 
     def task_call(
         self,
@@ -648,6 +666,21 @@ class _Loader:
                 f"{seen[cycle[0]]}.depends_on",
                 "dependency cycle: " + " -> ".join(cycle) + "; remove one of these depends_on",
             )
+
+
+def _memo_key(raw: Any) -> tuple[str, str] | None:
+    """A task entry as the memo key of :meth:`_Loader.task_calls`: a name, or an object as
+    canonical JSON (which keeps ``1``, ``1.0`` and ``true`` apart). None: never memoized (a
+    ``${`` reference, a value of another type, or one JSON cannot write)."""
+    if isinstance(raw, str):
+        return None if "${" in raw else ("name", raw)
+    if not isinstance(raw, dict):
+        return None
+    try:
+        text = json.dumps(raw, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return None if "${" in text else ("object", text)
 
 
 def _step_name(entry: dict[str, Any], path: str) -> str:

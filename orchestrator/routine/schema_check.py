@@ -96,7 +96,12 @@ def quick_valid(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> boo
             return False
         items = schema.get("items")
         if items is not None:
+            valid_names: set[str] = set()  # a list of task names repeats them: each checked once
             for item in value:
+                if item.__class__ is str:
+                    if item in valid_names:
+                        continue
+                    valid_names.add(item)
                 if not quick_valid(item, items, root):
                     return False
         return True
