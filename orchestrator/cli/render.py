@@ -56,7 +56,8 @@ def task_line(result: TaskResult) -> str:
         if result.status in (FAILED, CANCELLED) and result.error
         else ""
     )
-    metrics = describe_metrics(result) if result.status == SUCCEEDED else ""
+    metrics = (describe_metrics(result) if result.status == SUCCEEDED
+               and (result.metrics is not None or result.result is not None) else "")
     return f"{name} {result.status}{duration}{attempts}{tail}" + (f"  {metrics}" if metrics else "")
 
 

@@ -185,6 +185,9 @@ class TaskRunner:
 
     def keep_return(self, result: TaskResult, value: Any) -> None:
         """Metrics become the task's metrics; any other value is kept as its result."""
+        if value is None:  # most tasks: nothing to convert, mask or keep
+            result.metrics = result.result = None
+            return
         result.metrics = self.masked(TaskMetrics.from_value(value))
         result.result = None if result.metrics is not None \
             else kept_result(value, self.routine.secrets)

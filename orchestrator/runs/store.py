@@ -282,7 +282,19 @@ _JSON_COLUMNS = frozenset({"params", "metrics", "watermark", "next_watermark", "
 _TASK_JSON_INDEXES = tuple(i for i, name in enumerate(_TASK_COLUMNS) if name in _JSON_COLUMNS)
 _TASK_VALUES = operator.attrgetter(*_TASK_COLUMNS)  # a record's values in column order, at C speed
 _PLAIN_COLUMNS = _TASK_COLUMNS.index("ended") + 1  # a record that ends here is a plain one
-_NO_DETAILS = [None] * (len(_TASK_COLUMNS) - _PLAIN_COLUMNS)
+_NO_DETAILS = (None,) * (len(_TASK_COLUMNS) - _PLAIN_COLUMNS)
+_TEXT_INDEXES = tuple(i for i, field in enumerate(dataclasses.fields(TaskRecord))
+                      if field.type == "str")  # id, run_id, step, executor, task, status
+
+
+def _ascii_text(values: tuple[Any, ...]) -> bool:
+    """Whether a record's text columns are all ASCII strings (then already storable)."""
+    for i in _TEXT_INDEXES:
+        value = values[i]
+        if value.__class__ is not str or not value.isascii():
+            return False
+    return True
+
 _INSERT_PLAIN_TASK = (f"INSERT OR REPLACE INTO tasks ({', '.join(_TASK_COLUMNS[:_PLAIN_COLUMNS])}) "
                       f"VALUES ({', '.join('?' * _PLAIN_COLUMNS)})")
 _INSERT_TASK = (f"INSERT OR REPLACE INTO tasks ({', '.join(_TASK_COLUMNS)}) "
@@ -488,12 +500,20 @@ class SQLiteStore(RunStore):
     @_store_errors
     def record_tasks(self, tasks: Sequence[TaskRecord]) -> None:
         """One transaction for the batch (group commit): a commit per task costs more than it."""
-        rows = [self._task_row(task) for task in tasks]
         # Most records (a task that succeeded with nothing to report) have every column after
         # ``ended`` empty: binding those NULLs is half the cost of a row, so such rows leave them
-        # out. The ids of one batch differ, so the two statements cannot reorder a task's rows.
-        plain = [row[:_PLAIN_COLUMNS] for row in rows if row[_PLAIN_COLUMNS:] == _NO_DETAILS]
-        full = [row for row in rows if row[_PLAIN_COLUMNS:] != _NO_DETAILS]
+        # out, and are taken as they come when their text is ASCII (nothing to make storable).
+        # The ids of one batch differ, so the two statements cannot reorder a task's rows.
+        plain: list[Sequence[Any]] = []
+        full: list[Sequence[Any]] = []
+        for task in tasks:
+            values = _TASK_VALUES(task)
+            if values[_PLAIN_COLUMNS:] != _NO_DETAILS:
+                full.append(self._task_row(task))
+            elif _ascii_text(values):
+                plain.append(values[:_PLAIN_COLUMNS])
+            else:
+                plain.append(self._task_row(task)[:_PLAIN_COLUMNS])
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
