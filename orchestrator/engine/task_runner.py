@@ -68,25 +68,29 @@ class TaskRunner:
         """Call the task until it succeeds or its retries are spent; True when it succeeded."""
         method = getattr(instance, call.task)
         result.started = time.time()
+        emit, cancellation = self.emit, self.cancellation
+        own_event = call.timeout is not None  # else the attempt watches the run's cancel event
         for attempt in range(1, call.retries + 2):
             result.attempts = attempt
             result.error = result.error_type = result.traceback = result.result = None
-            self.emit("task_started", result)
-            event = self.cancellation.attempt_started(own_event=call.timeout is not None)
+            emit("task_started", result)
+            event = cancellation.attempt_started(True) if own_event else cancellation.cancelled
             try:
                 ctx = self.context(step, call, attempt, event)
                 result.watermark = ctx.watermark
                 self.keep_return(result, self.invoke(instance, method, call, ctx, event))
-                self.save_watermark(step, call, ctx)
+                if ctx.next_watermark is not None:
+                    self.save_watermark(step, call, ctx)
                 result.next_watermark = ctx.next_watermark
                 result.status, result.ended = SUCCEEDED, time.time()
-                self.emit("task_finished", result)
+                emit("task_finished", result)
                 return True
             except BaseException as exc:  # SystemExit or KeyboardInterrupt fail the task too
                 if self.ended(call, result, attempt, exc):
                     return False
             finally:
-                self.cancellation.attempt_ended(event)
+                if own_event:
+                    cancellation.attempt_ended(event)
         return False
 
     def ended(self, call: TaskCall, result: TaskResult, attempt: int,
@@ -157,7 +161,9 @@ class TaskRunner:
     def invoke(self, instance: Executor, method: Any, call: TaskCall, ctx: Context,
                event: threading.Event) -> Any:
         """Call the task; what it returned. With a timeout it runs in a thread of its own."""
-        kwargs = self.prepare_args(call, ctx)
+        # args as given (most tasks) need nothing from ``prepare_args``: no call for them
+        kwargs = (self.prepare_args(call, ctx) if call.wants_context or call.references
+                  else call.args)
         if call.timeout is None:
             with ctx.active():
                 return method(**kwargs)
