@@ -188,7 +188,8 @@ class RunRecorder(Listener):
 
     def _record(self, result: TaskResult, status: str, attempt: int | None = None) -> None:
         attempt = result.attempts if attempt is None else attempt
-        task_id = self._task_id(result, attempt)
+        task_id = (self._attempt_ids.get((result.step_index, result.index))
+                   or self._task_id(result, attempt))
         record = self._task_record(result, status, attempt, task_id)
         self._running.pop(task_id, None)
         self._attempts[task_id] = record
