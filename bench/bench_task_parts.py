@@ -5,8 +5,8 @@
 Each part runs alone in a whole process for 1 and for N no-op tasks under callgrind; the
 difference / (N - 1) is that part's cost per task. The recorder and the renderer are fed the
 engine's events by a plain loop (the loop's own cost is included); the run store is given its
-records in batches of 200, as group commit writes them in a quick step. Instructions, unlike
-time, do not move with the machine's load; the recorder's real batches depend on time (a timer
+records (status a ``Status``, as the recorder gives it) in batches of 200, as group commit
+writes them in a quick step. Instructions, unlike time, do not move with the machine's load; the recorder's real batches depend on time (a timer
 flushes them), so the end-to-end figures of `bench_instructions.py` vary a little with speed.
 """
 from __future__ import annotations
@@ -58,11 +58,12 @@ for index in range({tasks}):
 ''',
     "SQLite store (record_tasks)": '''
 import tempfile, time
+from orchestrator.events import SUCCEEDED
 from orchestrator.runs.store import RunRecord, SQLiteStore, TaskRecord
 run = "0f1e2d3c-aaaa-bbbb-cccc-111122223333"
 store = SQLiteStore(tempfile.mkdtemp() + "/runs.sqlite")
 store.start_run(RunRecord(run_id=run, routine="x"))
-records = [TaskRecord(f"{{run}}:0.{{i}}.1", run, "noop", "noop", "nothing", 0, i, 1, "succeeded",
+records = [TaskRecord(f"{{run}}:0.{{i}}.1", run, "noop", "noop", "nothing", 0, i, 1, SUCCEEDED,
                       time.time(), time.time()) for i in range({tasks})]
 for start in range(0, {tasks}, 200):
     store.record_tasks(records[start:start + 200])

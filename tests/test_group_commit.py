@@ -205,13 +205,14 @@ def test_a_batch_keeps_every_column_of_plain_and_detailed_records(tmp_path):
 def test_plain_records_with_text_sqlite_cannot_encode_are_stored_escaped(tmp_path):
     """Plain records skip the per-value conversion only when their text is ASCII: a step named
     after an undecodable file name still lands, escaped, beside an ordinary one."""
+    from orchestrator.outcome import Status
     from orchestrator.runs.store import RunRecord, SQLiteStore, TaskRecord
 
     store = SQLiteStore(tmp_path / "runs.sqlite")
     store.start_run(RunRecord(run_id="r1", routine="x"))
     store.record_tasks([
         TaskRecord("r1:0.0.1", "r1", "st\udcffep", "noop", "nothing", 0, 0, 1, "succeeded", 1.0, 2.0),
-        TaskRecord("r1:0.1.1", "r1", "plain", "noop", "nothing", 0, 1, 1, "succeeded", 1.0, 2.0),
+        TaskRecord("r1:0.1.1", "r1", "plain", "noop", "nothing", 0, 1, 1, Status.SUCCEEDED, 1.0, 2.0),
         TaskRecord("r1:0.2.1", "r1", "plain", "noop", "nothing", 0, 2, 1, "succeeded", 1.0, 2.0,
                    metrics={"total_rows": 3}),
     ])

@@ -287,13 +287,27 @@ _TEXT_INDEXES = tuple(i for i, field in enumerate(dataclasses.fields(TaskRecord)
                       if field.type == "str")  # id, run_id, step, executor, task, status
 
 
-def _ascii_text(values: tuple[Any, ...]) -> bool:
-    """Whether a record's text columns are all ASCII strings (then already storable)."""
+def _plain_row(values: tuple[Any, ...]) -> list[Any] | None:
+    """A plain record's row as it comes, when its text columns are ASCII (nothing to make
+    storable); a ``str`` subclass (the status, a ``StrEnum``) becomes plain text, which SQLite
+    binds without its adapter lookup (that lookup cost as much as the rest of the row)."""
+    row = list(values[:_PLAIN_COLUMNS])
     for i in _TEXT_INDEXES:
-        value = values[i]
-        if value.__class__ is not str or not value.isascii():
-            return False
-    return True
+        value = row[i]
+        if value.__class__ is not str:
+            if not isinstance(value, str):
+                return None
+            row[i] = value = str(value)
+        if not value.isascii():
+            return None
+    return row
+
+
+def _text(value: str) -> str:
+    """Text as SQLite stores it cheaply: plain ``str`` (not a subclass), storable."""
+    text: str = storable(value if value.__class__ is str else str(value))
+    return text
+
 
 _INSERT_PLAIN_TASK = (f"INSERT OR REPLACE INTO tasks ({', '.join(_TASK_COLUMNS[:_PLAIN_COLUMNS])}) "
                       f"VALUES ({', '.join('?' * _PLAIN_COLUMNS)})")
@@ -510,10 +524,8 @@ class SQLiteStore(RunStore):
             values = _TASK_VALUES(task)
             if values[_PLAIN_COLUMNS:] != _NO_DETAILS:
                 full.append(self._task_row(task))
-            elif _ascii_text(values):
-                plain.append(values[:_PLAIN_COLUMNS])
             else:
-                plain.append(self._task_row(task)[:_PLAIN_COLUMNS])
+                plain.append(_plain_row(values) or self._task_row(task)[:_PLAIN_COLUMNS])
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -592,7 +604,7 @@ class SQLiteStore(RunStore):
     def _task_row(self, task: TaskRecord) -> list[Any]:
         """The row of one task record; built for every task of a run, so kept to one pass."""
         values = _TASK_VALUES(task)
-        row = [storable(v) if isinstance(v, str) and not v.isascii() else v for v in values]
+        row = [_text(v) if isinstance(v, str) else v for v in values]
         for i in _TASK_JSON_INDEXES:
             value = values[i]
             row[i] = None if value is None else json.dumps(value, default=str)
