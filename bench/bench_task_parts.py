@@ -6,8 +6,9 @@ Each part runs alone in a whole process for 1 and for N no-op tasks under callgr
 difference / (N - 1) is that part's cost per task. The recorder and the renderer are fed the
 engine's events by a plain loop (the loop's own cost is included); the run store is given its
 records (status a ``Status``, as the recorder gives it) in batches of 200, as group commit
-writes them in a quick step. Instructions, unlike time, do not move with the machine's load; the recorder's real batches depend on time (a timer
-flushes them), so the end-to-end figures of `bench_instructions.py` vary a little with speed.
+writes them in a quick step. Instructions, unlike time, do not move with the machine's load;
+the recorder's real batches depend on time (a timer flushes them), so the end-to-end figures
+of `bench_instructions.py` vary a little with speed.
 """
 from __future__ import annotations
 

@@ -59,7 +59,8 @@ def task_line(result: TaskResult) -> str:
     metrics = (describe_metrics(result) if result.status == SUCCEEDED
                and (result.metrics is not None or result.result is not None) else "")
     # ``!s``: a StrEnum formats through Python code; its str() is the text, at C speed
-    return f"{name} {result.status!s}{duration}{attempts}{tail}" + (f"  {metrics}" if metrics else "")
+    shown = f"  {metrics}" if metrics else ""
+    return f"{name} {result.status!s}{duration}{attempts}{tail}{shown}"
 
 
 def indented(traceback: str) -> str:
