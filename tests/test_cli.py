@@ -213,4 +213,5 @@ def test_json_mode_reports_bad_input_as_one_document(cli, write_routine):
     doc = json.loads(proc.stdout)
     assert doc["status"] == "invalid"
     assert doc["problems"] == [{"file": str(path), "path": "executors[0].executor",
-                                "message": "unknown executor 'ekho'; did you mean 'echo' or 'Echo'?"}]
+                                "message": "unknown executor 'ekho'; did you mean 'echo' or 'Echo'?",
+                                "code": "", "subject": ""}]
