@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from .records import Record
 
-@dataclasses.dataclass(frozen=True)
-class Problem:
+
+
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
+class Problem(Record):
     """One thing wrong with a routine: the file, the JSON path in it, what to do. ``code`` names
     the kind of problem where a caller acts on it (``subject``: what it is about), so nobody has
     to parse the message."""

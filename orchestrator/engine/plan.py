@@ -8,12 +8,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ..records import Record
 from ..routine.load import Routine, StepSpec
 from ..scheduling import waves
 
 
-@dataclasses.dataclass(frozen=True)
-class Step:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
+class Step(Record):
     """One executor entry of the plan and the steps it runs after."""
 
     spec: StepSpec
@@ -24,8 +25,8 @@ class Step:
         return self.spec.name
 
 
-@dataclasses.dataclass(frozen=True)
-class Plan:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
+class Plan(Record):
     """A validated routine's steps in the order they may start."""
 
     routine: Routine
