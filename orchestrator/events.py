@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .records import Record
+from .records import FrozenRecord, Record, frozen_record
 from .executor import TaskMetrics
 from .masking import last_frames
 from .outcome import Status
@@ -90,8 +90,8 @@ class RunResult(Record):
         }
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)
-class RunInfo(Record):
+@frozen_record
+class RunInfo(FrozenRecord):
     """What listeners learn when a run starts."""
 
     run_id: str

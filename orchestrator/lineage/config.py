@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..records import Record
+from ..records import FrozenRecord, frozen_record
 
 
 DEFAULT_ENDPOINT = "api/v1/lineage"
@@ -21,8 +21,8 @@ API_KEY_ENV = "OPENLINEAGE_API_KEY"
 log = logging.getLogger("orchestrator.lineage")
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)
-class LineageSettings(Record):
+@frozen_record
+class LineageSettings(FrozenRecord):
     """An HTTP endpoint (``url`` + ``endpoint``, optional bearer ``api_key``) or a ``file`` that
     gets one JSON event per line; ``namespace`` is the jobs' OpenLineage namespace."""
 

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..records import Record
+from ..records import FrozenRecord, Record, frozen_record
 from ..errors import PluginError, Problem, RoutineError, UserError
 from ..executor import Place, accepts_context
 from ..ids import new_id, sha256_hex
@@ -43,8 +43,8 @@ class TaskCall(Record):
     references: tuple[StepOutput, ...] = ()  # ``${steps...}`` in args: resolved at run time
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)
-class StepSpec(Record):
+@frozen_record
+class StepSpec(FrozenRecord):
     """One executor entry of the routine, validated and resolved."""
 
     name: str
@@ -56,8 +56,8 @@ class StepSpec(Record):
     path: str
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)
-class Routine(Record):
+@frozen_record
+class Routine(FrozenRecord):
     """A routine file, validated whole: params substituted, steps resolved, secrets known."""
 
     name: str
