@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, TypeVar
 
-from .records import Record
+from .records import FrozenRecord, Record, frozen_record
 from .ids import sha256_hex
 
 __all__ = ["Cancelled", "CodeLocation", "Context", "Dataset", "NotRetryable", "Executor", "Lineage",
@@ -44,8 +44,8 @@ class CodeLocation(Location):
     """
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)
-class Place(Record):
+@frozen_record
+class Place(FrozenRecord):
     """A location an executor will use that its ``Location``/``CodeLocation`` annotations do not
     show: one it derives (a default archive folder), one inside a free-form argument (a path among a
     function's kwargs), or the functions it will call from a code location.
@@ -61,8 +61,8 @@ class Place(Record):
     derived: bool = False  # not written in the routine: the executor's default
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)
-class Dataset(Record):
+@frozen_record
+class Dataset(FrozenRecord):
     """A dataset a task reads or writes, named as OpenLineage names datasets: ``namespace`` says
     where it lives (``s3://bucket``, ``file``, ``postgres://host:5432``, ``awsathena://...``),
     ``name`` which one it is there (a key prefix, a path, ``database.schema.table``)."""
@@ -80,8 +80,8 @@ class Dataset(Record):
         return cls("file", str(Path(path).absolute()).rstrip("/") or "/")
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)
-class Lineage(Record):
+@frozen_record
+class Lineage(FrozenRecord):
     """What one task reads (``inputs``) and writes (``outputs``): see :meth:`Executor.task_lineage`."""
 
     inputs: tuple[Dataset, ...] = ()
