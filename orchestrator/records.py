@@ -68,7 +68,8 @@ class FrozenRecord(Record):
     __slots__ = ()
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in self.__dict__ or name not in self.__dataclass_fields__:  # type: ignore[attr-defined]
+        fields = self.__dataclass_fields__  # type: ignore[attr-defined]
+        if name in self.__dict__ or name not in fields:
             raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
         object.__setattr__(self, name, value)
 
