@@ -1,11 +1,11 @@
 """The one boundary for mistakes a user can fix: each problem says what, where and how."""
 from __future__ import annotations
 
-import dataclasses
+from .records import FrozenRecord, frozen_record
 
 
-@dataclasses.dataclass(frozen=True)
-class Problem:
+@frozen_record
+class Problem(FrozenRecord):
     """One thing wrong with a routine: the file, the JSON path in it, what to do. ``code`` names
     the kind of problem where a caller acts on it (``subject``: what it is about), so nobody has
     to parse the message."""

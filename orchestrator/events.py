@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from .records import FrozenRecord, Record, frozen_record
 from .executor import TaskMetrics
 from .masking import last_frames
 from .outcome import Status
@@ -19,8 +20,8 @@ SUCCEEDED, FAILED, CANCELLED, SKIPPED = (
 )
 
 
-@dataclasses.dataclass
-class TaskResult:
+@dataclasses.dataclass(repr=False, eq=False)
+class TaskResult(Record):
     """One task of a run as listeners see it: updated in place from start to end."""
 
     step: str
@@ -64,8 +65,8 @@ class TaskResult:
         }
 
 
-@dataclasses.dataclass
-class RunResult:
+@dataclasses.dataclass(repr=False, eq=False)
+class RunResult(Record):
     """How a run ended, with every task's result (what the CLI and the API return)."""
 
     run_id: str
@@ -89,8 +90,8 @@ class RunResult:
         }
 
 
-@dataclasses.dataclass(frozen=True)
-class RunInfo:
+@frozen_record
+class RunInfo(FrozenRecord):
     """What listeners learn when a run starts."""
 
     run_id: str

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, TypeVar
 
+from .records import FrozenRecord, Record, frozen_record
 from .ids import sha256_hex
 
 __all__ = ["Cancelled", "CodeLocation", "Context", "Dataset", "NotRetryable", "Executor", "Lineage",
@@ -43,8 +44,8 @@ class CodeLocation(Location):
     """
 
 
-@dataclasses.dataclass(frozen=True)
-class Place:
+@frozen_record
+class Place(FrozenRecord):
     """A location an executor will use that its ``Location``/``CodeLocation`` annotations do not
     show: one it derives (a default archive folder), one inside a free-form argument (a path among a
     function's kwargs), or the functions it will call from a code location.
@@ -60,8 +61,8 @@ class Place:
     derived: bool = False  # not written in the routine: the executor's default
 
 
-@dataclasses.dataclass(frozen=True)
-class Dataset:
+@frozen_record
+class Dataset(FrozenRecord):
     """A dataset a task reads or writes, named as OpenLineage names datasets: ``namespace`` says
     where it lives (``s3://bucket``, ``file``, ``postgres://host:5432``, ``awsathena://...``),
     ``name`` which one it is there (a key prefix, a path, ``database.schema.table``)."""
@@ -79,8 +80,8 @@ class Dataset:
         return cls("file", str(Path(path).absolute()).rstrip("/") or "/")
 
 
-@dataclasses.dataclass(frozen=True)
-class Lineage:
+@frozen_record
+class Lineage(FrozenRecord):
     """What one task reads (``inputs``) and writes (``outputs``): see :meth:`Executor.task_lineage`."""
 
     inputs: tuple[Dataset, ...] = ()
@@ -111,8 +112,8 @@ class Uncompilable(Exception):
     """
 
 
-@dataclasses.dataclass
-class TaskMetrics:
+@dataclasses.dataclass(repr=False, eq=False)
+class TaskMetrics(Record):
     """What a task reports. Subclass it to add fields; they are kept and shown."""
 
     inserts: int | None = None

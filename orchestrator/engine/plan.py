@@ -5,15 +5,15 @@ waves (``scheduling.waves``). ``describe()`` is what ``orchestrate plan`` shows.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
+from ..records import FrozenRecord, frozen_record
 from ..routine.load import Routine, StepSpec
 from ..scheduling import waves
 
 
-@dataclasses.dataclass(frozen=True)
-class Step:
+@frozen_record
+class Step(FrozenRecord):
     """One executor entry of the plan and the steps it runs after."""
 
     spec: StepSpec
@@ -24,8 +24,8 @@ class Step:
         return self.spec.name
 
 
-@dataclasses.dataclass(frozen=True)
-class Plan:
+@frozen_record
+class Plan(FrozenRecord):
     """A validated routine's steps in the order they may start."""
 
     routine: Routine

@@ -10,6 +10,9 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ..records import FrozenRecord, frozen_record
+
+
 DEFAULT_ENDPOINT = "api/v1/lineage"
 DEFAULT_NAMESPACE = "orchestrator"
 ENV = {"url": "OPENLINEAGE_URL", "endpoint": "OPENLINEAGE_ENDPOINT",
@@ -18,8 +21,8 @@ API_KEY_ENV = "OPENLINEAGE_API_KEY"
 log = logging.getLogger("orchestrator.lineage")
 
 
-@dataclasses.dataclass(frozen=True)
-class LineageSettings:
+@frozen_record
+class LineageSettings(FrozenRecord):
     """An HTTP endpoint (``url`` + ``endpoint``, optional bearer ``api_key``) or a ``file`` that
     gets one JSON event per line; ``namespace`` is the jobs' OpenLineage namespace."""
 

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ..records import FrozenRecord, Record, frozen_record
 from ..errors import PluginError, Problem, RoutineError, UserError
 from ..executor import Place, accepts_context
 from ..ids import new_id, sha256_hex
@@ -29,8 +30,8 @@ from .substitution import SECRET_NAME, Deferred, Substituter, mask_values, secre
 SCHEMA_PATH = Path(__file__).with_name("routine.schema.json")
 
 
-@dataclasses.dataclass(frozen=True)
-class TaskCall:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
+class TaskCall(Record):
     """One task of a step: its method name, arguments, retries and timeout."""
 
     task: str
@@ -42,8 +43,8 @@ class TaskCall:
     references: tuple[StepOutput, ...] = ()  # ``${steps...}`` in args: resolved at run time
 
 
-@dataclasses.dataclass(frozen=True)
-class StepSpec:
+@frozen_record
+class StepSpec(FrozenRecord):
     """One executor entry of the routine, validated and resolved."""
 
     name: str
@@ -55,8 +56,8 @@ class StepSpec:
     path: str
 
 
-@dataclasses.dataclass(frozen=True)
-class Routine:
+@frozen_record
+class Routine(FrozenRecord):
     """A routine file, validated whole: params substituted, steps resolved, secrets known."""
 
     name: str

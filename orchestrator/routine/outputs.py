@@ -17,6 +17,7 @@ import typing
 import weakref
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from ..records import FrozenRecord, frozen_record
 from ..events import SUCCEEDED
 from ..executor import TaskMetrics
 from ..registry import unknown_message
@@ -29,8 +30,8 @@ _MASK = "****"
 Report = Callable[[str, str], None]
 
 
-@dataclasses.dataclass(frozen=True)
-class StepOutput:
+@frozen_record
+class StepOutput(FrozenRecord):
     """One ``${steps...}`` reference in a task's args."""
 
     text: str  # as written between ``${`` and ``}``

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
+from ..records import Record
 from ..errors import EnvironmentProblem, UserError
 from ..outcome import TERMINAL, Status
 
@@ -65,8 +66,8 @@ class UnknownRun(UserError):
     pass
 
 
-@dataclasses.dataclass
-class RunRecord:
+@dataclasses.dataclass(repr=False, eq=False)
+class RunRecord(Record):
     """One run as the store keeps it; ``host``, ``pid`` and ``heartbeat`` tell whether it
     still lives."""
 
@@ -94,8 +95,8 @@ class RunRecord:
         return dataclasses.asdict(self)
 
 
-@dataclasses.dataclass
-class TaskRecord:
+@dataclasses.dataclass(repr=False, eq=False)
+class TaskRecord(Record):
     """One attempt of one task, as the store keeps it (secrets already masked)."""
 
     # RunRecorder builds one per task attempt positionally (keywords cost a fifth of its time):
@@ -124,8 +125,8 @@ class TaskRecord:
         return dataclasses.asdict(self)
 
 
-@dataclasses.dataclass
-class LogRecord:
+@dataclasses.dataclass(repr=False, eq=False)
+class LogRecord(Record):
     """One log line of a run; ``seq`` orders them for ``orchestrate logs --follow``."""
 
     run_id: str
