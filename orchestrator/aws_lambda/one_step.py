@@ -150,7 +150,6 @@ def _run_tasks(store: Any, routine: Any, step_name: str, indexes: Any, context: 
     done = {(position, i): record.run_id for i in restored}
     run = Run(the_plan, [recorder], RunOptions(resume=Resume(record.run_id, done)),
               watermarks=store)
-    run.tasks.resumed_from = None  # restored from this very execution: not a resumed run
     indexes = sorted(set(restored) | set(indexes))
     # only these tasks, each keeping its position in the routine (how records are keyed)
     run.results[step_name] = [run.results[step_name][i] for i in indexes]

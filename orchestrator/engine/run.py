@@ -47,8 +47,10 @@ class Run:
         self.cancellation = Cancellation()
         self.stopping, self.cancelled = self.cancellation.stopping, self.cancellation.cancelled
         self.watermarks = watermarks  # the run store: step outputs after a resume are read there
+        # tasks restored from this very run (a state machine's later Lambda step) resume nothing
+        resumed_from = options.resumed_from if options.resumed_from != self.routine.run_id else None
         self.tasks = TaskRunner(self.routine, self.emit, self.cancellation, watermarks, home,
-                                options.resumed_from)
+                                resumed_from)
         self.tasks.outputs_source = self
         self._done: queue.Queue[tuple[str, bool]] = queue.Queue()
 
