@@ -30,6 +30,7 @@ from .trust import InvalidEvent
 
 VERSION_ENV = "ORCHESTRATOR_ROUTINE_VERSION"
 HOST = "external:states"  # an execution whose ARN the event did not give
+# run_date becomes ${run.date} and part of paths and queries: a date, and nothing else.
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FINISHED = ("succeeded", "failed")
 
@@ -50,6 +51,8 @@ def handle(runner: Any, event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     execution = _text(event, "execution")
     arn = event.get("execution_arn")
+    # The ARN ends up in the run's host (external:ARN), which orchestrate cancel turns into
+    # StopExecution: it must name an execution, whatever else the event holds.
     if arn is not None and not (isinstance(arn, str) and arn.startswith("arn:aws:states:")):
         raise InvalidEvent("event.execution_arn must be a Step Functions execution ARN")
     source = resolve_source(event.get("routine"))
@@ -59,6 +62,8 @@ def handle(runner: Any, event: dict[str, Any], context: Any) -> dict[str, Any]:
     if deployed and str(event.get("version")) != deployed:
         raise InvalidEvent(f"the state machine was compiled from version {event.get('version')} of "
                            f"the routine, but this function holds version {deployed}; deploy both")
+    # The shared store (DynamoDB when deployed): steps run in separate invocations, possibly in
+    # separate sandboxes, and only the store ties them into one run.
     store = open_store(runner.registry)
     if "finish" in event:
         return _finish(runner, store, source.path, execution, event, arn)
@@ -87,6 +92,9 @@ def _load(runner: Any, path: Any, params: dict[str, Any], execution: str,
     from ..routine.load import load_routine
 
     try:
+        # The execution's name is the run id, so every step's invocation loads the same run; the
+        # event's run_date keeps ${run.date} the same in every step, even when the execution crosses
+        # midnight.
         return load_routine(path, params, runner.registry, run_id=execution, strict_params=False,
                             run_date=run_date, resolve_secrets=True)
     except RoutineError as exc:
@@ -100,12 +108,16 @@ def ensure_record(store: Any, routine: Any, routine_file: str, arn: str | None =
     from ..runs.recorder import new_record
     from ..runs.store import external_host
 
+    # Read first: every step after the first finds the record and must not start it again.
     found = store.get_run(routine.run_id)
     if found is not None:
         return found
     record = dataclasses.replace(new_record(routine), routine_file=routine_file,
                                  host=external_host(arn), pid=None, pid_started=None)
     try:
+        # allow_concurrent: the execution is already under way when its first step gets here;
+        # refusing it because another run of the routine is live would not hold it back, only
+        # fail it half-way.
         store.start_run(record, allow_concurrent=True)
     except UserError:  # another branch recorded it between our read and our write
         found = store.get_run(routine.run_id)
@@ -154,6 +166,7 @@ def _run_tasks(store: Any, routine: Any, step_name: str, indexes: Any, context: 
     # only these tasks, each keeping its position in the routine (how records are keyed)
     run.results[step_name] = [run.results[step_name][i] for i in indexes]
     subset = Step(dataclasses.replace(spec, tasks=tuple(spec.tasks[i] for i in indexes)), ())
+    # Each step is its own invocation with its own Lambda deadline, guarded like a whole run's.
     timer = cancel_at(context, run.cancel, margin_seconds())
     try:
         with LogCapture(store, record.run_id, routine.secrets, on_error=recorder.store_failed):
@@ -198,6 +211,8 @@ def _run_batch(store: Any, routine: Any, step_name: str, event: dict[str, Any], 
     run = Run(the_plan, [recorder], watermarks=store)
     step = Step(spec, ())
     call = spec.tasks[index]
+    # Not run through the engine, so there is no Run.cancel to call: the deadline sets the flag the
+    # batch's task context is given instead.
     cancel = threading.Event()
     timer = cancel_at(context, cancel.set, margin_seconds())
     instance = spec.executor.cls(**spec.params)
@@ -209,11 +224,14 @@ def _run_batch(store: Any, routine: Any, step_name: str, event: dict[str, Any], 
                     summary = instance.run_batch(ctx, call.task, items)
                 except Exception as exc:
                     ctx.logger.error("batch of %d items failed: %s", len(items), exc)
+                    # Step Functions shows the message in the execution's history: masked, and
+                    # without the chained traceback (from None).
                     raise StepFailed(f"step {step_name} task {call.task} batch failed: "
                                      f"{type(exc).__name__}: {routine.masked(str(exc))}") from None
     finally:
         if timer is not None:
             timer.cancel()
+        # In finally: a batch that failed or was cancelled still releases what its executor holds.
         instance.close()
     return {"run_id": record.run_id, "step": step_name, "task": call.task, "batch": summary}
 

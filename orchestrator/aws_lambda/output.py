@@ -56,10 +56,16 @@ class JsonLinesRenderer(Listener):
             set(secrets),
             request_id,
         )
+        # Bound now, before Output replaces sys.stdout with a _JsonOutput that writes through this
+        # renderer: looked up at emit time, it would feed each line back into itself.
         self.stream = stream or sys.stdout
+        # Tasks run in parallel threads; one write and flush per line under the lock keeps their
+        # lines from interleaving mid-line.
         self._lock = threading.Lock()
 
     def emit(self, event: str, level: str = "INFO", **fields: Any) -> None:
+        # Every line carries every field (null where it does not apply), in the same order, so a
+        # Logs Insights query or a parser can rely on one shape whatever the event.
         line: dict[str, Any] = {name: None for name in self.FIELDS}
         line.update(
             ts=_now(), level=level, event=event, run_id=self.run_id, routine=self.routine, **fields
@@ -69,6 +75,8 @@ class JsonLinesRenderer(Listener):
         text = json.dumps(masked(line, self.secrets))
         with self._lock:
             self.stream.write(text + "\n")
+            # Lambda's stdout is a pipe, which Python buffers: flushing each line gets it to
+            # CloudWatch even if the sandbox is frozen or killed right after.
             self.stream.flush()
 
     def _task(self, event: str, result: TaskResult, level: str = "INFO", **fields: Any) -> None:
@@ -112,6 +120,8 @@ class JsonLinesRenderer(Listener):
 def masked(value: Any, secrets: set[str] | frozenset[str]) -> Any:
     """``value`` as plain JSON data with secrets masked, ready to encode: masking the encoded text
     would miss a secret that JSON escapes (non-ASCII, quotes, backslashes)."""
+    # The round trip also turns what json cannot encode (datetimes, paths) into strings first, so
+    # the masking sees every value as the line will show it.
     return mask_values(json.loads(json.dumps(value, default=str)), set(secrets))
 
 
@@ -140,6 +150,8 @@ class _JsonOutput(io.TextIOBase):
         return len(text)
 
     def _emit(self, text: str) -> None:
+        # The task context of the thread that printed, so each line names its step and task even
+        # when tasks run in parallel.
         context = current_context()
         for line in text.splitlines():
             if line.strip():
@@ -150,6 +162,8 @@ class _JsonOutput(io.TextIOBase):
         """Emit what is left of unfinished lines (the run is over)."""
         self._lines.close()
 
+    # Not a terminal: libraries that draw progress bars or colours when they see one must write
+    # plain lines here.
     def isatty(self) -> bool:
         return False
 
@@ -166,11 +180,16 @@ class Output:
         sys.stdout, sys.stderr = _JsonOutput(self.renderer, "INFO"), _JsonOutput(
             self.renderer, "WARNING"
         )
+        # Stdout redirection does not reach records that the root logger's handlers write to streams
+        # they bound earlier (the Lambda runtime installs its own): each handler gets the masking
+        # filter.
         for handler in logging.getLogger().handlers:
             handler.addFilter(self.filter)
 
     def __exit__(self, *exc: Any) -> None:
         for stream in (sys.stdout, sys.stderr):
+            # A half line a task printed without a newline is emitted now, before the streams are
+            # restored.
             if isinstance(stream, _JsonOutput):
                 stream.close_lines()
         sys.stdout, sys.stderr = self._saved

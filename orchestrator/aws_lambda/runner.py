@@ -98,12 +98,16 @@ def parse_event(event: Any, env: Mapping[str, str] = os.environ) -> list[Request
     """The runs an event asks for; raises :class:`InvalidEvent` before anything runs."""
     if not isinstance(event, dict):
         raise InvalidEvent(f"the event must be a JSON object, got {type(event).__name__}")
+    # S3 notifications sent straight to Lambda carry their objects in "Records"; SQS and SNS
+    # deliveries have "Records" too and are refused below as not S3 records.
     if "Records" in event:
         return _s3_requests(event["Records"], env)
     if event.get("source") == "aws.s3" and event.get("detail-type") == "Object Created":
         return [Request(_configured_routine(env), _eventbridge_object(event))]
     if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
         return [Request(_configured_routine(env), {"scheduled_time": event.get("time")})]
+    # S3 sends this test event once, when a notification configuration is saved: it names no object,
+    # so it runs nothing, and it must not fail either (Lambda would retry it and count an error).
     if event.get("Event") == "s3:TestEvent":
         return []
     if "routine" in event:
@@ -128,10 +132,16 @@ def _s3_requests(records: Any, env: Mapping[str, str]) -> list[Request]:
             or "s3" not in record
         ):
             raise InvalidEvent(f"event.Records[{i}] is not an S3 event notification record")
+        # A bucket may be configured to notify removals too; those records are skipped, not refused,
+        # so one removal does not fail the creations delivered with it.
         if str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated"):
             bucket = _record_field(record, i, "bucket", "name")
+            # S3 notifications URL-encode the key ("orders 2026=11.csv" arrives as
+            # "orders+2026%3D11.csv"); the EventBridge form does not, so only this path decodes.
             key = urllib.parse.unquote_plus(_record_field(record, i, "object", "key"))
             created.append({"bucket": bucket, "key": key, "s3_uri": f"s3://{bucket}/{key}"})
+    # Only now is the configured routine resolved: a notification of removals alone must not need
+    # $ORCHESTRATOR_ROUTINE set, nor fetch the routine from S3 for nothing.
     if not created:
         return []
     source = _configured_routine(env)
@@ -188,6 +198,7 @@ def _configured_routine(env: Mapping[str, str]) -> Source:
 
 def resolve_source(ref: Any) -> Source:
     """An inline object (or JSON text), an ``s3://`` URI (fetched now) or a path inside the package."""
+    # $ORCHESTRATOR_ROUTINE may hold the routine itself as JSON text rather than naming it.
     if isinstance(ref, str) and ref.strip().startswith("{"):
         try:
             ref = json.loads(ref)
@@ -209,6 +220,8 @@ def resolve_source(ref: Any) -> Source:
         )
     ref = ref.strip()
     if ref.startswith("s3://"):
+        # The suffix picks the parser when the text is written to a file for load_routine; any key
+        # that does not end in .yaml/.yml is read as JSON.
         suffix = Path(ref).suffix.lower() if ref.lower().endswith((".yaml", ".yml")) else ".json"
         return Source(ref, trusted=False, text=_fetch_s3(ref), suffix=suffix)
     return Source(ref, trusted=True, path=package_path(ref))
@@ -216,6 +229,10 @@ def resolve_source(ref: Any) -> Source:
 
 def package_path(ref: str) -> Path:
     """A routine file inside the deployed package; anything outside it (``..``, /tmp) is not trusted code."""
+    # Lambda sets LAMBDA_TASK_ROOT to where the deployment package is unpacked (/var/task); the
+    # working folder stands in outside Lambda. Both sides are resolved, so neither ".." nor a
+    # symlink inside the package can point a "packaged" (trusted) routine at a file someone else
+    # wrote.
     root = Path(os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()).resolve()
     path = (root / ref).resolve()
     if not path.is_relative_to(root):
@@ -224,6 +241,8 @@ def package_path(ref: str) -> Path:
 
 
 def _fetch_s3(uri: str) -> str:
+    # Imported here, not at module level: the core imports nothing from AWS, and only S3 routines
+    # pay.
     import boto3
     from botocore.exceptions import ClientError
 
@@ -250,7 +269,10 @@ def margin_seconds(env: Mapping[str, str] = os.environ) -> float:
     try:
         margin = float(env.get(MARGIN_ENV) or DEFAULT_MARGIN_SECONDS)
     except ValueError:
+        # A value that is not a number falls through to the same refusal as a negative one.
         margin = -1.0
+    # "not >= 0" rather than "< 0": float("nan") parses, and NaN compares false both ways, so "< 0"
+    # would let it through to the deadline timer's arithmetic.
     if not margin >= 0:
         raise InvalidEvent(
             f"{MARGIN_ENV}={env.get(MARGIN_ENV)!r}: expected a number of seconds >= 0"
@@ -261,10 +283,14 @@ def margin_seconds(env: Mapping[str, str] = os.environ) -> float:
 def cancel_at(context: Any, cancel: Callable[[], None], margin: float) -> threading.Timer | None:
     """A started timer that calls ``cancel`` ``margin`` (at most half the time left) before Lambda's deadline."""
     remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    # Called outside Lambda (tests, a local invoke) the context has no deadline to guard.
     if remaining_ms is None:
         return None
     remaining = remaining_ms() / 1000.0
+    # Capping the margin at half the time left keeps a short-timeout function (say 15 s against the
+    # default 10 s margin) from being cancelled almost as soon as it starts.
     timer = threading.Timer(max(remaining - min(margin, remaining / 2), 0.0), cancel)
+    # Daemon, so a timer that is never cancelled cannot keep an interpreter alive at exit.
     timer.daemon = True
     timer.start()
     return timer
@@ -272,6 +298,8 @@ def cancel_at(context: Any, cancel: Callable[[], None], margin: float) -> thread
 
 # ---------------------------------------------------------------------- running
 
+# Run ids this process is executing right now. A holder listed here is a live run, never a leftover;
+# the set outlives one invocation because warm invocations reuse the module.
 _ACTIVE: set[str] = set()
 
 
@@ -293,6 +321,8 @@ def claim(tracked: Any) -> None:
             or holder.pid != os.getpid()
         ):
             raise
+        # Marked dead in the store, not merely skipped here: the store's claim is what refused, and
+        # it would find the leftover running on every later claim.
         tracked.store.update_run(holder.run_id, status=DEAD, ended=time.time())
         tracked.claim()
     _ACTIVE.add(tracked.record.run_id)
@@ -313,12 +343,18 @@ class LambdaRunner:
         return self._registry
 
     def handle(self, event: Any, context: Any) -> dict[str, Any]:
+        # Lambda's file system is read-only except /tmp, so the default ~/.orchestrator home (run
+        # store, executor state) cannot be created; setdefault keeps a home the function's
+        # configuration names.
         os.environ.setdefault("ORCHESTRATOR_HOME", LAMBDA_HOME)
         from . import one_step
 
         if one_step.is_step_event(event):  # a Step Functions execution's step (or its end)
             return one_step.handle(self, event, context)
         requests = parse_event(event)
+        # An S3 notification always gets the {"runs": [...]} shape, even for one object, so its
+        # result's shape depends on the event's kind, not on how many objects one delivery happened
+        # to carry.
         if len(requests) == 1 and "Records" not in event:
             summary = self.run(requests[0], context)
             if summary["status"] not in (SUCCEEDED, SKIPPED):
@@ -330,6 +366,9 @@ class LambdaRunner:
         """One run per S3 object, in order; after a deadline cancellation the rest are not started."""
         runs: list[dict[str, Any]] = []
         for request in requests:
+            # No time is left after a deadline cancellation; the objects not started stay in the
+            # summary, so the RunFailed (and Lambda's retry of the event) shows what still has to be
+            # done.
             if runs and runs[-1].get("deadline"):
                 runs.append({"status": "not started", "params": request.params})
                 continue
@@ -346,12 +385,17 @@ class LambdaRunner:
         from ..runs.store import open_store
 
         margin = margin_seconds()
+        # load_routine reads a file: an event's routine is written to a fresh folder under /tmp,
+        # which is also what its relative locations resolve against, and which is gone when the run
+        # ends.
         with tempfile.TemporaryDirectory(prefix="orchestrator-routine-") as folder:
             routine = self.load(request, Path(folder))
             renderer = JsonLinesRenderer(routine.run_id, routine.name, routine.secrets,
                                          request_id=getattr(context, "aws_request_id", None))
             options = RunOptions(params=request.params, max_parallel=MAX_PARALLEL)
             tracked = TrackedRun(open_store(self.registry), plan(routine), [renderer], options)
+            # An untrusted routine's temporary file is deleted after the run; record where it came
+            # from.
             tracked.record.routine_file = (
                 str(request.source.path) if request.source.trusted else request.source.label
             )
@@ -369,9 +413,13 @@ class LambdaRunner:
                 with Output(renderer, routine.secrets):
                     result = tracked.execute()
             finally:
+                # In finally: a run that raised must not look live to the next warm invocation's
+                # claim.
                 _ACTIVE.discard(routine.run_id)
                 if timer is not None:
                     timer.cancel()
+        # The summary is Lambda's return value (or RunFailed's message, which Lambda reports as the
+        # error); task errors in it may quote a secret.
         summary = masked(result.to_dict(), routine.secrets)
         summary["deadline"] = deadline.is_set()
         return summary
@@ -383,7 +431,10 @@ class LambdaRunner:
         if path is None:
             path = folder / f"routine{source.suffix}"
             path.write_text(source.text or "", encoding="utf-8")
+        # Only for error messages: which ${env.X} an untrusted routine could have read.
         readable = [] if source.trusted else env_allowlist()
+        # The same home the run store opens under; the untrusted policy keeps data locations out of
+        # it.
         home = os.path.realpath(
             os.path.expanduser(
                 os.environ.get("ORCHESTRATOR_HOME") or str(Path.home() / ".orchestrator")
@@ -400,6 +451,9 @@ class LambdaRunner:
                     if source.trusted
                     else untrusted_policy(allowlist(), path_allowlist(), home)
                 ),
+                # Events add params the routine need not declare (bucket, key, s3_uri,
+                # scheduled_time), so an undeclared param is not the misspelling it is on the
+                # command line.
                 strict_params=False,
                 # an event's own routine may not read the function's secrets
                 resolve_secrets=source.trusted,
@@ -408,6 +462,8 @@ class LambdaRunner:
             problems = "; ".join(problem_text(p, source.trusted, readable) for p in exc.problems)
             raise InvalidEvent(f"{source.label}: {problems}") from None
         except UserError as exc:
+            # InvalidEvent's message is one line: CloudWatch and the invoke response show it as it
+            # is.
             raise InvalidEvent(f"{source.label}: {' '.join(str(exc).split())}") from None
         return routine
 
@@ -417,6 +473,8 @@ _default: LambdaRunner | None = None
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """The Lambda entry point (``orchestrator.aws_lambda.handler``)."""
+    # Built at the first invocation, not at import, and kept for the warm ones that follow: the
+    # plugin registry (entry points, executor imports) is loaded once per sandbox.
     global _default
     if _default is None:
         _default = LambdaRunner()
