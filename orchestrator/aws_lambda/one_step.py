@@ -51,8 +51,8 @@ def handle(runner: Any, event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     execution = _text(event, "execution")
     arn = event.get("execution_arn")
-    # The ARN ends up in the run's host (external:ARN), which orchestrate cancel turns into
-    # StopExecution: it must name an execution, whatever else the event holds.
+    # The ARN becomes the run's host (external:ARN), which orchestrate cancel turns into a
+    # StopExecution call: it must name an execution.
     if arn is not None and not (isinstance(arn, str) and arn.startswith("arn:aws:states:")):
         raise InvalidEvent("event.execution_arn must be a Step Functions execution ARN")
     source = resolve_source(event.get("routine"))
@@ -92,8 +92,8 @@ def _load(runner: Any, path: Any, params: dict[str, Any], execution: str,
     from ..routine.load import load_routine
 
     try:
-        # The execution's name is the run id, so every step's invocation loads the same run; the
-        # event's run_date keeps ${run.date} the same in every step, even when the execution crosses
+        # The execution's name is the run id, so every step records into the same run; the event's
+        # run_date keeps ${run.date} the same in each step, even when the execution crosses
         # midnight.
         return load_routine(path, params, runner.registry, run_id=execution, strict_params=False,
                             run_date=run_date, resolve_secrets=True)
@@ -231,7 +231,7 @@ def _run_batch(store: Any, routine: Any, step_name: str, event: dict[str, Any], 
     finally:
         if timer is not None:
             timer.cancel()
-        # In finally: a batch that failed or was cancelled still releases what its executor holds.
+        # In finally: a failed or cancelled batch still releases what its executor holds.
         instance.close()
     return {"run_id": record.run_id, "step": step_name, "task": call.task, "batch": summary}
 

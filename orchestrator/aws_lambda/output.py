@@ -180,15 +180,14 @@ class Output:
         sys.stdout, sys.stderr = _JsonOutput(self.renderer, "INFO"), _JsonOutput(
             self.renderer, "WARNING"
         )
-        # Stdout redirection does not reach records that the root logger's handlers write to streams
-        # they bound earlier (the Lambda runtime installs its own): each handler gets the masking
-        # filter.
+        # Redirecting stdout misses the root logger's handlers, which write to streams bound earlier
+        # (the Lambda runtime installs its own handler): each gets the masking filter instead.
         for handler in logging.getLogger().handlers:
             handler.addFilter(self.filter)
 
     def __exit__(self, *exc: Any) -> None:
         for stream in (sys.stdout, sys.stderr):
-            # A half line a task printed without a newline is emitted now, before the streams are
+            # A half line a task printed without a newline is emitted before the streams are
             # restored.
             if isinstance(stream, _JsonOutput):
                 stream.close_lines()

@@ -106,8 +106,8 @@ def parse_event(event: Any, env: Mapping[str, str] = os.environ) -> list[Request
         return [Request(_configured_routine(env), _eventbridge_object(event))]
     if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
         return [Request(_configured_routine(env), {"scheduled_time": event.get("time")})]
-    # S3 sends this test event once, when a notification configuration is saved: it names no object,
-    # so it runs nothing, and it must not fail either (Lambda would retry it and count an error).
+    # S3 sends this test event when a notification configuration is saved: it names no object, so it
+    # runs nothing, and it must not fail either (Lambda would retry it and count an error).
     if event.get("Event") == "s3:TestEvent":
         return []
     if "routine" in event:
@@ -132,8 +132,8 @@ def _s3_requests(records: Any, env: Mapping[str, str]) -> list[Request]:
             or "s3" not in record
         ):
             raise InvalidEvent(f"event.Records[{i}] is not an S3 event notification record")
-        # A bucket may be configured to notify removals too; those records are skipped, not refused,
-        # so one removal does not fail the creations delivered with it.
+        # A bucket may be set to notify removals too; they are skipped, not refused, so one removal
+        # does not fail the creations delivered with it.
         if str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated"):
             bucket = _record_field(record, i, "bucket", "name")
             # S3 notifications URL-encode the key ("orders 2026=11.csv" arrives as
@@ -229,10 +229,9 @@ def resolve_source(ref: Any) -> Source:
 
 def package_path(ref: str) -> Path:
     """A routine file inside the deployed package; anything outside it (``..``, /tmp) is not trusted code."""
-    # Lambda sets LAMBDA_TASK_ROOT to where the deployment package is unpacked (/var/task); the
-    # working folder stands in outside Lambda. Both sides are resolved, so neither ".." nor a
-    # symlink inside the package can point a "packaged" (trusted) routine at a file someone else
-    # wrote.
+    # Lambda sets LAMBDA_TASK_ROOT to where the deployment package is unpacked (/var/task); outside
+    # Lambda the working folder stands in. Both sides are resolved, so neither ".." nor a symlink in
+    # the package can make a file from elsewhere pass as packaged, trusted code.
     root = Path(os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()).resolve()
     path = (root / ref).resolve()
     if not path.is_relative_to(root):
@@ -241,8 +240,7 @@ def package_path(ref: str) -> Path:
 
 
 def _fetch_s3(uri: str) -> str:
-    # Imported here, not at module level: the core imports nothing from AWS, and only S3 routines
-    # pay.
+    # Imported here: the core imports nothing from AWS at module level, and only S3 routines pay.
     import boto3
     from botocore.exceptions import ClientError
 
@@ -298,8 +296,8 @@ def cancel_at(context: Any, cancel: Callable[[], None], margin: float) -> thread
 
 # ---------------------------------------------------------------------- running
 
-# Run ids this process is executing right now. A holder listed here is a live run, never a leftover;
-# the set outlives one invocation because warm invocations reuse the module.
+# Run ids this process is executing right now: a holder listed here is live, never a leftover. The
+# set outlives one invocation, as warm invocations reuse the module.
 _ACTIVE: set[str] = set()
 
 
@@ -352,9 +350,8 @@ class LambdaRunner:
         if one_step.is_step_event(event):  # a Step Functions execution's step (or its end)
             return one_step.handle(self, event, context)
         requests = parse_event(event)
-        # An S3 notification always gets the {"runs": [...]} shape, even for one object, so its
-        # result's shape depends on the event's kind, not on how many objects one delivery happened
-        # to carry.
+        # An S3 notification always gets the {"runs": [...]} shape, even for one object: the
+        # result's shape follows the event's kind, not how many objects one delivery carried.
         if len(requests) == 1 and "Records" not in event:
             summary = self.run(requests[0], context)
             if summary["status"] not in (SUCCEEDED, SKIPPED):
@@ -367,8 +364,7 @@ class LambdaRunner:
         runs: list[dict[str, Any]] = []
         for request in requests:
             # No time is left after a deadline cancellation; the objects not started stay in the
-            # summary, so the RunFailed (and Lambda's retry of the event) shows what still has to be
-            # done.
+            # summary, so RunFailed (and Lambda's retry of the event) shows what is still to do.
             if runs and runs[-1].get("deadline"):
                 runs.append({"status": "not started", "params": request.params})
                 continue
@@ -386,15 +382,14 @@ class LambdaRunner:
 
         margin = margin_seconds()
         # load_routine reads a file: an event's routine is written to a fresh folder under /tmp,
-        # which is also what its relative locations resolve against, and which is gone when the run
-        # ends.
+        # which its relative locations resolve against and which is gone when the run ends.
         with tempfile.TemporaryDirectory(prefix="orchestrator-routine-") as folder:
             routine = self.load(request, Path(folder))
             renderer = JsonLinesRenderer(routine.run_id, routine.name, routine.secrets,
                                          request_id=getattr(context, "aws_request_id", None))
             options = RunOptions(params=request.params, max_parallel=MAX_PARALLEL)
             tracked = TrackedRun(open_store(self.registry), plan(routine), [renderer], options)
-            # An untrusted routine's temporary file is deleted after the run; record where it came
+            # An untrusted routine's temporary file is gone after the run: record where it came
             # from.
             tracked.record.routine_file = (
                 str(request.source.path) if request.source.trusted else request.source.label
@@ -413,8 +408,7 @@ class LambdaRunner:
                 with Output(renderer, routine.secrets):
                     result = tracked.execute()
             finally:
-                # In finally: a run that raised must not look live to the next warm invocation's
-                # claim.
+                # In finally: a run that raised must not look live to a later invocation's claim.
                 _ACTIVE.discard(routine.run_id)
                 if timer is not None:
                     timer.cancel()
@@ -433,8 +427,7 @@ class LambdaRunner:
             path.write_text(source.text or "", encoding="utf-8")
         # Only for error messages: which ${env.X} an untrusted routine could have read.
         readable = [] if source.trusted else env_allowlist()
-        # The same home the run store opens under; the untrusted policy keeps data locations out of
-        # it.
+        # The home the run store opens under; the untrusted policy keeps data locations out of it.
         home = os.path.realpath(
             os.path.expanduser(
                 os.environ.get("ORCHESTRATOR_HOME") or str(Path.home() / ".orchestrator")
@@ -451,8 +444,8 @@ class LambdaRunner:
                     if source.trusted
                     else untrusted_policy(allowlist(), path_allowlist(), home)
                 ),
-                # Events add params the routine need not declare (bucket, key, s3_uri,
-                # scheduled_time), so an undeclared param is not the misspelling it is on the
+                # Events add params a routine need not declare (bucket, key, s3_uri,
+                # scheduled_time): here an undeclared param is not the misspelling it is on the
                 # command line.
                 strict_params=False,
                 # an event's own routine may not read the function's secrets
@@ -462,8 +455,7 @@ class LambdaRunner:
             problems = "; ".join(problem_text(p, source.trusted, readable) for p in exc.problems)
             raise InvalidEvent(f"{source.label}: {problems}") from None
         except UserError as exc:
-            # InvalidEvent's message is one line: CloudWatch and the invoke response show it as it
-            # is.
+            # InvalidEvent's message is one line, as CloudWatch and the invoke response show it.
             raise InvalidEvent(f"{source.label}: {' '.join(str(exc).split())}") from None
         return routine
 
