@@ -16,8 +16,11 @@ _SIMPLE: dict[Any, dict[str, Any]] = {
     bool: {"type": "boolean"},
     dict: {"type": "object"},
     list: {"type": "array"},
+    # JSON has no tuple: a routine gives a list.
     tuple: {"type": "array"},
     type(None): {"type": "null"},
+    # jsonschema does not assert formats unless asked to, so these two only mark which keys the
+    # loader resolves against the routine's folder and holds to a location policy.
     Location: {"type": "string", "format": "location"},
     CodeLocation: {"type": "string", "format": "code"},
 }
@@ -30,6 +33,8 @@ def type_schema(annotation: Any) -> dict[str, Any]:
     except TypeError:  # Annotated[..., {schema}] cannot be hashed: a dict is part of it
         simple = None
     if simple is not None:
+        # A copy: callers add "default" or "description" to what they get, which must not change the
+        # entry shared by every later annotation.
         return dict(simple)
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -43,6 +48,7 @@ def type_schema(annotation: Any) -> dict[str, Any]:
         return schema
     if origin is typing.Literal:
         return {"enum": list(args)}
+    # Optional[X] arrives here too, as X | None: anyOf [X, null].
     if origin in (typing.Union, types.UnionType):
         return {"anyOf": [type_schema(a) for a in args]}
     if origin in (list, tuple, set, frozenset):
@@ -60,11 +66,15 @@ def signature_schema(
     fn: Callable[..., Any], skip: tuple[str, ...] = ("self", "context")
 ) -> dict[str, Any]:
     """Object schema of ``fn``'s keyword arguments: required ones, types, no extras unless ``**kwargs``."""
+    # include_extras keeps Annotated[...], whose descriptions and schema fragments type_schema
+    # reads; without it get_type_hints strips them.
     hints = typing.get_type_hints(fn, include_extras=True)
     properties: dict[str, Any] = {}
     required: list[str] = []
     extra_allowed = False
     for name, param in inspect.signature(fn).parameters.items():
+        # "context" is handed in by the engine, never by the routine; *args cannot be given by
+        # keyword.
         if name in skip or param.kind is param.VAR_POSITIONAL:
             continue
         if param.kind is param.VAR_KEYWORD:
@@ -73,6 +83,8 @@ def signature_schema(
         schema = type_schema(hints.get(name, Any))
         if param.default is param.empty:
             required.append(name)
+        # A default becomes part of the schema (and of help and editors) only when JSON can write
+        # it; None means "not given" and says nothing a user could copy.
         elif param.default is not None and _json_like(param.default):
             schema["default"] = param.default
         properties[name] = schema
@@ -112,6 +124,7 @@ def location_kinds(schema: dict[str, Any]) -> dict[str, str]:
     found = {}
     for key, sub in schema.get("properties", {}).items():
         for option in (sub, *sub.get("anyOf", [])):
+            # anyOf covers Optional[Location], whose schema is anyOf [location, null].
             if option.get("format") in LOCATION_FORMATS:
                 found[key] = option["format"]
     return found

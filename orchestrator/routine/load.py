@@ -127,6 +127,9 @@ def load_routine(
 def _plain(doc: Mapping[str, Any]) -> Any:
     """A routine given as a dict, as if read from JSON: a private copy with JSON's types only."""
     try:
+        # The round trip is the copy (a caller mutating its dict later cannot change the loaded
+        # routine) and the type check in one; allow_nan=False because NaN and Infinity are not JSON
+        # numbers and a routine file could not hold them either.
         return json.loads(json.dumps(doc, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise RoutineError(
@@ -237,10 +240,15 @@ def _strict_yaml_loader() -> type:
             seen: set[Any] = set()
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=deep)
+                # YAML 1.1 reads unquoted on/off/yes/no as booleans and 1 as an int, also as keys:
+                # safe_load turns "on: 1" into {True: 1}. A routine's keys are names, so anything
+                # else is refused.
                 if not isinstance(key, str):
                     raise yaml.constructor.ConstructorError(
                         None, None, f"key {key!r} must be a string; quote it", key_node.start_mark
                     )
+                # PyYAML keeps the last of two equal keys without a word, as json.loads does (see
+                # _unique_keys).
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
                         None,
@@ -251,6 +259,8 @@ def _strict_yaml_loader() -> type:
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
+    # Without the timestamp resolver an unquoted 2026-11-21 stays the string it is in JSON instead
+    # of becoming a datetime.date, which substitution, the schema and JSON records could not take.
     StrictLoader.yaml_implicit_resolvers = {
         first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
@@ -295,11 +305,14 @@ class _Loader:
             self.report("", "a routine must be a JSON/YAML object with routine_name and executors")
             self.fail_if_problems()
         broken = self.check_structure()
+        # ${run.date} in UTC, so the same moment gives the same date on a laptop and in Lambda.
         today = time.strftime("%Y-%m-%d", time.gmtime())  # UTC
         run = {"id": run_id or new_id(), "date": run_date or today}
         params, secrets = self.merge_params(overrides, run)
         self.secrets |= secrets
         subst = self.substituter = Substituter(params, self.env, run, self.secret_resolver())
+        # Params under secret-looking names are masked whether they came from the file, an env var
+        # or --param.
         self.secrets |= {str(v) for k, v in params.items() if SECRET_NAME.search(k) and v}
         entries = self.entries()
         steps = [
@@ -382,6 +395,8 @@ class _Loader:
         """The overrides the routine declares or references; each other one is reported."""
         declared = self.doc.get("params") if isinstance(self.doc, dict) else None
         known = set(declared) if isinstance(declared, dict) else set()
+        # A routine may use ${params.X} without declaring X under params (it must then be given);
+        # such a param is known as well, not a typo.
         known |= set(_PARAM_REF.findall(json.dumps(self.doc, default=str)))
         for key in overrides:
             if key not in known:
@@ -396,6 +411,10 @@ class _Loader:
         params = defaults.walk(dict(self.doc.get("params") or {}), "params", self.report)
         for key, value in overrides.items():
             default = params.get(key)
+            # A --param value is always text. Where the routine's default is a number, bool, list or
+            # object, the text is read as JSON, so "--param retries=3" stays an int; where the
+            # default is a string (or there is none), the text is kept as is: a "01234" postcode
+            # must not become 1234.
             textual = (
                 isinstance(value, str) and default is not None and not isinstance(default, str)
             )
@@ -409,6 +428,7 @@ class _Loader:
 
     def digest(self) -> str:
         """Identity of the routine's definition (not of this run's params): resume compares it."""
+        # Key order and formatting do not change the digest; any change of content does.
         canonical = json.dumps(self.doc, sort_keys=True, default=str)
         return sha256_hex(canonical.encode())
 
@@ -417,6 +437,7 @@ class _Loader:
         if isinstance(executors, list):
             return [(f"executors[{i}]", e) for i, e in enumerate(executors) if isinstance(e, dict)]
         return [
+            # The seed's dict form: the key is both the step's name and the executor to resolve.
             (f"executors.{key}", {"name": key, "executor": key, **value})
             for key, value in executors.items()
             if isinstance(value, dict)
@@ -427,6 +448,8 @@ class _Loader:
         try:
             info = self.registry.resolve(ref)
         except (UserError, PluginError) as exc:
+            # In the dict form the executor is the entry's key, so the problem points at the entry
+            # itself.
             self.report(f"{path}.executor" if "[" in path else path, str(exc))
             return None
         raw_params = entry.get("params") or {}
@@ -521,6 +544,8 @@ class _Loader:
             return None  # the schema reported it
         args_path = f"{path}.args"
         args, references = self.task_args(args, args_path, subst)
+        # A Deferred is a template with ${steps...} still in it, not the value the task will get:
+        # masking its text would hide nothing.
         self.secrets |= {v for v in secret_values(args) if not isinstance(v, Deferred)}
         schema = signature_schema(method)
         later = set(deferred_paths(args, args_path))  # known only at run time: not judged now
@@ -570,6 +595,8 @@ class _Loader:
             else:
                 references.append(parsed)
 
+        # Only task args may hold ${steps...}: outside this call defer is None, and lookup reports
+        # such a reference (in params, say) as an error.
         subst.defer = defer
         try:
             return subst.walk(args, path, self.report), references
@@ -605,6 +632,9 @@ class _Loader:
             value = resolved[key]
             if not isinstance(value, str) or not value or isinstance(value, Deferred):
                 continue  # a location read from a step's outputs is used as it comes
+            # Relative local paths resolve against the routine's folder, not the working directory,
+            # so a routine runs the same from wherever it is started; s3:// and other URIs are left
+            # alone.
             if "://" not in value and not os.path.isabs(value):
                 resolved[key] = value = str(self.folder / value)
             if (problem := location_problem(value)) is not None:
@@ -627,6 +657,8 @@ class _Loader:
         try:
             places = list(declared())
         except Exception as exc:
+            # When the schema already reported these params, the executor's failure to read them is
+            # its consequence, not news; the place is still refused.
             if not reported:
                 self.report(path, f"cannot tell which locations this uses ({type(exc).__name__}: "
                                   f"{exc}), so a routine from an event may not run it")
@@ -650,6 +682,7 @@ class _Loader:
                     f"{path}.name",
                     f"step name {name!r} is already used at {seen[name]}; give each entry a unique name",
                 )
+            # The first entry keeps the name: later duplicates point back at it.
             seen.setdefault(name, path)
         graph: dict[str, list[str]] = {}
         for path, entry in entries:
@@ -660,6 +693,8 @@ class _Loader:
                     self.report(f"{path}.depends_on[{i}]", unknown_message("step", dep, list(seen)))
                 elif dep == name:
                     self.report(f"{path}.depends_on[{i}]", f"step {name!r} cannot depend on itself")
+            # Unknown and self dependencies are reported above; left out of the graph, a
+            # self-dependency is not reported a second time as a one-step cycle.
             graph[name] = [d for _, d in depends_on if d in seen and d != name]
         cycle = find_cycle(graph)
         if cycle:
@@ -714,6 +749,7 @@ def _deeper_checks(check: Any, reported: set[str], prefix: str) -> list[tuple[st
 
 
 def _under(path: str, broken: list[str]) -> bool:
+    # Prefix plus separator: executors[1] must not cover executors[10].
     return any(path == b or path.startswith(b + ".") or path.startswith(b + "[") for b in broken)
 
 
@@ -723,6 +759,8 @@ def find_cycle(graph: Mapping[str, list[str]]) -> list[str] | None:
     stack: list[str] = []
 
     def visit(node: str) -> list[str] | None:
+        # 1: on the current path (meeting it again closes a cycle); 2: fully explored, no cycle
+        # through it.
         state[node] = 1
         stack.append(node)
         for dep in graph.get(node, ()):
@@ -757,6 +795,7 @@ def parse_param_overrides(pairs: list[str]) -> dict[str, str]:
     """``KEY=VALUE`` strings from the command line."""
     result: dict[str, str] = {}
     for pair in pairs:
+        # Split at the first "=" only: values (a query, a base64 token) may hold more.
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UserError(f"--param {pair!r}: expected KEY=VALUE")

@@ -50,6 +50,8 @@ class StepOutput(FrozenRecord):
 class OutputUnavailable(Exception):
     """An upstream output a task needs is not there: running the task again would not help."""
 
+    # The engine skips a task's retries when its exception says retryable False: the upstream result
+    # will not appear by waiting.
     retryable = False
 
 
@@ -57,6 +59,9 @@ def parse(text: str, path: str) -> StepOutput | str:
     """The reference ``steps.STEP.TASK[N].KIND.KEY...``, or what is wrong with it. A step name
     may hold dots: the task is the segment right before the first ``outputs``/``metrics``."""
     parts = text.split(".")
+    # parts[0] is "steps" and a step name takes at least one segment, so the kind is at index 3 or
+    # later. The first outputs/metrics that follows a valid task name wins: keys after it may
+    # themselves be called "outputs".
     for i in range(3, len(parts)):
         task = _TASK.fullmatch(parts[i - 1])
         if parts[i] in KINDS and task:
@@ -107,7 +112,12 @@ def _runs_before(name: str, step: Any, by_name: Mapping[str, Any], order: Mappin
     """Whether step ``name`` ends before ``step`` starts: a ``depends_on`` ancestor (searched
     from ``step`` until found), or an earlier step in declared order."""
     if not explicit:
+        # An unknown step sorts after every step, so it never counts as upstream (_problem names
+        # it).
         return order.get(name, len(order)) < order[step.name]
+    # A search from this step that stops at the target, not a table of every step's ancestors: that
+    # keeps checking linear in the routine's size. seen cuts diamonds short (A and B both depend on
+    # C).
     seen: set[str] = set()
     todo = list(step.depends_on)
     while todo:
@@ -136,6 +146,7 @@ def _problem(ref: StepOutput, step: Any, index: int, by_name: Mapping[str, Any],
         return (f"step {ref.step!r} calls {ref.task!r} {len(calls)} time(s); "
                 f"{ref.task_label} is not one")
     position = calls[ref.nth or 0]
+    # Within a step tasks run in order, so an earlier task of the same step is upstream too.
     if target is step:
         if position >= index:
             return (f"{ref.task_label} of step {ref.step!r} runs after this task (or is this task);"
@@ -174,6 +185,8 @@ def _metric_names(cls: type[TaskMetrics]) -> list[str]:
     return [field.name for field in dataclasses.fields(cls)]
 
 
+# Per-run caches keyed by the Run object: weak keys let them go with the run, so a long-lived
+# process (the Python API, a warm Lambda) does not keep every run's plan and task records.
 _steps_by_name: weakref.WeakKeyDictionary[Any, dict[str, tuple[int, Any]]] = \
     weakref.WeakKeyDictionary()
 _stored: weakref.WeakKeyDictionary[Any, dict[str, list[Any]]] = weakref.WeakKeyDictionary()
@@ -188,9 +201,13 @@ def prepared_args(run: Any, call: Any, context: Any) -> dict[str, Any]:
     values = {ref.text: _value(run, ref) for ref in call.references}
     args = {key: _resolved(value, values) for key, value in call.args.items()}
     _, step = _step(run, context.step)
+    # By identity: task calls compare by value, and a step may call the same task twice with the
+    # same args; == would find the first of them.
     index = next(i for i, c in enumerate(step.spec.tasks) if c is call)
     here = _result_at(run, context.step, index)
     if here is not None:
+        # The result records the args as they were resolved for this call, masked, so show says what
+        # the task really got.
         here.args = run.routine.masked(args)
     return args
 
@@ -234,6 +251,7 @@ def fill(template: str, values: Mapping[str, Any]) -> Any:
         if value is None:
             raise OutputUnavailable(f"${{{match.group(1).strip()}}} is null and cannot be part "
                                     f"of the string {template!r}")
+        # Non-strings are spliced in as JSON (true, [1, 2], {"a": 1}), not as Python's repr.
         return value if isinstance(value, str) else json.dumps(value)
 
     return _REF.sub(replace, template)
@@ -250,6 +268,8 @@ def _value(run: Any, ref: StepOutput) -> Any:
         value = _child(value, key, where, ".".join((ref.kind, *ref.keys[:depth])))
     if value is None and ref.kind == "metrics":
         raise OutputUnavailable(f"{where}: {ref.step}.{ref.task_label} did not report it")
+    # Results are kept masked: "****" is not what the upstream task returned, and passing it on
+    # would write the mask where the secret belonged.
     if _MASK in json.dumps(value, default=str):
         raise OutputUnavailable(f"{where}: the value was masked as a secret when it was kept; "
                                 "secrets do not pass between steps: give them as ${env.X} or a "
@@ -278,7 +298,11 @@ def _upstream(run: Any, ref: StepOutput) -> tuple[Any, dict[str, Any] | None]:
     here = _result_at(run, ref.step, index)
     if here is not None and here.status == SUCCEEDED:
         return here.result, here.metrics.to_dict() if here.metrics else None
+    # A task a resume skipped succeeded in an earlier run (run.done names it); otherwise the record
+    # may still be this run's, written by another process (a state machine's Lambda).
     origin = run.done.get((position, index), run.routine.run_id)
+    # Newest record first: if the task's latest attempt did not succeed, an older success does not
+    # count.
     for record in reversed(_stored_tasks(run, origin)):
         if record.step == ref.step and record.task_index == index:
             if record.status == SUCCEEDED:

@@ -44,6 +44,7 @@ def _sort_key(path: str) -> list[Any]:
 
 _TYPES: dict[str, Any] = {
     "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+    # bool is an int subclass in Python, but JSON Schema's true is neither an integer nor a number.
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "number": lambda v: finite_number(v) and not isinstance(v, bool),
 }
@@ -59,6 +60,7 @@ def quick_valid(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> boo
     It knows the keywords routines use; anything else (or any doubt) returns False and the
     caller asks jsonschema, which also words the messages. Valid routines never import it.
     """
+    # A keyword this does not know might forbid the value: only jsonschema can say yes then.
     if not schema.keys() <= _QUICK:
         return False
     if "$ref" in schema:
@@ -91,6 +93,7 @@ def quick_valid(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> boo
         return _quick_object(value, schema, root)
     if isinstance(value, list):
         if len(value) < schema.get("minItems", 0) or (
+            # repr, because the items may be dicts or lists, which a set cannot hold.
             schema.get("uniqueItems") and len(set(map(repr, value))) < len(value)
         ):
             return False
@@ -148,6 +151,8 @@ def _quick_object(value: dict[str, Any], schema: dict[str, Any], root: dict[str,
 def _freeze(schema: dict[str, Any]) -> str:
     import json
 
+    # A schema is a dict, which lru_cache cannot key on; its canonical JSON can, so each distinct
+    # schema (the routine's, each executor's params, each task's args) compiles one validator.
     return json.dumps(schema, sort_keys=True)
 
 
@@ -172,6 +177,9 @@ def _causes(error: Any) -> list[Any]:
     from jsonschema.exceptions import best_match
 
     branches: dict[Any, list[Any]] = {}
+    # Sub-errors grouped by the anyOf/oneOf branch they come from. A branch whose type fits the
+    # value (a task given as an object, not as a name) is the one the user meant: its errors are the
+    # useful ones, not "expected a string" from the branch that does not fit.
     for sub in error.context:
         branches.setdefault(sub.schema_path[0], []).append(sub)
     fitting = [
@@ -187,12 +195,14 @@ def _describe(error: Any, prefix: str, what: str) -> list[tuple[str, str]]:
     path = json_path(error.absolute_path, prefix)
     kind, value, schema = error.validator, error.instance, error.schema
     if kind == "required":
+        # jsonschema names the missing key only in its message ("'task' is a required property").
         missing = error.message.split("'")[1]
         return [(json_path([missing], path), f"missing required {what} {missing!r}; add it")]
     if kind == "additionalProperties":  # every unknown key, not only the first
         allowed = sorted(schema.get("properties", {}))
         return [(json_path([extra], path), f"unknown {what} {extra!r}; {_hint(extra, allowed)}")
                 for extra in sorted(set(value) - set(allowed), key=str)]
+    # The schema's description says the rule in words; the regex itself would not help the user.
     if kind in ("pattern", "maxLength") and schema.get("description"):
         shown = repr(value) if len(value) <= 40 else repr(value[:40])[:-1] + "...'"
         return [(path, f"{shown} is not allowed. {schema['description']}")]

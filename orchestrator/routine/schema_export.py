@@ -12,6 +12,8 @@ from .load import routine_schema
 def full_schema(registry: Registry) -> dict[str, Any]:
     """The routine schema with, for each executor, its params and each task's args, so an
     editor completes and checks both (``orchestrate schema > routine.schema.json``)."""
+    # routine_schema() is cached and validates every routine loaded in this process: it is filled in
+    # on a copy, never in place.
     schema = copy.deepcopy(routine_schema())
     defs = schema["$defs"]
     rules = []
@@ -24,6 +26,8 @@ def full_schema(registry: Registry) -> dict[str, Any]:
             "params": {"$ref": f"#/$defs/{key}"},
             "tasks": {"$ref": f"#/$defs/tasks_{info.name}"},
         }
+        # One if/then per executor, all under allOf: an entry is held to the schema of the executor
+        # it names (by short or class name), and the rules for other executors hold vacuously.
         rules.append(
             {
                 "if": {
@@ -36,6 +40,8 @@ def full_schema(registry: Registry) -> dict[str, Any]:
         for alias in {info.name, info.class_name}:
             by_class[alias] = {"allOf": [{"$ref": "#/$defs/dict_executor"}, {"properties": step}]}
     defs["list_executor"]["allOf"] = rules
+    # The seed's dict form: each key is an executor's name, so it gets that executor's schema
+    # directly.
     dict_form = schema["properties"]["executors"]["anyOf"][1]
     dict_form["properties"] = by_class
     return schema
@@ -57,4 +63,5 @@ def _tasks_schema(info: ExecutorInfo) -> dict[str, Any]:
             for name, args in per_task.items()
         ],
     }
+    # A task is given as its bare name or as an object with args; editors complete both.
     return {"type": "array", "items": {"anyOf": [{"enum": names}, call]}}

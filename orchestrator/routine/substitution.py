@@ -13,6 +13,8 @@ from ..errors import ENV_UNSET
 
 # `$${` is an escaped literal; `${...}` a reference; a `${` never closed is reported, not kept.
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+# Names whose values are masked. "pass" counts only as a whole _-separated word, so names such as
+# "compass" or "bypass_cache" are not taken for passwords; "passw" still catches "password".
 SECRET_NAME = re.compile(
     r"(?i)(passw|passphrase|(^|_)pass($|_)|pwd|secret|token|api[_-]?key|access[_-]?key"
     r"|private[_-]?key|credential)"
@@ -71,6 +73,9 @@ class Substituter:
     def string(self, text: str, path: str, report: Report) -> Any:
         if self.defer is not None and has_step_reference(text):
             return self.deferred(text, path, report)
+        # A value that is one reference and nothing else takes the referenced value with its type (a
+        # number, a list, null), so "${params.retries}" can feed an integer parameter; inside a
+        # longer string it can only become text.
         whole = _REF.fullmatch(text)
         if whole and whole.group(1) is not None:
             return self.lookup(whole.group(1), path, report)
@@ -82,9 +87,13 @@ class Substituter:
                     f"unterminated ${{ in {text!r}; close it with }} (or write $${{ for a literal)",
                 )
                 return match.group(0)
+            # "$${" is the escape: this one pass turns it into a literal "${" that nothing parses
+            # again.
             if match.group(1) is None:
                 return "${"
             value = self.lookup(match.group(1), path, report)
+            # "None" spliced into a path or a query would be a silent wrong value, not a visible
+            # error.
             if value is None:
                 report(
                     path,
@@ -113,12 +122,16 @@ class Substituter:
             if value is None:
                 report(path, f"${{{ref}}} is null and cannot be part of a string; give it a value")
                 return match.group(0)
+            # A value substituted now is part of a template parsed again at run time: its own "${"
+            # must be escaped, or text from an env var or param would be read as a reference then.
             return str(value).replace("${", "$${")
 
         return Deferred(_REF.sub(replace, text))
 
     def lookup(self, ref: str, path: str, report: Report) -> Any:
         scope, _, name = ref.strip().partition(".")
+        # "${a.${b}}": the regex stops at the first "}", so a nested reference cannot be read
+        # correctly; refuse it rather than substitute half of it.
         if "$" in ref or "{" in ref:
             report(
                 path,
@@ -127,6 +140,8 @@ class Substituter:
             return f"${{{ref}}}"
         if scope in SECRET_SCOPES:
             return self.secret(scope, name, ref, path, report)
+        # params=None means the routine's own params are being resolved: letting them refer to each
+        # other would need an order of evaluation, and could loop.
         if scope == "params" and scope not in self.scopes:
             report(path, f"${{{ref}}}: a param cannot refer to another param; give its value, "
                          "or use ${env.NAME}, ${run.id} or ${run.date}")
@@ -145,6 +160,8 @@ class Substituter:
             report(path, _missing(scope, name, values), code, name if code else "")
             return f"${{{ref}}}"
         value = values[name]
+        # The value is masked from now on wherever it shows, also where it was copied under an
+        # innocent-looking key (a folder name, a query).
         if scope == "env" and SECRET_NAME.search(name) and isinstance(value, str) and value:
             self.secrets.add(value)
         return value
@@ -157,6 +174,7 @@ class Substituter:
         if self.resolver is None:
             return f"${{{ref}}}"
         key = (scope, name)
+        # Fetched once per name and load: the same secret referenced in ten places is one API call.
         if key not in self._fetched:
             try:
                 self._fetched[key] = self.resolver(scope, name)
@@ -167,6 +185,7 @@ class Substituter:
         if value is None:
             report(path, f"no plugin reads ${{{scope}.X}} references (install boto3 for AWS)")
             return f"${{{ref}}}"
+        # Every fetched secret is masked, whatever the name of the key it was used under.
         self.secrets.add(str(value))
         return value
 
@@ -190,7 +209,11 @@ MASKED = "****"  # what a secret value is shown, logged and stored as
 
 def mask(text: str, secrets: set[str]) -> str:
     """Replace every secret value in ``text`` with ``****``."""
+    # Longest first: when one secret contains another, the longer is masked whole instead of leaving
+    # its remainder around a "****".
     for secret in sorted(secrets, key=len, reverse=True):
+        # A one- or two-character value occurs everywhere by chance (every "1" in every line):
+        # masking it would garble all output while hiding nothing.
         if len(secret) >= 3:
             text = text.replace(secret, MASKED)
     return text
@@ -214,5 +237,7 @@ def mask_values(value: Any, secrets: set[str], key: str = "") -> Any:
     if isinstance(value, list):
         return [mask_values(v, secrets, key) for v in value]
     if isinstance(value, str):
+        # Masked by key as well as by value: a secret-looking field is hidden even if its value was
+        # never registered as a secret.
         return MASKED if key and SECRET_NAME.search(key) and value else mask(value, secrets)
     return value
