@@ -20,6 +20,8 @@ from typing import Any, Callable
 from ..errors import UserError
 from ..outcome import ExitCode, Status
 
+# About 27 years of days. Every date's routine is validated before the first run, so a typo in a
+# year (2062 for 2026) is refused at once rather than validated thousands of times first.
 MAX_DATES = 10_000
 
 
@@ -82,6 +84,8 @@ def backfill(
         else:
             for date in todo:
                 report[date] = run_here(args, date, plan(routines[date]), renderer)
+                # Ctrl-C or SIGTERM cancelled this date's run: the dates after it are not started,
+                # and the summary lists only what ran or was skipped.
                 if report[date]["status"] == Status.CANCELLED:
                     break
         return summarise(args, name, key, [report[d] for d in dates if d in report], stdout)
@@ -90,6 +94,8 @@ def backfill(
 def succeeded_dates(store: Any, routine: str, key: str, dates: set[str]) -> dict[str, str]:
     """Date -> the run that already succeeded for it."""
     found: dict[str, str] = {}
+    # list_runs answers newest first, so each date keeps its latest succeeded run; values are
+    # compared as text, as the dates are.
     for run in store.list_runs(routine, status=Status.SUCCEEDED, limit=100_000):
         value = str((run.params or {}).get(key))
         if value in dates and value not in found:
@@ -104,6 +110,8 @@ def run_here(args: argparse.Namespace, date: str, the_plan: Any,
     from ..runs.store import open_store
     from .signals import cancel_on_signals
 
+    # Each run's own renderer stays quiet and never writes JSON: the backfill prints one summary
+    # (with --json, one document) for all dates.
     quiet = argparse.Namespace(**{**vars(args), "json": False, "quiet": True})
     options = RunOptions(only=tuple(args.only), start=args.start)  # --max-parallel is for dates
     tracked = TrackedRun(open_store(), the_plan, [renderer(quiet)], options)
@@ -123,6 +131,8 @@ def run_in_child(
         "run",
         args.routine,
         "--json",
+        # The dates are runs of the same routine, at the same time: without this each child would
+        # find the routine claimed by its siblings.
         "--allow-concurrent",
         f"--param={key}={date}",
         *(f"--param={p}" for p in others),
@@ -131,10 +141,13 @@ def run_in_child(
         cmd.append("--only=" + ",".join(args.only))
     if args.start:
         cmd.append(f"--from={args.start}")
+    # No stdin: a child must never sit waiting for input from a terminal the user cannot see it use.
     child = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     try:
         result = json.loads(child.stdout)
         return {"date": date, "status": result["status"], "run_id": result["run_id"]}
+    # No JSON document: the child failed before its run could report (a usage error, a busy store, a
+    # crash); the end of its stderr says why.
     except (ValueError, KeyError):
         return {
             "date": date,
@@ -157,6 +170,7 @@ def summarise(
             extra = f" ({row['reason']})" if row.get("reason") else ""
             print(f"{row['date']}  {row['status']:9}  {row['run_id'] or '-'}{extra}", file=stdout)
     statuses = {str(r["status"]) for r in rows}
+    # An interruption outranks failures: the exit code says the backfill did not finish.
     if Status.CANCELLED in statuses:
         return ExitCode.INTERRUPTED
     return ExitCode.FAILED if statuses - {Status.SUCCEEDED, Status.SKIPPED} else ExitCode.OK

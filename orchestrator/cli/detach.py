@@ -52,13 +52,21 @@ def detach(args: argparse.Namespace, run_id: str) -> int:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # A session of its own: Ctrl-C in this terminal, or closing it (SIGHUP), must not
+                # reach the run that was meant to outlive it.
                 start_new_session=True,
+                # Unbuffered, so the log file has each line as it is written, and nothing is lost in
+                # a buffer if the run is killed.
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         store = open_store()
+        # Return only once the child has claimed the routine: the run id printed then can be given
+        # to wait, logs or cancel at once, and a child refused (a busy routine, a bad routine) is
+        # reported here with its output and exit code instead of vanishing in the background.
         while store.get_run(run_id) is None:
             if child.poll() is not None:
                 sys.stderr.write(log_path.read_text())
+                # A child that exited 0 without recording a run did not run it either.
                 return child.returncode or ExitCode.FAILED
             time.sleep(0.05)
     finally:
@@ -96,6 +104,8 @@ def read_private_params(path: str | None) -> list[str]:
         message = f"--params-file {path}: cannot read the detached run's params: {exc}"
         raise UserError(message) from None
     finally:
+        # Removed even when it could not be read: the secret values it may hold must not stay on
+        # disk.
         with contextlib.suppress(OSError):
             os.unlink(path)
     if not isinstance(pairs, list) or not all(isinstance(p, str) for p in pairs):

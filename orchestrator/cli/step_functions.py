@@ -19,8 +19,11 @@ from ..errors import UserError
 from ..outcome import ExitCode
 from ..routine.substitution import SECRET_NAME
 
+# Shared by state machine and execution ARNs, so it tells both from a run id.
 EXECUTION_ARN_PREFIX = "arn:aws:states:"
 ENDED = {"SUCCEEDED": ExitCode.OK, "FAILED": ExitCode.FAILED, "TIMED_OUT": ExitCode.FAILED,
+         # ABORTED is a StopExecution (Ctrl-C here, cancel, or the console): an interruption, not a
+         # failure of the routine.
          "ABORTED": ExitCode.INTERRUPTED}
 RUN_STATUS = {"SUCCEEDED": "succeeded", "FAILED": "failed", "TIMED_OUT": "failed",
               "ABORTED": "cancelled"}
@@ -40,6 +43,9 @@ def execution_input(routine: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     if secret:
         raise UserError(f"--param {secret[0]}: a secret would be kept in the execution's history; "
                         "give it to the deployed function (Secrets Manager, SSM) instead")
+    # Values from routine.params, not the --param text: they are typed like the routine's defaults
+    # there ("3" for a numeric param is already 3). The run date travels too, so every step agrees
+    # on ${run.date} however long the execution takes.
     return {"params": {k: routine.params[k] for k in overrides}, "run_date": routine.run_date}
 
 
@@ -49,6 +55,8 @@ def start(routine: Any, overrides: dict[str, Any], state_machine: str,
     if not state_machine.startswith(EXECUTION_ARN_PREFIX):
         raise UserError(f"--state-machine {state_machine!r}: expected a state machine ARN "
                         "(arn:aws:states:REGION:ACCOUNT:stateMachine:NAME)")
+    # Named after the run id: Step Functions refuses a second execution of the same name, and the
+    # Lambda's steps record under the execution's name, which is then this run's id.
     response = sfn.start_execution(stateMachineArn=state_machine, name=routine.run_id,
                                    input=json.dumps(execution_input(routine, overrides)))
     return str(response["executionArn"])
@@ -63,6 +71,8 @@ def follow(execution: str, say: Callable[[str], None], sfn: Any = None,
     started = time.monotonic()
     delay = FIRST_POLL
     while True:
+        # Status first, history second: when the status says the execution ended, the history read
+        # after it holds every event up to the end, so no last state goes unsaid.
         described = sfn.describe_execution(executionArn=execution)
         for event in _history(sfn, execution, seen):
             seen = max(seen, event["id"])
@@ -94,6 +104,7 @@ def _progress(event: dict[str, Any]) -> str | None:
         return f"started   {event['stateEnteredEventDetails']['name']}"
     if kind in ("TaskStateExited", "ParallelStateExited"):
         return f"finished  {event['stateExitedEventDetails']['name']}"
+    # The compiler turns an inactive step into a Pass state named "STEP (inactive)".
     if kind == "PassStateEntered" and "inactive" in event["stateEnteredEventDetails"]["name"]:
         return f"skipped   {event['stateEnteredEventDetails']['name']}"
     return None
@@ -114,6 +125,8 @@ def stop(execution: str, sfn: Any = None) -> dict[str, Any]:
     sfn = sfn or client()
     described = sfn.describe_execution(executionArn=execution)
     if described["status"] == "RUNNING":
+        # The error name shows in the execution's history and console, telling a cancel from a
+        # failure.
         sfn.stop_execution(executionArn=execution, error="orchestrator.Cancelled",
                            cause="cancelled with orchestrate")
         # the stop is asynchronous where the execution is run elsewhere (seen on moto under
@@ -137,6 +150,8 @@ def record_start(routine: Any, execution: str) -> Any:
     store = open_store()
     record = dataclasses.replace(new_record(routine), host=external_host(execution), pid=None,
                                  pid_started=None)
+    # The execution has started already: its record is an account of it, not a claim that could
+    # still refuse it because another run of the routine is live.
     store.start_run(record, allow_concurrent=True)
     return store
 
@@ -150,6 +165,7 @@ def record_end(store: Any, run_id: str, described: dict[str, Any]) -> None:
 def cancel_recorded(store: Any, run: Any, execution: str) -> str:
     """``cancel RUN_ID`` of a run recorded under an execution: StopExecution, then the record."""
     described = stop(execution)
+    # A record the Lambda's finishing step already ended keeps the status it gave.
     if not run.finished:
         record_end(store, run.run_id, described)
     return outcome(described)[1]
@@ -167,12 +183,16 @@ def run(routine: Any, overrides: dict[str, Any], state_machine: str, detach: boo
     sfn = client()
     execution = start(routine, overrides, state_machine, sfn)
     store = record_start(routine, execution)
+    # The execution goes on in AWS without this process; its ARN is what wait and cancel take.
     if detach:
         print(execution)
         return ExitCode.OK
+    # With --json, stdout holds the one JSON document; progress goes to stderr.
     say = (lambda line: print(line, file=sys.stderr)) if as_json else print
     say(f"started execution {execution}")
     previous = signal.getsignal(signal.SIGTERM)
+    # SIGTERM (kill, a CI job's timeout) stops the execution like Ctrl-C does, instead of leaving it
+    # running in AWS after this process is gone.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         described = follow(execution, say, sfn)

@@ -34,6 +34,7 @@ def runs_table(
              f"{'PARENT':36}  RESUMES"]
     marked: set[str] = set()
     for run in runs:
+        # Runs come newest first: only the first of each routine, its newest, is marked.
         mark = "  LATE" if run.routine in late and run.routine not in marked else ""
         marked.add(run.routine)
         lines.append(
@@ -49,6 +50,7 @@ def run_details(store: RunStore, run: RunRecord) -> dict[str, Any]:
     """The run, its task attempts and its child runs (recursively)."""
     children = [
         run_details(store, child)
+        # list_runs answers newest first; children are shown in the order they started.
         for child in reversed(store.list_runs(parent=run.run_id, limit=1000))
     ]
     return {
@@ -70,6 +72,7 @@ def show_run(details: dict[str, Any], indent: str = "") -> str:
              f"started {_clock(run['started'])}  took {_duration(run['started'], run['ended'])}"]
     if run.get("resumed_from"):
         lines.append(f"{indent}  resumes run {run['resumed_from']}")
+    # A child's parent is the run printed just above it; only the top run names its own.
     if run.get("parent_run_id") and not indent:
         lines.append(f"{indent}  parent {run['parent_run_id']}")
     for task in details["tasks"]:
@@ -113,6 +116,8 @@ def _result_lines(value: Any, most: int = 40) -> list[str]:
     import textwrap
 
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    # drop_whitespace=False keeps a value's own indentation, and `or [""]` its blank lines, which
+    # textwrap.wrap turns into nothing.
     lines = ["result:", *("  " + part for line in text.splitlines()
                           for part in textwrap.wrap(line, 96, drop_whitespace=False) or [""])]
     if len(lines) > most:
