@@ -61,15 +61,21 @@ def cmd_metadata(args: argparse.Namespace) -> int:
     try:
         routine = load_routine(routine_path, {}, registry, env=env)
     except RoutineError as exc:
+        # The user wrote no routine: paths into the generated one would mean nothing to them, so
+        # each problem names only the param (source, mode, target...) against the source given.
         raise UserError("\n".join(f"{args.source}: {p.path.rsplit('.', 1)[-1]}: {p.message}"
                                   for p in exc.problems)) from None
+    # With --json, stdout holds one document, written at the end.
     listeners = [] if args.json else [_renderer(args)]
+    # Every metadata command runs a routine named "metadata": without allow_concurrent, profiling
+    # one source would refuse to start while another is being profiled.
     options = RunOptions(max_parallel=1, allow_concurrent=True)
     tracked = TrackedRun(open_store(registry), plan(routine), listeners, options)
     tracked.claim()
     result = tracked.execute()
     failed = next((t for t in result.tasks if t.status == "failed"), None)
     cls: Any = registry.resolve("metadata").cls  # run_summary is the metadata executor's own
+    # A failed run's target may hold a partial result: nothing is read back from it.
     summary = cls.run_summary(routine.steps[0].params, result.run_id) if failed is None else None
     if summary is not None:
         summary["run_id"] = result.run_id
@@ -95,6 +101,7 @@ def cmd_metadata(args: argparse.Namespace) -> int:
 def _renderer(args: argparse.Namespace) -> Any:
     from .render import PlainRenderer
 
+    # Progress on stderr, so stdout holds only the summary.
     return PlainRenderer(sys.stderr, quiet=not args.verbose)
 
 
@@ -102,6 +109,8 @@ def _write_routine(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
     """The routine file (under the home, named by its content) and the environment it sees."""
     from ..home import home_dir
 
+    # A copy that only this load sees: the password reaches the routine as ${env.X} without being
+    # written to the file or the run store, or set in this process's environment for its children.
     env = dict(os.environ)
     source, password = _split_password(args.source)
     params: dict[str, Any] = {"source": source, "mode": args.mode}
@@ -114,6 +123,8 @@ def _write_routine(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
     tasks = ["extract", "profile"]
     if args.publish:
         params["api_url"] = args.publish
+        # Referenced only when set: ${env.X} of an unset variable is a validation error, and
+        # publishing without a token is allowed.
         if env.get(TOKEN_VAR):
             params["api_token"] = "${env.%s}" % TOKEN_VAR
         tasks.append("publish")
@@ -122,6 +133,8 @@ def _write_routine(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
     text = json.dumps(doc, indent=2)
     folder = home_dir() / "metadata" / "routines"
     folder.mkdir(parents=True, exist_ok=True)
+    # Named by content (a file name, not a security check): the same command writes the same file
+    # again instead of leaving one more behind per call.
     path = folder / f"{hashlib.sha1(text.encode()).hexdigest()[:12]}.json"
     path.write_text(text)
     return str(path), env
@@ -136,8 +149,10 @@ def _split_password(url: str) -> tuple[str, str | None]:
     parts = urlsplit(url)
     if parts.password is None:
         return url, None
+    # The last "@" ends the user info: an unencoded "@" in a password must not split the host.
     host = parts.netloc.rpartition("@")[2]
     netloc = f"{parts.username}@{host}" if parts.username else host
+    # The URL carries the password percent-encoded (p%40ss); the driver is given it as typed.
     return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
 
 

@@ -15,6 +15,8 @@ from typing import Any, Iterable
 
 from ..runs.store import RunRecord, RunStore, TaskRecord
 
+# The page loads nothing: only its own inline style and script run, and no data in it (an error
+# message, a param) can fetch, submit or redirect anywhere, even if it got past escaping.
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "img-src data:; base-uri 'none'; form-action 'none'")
 METRICS = ("inserts", "updates", "soft_deletes", "total_rows")
@@ -52,6 +54,8 @@ document.body.setAttribute('data-ready','1');})();
 
 
 def _e(value: Any) -> str:
+    # Every value from the store goes through this: errors, params and metadata are whatever tasks
+    # produced, "<script>" included. html.escape also quotes " and ', for attribute values.
     return html.escape("" if value is None else str(value))
 
 
@@ -106,6 +110,7 @@ def _run_section(store: RunStore, run: RunRecord, now: float, depth: int) -> str
 
 
 def _facts(run: RunRecord, now: float) -> str:
+    # A running run shows how long it has taken so far.
     ended = run.ended or (now if run.status == "running" else None)
     rows = [
         ("run id", run.run_id),
@@ -125,6 +130,7 @@ def _facts(run: RunRecord, now: float) -> str:
 def _span(run: RunRecord, tasks: list[TaskRecord], now: float) -> tuple[float, float]:
     start = min([run.started, *(t.started for t in tasks if t.started)])
     ends = [run.ended or now, *(t.ended or now for t in tasks if t.started)]
+    # A run with nothing to measure (ended as it started) must not divide by zero in _bar.
     return start, max(max(ends) - start, 1e-6)
 
 
@@ -141,6 +147,8 @@ def _gantt(run: RunRecord, tasks: list[TaskRecord], now: float) -> str:
                 continue
             end = record.ended or now
             if previous_end is not None and record.started > previous_end:
+                # The gap between two attempts is the retry delay: drawn hatched, so the row's full
+                # length still reads as the time the task took.
                 bars.append(
                     _bar("wait", previous_end, record.started, start, span, "waiting to retry")
                 )
@@ -168,6 +176,8 @@ def _by_task(tasks: Iterable[TaskRecord]) -> list[tuple[tuple[str, str], list[Ta
     """Attempts grouped per task, in plan order, with (step, task) for the label."""
     grouped: dict[tuple[int, int], list[TaskRecord]] = {}
     for record in tasks:
+        # Grouped by position, not by name: a step may call the same task twice, and each is its own
+        # row.
         grouped.setdefault((record.step_index, record.task_index), []).append(record)
     return [
         ((v[0].step, v[0].task), sorted(v, key=lambda r: r.attempt))
@@ -236,6 +246,8 @@ def history_report(store: RunStore, routine: str, runs: list[RunRecord]) -> str:
     succeeded = sum(r.status == "succeeded" for r in finished)
     rate = f"{succeeded / len(finished):.0%}" if finished else "-"
     durations = [(r.ended - r.started) if r.ended else 0.0 for r in ordered]
+    # A run that has not ended counts as 0 s; "or 1.0" keeps a history of such runs from dividing by
+    # zero.
     longest = max(durations, default=0.0) or 1.0
     bars = "".join(
         f'<div class="tbar {_e(r.status)}" data-kind="{_e(r.status)}" data-seconds="{d:.6f}" '
@@ -264,5 +276,7 @@ def history_report(store: RunStore, routine: str, runs: list[RunRecord]) -> str:
 def _rows(tasks: list[TaskRecord]) -> int | None:
     """Rows a run reported: the sum of its succeeded tasks' ``total_rows``."""
     values = [t.metrics.get("total_rows") for t in tasks if t.status == "succeeded" and t.metrics]
+    # Only integer counts are summed: a plugin's metrics may leave total_rows unset or give it
+    # another type.
     rows = [v for v in values if isinstance(v, int)]
     return sum(rows) if rows else None
