@@ -24,6 +24,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         try:
             routine = load(argparse.Namespace(param=[], run_id=None), path)
         except UserError as exc:
+            # A routine that cannot be read cannot be judged either: it is listed, and fails the
+            # exit code below, rather than passing as "not late".
             unreadable.append({"routine_file": path, "error": str(exc).splitlines()[0]})
             continue
         results.append(check_routine(store, routine, all_senders).to_dict())
@@ -50,6 +52,8 @@ def known_routine_files(store: Any) -> list[str]:
     """The file each routine in the store last ran from, one per routine name, that still exists."""
     files: dict[str, str] = {}
     for run in store.list_runs(limit=100_000):
+        # list_runs answers newest first, so the first file seen per routine is the one it last ran
+        # from; a file moved or deleted since cannot be read for its expect: block.
         if run.routine not in files and run.routine_file and os.path.isfile(run.routine_file):
             files[run.routine] = run.routine_file
     return sorted(files.values())

@@ -36,6 +36,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
         print(json.dumps(run.to_dict()))
     elif not args.quiet:
         print(f"run {run.run_id} {run.status}")
+    # wait exits as the run did (0, 1 or 130), so a script can wait for a detached run and act on
+    # it.
     return exit_code(run.status)
 
 
@@ -55,6 +57,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
         print(step_functions.cancel_recorded(store, *execution))
         return ExitCode.OK
+    # Cancelling a run that already ended is not an error: a script may cancel unconditionally.
     run, changed = cancel_run(store, args.run_id)
     message = (
         f"run {run.run_id} {run.status}"

@@ -38,6 +38,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             print(f"{row['name']:<{width}}  {row['class']}  ({origin})  tasks: {tasks}")
         for plugin in registry.broken():
             print(f"{plugin.name:<{width}}  BROKEN  ({plugin.origin})  {plugin.reason}")
+    # Conflicts go to stderr even with --json: stdout keeps its one document, and a human still sees
+    # them. Two plugins claiming one name make it unclear which a routine would get: exit 2.
     for name, infos in conflicts.items():
         print(
             f"conflict: executor name {name!r} is claimed by "

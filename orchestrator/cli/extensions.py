@@ -47,6 +47,9 @@ def add_parsers(
     """Add this module's commands, and an example to each existing command's help. With ``sub``
     building one command's parser only (``sub.only``), the others' modules are not imported."""
     for name, parser in sub.choices.items():
+        # A command that wrote its own epilog keeps it. The examples are laid out by hand (one
+        # command per line, aligned notes): the default formatter would rewrap them into one
+        # paragraph.
         if name in EXAMPLES and not parser.epilog:
             parser.epilog = EXAMPLES[name]
             parser.formatter_class = argparse.RawDescriptionHelpFormatter

@@ -16,15 +16,19 @@ def print_logs(store: Any, run: Any, tail: int | None, follow: bool, as_json: bo
     from .views import log_line
 
     records = store.logs(run.run_id)
+    # A slice of [-0:] would be every line, so --tail 0 is spelled out as none.
     if tail is not None:
         records = records[-tail:] if tail else []
     last = records[-1].seq if records else 0
     while True:
         for record in records:
+            # Flushed per line: piped into grep or a file, --follow must show lines as they come.
             print(json.dumps(record.__dict__) if as_json else log_line(record), flush=True)
             last = record.seq
         if not follow or run.finished:
             return
         time.sleep(FOLLOW_POLL_SECONDS)
+        # The run is read before its logs: every line written before it finished is in the read
+        # below, so the loop's last round, which sees it finished, loses none.
         run = look_up(store, run.run_id)  # read again: has it finished?
         records = store.logs(run.run_id, after=last)

@@ -12,6 +12,7 @@ def cmd_help(parser: argparse.ArgumentParser, topic: str | None) -> int:
     if topic is None:
         parser.print_help()
         return ExitCode.OK
+    # argparse offers no public way to reach a parser's sub-parsers.
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     if topic in subparsers.choices:
         subparsers.choices[topic].print_help()

@@ -15,6 +15,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from ..runs.store import open_store
 
     store = open_store()
+    # reap marks runs whose process died as dead first, so the list never shows a dead run as
+    # running.
     runs = reap(store, store.list_runs(args.routine, args.status, limit=args.limit))
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2))
@@ -35,10 +37,13 @@ def late_routines(store: Any, runs: list[Any]) -> dict[str, str]:
 
     late, seen = {}, set()
     for run in runs:
+        # Runs come newest first: each routine is judged by the file its newest run came from, once.
         if run.routine in seen or not run.routine_file or not os.path.isfile(run.routine_file):
             continue
         seen.add(run.routine)
         try:
+            # Parsed, not loaded: only expect: is needed, and a routine that no longer validates (or
+            # needs env vars this shell lacks) can still be late.
             doc = parse_file(Path(run.routine_file))
         except UserError:
             continue

@@ -30,6 +30,7 @@ class HelpFormatter(argparse.HelpFormatter):
         max_help_position: int = 24,
         width: int | None = None,
     ) -> None:
+        # Less 2, as argparse itself takes from the terminal's width.
         super().__init__(prog, indent_increment, max_help_position, width or terminal_columns() - 2)
 
 
@@ -39,6 +40,9 @@ def terminal_columns() -> int:
         columns = int(os.environ.get("COLUMNS", ""))
     except ValueError:
         columns = 0
+    # sys.__stdout__, not sys.stdout: the terminal is still there when stdout is redirected for a
+    # run. It is None without a console (AttributeError), may be closed (ValueError), or may not be
+    # a terminal at all (OSError).
     if columns <= 0:
         try:
             columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore
@@ -90,6 +94,7 @@ class Unused:
     def __getattr__(self, name: str) -> Callable[..., Unused]:
         return self._ignore
 
+    # Returns itself, so chained calls (add_parser(...).add_argument(...)) are ignored too.
     def _ignore(self, *args: Any, **kwargs: Any) -> Unused:
         return self
 
@@ -131,6 +136,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     add_routine_parsers(sub, common, routine)
     add_executor_parsers(sub, common)
     add_report_parsers(sub, common)
+    # Its module is imported only to build its own parser: start-up pays for it in no other command.
     if only in (None, "metadata"):
         from . import metadata as cli_metadata
 
@@ -169,6 +175,7 @@ def add_run_parser(
         "state machine (orchestrate generate --target step-functions)",
     )
     run.add_argument("--state-machine", metavar="ARN", help="with --on step-functions: its ARN")
+    # For a detached run's background process: the run id the parent already printed.
     run.add_argument("--run-id", help=argparse.SUPPRESS)
     run.add_argument("--params-file", help=argparse.SUPPRESS)  # --param values of a detached run
     selection(run)
@@ -322,6 +329,7 @@ def selection(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+# argparse turns ArgumentTypeError (and int()'s ValueError) into a usage error, exit 2.
 def positive(text: str) -> int:
     value = int(text)
     if value < 1:

@@ -43,6 +43,7 @@ def routine_name(target: str) -> str:
         from ..routine.load import parse_file
         from pathlib import Path
 
+        # Parsed, not validated: a routine whose file is broken today still has a history to show.
         doc = parse_file(Path(target))
         if isinstance(doc, dict) and isinstance(doc.get("routine_name"), str):
             return doc["routine_name"]

@@ -23,14 +23,20 @@ def cancel_on_signals(run: Any) -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         if cancellers:
             getattr(run, "save_records", lambda: None)()  # what batching holds back is not lost
+            # The user asked to force: no finally blocks, no atexit, no waiting on threads that may
+            # hang.
             os._exit(ExitCode.INTERRUPTED)
         print("\ncancelling: asking running tasks to stop (again to force)", file=sys.stderr)
+        # Cancel in a thread: stopping remote work (a query, a job run) can take seconds, and the
+        # handler must return so the main thread keeps running the engine, which sees the tasks end.
         cancellers.append(threading.Thread(target=run.cancel, name="cancel", daemon=True))
         cancellers[0].start()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
+        # The run has returned; give the canceller time to finish stopping remote work, bounded, so
+        # a hung cancel cannot keep the process from exiting.
         for thread in cancellers:
             thread.join(CANCEL_JOIN_SECONDS)
     finally:
