@@ -33,9 +33,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     else:
         width = max((len(r["name"]) for r in rows), default=4)
         for row in rows:
+            # A plugin registered directly (tests, embedding) has no distribution: its plugin name
+            # stands in.
             origin = f"{row['distribution']} {row['version']}".strip() or row["plugin"]
             tasks = ", ".join(row["tasks"])
             print(f"{row['name']:<{width}}  {row['class']}  ({origin})  tasks: {tasks}")
+        # A plugin that failed to import is listed with its reason rather than left out, so a
+        # missing executor can be traced to the plugin that should provide it.
         for plugin in registry.broken():
             print(f"{plugin.name:<{width}}  BROKEN  ({plugin.origin})  {plugin.reason}")
     # Conflicts go to stderr even with --json: stdout keeps its one document, and a human still sees

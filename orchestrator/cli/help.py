@@ -36,6 +36,7 @@ def _fields(schema: dict[str, Any]) -> list[str]:
         if name in required:
             when = "required"
         elif "default" in spec:
+            # As JSON (true, null, "text"), the way a routine writes it, not Python's True and None.
             when = f"default {json.dumps(spec['default'])}"
         else:
             when = "optional"
@@ -43,6 +44,7 @@ def _fields(schema: dict[str, Any]) -> list[str]:
         if spec.get("description"):
             lines.extend(textwrap.wrap(spec["description"], WIDTH, initial_indent=" " * 6,
                                        subsequent_indent=" " * 6))
+    # Set only for a signature with **kwargs: anything else given goes through to the function.
     if schema.get("additionalProperties"):
         lines.append("  ...  (any other keyword arguments are passed through)")
     return lines or ["  (none)"]

@@ -67,6 +67,9 @@ def sized(formatter: Any) -> type[argparse.HelpFormatter]:
     import shutil on every start-up)."""
     if issubclass(formatter, HelpFormatter):
         return formatter
+    # HelpFormatter first in the bases, so its __init__ (the width) wins while the other formatter's
+    # layout methods still apply; cached, so each formatter class gets one subclass, not one per
+    # parser.
     return type(formatter.__name__, (HelpFormatter, formatter), {})
 
 
@@ -111,6 +114,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"orchestrate {__version__}")
     sub = OnlySubcommand(parser.add_subparsers(dest="command", metavar="COMMAND"), only)
+    # Parents are copied into each command's parser, which adds its own -h: a parent with one too
+    # would make argparse report a conflicting option.
     common = Parser(add_help=False)
     common.add_argument(
         "--verbose", "-v", action="store_true", help="show tracebacks and debug logs"
@@ -324,6 +329,7 @@ def selection(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="run only these steps (the others are skipped)",
     )
     parser.add_argument(
+        # "from" is a Python keyword: args.from would not even parse.
         "--from", dest="start", metavar="STEP", help="run this step and every step downstream"
     )
     return parser

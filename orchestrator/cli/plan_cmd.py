@@ -34,6 +34,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from ..selection import excluded_steps
 
     the_plan = plan(load(args))
+    # Also checks the names in --only and --from, so a typo fails the plan as it would fail the run.
     excluded = excluded_steps(the_plan, args.only, args.start)
     steps = the_plan.describe()
     for step in steps:

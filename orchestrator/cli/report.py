@@ -145,6 +145,7 @@ def _gantt(run: RunRecord, tasks: list[TaskRecord], now: float) -> str:
             if record.attempt == 0:  # skipped without ever starting
                 note = f"skipped: {record.error or ''}"
                 continue
+            # An attempt still running is drawn up to now.
             end = record.ended or now
             if previous_end is not None and record.started > previous_end:
                 # The gap between two attempts is the retry delay: drawn hatched, so the row's full
@@ -241,6 +242,7 @@ def _errors(tasks: list[TaskRecord]) -> str:
 
 def history_report(store: RunStore, routine: str, runs: list[RunRecord]) -> str:
     """The HTML page of a routine's last runs: duration trend, success rate, rows per run."""
+    # Oldest first for the trend (read left to right); the table below lists newest first.
     ordered = sorted(runs, key=lambda r: r.started)
     finished = [r for r in ordered if r.finished]
     succeeded = sum(r.status == "succeeded" for r in finished)
@@ -275,6 +277,7 @@ def history_report(store: RunStore, routine: str, runs: list[RunRecord]) -> str:
 
 def _rows(tasks: list[TaskRecord]) -> int | None:
     """Rows a run reported: the sum of its succeeded tasks' ``total_rows``."""
+    # Succeeded attempts only: a failed attempt's count was not the rows the run ended with.
     values = [t.metrics.get("total_rows") for t in tasks if t.status == "succeeded" and t.metrics]
     # Only integer counts are summed: a plugin's metrics may leave total_rows unset or give it
     # another type.
