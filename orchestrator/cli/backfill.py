@@ -27,6 +27,8 @@ MAX_DATES = 10_000
 
 def date_range(pairs: list[str]) -> tuple[str, list[str], list[str]]:
     """The one ``KEY=A..B`` param as (key, dates), and the other ``--param`` pairs unchanged."""
+    # The range is the one value holding "..": with two such --param, which one is the dates is
+    # refused rather than guessed.
     ranged = [p for p in pairs if "=" in p and ".." in p.partition("=")[2]]
     if len(ranged) != 1:
         raise UserError("backfill needs exactly one --param KEY=FIRST..LAST (dates as YYYY-MM-DD), "
@@ -63,6 +65,7 @@ def backfill(
     key, dates, others = date_range(args.param)
     routines = {}
     for date in dates:  # everything is checked before the first run
+        # run_id None: each date's run gets an id of its own.
         routines[date] = load(argparse.Namespace(param=[*others, f"{key}={date}"], run_id=None),
                               args.routine, resolve=True)  # run here: ${secret.X} read now
     name = routines[dates[0]].name

@@ -22,6 +22,8 @@ def detach(args: argparse.Namespace, run_id: str) -> int:
     from ..home import home_dir
     from ..runs.store import open_store
 
+    # What the child prints before its run is recorded (a refused claim, a crash) lands here, and is
+    # shown below if it exits before claiming.
     log_path = home_dir() / "logs" / f"{run_id}.out"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -32,6 +34,8 @@ def detach(args: argparse.Namespace, run_id: str) -> int:
         args.routine,
         "--run-id",
         run_id,
+        # No one watches the background process's console: its log file needs the failures only, and
+        # the run's full record is in the store.
         "--quiet",
         "--max-parallel",
         str(args.max_parallel),

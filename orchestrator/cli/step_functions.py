@@ -93,6 +93,8 @@ def follow(execution: str, say: Callable[[str], None], sfn: Any = None,
 
 def _history(sfn: Any, execution: str, after: int) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
+    # GetExecutionHistory cannot start after a given event: each poll pages from the start and skips
+    # the events already said, by their increasing ids.
     for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution):
         events += [e for e in page["events"] if e["id"] > after]
     return events

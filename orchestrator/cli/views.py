@@ -111,6 +111,7 @@ def _result_lines(value: Any, most: int = 40) -> list[str]:
 
     if value is None:
         return []
+    # A short result is on the task's own line already (_returned).
     if len(json.dumps(value, ensure_ascii=False, default=str)) <= SHORT_RESULT_CHARS:
         return []
     import textwrap
