@@ -27,8 +27,7 @@ MAX_DATES = 10_000
 
 def date_range(pairs: list[str]) -> tuple[str, list[str], list[str]]:
     """The one ``KEY=A..B`` param as (key, dates), and the other ``--param`` pairs unchanged."""
-    # The range is the one value holding "..": with two such --param, which one is the dates is
-    # refused rather than guessed.
+    # The dates are the one value holding "..": two such --param are refused, not one guessed.
     ranged = [p for p in pairs if "=" in p and ".." in p.partition("=")[2]]
     if len(ranged) != 1:
         raise UserError("backfill needs exactly one --param KEY=FIRST..LAST (dates as YYYY-MM-DD), "

@@ -20,7 +20,7 @@ def type_label(schema: dict[str, Any]) -> str:
     if "enum" in schema:
         return "one of: " + ", ".join(map(str, schema["enum"]))
     if "anyOf" in schema:
-        # Options that read the same ("string" for two kinds of string) are named once, in order.
+        # Options that read the same (list and tuple are both "array") are named once, in order.
         return " | ".join(dict.fromkeys(type_label(option) for option in schema["anyOf"]))
     # The format first: a location is a string, but "location" tells the user what to give.
     kind = schema.get("format") or schema.get("type") or "any"

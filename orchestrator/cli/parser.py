@@ -40,9 +40,9 @@ def terminal_columns() -> int:
         columns = int(os.environ.get("COLUMNS", ""))
     except ValueError:
         columns = 0
-    # sys.__stdout__, not sys.stdout: the terminal is still there when stdout is redirected for a
-    # run. It is None without a console (AttributeError), may be closed (ValueError), or may not be
-    # a terminal at all (OSError).
+    # sys.__stdout__, not sys.stdout: the process's own stream, even when sys.stdout has been
+    # replaced. It is None without a console (AttributeError), may be closed (ValueError), or may
+    # not be a terminal at all (OSError).
     if columns <= 0:
         try:
             columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore

@@ -55,8 +55,9 @@ def start(routine: Any, overrides: dict[str, Any], state_machine: str,
     if not state_machine.startswith(EXECUTION_ARN_PREFIX):
         raise UserError(f"--state-machine {state_machine!r}: expected a state machine ARN "
                         "(arn:aws:states:REGION:ACCOUNT:stateMachine:NAME)")
-    # Named after the run id: Step Functions refuses a second execution of the same name, and the
-    # Lambda's steps record under the execution's name, which is then this run's id.
+    # Named after the run id: execution names are unique per state machine (for 90 days), so one run
+    # id cannot start two executions, and the Lambda's steps, which record under the execution's
+    # name, record into this run.
     response = sfn.start_execution(stateMachineArn=state_machine, name=routine.run_id,
                                    input=json.dumps(execution_input(routine, overrides)))
     return str(response["executionArn"])

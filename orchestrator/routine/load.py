@@ -129,7 +129,7 @@ def _plain(doc: Mapping[str, Any]) -> Any:
     try:
         # The round trip is the copy (a caller mutating its dict later cannot change the loaded
         # routine) and the type check in one; allow_nan=False because NaN and Infinity are not JSON
-        # numbers and a routine file could not hold them either.
+        # numbers (from a file, the schema refuses them where a number is expected).
         return json.loads(json.dumps(doc, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise RoutineError(

@@ -174,7 +174,8 @@ class Substituter:
         if self.resolver is None:
             return f"${{{ref}}}"
         key = (scope, name)
-        # Fetched once per name and load: the same secret referenced in ten places is one API call.
+        # Fetched once per name by this substituter: a secret referenced in ten places costs one
+        # call.
         if key not in self._fetched:
             try:
                 self._fetched[key] = self.resolver(scope, name)
