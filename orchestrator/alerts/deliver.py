@@ -70,7 +70,8 @@ def _attempt(
             send(target, message)
             return Outcome(target.label, True, attempt)
         except Exception as exc:  # any failure of a notifier is an outcome, never the run's failure
-            # Masked before it is kept: an error may quote a secret (a webhook's URL, an SMTP password).
+            # Masked before it is kept: an error may quote a secret (a webhook's URL, an SMTP
+            # password).
             error = mask(f"{type(exc).__name__}: {exc}")
         if attempt <= target.retries:
             # Doubling waits (1 s, 2 s, 4 s by default); none after the last attempt.
