@@ -80,6 +80,5 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-# dir() and completion list the lazy names too, before they are first used.
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))

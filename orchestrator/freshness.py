@@ -30,7 +30,6 @@ def parse_duration(text: str) -> float:
 def spoken(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
-            # '1.0d' reads '1d'; one decimal is enough for a message.
             return f"{seconds / size:.1f}{unit}".replace(".0", "")
     return f"{seconds:.0f}s"
 

@@ -42,7 +42,6 @@ def result_text(result: Any, width: int = SHORT_RESULT_CHARS) -> str:
     if result is None:
         return ""
     text = json.dumps(result, ensure_ascii=False, default=str)
-    # One character is kept for the ellipsis, so the line is exactly width wide.
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
