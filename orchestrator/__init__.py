@@ -74,6 +74,8 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
+    # Cached in the module's namespace: __getattr__ (PEP 562) runs only for names not found there,
+    # so each lazy name is imported once.
     globals()[name] = value
     return value
 

@@ -37,6 +37,8 @@ class Orchestrator:
 
     @property
     def store(self) -> Any:
+        # Opened on first need: validating or planning from Python never opens a store (nor
+        # imports sqlite3 or a store plugin's boto3).
         if self._store is None:
             from .runs.store import open_store
 
@@ -69,6 +71,8 @@ class Orchestrator:
         if options is None:
             options = RunOptions(params=dict(params or {}), max_parallel=max_parallel,
                                  track=track, allow_concurrent=allow_concurrent)
+        # Secrets by reference are read only here, for a run: load() and plan() keep the references
+        # and read nothing.
         routine = load_routine(self._source(path), options.params, self.registry,
                                run_id=options.run_id, resolve_secrets=True)
         the_plan = plan(routine)
@@ -77,6 +81,8 @@ class Orchestrator:
         from .runs.control import TrackedRun
 
         tracked = TrackedRun(self.store, the_plan, listeners, options)
+        # Claimed now, before start() returns: a second live run of the routine is refused here,
+        # before any of its tasks can run.
         tracked.claim()
         return tracked
 

@@ -99,6 +99,8 @@ def track_pipeline_execution(
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., ExecutionResult]:
+        # The SDK passed watcher_context only to functions that name it; others are called with
+        # their own arguments alone.
         wants_watcher = "watcher_context" in inspect.signature(fn).parameters
 
         def call(*args: Any, context: Context, **kwargs: Any) -> Any:
@@ -117,11 +119,15 @@ def track_pipeline_execution(
         tracked = track(
             pipeline_id,
             active=active,
+            # The SDK's None means "the saved watermark"; track() tells that apart from an explicit
+            # None by its own _UNSET marker.
             watermark=_UNSET if watermark is None else watermark,
             parent_execution_id=parent_execution_id,
             **options,
         )(call)
 
+        # Callers see the function's own name and signature, and get the SDK's ExecutionResult
+        # rather than track()'s outcome.
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> ExecutionResult:
             outcome = tracked(*args, **kwargs)

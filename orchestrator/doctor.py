@@ -12,6 +12,8 @@ def diagnose(routine_path: str | None = None) -> list[dict[str, Any]]:
     Without a routine every executor gets the same, params-free check (libraries, credentials);
     with one, each step's configured executor also probes its endpoints.
     """
+    # The store first: every run records through it, so a broken home or store breaks every
+    # routine at once, whatever its executors.
     report = [_store_check()]
     if routine_path is None:
         registry = Registry()
@@ -22,6 +24,8 @@ def diagnose(routine_path: str | None = None) -> list[dict[str, Any]]:
             report.append({"subject": f"plugin {broken.name} ({broken.origin})",
                            "problems": [f"failed to load: {broken.reason}; {fix}"]})
         return report
+    # A broken routine raises here: that is a validation error (exit 2), not something doctor
+    # reports.
     from .routine.load import load_routine
 
     routine = load_routine(routine_path)
@@ -36,6 +40,8 @@ def _check(subject: str, cls: Any, params: dict[str, Any] | None) -> dict[str, A
     try:
         problems = list(cls.check_environment())
         if not problems and params is not None:
+            # Endpoints are probed only once the libraries and credentials are there: without them
+            # every probe would fail with a less useful message.
             problems = list(cls(**params).check())
     except Exception as exc:  # doctor reports, it does not crash
         problems = [f"{type(exc).__name__}: {exc}"]
@@ -47,6 +53,8 @@ def _store_check() -> dict[str, Any]:
 
     try:
         store = open_store()
+        # Opening alone may succeed on a damaged or unreachable store; one real read proves it
+        # answers.
         store.list_runs(limit=1)
         return {"subject": f"run store ({type(store).__name__})", "problems": []}
     except Exception as exc:

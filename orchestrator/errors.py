@@ -36,6 +36,8 @@ class RoutineError(UserError):
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
+        # One problem per line: the CLI prints the message as it is, and a reader sees every
+        # problem at once instead of fixing them one run at a time.
         super().__init__("\n".join(map(str, problems)))
 
 

@@ -11,6 +11,8 @@ import re
 import time
 from typing import Any, Callable, Iterable
 
+# Seconds per unit. No months or years: they have no fixed length, and a check must mean the same
+# thing in February as in March.
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhdw])$")
 
@@ -69,8 +71,11 @@ def breaches(expect: Expectation, runs: Iterable[Any], now: float | None = None)
     found = []
     if expect.every is not None:
         allowed = expect.every + expect.within
+        # When the last success started, not ended: 'every' is the period of a schedule, and a
+        # schedule sets start times.
         success = next((r for r in ordered if r.status == "succeeded"), None)
         if success is None:
+            # A fixed key: "never succeeded" is one breach until the first success, announced once.
             found.append(Breach("stale", "stale:never", "no successful run is recorded; "
                                 f"one is expected every {spoken(expect.every)}"))
         elif now - success.started > allowed:
@@ -84,7 +89,9 @@ def breaches(expect: Expectation, runs: Iterable[Any], now: float | None = None)
                 )
             )
     if expect.max_duration is not None and ordered:
+        # Only the newest run: an older slow run was judged while it was the newest.
         newest = ordered[0]
+        # A run still going counts its time so far: a hung run is late before it ever ends.
         took = (newest.ended or now) - newest.started
         if took > expect.max_duration:
             verb = "has been running for" if newest.ended is None else "took"

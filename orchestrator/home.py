@@ -16,6 +16,7 @@ def home_dir() -> Path:
     """``$ORCHESTRATOR_HOME`` or ``~/.orchestrator``, created on first use."""
     path = home_path()
     try:
+        # exist_ok: several processes may create it at once on a first run.
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         reason = exc.strerror or exc

@@ -28,6 +28,8 @@ def _text(value: Any) -> str:
 def _options(value: Any) -> list[str]:
     """Docker run options: a JSON list of strings, or one string split as a shell would."""
     if isinstance(value, str):
+        # An environment variable can only hold a string:
+        # ORCHESTRATOR_DOCKER_RUN_OPTIONS='--network host' is split as a shell would split it.
         return shlex.split(value)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(
@@ -72,6 +74,8 @@ KEYS: tuple[Key, ...] = (
         _options,
     ),
     Key(
+        # No lineage.api_key: the bearer key is a secret, read from OPENLINEAGE_API_KEY only, never
+        # written into this file or shown by config show.
         "lineage.url",
         "OPENLINEAGE_URL",
         "OpenLineage HTTP endpoint base that gets every run's "
@@ -132,6 +136,8 @@ def load_config(env: Mapping[str, str] = os.environ) -> HomeConfig:
     flat = _flatten(read_file(file), file)
     settings: dict[str, Setting] = {}
     for key in KEYS:
+        # An empty variable counts as unset, so 'ORCHESTRATOR_CATALOG= orchestrate ...' falls back
+        # to the file instead of configuring an empty catalog.
         if env.get(key.env):
             settings[key.name] = Setting(
                 key.name,
@@ -145,6 +151,7 @@ def load_config(env: Mapping[str, str] = os.environ) -> HomeConfig:
         else:
             settings[key.name] = Setting(key.name, None, "unset")
     catalog, artifacts = settings["catalog"], settings["artifacts"]
+    # Derived from the effective catalog, wherever that came from (file or environment).
     if artifacts.value is None and catalog.value is not None:
         settings["artifacts"] = Setting(
             "artifacts", join_url(catalog.value, "_artifacts/"), "default (beside the catalog)"
@@ -185,6 +192,8 @@ def _flatten(doc: dict[str, Any], file: Path, prefix: str = "") -> dict[str, Any
     flat: dict[str, Any] = {}
     for name, value in doc.items():
         dotted = f"{prefix}{name}"
+        # Only objects that group known keys ('docker', 'lineage') are descended into; anything
+        # else unknown is refused with the closest name, so a typo never silently does nothing.
         if isinstance(value, dict) and any(k.name.startswith(dotted + ".") for k in KEYS):
             flat.update(_flatten(value, file, dotted + "."))
         elif dotted in BY_NAME:
@@ -223,6 +232,8 @@ def set_value(name: str, value: str | None, env: Mapping[str, str] = os.environ)
     else:
         doc = _without(doc, name.split("."))
     file.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside and renamed over the file: a crash never leaves half a config, and the pid
+    # keeps two concurrent writers from sharing one temporary file (the last rename wins).
     temporary = file.with_name(f".{file.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, file)
@@ -231,6 +242,7 @@ def set_value(name: str, value: str | None, env: Mapping[str, str] = os.environ)
 
 def _maybe_json(value: str) -> Any:
     """``config set docker.run_options '["--network", "host"]'`` stores a list; text stays text."""
+    # Only a list is parsed: a value such as '123' or 'true' stays the text it was typed as.
     if value.lstrip().startswith("["):
         try:
             return json.loads(value)
@@ -255,6 +267,7 @@ def _without(doc: dict[str, Any], parts: list[str]) -> dict[str, Any]:
         result.pop(parts[0], None)
     elif isinstance(result.get(parts[0]), dict):
         result[parts[0]] = _without(result[parts[0]], parts[1:])
+        # An emptied group goes too, rather than leaving "docker": {} behind.
         if not result[parts[0]]:
             del result[parts[0]]
     return result

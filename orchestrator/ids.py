@@ -11,6 +11,7 @@ import os
 
 def new_id() -> str:
     """A random UUID (version 4) as text, the same as ``str(uuid.uuid4())``."""
+    # os.urandom is what uuid.uuid4 uses too: the same randomness, without the import.
     raw = bytearray(os.urandom(16))
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
@@ -21,6 +22,8 @@ def new_id() -> str:
 def sha256_hex(data: bytes) -> str:
     """``hashlib.sha256(data).hexdigest()``, without loading OpenSSL where CPython has its own."""
     try:
+        # CPython's built-in SHA-256 moved from _sha256 to _sha2 in 3.12; hashlib is the last
+        # resort (a Python built without them, or another implementation).
         from _sha256 import sha256  # type: ignore[import-not-found]  # CPython <= 3.11
     except ImportError:
         try:

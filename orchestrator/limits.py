@@ -16,6 +16,7 @@ MAX_VALUES = 100_000  # values in the whole document, YAML aliases counted once 
 MAX_INT_DIGITS = 1000  # Python refuses to print integers of more than 4,300 digits
 MAX_NAME_BYTES = 255  # one path component (NAME_MAX on Linux and macOS)
 MAX_PATH_BYTES = 4095  # a whole local path (PATH_MAX on Linux, less its terminating NUL)
+# S3's own limit on a key, in UTF-8 bytes.
 MAX_S3_KEY_BYTES = 1024
 JSON_TAGS = frozenset(f"tag:yaml.org,2002:{name}"
                       for name in ("str", "int", "float", "bool", "null", "seq", "map"))
@@ -35,6 +36,8 @@ def read_bounded(stream: BinaryIO, limit: int = MAX_ROUTINE_BYTES) -> bytes:
     """At most ``limit`` bytes; a longer stream (or an endless one, like a device) is refused."""
     chunks, total = [], 0
     while total <= limit:  # a pipe or an HTTP body may return less than asked for
+        # One byte past the limit is asked for, so that a document of exactly the limit passes and
+        # one byte more is refused, without reading further.
         chunk = stream.read(min(1 << 16, limit + 1 - total))
         if not chunk:
             break
@@ -75,6 +78,7 @@ def check_document(doc: Any) -> None:
             raise DocumentProblem(f"nested deeper than {MAX_DEPTH} levels; flatten it",
                                   _path(where))
         kind = value.__class__
+        # Most values are strings: the cheapest test first, before the isinstance chain.
         if kind is str:
             continue
         if isinstance(value, dict):
@@ -104,6 +108,8 @@ def _check_scalar(value: Any, path: str) -> None:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return
     if isinstance(value, int):
+        # About 3.32 bits per decimal digit: the size is judged without converting to decimal, the
+        # very conversion that is slow for huge integers (and refused past 4,300 digits).
         if value.bit_length() > MAX_INT_DIGITS * 3.33:
             message = f"an integer of more than {MAX_INT_DIGITS} digits; write it as a string"
             raise DocumentProblem(message, path)
@@ -132,9 +138,13 @@ def _node_size(node: Any, depth: int, sizes: dict[int, tuple[int, int]],
 
     Recursion stops at ``MAX_DEPTH``: a node already measured is not entered again."""
     key, line = id(node), node.start_mark.line + 1
+    # PyYAML accepts an alias inside its own anchor and builds a cyclic value; JSON cannot hold
+    # one.
     if key in open_nodes:
         raise DocumentProblem(f"an alias inside its own anchor (line {line}): the value would be "
                               "infinite")
+    # PyYAML gives every use of an alias the same node object, so keyed by id() each anchor is
+    # measured once: linear in the text however often it is used.
     if key not in sizes:
         if node.tag not in JSON_TAGS:
             raise DocumentProblem(f"YAML tag {node.tag!r} at line {line} is not allowed: "
@@ -154,6 +164,8 @@ def _node_size(node: Any, depth: int, sizes: dict[int, tuple[int, int]],
     if values > MAX_VALUES:
         raise DocumentProblem(f"more than {MAX_VALUES:,} values once its YAML aliases are "
                               "expanded; use fewer aliases")
+    # Checked on every use, memoised or not: the same anchor used at a deeper place may go past the
+    # bound there.
     if depth + height - 1 > MAX_DEPTH:
         raise DocumentProblem(f"nested deeper than {MAX_DEPTH} levels once its YAML aliases are "
                               "expanded; flatten it")
@@ -183,4 +195,6 @@ def location_problem(location: str) -> str | None:
 
 
 def _bytes(text: str) -> bytes:
+    # surrogatepass: a path that came from the file system may hold lone surrogates
+    # (surrogateescape); measuring it must not raise.
     return text.encode("utf-8", "surrogatepass")

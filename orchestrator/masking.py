@@ -29,6 +29,9 @@ class MaskSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
+            # The message is formatted here and args dropped: a secret passed as an argument ('%s',
+            # password) only appears once formatted, and a handler must not format it again from
+            # the raw args.
             record.msg, record.args = mask(record.getMessage(), self.secrets), None
             if record.exc_info and not record.exc_text:
                 # Formatted here, once: handlers reuse ``exc_text`` instead of formatting it again.
@@ -52,15 +55,21 @@ class MaskedLines:
         self.secrets, self.sink = set(secrets), sink
         self._pending: dict[int, str] = {}
         self._lock = threading.Lock()
+        # The most characters of a secret that can stand at the end of a line cut short without the
+        # secret being whole yet.
         self._keep = max((len(s) for s in self.secrets), default=1) - 1
 
     def write(self, text: str) -> None:
         thread = threading.get_ident()
+        # Only the dict is shared; the masking and the sink run outside the lock, so one slow
+        # writer does not hold up the other threads.
         with self._lock:
             buffered = self._pending.pop(thread, "") + text
         cut = _last_line_end(buffered)
         ready, rest = buffered[:cut], buffered[cut:]
         if len(rest) > MAX_PENDING:
+            # Masked before it is split: a secret wholly inside is replaced first, so the cut
+            # cannot fall in the middle of one; the kept tail may still hold the start of one.
             rest = mask(rest, self.secrets)
             split = len(rest) - self._keep
             ready, rest = ready + rest[:split], rest[split:]
@@ -86,6 +95,8 @@ def _last_line_end(text: str) -> int:
 def mask_shown(text: str, secrets: set[str] | frozenset[str], shown: int) -> str:
     """``text`` with secrets masked, also where a message showed only the first ``shown``
     characters of a secret's ``repr`` (a validation message quoting a wrong value)."""
+    # A message that quotes a value cut short shows only the start of its repr; that start is
+    # still the secret's.
     cut = {repr(s)[:shown] for s in secrets if len(repr(s)) > shown}
     return mask(mask(text, set(secrets)), cut)
 
@@ -101,6 +112,8 @@ def masked_traceback(exc: BaseException, secrets: set[str] | frozenset[str],
     )  # raised in a task's child process, formatted there
     if not isinstance(text, str):
         tb: TracebackType | None = exc.__traceback__
+        # The engine's own frames lead every task traceback; dropping them keeps the task's code on
+        # top. One frame is always kept, so a traceback is never empty.
         while (
             tb is not None
             and tb.tb_next is not None
@@ -109,6 +122,7 @@ def masked_traceback(exc: BaseException, secrets: set[str] | frozenset[str],
             tb = tb.tb_next
         text = "".join(traceback.format_exception(type(exc), exc, tb))
     if len(text) > MAX_TRACEBACK:
+        # The end is kept: the frames nearest the error and the message say what went wrong.
         text = "…\n" + text[-MAX_TRACEBACK:]
     return mask(text, set(secrets))
 
@@ -120,6 +134,7 @@ def last_frames(text: str | None, frames: int = 3) -> str | None:
         return text
     kept: list[str] = []
     section: list[str] = []
+    # A header appended at the end flushes the last section like any other.
     for line in [*text.rstrip("\n").split("\n"), TRACEBACK_HEADER]:
         if line == TRACEBACK_HEADER and section:
             starts = [i for i, entry in enumerate(section) if entry.startswith("  File ")]

@@ -15,6 +15,8 @@ class ExitCode(enum.IntEnum):
     FAILED = 1  # a task failed (or a check found a problem)
     USAGE = 2  # bad input, bad usage or a bad environment: nothing was done
     WAIT_TIMEOUT = 3  # `orchestrate wait --timeout` gave up; the run is still going
+    # 128 + SIGINT (2): what a shell reports for a command ended by Ctrl-C, whatever stopped it
+    # here.
     INTERRUPTED = 130  # cancelled: Ctrl-C, SIGTERM, `orchestrate cancel`, a deadline
 
 
@@ -35,6 +37,8 @@ class Status(enum.StrEnum):
     @property
     def exit_code(self) -> ExitCode:
         """Skipped counts as success: nothing failed (an inactive routine, say)."""
+        # Anything not listed exits 1: failed, and dead too, since a run whose process died did not
+        # finish its work.
         return _EXIT.get(self, ExitCode.FAILED)
 
 

@@ -22,6 +22,9 @@ def kept_result(value: Any, secrets: set[str] | frozenset[str] = frozenset()) ->
     if value is None:
         return None
     try:
+        # Through JSON and back: tuples become lists and keys strings now, so the result a later
+        # step reads in this run equals what the store gives back later. allow_nan=False: NaN is no
+        # JSON, and a strict reader of the store or of --json output would refuse it.
         text = json.dumps(value, allow_nan=False)
         kept: Any = json.loads(text)
     except (TypeError, ValueError, RecursionError):  # a set, an object, NaN, a cycle
@@ -52,6 +55,7 @@ def _repr(value: Any) -> str:
 def _masked(value: Any, secrets: set[str], key: str = "") -> Any:
     """Secrets masked in strings and dict keys, and values under secret-looking keys hidden."""
     if isinstance(value, dict):
+        # Keys too: a dict keyed by values (a host, a user) can carry a secret in a key.
         return {mask(k, secrets): _masked(v, secrets, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_masked(v, secrets, key) for v in value]

@@ -17,12 +17,17 @@ def excluded_steps(
     steps = list(plan.steps)  # type: ignore[attr-defined]
     names = [s.name for s in steps]
     if only and start:
+        # Together they would have no clear meaning (the union? the intersection?): refused rather
+        # than guessed.
         raise UserError("give --only or --from, not both")
+    # Checked before anything runs: a misspelt step would otherwise run nothing, or everything.
     for name in [*only, *([start] if start else [])]:
         if name not in names:
             raise UserError(unknown_message("step", name, names) + " (see `orchestrate plan`)")
     if only:
         chosen = set(only)
+        # --only runs exactly the named steps, not their dependencies: what those produced is taken
+        # as already there (a rerun of one step after fixing it).
         return {n: f"not selected (--only {','.join(only)})" for n in names if n not in chosen}
     if start:
         chosen = {start}

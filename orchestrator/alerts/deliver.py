@@ -23,6 +23,8 @@ class Message:
 
     def payload(self) -> dict[str, Any]:
         """Slack-compatible JSON: ``text`` is what Slack shows; the rest is for machines."""
+        # Slack's incoming webhooks read "text" and ignore other keys, so one body serves Slack and
+        # any receiver that wants the fields.
         return {"text": self.text, "event": self.event, "routine": self.routine, **self.details}
 
 
@@ -61,12 +63,17 @@ def _attempt(
             target.label, False, 0, f"no installed plugin sends {target.kind} notifications"
         )
     error = ""
+    # Targets are tried one after another, each to its end: the run's exit waits for them, bounded
+    # by each target's retries, delays and timeout (the senders pass the timeout on).
     for attempt in range(1, target.retries + 2):
         try:
             send(target, message)
             return Outcome(target.label, True, attempt)
         except Exception as exc:  # any failure of a notifier is an outcome, never the run's failure
+            # Masked before it is kept: an error may quote a secret (a webhook's URL, an SMTP
+            # password).
             error = mask(f"{type(exc).__name__}: {exc}")
         if attempt <= target.retries:
+            # Doubling waits (1 s, 2 s, 4 s by default); none after the last attempt.
             sleep(target.retry_delay * 2 ** (attempt - 1))
     return Outcome(target.label, False, target.retries + 1, error)

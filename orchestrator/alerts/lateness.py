@@ -15,6 +15,7 @@ from ..freshness import Breach, breaches
 from ..runs.store import RunStore
 from .deliver import Message, Outcome, Sender, deliver
 
+# Not a step name a routine can have: its watermarks never mix with a real step's.
 STATE_STEP = "__check__"
 HISTORY = 200  # runs looked at per routine: enough to find the last success of a busy routine
 
@@ -42,12 +43,16 @@ def check_routine(store: RunStore, routine: Any, senders: Callable[[], Mapping[s
     )
     outcomes: list[Outcome] = []
     for breach in found:
+        # One watermark per kind of breach: the key says which breach was announced last, so a new
+        # breach of the same kind (after a success ended the old one) is announced again.
         if store.get_watermark(routine.name, STATE_STEP, breach.kind) == breach.key:
             continue  # announced already: once per breach
         message = Message("late", routine.name, f"{routine.name} is late: {breach.text}",
                           {"breach": breach.kind, "detail": breach.text})
         sent = deliver(routine.notify, message, senders(), routine.masked) if routine.notify else []
         outcomes.extend(sent)
+        # Marked announced only when every target got it: otherwise the next check tries again, and
+        # the targets that already had it hear it twice rather than one target never.
         if all(o.ok for o in sent):
             store.set_watermark(routine.name, STATE_STEP, breach.kind, breach.key, breach.key)
     return Lateness(routine.name, found, outcomes)

@@ -13,6 +13,7 @@ from ..outcome import Status
 from ..runs.store import LogRecord, RunStore
 from .deliver import Message, Outcome, Sender, deliver
 
+# No entry for cancelled: a cancelled run alerts no one (README, "Alerts and lateness").
 EVENT_OF: dict[str, str] = {SUCCEEDED: "success", FAILED: "failure", Status.DEAD: "failure"}
 
 
@@ -25,6 +26,7 @@ class Notifier(Listener):
 
     def run_finished(self, result: RunResult) -> None:
         event = EVENT_OF.get(result.status)
+        # Nobody asked for this event: return before the senders (and plugins) are even loaded.
         if event is None or not any(event in t.when for t in self.routine.notify):
             return
         message = run_message(event, result)
@@ -35,11 +37,15 @@ class Notifier(Listener):
     def _senders(self) -> Mapping[str, Sender]:
         if self.senders is not None:
             return self.senders()
+        # Imported when a message is due: smtplib and the plugin registry cost nothing to a run
+        # that sends none.
         from .senders import all_senders
 
         return all_senders()
 
     def _mask(self, text: str) -> str:
+        # The routine's masking covers the targets' own secrets too (NotifyTarget.secrets): a
+        # webhook URL in an error is masked like a password.
         masked: str = self.routine.masked(text)
         return masked
 

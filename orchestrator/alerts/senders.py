@@ -15,6 +15,8 @@ from .targets import NotifyTarget
 
 
 def webhook(target: NotifyTarget, message: Message) -> None:
+    # default=str: details may hold values JSON has no type for (a datetime, a Decimal from a
+    # result).
     body = json.dumps(message.payload(), default=str).encode()
     request = urllib.request.Request(target.address, data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
@@ -30,6 +32,7 @@ def email(target: NotifyTarget, message: Message) -> None:
     mail["To"] = ", ".join(settings["to"])
     mail.set_content(message.text + "\n\n" + json.dumps(message.payload(), indent=2, default=str))
     with smtplib.SMTP(settings["host"], settings.get("port", 25), timeout=target.timeout) as smtp:
+        # Upgrade before login, so the password never crosses the network in clear.
         if settings.get("starttls"):
             smtp.starttls()
         if settings.get("username"):
@@ -45,6 +48,7 @@ def all_senders(registry: Any = None) -> dict[str, Sender]:
     from ..registry import Registry
 
     senders = dict(BUILT_IN)
+    # Plugins update after the built-ins: a plugin's sender of the same kind replaces ours.
     for found in (registry or Registry()).pm.hook.register_notifiers():
         senders.update(found or {})
     return senders

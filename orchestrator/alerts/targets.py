@@ -14,6 +14,8 @@ class NotifyTarget:
     kind: str  # webhook, sns or email
     address: Any  # the URL, the topic ARN or the email settings
     when: tuple[str, ...]
+    # Defaults as documented in the README: 3 attempts, 1 s doubling, 10 s per attempt. Small,
+    # since the exit of a finished run waits for them.
     retries: int = 2
     retry_delay: float = 1.0
     timeout: float = 10.0
@@ -21,6 +23,7 @@ class NotifyTarget:
     def secrets(self) -> set[str]:
         """A webhook URL carries its token; an SMTP password is one: both are masked everywhere."""
         if self.kind == "webhook":
+            # The whole URL: Slack-style webhooks carry their credential in the path.
             return {self.address}
         if self.kind == "email" and self.address.get("password"):
             return {self.address["password"]}
@@ -33,6 +36,7 @@ class NotifyTarget:
             return f"sns {self.address}"
         if self.kind == "email":
             return f"email to {', '.join(self.address['to'])}"
+        # Never the URL itself, which is the secret.
         return "webhook"
 
 
@@ -43,6 +47,8 @@ def notify_targets(raw: Any, report: Callable[[str, str], None]) -> list[NotifyT
         if not isinstance(entry, dict):
             continue
         kinds = [k for k in KINDS if k in entry]
+        # A target with two kinds would be ambiguous about what its retries and when apply to; one
+        # list entry per target keeps each outcome about one destination.
         if len(kinds) != 1:
             found = " and ".join(kinds) or "none"
             report(

@@ -21,6 +21,8 @@ from ..errors import UserError
 from ..routine.introspect import location_kinds, signature_schema
 from .manifest import FileEntry, sha256_file
 
+# Caches and version control inside a shipped code folder: specific to this machine (bytecode for
+# its Python) or not code at all, and rewritten as the code runs here.
 SKIPPED_PARTS = ("__pycache__", ".git", ".mypy_cache", ".pytest_cache")
 
 
@@ -78,9 +80,12 @@ def _found(values: Mapping[str, Any], kinds: Mapping[str, str], prefix: str) -> 
         value = values.get(key)
         if not isinstance(value, str) or not value:
             continue
+        # s3:// and other remote locations are read where they are; only local files are shipped.
         if "://" in value and not value.startswith("file://"):
             continue
         local = value.removeprefix("file://")
+        # 'jobs.py:load_orders' names a function in a file: ship the file. Only the last segment is
+        # looked at, so a ':' in a folder name is left alone.
         if kind == "code" and ":" in local.rsplit("/", 1)[-1]:
             local = local.rpartition(":")[0]
         yield Reference(f"{prefix}.{key}", kind, os.path.normpath(local))
@@ -91,6 +96,8 @@ def needed_files(routine: Routine) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     for ref in references(routine):
         path = Path(ref.value)
+        # A folder is shipped only as code (a py_exec folder); a folder typed as a location holds
+        # data.
         if path.is_dir() and ref.kind == "code":
             found[ref.path] = sorted(p for p in path.rglob("*") if _shippable(p, path))
         elif path.is_file():
@@ -131,6 +138,8 @@ def collect(
         *(p for files in by_ref.values() for p in files),
         *_included(include, file.parent),
     }
+    # The root is the deepest folder holding every file, so '../shared/x.py' keeps its place
+    # relative to the routine in the copy.
     root = Path(os.path.commonpath([str(p.parent) for p in paths]))
     files = {p.relative_to(root).as_posix(): p for p in sorted(paths)}
     bundle = Bundle(routine.name, root, file.relative_to(root).as_posix(), files, source=str(path))
@@ -146,6 +155,8 @@ def _check_self_contained(
     with tempfile.TemporaryDirectory(prefix="orchestrator-bundle-") as folder:
         copy = bundle.copy_to(Path(folder))
         moved = needed_files(load_routine(copy, params, registry))
+        # realpath on both sides: the temp folder may be reached through a symlink (macOS's /var),
+        # and a plain prefix test would then call every file outside.
         real = os.path.realpath(folder)
         for json_path, files in moved.items():
             outside = [f for f in files if not os.path.realpath(f).startswith(real + os.sep)]
@@ -156,6 +167,8 @@ def _check_self_contained(
                     "tree by an absolute path; name it relative to the routine file so the routine "
                     "can be shipped with it"
                 )
+        # A file found from here but not from the copy would be missing wherever the routine is
+        # fetched: refuse it now, at publish time, not on the machine that runs it.
         missing = sorted(set(original) - set(moved))
         if missing:
             raise UserError(

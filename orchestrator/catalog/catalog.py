@@ -24,6 +24,8 @@ from .stores import CatalogStore, open_store
 
 MANIFEST = "manifest.json"
 PINNED = ".manifest.json"
+# Rounds of "take the next number, lose the race to another publisher, take the next one again"
+# before giving up; each lost round means someone else did publish.
 PUBLISH_ATTEMPTS = 5
 
 
@@ -49,6 +51,7 @@ class Catalog:
         return [
             n.rstrip("/")
             for n in self.routines.children("")
+            # '_' folders are not routines: the default artifacts store is '<catalog>/_artifacts/'.
             if n.endswith("/") and not n.startswith("_")
         ]
 
@@ -65,6 +68,7 @@ class Catalog:
                 f"{ref}: the catalog {self.routines.url} has no routine {ref.name!r}"
                 f"{self._known_names()}"
             )
+        # versions() is in natural order, so 'latest' is 10 rather than 9.
         return RoutineRef(ref.name, versions[-1])
 
     def manifest(self, ref: RoutineRef) -> tuple[Manifest, bytes]:
@@ -76,6 +80,8 @@ class Catalog:
             known = f"; versions: {', '.join(versions)}" if versions else self._known_names()
             raise UserError(f"{ref}: not in the catalog {self.routines.url}{known}")
         manifest = Manifest.from_json(data, f"{self.routines.url} {key}")
+        # A manifest copied under another name or version would otherwise run as what the user
+        # asked for.
         if (manifest.name, manifest.version) != (ref.name, ref.version):
             raise UserError(
                 f"{key}: the manifest says {manifest.name}@{manifest.version}; refusing it"
@@ -100,16 +106,22 @@ class Catalog:
         entries = bundle.entries()
         for relative, entry in entries.items():
             data = bundle.files[relative].read_bytes()
+            # The entries were hashed from disk before this read; a file edited in between would be
+            # stored under a hash that is not its content, and every later fetch would refuse it.
             if sha256_bytes(data) != entry.sha256:
                 raise UserError(
                     f"{bundle.files[relative]} changed while it was being published; publish again"
                 )
+            # Every artifact before the manifest: once the manifest exists the version does, and a
+            # reader must never find a manifest whose files are not there yet.
             created = self.artifacts.write_new(blob_key(entry.sha256), data)
             say(
                 f"{'stored' if created else 'already stored'} {relative} "
                 f"(sha256 {entry.sha256[:12]})"
             )
         for _ in range(PUBLISH_ATTEMPTS):
+            # The next number is read again each round: a lost race means another publisher took
+            # it.
             chosen = version or next_version(self.versions(name))
             manifest = Manifest(
                 name,
@@ -136,6 +148,8 @@ class Catalog:
     def cache_folder(self) -> Path:
         from ..home import home_dir
 
+        # Cache per catalog: two catalogs may both hold daily@3 with different content, and each
+        # pins its own manifest.
         identity = hashlib.sha256(f"{self.routines.url}|{self.artifacts.url}".encode()).hexdigest()[
             :16
         ]
@@ -147,9 +161,12 @@ class Catalog:
         where = f"{manifest.name}@{manifest.version}"
         folder = self.cache_folder() / manifest.name / manifest.version
         folder.mkdir(parents=True, exist_ok=True)
+        # Pinned before any file is fetched, so a changed manifest is refused before its files are.
         self._pin(folder / PINNED, raw, where)
         for relative, entry in sorted(manifest.files.items()):
             target = folder.joinpath(*check_relative(relative, where).split("/"))
+            # A file already fetched and unchanged is kept (the size is the cheap test); one
+            # altered locally since is fetched again rather than refused.
             if (
                 target.is_file()
                 and target.stat().st_size == entry.size
@@ -171,12 +188,15 @@ class Catalog:
                 )
             _write(target, data)
             say(f"fetched {relative}")
+        # One last pass over the whole tree, as the run will see it, after every write.
         verify_tree(folder, manifest.files, where)
         files = {rel: folder.joinpath(*rel.split("/")) for rel in manifest.files}
         return Bundle(manifest.name, folder, manifest.routine, files, manifest.version, where)
 
     def _pin(self, pinned: Path, raw: bytes, where: str) -> None:
         if pinned.exists():
+            # Compared as bytes, not as parsed manifests: any change to a published manifest is
+            # tampering.
             if pinned.read_bytes() != raw:
                 raise UserError(
                     f"{where}: the catalog now serves a different manifest than when this "
@@ -190,6 +210,8 @@ class Catalog:
 
 def _write(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside and renamed into place: a crash or a concurrent fetch of the same version never
+    # leaves a half-written file under the real name (os.replace is atomic within one folder).
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".fetching-")
     with os.fdopen(handle, "wb") as out:
         out.write(data)

@@ -10,7 +10,9 @@ from typing import Any
 
 from ..errors import UserError
 
+# Bumped only when an older orchestrator must refuse the manifest rather than misread it.
 FORMAT = 1
+# Hash in 1 MiB reads so a large shipped file never has to fit in memory.
 CHUNK = 1 << 20
 
 
@@ -44,6 +46,8 @@ class Manifest:
     published: str = ""
 
     def to_json(self) -> bytes:
+        # Sorted keys and a fixed indent: the bytes depend on the content only, not on dict order,
+        # and two versions of a routine diff line by line.
         doc: dict[str, Any] = {"format": FORMAT, **dataclasses.asdict(self)}
         return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
@@ -69,6 +73,8 @@ class Manifest:
             raise
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UserError(f"{where}: not a valid catalog manifest ({exc}); nothing ran") from None
+        # Only listed files are fetched and verified: an unlisted routine would be missing from
+        # the fetch folder, or an unchecked leftover there.
         if manifest.routine not in files:
             raise UserError(
                 f"{where}: the manifest's routine {manifest.routine!r} is not among its files"
@@ -79,6 +85,9 @@ class Manifest:
 def check_relative(path: str, where: str) -> str:
     """A manifest path may not climb out of the folder it is unpacked into."""
     parts = path.split("/")
+    # The paths come from the catalog, which is not trusted: '..', an absolute path or a backslash
+    # (a separator on Windows) would let a manifest write outside the fetch folder. An empty part
+    # also catches 'a//b' and a trailing '/'.
     if not path or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
         raise UserError(
             f"{where}: file path {path!r} is not a plain relative path; refusing the manifest"
@@ -88,6 +97,7 @@ def check_relative(path: str, where: str) -> str:
 
 def verify_tree(root: Path, files: dict[str, FileEntry], where: str) -> None:
     """Every file present with its recorded SHA-256, or one error naming the first that is not."""
+    # Sorted so that the one error reported is the same on every run and every machine.
     for relative, entry in sorted(files.items()):
         path = root / relative
         if not path.is_file():

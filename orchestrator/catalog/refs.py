@@ -8,6 +8,8 @@ import re
 
 from ..errors import UserError
 
+# A name and a version each become one path segment in a folder, an S3 key and a URL: no '/', and a
+# first letter or digit so that neither can be '.', '..' or a hidden '.incoming-' temp file.
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
 NAME_PATTERN = re.compile(NAME)
 REF_PATTERN = re.compile(rf"({NAME})@({NAME})")
@@ -25,6 +27,8 @@ class RoutineRef:
 
 def parse_ref(text: str) -> RoutineRef | None:
     """A catalog reference, or None when ``text`` names a file (an existing file always wins)."""
+    # A file literally called 'daily@3' in the working folder must still run as a file, so the
+    # catalog is only asked when nothing by that name exists here.
     match = REF_PATTERN.fullmatch(text)
     if match is None or os.path.exists(text):
         return None
@@ -32,6 +36,8 @@ def parse_ref(text: str) -> RoutineRef | None:
 
 
 def check_name(what: str, value: str) -> str:
+    # A version called 'latest' could never be fetched: the ref would always resolve to the
+    # highest.
     if not NAME_PATTERN.fullmatch(value) or value == LATEST:
         raise UserError(
             f"{what} {value!r} cannot name a catalog entry: use letters, digits, '_', '.', '-' "
@@ -42,6 +48,9 @@ def check_name(what: str, value: str) -> str:
 
 def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     """Natural order: ``2 < 10``, ``1.9 < 1.10``; numbers before words at the same place."""
+    # The (0, int) / (1, str) tags keep ints and strs from ever being compared with each other,
+    # which would raise TypeError on mixed versions like '2' and '2a'. Separators ('.', '-', '_')
+    # are dropped.
     return tuple(
         (0, int(part)) if part.isdigit() else (1, part)
         for part in re.findall(r"\d+|[^\d.\-_]+", version)
@@ -50,6 +59,8 @@ def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
 
 def next_version(existing: list[str]) -> str:
     """The next integer after the highest integer version (``1`` for an empty catalog entry)."""
+    # Non-integer versions ('2026.11') are ignored here: the default numbering goes on from the
+    # integers, whatever names were chosen by hand with --version.
     return str(max((int(v) for v in existing if v.isdigit()), default=0) + 1)
 
 

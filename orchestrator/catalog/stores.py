@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from ..errors import UserError
 
 TOKEN_ENV = "ORCHESTRATOR_CATALOG_TOKEN"
+# Seconds per request; without it urlopen waits forever on a server that accepted the connection.
 HTTP_TIMEOUT = 60.0
 
 
@@ -52,22 +53,30 @@ class LocalStore:
         try:
             return self.path(key).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
+            # NotADirectoryError: a part of the key is a file here, which is the same answer as a
+            # missing key.
             return None
 
     def write_new(self, key: str, data: bytes) -> bool:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
+        # The temp file sits in the target's folder because os.link cannot cross file systems.
         handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
         try:
             with os.fdopen(handle, "wb") as out:
                 out.write(data)
                 out.flush()
+                # Flushed to disk before the link: after a crash the key must not exist with empty
+                # or short content, since nothing ever rewrites an existing key.
                 os.fsync(out.fileno())
+            # os.link, not os.replace: replace would silently overwrite a version another publisher
+            # created since we looked; link refuses atomically with FileExistsError instead.
             os.link(temporary, target)  # fails if the key exists: never overwrite
             return True
         except FileExistsError:
             return False
         finally:
+            # The link (if made) keeps the data under the key, so the temp name is always removed.
             os.unlink(temporary)
 
     def children(self, prefix: str) -> list[str]:
@@ -79,6 +88,7 @@ class LocalStore:
         return sorted(
             e.name + ("/" if e.is_dir() else "")
             for e in entries
+            # A writer's temp file is not a key: hide it while a publish is in flight.
             if not e.name.startswith(".incoming-")
         )
 
@@ -98,10 +108,13 @@ class HttpStore:
         headers: dict[str, str] | None = None,
         query: str = "",
     ) -> tuple[int, bytes]:
+        # Imported here: a routine run never talks to an HTTP catalog, and urllib costs start-up
+        # time.
         import urllib.error
         import urllib.parse
         import urllib.request
 
+        # quote() keeps '/' by default, so a key's folders stay folders on the server.
         url = self.base + urllib.parse.quote(key) + (f"?{query}" if query else "")
         all_headers = dict(headers or {})
         if os.environ.get(TOKEN_ENV):
@@ -111,9 +124,13 @@ class HttpStore:
             with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as exc:
+            # urlopen raises on any 4xx/5xx, yet 404 and 412 are answers of the protocol: hand the
+            # status back and let each caller decide which codes are fine.
             return exc.code, exc.read()
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            # An unreachable catalog is the user's to fix (URL, network, certificate): one line and
+            # exit 2, not a traceback.
             raise UserError(f"catalog {self.url}: cannot reach {url}: {reason}") from None
 
     def read(self, key: str) -> bytes | None:
@@ -124,6 +141,8 @@ class HttpStore:
         return body
 
     def write_new(self, key: str, data: bytes) -> bool:
+        # If-None-Match: * makes the server refuse (412) to replace an existing key, so two
+        # publishers racing for the same version cannot overwrite each other.
         headers = {"If-None-Match": "*", "Content-Type": "application/octet-stream"}
         status, _ = self.request("PUT", key, data, headers)
         if status == 412:
@@ -154,6 +173,7 @@ def open_store(url: str, registry: Any = None) -> CatalogStore:
         return LocalStore(url)
     if scheme in ("http", "https"):
         return HttpStore(url)
+    # Anything else (s3://) comes from a plugin: the core imports no AWS library.
     from ..registry import Registry
 
     store: CatalogStore | None = (registry or Registry()).hook("catalog_store")(url=url)

@@ -15,16 +15,27 @@ from typing import Iterable
 
 from .packaging import Package
 
+# The earliest date a zip entry can hold (DOS time): every entry gets it, so the bytes do not
+# depend on when the files were installed or built.
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+# Unix permissions live in the high 16 bits of external_attr; one fixed mode for every entry keeps
+# the umask and the installed files' modes out of the bytes.
 FILE_MODE = 0o644 << 16
+# PEP 552 flags: bit 0 set = hash-based, bit 1 clear = never checked against the source. A
+# timestamp .pyc would not match the unpacked sources' mtimes and would be recompiled (impossible
+# on a read-only file system); a checked one would hash every source at every import.
 UNCHECKED_HASH_FLAGS = (0b01).to_bytes(4, "little")
 
 
 def pyc_bytes(source: bytes, filename: str) -> bytes | None:
     """An unchecked hash-based ``.pyc`` (PEP 552) for this interpreter; None if not compilable."""
     try:
+        # dont_inherit: this module's own 'from __future__ import annotations' must not leak into
+        # the code compiled for someone else's file.
         code = compile(source, filename, "exec", dont_inherit=True)
     except (SyntaxError, ValueError):
+        # A file this Python cannot compile (test data, another Python's syntax) ships as source
+        # only and fails at import exactly as it would where it is installed.
         return None
     return (
         importlib.util.MAGIC_NUMBER
@@ -36,6 +47,8 @@ def pyc_bytes(source: bytes, filename: str) -> bytes | None:
 
 def pyc_name(arcname: str) -> str:
     folder, _, file = arcname.rpartition("/")
+    # The cache tag ('cpython-311') ties the .pyc to this interpreter; the artifacts are generated
+    # for the same Python minor version they run with, and another one would just ignore the file.
     cached = f"__pycache__/{file[:-3]}.{sys.implementation.cache_tag}.pyc"
     return f"{folder}/{cached}" if folder else cached
 
@@ -74,6 +87,8 @@ class Archive:
             for arcname in sorted(self.entries):
                 info = zipfile.ZipInfo(arcname, FIXED_TIME)
                 info.external_attr = FILE_MODE
+                # writestr() with a ZipInfo uses the entry's own compress_type (ZIP_STORED by
+                # default), not the archive's, so each entry has to be told.
                 info.compress_type = compression
                 out.writestr(info, self.entries[arcname])
         return buffer.getvalue()

@@ -27,8 +27,13 @@ from .packaging import packages
 from .targets import Job
 
 HANDLER = "orchestrator.aws_lambda.handler"
+# Where Lambda unpacks function.zip (LAMBDA_TASK_ROOT): read-only, and on sys.path.
 TASK_ROOT = "/var/task"
+# MB and seconds; 900 s is the most Lambda allows. The handler cancels the run a margin before the
+# deadline, so remote work is stopped rather than left running.
 DEFAULT_MEMORY, DEFAULT_TIMEOUT = 1024, 900
+# Exactly what the DynamoDB run store calls (see README, "Run store in DynamoDB"), on its table
+# only.
 STORE_ACTIONS = [
     "dynamodb:BatchWriteItem",
     "dynamodb:DeleteItem",
@@ -42,6 +47,8 @@ STORE_ACTIONS = [
 
 
 def runtime(job: Job) -> Runtime:
+    # The runtime is this interpreter's version: the .pyc files in the zip are compiled here, and
+    # the dependency set is the one installed here.
     return Runtime("%d.%d" % sys.version_info[:2], job.options.get("architecture") or "x86_64")
 
 
@@ -54,6 +61,7 @@ def iam_statements(job: Job) -> tuple[list[dict[str, Any]], list[str]]:
     statements: list[dict[str, Any]] = []
     notes: list[str] = []
     for step in job.routine.steps:
+        # An inactive step never runs, so it gets no grants.
         if not step.active:
             continue
         answers = [a for a in job.registry.hook("aws_iam_statements")(step=step) if a is not None]
@@ -64,6 +72,8 @@ def iam_statements(job: Job) -> tuple[list[dict[str, Any]], list[str]]:
                 "granted; add them with --policy-arn"
             )
         for answer in answers:
+            # A 'Note' item is how a plugin says what it cannot derive (what a python step's code
+            # calls): it is shown to the user, never put in the policy.
             notes.extend(f"step {step.name}: {item['Note']}" for item in answer if "Note" in item)
             statements.extend(item for item in answer if "Note" not in item)
     store = job.options.get("store")
@@ -76,6 +86,7 @@ def iam_statements(job: Job) -> tuple[list[dict[str, Any]], list[str]]:
             {
                 "Effect": "Allow",
                 "Action": STORE_ACTIONS,
+                # index/*: a GSI on routine/started (README) is queried through its own ARN.
                 "Resource": [table_arn, f"{table_arn}/index/*"],
             }
         )
@@ -96,6 +107,8 @@ def iam_statements(job: Job) -> tuple[list[dict[str, Any]], list[str]]:
         )
     unique: dict[str, dict[str, Any]] = {}
     for statement in statements:
+        # Steps on the same bucket or database give equal statements; dicts are not hashable, so
+        # their canonical JSON is the key. First seen wins, so the policy keeps the steps' order.
         unique.setdefault(json.dumps(statement, sort_keys=True), statement)
     return [substituted(s) for s in unique.values()], notes
 
@@ -108,6 +121,8 @@ def substituted(statement: dict[str, Any]) -> dict[str, Any]:
             return [sub(v) for v in value]
         if isinstance(value, dict) and not any(k.startswith("Fn::") for k in value):
             return {k: sub(v) for k, v in value.items()}  # a Condition's operators and keys
+        # A value that already is an intrinsic function (an 'Fn::' key) is left as the plugin wrote
+        # it.
         return {"Fn::Sub": value} if isinstance(value, str) and "${AWS::" in value else value
 
     return {
@@ -124,6 +139,8 @@ def events(job: Job) -> dict[str, Any]:
         }
     if trigger:
         bucket, _, prefix = trigger[len("s3://") :].partition("/")
+        # An EventBridge rule rather than SAM's S3 event: that one only works for a bucket created
+        # in the same template, and the bucket usually exists already.
         detail: dict[str, Any] = {"bucket": {"name": [bucket]}}
         if prefix:
             detail["object"] = {"key": [{"prefix": prefix}]}
@@ -147,6 +164,9 @@ def template(job: Job) -> dict[str, Any]:
     run = runtime(job)
     variables = {
         "ORCHESTRATOR_ROUTINE": routine_key(job),
+        # The packaged routine is trusted; a routine sent in an event is not. It may name code only
+        # among the packaged routines' files, local data only under /tmp/ (the one writable place),
+        # and no ${env.X} at all: the function's credentials are in its environment.
         "ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST": f"{TASK_ROOT}/routines",
         "ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST": "/tmp/",
         "ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST": "",
@@ -178,10 +198,14 @@ def template(job: Job) -> dict[str, Any]:
             "RoutineFunction": {"Type": "AWS::Serverless::Function", "Properties": function},
             "DeadLetterQueue": {
                 "Type": "AWS::SQS::Queue",
+                # 14 days, the most SQS keeps a message: time to inspect and replay a failed event.
                 "Properties": {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
             },
             "RoutineLogGroup": {
                 "Type": "AWS::Logs::LogGroup",
+                # Made here rather than left to Lambda, whose own log group keeps logs forever;
+                # retained when the stack is deleted, so the logs of past runs outlive the
+                # function.
                 "DeletionPolicy": "Retain",
                 "UpdateReplacePolicy": "Retain",
                 "Properties": {
@@ -202,6 +226,8 @@ def function_zip(job: Job, into: Path) -> None:
 
     ours, texts, deps = packages()
     run = runtime(job)
+    # Downloaded runtime wheels are kept in the home, one folder per Python and CPU, so only the
+    # first generate for a runtime needs a package index.
     cache = home_dir() / "wheels" / f"{run.abi}-{run.architecture}"
     fitted = [for_runtime(d, run, cache, job.say) for d in deps]
     job.say(
@@ -209,6 +235,7 @@ def function_zip(job: Job, into: Path) -> None:
         f"python{run.python} {run.architecture}"
     )
     archive = Archive()
+    # No prefix: /var/task, the zip's root, is on the runtime's sys.path.
     archive.add_packages([ours, *fitted])
     for relative, text in texts.items():
         archive.add_bytes(relative, text.encode())
@@ -250,6 +277,8 @@ class LambdaTarget:
     def build(self, job: Job, into: Path) -> None:
         import yaml
 
+        # plan()'s first two lines are the steps; the rest are the notes on what IAM could not
+        # derive.
         for line in self.plan(job)[2:]:
             job.say(line)
         job.say("writing function.zip")

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+# Every target's own flags: all are read for every target so that check_options can refuse one the
+# chosen target would silently ignore.
 TARGET_OPTIONS = (
     "schedule",
     "s3_trigger",
@@ -126,6 +128,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     registry = Registry()
     target = find_target(args.target, registry)
     options = {name: getattr(args, name) for name in TARGET_OPTIONS}
+    # Who reads which flag, so the refusal can say which target a stray flag belongs to.
     known = {name: find_target(name, registry).options for name in BUILT_IN}
     known[target.name] = target.options
     check_options(target, options, known)
@@ -142,7 +145,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
         say(f"validating {args.routine} and finding the files it names")
         bundle = collect(args.routine, params, registry, tuple(args.include))
+    # Loaded from the copy that will be shipped (a fetched version's cache folder), so its relative
+    # paths resolve the way they will where it runs.
     routine = load_routine(bundle.routine_path, params, registry)
+    # The default output name comes from the job itself, so the path is filled in just after.
     job = Job(bundle, routine, Path("."), {**options, "param": params}, registry, say)
     job.output = Path(args.output or target.default_output(job))
     steps = target.plan(job)

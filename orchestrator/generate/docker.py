@@ -26,7 +26,12 @@ from .script import write_script
 from .targets import Job
 
 APP_DIR = "/opt/orchestrator"
+# run.sh mounts the host's orchestrator home here, so run records and the catalog cache stay on the
+# host after the container is gone.
 CONTAINER_HOME = "/orchestrator-home"
+# Forwarded by name only ('--env NAME'): docker copies the value from run.sh's environment and
+# skips a name that is not set, so no credential is ever written into run.sh or shown in the docker
+# command line.
 FORWARDED_ENV = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -42,6 +47,8 @@ ENV_REFERENCE = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def python_version() -> str:
+    # app.pyz only runs on the Python minor version that generated it, so the default base image is
+    # that version's.
     return "%d.%d" % sys.version_info[:2]
 
 
@@ -59,8 +66,13 @@ def settings() -> dict[str, Any]:
 def image_name(job: Job, digest: str, registry: str | None) -> str:
     name = (
         job.options.get("image")
+        # Docker wants lower-case repository names. The payload digest in the tag is what makes
+        # run.sh rebuild after any change: a new tag is an image 'docker image inspect' does not
+        # find.
         or f"orchestrator-{job.bundle.name.lower()}:{job.version}-{digest[:12]}"
     )
+    # An --image given by the user is taken as the full name; the configured registry is only put
+    # in front of the name we make up.
     return f"{registry.rstrip('/')}/{name}" if registry and not job.options.get("image") else name
 
 
@@ -71,14 +83,21 @@ def data_mounts(job: Job) -> list[str]:
     root = os.path.realpath(job.bundle.root)
     folders = set()
     for ref in references(job.routine):
+        # A file is shipped inside app.pyz with the routine; folders hold data and have to be
+        # mounted.
         if ref.kind != "location" or os.path.isfile(ref.value):
             continue
+        # Mounted at the same path, so the routine's absolute paths work unchanged in the
+        # container. Folders under the routine's own folder are not mounted: they resolve inside
+        # the unpacked copy.
         if not os.path.realpath(ref.value).startswith(root + os.sep):
             folders.add(ref.value)
     return sorted(folders)
 
 
 def env_names(job: Job) -> list[str]:
+    # The raw file, not the loaded routine: loading has already replaced each ${env.X} by its
+    # value.
     text = job.bundle.routine_path.read_text(encoding="utf-8")
     return sorted(set(FORWARDED_ENV) | set(ENV_REFERENCE.findall(text)))
 
@@ -183,6 +202,8 @@ class DockerTarget:
         image = image_name(job, app["digest"], chosen["registry"])
         job.say(f"writing Dockerfile (FROM {chosen['base_image']}) and run.sh for image {image}")
         (into / "Dockerfile").write_text(dockerfile(job, app, chosen["base_image"]))
+        # The Dockerfile copies only app.pyz; the daemon is sent nothing else, whatever else the
+        # folder comes to hold.
         (into / ".dockerignore").write_text("*\n!app.pyz\n")
         script = into / "run.sh"
         script.write_text(

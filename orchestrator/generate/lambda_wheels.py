@@ -22,6 +22,8 @@ from .packaging import Package
 RUNTIME_GLIBC = {"3.9": 26, "3.10": 26, "3.11": 26, "3.12": 34, "3.13": 34}
 """Amazon Linux 2 (glibc 2.26) under python3.9-3.11; Amazon Linux 2023 (glibc 2.34) from 3.12."""
 MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
+# manylinux_2_28_x86_64 (PEP 600) or the legacy manylinux1/2010/2014_x86_64; _LEGACY gives the
+# glibc minor version each legacy name stands for.
 _TAG = re.compile(r"^(?:manylinux_(\d+)_(\d+)|manylinux(1|2010|2014))_(\w+)$")
 _LEGACY = {"1": 5, "2010": 12, "2014": 17}
 
@@ -37,6 +39,7 @@ class Runtime:
 
     @property
     def glibc(self) -> int:
+        # An unknown Python gets the oldest glibc: a wheel that fits it fits every runtime.
         return RUNTIME_GLIBC.get(self.python, 26)
 
     @property
@@ -44,6 +47,8 @@ class Runtime:
         return "cp" + self.python.replace(".", "")
 
     def platforms(self) -> list[str]:
+        # Every manylinux level the runtime's glibc can load, down to 2.17 (manylinux2014's PEP 600
+        # name); the legacy name too, since older wheels carry only that one.
         tags = [f"manylinux_2_{minor}_{self.machine}" for minor in range(self.glibc, 16, -1)]
         return tags + [f"manylinux2014_{self.machine}"]
 
@@ -52,8 +57,12 @@ def fits(tags: list[str], runtime: Runtime) -> bool:
     """Does an installed wheel (its WHEEL file's tags) run on the Lambda runtime?"""
     for tag in tags:
         interpreter, abi, platform = tag.split("-")
+        # py3-none is pure Python and abi3 is the stable ABI: both load on any CPython 3 of the
+        # runtime.
         if interpreter not in (runtime.abi, "py3") or abi not in (runtime.abi, "abi3", "none"):
             continue
+        # A wheel may carry several platform tags joined by '.'
+        # (manylinux_2_17_x86_64.manylinux2014_x86_64).
         for part in platform.split("."):
             match = _TAG.match(part)
             if not match or match.group(4) != runtime.machine:
@@ -80,6 +89,8 @@ def for_runtime(package: Package, runtime: Runtime, cache: Path, say=lambda _: N
     files = tuple(
         (p.relative_to(folder).as_posix(), p)
         for p in sorted(folder.rglob("*"))
+        # RECORD is dropped here as for installed packages: it would not list the .pyc files we
+        # add.
         if p.is_file() and not p.name == "RECORD"
     )
     return Package(package.name, package.version, files)
@@ -88,6 +99,7 @@ def for_runtime(package: Package, runtime: Runtime, cache: Path, say=lambda _: N
 def download(package: Package, runtime: Runtime, cache: Path, say=lambda _: None) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     pattern = f"{package.name.replace('-', '_')}-{package.version}-*{runtime.machine}*.whl"
+    # A wheel downloaded by an earlier generate is reused: later builds need no package index.
     found = sorted(cache.glob(pattern), key=lambda p: p.name.lower())
     if found:
         return found[0]
@@ -98,7 +110,10 @@ def download(package: Package, runtime: Runtime, cache: Path, say=lambda _: None
         "pip",
         "download",
         "--quiet",
+        # One pinned package at a time: the dependency set is what is installed here
+        # (packaging.closure), not what pip would resolve for the runtime.
         "--no-deps",
+        # Never an sdist: building one here would compile for this machine, not for the runtime.
         "--only-binary=:all:",
         "--python-version",
         runtime.python,
@@ -115,9 +130,11 @@ def download(package: Package, runtime: Runtime, cache: Path, say=lambda _: None
     found = [
         p
         for p in cache.glob("*.whl")
+        # Wheel file names spell the project with '_' for '-' (and pip may keep the original case).
         if p.name.lower().startswith(package.name.replace("-", "_").lower())
     ]
     if result.returncode != 0 or not found:
+        # pip's last line on stderr is its reason ('No matching distribution found ...').
         last = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
         raise UserError(
             f"cannot get {package.pin} for Lambda {runtime.abi} {runtime.architecture} "

@@ -18,8 +18,13 @@ from typing import Iterator
 from ..errors import UserError
 
 CONSOLE_SCRIPT = "orchestrator.cli:main"
+# Also '.so.' (see native): versioned shared libraries that auditwheel vendors into '<pkg>.libs/'.
 NATIVE_SUFFIXES = (".so", ".pyd", ".dylib")
+# They describe this machine's install, not the package: RECORD's list and hashes would not match
+# the files we ship (our own .pyc, no .pth), and direct_url.json may hold a local path.
 SKIPPED_METADATA = ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")
+# name, [extras], version specifier, ;marker. A small parser, because 'packaging' is not one of our
+# dependencies.
 _REQUIREMENT = re.compile(
     r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?\s*([^;]*)(?:;(.*))?$"
 )
@@ -45,6 +50,7 @@ class Package:
 def our_distribution() -> metadata.Distribution:
     for dist in metadata.distributions():
         if any(
+            # An entry point value may carry spaces ('orchestrator.cli : main'), as written.
             ep.group == "console_scripts" and ep.value.replace(" ", "") == CONSOLE_SCRIPT
             for ep in dist.entry_points
         ):
@@ -56,6 +62,7 @@ def our_distribution() -> metadata.Distribution:
 
 
 def canonical(name: str) -> str:
+    # PEP 503: requirements and installed metadata spell names differently ('PyYAML', 'pyyaml').
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -73,6 +80,8 @@ def closure(root: metadata.Distribution) -> list[metadata.Distribution]:
             name = canonical(match.group(1))
             asked = {canonical(e) for e in (match.group(2) or "").split(",") if e.strip()}
             known = wanted_extras.setdefault(name, set())
+            # A package already seen is visited again only when new extras are asked of it: an
+            # extra brings requirements of its own.
             if name in seen and asked <= known:
                 continue
             known.update(asked)
@@ -85,7 +94,11 @@ def closure(root: metadata.Distribution) -> list[metadata.Distribution]:
                 ) from None
             seen[name] = child
             pending.append((child, frozenset(known)))
+    # A dependency that requires us back does not make us a dependency: our own files are copied
+    # by our_package, not from an install record.
     seen.pop(canonical(root.metadata["Name"]), None)
+    # Sorted: the walk follows each METADATA's requirement order, the pins (app.json, messages)
+    # should not.
     return sorted(seen.values(), key=lambda d: canonical(d.metadata["Name"]))
 
 
@@ -98,6 +111,8 @@ def _marker_holds(marker: str | None, extras: frozenset[str]) -> bool:
         try:
             from pip._vendor.packaging.markers import Marker  # type: ignore[assignment]
         except ImportError:
+            # Neither copy of 'packaging' available: keep every plain requirement, drop the
+            # extras-only ones (they are the optional part).
             return "extra" not in marker
     parsed = Marker(marker)
     if "extra" in marker:
@@ -109,6 +124,8 @@ def dependency_package(dist: metadata.Distribution) -> Package:
     files = []
     for path in dist.files or ():
         text = str(path)
+        # '..' files live outside site-packages (console scripts, data files); .pyc files are
+        # compiled afresh by the archive; a .pth would point at this machine's paths.
         if text.startswith("..") or "__pycache__" in path.parts or text.endswith((".pyc", ".pth")):
             continue
         if ".dist-info/" in text and path.name in SKIPPED_METADATA:
@@ -133,6 +150,9 @@ def our_package(dist: metadata.Distribution) -> tuple[Package, dict[str, str]]:
             for p in sorted(folder.rglob("*"))
             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
         )
+    # A dist-info written from scratch, with what importlib.metadata needs in the artifact (name,
+    # version, entry points): the installed one describes this install, and an editable one
+    # points back at the checkout.
     info = f"{canonical(dist.metadata['Name']).replace('-', '_')}-{dist.version}.dist-info"
     texts = {
         f"{info}/{name}": dist.read_text(name) or "" for name in ("METADATA", "entry_points.txt")
@@ -145,6 +165,8 @@ def top_level_packages(dist: metadata.Distribution) -> list[str]:
     listed = (dist.read_text("top_level.txt") or "").split()
     if listed:
         return sorted(set(listed))
+    # Newer build back-ends write no top_level.txt; the entry points name our top-level packages
+    # (orchestrator for the CLI, executors for the built-in plugins).
     modules = {ep.value.split(":")[0].split(".")[0] for ep in dist.entry_points}
     return sorted(modules)
 

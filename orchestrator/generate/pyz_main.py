@@ -11,6 +11,7 @@ import os
 import sys
 
 APP = json.loads("{}")  # filled in when the script is generated
+# These get the bundled routine's path inserted; the others work on run records and take none.
 ROUTINE_COMMANDS = ("run", "validate", "plan", "doctor")
 OTHER_COMMANDS = ("runs", "show", "logs", "wait", "cancel", "resume", "plugins", "schema", "help")
 USAGE = """usage: {prog} [--param KEY=VALUE ...] [--dry-run] [--json] [--quiet] [run options]
@@ -28,10 +29,15 @@ def cache_folder():
     if not root:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         root = os.path.join(base, "orchestrator", "pyz")
+    # Named by the payload's digest: a regenerated script unpacks afresh instead of running the
+    # files of an older one, and several scripts share one cache root.
     return os.path.join(root, "%s-%s" % (APP["name"], APP["digest"][:16]))
 
 
 def check_interpreter():
+    # Checked before anything is unpacked or imported: the bundled .pyc files are for one Python
+    # minor version and compiled modules for one OS and CPU, and a mismatch would otherwise surface
+    # as an ImportError deep inside a dependency.
     here = "%d.%d" % sys.version_info[:2]
     problems = []
     if here != APP["python"]:
@@ -52,6 +58,7 @@ def check_interpreter():
 def unpack(folder):
     """Unpack into a new folder beside the final one, then rename it into place (atomic: a
     concurrent first run either wins or finds the other's complete copy)."""
+    # Imported here: only the first run of a script unpacks, later runs do not pay for these.
     import shutil
     import tempfile
     import zipfile
@@ -60,12 +67,16 @@ def unpack(folder):
     os.makedirs(parent, exist_ok=True)
     temporary = tempfile.mkdtemp(prefix=".unpacking-", dir=parent)
     try:
+        # The script file is itself the outer zip; payload.zip is stored uncompressed in it so that
+        # ZipFile can seek inside it without inflating it first.
         with zipfile.ZipFile(sys.argv[0]) as outer, outer.open("payload.zip") as inner:
             with zipfile.ZipFile(inner) as payload:
                 payload.extractall(temporary)
         try:
             os.rename(temporary, folder)
         except OSError:
+            # A concurrent first run renamed its complete copy into place first: use that one. Ours
+            # is removed below either way.
             if not os.path.isdir(folder):
                 raise
     finally:
@@ -75,6 +86,8 @@ def unpack(folder):
 def verify_routine(folder):
     import hashlib
 
+    # Checked on every run, not only after unpacking: the cache is a user-writable folder, and an
+    # edited routine there must not run under the generated script's name.
     for relative, entry in sorted(APP["files"].items()):
         path = os.path.join(folder, "routine", *relative.split("/"))
         digest = hashlib.sha256()
@@ -83,6 +96,8 @@ def verify_routine(folder):
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
         except OSError:
+            # A message rather than an exception: the caller adds the folder and exits 2 with
+            # one line, using nothing but the standard library.
             return "%s is missing" % relative
         if digest.hexdigest() != entry["sha256"]:
             return "checksum mismatch for %s" % relative
@@ -96,6 +111,7 @@ def arguments(args, routine):
         return [args[0], routine, *args[1:]]
     if args[:1] and args[0] in OTHER_COMMANDS:
         return args
+    # --dry-run is the script's spelling of 'plan' for the bundled routine.
     if "--dry-run" in args:
         return ["plan", routine, *[a for a in args if a != "--dry-run"]]
     return ["run", routine, *args]
@@ -114,10 +130,13 @@ def main():
         )
         return 2
     args = sys.argv[1:]
+    # Answered before the orchestrator is imported, so help costs no start-up.
     if args[:1] in (["-h"], ["--help"]):
         print(USAGE.format(prog=os.path.basename(sys.argv[0]), cache=folder, **APP))
         return 0
     site = os.path.join(folder, "site")
+    # sys.path[0] is the zip itself, which holds only this file and payload.zip: the unpacked site
+    # folder takes its place, ahead of anything installed on the machine.
     sys.path[0] = site
     if "--detach" in args:  # the background process is a plain ``python -m orchestrator.cli``
         os.environ["PYTHONPATH"] = site

@@ -26,6 +26,8 @@ from .packaging import packages
 from .targets import Job
 
 MAIN_TEMPLATE = Path(__file__).with_name("pyz_main.py")
+# pyz_main.py stays a real, importable module with an empty APP in it; generating swaps this exact
+# expression for the app's facts. The launcher() assert catches the template drifting from it.
 PLACEHOLDER = 'json.loads("{}")'
 
 
@@ -41,6 +43,9 @@ def payload(job: Job) -> tuple[Archive, dict[str, Any]]:
     for relative, path in job.bundle.files.items():
         archive.add_file(f"routine/{relative}", path)
     job.say(f"bundling the routine {job.bundle.routine} and {len(entries) - 1} files it names")
+    # The launcher refuses another OS or CPU only when something compiled is bundled: a pure-Python
+    # payload runs anywhere with the same Python minor version (its .pyc files are for that
+    # version).
     native = sorted(d.name for d in deps if d.native)
     app = {
         "name": job.bundle.name,
@@ -62,6 +67,9 @@ def launcher(app: dict[str, Any]) -> bytes:
     source = MAIN_TEMPLATE.read_text()
     assert PLACEHOLDER in source
     return source.replace(
+        # Dumped twice: the inner dumps makes the JSON, the outer turns it into a Python string
+        # literal (JSON's string escapes are valid Python ones), so no value can break out of the
+        # literal.
         PLACEHOLDER, f"json.loads({json.dumps(json.dumps(app, sort_keys=True))})", 1
     ).encode()
 
@@ -93,12 +101,17 @@ class ScriptTarget:
 def write_script(job: Job, into: Path) -> dict[str, Any]:
     archive, app = payload(job)
     inner = archive.to_bytes()
+    # The payload's digest names the unpack folder on the target machine: a regenerated script
+    # never runs an older unpacked copy.
     app["digest"] = hashlib.sha256(inner).hexdigest()
     job.say(
         f"payload: {len(archive.entries)} files, {len(inner) / 1e6:.1f} MB compressed, "
         f"sha256 {app['digest'][:16]}"
     )
     with open(into, "wb") as out:
+        # A zip is read from its end, so a shebang line before it leaves a valid zipapp. The
+        # shebang names the minor version because the bundled .pyc and compiled modules only load
+        # there.
         out.write(f"#!/usr/bin/env python{app['python']}\n".encode())
         with zipfile.ZipFile(out, "w") as outer:
             main = zipfile.ZipInfo("__main__.py", (1980, 1, 1, 0, 0, 0))

@@ -18,6 +18,8 @@ from typing import Any, Callable, Protocol
 
 from ..errors import UserError
 
+# Import paths, not imported classes: only the chosen target's module (and what it pulls in, such
+# as the template code) is imported.
 BUILT_IN = {
     "script": "orchestrator.generate.script:TARGET",
     "docker": "orchestrator.generate.docker:TARGET",
@@ -45,6 +47,7 @@ class Job:
             return str(self.bundle.version)
         digest = hashlib.sha256()
         for relative, entry in self.bundle.entries().items():
+            # Separators, so that no two different file lists feed the digest the same text.
             digest.update(f"{relative}\0{entry.sha256}\n".encode())
         return "file-" + digest.hexdigest()[:12]
 
@@ -73,6 +76,8 @@ def find_target(name: str, registry: Any = None) -> Target:
     if name in BUILT_IN:
         module, _, attr = BUILT_IN[name].partition(":")
         return getattr(importlib.import_module(module), attr)
+    # Asked only when the name is not built in: a plugin cannot replace a built-in target, and a
+    # built-in name loads no plugin. A hook implementation may return None.
     plugged = {
         t.name: t
         for found in (registry.hook("generate_targets")() if registry else [])
@@ -89,6 +94,7 @@ def check_options(
 ) -> None:
     """A flag another target reads is a mistake here, not something to ignore silently."""
     for option, value in given.items():
+        # None, [] and False are argparse's values for a flag that was not given.
         if value in (None, [], False) or option in GENERAL_OPTIONS or option in target.options:
             continue
         users = sorted(name for name, options in all_targets.items() if option in options)
@@ -105,12 +111,17 @@ def write_output(target: Target, job: Job, force: bool) -> list[Path]:
     if not target.folder:
         if output.exists() and not force:
             raise UserError(f"{output} exists; pass --force to replace it")
+        # Beside the output so that os.replace is a rename on one file system: the output is either
+        # the old file or the new one, never a partial write. The handle is closed because build()
+        # opens the path itself.
         handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
         os.close(handle)
         try:
             target.build(job, Path(temporary))
             os.replace(temporary, output)
         finally:
+            # After a successful replace the temporary name is gone; it is only left over when
+            # build failed.
             if os.path.exists(temporary):
                 os.unlink(temporary)
         return [output]
@@ -118,6 +129,9 @@ def write_output(target: Target, job: Job, force: bool) -> list[Path]:
     try:
         target.build(job, staging)
         files = sorted(p.relative_to(staging) for p in staging.rglob("*") if p.is_file())
+        # Checked after the build and before anything moves: without --force an existing output
+        # folder is left exactly as it was. Files of the folder that this build does not write are
+        # kept.
         clashes = [output / f for f in files if (output / f).exists()]
         if clashes and not force:
             raise UserError(

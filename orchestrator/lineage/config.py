@@ -13,8 +13,11 @@ from typing import Any, Callable, Mapping
 from ..records import FrozenRecord, frozen_record
 
 
+# The OpenLineage HTTP API's path, as Marquez serves it and as the client itself defaults to.
 DEFAULT_ENDPOINT = "api/v1/lineage"
 DEFAULT_NAMESPACE = "orchestrator"
+# The OPENLINEAGE_* names are the ones the OpenLineage clients read themselves, so an environment
+# already set up for other producers works here unchanged.
 ENV = {"url": "OPENLINEAGE_URL", "endpoint": "OPENLINEAGE_ENDPOINT",
        "namespace": "OPENLINEAGE_NAMESPACE", "file": "ORCHESTRATOR_LINEAGE_FILE"}
 API_KEY_ENV = "OPENLINEAGE_API_KEY"
@@ -29,8 +32,10 @@ class LineageSettings(FrozenRecord):
     url: str | None = None
     file: str | None = None
     endpoint: str = DEFAULT_ENDPOINT
+    # repr=False: settings end up in messages and debug output; the key must not.
     api_key: str | None = dataclasses.field(default=None, repr=False)
     namespace: str = DEFAULT_NAMESPACE
+    # Seconds per HTTP request. It also bounds how long the run's end waits for the sender.
     timeout: float = 5.0
 
     @property
@@ -44,6 +49,7 @@ def from_block(block: Any, folder: Path, report: Callable[[str, str], None]) -> 
     the routine turns lineage off, None when it says nothing. A relative file is in ``folder``."""
     if block is False or block is None:
         return block
+    # Any other shape was already reported by the routine's schema.
     if not isinstance(block, dict):
         return None
     if bool(block.get("url")) == bool(block.get("file")):
@@ -60,6 +66,8 @@ def settings_for(routine: Any, env: Mapping[str, str] = os.environ) -> LineageSe
     config is read only when it exists, and a broken one costs lineage, never the run."""
     if routine.lineage is False or isinstance(routine.lineage, LineageSettings):
         return routine.lineage or None
+    # When the environment names a destination, the home config is not read at all; otherwise
+    # the home config supplies it, and an endpoint or namespace set in the environment still wins.
     values = {key: env[name] for key, name in ENV.items() if env.get(name)}
     if not (values.get("url") or values.get("file")):
         values = {**_home_values(env), **values}

@@ -22,6 +22,8 @@ from ..runs.store import LogRecord
 from .config import LineageSettings
 
 log = logging.getLogger("orchestrator.lineage")
+# Fixed for good: the same run id must map to the same OpenLineage runId in every process (a
+# resumed run, a Step Functions step), or a backend sees unrelated runs.
 _RUN_IDS = uuid.UUID("5b7c4cf0-7a7e-4a35-9a8e-3f3c0f1b5e21")  # uuid5 namespace of our run ids
 _STOP = object()
 
@@ -48,6 +50,9 @@ class LineageListener(Listener):
         self.started: set[tuple[int, int]] = set()
         self.sent, self.failed, self.first_error = 0, 0, ""
         self.queue: queue.Queue[Any] = queue.Queue()
+        # One sender thread: events leave in the order they were made (a task's START before its
+        # COMPLETE), and a slow endpoint holds up only this thread. A daemon, so a hung endpoint
+        # cannot keep the process alive past the bounded join in run_finished.
         self.sender = threading.Thread(target=self._send_all, name="lineage", daemon=True)
         self.sender.start()
 
@@ -71,8 +76,11 @@ class LineageListener(Listener):
             if result.status == SKIPPED or self.unusable:
                 return  # never started: no OpenLineage run
             self.task_started(result)  # it failed before starting: its executor was not made
+        # Anything else is a cancelled task (or a skipped one that did start): it did not finish its
+        # work, which OpenLineage calls ABORT.
         ends: dict[str, str] = {SUCCEEDED: "COMPLETE", FAILED: "FAIL"}
         state = ends.get(result.status, "ABORT")
+        # What the task returned lets its executor name the datasets it actually touched.
         returned = result.result if result.result is not None else (
             result.metrics.to_dict() if result.metrics else None)
         self._emit_task(state, result, returned)
@@ -85,6 +93,8 @@ class LineageListener(Listener):
         state = ends.get(result.status, "COMPLETE")
         self._emit(state, self.routine.name, self.run_id, self._job_facets("DAG"), {})
         self.queue.put(_STOP)
+        # Room for the request in flight and its two retries (see _transport), each up to the
+        # timeout.
         self.sender.join(max(5.0, self.settings.timeout * 3))
         self._record_outcome()
 
@@ -96,6 +106,7 @@ class LineageListener(Listener):
         facets: dict[str, Any] = {"parent": parent_run.ParentRunFacet(
             run=parent_run.Run(runId=self.run_id),
             job=parent_run.Job(namespace=self.settings.namespace, name=self.routine.name),
+            # The routine's run is both the parent and the root: a task run has no deeper ancestry.
             root=parent_run.Root(run=parent_run.RootRun(runId=self.run_id),
                                  job=parent_run.RootJob(namespace=self.settings.namespace,
                                                         name=self.routine.name)),
@@ -104,6 +115,8 @@ class LineageListener(Listener):
             facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
                 message=f"{result.error_type}: {result.error}", programmingLanguage="python",
                 stackTrace=result.traceback, producer=self.producer)
+        # Derived, not random: the START and the end of a task (and a resumed run's retry of it)
+        # must carry the same runId.
         run_id = str(uuid.uuid5(_RUN_IDS, f"{self.run_id}/{result.step_index}/{result.index}"))
         name = f"{self.routine.name}.{step.name}.{_task_label(step.spec.tasks, result.index)}"
         lineage = self._datasets(step, call, result, returned)
@@ -129,6 +142,8 @@ class LineageListener(Listener):
                                                  RunEvent, RunState)
 
         masked = self.routine.masked
+        # Dataset names come from params and args, which may hold a secret (a password in a
+        # connection URL): masked like everything else that leaves the process.
         inputs = [InputDataset(namespace=masked(d.namespace), name=masked(d.name))
                   for d in (lineage.inputs if lineage else ())]
         outputs = [OutputDataset(namespace=masked(d.namespace), name=masked(d.name))
@@ -154,11 +169,13 @@ class LineageListener(Listener):
 
     def _record_outcome(self) -> None:
         """One line in the run's log: how many events went where (``orchestrate logs``)."""
+        # After the bounded join: whatever is still queued was never sent.
         unsent = self.queue.qsize()
         target = self.routine.masked(self.settings.target)
         if self.failed or unsent:
             lost = self.failed + unsent
             why = self.routine.masked(self.first_error) or "the endpoint did not answer in time"
+            # Capped: an HTTP error can carry a whole response body.
             line = (f"lineage: {lost} of {self.sent + lost} event(s) could not be sent to "
                     f"{target}: {why}"[:2000])
             level = "ERROR"
@@ -176,10 +193,14 @@ def _transport(settings: LineageSettings) -> Any:
     from openlineage.client.transport import get_default_factory
 
     if settings.file:
+        # append: every event goes into this one file, a JSON line each; without it the client
+        # writes each event to a file of its own.
         config: dict[str, Any] = {"type": "file", "log_file_path": settings.file, "append": True}
     else:
         config = {"type": "http", "url": settings.url, "endpoint": settings.endpoint,
                   "timeout": settings.timeout,
+                  # A few quick retries on server errors, bounded so the run's end never waits long
+                  # (run_finished). POST must be listed: urllib3 retries no POST unless told to.
                   "retry": {"total": 2, "read": 2, "connect": 2, "backoff_factor": 0.3,
                             "status_forcelist": [500, 502, 503, 504],
                             "allowed_methods": ["HEAD", "POST"]}}
@@ -197,6 +218,8 @@ def _task_label(calls: Any, index: int) -> str:
 
 def _as_uuid(run_id: str) -> uuid.UUID:
     try:
+        # OpenLineage wants a UUID as runId; a run id that is not one (a Step Functions execution
+        # name) is mapped to one, always the same.
         return uuid.UUID(run_id)
     except ValueError:
         return uuid.uuid5(_RUN_IDS, run_id)

@@ -13,6 +13,8 @@ import dataclasses
 import re
 
 _PART = r'(?:"(?:[^"]|"")+"|`[^`]+`|[A-Za-z_][\w$]*)'  # an identifier, quoted or not
+# Comments and strings are matched before names, so a FROM inside a string literal or a comment is
+# never read as a keyword; 'other' takes any remaining character so nothing is skipped unseen.
 _TOKEN = re.compile(rf"""
     (?P<comment>--[^\n]*|/\*.*?\*/)
   | (?P<string>'(?:[^']|'')*')
@@ -21,6 +23,7 @@ _TOKEN = re.compile(rf"""
   | (?P<other>\S)
 """, re.X | re.S)
 _TABLE_WORDS = {"table", "view", "materialized"}
+# Words that may stand between CREATE/INSERT/FROM and the table's name without being one.
 _SKIP = {"or", "replace", "external", "temp", "temporary", "if", "not", "exists", "local",
          "global", "overwrite", "only", "lateral"}
 
@@ -41,6 +44,8 @@ def tables(sql: str) -> SqlTables:
     tokens = _tokens(sql)
     ctes = _cte_names(tokens)
     _scan(tokens, ctes, found)
+    # A table the SQL both reads and writes (INSERT INTO t SELECT ... FROM t) is reported once, as
+    # an output. dict.fromkeys de-duplicates and keeps the order of first mention.
     found.inputs = [n for n in dict.fromkeys(found.inputs) if n not in found.outputs]
     found.outputs = list(dict.fromkeys(found.outputs))
     return found
@@ -74,11 +79,15 @@ def _cte_names(tokens: list[tuple[str, str]]) -> set[str]:
     for i, token in enumerate(tokens[:-1]):
         if _word(token) == "as" and tokens[i + 1][1] == "(" and i and tokens[i - 1][0] == "name":
             before = tokens[i - 2] if i >= 2 else ("", "")
+            # 'CREATE TABLE t AS (SELECT ...)' has the same 'name AS (' shape: only after WITH,
+            # RECURSIVE or a comma of the WITH list is the name a common table expression.
             if before[1] in (",", ) or _word(before) in ("with", "recursive"):
                 names.add(_name(tokens[i - 1][1]))
     return names
 
 
+# Words that open a parenthesis without calling a function: what follows them is a subquery or a
+# list, where FROM does name tables.
 _NOT_CALLS = {"in", "exists", "as", "from", "join", "any", "all", "some", "values", "using", "on",
               "where", "and", "or", "not", "select", "then", "else", "when", "union", "to"}
 
@@ -93,6 +102,9 @@ def _scan(tokens: list[tuple[str, str]], ctes: set[str], found: SqlTables) -> No
             calls.append(before[0] == "name" and _word(before) not in _NOT_CALLS)
         elif tokens[i][1] == ")" and calls:
             calls.pop()
+        # Inside a function call FROM is syntax, not a table: EXTRACT(YEAR FROM d), SUBSTRING(s
+        # FROM 2), TRIM(BOTH FROM s). Only FROM takes a comma-separated list; JOIN and USING take
+        # one table.
         if word in ("from", "join", "using") and not (calls and calls[-1]):
             target = found.outputs if _deleting(tokens, i) else found.inputs
             i = _table_list(tokens, i + 1, ctes, target, many=word == "from")
@@ -113,6 +125,7 @@ def _scan(tokens: list[tuple[str, str]], ctes: set[str], found: SqlTables) -> No
 
 
 def _deleting(tokens: list[tuple[str, str]], i: int) -> bool:
+    # DELETE FROM t changes t: an output, though it comes after FROM.
     return _word(tokens[i]) == "from" and i > 0 and _word(tokens[i - 1]) == "delete"
 
 
@@ -139,6 +152,8 @@ def _table_list(tokens: list[tuple[str, str]], i: int, ctes: set[str], target: l
         i += 1
         if i < len(tokens) and _word(tokens[i]) == "as":
             i += 1
+        # A name right after the table is its alias, unless it is the keyword that goes on with the
+        # query.
         if i < len(tokens) and tokens[i][0] == "name" and not _keyword(tokens[i]):
             i += 1  # the alias
         if not (many and i < len(tokens) and tokens[i][1] == ","):
@@ -147,6 +162,7 @@ def _table_list(tokens: list[tuple[str, str]], i: int, ctes: set[str], target: l
     return i
 
 
+# Words that can follow a table's name and are not its alias.
 _KEYWORDS = {"where", "join", "inner", "left", "right", "full", "outer", "cross", "on", "group",
              "order", "having", "limit", "union", "except", "intersect", "set", "values",
              "select", "using", "when", "natural", "window", "qualify", "offset", "fetch",
@@ -168,6 +184,7 @@ def _one_table(tokens: list[tuple[str, str]], i: int, target: list[str]) -> int:
 
 def _copy(tokens: list[tuple[str, str]], i: int, found: SqlTables) -> int:
     """``COPY table [(cols)] FROM 's3://...'`` (Redshift)."""
+    # 'COPY INTO' is another dialect's statement with another meaning: left alone.
     if i >= len(tokens) or tokens[i][0] != "name" or _word(tokens[i]) == "into":
         return i
     table = _name(tokens[i][1])
@@ -176,6 +193,8 @@ def _copy(tokens: list[tuple[str, str]], i: int, found: SqlTables) -> int:
         while j < len(tokens) and tokens[j][1] != ")":
             j += 1
         j += 1
+    # Only a quoted source is Redshift's COPY from a location; 'COPY t FROM STDIN' (PostgreSQL)
+    # names nothing that can be known, so it adds nothing.
     if j + 1 < len(tokens) and _word(tokens[j]) == "from" and tokens[j + 1][0] == "string":
         found.outputs.append(table)
         location = _literal(tokens[j + 1][1])
@@ -189,6 +208,8 @@ def _unload(tokens: list[tuple[str, str]], i: int, ctes: set[str], found: SqlTab
     """``UNLOAD ('select ...') TO 's3://...'`` (Redshift): the query's tables are read."""
     if i + 3 < len(tokens) and tokens[i][1] == "(" and tokens[i + 1][0] == "string" \
             and tokens[i + 2][1] == ")" and _word(tokens[i + 3]) == "to":
+        # The unloaded query is a string literal: parsed as SQL of its own, its tables are what is
+        # read.
         inner = tables(_literal(tokens[i + 1][1]))
         found.inputs.extend(inner.inputs)
         if i + 4 < len(tokens) and tokens[i + 4][0] == "string":

@@ -27,14 +27,20 @@ from .references import (ReferenceProblem, has_runtime_reference, referenced_par
                          resolve_fields)
 
 MAX_DEFINITION_BYTES = 1_048_576  # Step Functions' limit on a state machine definition
+# Step Functions refuses a state name longer than this.
 MAX_STATE_NAME = 80
+# Lambda's longest timeout: the tasks one invocation runs must fit in it (note_lambda_limits).
 LAMBDA_SECONDS = 900
 FUNCTION_REF = "${OrchestratorFunctionArn}"  # filled in by the template's DefinitionSubstitutions
 BATCH_BUCKET_REF = "${OrchestratorBatchBucket}"  # where a Distributed Map writes its results
+# Keys per child when the executor sets no ItemBatcher of its own: a batch must end well within a
+# Lambda's 15 minutes.
 ITEMS_PER_BATCH = 100
 NO_TIMEOUT = 31_536_000  # a year: the longest a standard execution may run
 FAILED_STATE, SUCCEEDED_STATE = "Failed", "Succeeded"
 STEP_FAILED = "orchestrator.StepFailed"
+# Only throttling is retried by the state machine: any other Lambda error may come after tasks did
+# their work, and retries belong to the routine's tasks, inside the invocation.
 LAMBDA_RETRY = {"ErrorEquals": ["Lambda.TooManyRequestsException"], "IntervalSeconds": 2,
                 "MaxAttempts": 6, "BackoffRate": 2}  # throttled: the function did not run
 
@@ -89,6 +95,8 @@ class _Names:
         self.used: set[str] = set()
 
     def take(self, wanted: str) -> str:
+        # Names must be unique across the whole machine, branches included: a clash gets a ' #N'
+        # suffix (from 2), and is shortened further when the suffix would push it over the limit.
         name = wanted if len(wanted) <= MAX_STATE_NAME else self._shortened(wanted)
         n = 2
         while name in self.used:
@@ -101,6 +109,9 @@ class _Names:
 
     @staticmethod
     def _shortened(name: str, room: int = 0) -> str:
+        # A digest of the full name, not a counter: two long names with the same first 70
+        # characters stay apart, and the same routine compiles to the same names every time. 10 =
+        # '..' + 8 hex digits.
         digest = hashlib.sha256(name.encode()).hexdigest()[:8]
         return f"{name[:MAX_STATE_NAME - room - 10]}..{digest}"
 
@@ -131,6 +142,8 @@ class _Compiler:
 
     def compile(self) -> Compiled:
         units = {s.name: self.units(s) for s in self.routine.steps if s.active}
+        # Reserved before any step takes a name: a step called 'Failed' must not become the Fail
+        # state.
         self.names.used |= {FAILED_STATE, SUCCEEDED_STATE}
         states: dict[str, Any] = {}
         pieces: list[Piece] = [self.input_piece()]
@@ -141,6 +154,8 @@ class _Compiler:
         else:
             for layer in self.layers():
                 pieces.append(self.layer_piece(layer, units))
+        # The run record lives in the store only the Lambda writes to; a machine of native states
+        # only has no record to finish.
         finish = self.finish_piece("succeeded") if self.lambda_steps else None
         if finish:
             pieces.append(finish)
@@ -161,6 +176,8 @@ class _Compiler:
         if not self.lambda_steps:
             states[FAILED_STATE] = fail
             return
+        # Recording the failure may fail too (its Catch): the execution still ends in the Fail
+        # state with the step's error, not the recorder's.
         record = self.names.take("Record failure")
         states[record] = {
             "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
@@ -176,6 +193,8 @@ class _Compiler:
                 state["Next"] = record
 
     def check_size(self, definition: dict[str, Any]) -> None:
+        # Measured compact, the smallest form the definition can be sent in, so a routine is
+        # refused only when no formatting would make it fit.
         size = len(json.dumps(definition, separators=(",", ":")).encode())
         if size > MAX_DEFINITION_BYTES:
             raise CompileError(
@@ -186,6 +205,9 @@ class _Compiler:
     def check_secrets(self, definition: dict[str, Any]) -> None:
         """No secret value may be written into a definition (anyone who can describe it reads it)."""
         text = json.dumps(definition)
+        # State by state first, to name the step; then the whole text, for what lies outside the
+        # states. Values under 3 characters are skipped as mask() skips them: they would match
+        # almost anywhere.
         for step_name, state_text in _state_texts(definition):
             for secret in self.routine.secrets:
                 if len(secret) >= 3 and secret in state_text:
@@ -216,6 +238,9 @@ class _Compiler:
             start, start_dated = self.names.take("Start run"), self.names.take(
                 "Start run on given date"
             )
+            # Step Functions only merges shallowly (the flag must be false): a param given in the
+            # input replaces the default of that name whole. JsonMerge needs both objects, hence
+            # the Choice that gives an execution started with {} (a schedule) empty params first.
             merged = "States.JsonMerge($.defaults, $.params, false)"
             states[has_params] = {"Type": "Choice", "Default": no_params, "Choices": [
                 {"Variable": "$.params", "IsPresent": True, "Next": defaults}]}
@@ -233,6 +258,8 @@ class _Compiler:
             }
             states[has_date] = {"Type": "Choice", "Default": start, "Choices": [
                 {"Variable": "$.run_date", "IsPresent": True, "Next": start_dated}]}
+            # The date part of the execution's ISO 8601 start time, so ${run.date} defaults to the
+            # day the execution started, as a local run's does.
             today = "States.ArrayGetItem(States.StringSplit($$.Execution.StartTime, 'T'), 0)"
             for name, date in ((start, today), (start_dated, "$.run_date")):
                 states[name] = _link(
@@ -251,6 +278,8 @@ class _Compiler:
     def note_piece(self, name: str, why: str) -> Piece:
         def piece(states: dict[str, Any], after: str | None) -> str:
             taken = self.names.take(name)
+            # ResultPath None: a Pass state would otherwise replace the input that the states after
+            # it read ($.params, $.run).
             states[taken] = _link({"Type": "Pass", "Comment": why, "Result": {"skipped": why},
                                    "ResultPath": None}, after)
             return taken
@@ -276,6 +305,10 @@ class _Compiler:
             return [[s] for s in steps]
         depth: dict[str, int] = {}
         for planned in plan(self.routine).steps:  # topological order: dependencies come first
+            # A step's depth is the longest chain of dependencies before it, so steps of one depth
+            # never depend on each other. A layer starts when the whole layer before it has ended:
+            # a step may start a little later than under the local engine, which waits only for its
+            # own dependencies.
             depth[planned.name] = 1 + max((depth[d] for d in planned.spec.depends_on), default=-1)
         layers: list[list[StepSpec]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
         for s in steps:
@@ -292,11 +325,16 @@ class _Compiler:
             branches = []
             for step in layer:
                 branch_states: dict[str, Any] = {}
+                # A branch's states cannot go to a state outside the branch: each branch ends in
+                # its own Fail, which fails the Parallel, whose Catch then records the failure at
+                # the top level.
                 fail = self.names.take(f"{step.name} failed")
                 start = self.step_piece(step, units.get(step.name, []), fail)(branch_states, None)
                 branch_states[fail] = {"Type": "Fail", "Error": STEP_FAILED,
                                        "CausePath": "States.JsonToString($.failure)"}
                 branches.append({"StartAt": start, "States": branch_states})
+            # ResultPath None: the branches' outputs (one per branch) must not replace $.params and
+            # $.run, which the next layer reads.
             states[name] = _link({"Type": "Parallel", "Branches": branches, "ResultPath": None,
                                   "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error",
                                              "Next": catcher}]}, after)
@@ -320,6 +358,9 @@ class _Compiler:
         return piece
 
     def catcher(self, step: str, task: str | None, fail: str = FAILED_STATE) -> dict[str, Any]:
+        # The Catch put the error under $.error; the failure is built beside it, so the
+        # recorder and the Fail state (CausePath) still find the run's params and ids in the
+        # same input.
         return {
             "Type": "Pass",
             "Parameters": {
@@ -335,6 +376,8 @@ class _Compiler:
     # ------------------------------------------------------------------ units
 
     def units(self, step: StepSpec) -> list[Unit]:
+        # The loaded routine has ${params.X} and ${run.X} already resolved with the defaults; a
+        # state machine resolves them per execution, so the raw text is put back where it held one.
         entry = _raw_entry(self.doc, step.path)
         raw_params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
         given = entry.get("tasks")
@@ -364,10 +407,14 @@ class _Compiler:
                 self.native[f"{step.name}.{call.task}"] = kind
                 result.append(Unit(step, (index,), native))
                 batched += (index,) if batch else ()
+            # Consecutive Lambda tasks of a step run in one invocation, on one executor instance,
+            # as they do locally: a later task may act on what an earlier one did (post_staging on
+            # what transfer copied). A native task in between starts a new unit.
             elif result and result[-1].native is None:
                 result[-1].indexes += (index,)
             else:
                 result.append(Unit(step, (index,), None, batched))
+        # A batch map's children invoke our Lambda too, so such a step needs the function.
         if any(u.native is None or u.batched for u in result):
             self.lambda_steps.append(step.name)
             self.note_lambda_limits(step, [u for u in result if u.native is None])
@@ -388,6 +435,7 @@ class _Compiler:
                 f"{where}: uses secret param {secret[0]}, which is never written into "
                 "a state machine; run the task in the orchestrator's Lambda instead"
             )
+        # The Lambda resolves ${env.X} from its own environment; a native state has none.
         if "${env." in text:
             raise CompileError(f"{where}: ${{env.X}} has no value in a state machine; use a param")
         unknown = set().union(*(referenced_params(s) for s in _strings(native))) - set(
@@ -397,6 +445,8 @@ class _Compiler:
             raise CompileError(
                 f"{where}: ${{params.{sorted(unknown)[0]}}} is not a param of the routine"
             )
+        # Only a Distributed Map, which reads its items from S3, can be compiled here: an inline
+        # Map's items would have to be in the state's input.
         if native.get("Type") == "Map" and "ItemReader" not in native:
             raise CompileError(f"{where}: a Map state needs an ItemReader (a Distributed Map)")
         if not ("Type" in native or ("StartAt" in native and "States" in native)):
@@ -408,6 +458,8 @@ class _Compiler:
         """A Lambda invocation stops after 15 minutes; say so where the routine allows longer."""
         for unit in lambda_units:
             calls = [step.tasks[i] for i in unit.indexes]
+            # A task without a timeout adds nothing: the note is about what the routine
+            # explicitly allows.
             worst = sum(
                 (c.timeout or 0) * (c.retries + 1) + c.retry_delay * c.retries for c in calls
             )
@@ -419,6 +471,8 @@ class _Compiler:
                 )
 
     def lambda_identity(self) -> dict[str, Any]:
+        # The execution's name is the run id; its ARN is recorded as the run's host, so
+        # that cancel RUN_ID can stop the execution.
         return {"routine": self.routine_ref, "version": self.version,
                 "execution.$": "$$.Execution.Name", "execution_arn.$": "$$.Execution.Id"}
 
@@ -434,6 +488,7 @@ class _Compiler:
             states[catcher] = self.catcher(step.name, task_label, fail)
             catch = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": catcher}]
             if unit.native is None:
+                # Tasks by index, not by name: a step may call the same task twice.
                 payload = {**self.lambda_identity(), "step": step.name, "tasks": list(unit.indexes),
                            "params.$": "$.params", "run_date.$": "$.run.date"}
                 if unit.restore:  # done by a batch map just before: rebuilt, not run again
@@ -454,6 +509,8 @@ class _Compiler:
         """A Distributed Map over the executor's ItemReader: each child invokes our Lambda with a
         batch of items (``Executor.run_batch``); the task's retries retry a batch, not the map.
         Results go to the batch bucket, so a map of any size stays within the state size limit."""
+        # A deep copy: the executor's fragment is filled in below and must stay as the executor
+        # gave it.
         native = json.loads(json.dumps(unit.native))
         try:
             reader = native["ItemReader"]
@@ -462,6 +519,8 @@ class _Compiler:
         except ReferenceProblem as exc:
             raise CompileError(f"{self.routine.file}: step {name}: {exc}") from None
         batcher = native.setdefault("ItemBatcher", {"MaxItemsPerBatch": ITEMS_PER_BATCH})
+        # A child sees only its items and BatchInput, not the parent's input: params, date and
+        # execution are handed down explicitly.
         batcher["BatchInput"] = {"params.$": "$.params", "run_date.$": "$.run.date",
                                  "execution.$": "$$.Execution.Name",
                                  "execution_arn.$": "$$.Execution.Id"}
@@ -471,6 +530,8 @@ class _Compiler:
                           "IntervalSeconds": max(1, int(math.ceil(call.retry_delay))),
                           "MaxAttempts": call.retries, "BackoffRate": 2})
         child = self.names.take(f"{name}: batch")
+        # STANDARD children: an EXPRESS child workflow stops after 5 minutes, a batch may take
+        # up to Lambda's 15.
         native["ItemProcessor"] = {
             "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
             "StartAt": child, "States": {child: {
@@ -493,6 +554,8 @@ class _Compiler:
     def native_state(self, native: dict[str, Any], call: TaskCall, name: str,
                      catch: list[dict[str, Any]]) -> dict[str, Any]:
         try:
+            # Inside the Parallel the loop reads params, run and its timeout from the state's
+            # input: loops check their timeout themselves, with a year standing for none.
             if "StartAt" in native:  # a loop: run it as a branch, so it retries and fails as one
                 inner = {k: self.names.take(f"{name}: {k}") for k in native["States"]}
                 branch = {"StartAt": inner[native["StartAt"]],
@@ -510,8 +573,12 @@ class _Compiler:
                 }
             else:
                 state = _resolved(dict(native))
+                # The integration's response would otherwise replace the input the later states
+                # read.
                 state.setdefault("ResultPath", None)
                 if call.timeout:
+                    # ASL wants whole seconds: rounded up, so a task is never cut shorter than the
+                    # routine allows.
                     state["TimeoutSeconds"] = int(math.ceil(call.timeout))
         except ReferenceProblem as exc:
             raise CompileError(f"{self.routine.file}: step {name}: {exc}") from None
@@ -529,10 +596,13 @@ def _reads_secrets(args: Any, params: Any, secret_params: set[str]) -> bool:
     """A task whose args or params reference a secret runs in the Lambda, which reads it when it
     loads the routine: a native state would need its value in the definition or its history."""
     text = json.dumps([args, params])
+    # The closing brace is part of the test: ${params.db_host} is no use of a secret param db.
     return bool(secret_references(text)) or any(f"params.{p}}}" in text for p in secret_params)
 
 
 def _is_batch_map(native: dict[str, Any]) -> bool:
+    # The executor gives the Map and its reader and leaves the processor to the compiler, which
+    # makes it a child that runs the task in our Lambda (batch_map_state).
     return native.get("Type") == "Map" and "ItemProcessor" not in native
 
 

@@ -14,7 +14,9 @@ from typing import Any
 from ..routine.substitution import _REF
 
 RUNTIME_SCOPES = ("params", "run")
+# Where the compiled machine's first states put the run's id and date in every state's input.
 RUN_PATHS = {"id": "$.run.id", "date": "$.run.date"}
+# Param names a JSONPath can address; anything else is refused rather than built into a path.
 _NAME = re.compile(r"^[A-Za-z_][\w-]*$")
 
 
@@ -23,6 +25,7 @@ class ReferenceProblem(ValueError):
 
 
 def has_runtime_reference(text: str) -> bool:
+    # group(1) is None for '$${', the escape of a literal '${'.
     return any(m.group(1) is not None and m.group(1).strip().split(".")[0] in RUNTIME_SCOPES
                for m in _REF.finditer(text))
 
@@ -37,6 +40,7 @@ def path_of(ref: str) -> str:
     if scope == "run" and name in RUN_PATHS:
         return RUN_PATHS[name]
     if scope == "params" and _NAME.match(name):
+        # Dot notation would read 'a-b' as a subtraction: such a name needs the bracket form.
         return f"$.params['{name}']" if "-" in name else f"$.params.{name}"
     raise ReferenceProblem(f"${{{ref}}} cannot be resolved by a state machine")
 
@@ -50,6 +54,8 @@ def expression(text: str) -> str | None:
     """The ``.$`` value for ``text``, or None when it holds no run-time reference."""
     if not has_runtime_reference(text):
         return None
+    # A value that is one reference and nothing else becomes a plain path, which keeps the param's
+    # type (a number stays a number); States.Format always makes a string.
     whole = _REF.fullmatch(text)
     if whole and whole.group(1) is not None:
         return path_of(whole.group(1))
@@ -86,6 +92,7 @@ def resolve_fields(value: Any) -> Any:
     if isinstance(value, dict):
         result: dict[str, Any] = {}
         for key, item in value.items():
+            # A key already ending in '.$' is the executor's own path or intrinsic: left alone.
             if isinstance(item, str) and not key.endswith(".$") and (found := expression(item)):
                 result[f"{key}.$"] = found
             elif isinstance(item, list) and (found := array_expression(item)):
@@ -94,6 +101,7 @@ def resolve_fields(value: Any) -> Any:
                 result[key] = resolve_fields(item)
         return result
     if isinstance(value, list):
+        # A list nested deeper than a field has no key of its own to become a 'key.$' field.
         if any(isinstance(v, str) and has_runtime_reference(v) for v in value):
             raise ReferenceProblem(
                 "a ${params.X} or ${run.X} in a list cannot be resolved here by a "
@@ -113,6 +121,8 @@ def jsonata_path(ref: str) -> str:
     if scope == "run" and name in JSONATA_RUN:
         return JSONATA_RUN[name]
     if scope == "params" and _NAME.match(name):
+        # Backticks quote any name; $string because a param may come in as a number, and the
+        # escaping functions ($replace) take strings only.
         return f"$string($states.input.params.`{name}`)"
     raise ReferenceProblem(f"${{{ref}}} cannot be resolved by a state machine")
 
@@ -127,6 +137,7 @@ def jsonata_string(text: str) -> str:
             parts.append(json.dumps(text[position:match.start()]))
         position = match.end()
         parts.append(json.dumps("${") if match.group(1) is None else jsonata_path(match.group(1)))
+    # An empty text still needs an expression: the empty string literal.
     if position < len(text) or not parts:
         parts.append(json.dumps(text[position:]))
     return " & ".join(parts)

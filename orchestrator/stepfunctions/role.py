@@ -19,8 +19,12 @@ from typing import Any, Iterable
 
 from ..generate.aws_lambda import substituted
 
+# Partition, region and account come from the stack (Fn::Sub), so one template deploys to any
+# account and to the aws-cn and aws-us-gov partitions too.
 ARN = "arn:${AWS::Partition}"
 REGIONAL = "${AWS::Region}:${AWS::AccountId}"
+# Built from the stack name, which the template gives the machine: a Ref to the machine from its
+# own role would be a circular dependency.
 MACHINE_ARN = f"{ARN}:states:{REGIONAL}:stateMachine:${{AWS::StackName}}"
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 ECS_SYNC = "arn:aws:states:::ecs:runTask.sync"
@@ -55,6 +59,7 @@ def walk_states(states: dict[str, Any]) -> Iterable[dict[str, Any]]:
         yield state
         for branch in state.get("Branches", []):
             yield from walk_states(branch["States"])
+        # A Map's inner states: 'Iterator' is the older name of 'ItemProcessor'; both may be met.
         for key in ("Iterator", "ItemProcessor"):
             if key in state:
                 yield from walk_states(state[key]["States"])
@@ -74,6 +79,7 @@ def executor_statements(routine: Any, registry: Any, native_tasks: dict[str, str
     for key, kind in native_tasks.items():
         if kind == "distributed map":
             continue
+        # rpartition: a task is a method name, without dots; a step's name may have some.
         step, _, task = key.rpartition(".")
         wanted.setdefault(step, set()).add(task)
     statements: list[dict[str, Any]] = []
@@ -81,6 +87,8 @@ def executor_statements(routine: Any, registry: Any, native_tasks: dict[str, str
     for step in routine.steps:
         if step.name not in wanted or not step.active:
             continue
+        # The hook sees the step with its native tasks only: what its Lambda tasks call is the
+        # function's policy, not the machine's.
         native = dataclasses.replace(step, tasks=tuple(c for c in step.tasks
                                                        if c.task in wanted[step.name]))
         answers = [a for a in registry.hook("aws_iam_statements")(step=native) if a is not None]
@@ -97,17 +105,22 @@ def machine_statements(definition: dict[str, Any], executors: list[dict[str, Any
                        function: bool, batch_bucket: bool) -> list[dict[str, Any]]:
     """The role's statements: the executors' plus each state's own needs, de-duplicated."""
     resources = task_resources(definition)
+    # An integration nobody grants would deploy and then fail at its first execution with
+    # AccessDenied; refusing it at generate time says which one.
     unknown = [r for r in resources if r not in FROM_EXECUTORS]
     if unknown:
         raise UnknownIntegration(f"no IAM actions known for integration {unknown[0]}")
     found = list(executors)
     if LAMBDA_INVOKE in resources and function:
+        # The function and its qualified ARNs (':*', versions and aliases).
         found.append(_allow(["lambda:InvokeFunction"], [
             {"Fn::GetAtt": ["RoutineFunction", "Arn"]},
             {"Fn::Sub": "${RoutineFunction.Arn}:*"}]))
     if ECS_SYNC in resources:
         found.append(_allow(["events:DescribeRule", "events:PutRule", "events:PutTargets"],
                             ECS_RULE))
+        # The task's own roles are named in the ECS task definition, not here: PassRole is limited
+        # by the service it is passed to instead of by role.
         found.append({**_allow(["iam:PassRole"], "*"), "Condition": {
             "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}})
     for state in walk_states(definition["States"]):
@@ -121,6 +134,9 @@ def machine_statements(definition: dict[str, Any], executors: list[dict[str, Any
 
 
 def _map_needs(state: dict[str, Any], batch_bucket: bool) -> list[dict[str, Any]]:
+    # A Distributed Map runs its children as executions of this same machine, and must describe
+    # and stop them; a child's name has the form '<machine>/<map run>:<id>', hence the '/*'
+    # form.
     needs: list[dict[str, Any]] = [
         _allow(["states:StartExecution"], MACHINE_ARN),
         _allow(["states:DescribeExecution", "states:StopExecution"],
@@ -131,11 +147,14 @@ def _map_needs(state: dict[str, Any], batch_bucket: bool) -> list[dict[str, Any]
         parameters = reader.get("Parameters", {})
         bucket, prefix = parameters.get("Bucket"), parameters.get("Prefix")
         if isinstance(bucket, str):
+            # ListBucket applies to the bucket, not to keys: only an s3:prefix condition narrows
+            # it.
             listing = _allow(["s3:ListBucket"], f"{ARN}:s3:::{bucket}")
             if isinstance(prefix, str) and prefix:
                 listing["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
             needs.append(listing)
     if batch_bucket and "ResultWriter" in state:
+        # The ResultWriter writes its result files with multipart uploads, hence the part actions.
         needs.append(_allow(["s3:AbortMultipartUpload", "s3:GetObject",
                              "s3:ListMultipartUploadParts", "s3:PutObject"],
                             {"Fn::Sub": "${BatchStateBucket.Arn}/*"}))
@@ -143,4 +162,6 @@ def _map_needs(state: dict[str, Any], batch_bucket: bool) -> list[dict[str, Any]
 
 
 def _allow(actions: list[str], resource: Any) -> dict[str, Any]:
+    # Sorted actions: equal statements are equal JSON, which is how machine_statements
+    # de-duplicates.
     return {"Effect": "Allow", "Action": sorted(actions), "Resource": resource}

@@ -66,7 +66,11 @@ class StepFunctionsTarget:
             function.pop("Events", None)  # the state machine is what is triggered
             function.pop("DeadLetterQueue", None)  # invoked synchronously: errors go to the machine
             function.pop("EventInvokeConfig", None)
+            # The Lambda refuses to run tasks for a definition compiled from another version of the
+            # routine than the one packaged with it.
             function["Environment"]["Variables"]["ORCHESTRATOR_ROUTINE_VERSION"] = job.version
+        # Only the natively run tasks go to the machine's role; the Lambda tasks' needs are already
+        # in the function's policy (aws_lambda.template).
         statements, notes = executor_statements(job.routine, job.registry, result.native_tasks)
         for note in notes:
             job.say(f"note: {note}")

@@ -31,11 +31,15 @@ def build_template(definition: dict[str, Any], *, label: str, definition_file: s
     policies += list(extra_policies)
     machine: dict[str, Any] = {
         "Name": {"Ref": "AWS::StackName"},  # its ARN is known before it exists: maps start it
+        # STANDARD, not EXPRESS: an Express workflow runs at most 5 minutes and cannot use the
+        # .sync integrations that wait for Athena, Glue and ECS.
         "Type": "STANDARD",
         "DefinitionUri": definition_file,
         "Policies": policies,
         "Logging": {
             "Level": "ERROR",
+            # Errors only, without the states' input and output (the run's params and step
+            # results): no run data is copied into the log group.
             "IncludeExecutionData": False,
             "Destinations": [
                 {
@@ -46,6 +50,8 @@ def build_template(definition: dict[str, Any], *, label: str, definition_file: s
             ],
         },
     }
+    # The definition names the function and bucket as ${...} placeholders filled in at deploy time,
+    # so definition.asl.json itself does not depend on the stack.
     substitutions: dict[str, Any] = {}
     if function is not None:
         substitutions["OrchestratorFunctionArn"] = {"Fn::GetAtt": ["RoutineFunction", "Arn"]}
@@ -82,6 +88,8 @@ def build_template(definition: dict[str, Any], *, label: str, definition_file: s
 
 def _batch_bucket() -> dict[str, Any]:
     """Private, encrypted, and emptied after 30 days: manifests matter only until post_staging."""
+    # An unfinished multipart upload is no object, so expiration never removes it, yet its parts
+    # are billed: such uploads are aborted after a day.
     return {"Type": "AWS::S3::Bucket", "Properties": {
         "BucketEncryption": {"ServerSideEncryptionConfiguration": [
             {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
@@ -98,6 +106,7 @@ def _with_batch_state(function: dict[str, Any]) -> dict[str, Any]:
     function = json.loads(json.dumps(function))
     variables = function.setdefault("Environment", {}).setdefault("Variables", {})
     variables[BATCH_STATE_ENV] = {"Fn::Sub": "s3://${BatchStateBucket}/manifests/"}
+    # ListBucket applies to the whole bucket; the s3:prefix condition keeps it to the manifests.
     statements = [
         {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
          "Resource": {"Fn::Sub": "${BatchStateBucket.Arn}/manifests/*"}},
@@ -121,6 +130,8 @@ def _events(schedule: str | None, s3_trigger: str | None) -> dict[str, Any]:
             detail["object"] = {"key": [{"prefix": prefix}]}
         return {"ObjectCreated": {"Type": "EventBridgeRule", "Properties": {
             "Pattern": {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail},
+            # Params bucket and key, as the Lambda handler gives a routine run for an S3 event, so
+            # one routine serves both.
             "InputTransformer": {
                 "InputPathsMap": {"bucket": "$.detail.bucket.name", "key": "$.detail.object.key"},
                 "InputTemplate": '{"params": {"bucket": <bucket>, "key": <key>}}'}}}}
