@@ -496,8 +496,8 @@ def _guard_message(query_id: str, scanned: int, limit: int, how: str) -> str:
 
 
 def _partition_clause(partition: dict[str, Any]) -> str:
+    # ALTER TABLE ADD PARTITION is Hive DDL: Hive's backslash-escaped literals, not Trino's.
     values = ", ".join(
-        # ALTER TABLE ADD PARTITION is Hive DDL: Hive's backslash-escaped literals, not Trino's.
         f"{spec.hive_name(k)} = {spec.hive_literal(v)}" for k, v in partition["values"].items()
     )
     clause = f"PARTITION ({values})"

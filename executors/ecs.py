@@ -238,9 +238,9 @@ class EcsExecutor(AwsExecutor):
         if command:
             container["command"] = list(command)
         if environment:
+            # Sorted: the overrides go into the record's digest, so the same environment written in
+            # another order must be the same call.
             container["environment"] = [
-                # Sorted: the overrides go into the record's digest, so the same environment written
-                # in another order must be the same call.
                 {"name": k, "value": str(v)} for k, v in sorted(environment.items())
             ]
         overrides: dict[str, Any] = {}

@@ -158,9 +158,9 @@ class GlueExecutor(AwsExecutor):
         try:
             result = work.run(submit, find_live=lambda token: self._find_live(job_name, token),
                               on_poll=follower.poll if follower else None)
-        # The last lines (often the error) are written as the run ends, after the last poll: drain
-        # once more whatever the outcome.
         except (RemoteJobError, RemoteCancelled):
+            # The last lines (often the error) are written as the run ends, after the last poll:
+            # drain once more whatever the outcome.
             if follower:
                 follower.drain()
             raise
@@ -234,10 +234,10 @@ class GlueExecutor(AwsExecutor):
             .get("JobRuns", [])
         )
         for run in runs:
-            if (run.get("Arguments") or {}).get(TOKEN_ARG) == token and outcome(
-                "glue", run.get("JobRunState")
             # Live or succeeded only: a run of ours that failed or was stopped is history, and
             # RemoteWork starts the next one under a new generation's token.
+            if (run.get("Arguments") or {}).get(TOKEN_ARG) == token and outcome(
+                "glue", run.get("JobRunState")
             ) in (None, SUCCEEDED):
                 return run["Id"]
         return None
@@ -343,9 +343,9 @@ class GlueExecutor(AwsExecutor):
             crawler = self._wait_until(
                 name, lambda c: ops.state_of(c) is not None, context, deadline
             )
-        # Only a cancel stops the crawl: a max_wait timeout passes through and leaves it running, as
-        # max_wait promises.
         except Cancelled:
+            # Only a cancel stops the crawl: a max_wait timeout passes through and leaves it
+            # running, as max_wait promises.
             self._inflight.stop(ops, name)
             try:
                 final = wait_for(
@@ -450,8 +450,8 @@ class GlueExecutor(AwsExecutor):
         comment: Annotated[str | None, "Table description"] = None,
     ) -> TaskMetrics:
         """Replace an existing table's definition with the spec."""
+        # locals() is exactly the task's arguments here (nothing else is assigned yet).
         self.aws.client("glue").update_table(
-            # locals() is exactly the task's arguments here (nothing else is assigned yet).
             DatabaseName=database, TableInput=_table_input(locals()), **self._catalog()
         )
         return TaskMetrics(

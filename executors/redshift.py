@@ -194,8 +194,8 @@ class RedshiftExecutor(AwsExecutor):
     ) -> TaskMetrics:
         """UNLOAD a query's result to S3."""
         key = self.call_key(context)
+        # The SELECT goes in as a string literal, with its quotes and backslashes escaped.
         statement = (
-            # The SELECT goes in as a string literal, with its quotes and backslashes escaped.
             f"UNLOAD ({spec.redshift_literal(sql.strip().rstrip(';'))}) TO {spec.redshift_literal(s3_path)} "
             f"IAM_ROLE {spec.redshift_literal(_checked_role(iam_role))} {UNLOAD_FORMATS[format]}"
         )
@@ -285,9 +285,8 @@ class RedshiftExecutor(AwsExecutor):
 
     def _submit(self, sqls: list[str], parameters: dict | None, token: str) -> str:
         client = self.aws.client("redshift-data")
+        # ClientToken cannot be searched for; the name derived from it can (_find_orphan).
         request: dict[str, Any] = {**self._target(), "ClientToken": token,
-                                   # ClientToken cannot be searched for; the name derived from it
-                                   # can (_find_orphan).
                                    "StatementName": statement_name(token)}
         if len(sqls) > 1:
             return client.batch_execute_statement(Sqls=sqls, **request)["Id"]
@@ -441,11 +440,11 @@ def _short(sql: str) -> str:
 
 
 def _metrics(statements: list[dict[str, Any]], inserted: bool = False) -> TaskMetrics:
+    # A SELECT's ResultRows counts rows returned, not written: only statements without a result
+    # set add to the rows.
     counts = [
         s["result_rows"]
         for s in statements
-        # A SELECT's ResultRows counts rows returned, not written: only statements without a result
-        # set add to the rows.
         if s["result_rows"] is not None and not s.get("has_result_set")
     ]
     total = sum(counts) if counts else None

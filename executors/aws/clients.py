@@ -29,9 +29,10 @@ def retry_config(total_attempts: int | None = None, connect_timeout: float = 10,
     retries: dict[str, Any] = {"mode": "standard"}
     if total_attempts is not None:
         retries["total_max_attempts"] = total_attempts
-    # A value in Config beats the environment, so the default is set only when the user did not
-    # set AWS_MAX_ATTEMPTS. total_max_attempts counts requests; max_attempts would count retries.
     elif not os.environ.get("AWS_MAX_ATTEMPTS"):
+        # A value in Config beats the environment, so the default is set only when the user did not
+        # set AWS_MAX_ATTEMPTS. total_max_attempts counts requests; max_attempts would count
+        # retries.
         retries["total_max_attempts"] = DEFAULT_TOTAL_ATTEMPTS
     return Config(retries=retries, connect_timeout=connect_timeout, read_timeout=read_timeout,
                   user_agent_extra="orchestrator")

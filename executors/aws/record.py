@@ -70,9 +70,9 @@ class RemoteRecord:
             text = self.path.read_text()
         except FileNotFoundError:
             return {}
-        # ValueError is the UnicodeDecodeError of a file that is not ours or was torn by a disk
-        # fault.
         except (OSError, ValueError) as exc:
+            # ValueError is the UnicodeDecodeError of a file that is not ours or was torn by a disk
+            # fault.
             self.logger.warning("remote record %s cannot be read (%s); treating it as empty",
                                 self.path, exc)
             return {}
@@ -151,9 +151,9 @@ def known_ids(*records: RemoteRecord | None) -> frozenset[str]:
         for path in folder.glob("*.json"):
             try:
                 data = json.loads(path.read_text())
-            # A sibling that cannot be read has no id to protect; its own unit will warn when it
-            # loads it.
             except (OSError, ValueError):
+                # A sibling that cannot be read has no id to protect; its own unit will warn when it
+                # loads it.
                 continue
             if isinstance(data, dict) and isinstance(data.get("id"), str):
                 ids.add(data["id"])

@@ -259,8 +259,9 @@ def column_problems(
         problem = identifier_problem(column.get("name"))
         if problem:
             yield f"{where}.name", problem
-        # Hive, Glue and Redshift fold unquoted names to lower case, so Id and id are one column.
         elif column["name"].lower() in seen:
+            # Hive, Glue and Redshift fold unquoted names to lower case, so Id and id are one
+            # column.
             yield f"{where}.name", f"duplicate column {column['name']!r}"
         else:
             seen.add(column["name"].lower())
@@ -272,9 +273,9 @@ def column_problems(
 def properties_problems(value: Any, path: str) -> Iterator[Problem]:
     if value is None:
         return
+    # Scalars only: each value is rendered as a quoted literal of str(v), and a nested object
+    # would arrive as its Python repr.
     if not isinstance(value, dict) or not all(
-        # Scalars only: each value is rendered as a quoted literal of str(v), and a nested object
-        # would arrive as its Python repr.
         isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in value.items()
     ):
         yield path, "must be an object of string keys to scalar values"
@@ -568,9 +569,9 @@ def split_statements(sql: str, dialect: Escapes = "hive") -> list[str]:
             end = n if close < 0 else close + len(dollar)
             current.append(sql[i:end])
             i = end
-        # Comments stay in the statement (the engines accept them); only a ';' inside one must not
-        # split it.
         elif sql.startswith("--", i):
+            # Comments stay in the statement (the engines accept them); only a ';' inside one must
+            # not split it.
             end = sql.find("\n", i)
             end = n if end < 0 else end
             current.append(sql[i:end])
