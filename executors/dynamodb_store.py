@@ -302,7 +302,7 @@ class DynamoDBStore(RunStore):
             )
         if not fields:
             return
-        # Placeholders for every field: several run fields (status, name) are DynamoDB reserved
+        # Placeholders for every field: some run fields (status, for one) are DynamoDB reserved
         # words.
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = {

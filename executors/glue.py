@@ -505,7 +505,7 @@ def _job_metrics(
             "raw_state": run.get("JobRunState"),
             "reattached": reattached,
             "execution_time_s": run.get("ExecutionTime"),
-            # Glue fills DPUSeconds only for auto-scaling runs; None otherwise.
+            # Glue sets DPUSeconds only for Flex and auto-scaling runs; None otherwise.
             "dpu_seconds": run.get("DPUSeconds"),
             "worker_type": run.get("WorkerType"),
             "number_of_workers": run.get("NumberOfWorkers"),

@@ -63,9 +63,9 @@ class PythonExecutor(Executor):
         elif (problem := code_problem(path, (function,))) is not None:
             yield "function", problem
         elif isinstance(kwargs, dict):
+            # We supply context ourselves, so a function that requires it is not missing an
+            # argument.
             yield from call_problems(path, function, kwargs, kwargs_key="kwargs",
-                                     # We supply context ourselves, so a function that requires it
-                                     # is not missing an argument.
                                      function_key="function", supplied=("context",))
 
     @classmethod

@@ -104,7 +104,8 @@ def transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        # Any other 4xx (access denied, validation, not found) would answer the same on every retry.
+        # Other 4xx answers are about the request (access denied, validation, not found); the few
+        # that are transient after all (RequestTimeout) botocore has retried already.
         return status >= 500 or error_code(exc) in THROTTLING_CODES
     return False
 

@@ -14,8 +14,8 @@ TERMINAL_STATES: dict[str, dict[str, str]] = {
     # Keyed by the crawl's LastCrawl.Status, which only means something once the crawler is READY
     # again; glue.py maps a crawler still RUNNING or STOPPING to no state.
     "glue-crawler": {"SUCCEEDED": SUCCEEDED, "FAILED": FAILED, "CANCELLED": CANCELLED},
-    # ECS has one terminal lastStatus (STOPPED) whatever happened; ecs.py derives these
-    # pseudo-states from the container's exit code and the stop reason.
+    # ECS has one terminal lastStatus (STOPPED) however the task ended; ecs.task_state derives
+    # these pseudo-states from the stop code and the container's exit code.
     "ecs": {"EXITED_ZERO": SUCCEEDED, "EXITED_NONZERO": FAILED, "STOPPED_BY_USER": CANCELLED},
 }
 """Each engine's terminal states mapped to ours; any state not listed is still running.

@@ -16,8 +16,9 @@ from typing import Any
 
 from orchestrator.executor import Context
 
-# Never change it: every derived token changes with it, so an attempt running newer code would
-# no longer find (by token) the Glue run its earlier attempt started.
+# Never change it: a derived token must come out the same in every attempt and resume, across
+# upgrades too. With the record lost, the derived token is what finds the Glue run an earlier
+# attempt started.
 TOKEN_NAMESPACE = uuid.UUID("9f2d0c5e-52b4-4c36-9d5a-8a7a1f1e3c01")
 
 _log = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ _log = logging.getLogger(__name__)
 
 def args_digest(*parts: Any) -> str:
     # Sorted keys: the same arguments in another order are the same call. default=str takes the
-    # dates and paths arguments can hold. 16 hex digits tell calls apart; they guard nothing.
+    # dates and paths arguments can hold. 16 hex digits tell calls apart; nothing relies on them
+    # being unguessable.
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -35,8 +35,8 @@ def secret_value(name: str) -> str:
     try:
         found = json.loads(text)[key]
     except (ValueError, KeyError, TypeError):
-        # from None: a JSONDecodeError carries the whole secret text (.doc); it must not ride along
-        # into a traceback.
+        # from None: nothing of the secret's parsing may travel with the error (a JSONDecodeError
+        # keeps the whole text in .doc).
         raise SecretNotFound(f"{secret_id} is not a JSON object with the key {key!r}") from None
     # A number or a nested object is substituted as the JSON text it was written as.
     return found if isinstance(found, str) else json.dumps(found)

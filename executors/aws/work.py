@@ -169,7 +169,8 @@ class RemoteWork:
         if remote_id is None and record.data.get("token") and find_orphan is not None:
             remote_id = self._find_orphan(previous, find_orphan)
             source = "a submission never recorded"
-        # Glue has no idempotency token; its runs carry ours as a job argument and are found by it.
+        # Glue and ECS look for work started under this token (a job argument, ECS's startedBy);
+        # Glue has no idempotency token at all.
         if remote_id is None and find_live is not None:
             remote_id, source = self._find_live(find_live), "an earlier attempt (found by token)"
         if remote_id is None:
