@@ -342,7 +342,8 @@ class AthenaExecutor(AwsExecutor):
         """
         client = self.aws.client("athena")
         ids: list[str] = []
-        # 50 is ListQueryExecutions' largest page; it lists the newest executions first.
+        # 50 is ListQueryExecutions' largest page; the scan relies on Athena listing the newest
+        # executions first.
         request: dict[str, Any] = {"WorkGroup": self.workgroup, "MaxResults": 50}
         while len(ids) < ORPHAN_SCAN:
             page = client.list_query_executions(**request)

@@ -318,7 +318,8 @@ class EcsExecutor(AwsExecutor):
         """A task an earlier attempt started but could not record: ``startedBy`` is our token."""
         ecs = self.aws.client("ecs")
         # ListTasks lists RUNNING tasks unless asked otherwise: one that already stopped (and may
-        # have succeeded) is found only under STOPPED, and only for about an hour after it stopped.
+        # have succeeded) is found only under STOPPED, and ECS keeps stopped tasks visible for a
+        # limited time only (at least an hour).
         for desired in ("RUNNING", "STOPPED"):
             arns = ecs.list_tasks(cluster=self.cluster, startedBy=token, desiredStatus=desired).get(
                 "taskArns", []

@@ -28,8 +28,8 @@ def send_sns(target: Any, message: Any) -> None:
     try:
         client.publish(
             TopicArn=target.address,
-            # SNS rejects a Subject longer than 100 characters (the whole publish fails, not just
-            # the subject).
+            # SNS refuses the whole publish, not just the subject, when Subject passes its length
+            # limit (around 100 characters): a long routine name is cut rather than the alert lost.
             Subject=f"orchestrator: {message.routine} {message.event}"[:100],
             Message=json.dumps(message.payload(), default=str),
         )
