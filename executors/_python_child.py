@@ -41,7 +41,9 @@ def stop_grace() -> float:
     try:
         engine_grace = float(os.environ.get(GRACE_ENV, "10"))
     except ValueError:
+        # A malformed variable must not break cancellation: use the engine's default.
         engine_grace = 10.0
+    # Never zero: the function always gets a moment for its finally blocks.
     return max(0.1, min(3.0, engine_grace / 2))
 
 
@@ -78,17 +80,26 @@ class ChildCall:
     def run(self) -> Any:
         """Start the child, relay its output, return what the function returned (its metrics, or
         its value as a task's result keeps it) or raise what it raised."""
+        # A pipe of its own for messages: stdout and stderr carry the function's prints, which are
+        # relayed as they are and never parsed.
         read_fd, write_fd = os.pipe()
         try:
             with self._lock:
+                # Checked under the lock stop() takes: a stop either comes before this check and is
+                # seen here, or after Popen and finds the process to signal. None falls in between.
                 if self._stop_requested.is_set():
                     raise Cancelled("cancelled before the task started")
                 self.process = subprocess.Popen(
                     # -P: the working folder must not shadow the parent's import path (3.11+)
                     [sys.executable, "-P", "-m", "executors._python_child", str(write_fd)],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    # A session of its own makes the child lead a process group: the group signal
+                    # reaches what the function started, and a Ctrl-C in the terminal does not hit
+                    # the child behind our back.
                     pass_fds=(write_fd,), env=_child_env(self.context), start_new_session=True)
         finally:
+            # Our copy of the write end closes at once: only then does the read end see EOF when the
+            # child exits.
             os.close(write_fd)
         messages = Connection(read_fd, writable=False)
         relays = [self._relay(self.process.stdout, "stdout"),
@@ -107,6 +118,8 @@ class ChildCall:
                 self._stop_process()
             messages.close()
             for relay in relays:
+                # Bounded: a grandchild that left the group but kept the pipes would hold a relay
+                # open forever.
                 relay.join(timeout=2)
             if self.process.stdin is not None:
                 _quietly(self.process.stdin.close)
@@ -117,6 +130,8 @@ class ChildCall:
         with self._lock:
             self._stop_requested.set()
             process = self.process
+        # poll() first: once the child has been reaped its pid, which is its group id, may belong to
+        # another process.
         if process is not None and process.poll() is None:
             _signal_group(process.pid, signal.SIGTERM)
 
@@ -129,10 +144,14 @@ class ChildCall:
                 self.stop()
                 self._stop_process()
                 raise Cancelled(f"{self._name()} stopped (its process was terminated)")
+            # Short polls: the context's cancel flag cannot be waited on together with the pipe,
+            # so it is looked at every 50 ms.
             if messages.poll(0.05):
                 try:
                     message = messages.recv()
                 except (EOFError, OSError):
+                    # The child closed its end: it has exited or is about to, and what it sent is
+                    # all there is.
                     return outcome
                 outcome = self._handle(message) or outcome
             elif self.process.poll() is not None:
@@ -145,6 +164,7 @@ class ChildCall:
 
     def _handle(self, message: tuple[str, Any]) -> tuple[str, Any] | None:
         kind, payload = message
+        # Log records arrive as they happen; any other message is the outcome.
         if kind == "log":
             level, text = payload
             self._logger().log(level, "%s", text)
@@ -157,6 +177,8 @@ class ChildCall:
             code = self.process.returncode
             how = f"was killed by signal {-code}" if code is not None and code < 0 \
                 else f"exited with code {code}"
+            # No outcome: the child died without reporting (the OOM killer, or os._exit in the
+            # function).
             raise ChildTaskError(f"the process running {self._name()} {how} before it reported")
         kind, payload = outcome
         if kind == "result":
@@ -180,6 +202,7 @@ class ChildCall:
             except subprocess.TimeoutExpired:
                 pass
         _signal_group(process.pid, signal.SIGKILL)  # also what the function started, alive or not
+        # Reaped: no zombie, and returncode is set for _result.
         process.wait()
 
     def _relay(self, stream: Any, sys_stream: str) -> threading.Thread:
@@ -189,6 +212,7 @@ class ChildCall:
             # looked up per line: LogCapture swaps sys.stdout and sys.stderr while a run is recorded
             target: Callable[[], TextIO] = lambda: getattr(sys, sys_stream)  # noqa: E731
             for raw in iter(stream.readline, b""):
+                # Bytes decoded here: a print in another encoding must not kill the relay.
                 line = raw.decode("utf-8", "replace")
                 if self.context is not None:
                     with self.context.active():
@@ -197,6 +221,7 @@ class ChildCall:
                     target().write(line)
             stream.close()
 
+        # Daemon: a relay stuck on a pipe a grandchild holds must not keep the interpreter alive.
         thread = threading.Thread(target=pump, name=f"relay-{sys_stream}", daemon=True)
         thread.start()
         return thread
@@ -213,6 +238,8 @@ class ChildCall:
 def _context_fields(context: Context | None) -> dict[str, Any] | None:
     if context is None:
         return None
+    # Plain fields only cross the pipe: a Context holds an event, locks and loggers, which do not
+    # pickle. The child builds its own from these.
     return {"run_id": context.run_id, "run_date": context.run_date,
             "routine_name": context.routine_name, "step": context.step, "task": context.task,
             "attempt": context.attempt, "watermark": context.watermark,
@@ -221,7 +248,11 @@ def _context_fields(context: Context | None) -> dict[str, Any] | None:
 
 def _child_env(context: Context | None) -> dict[str, str]:
     """The parent's environment and import path; a run started in the child is the task's child."""
+    # Unbuffered: prints reach the relay (and the run log) as they happen, and none are lost in a
+    # buffer when the child is killed.
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # Our sys.path, so the child imports executors and the user's modules as we do (-P leaves out
+    # the working folder).
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.exists(p))
     if context is not None:
         env["ORCHESTRATOR_PARENT_RUN_ID"] = context.run_id
@@ -230,11 +261,14 @@ def _child_env(context: Context | None) -> dict[str, str]:
 
 def _frame(value: Any) -> bytes:
     data = pickle.dumps(value)
+    # Length-prefixed: stdin stays open after the request (its EOF means the parent died), so the
+    # child cannot read the request to EOF.
     return len(data).to_bytes(8, "big") + data
 
 
 def _signal_group(pid: int, sig: int) -> None:
     try:
+        # The group's id is the child's pid: start_new_session made it the group leader.
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
@@ -313,11 +347,14 @@ def _watch_parent(fd: int) -> None:
         pass
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(stop_grace())
+    # A function that swallowed Terminated (except BaseException) is killed with its group after
+    # the grace, as the parent would.
     os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
 def _on_sigterm(cancel: threading.Event) -> Callable[..., None]:
     def handler(signum: int, frame: Any) -> None:
+        # The flag first: threads the function started never see the exception, only the flag.
         cancel.set()
         raise Terminated("asked to stop")
 
@@ -347,6 +384,7 @@ def _encode_metrics(value: TaskMetrics) -> dict[str, Any]:
 
 def _encode_error(exc: BaseException) -> dict[str, Any]:
     try:
+        # An exception holding a socket or a lock does not pickle; it goes as type and message.
         pickled: bytes | None = pickle.dumps(exc)
     except Exception:
         pickled = None
@@ -373,6 +411,8 @@ def _call(request: dict[str, Any], cancel: threading.Event) -> tuple[str, Any]:
     if fields is not None:
         fields = dict(fields, home=Path(fields["home"]))
         watermark = fields.pop("watermark")
+        # The same event the SIGTERM handler sets: context.cancelled and check_cancelled() work here
+        # as they do in-process.
         context = Context(cancel_event=cancel, watermark=watermark, **fields)
     fn = function_of(
         load_file(request["path"]), request["function"], request.get("own_only", False)
@@ -390,6 +430,7 @@ def main(argv: list[str]) -> int:
     lock = threading.Lock()
 
     def send(message: tuple[str, Any]) -> None:
+        # Log records may come from the function's threads; Connection.send is not thread-safe.
         with lock:
             out.send(message)
 
@@ -397,9 +438,13 @@ def main(argv: list[str]) -> int:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
     cancel = threading.Event()
+    # Before the request is read and the file imported: a stop that comes while the user's module
+    # loads must already raise Terminated.
     signal.signal(signal.SIGTERM, _on_sigterm(cancel))
     request = _read_request(sys.stdin.buffer)
+    # Started only after the request is read: the watcher consumes stdin and must not eat it.
     threading.Thread(target=_watch_parent, args=(sys.stdin.fileno(),), daemon=True).start()
+    # The root logger, so the function's own loggers, whatever their names, reach the task log.
     root = logging.getLogger()
     root.addHandler(_Forward(send))
     root.setLevel(logging.INFO)
@@ -412,7 +457,10 @@ def main(argv: list[str]) -> int:
     try:
         send(message)
     except Terminated:
+        # A SIGTERM may land during the send itself; the parent still learns the call was stopped.
         send(("cancelled", None))
+    # 0 either way: the outcome travelled as a message, and the parent reads the exit code only
+    # when none came.
     return 0
 
 

@@ -20,9 +20,12 @@ from .aws.inflight import RemoteOps
 from .aws.work import RemoteResult, StopRemote, closest_submission
 from .aws.states import sync_task
 
+# Athena's own rule for workgroup names: a typo fails validation instead of the first query.
 WORKGROUP = re.compile(r"^[a-zA-Z0-9._-]{1,128}$")
 CTAS_FORMATS = ("parquet", "orc", "json", "textfile", "avro")
+# GetQueryResults' largest page: kept rows come from one page and are never paginated.
 MAX_RESULT_ROWS = 1000
+# Each candidate costs one GetQueryExecution; this bounds the orphan look-up to 100 calls.
 ORPHAN_SCAN = 100
 
 
@@ -67,6 +70,7 @@ class AthenaExecutor(AwsExecutor):
             yield "workgroup", f"illegal workgroup name {params['workgroup']!r}"
         limit = params.get("max_bytes_scanned")
         if limit is not None and (
+            # bool is an int subclass: true is not a byte count.
             not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0
         ):
             yield "max_bytes_scanned", "must be a positive number of bytes"
@@ -103,6 +107,7 @@ class AthenaExecutor(AwsExecutor):
             "ResultConfiguration": {"OutputLocation": params["output_location"]},
             "WorkGroup": params.get("workgroup", "primary")}
         if args.get("parameters"):
+            # The API takes strings only; a number in YAML would fail its type check.
             request["ExecutionParameters"] = [str(p) for p in args["parameters"]]
         return sync_task("arn:aws:states:::athena:startQueryExecution.sync", request)
 
@@ -135,6 +140,8 @@ class AthenaExecutor(AwsExecutor):
         ] = 0,
     ) -> TaskMetrics:
         """Run each statement in order; stop at the first failure."""
+        # Counted before anything can fail (reading sql_file, say): a retry of this call must find
+        # the count this attempt made, or it would take the previous call's key and its work.
         key = self.call_key(context)
         text = sql if sql is not None else read_text(str(sql_file), self.aws)
         statements = spec.split_statements(text)
@@ -185,6 +192,8 @@ class AthenaExecutor(AwsExecutor):
     ) -> TaskMetrics:
         """Load partitions: MSCK REPAIR TABLE, or ALTER TABLE ADD IF NOT EXISTS PARTITION for listed ones."""
         name = spec.hive_qualified(table, self.database)
+        # MSCK lists the whole table location, slow on big tables; naming the partitions adds just
+        # them. IF NOT EXISTS lets a retry or re-run add what is already there without failing.
         if not partitions:
             return self._run_statements(
                 context, self.call_key(context), [f"MSCK REPAIR TABLE {name}"], None, 0
@@ -224,6 +233,7 @@ class AthenaExecutor(AwsExecutor):
                 + "]"
             )
         name = spec.sql_name(table if "." in table else f"{self.database}.{table}")
+        # The SELECT becomes the tail of one statement: a ';' left at its end would cut it in two.
         statement = f"CREATE TABLE {name} WITH ({', '.join(props)}) AS\n{sql.strip().rstrip(';')}"
         return self._run_statements(context, self.call_key(context), [statement], None, 0)
 
@@ -250,6 +260,7 @@ class AthenaExecutor(AwsExecutor):
     ) -> TaskMetrics:
         queries: list[dict[str, Any]] = []
         for index, statement in enumerate(statements):
+            # Between statements: a cancel that comes as one query ends starts no further one.
             context.check_cancelled()
             queries.append(self._run_one(context, key, index, statement, parameters, result_rows))
         return _metrics(queries)
@@ -264,8 +275,12 @@ class AthenaExecutor(AwsExecutor):
         result_rows: int,
     ) -> dict[str, Any]:
         record = self.record(
+            # The digest holds all that decides what the query does: the same SQL against another
+            # database is other work, and must not re-attach to this one's.
             context, key, f"q{index}", sql, parameters, self.database, self.workgroup, self.catalog
         )
+        # RemoteWork.run checks this too; here it fails with the cost guard's own (not retryable)
+        # type.
         if record.data.get("refused"):
             raise CostGuardExceeded(
                 record.data["refused"] + " in an earlier attempt; not submitting it again"
@@ -277,7 +292,11 @@ class AthenaExecutor(AwsExecutor):
         result = work.run(lambda token: self._start(sql, parameters, token),
                           on_poll=self._guard_while_running, find_orphan=find_orphan)
         info = _query_info(result, sql)
+        # Again at the end: a query can finish between two polls having scanned past the limit. It
+        # cannot be stopped any more, but it still fails the task.
         self._guard(info)
+        # GetQueryResults is one more call; DML is the statement type whose result has an
+        # UpdateCount.
         if info.get("statement_type") == "DML" or result_rows:
             info.update(self._results(result.remote_id, result_rows))
         context.logger.info(
@@ -308,6 +327,7 @@ class AthenaExecutor(AwsExecutor):
             "WorkGroup": self.workgroup,
         }
         if parameters:
+            # The API takes strings only; a number in YAML would fail its type check.
             request["ExecutionParameters"] = [str(p) for p in parameters]
         return self.aws.client("athena").start_query_execution(**request)["QueryExecutionId"]
 
@@ -322,6 +342,8 @@ class AthenaExecutor(AwsExecutor):
         """
         client = self.aws.client("athena")
         ids: list[str] = []
+        # 50 is ListQueryExecutions' largest page; the scan relies on Athena listing the newest
+        # executions first.
         request: dict[str, Any] = {"WorkGroup": self.workgroup, "MaxResults": 50}
         while len(ids) < ORPHAN_SCAN:
             page = client.list_query_executions(**request)
@@ -329,15 +351,21 @@ class AthenaExecutor(AwsExecutor):
             if not page.get("NextToken"):
                 break
             request["NextToken"] = page["NextToken"]
+        # Compared stripped and case-folded: the description need not echo whitespace or the
+        # database's case as sent.
         sent = {"sql": sql.strip(), "database": self.database.lower(),
                 "parameters": [str(p) for p in parameters or []]}
         candidates = []
         for query_id in ids[:ORPHAN_SCAN]:
+            # The step's other statements are not orphans even when their text is the same (one
+            # statement twice in a script).
             if query_id in known:
                 continue
             description = self._describe(query_id)
             submitted = description.get("Status", {}).get("SubmissionDateTime")
             if submitted is not None and _sent(description) == sent:
+                # botocore parses SubmissionDateTime into an aware datetime; timestamp() makes it
+                # epoch seconds like the time.time() our record saved.
                 candidates.append((query_id, submitted.timestamp()))
         return closest_submission(candidates, since)
 
@@ -351,6 +379,8 @@ class AthenaExecutor(AwsExecutor):
 
     def _guard_while_running(self, description: dict[str, Any]) -> None:
         """Stop a running query as soon as its scanned bytes pass the cost guard."""
+        # DataScannedInBytes grows while the query runs, so the guard stops it part-way instead of
+        # after the whole scan is paid for.
         scanned = description.get("Statistics", {}).get("DataScannedInBytes") or 0
         if self.max_bytes_scanned is not None and scanned > self.max_bytes_scanned:
             raise StopRemote(
@@ -375,6 +405,8 @@ class AthenaExecutor(AwsExecutor):
     def _results(self, query_id: str, keep: int) -> dict[str, Any]:
         """UpdateCount (rows written by INSERT/CTAS) and up to ``keep`` result rows."""
         page = self.aws.client("athena").get_query_results(
+            # keep + 1: a SELECT's first row is its header (see _rows). One row when only
+            # UpdateCount is wanted: the smallest page.
             QueryExecutionId=query_id, MaxResults=min(MAX_RESULT_ROWS, keep + 1) if keep else 1)
         out: dict[str, Any] = {}
         if page.get("UpdateCount") is not None:
@@ -395,6 +427,8 @@ def _query_info(result: RemoteResult, sql: str) -> dict[str, Any]:
         "raw_state": result.raw_state,
         "reattached": result.reattached,
         "statement_type": d.get("StatementType"),
+        # Capped: metrics are stored with every run and shown in reports; the routine has the full
+        # text.
         "sql": sql if len(sql) <= 500 else sql[:500] + "…",
         "bytes_scanned": int(stats.get("DataScannedInBytes") or 0),
         "engine_ms": stats.get("EngineExecutionTimeInMillis"),
@@ -443,12 +477,15 @@ def _rows(result_set: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _reason(description: dict[str, Any]) -> str | None:
     status = description.get("Status", {})
+    # AthenaError (message, category, type) is more precise than StateChangeReason when present;
+    # moto sends neither, so both are optional.
     error = status.get("AthenaError") or {}
     reason = error.get("ErrorMessage") or status.get("StateChangeReason")
     if reason and error.get("ErrorType") is not None:
         reason += (
             f" (ErrorCategory {error.get('ErrorCategory')}, ErrorType {error.get('ErrorType')})"
         )
+    # The query's start says which statement of a script failed.
     sql = " ".join(str(description.get("Query", "")).split())
     where = f"; query: {sql[:160]}" if sql else ""
     return (reason or "no reason given") + where
@@ -460,6 +497,7 @@ def _guard_message(query_id: str, scanned: int, limit: int, how: str) -> str:
 
 
 def _partition_clause(partition: dict[str, Any]) -> str:
+    # ALTER TABLE ADD PARTITION is Hive DDL: Hive's backslash-escaped literals, not Trino's.
     values = ", ".join(
         f"{spec.hive_name(k)} = {spec.hive_literal(v)}" for k, v in partition["values"].items()
     )
@@ -480,6 +518,7 @@ def _query_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:
     if args.get("parameters") and has_sql and len(spec.split_statements(str(args["sql"]))) > 1:
         yield "parameters", "parameters need exactly one statement"
     rows = args.get("result_rows", 0)
+    # One place of the 1,000-row page goes to a SELECT's header row.
     if not isinstance(rows, int) or not 0 <= rows <= MAX_RESULT_ROWS - 1:
         yield "result_rows", f"must be between 0 and {MAX_RESULT_ROWS - 1}; read larger results from the output location"
 

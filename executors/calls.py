@@ -15,6 +15,7 @@ class CallKeys:
     _ordinals: dict[str, int]
 
     def _ordinal_table(self) -> dict[str, int]:
+        # Lazily, so a class mixing this in owes us no setup call in its constructor.
         if not hasattr(self, "_ordinals"):
             self._ordinals = {}
         return self._ordinals
@@ -23,6 +24,9 @@ class CallKeys:
         """``task-n``: the n-th call of this task in this step, the same for every attempt of it."""
         ordinals = self._ordinal_table()
         count = ordinals.get(context.task, 0)
+        # A retry keeps the key of the call it retries, so it finds that call's record and
+        # re-attaches to its remote work; with nothing counted yet there is no earlier call to share
+        # a key with.
         if context.attempt <= 1 or count == 0:
             count += 1
             ordinals[context.task] = count
@@ -33,6 +37,8 @@ class CallKeys:
         run used (and re-attach to its remote work instead of starting it again)."""
         ordinals = self._ordinal_table()
         ordinals[context.task] = ordinals.get(context.task, 0) + 1
+        # Nothing else to rebuild: the skipped call's remote work is finished, and only its key
+        # matters for the calls after it.
         return True
 
     def record(self, context: Context, call_key: str, unit: str,

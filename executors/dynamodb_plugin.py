@@ -18,4 +18,5 @@ def run_store(url: str) -> Any:
         return None
     from .dynamodb_store import DynamoDBStore
 
+    # Slashes stripped: dynamodb://TABLE/ and dynamodb:///TABLE name the same table.
     return DynamoDBStore(url[len(SCHEME):].strip("/"))

@@ -45,9 +45,15 @@ from orchestrator.runs.store import (
 )
 
 META, LOCK, WM, LOGSEQ = "META", "LOCK", "WM", "LOGSEQ"
+# Each lost round means another start or end changed the lock between our read and our write;
+# 25 in a row is a storm, not a race.
 CLAIM_ATTEMPTS = 25
+# DynamoDB caps an item at 400 KB; a line cut at 100,000 characters stays under it unless
+# nearly all of them are 4-byte UTF-8.
 MAX_MESSAGE_CHARS = 100_000
+# Zero-padded to 20 digits so that sort-key (string) order is numeric order; any int64 fits.
 SEQ_WIDTH = 20
+# DynamoDB's naming rule, checked before any request: a typo is a UserError, not an AWS error.
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _RUN_FIELDS = tuple(RunRecord.__dataclass_fields__)
 _TASK_FIELDS = tuple(TaskRecord.__dataclass_fields__)
@@ -76,11 +82,16 @@ class DynamoDBStore(RunStore):
         """Created on first use so importing and constructing the store stay free of boto3 and network."""
         if self._client is None:
             with self._client_lock:
+                # Checked again under the lock: two threads may both have seen None.
                 if self._client is None:
                     import boto3
                     from botocore.config import Config
 
+                    # As the executors' clients: botocore's legacy mode would try a throttled
+                    # DynamoDB call 10 times (~25 s).
                     config = Config(retries={"mode": "standard", "total_max_attempts": 5})
+                    # A session of its own: boto3's default session is not safe to build clients
+                    # from in several threads.
                     self._client = boto3.session.Session().client("dynamodb", config=config)
         return self._client
 
@@ -100,6 +111,7 @@ class DynamoDBStore(RunStore):
                 ],
             )
         except self.client.exceptions.ResourceInUseException:
+            # Already there, or being created: the wait below covers both.
             pass
         if wait:
             self.client.get_waiter("table_exists").wait(
@@ -119,6 +131,9 @@ class DynamoDBStore(RunStore):
         for _ in range(CLAIM_ATTEMPTS):
             if allow_concurrent:
                 self._check_run_id(run)
+                # A concurrent run joins the lock's set instead of taking it: that needs no read,
+                # and it bumps the version, so an exclusive start that read the lock before fails
+                # its condition.
                 writes = [self._join_lock(run), self._put_run(run)]
             else:
                 lock = self._get(_lock_key(run.routine))
@@ -129,6 +144,7 @@ class DynamoDBStore(RunStore):
                 self._transact(writes)
                 return
             except Conflict:
+                # Short: the rival's write has already landed, so the next read sees it.
                 time.sleep(0.01)
         raise RuntimeError(
             f"could not claim routine {run.routine!r} after {CLAIM_ATTEMPTS} attempts (lock keeps changing)"
@@ -146,6 +162,7 @@ class DynamoDBStore(RunStore):
     def _put_run(self, run: RunRecord) -> dict[str, Any]:
         """The run item, written only if no other process wrote it first (closes the race of :meth:`_check_run_id`)."""
         condition = "attribute_not_exists(pk) OR (#host = :host AND #pid = :pid)"
+        # A run without a pid stores NULL, which '=' never matches: attribute_type tests for it.
         if run.pid is None:
             condition = (
                 "attribute_not_exists(pk) OR (#host = :host AND attribute_type(#pid, :null))"
@@ -171,9 +188,12 @@ class DynamoDBStore(RunStore):
             if run_id == run.run_id:
                 continue
             other = self.get_run(run_id)
+            # A holder whose run is gone or over is stale (its end did not release the lock); the
+            # lock is overwritten below.
             if other is None or other.finished:
                 continue
             if is_dead(other):
+                # Marked so runs lists it as dead rather than running once its lock is taken over.
                 self._mark_dead(run_id)
                 continue
             raise RoutineBusy(run.routine, run_id)
@@ -184,6 +204,9 @@ class DynamoDBStore(RunStore):
                 TableName=self.table,
                 Key=_run_key(run_id),
                 UpdateExpression="SET #s = :dead, #e = :now",
+                # Only a run still RUNNING: it may have ended, or been marked by someone else,
+                # meanwhile; an ended run's status is never overwritten. status is a DynamoDB
+                # reserved word, hence #s.
                 ConditionExpression="#s = :running",
                 ExpressionAttributeNames={"#s": "status", "#e": "ended"},
                 ExpressionAttributeValues={
@@ -207,8 +230,11 @@ class DynamoDBStore(RunStore):
         }
         put: dict[str, Any] = {"TableName": self.table, "Item": item}
         if lock is None:
+            # We read no lock: write only if there still is none.
             put["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
+            # The optimistic lock itself: this write lands only if nobody changed the lock since we
+            # read it.
             put["ConditionExpression"] = "lock_version = :lock_version"
             put["ExpressionAttributeValues"] = {":lock_version": _attr(version)}
         return {"Put": put}
@@ -218,6 +244,7 @@ class DynamoDBStore(RunStore):
             "Update": {
                 "TableName": self.table,
                 "Key": _lock_key(run.routine),
+                # The first concurrent run may find no lock item at all; UpdateItem creates it.
                 "UpdateExpression": "SET lock_version = if_not_exists(lock_version, :zero) + :one ADD concurrent_runs :me",
                 "ExpressionAttributeValues": {
                     ":zero": _attr(0),
@@ -236,6 +263,9 @@ class DynamoDBStore(RunStore):
         errors = self.client.exceptions.ConditionalCheckFailedException
         values = {":me": _attr(run_id), ":one": _attr(1)}
         try:
+            # Sole holder: delete the item. Holder beside concurrent runs: give up only the
+            # exclusive claim. A concurrent run: leave the set. Each write is conditional on what we
+            # read.
             if lock.get("run_id") == run_id and not lock.get("concurrent_runs"):
                 self.client.delete_item(
                     TableName=self.table,
@@ -260,6 +290,7 @@ class DynamoDBStore(RunStore):
                     ExpressionAttributeValues={**values, ":set": {"SS": [run_id]}},
                 )
         except errors:
+            # The lock changed since we read it: it is no longer ours to release.
             pass
 
     def update_run(self, run_id: str, **fields: Any) -> None:
@@ -271,6 +302,8 @@ class DynamoDBStore(RunStore):
             )
         if not fields:
             return
+        # Placeholders for every field: some run fields (status, for one) are DynamoDB reserved
+        # words.
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = {
             f":v{i}": _attr(_encode(name, value)) for i, (name, value) in enumerate(fields.items())
@@ -280,6 +313,7 @@ class DynamoDBStore(RunStore):
                 TableName=self.table,
                 Key=_run_key(run_id),
                 UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+                # Without it, UpdateItem would create a partial run item for an unknown run id.
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
@@ -288,6 +322,7 @@ class DynamoDBStore(RunStore):
         except self.client.exceptions.ConditionalCheckFailedException:
             return
         if fields.get("status") in TERMINAL:
+            # ALL_NEW gave us the routine, which names the lock, without another read.
             self._release(_value(reply["Attributes"]["routine"]), run_id)
 
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -315,9 +350,11 @@ class DynamoDBStore(RunStore):
             FilterExpression=" AND ".join(conditions),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
+            # A run just started must be listed at once (orchestrate runs right after a start).
             ConsistentRead=True,
         )
         runs = [_run_from(_decode_item(item)) for page in pages for item in page.get("Items", ())]
+        # A Scan returns no order: sorted here, so the limit keeps the newest.
         runs.sort(key=lambda r: r.started, reverse=True)
         return runs[:max(limit, 0)]
 
@@ -325,6 +362,7 @@ class DynamoDBStore(RunStore):
 
     def record_task(self, task: TaskRecord) -> None:
         item = {name: _attr(_encode(name, getattr(task, name))) for name in _TASK_FIELDS}
+        # Zero-padded so that string order is step order, then task order.
         sk = f"TASK#{task.step_index:05d}#{task.task_index:05d}#{_escape(task.id)}"
         self.client.put_item(
             TableName=self.table, Item={**item, "pk": _attr(_run_pk(task.run_id)), "sk": _attr(sk)}
@@ -336,6 +374,7 @@ class DynamoDBStore(RunStore):
             TaskRecord(**{name: _decode(name, item.get(name)) for name in _TASK_FIELDS})
             for item in items
         ]
+        # The sort key ends in the task id, not the attempt: attempts are ordered here.
         return sorted(records, key=lambda t: (t.step_index, t.task_index, t.attempt))
 
     # ------------------------------------------------------------------ logs
@@ -355,6 +394,8 @@ class DynamoDBStore(RunStore):
         reply = self.client.update_item(
             TableName=self.table,
             Key={"pk": _attr(_run_pk(run_id)), "sk": _attr(LOGSEQ)},
+            # ADD is atomic across processes and starts a missing counter at 0; the reply is the
+            # last number of our block.
             UpdateExpression="ADD seq_counter :n",
             ExpressionAttributeValues={":n": _attr(count)},
             ReturnValues="UPDATED_NEW",
@@ -380,6 +421,7 @@ class DynamoDBStore(RunStore):
         }
 
     def _batch_put(self, items: list[dict[str, Any]]) -> None:
+        # BatchWriteItem takes at most 25 items per call.
         for start in range(0, len(items), 25):
             requests = {
                 self.table: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
@@ -391,6 +433,8 @@ class DynamoDBStore(RunStore):
                 )
                 if not left:
                     break
+                # Throttled items come back as UnprocessedItems, not as an error: retried with
+                # backoff.
                 requests = left
                 time.sleep(min(0.05 * 2 ** attempt, 1.0))
             else:
@@ -399,6 +443,8 @@ class DynamoDBStore(RunStore):
                 )
 
     def logs(self, run_id: str, after: int = 0) -> list[LogRecord]:
+        # BETWEEN, not begins_with("LOG"): the LOGSEQ counter item shares the prefix ('S' sorts
+        # after '#', so the range leaves it out).
         low, high = f"LOG#{max(after, 0) + 1:0{SEQ_WIDTH}d}", "LOG#" + "9" * SEQ_WIDTH
         items = self._query(
             run_id, "sk BETWEEN :lo AND :hi", {":lo": _attr(low), ":hi": _attr(high)}
@@ -440,6 +486,8 @@ class DynamoDBStore(RunStore):
     # ------------------------------------------------------------------ plumbing
 
     def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        # Strongly consistent: the lock protocol must read what a rival just wrote, or it would keep
+        # losing the same race on a stale read.
         item = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
         return _decode_item(item) if item else None
 
@@ -460,6 +508,8 @@ class DynamoDBStore(RunStore):
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
+            # Canceled: a condition failed. Conflict: another transaction was writing the same item.
+            # Both mean read again and retry.
             if exc.response.get("Error", {}).get("Code") in (
                 "TransactionCanceledException",
                 "TransactionConflictException",
@@ -473,6 +523,8 @@ class DynamoDBStore(RunStore):
 
 
 def _escape(*parts: str) -> str:
+    # Backslashes first: otherwise the part a\ followed by b would join as a\#b, the
+    # same key as the one part a#b.
     return "#".join(part.replace("\\", "\\\\").replace("#", "\\#") for part in parts)
 
 
@@ -498,6 +550,8 @@ def _encode(name: str, value: Any) -> Any:
 def _decode(name: str, value: Any) -> Any:
     if name in _JSON_FIELDS:
         return None if value is None else json.loads(value)
+    # The field decides int or float, not the digits: a float field may hold a whole
+    # number, which _value reads back as an int.
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return int(value) if name in _INT_FIELDS else float(value)
     return value
@@ -510,6 +564,7 @@ def _attr(value: Any) -> dict[str, Any]:
     if isinstance(value, bool):
         return {"BOOL": value}
     if isinstance(value, (int, float)):
+        # repr is the shortest text that reads back as exactly the same float.
         return {"N": repr(value)}
     if isinstance(value, str):
         return {"S": value}

@@ -27,7 +27,9 @@ from .aws.outcomes import outcome
 from .aws.record import RemoteRecord
 from .docker.spec import RESOURCES_SCHEMA, memory_bytes
 
+# ECS takes environment values as strings only; numbers and booleans are sent as their text.
 ENV_SCHEMA = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}
+# Kept for a failure's message: enough to show the error, short enough for a record.
 LOG_TAIL_LINES = 20
 EXITED_ZERO, EXITED_NONZERO, STOPPED_BY_USER = "EXITED_ZERO", "EXITED_NONZERO", "STOPPED_BY_USER"
 
@@ -37,6 +39,9 @@ class TaskNotFound(Exception):
 
     def __init__(self, arn: str, reason: str) -> None:
         super().__init__(f"ECS task {arn}: {reason}")
+        # DescribeTasks reports an unknown task in "failures" with HTTP 200, not as an error. Shaped
+        # like botocore's response, so error_code() reads TaskNotFound and RemoteWork takes it for
+        # "gone" (outcomes.NOT_FOUND_CODES) and submits anew.
         self.response = {"Error": {"Code": "TaskNotFound", "Message": reason}}
 
 
@@ -52,7 +57,10 @@ def _pascal(value: Any) -> Any:
 def task_state(description: dict[str, Any], container: str | None) -> str:
     """ECS's lastStatus while the task lives; once STOPPED, how it ended (our raw terminal states)."""
     if description.get("lastStatus") != "STOPPED":
+        # A task just started may not report a status yet: it is on its way, as PROVISIONING says.
         return str(description.get("lastStatus") or "PROVISIONING")
+    # StopTask (ours or anyone's) sets UserInitiated. Any other stop is judged by the exit code,
+    # and a container that never started (image pull failed, say) has none: that fails too.
     if description.get("stopCode") == "UserInitiated":
         return STOPPED_BY_USER
     return EXITED_ZERO if exit_code(description, container) == 0 else EXITED_NONZERO
@@ -134,6 +142,8 @@ class EcsExecutor(AwsExecutor):
             if not container:
                 raise Uncompilable("a state machine must name the container it overrides: "
                                    "set the step's params.container")
+            # RunTask needs each override to name its container. The Lambda path looks the first one
+            # up when it runs; a state machine has no such step.
             overrides["ContainerOverrides"][0]["Name"] = container
         request: dict[str, Any] = {"Cluster": params["cluster"],
                                    "TaskDefinition": params["task_definition"],
@@ -147,6 +157,7 @@ class EcsExecutor(AwsExecutor):
                 "AssignPublicIp": "ENABLED" if params.get("assign_public_ip") else "DISABLED"}}
         if params.get("platform_version"):
             request["PlatformVersion"] = params["platform_version"]
+        # A filter expression yields a list, hence the [0] in the Choice below.
         exit_code = (f"$.Containers[?(@.Name == '{container}')].ExitCode" if container
                      else "$.Containers[0].ExitCode")
         return {"StartAt": "Run", "States": {
@@ -203,6 +214,7 @@ class EcsExecutor(AwsExecutor):
                 lambda token: self._start(token, overrides), find_live=self._find_live,
                 on_poll=follower.poll if follower else None)
         finally:
+            # Drained whatever the outcome: the last lines are often why the task failed.
             if follower is not None:
                 follower.drain()
         description = result.description
@@ -226,16 +238,20 @@ class EcsExecutor(AwsExecutor):
         if command:
             container["command"] = list(command)
         if environment:
+            # Sorted: the overrides go into the record's digest, so the same environment written in
+            # another order must be the same call.
             container["environment"] = [
                 {"name": k, "value": str(v)} for k, v in sorted(environment.items())
             ]
         overrides: dict[str, Any] = {}
         resources = resources or {}
         if "cpus" in resources:
+            # ECS counts CPU in 1/1024 vCPU units and memory in MiB, both as strings.
             overrides["cpu"] = str(int(float(resources["cpus"]) * 1024))
         if "memory" in resources:
             overrides["memory"] = str(memory_bytes(resources["memory"]) // 1024 ** 2)
         if "gpus" in resources:
+            # GPUs are a container's requirement; cpu and memory above are the task's size.
             container["resourceRequirements"] = [{"type": "GPU", "value": str(resources["gpus"])}]
         if container:
             overrides["containerOverrides"] = [container]
@@ -253,6 +269,7 @@ class EcsExecutor(AwsExecutor):
         }
         if overrides:
             if "containerOverrides" in overrides:
+                # RunTask needs the override to name its container.
                 name = self.container or self._first_container()
                 overrides = {
                     **overrides,
@@ -266,6 +283,7 @@ class EcsExecutor(AwsExecutor):
         if self.platform_version:
             request["platformVersion"] = self.platform_version
         answer = self.aws.client("ecs").run_task(**request)
+        # RunTask answers HTTP 200 with "failures" (no capacity, a bad subnet) instead of raising.
         if not answer.get("tasks"):
             reasons = "; ".join(
                 f"{f.get('arn', '')} {f.get('reason', '')}".strip()
@@ -299,6 +317,9 @@ class EcsExecutor(AwsExecutor):
     def _find_live(self, token: str) -> str | None:
         """A task an earlier attempt started but could not record: ``startedBy`` is our token."""
         ecs = self.aws.client("ecs")
+        # ListTasks lists RUNNING tasks unless asked otherwise: one that already stopped (and may
+        # have succeeded) is found only under STOPPED, and ECS keeps stopped tasks visible for a
+        # limited time only (at least an hour).
         for desired in ("RUNNING", "STOPPED"):
             arns = ecs.list_tasks(cluster=self.cluster, startedBy=token, desiredStatus=desired).get(
                 "taskArns", []
@@ -316,6 +337,7 @@ class EcsExecutor(AwsExecutor):
         parts = [f"exit code {main.get('exitCode', 'unknown')}"]
         parts += [text for text in (description.get("stoppedReason"), main.get("reason")) if text]
         if follower is not None:
+            # Drained first, so the tail holds the container's last lines before it is quoted.
             follower.drain()
             if follower.tail:
                 parts.append("last log lines:\n" + "\n".join(f"  {line}" for line in follower.tail))
@@ -327,6 +349,8 @@ class CloudWatchFollower:
 
     def __init__(self, executor: EcsExecutor, context: Context, record: RemoteRecord) -> None:
         self.executor, self.context, self.record = executor, context, record
+        # The resumed run's read positions, overlaid by ours: a resume goes on where the crashed run
+        # stopped copying instead of repeating the log.
         inherited = record.previous.data.get("log_tokens") if record.previous is not None else None
         self.tokens: dict[str, str] = {**(inherited or {}), **(record.data.get("log_tokens") or {})}
         self.token: str | None = None
@@ -336,6 +360,7 @@ class CloudWatchFollower:
         self.lines = 0
 
     def poll(self, description: dict[str, Any]) -> None:
+        # A different task (a retry after a failure) has its own stream and its own position.
         if self.where is None or self.arn != description.get("taskArn"):
             self.arn = description.get("taskArn")
             self.token = self.tokens.get(self.arn or "")
@@ -392,9 +417,11 @@ class CloudWatchFollower:
             token = page.get("nextForwardToken")
             changed = token != self.token
             self.token = token
+            # Saved as it moves, so a crash repeats at most one page of log on resume.
             if changed and token and self.arn:
                 self.tokens[self.arn] = token
                 self.record.save(log_tokens=self.tokens)
+            # At the end of a stream GetLogEvents returns the token it was given.
             if not page.get("events") or not changed:
                 return
 

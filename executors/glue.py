@@ -23,9 +23,14 @@ from .aws.inflight import RemoteOps
 from .aws.outcomes import RemoteCancelled, RemoteJobError, outcome
 from .aws.polling import Backoff, wait_for
 
+# A job argument is the only thing we send that GetJobRuns gives back with each run, so it
+# carries the token StartJobRun itself has no field for.
 TOKEN_ARG = "--orchestrator_run_token"
 DEFAULT_LOG_GROUP = "/aws-glue/jobs"
+# The newest runs of the job: a lost start of ours is among them unless 50 others started
+# since.
 LIVE_LOOKUP_RUNS = 50
+# Our own retries of StartJobRun (botocore's are off for it), each after a look-up by token.
 START_ATTEMPTS = 4
 WorkerType = Literal["Standard", "G.1X", "G.2X", "G.4X", "G.8X", "G.025X", "Z.2X"]
 
@@ -66,6 +71,7 @@ class GlueExecutor(AwsExecutor):
         if task == "run_job":
             request: dict[str, Any] = {"JobName": args["job_name"]}
             if args.get("arguments"):
+                # Job arguments are a map of strings; YAML numbers and booleans go as text.
                 request["Arguments"] = {str(k): str(v) for k, v in args["arguments"].items()}
             for field, arg in (
                 ("WorkerType", "worker_type"),
@@ -85,6 +91,8 @@ class GlueExecutor(AwsExecutor):
                 describe={"Type": "Task", "Resource": sdk("glue", "getCrawler"),
                           "Parameters": {"Name": name}},
                 id_field="Name", seen={"state.$": "$.Crawler.State", "crawler.$": "$.Crawler"},
+                # READY with any other last status (FAILED, CANCELLED) fails; READY without a
+                # LastCrawl keeps polling, as no crawl has ended yet.
                 rules=[{"And": [ready, {"Variable": "$.seen.crawler.LastCrawl.Status",
                                         "StringEquals": "SUCCEEDED"}], "Next": "Succeeded"},
                        {"And": [ready, {"Variable": "$.seen.crawler.LastCrawl.Status",
@@ -127,6 +135,8 @@ class GlueExecutor(AwsExecutor):
     ) -> TaskMetrics:
         """Start (or re-attach to) a job run and wait for it; failures carry Glue's ErrorMessage."""
         key = self.call_key(context)
+        # Job arguments are a map of strings; stringified before the digest so that 1 and "1" are
+        # the same call, as they are for Glue.
         args = {str(k): str(v) for k, v in (arguments or {}).items()}
         record = self.record(
             context, key, "run", job_name, args, worker_type, number_of_workers, timeout
@@ -149,6 +159,8 @@ class GlueExecutor(AwsExecutor):
             result = work.run(submit, find_live=lambda token: self._find_live(job_name, token),
                               on_poll=follower.poll if follower else None)
         except (RemoteJobError, RemoteCancelled):
+            # The last lines (often the error) are written as the run ends, after the last poll:
+            # drain once more whatever the outcome.
             if follower:
                 follower.drain()
             raise
@@ -164,6 +176,8 @@ class GlueExecutor(AwsExecutor):
                 glue("glue").batch_stop_job_run(JobName=job_name, JobRunIds=[run_id]).get("Errors")
                 or []
             )
+            # BatchStopJobRun answers HTTP 200 and lists per-run failures in Errors; unchecked, a
+            # stop that did nothing would look delivered. (moto lacks the operation; tests shim it.)
             if errors:
                 raise RuntimeError(
                     f"BatchStopJobRun {run_id}: {errors[0].get('ErrorDetail', errors[0])}"
@@ -188,6 +202,9 @@ class GlueExecutor(AwsExecutor):
             try:
                 return client.start_job_run(**request)["JobRunId"]
             except Exception as exc:
+                # The failure may be a lost reply to a start that worked: look for our token before
+                # trying again. A look-up that fails too counts as "not found"; the start's own
+                # error decides.
                 found = self._quiet_find(request["JobName"], token)
                 if found:
                     context.logger.info(
@@ -196,8 +213,11 @@ class GlueExecutor(AwsExecutor):
                     return found
                 if attempt == START_ATTEMPTS - 1 or not transient(exc):
                     raise
+                # 0.5, 1, 2 s between starts (throttling needs backoff); the wait ends early on
+                # cancel.
                 if context.wait(min(8.0, 0.5 * 2 ** attempt)):
                     context.check_cancelled()
+        # The last attempt returns or raises; this line is for the type checker.
         raise AssertionError("unreachable")
 
     def _quiet_find(self, job_name: str, token: str) -> str | None:
@@ -214,6 +234,8 @@ class GlueExecutor(AwsExecutor):
             .get("JobRuns", [])
         )
         for run in runs:
+            # Live or succeeded only: a run of ours that failed or was stopped is history, and
+            # RemoteWork starts the next one under a new generation's token.
             if (run.get("Arguments") or {}).get(TOKEN_ARG) == token and outcome(
                 "glue", run.get("JobRunState")
             ) in (None, SUCCEEDED):
@@ -278,6 +300,8 @@ class GlueExecutor(AwsExecutor):
                 crawler = self._wait_until(
                     name, lambda c: c.get("State") != "STOPPING", context, deadline
                 )
+            # Joined rather than refused: a crawler runs one crawl at a time, and StartCrawler
+            # fails with CrawlerRunningException until that crawl ends.
             if crawler.get("State") == "RUNNING":
                 return _crawl_marker(crawler), True
             before = _crawl_marker(crawler)
@@ -285,6 +309,8 @@ class GlueExecutor(AwsExecutor):
                 glue.start_crawler(Name=name)
                 return before, False
             except Exception as exc:
+                # Someone started a crawl between our GetCrawler and StartCrawler: look again (and
+                # join it).
                 if error_code(exc) != "CrawlerRunningException":
                     raise
                 context.logger.info(
@@ -310,16 +336,22 @@ class GlueExecutor(AwsExecutor):
     ) -> dict[str, Any]:
         from orchestrator.executor import Cancelled
 
+        # Not RemoteWork: a crawl has no id of its own and no record; the crawler's name stands for
+        # it, and a retry joins the crawl that is running instead of re-attaching by record.
         self._inflight.add(ops, name)
         try:
             crawler = self._wait_until(
                 name, lambda c: ops.state_of(c) is not None, context, deadline
             )
         except Cancelled:
+            # Only a cancel stops the crawl: a max_wait timeout passes through and leaves it
+            # running, as max_wait promises.
             self._inflight.stop(ops, name)
             try:
                 final = wait_for(
                     lambda: self._crawler(name),
+                    # A stopped crawler stays STOPPING for a while; READY (LastCrawl CANCELLED)
+                    # means it is done. 6 s as for other remote work (work.STOP_CONFIRM_SECONDS).
                     lambda c: c.get("State") == "READY",
                     None,
                     deadline=time.monotonic() + 6,
@@ -353,6 +385,8 @@ class GlueExecutor(AwsExecutor):
         if location_uri:
             body["LocationUri"] = location_uri
         try:
+            # Create, and take AlreadyExists as done: a look-then-create would race with another run
+            # creating the same database between the two calls.
             self.aws.client("glue").create_database(DatabaseInput=body, **self._catalog())
             created = True
         except Exception as exc:
@@ -379,6 +413,8 @@ class GlueExecutor(AwsExecutor):
         if_exists: Annotated[Literal["update", "skip", "fail"], "When the table exists"] = "update",
     ) -> TaskMetrics:
         """Create a catalog table from a spec (or update/skip/fail when it exists)."""
+        # locals() is exactly the task's arguments here (nothing else is assigned yet); keep this
+        # the first line.
         table_input = _table_input(locals())
         glue = self.aws.client("glue")
         try:
@@ -414,6 +450,7 @@ class GlueExecutor(AwsExecutor):
         comment: Annotated[str | None, "Table description"] = None,
     ) -> TaskMetrics:
         """Replace an existing table's definition with the spec."""
+        # locals() is exactly the task's arguments here (nothing else is assigned yet).
         self.aws.client("glue").update_table(
             DatabaseName=database, TableInput=_table_input(locals()), **self._catalog()
         )
@@ -427,6 +464,7 @@ class GlueExecutor(AwsExecutor):
         )
 
     def _catalog(self) -> dict[str, str]:
+        # No CatalogId means the caller's account; sending None would fail parameter validation.
         return {"CatalogId": self.catalog_id} if self.catalog_id else {}
 
 
@@ -467,6 +505,7 @@ def _job_metrics(
             "raw_state": run.get("JobRunState"),
             "reattached": reattached,
             "execution_time_s": run.get("ExecutionTime"),
+            # Glue sets DPUSeconds only for Flex and auto-scaling runs; None otherwise.
             "dpu_seconds": run.get("DPUSeconds"),
             "worker_type": run.get("WorkerType"),
             "number_of_workers": run.get("NumberOfWorkers"),
@@ -487,6 +526,7 @@ class _LogFollower:
 
     def poll(self, run: dict[str, Any]) -> None:
         self.run_id = run.get("Id")
+        # Taken on every poll: LogGroupName is known only once the run has been described.
         self.base = (self.log_group or run.get("LogGroupName") or DEFAULT_LOG_GROUP).rstrip("/")
         self.drain()
 
@@ -497,6 +537,9 @@ class _LogFollower:
             try:
                 self._read(f"{self.base}/{suffix}", suffix)
             except Exception as exc:
+                # A stream exists only once the run has logged something, and logs:GetLogEvents may
+                # not be granted: neither is worth a message. Logs are a courtesy; they never fail
+                # the task.
                 if error_code(exc) not in ("ResourceNotFoundException", "AccessDeniedException"):
                     self.context.logger.debug("glue logs %s/%s: %s", self.base, suffix, exc)
 
@@ -505,7 +548,10 @@ class _LogFollower:
         while True:
             request: dict[str, Any] = {
                 "logGroupName": group,
+                # Glue names each run's stream after the run id.
                 "logStreamName": self.run_id,
+                # Without it the first page is the stream's tail, and the run's first lines would be
+                # skipped.
                 "startFromHead": True,
             }
             if self.tokens.get(group):
@@ -517,6 +563,8 @@ class _LogFollower:
                     "[glue %s %s] %s", self.run_id, label, event.get("message", "").rstrip()
                 )
             token = page.get("nextForwardToken")
+            # At the end of a stream GetLogEvents returns the token it was given; that token is
+            # where the next drain starts.
             if not page.get("events") or token == self.tokens.get(group):
                 self.tokens[group] = token
                 return

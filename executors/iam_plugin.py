@@ -15,9 +15,13 @@ from typing import Any, Iterable
 
 from orchestrator.hookspecs import hookimpl
 
+# CloudFormation pseudo parameters: the generator wraps every string holding "${AWS::" in an
+# Fn::Sub, so the same statements deploy to any partition, region and account.
 ARN = "arn:${AWS::Partition}"
 REGIONAL = "${AWS::Region}:${AWS::AccountId}"
 READ = ("s3:GetObject",)
+# Multipart permissions too: smart-open writes even small objects as multipart uploads, and a
+# failed write aborts its upload.
 WRITE = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
 DELETE = ("s3:DeleteObject",)
 
@@ -35,6 +39,8 @@ def s3(uri: Any, *actions: Iterable[str]) -> list[dict[str, Any]]:
         {"Effect": "Allow", "Action": flat, "Resource": objects},
         {
             "Effect": "Allow",
+            # Listing is a bucket-level action: the s3:prefix condition below keeps it to the step's
+            # prefix.
             "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads", "s3:GetBucketLocation"],
             "Resource": f"{ARN}:s3:::{bucket}",
             **({"Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}}} if prefix else {}),
@@ -45,9 +51,11 @@ def s3(uri: Any, *actions: Iterable[str]) -> list[dict[str, Any]]:
 def glue_catalog(
     database: str | None, table: str | None, actions: list[str]
 ) -> list[dict[str, Any]]:
+    # Glue checks the catalog itself as a resource on every database and table call.
     resources = [f"{ARN}:glue:{REGIONAL}:catalog"]
     if database:
         resources.append(f"{ARN}:glue:{REGIONAL}:database/{database}")
+        # Without a named table, every table of the database: what a query reads is not derived.
         resources.append(f"{ARN}:glue:{REGIONAL}:table/{database}/{table or '*'}")
     return [{"Effect": "Allow", "Action": sorted(actions), "Resource": resources}]
 
@@ -55,6 +63,7 @@ def glue_catalog(
 def staging(step: Any) -> list[dict[str, Any]]:
     params = step.params
     parent = str(params.get("parent_directory") or "")
+    # staging's default archive folder (locations.default_archive), a sibling of the landing one.
     archive = params.get("archive_directory") or (
         parent.rstrip("/") + "_archive/" if parent else None
     )
@@ -62,6 +71,8 @@ def staging(step: Any) -> list[dict[str, Any]]:
     if params.get("archive_or_delete", "archive") == "archive":
         found += s3(archive, READ, WRITE)
     for code in (params.get("transform"), params.get("py_exec_path")):
+        # A code reference may end in :function, which is not part of the key; [5:] skips the colon
+        # of s3:// itself.
         found += s3(str(code).rpartition(":")[0] if code and ":" in str(code)[5:] else code, READ)
     return found
 
@@ -93,6 +104,7 @@ def athena(step: Any) -> list[dict[str, Any]]:
             "Action": [
                 "athena:GetQueryExecution",
                 "athena:GetQueryResults",
+                # GetWorkGroup is the probe of AthenaExecutor.check (doctor).
                 "athena:GetWorkGroup",
                 "athena:StartQueryExecution",
                 "athena:StopQueryExecution",
@@ -107,6 +119,7 @@ def athena(step: Any) -> list[dict[str, Any]]:
         table = str(call.args.get("table") or "")
         if "." in table:
             databases.add(table.split(".")[0])
+        # DDL writes the catalog; a run_query's SQL is not parsed for it, so only these tasks ask.
         if call.task in ("create_table", "create_table_as", "repair_table", "drop_table"):
             writes = True
         found += s3(
@@ -127,6 +140,8 @@ def glue(step: Any) -> list[dict[str, Any]]:
                 {
                     "Effect": "Allow",
                     "Action": [
+                        # GetJobRuns finds a run whose start reply was lost (by its token argument);
+                        # BatchStopJobRun is how cancel and timeouts stop a run.
                         "glue:BatchStopJobRun",
                         "glue:GetJobRun",
                         "glue:GetJobRuns",
@@ -204,6 +219,8 @@ def redshift(step: Any) -> list[dict[str, Any]]:
             }
         )
     elif cluster and params.get("db_user"):
+        # DbUser means temporary credentials: the Data API gets them as the caller, for that user
+        # and database only.
         found.append(
             {
                 "Effect": "Allow",
@@ -228,6 +245,8 @@ def redshift(step: Any) -> list[dict[str, Any]]:
 def ecs(step: Any) -> list[dict[str, Any]]:
     """Run tasks of the one task definition family on the one cluster, and watch or stop them."""
     params = step.params
+    # A cluster given as an ARN becomes its name; a task definition (family, family:revision or
+    # ARN) becomes its family, so any revision of it may run.
     cluster = str(params.get("cluster") or "").rpartition("/")[2] or "*"
     family = str(params.get("task_definition") or "").rpartition("/")[2].partition(":")[0] or "*"
     cluster_arn = f"{ARN}:ecs:{REGIONAL}:cluster/{cluster}"
@@ -236,6 +255,8 @@ def ecs(step: Any) -> list[dict[str, Any]]:
             "Effect": "Allow",
             "Action": ["ecs:RunTask"],
             "Resource": f"{ARN}:ecs:{REGIONAL}:task-definition/{family}:*",
+            # RunTask's resource is the task definition; the cluster can only be pinned by this
+            # condition.
             "Condition": {"ArnEquals": {"ecs:cluster": cluster_arn}},
         },
         {
@@ -266,6 +287,8 @@ BUILT_IN = {
 @hookimpl
 def aws_iam_statements(step: Any) -> list[dict[str, Any]] | None:
     derive = BUILT_IN.get(step.executor.name)
+    # A third-party executor may reuse a built-in name: only our own classes get these statements;
+    # others answer through their own hook implementation.
     if derive is None or step.executor.cls.__module__.split(".")[0] != "executors":
         return None
     return derive(step)

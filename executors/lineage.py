@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from orchestrator.executor import Dataset, Lineage
 from orchestrator.lineage.sql import SqlTables, tables
 
+# Words in a Glue job argument's name that mark it as written (any other is read). The key is
+# matched with '_' around it, so out_ and _out also catch an argument named just --out.
 _OUTPUT_WORDS = ("output", "target", "dest", "sink", "write", "out_", "_out")
 
 
@@ -42,6 +44,8 @@ def athena(task: str, args: dict[str, Any], params: dict[str, Any]) -> Lineage |
 
     def table(name: str) -> Dataset:
         parts = name.split(".")
+        # OpenLineage names an Athena table catalog.database.table; a shorter name gets its missing
+        # leading parts from the step's params.
         full = [catalog, database][:3 - len(parts)] + parts if len(parts) < 3 else parts
         return Dataset(namespace, ".".join(full))
 
@@ -57,6 +61,8 @@ def athena(task: str, args: dict[str, Any], params: dict[str, Any]) -> Lineage |
 
 def redshift(task: str, args: dict[str, Any], params: dict[str, Any]) -> Lineage | None:
     where = params.get("cluster_identifier") or params.get("workgroup_name") or "redshift"
+    # OpenLineage's Redshift namespace carries a port, which the Data API never tells: 5439 is
+    # Redshift's default. dev and public are Redshift's default database and schema.
     namespace = f"redshift://{where}.{_region(params)}:5439"
     database = str(params.get("database") or "dev")
 
@@ -84,6 +90,7 @@ def glue(task: str, args: dict[str, Any], params: dict[str, Any]) -> Lineage | N
     """``run_job``: its arguments' ``s3://`` values and ``--...table`` names (an argument whose
     name says output/target/destination/sink is written, any other read); catalog tasks: the
     table they define."""
+    # Without catalog_id the account is unknown here: lineage makes no AWS call to ask.
     namespace = f"arn:aws:glue:{_region(params)}:{params.get('catalog_id') or 'default'}"
     if task in ("create_table", "update_table"):
         if isinstance(args.get("database"), str) and isinstance(args.get("table"), str):
@@ -91,6 +98,7 @@ def glue(task: str, args: dict[str, Any], params: dict[str, Any]) -> Lineage | N
         return None
     if task != "run_job" or not isinstance(args.get("arguments"), dict):
         return None
+    # --Output_Path and output_path are the same argument as far as naming goes.
     arguments = {str(k).lstrip("-").lower(): v for k, v in args["arguments"].items()}
     database = arguments.get("database") or arguments.get("database_name")
     inputs: list[Dataset] = []
@@ -101,6 +109,8 @@ def glue(task: str, args: dict[str, Any], params: dict[str, Any]) -> Lineage | N
             side.append(Dataset.at(value))
         elif isinstance(value, str) and "table" in key and value:
             name = value if "." in value or not database else f"{database}.{value}"
+            # Glue datasets are named table/DATABASE/TABLE; a table without a known database cannot
+            # be named, so it is left out rather than guessed.
             if "." in name:
                 side.append(Dataset(namespace, "table/" + name.replace(".", "/", 1)))
     return Lineage(tuple(inputs), tuple(outputs))
@@ -119,9 +129,11 @@ def _source_dataset(source: str) -> Dataset:
         return Dataset("awsglue", source[len("glue://"):])
     if "://" in source and not source.startswith(("s3://", "file://")):
         url = urlsplit(source)
+        # postgresql+psycopg is postgresql: the driver is not part of the dataset's name.
         scheme = url.scheme.split("+")[0]
         if scheme == "sqlite":
             return Dataset("sqlite", url.path.lstrip("/") or ":memory:")
+        # Host and port only: a user and password in the URL never reach the name.
         host = url.hostname or "localhost"
         port = f":{url.port}" if url.port else ""
         return Dataset(f"{scheme}://{host}{port}", url.path.lstrip("/"))
@@ -157,4 +169,5 @@ def _from_sql(found: SqlTables, table: Any) -> Lineage:
 def _region(params: dict[str, Any]) -> str:
     region = params.get("region") or os.environ.get("AWS_REGION") \
         or os.environ.get("AWS_DEFAULT_REGION")
+    # A placeholder rather than an error: lineage is best effort and must not fail a run.
     return str(region or "unknown-region")

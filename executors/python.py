@@ -27,6 +27,7 @@ class PythonExecutor(Executor):
     ) -> None:
         self.path = str(path)
         self.in_process = in_process
+        # Under a lock: cancel() runs on another thread while calls start and end.
         self._calls: set[Any] = set()
         self._lock = threading.Lock()
 
@@ -62,6 +63,8 @@ class PythonExecutor(Executor):
         elif (problem := code_problem(path, (function,))) is not None:
             yield "function", problem
         elif isinstance(kwargs, dict):
+            # We supply context ourselves, so a function that requires it is not missing an
+            # argument.
             yield from call_problems(path, function, kwargs, kwargs_key="kwargs",
                                      function_key="function", supplied=("context",))
 
@@ -101,6 +104,8 @@ class PythonExecutor(Executor):
             return self._call_in_child(function, kwargs or {}, context)
         from .staging.loader import function_of, load_file
 
+        # A routine from an event may call only functions the file defines, not names it imports
+        # (see loader.function_of); the child applies the same rule.
         own_only = context is not None and not context.trusted
         fn = function_of(load_file(self.path), function, own_only)
         extra = {"context": context} if context is not None and accepts_context(fn) else {}
@@ -109,6 +114,8 @@ class PythonExecutor(Executor):
     def cancel(self) -> None:
         """Terminate the child processes of the calls in flight (killed after a grace period)."""
         with self._lock:
+            # stop() outside the lock: it signals a process, and each call's own finally takes the
+            # lock to discard itself.
             calls = list(self._calls)
         for call in calls:
             call.stop()

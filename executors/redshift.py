@@ -20,14 +20,19 @@ from .aws.clients import check_service, read_text
 from .aws.executor import AwsExecutor
 from .aws.inflight import RemoteOps
 
+# Well under the clients' 60 s read timeout (clients.retry_config), so a held call is never
+# taken for a lost answer and retried.
 LONG_POLL_SECONDS = 10
 COPY_FORMATS = {
     "csv": "FORMAT AS CSV",
+    # 'auto' matches JSON keys and Avro fields to columns by name; without it COPY needs a
+    # JSONPaths file.
     "json": "FORMAT AS JSON 'auto'",
     "parquet": "FORMAT AS PARQUET",
     "orc": "FORMAT AS ORC",
     "avro": "FORMAT AS AVRO 'auto'",
 }
+# UNLOAD writes fewer formats than COPY reads: no ORC or Avro.
 UNLOAD_FORMATS = {"csv": "FORMAT AS CSV", "json": "FORMAT AS JSON", "parquet": "FORMAT AS PARQUET"}
 
 
@@ -98,6 +103,8 @@ class RedshiftExecutor(AwsExecutor):
         if len(statements) == 1:
             request = {**target, "Sql": statements[0]}
             if args.get("parameters"):
+                # Parameter values are strings in the Data API (Redshift casts them); a YAML number
+                # would fail the request's type check.
                 request["Parameters"] = [{"name": str(k), "value": str(v)}
                                          for k, v in args["parameters"].items()]
             action = "executeStatement"
@@ -135,6 +142,8 @@ class RedshiftExecutor(AwsExecutor):
         ] = False,
     ) -> TaskMetrics:
         """Run the statements; in one transaction they all land or none does."""
+        # Counted before reading sql_file can fail: a retry must find the count this attempt made
+        # (see AthenaExecutor.run_query).
         key = self.call_key(context)
         statements = spec.split_statements(
             sql if sql is not None else read_text(str(sql_file), self.aws), "redshift"
@@ -143,6 +152,8 @@ class RedshiftExecutor(AwsExecutor):
             raise ValueError("no SQL statement to run")
         if parameters and len(statements) > 1:
             raise ValueError("parameters need exactly one statement")
+        # One BatchExecuteStatement runs its statements as one transaction. Otherwise each statement
+        # has its own record, so a retry re-attaches to the finished ones and goes on from there.
         if transaction and len(statements) > 1:
             return _metrics([self._run(context, key, 0, statements, None)])
         return _metrics(
@@ -183,10 +194,13 @@ class RedshiftExecutor(AwsExecutor):
     ) -> TaskMetrics:
         """UNLOAD a query's result to S3."""
         key = self.call_key(context)
+        # The SELECT goes in as a string literal, with its quotes and backslashes escaped.
         statement = (
             f"UNLOAD ({spec.redshift_literal(sql.strip().rstrip(';'))}) TO {spec.redshift_literal(s3_path)} "
             f"IAM_ROLE {spec.redshift_literal(_checked_role(iam_role))} {UNLOAD_FORMATS[format]}"
         )
+        # Options are appended as written; validation kept ';' and comments out of them
+        # (_option_problems), so they cannot end the statement.
         statement += "".join(f" {option}" for option in options or [])
         return _metrics([self._run(context, key, 0, [statement], None)])
 
@@ -222,6 +236,8 @@ class RedshiftExecutor(AwsExecutor):
             ("SecretArn", self.secret_arn),
             ("WorkgroupName", self.workgroup_name),
         ):
+            # Only what is set: the Data API refuses a cluster and a workgroup together, or a user
+            # and a secret.
             if value:
                 target[field] = value
         return target
@@ -229,6 +245,8 @@ class RedshiftExecutor(AwsExecutor):
     def _run(
         self, context: Context, key: str, index: int, sqls: list[str], parameters: dict | None
     ) -> dict[str, Any]:
+        # The target is part of the digest: the same SQL on another cluster or database is other
+        # work.
         record = self.record(context, key, f"s{index}", sqls, parameters, self._target())
         def find_orphan(token: str, since: float, known: frozenset) -> str | None:
             return self._find_orphan(token, known)
@@ -267,6 +285,7 @@ class RedshiftExecutor(AwsExecutor):
 
     def _submit(self, sqls: list[str], parameters: dict | None, token: str) -> str:
         client = self.aws.client("redshift-data")
+        # ClientToken cannot be searched for; the name derived from it can (_find_orphan).
         request: dict[str, Any] = {**self._target(), "ClientToken": token,
                                    "StatementName": statement_name(token)}
         if len(sqls) > 1:
@@ -282,14 +301,19 @@ class RedshiftExecutor(AwsExecutor):
         was given (the Data API lists no statements by ClientToken); the first if several."""
         name = statement_name(token)
         client = self.aws.client("redshift-data")
+        # Any status: a lost submission may have finished, failed or still be queued. moto has no
+        # ListStatements; there the look-up fails, is logged, and the reused token is the only
+        # guard.
         page = client.list_statements(StatementName=name, Status="ALL", MaxResults=100)
         found = [s for s in page.get("Statements") or []
                  if s.get("StatementName") == name and s.get("Id") not in known]
+        # The earliest is the lost submission; any later one is a retry of it.
         found.sort(key=lambda s: str(s.get("CreatedAt") or ""))
         return found[0]["Id"] if found else None
 
     def _ops(self) -> RemoteOps:
         client = self.aws.client("redshift-data")
+        # Asked once per ops: the answer depends only on the installed botocore.
         long_poll = _supports_long_poll(client)
 
         def describe(statement_id: str) -> dict[str, Any]:
@@ -349,9 +373,13 @@ def _copy_state(target: dict[str, Any], args: dict[str, Any]) -> dict[str, Any] 
     if not has_runtime_reference(path):
         return _statement_loop("executeStatement", {**target, "Sql": sql})
     before, _, after = sql.partition(spec.redshift_literal(marker))
+    # A JSON string is a JSONata string literal, so the fixed SQL around the marker is embedded
+    # with json.dumps; & concatenates it with the escaped value.
     expression = " & ".join([json.dumps(before),
                              jsonata_redshift_literal(jsonata_string(path)), json.dumps(after)])
     fragment = _statement_loop("executeStatement", {**target, "Sql.$": "$.copy.sql"})
+    # A JSONata state in a JSONPath state machine (each state picks its query language): the
+    # escaping needs string replacement, which JSONPath's intrinsic functions lack.
     fragment["States"]["Quote values"] = {
         "Type": "Pass", "QueryLanguage": "JSONata", "Next": "Submit",
         "Output": "{% $merge([$states.input, {\"copy\": {\"sql\": " + expression + "}}]) %}"}
@@ -380,12 +408,15 @@ def _copy_sql(table: str, s3_path: str, iam_role: str, format: str = "csv",
 
 def _supports_long_poll(client: Any) -> bool:
     """Whether this botocore's model has DescribeStatement.WaitTimeSeconds (newer SDKs only)."""
+    # An older botocore rejects an unknown parameter in its own validation before sending, so the
+    # model is asked rather than the call tried.
     shape = client.meta.service_model.operation_model("DescribeStatement").input_shape
     return "WaitTimeSeconds" in shape.members
 
 
 def _reason(description: dict[str, Any]) -> str | None:
     error = description.get("Error")
+    # A batch reports errors per sub-statement: each is kept so the failing one is named.
     for sub in description.get("SubStatements") or []:
         if sub.get("Error"):
             error = f"{error or ''} (statement {sub.get('Id')}: {sub['Error']})".strip()
@@ -394,6 +425,7 @@ def _reason(description: dict[str, Any]) -> str | None:
 
 
 def _rows(value: Any) -> int | None:
+    # The Data API answers -1 for "no count" (DDL, say); that is unknown, not minus one row.
     return int(value) if isinstance(value, int) and value >= 0 else None
 
 
@@ -408,6 +440,8 @@ def _short(sql: str) -> str:
 
 
 def _metrics(statements: list[dict[str, Any]], inserted: bool = False) -> TaskMetrics:
+    # A SELECT's ResultRows counts rows returned, not written: only statements without a result
+    # set add to the rows.
     counts = [
         s["result_rows"]
         for s in statements
@@ -469,6 +503,8 @@ def _unload_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:
     yield from _option_problems(args)
 
 
+# A quoted literal may hold ';' or '--' harmlessly, so literals are blanked before the check;
+# backslash escapes count, since Redshift reads them.
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.|'')*'")
 
 
@@ -491,6 +527,7 @@ def _create_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:
         ("sortkey", args.get("sortkey") or []),
     ):
         for value in values:
+            # Otherwise Redshift would only refuse the key when the task runs.
             if value not in names:
                 yield field, f"{value!r} is not one of the columns"
 

@@ -23,10 +23,16 @@ def retry_config(total_attempts: int | None = None, connect_timeout: float = 10,
     """Standard retry mode; attempts from ``AWS_MAX_ATTEMPTS`` when set, else 5 in total."""
     from botocore.config import Config
 
+    # botocore's default is still "legacy" mode, whose attempts differ per service (DynamoDB: 10
+    # attempts, ~25 s against a throttling table); "standard" retries the same transient set
+    # everywhere with capped, jittered backoff.
     retries: dict[str, Any] = {"mode": "standard"}
     if total_attempts is not None:
         retries["total_max_attempts"] = total_attempts
     elif not os.environ.get("AWS_MAX_ATTEMPTS"):
+        # A value in Config beats the environment, so the default is set only when the user did not
+        # set AWS_MAX_ATTEMPTS. total_max_attempts counts requests; max_attempts would count
+        # retries.
         retries["total_max_attempts"] = DEFAULT_TOTAL_ATTEMPTS
     return Config(retries=retries, connect_timeout=connect_timeout, read_timeout=read_timeout,
                   user_agent_extra="orchestrator")
@@ -56,6 +62,9 @@ class AwsClients:
 
     def client(self, service: str, total_attempts: int | None = None) -> Any:
         """A cached client; ``total_attempts`` gives a separate client with its own retry budget."""
+        # A call that must not be retried (Glue's StartJobRun has no idempotency token: a retry
+        # after a lost reply starts a second run) gets its own client; the shared one keeps its
+        # retries.
         key = service if total_attempts is None else f"{service}#{total_attempts}"
         with self._lock:
             if key not in self._clients:
@@ -65,16 +74,22 @@ class AwsClients:
 
     def close(self) -> None:
         with self._lock:
+            # Swap the cache under the lock, close outside it: closing releases connection pools,
+            # and no other thread's client() should wait on that.
             clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             client.close()
 
 
 def error_code(exc: BaseException) -> str | None:
+    # Only botocore's ClientError carries a response; under @mock_aws moto raises bare KeyError or
+    # NotImplementedError instead, which have no code.
     response = getattr(exc, "response", None)
     return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
 
 
+# Throttling answers across the services we call: botocore's standard-mode throttling codes
+# plus S3's SlowDown. They reach us only after botocore's own retries ran out.
 THROTTLING_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "TooManyRequestsException",
     "RequestLimitExceeded", "ProvisionedThroughputExceededException", "SlowDown"})
@@ -89,6 +104,8 @@ def transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        # Other 4xx answers are about the request (access denied, validation, not found); the few
+        # that are transient after all (RequestTimeout) botocore has retried already.
         return status >= 500 or error_code(exc) in THROTTLING_CODES
     return False
 
@@ -101,6 +118,8 @@ def environment_problems(clients: AwsClients) -> list[str]:
         return ["boto3 is not installed"]
     problems: list[str] = []
     try:
+        # Resolves the provider chain (env, files, SSO cache, instance metadata) without calling an
+        # AWS API, so doctor stays fast and needs no permission.
         if clients.session.get_credentials() is None:
             problems.append("no AWS credentials found (env, profile, SSO or instance role)")
         if not clients.session.region_name:
@@ -120,7 +139,11 @@ def check_service(clients: AwsClients, service: str, probe: Callable[[Any], Any]
         client = clients.client(service)
         probe(client)
     except Exception as exc:  # doctor reports, it does not crash
+        # An ok code is an answer from a live endpoint that accepted our credentials (e.g. "no such
+        # statement" to a probe id): the check passed even though the call failed.
         if error_code(exc) not in set(ok_codes):
+            # Read from the cache: clients.client() itself may be what raised (a malformed endpoint
+            # URL).
             meta = getattr(clients._clients.get(service), "meta", None)
             endpoint = getattr(meta, "endpoint_url", "?")
             problems.append(f"{service} at {endpoint}: {type(exc).__name__}: {exc}")
@@ -133,6 +156,8 @@ def read_text(location: str, clients: AwsClients) -> str:
     if location.startswith("s3://"):
         from smart_open import open as smart_open
 
+        # Without a client smart-open builds its own (adaptive retries, 7 attempts, no region or
+        # profile of ours); passing the executor's keeps endpoint and retry policy consistent.
         params = {"client": clients.client("s3")}
         with smart_open(location, "r", encoding="utf-8", transport_params=params) as handle:
             return handle.read()

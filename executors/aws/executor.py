@@ -19,12 +19,16 @@ class AwsExecutor(CallKeys, Executor):
 
     @classmethod
     def check_environment(cls) -> list[str]:
+        # A throwaway AwsClients without a region: doctor calls this with no routine, hence no
+        # params.
         return environment_problems(AwsClients())
 
     def _aws_setup(self, region: str | None = None) -> None:
         """In-memory state only: constructors must have no side effects."""
         self._clients = AwsClients(region)
         self._inflight = InFlight()
+        # Per task name: how many calls of it this step has made, for call keys that tell the second
+        # call of a task from a retry of the first.
         self._ordinals: dict[str, int] = {}
 
     @property

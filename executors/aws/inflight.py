@@ -30,6 +30,8 @@ class InFlight:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Keyed by engine as well: ids are only unique within one engine (a crawler's id is its
+        # name).
         self._items: dict[tuple[str, str], RemoteOps] = {}
         self._stopped: set[tuple[str, str]] = set()
 
@@ -47,22 +49,30 @@ class InFlight:
         with self._lock:
             if key in self._stopped:
                 return
+            # Marked before the call: cancel() and the task's own stop-and-confirm both get here,
+            # and a second stop is an error on some engines (Redshift refuses to cancel an ABORTED
+            # statement, Glue a crawler already STOPPING).
             self._stopped.add(key)
         try:
+            # Outside the lock: a slow or retried stop call must not hold up stopping other work.
             ops.stop(remote_id)
         except Exception:
             with self._lock:
+                # The stop was not delivered (throttled, no answer): let the next cancel or the
+                # confirm loop try again.
                 self._stopped.discard(key)
             raise
 
     def stop_all(self) -> list[str]:
         """Stop everything in flight; return errors instead of raising (from ``cancel()``)."""
         with self._lock:
+            # A snapshot: task threads discard finished work while we are stopping the rest.
             items = list(self._items.items())
         errors = []
         for (engine, remote_id), ops in items:
             try:
                 self.stop(ops, remote_id)
             except Exception as exc:
+                # One failed stop must not leave the others running.
                 errors.append(f"{engine} {remote_id}: {exc}")
         return errors

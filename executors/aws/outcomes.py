@@ -7,9 +7,15 @@ from orchestrator.executor import Cancelled
 TERMINAL_STATES: dict[str, dict[str, str]] = {
     "athena": {"SUCCEEDED": SUCCEEDED, "FAILED": FAILED, "CANCELLED": CANCELLED},
     "redshift": {"FINISHED": SUCCEEDED, "FAILED": FAILED, "ABORTED": CANCELLED},
+    # TIMEOUT is Glue's own run timeout (the job's Timeout, in minutes), not ours: the work
+    # failed, nobody cancelled it.
     "glue": {"SUCCEEDED": SUCCEEDED, "FAILED": FAILED, "ERROR": FAILED, "TIMEOUT": FAILED,
              "EXPIRED": FAILED, "STOPPED": CANCELLED},
+    # Keyed by the crawl's LastCrawl.Status, which only means something once the crawler is READY
+    # again; glue.py maps a crawler still RUNNING or STOPPING to no state.
     "glue-crawler": {"SUCCEEDED": SUCCEEDED, "FAILED": FAILED, "CANCELLED": CANCELLED},
+    # ECS has one terminal lastStatus (STOPPED) however the task ended; ecs.task_state derives
+    # these pseudo-states from the stop code and the container's exit code.
     "ecs": {"EXITED_ZERO": SUCCEEDED, "EXITED_NONZERO": FAILED, "STOPPED_BY_USER": CANCELLED},
 }
 """Each engine's terminal states mapped to ours; any state not listed is still running.
@@ -21,6 +27,8 @@ READY). The raw state is always kept beside ours in the task's metrics.
 
 
 NOT_FOUND_CODES: dict[str, frozenset[str]] = {
+    # Athena has no not-found code: an unknown execution id is an InvalidRequestException (moto
+    # answers an HTTP 500 instead, which counts as transient).
     "athena": frozenset({"InvalidRequestException"}),
     "redshift": frozenset({"ResourceNotFoundException"}),
     "glue": frozenset({"EntityNotFoundException"}),

@@ -32,6 +32,9 @@ class Backoff:
 
     def delay(self, elapsed: float, rng: random.Random | None = None) -> float:
         base = min(self.cap, max(self.first, self.ratio * elapsed))
+        # ±10 % jitter keeps parallel steps that started together from polling the same API in
+        # lockstep (and tripping its rate limit together); tests pass a seeded rng to pin the
+        # values.
         return base * (1 + self.jitter * (2 * (rng or random).random() - 1))
 
 
@@ -51,17 +54,25 @@ def wait_for(poll: Callable[[], T], done: Callable[[T], bool], context: Context 
     while True:
         called = time.monotonic()
         value = poll()
+        # Checked before the cancel flag: work that ended while a cancel arrived is reported with
+        # its real end, not stopped after the fact.
         if done(value):
             return value
         if context is not None and context.cancelled:
             raise Cancelled("cancelled while waiting")
         now = time.monotonic()
+        # The server held this call for (most of) its wait window, so the work was still running for
+        # that whole time; sleeping on top would only add detection lag. 0.8 allows for a server
+        # that returns a little before its window.
         if long_poll and now - called >= 0.8 * long_poll:
             continue
         delay = backoff.delay(now - start)
         if deadline is not None:
+            # The deadline is checked after a poll, so the last answer before it is never thrown
+            # away.
             if now >= deadline:
                 raise TimeoutError(f"still not done after {now - start:.1f}s")
+            # Otherwise a capped 30 s sleep could overshoot a task's timeout by that much.
             delay = min(delay, deadline - now)
         if _sleep(context, delay):
             raise Cancelled("cancelled while waiting")
@@ -71,4 +82,5 @@ def _sleep(context: Context | None, seconds: float) -> bool:
     if context is None:
         time.sleep(seconds)
         return False
+    # An event wait, not time.sleep: cancel() from another thread wakes it at once.
     return context.wait(seconds)

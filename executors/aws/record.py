@@ -16,12 +16,18 @@ from typing import Any
 
 from orchestrator.executor import Context
 
+# Never change it: a derived token must come out the same in every attempt and resume, across
+# upgrades too. With the record lost, the derived token is what finds the Glue run an earlier
+# attempt started.
 TOKEN_NAMESPACE = uuid.UUID("9f2d0c5e-52b4-4c36-9d5a-8a7a1f1e3c01")
 
 _log = logging.getLogger(__name__)
 
 
 def args_digest(*parts: Any) -> str:
+    # Sorted keys: the same arguments in another order are the same call. default=str takes the
+    # dates and paths arguments can hold. 16 hex digits tell calls apart; nothing relies on them
+    # being unguessable.
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -67,6 +73,8 @@ class RemoteRecord:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
+            # ValueError is the UnicodeDecodeError of a file that is not ours or was torn by a disk
+            # fault.
             self.logger.warning("remote record %s cannot be read (%s); treating it as empty",
                                 self.path, exc)
             return {}
@@ -81,6 +89,8 @@ class RemoteRecord:
             self.logger.warning("remote record %s is malformed (%s); treating it as empty",
                                 self.path, problem)
             return {}
+        # A record made for other arguments (the routine was edited before a resume) describes other
+        # work: re-attaching to it would report that work's result as this call's.
         return data if data.get("digest") == self.digest else {}
 
     @property
@@ -94,20 +104,28 @@ class RemoteRecord:
     def token(self) -> str:
         """A deterministic UUID (36 chars): valid for Athena (32–128), Redshift (≤64) and as a
         Glue argument."""
+        # The run id keeps a later run of the same routine from getting an earlier run's execution
+        # back from the engine's idempotency memory.
         name = f"{self.run_id}/{self.scope}/{self.key}/{self.generation}"
         return str(uuid.uuid5(TOKEN_NAMESPACE, name))
 
     def save(self, **fields: Any) -> None:
         self.data.update(fields, digest=self.digest, key=self.key, run_id=self.run_id,
                          updated=time.time())
+        # Write, then rename over: a crash mid-write leaves the previous record whole instead of a
+        # torn file, which would lose the remote id and let the work be submitted twice.
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, default=str))
         os.replace(tmp, self.path)
 
     def next_generation(self) -> None:
+        # The token goes too: resubmitting with the old one would hand back the failed work from the
+        # engine's idempotency memory instead of starting it again.
         self.save(id=None, state=None, token=None, generation=self.generation + 1)
 
 
+# Records are read back after crashes and from older runs; a wrong type would otherwise fail
+# far from here (a number passed as an id to a describe call, say).
 _RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "id": (str, type(None)), "token": (str, type(None)), "state": (str, type(None)),
     "refused": (str, type(None)),
@@ -122,6 +140,7 @@ def _record_problem(data: Any) -> str | None:
         if field in data and not isinstance(data[field], types):
             return f"{field} is {data[field]!r}"
     generation = data.get("generation", 0)
+    # bool is an int subclass: a generation of true is a damaged file, not generation 1.
     if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
         return f"generation is {generation!r}"
     return None
@@ -135,6 +154,8 @@ def known_ids(*records: RemoteRecord | None) -> frozenset[str]:
             try:
                 data = json.loads(path.read_text())
             except (OSError, ValueError):
+                # A sibling that cannot be read has no id to protect; its own unit will warn when it
+                # loads it.
                 continue
             if isinstance(data, dict) and isinstance(data.get("id"), str):
                 ids.add(data["id"])

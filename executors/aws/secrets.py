@@ -20,9 +20,14 @@ class SecretNotFound(LookupError):
 def secret_value(name: str) -> str:
     import boto3
 
+    # Secret names allow only letters, digits and /_+=.@- (ARNs add ':'), so a '#' always starts
+    # the key.
     secret_id, _, key = name.partition("#")
+    # A default client, not AwsClients: secrets are read while the routine loads, before any
+    # executor (and its session and region) exists.
     response = boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)
     text = response.get("SecretString")
+    # A secret stored as SecretBinary has no SecretString.
     if text is None:
         raise SecretNotFound(f"{secret_id} holds binary data, not text")
     if not key:
@@ -30,13 +35,17 @@ def secret_value(name: str) -> str:
     try:
         found = json.loads(text)[key]
     except (ValueError, KeyError, TypeError):
+        # from None: nothing of the secret's parsing may travel with the error (a JSONDecodeError
+        # keeps the whole text in .doc).
         raise SecretNotFound(f"{secret_id} is not a JSON object with the key {key!r}") from None
+    # A number or a nested object is substituted as the JSON text it was written as.
     return found if isinstance(found, str) else json.dumps(found)
 
 
 def parameter_value(name: str) -> str:
     import boto3
 
+    # Without WithDecryption a SecureString comes back as ciphertext; plain parameters ignore it.
     response = boto3.client("ssm").get_parameter(Name=name, WithDecryption=True)
     return str(response["Parameter"]["Value"])
 
@@ -46,6 +55,7 @@ def resolve_secret(kind: str, name: str) -> Any:
     from botocore.exceptions import ClientError
 
     read = {"secret": secret_value, "ssm": parameter_value}.get(kind)
+    # Another plugin may resolve other kinds: the hook is firstresult, and None passes it on.
     if read is None:
         return None
     try:

@@ -20,6 +20,8 @@ def sync_task(resource: str, parameters: dict[str, Any]) -> dict[str, Any]:
 
 
 def sdk(service: str, action: str) -> str:
+    # The generic SDK integration reaches any API action but has no .sync form: work started this
+    # way is waited for by poll_loop below.
     return f"arn:aws:states:::aws-sdk:{service}:{action}"
 
 
@@ -55,6 +57,8 @@ def poll_loop(*, engine: str, submit: dict[str, Any], describe: dict[str, Any], 
         *({"Variable": "$.poll.seen.state", "StringEquals": s, "Next": "Failed"} for s in failed),
     ]
     rules = [{**r, "Next": on_failure} if r["Next"] == "Failed" else r for r in rules]
+    # Without submit_id the id is a constant of the definition (a crawler's name), quoted here as
+    # a string literal for States.Format.
     what = "$.poll.id" if submit_id else "'" + str(describe["Parameters"].get(id_field, "")) + "'"
     states: dict[str, Any] = {
         "Submit": (
@@ -69,6 +73,8 @@ def poll_loop(*, engine: str, submit: dict[str, Any], describe: dict[str, Any], 
         ),
         "First wait": {
             "Type": "Pass",
+            # elapsed adds up the waits, not wall time: describe calls and their retries are not
+            # counted, so the timeout may fire a little late but never early.
             "Result": {"wait": FIRST_WAIT, "elapsed": 0},
             "ResultPath": "$.clock",
             "Next": "Wait",
@@ -76,6 +82,9 @@ def poll_loop(*, engine: str, submit: dict[str, Any], describe: dict[str, Any], 
         "Wait": {"Type": "Wait", "SecondsPath": "$.clock.wait", "Next": "Describe"},
         "Describe": {
             **check,
+            # Narrowed to what the Choice needs: state data is capped at 256 KiB, and a whole
+            # describe answer (query text, crawler settings) would be carried through every round of
+            # the loop.
             "ResultSelector": seen or {"state.$": status},
             "ResultPath": "$.seen",
             "Next": "Done?",
@@ -88,12 +97,15 @@ def poll_loop(*, engine: str, submit: dict[str, Any], describe: dict[str, Any], 
         "Longer wait": {
             "Type": "Pass",
             "Parameters": {
+                # Doubling rather than our ratio × elapsed: intrinsic functions can add but not
+                # multiply.
                 "wait.$": "States.MathAdd($.clock.wait, $.clock.wait)",
                 "elapsed.$": "States.MathAdd($.clock.elapsed, $.clock.wait)",
             },
             "ResultPath": "$.clock",
             "Next": "Capped?",
         },
+        # The doubled wait is capped afterwards: a Choice can compare values but not take a minimum.
         "Capped?": {
             "Type": "Choice",
             "Default": "Timed out?",
@@ -135,12 +147,17 @@ def poll_loop(*, engine: str, submit: dict[str, Any], describe: dict[str, Any], 
         halt = dict(stop)
         if submit_id:
             halt["Parameters"] = {**stop.get("Parameters", {}), f"{id_field}.$": "$.poll.id"}
+        # ResultPath None keeps $.poll, whose id the Timed out cause names. Retried for throttling,
+        # then caught: whether or not the stop got through, the loop ends with the timeout error.
         states["Stop"] = {**halt, "ResultPath": None, "Next": "Timed out",
                           "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1,
                                      "MaxAttempts": 2, "BackoffRate": 2}],
                           "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": None,
                                      "Next": "Timed out"}]}
     if reason:
+        # A separate describe after the failure: the reason field is absent while the work runs, and
+        # a ResultSelector path that matches nothing is a runtime error, so Describe cannot select
+        # it.
         states["Why failed"] = {**check, "ResultSelector": {"reason.$": reason},
                                 "ResultPath": "$.why", "Next": "Failed with reason"}
         states["Failed with reason"] = {

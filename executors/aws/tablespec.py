@@ -14,15 +14,23 @@ from typing import Any, Iterable, Iterator, Literal
 Problem = tuple[str, str]
 Dialect = Literal["hive", "redshift"]
 
+# 127 characters is Redshift's identifier limit (Glue and Athena allow 255): the stricter one
+# holds for every engine a spec may go to.
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,126}")
 """Matched with ``fullmatch``: ``$`` would also accept a trailing newline."""
+# Bucket naming rules: 3-63 lower-case letters, digits, dots and hyphens, starting and ending
+# with a letter or digit. S3 does not restrict the key prefix, and it is escaped where used.
 S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?")
+# aws[-a-z]* takes the aws-cn and aws-us-gov partitions too. re.ASCII keeps \w from matching
+# letters IAM names cannot hold: the role goes into COPY and UNLOAD statements.
 IAM_ROLE_ARN = re.compile(r"arn:aws[-a-z]*:iam::\d{12}:role/[\w+=,.@/-]+", re.ASCII)
 
 HIVE_PRIMITIVES = frozenset({
     "boolean", "tinyint", "smallint", "int", "integer", "bigint", "float", "double", "string",
     "binary", "date", "timestamp",
 })
+# (least, most) sizes in parentheses: decimal takes none (Hive's default precision), (p) or
+# (p, s); varchar and char need their length.
 HIVE_SIZED = {"decimal": (0, 2), "varchar": (1, 1), "char": (1, 1)}
 
 REDSHIFT_PLAIN = frozenset(
@@ -57,6 +65,8 @@ REDSHIFT_PLAIN = frozenset(
         "super",
     }
 )
+# Sizes may be left out in Redshift, which then uses its default (varchar(256), char(1),
+# decimal(18, 0)).
 REDSHIFT_SIZED = {
     "decimal": (0, 2),
     "numeric": (0, 2),
@@ -75,6 +85,8 @@ FORMATS: dict[str, dict[str, str]] = {
     "csv": {
         "input": "org.apache.hadoop.mapred.TextInputFormat",
         "output": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+        # LazySimpleSerDe keeps typed columns but knows no quoting: a field with an embedded comma
+        # needs a serde_properties override or another format.
         "serde": "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe",
     },
     "json": {
@@ -125,6 +137,7 @@ def type_problem(text: Any, dialect: Dialect) -> str | None:
         return f"column type must be a non-empty string, got {text!r}"
     try:
         if dialect == "hive":
+            # Lower case, the form _hive_column and _glue_column render.
             rest = _parse_hive(_tokens(text.lower()))
         else:
             rest = _parse_redshift(text.lower().strip())
@@ -156,6 +169,8 @@ def _parse_hive(tokens: list[str]) -> list[str]:
     if head == "struct":
         rest = _open(rest)
         while True:
+            # Field names are rendered inside struct<...> without quotes, so they must be plain
+            # identifiers.
             if not rest or identifier_problem(rest[0]):
                 raise SpecError("struct field name expected")
             rest = _parse_hive(_expect(rest[1:], ":"))
@@ -205,6 +220,7 @@ def _expect(rest: list[str], token: str) -> list[str]:
 def _parse_redshift(text: str) -> list[str]:
     if text in REDSHIFT_PLAIN:
         return []
+    # The name part may hold spaces ("character varying"); the size is MAX, n or (p, s).
     match = re.fullmatch(r"([a-z ]+?)\s*(\(\s*(max|\d+)\s*(,\s*\d+\s*)?\))?", text)
     if not match:
         raise SpecError("not a Redshift type")
@@ -215,6 +231,8 @@ def _parse_redshift(text: str) -> list[str]:
         raise SpecError(f"{name!r} is not a Redshift type")
     if size and match.group(4) and REDSHIFT_SIZED[name][1] < 2:
         raise SpecError(f"{name} takes one size")
+    # MAX is a length, not a precision: varchar(max) is valid, decimal(max) and varchar(max, 2)
+    # are not.
     if size and match.group(3) == "max" and (match.group(4) or name in ("decimal", "numeric")):
         raise SpecError(f"{name} does not take max here")
     return []
@@ -242,6 +260,8 @@ def column_problems(
         if problem:
             yield f"{where}.name", problem
         elif column["name"].lower() in seen:
+            # Hive, Glue and Redshift fold unquoted names to lower case, so Id and id are one
+            # column.
             yield f"{where}.name", f"duplicate column {column['name']!r}"
         else:
             seen.add(column["name"].lower())
@@ -253,6 +273,8 @@ def column_problems(
 def properties_problems(value: Any, path: str) -> Iterator[Problem]:
     if value is None:
         return
+    # Scalars only: each value is rendered as a quoted literal of str(v), and a nested object
+    # would arrive as its Python repr.
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in value.items()
     ):
@@ -291,6 +313,7 @@ def hive_literal(value: Any) -> str:
 def hive_name(name: str) -> str:
     if identifier_problem(name):
         raise SpecError(identifier_problem(name))
+    # Backticks let reserved words (date, location, timestamp) serve as column names.
     return f"`{name}`"
 
 
@@ -306,6 +329,7 @@ def hive_qualified(name: str, database: str | None = None) -> str:
     problem = qualified_problem(name)
     if problem:
         raise SpecError(problem)
+    # A name with its own schema wins over the executor's database.
     parts = name.split(".") if "." in name else ([database, name] if database else [name])
     return ".".join(hive_name(p) for p in parts)
 
@@ -372,8 +396,12 @@ class TableSpec:
     def glue_table_input(self) -> dict[str, Any]:
         fmt = FORMATS[self.format]
         table: dict[str, Any] = {
+            # CreateTable takes the database as a separate argument; only the table's own name goes
+            # here.
             "Name": self.name.split(".")[-1],
             "TableType": "EXTERNAL_TABLE",
+            # TableType and the EXTERNAL parameter as Athena's own CREATE EXTERNAL TABLE writes
+            # them, so a table made through Glue looks the same to Athena and to Hive.
             "Parameters": {"EXTERNAL": "TRUE", **self.all_table_properties()},
             "PartitionKeys": [_glue_column(c) for c in self.partition_keys],
             "StorageDescriptor": {
@@ -398,6 +426,8 @@ def _hive_column(column: dict[str, str]) -> str:
 
 
 def _glue_column(column: dict[str, str]) -> dict[str, str]:
+    # Lower case, as Athena's DDL writes names into the catalog: a table made here and one
+    # made from athena_ddl then look the same to every reader.
     out = {"Name": column["name"].lower(), "Type": column["type"].strip().lower()}
     if column.get("comment"):
         out["Comment"] = column["comment"]
@@ -508,17 +538,23 @@ def split_statements(sql: str, dialect: Escapes = "hive") -> list[str]:
     """
     statements: list[str] = []
     current: list[str] = []
+    # A scanner rather than a regex: quotes, comments and dollar bodies can each contain the
+    # others' delimiters, and whichever opens first decides what the rest means.
     i, n = 0, len(sql)
     while i < n:
         ch = sql[i]
         if ch in "'\"`":
+            # Backticks (Hive identifiers) never take backslash escapes; quotes depend on the engine
+            # that will parse this statement.
             backslash = ch != "`" and _backslash_escapes(dialect, ch, "".join(current))
             end = i + 1
             while end < n:
+                # Skip the escaped character, which may be the quote itself.
                 if backslash and sql[end] == "\\":
                     end += 2
                     continue
                 if sql[end] == ch:
+                    # A doubled quote is an escaped quote in every dialect.
                     if end + 1 < n and sql[end + 1] == ch:
                         end += 2
                         continue
@@ -527,11 +563,15 @@ def split_statements(sql: str, dialect: Escapes = "hive") -> list[str]:
             current.append(sql[i:end + 1])
             i = end + 1
         elif ch == "$" and (dollar := _dollar_quote_at(sql, i, current)):
+            # An unterminated quote, body or comment runs to the end of the script: one statement
+            # the engine rejects with a syntax error, rather than fragments of it run one by one.
             close = sql.find(dollar, i + len(dollar))
             end = n if close < 0 else close + len(dollar)
             current.append(sql[i:end])
             i = end
         elif sql.startswith("--", i):
+            # Comments stay in the statement (the engines accept them); only a ';' inside one must
+            # not split it.
             end = sql.find("\n", i)
             end = n if end < 0 else end
             current.append(sql[i:end])
@@ -548,6 +588,8 @@ def split_statements(sql: str, dialect: Escapes = "hive") -> list[str]:
             current.append(ch)
             i += 1
     statements.append("".join(current))
+    # A trailing ';' or a comment-only tail would otherwise be sent as an empty query, which the
+    # engines reject.
     return [s.strip() for s in statements if _has_code(s)]
 
 
@@ -556,6 +598,9 @@ def _backslash_escapes(dialect: Escapes, quote: str, statement_so_far: str) -> b
         return quote == "'"
     if dialect == "trino":
         return False
+    # Leading comments would hide the statement's first keyword. Athena sends DDL to Hive, which
+    # reads backslash escapes in literals, and DML to Trino, which does not: the same text splits
+    # differently by statement.
     head = re.sub(r"--[^\n]*|/\*.*?\*/", " ", statement_so_far, flags=re.S)
     if _HIVE_DDL.match(head):
         return True
@@ -565,6 +610,8 @@ def _backslash_escapes(dialect: Escapes, quote: str, statement_so_far: str) -> b
 
 def _dollar_quote_at(sql: str, i: int, current: list[str]) -> str | None:
     """The ``$tag$`` opening a dollar-quoted body at ``i``, or None (``$`` inside a word is not one)."""
+    # As in PostgreSQL, a '$' that continues a word (price$usd$) belongs to the identifier and
+    # opens no body.
     before = current[-1][-1:] if current else ""
     if before and (before.isalnum() or before in "_$"):
         return None

@@ -14,6 +14,8 @@ from .outcomes import NOT_FOUND_CODES, RemoteCancelled, RemoteJobError, outcome
 from .polling import Backoff, wait_for
 from .record import RemoteRecord, known_ids
 
+# Short on purpose: a stop often runs against a clock (SIGTERM's grace period, the Lambda's
+# remaining time). The stop request is what matters; the confirmation only fills the record.
 STOP_CONFIRM_SECONDS = 6.0
 TRANSIENT_PATIENCE_SECONDS = 900.0
 """Without a deadline, status calls failing transiently this long in a row end the wait (the work
@@ -91,11 +93,15 @@ class RemoteWork:
         before the error is raised.
         """
         record, ops = self.record, self.ops
+        # Before anything remote: a call cancelled while it waited for its turn submits nothing.
         self.context.check_cancelled()
+        # The refusal (a cost guard, say) would only be repeated after paying for the same work
+        # again.
         if record.data.get("refused"):
             raise RefusedEarlier(f"{self.label} {record.remote_id or '?'} was stopped by an "
                                  f"earlier attempt: {record.data['refused']}")
         remote_id, reattached, description = self._reattach(find_live, find_orphan)
+        # Finished work found on re-attachment is taken as it is: nothing to watch or to stop.
         if description is not None and outcome(ops.engine, ops.state_of(description)) == SUCCEEDED:
             return RemoteResult(remote_id or "", description, ops.state_of(description) or "", True)
         if remote_id is None:
@@ -106,8 +112,12 @@ class RemoteWork:
     def _submit(self, submit: Callable[[str], str]) -> str:
         """The token is saved before the call: a reply lost with it is found again by the token."""
         token = self.record.data.get("token") or self.record.token()
+        # Wall-clock time, not monotonic: an orphan search compares it with the engine's submission
+        # time, possibly in another process after a crash.
         self.record.save(token=token, id=None, token_saved=time.time())
         remote_id = submit(token)
+        # Saved before the first poll: from here on a crash or retry re-attaches instead of
+        # submitting.
         self.record.save(id=remote_id, state="SUBMITTED", submitted=time.time())
         self.context.logger.info("%s %s submitted", self.label, remote_id)
         return remote_id
@@ -119,9 +129,14 @@ class RemoteWork:
         try:
             return self._wait(remote_id, on_poll, deadline)
         except Cancelled:
+            # from None: the Cancelled was only the signal; the RemoteCancelled says what was
+            # stopped.
             raise self._stop_and_confirm(remote_id) from None
         except StopRemote as stop:
             self._stop_and_confirm(remote_id)
+            # A refusal a retry would repeat (the cost guard) is remembered, so the next attempt
+            # fails at once. Anything else gets a fresh generation: the retry must submit new work,
+            # not re-attach to the work just stopped.
             if getattr(stop.error, "retryable", True) is False:
                 self.record.save(refused=str(stop.error))
             else:
@@ -142,14 +157,20 @@ class RemoteWork:
         token."""
         record, logger = self.record, self.context.logger
         remote_id, source = record.remote_id, "an earlier attempt"
+        # The resumed run's record counts only while this run has none of its own; once we saved
+        # anything, ours is newer.
         previous = record.previous if not record.data else None
         if remote_id is None and previous is not None:
             remote_id, source = _previous_id(previous, find_live), f"resumed run {previous.run_id}"
             if remote_id is None and previous.data.get("token"):
                 self._inherit_token(previous)
+        # Only a token saved without an id (a reply lost to a crash or the network) can have an
+        # orphan.
         if remote_id is None and record.data.get("token") and find_orphan is not None:
             remote_id = self._find_orphan(previous, find_orphan)
             source = "a submission never recorded"
+        # Glue and ECS look for work started under this token (a job argument, ECS's startedBy);
+        # Glue has no idempotency token at all.
         if remote_id is None and find_live is not None:
             remote_id, source = self._find_live(find_live), "an earlier attempt (found by token)"
         if remote_id is None:
@@ -157,10 +178,15 @@ class RemoteWork:
         try:
             description = self.ops.describe(remote_id)
         except Exception as exc:
+            # Only "no such id" means submit again: engines forget old work (Redshift Data API
+            # statements after 24 hours, Athena's history after 45 days). Any other error fails the
+            # attempt, since we cannot tell whether the work is still running.
             if error_code(exc) not in NOT_FOUND_CODES.get(self.ops.engine, frozenset()):
                 raise
             logger.warning("%s %s from %s does not exist (%s); submitting anew",
                            self.label, remote_id, source, exc)
+            # Our own record named the vanished id: drop it and its token so the submission is new
+            # work.
             if record.remote_id is not None:
                 record.next_generation()
             return None, False, None
@@ -174,6 +200,8 @@ class RemoteWork:
                      if previous is not None and record.remote_id is None else {})
             record.save(id=remote_id, **extra)
             return remote_id, True, description
+        # Failed or cancelled before: a fresh generation, so the old token cannot hand that
+        # execution back.
         logger.info("%s %s from %s ended %s; submitting anew", self.label, remote_id, source, state)
         if record.remote_id is not None or record.data.get("token"):
             record.next_generation()
@@ -226,6 +254,7 @@ class RemoteWork:
         """Poll until the work ends; a transient status failure (throttling, 5xx, no answer)
         means "not yet"."""
         ops = self.ops
+        # A one-element list as a cell poll() can rebind: when the current run of failures began.
         failing_since: list[float] = []
 
         def poll() -> dict[str, Any] | None:
@@ -236,12 +265,15 @@ class RemoteWork:
                     raise
                 now = time.monotonic()
                 failing_since[:] = failing_since or [now]
+                # A deadline bounds the wait anyway; without one, a status API that never answers
+                # again must not hold the task forever.
                 if deadline is None and now - failing_since[0] > TRANSIENT_PATIENCE_SECONDS:
                     raise
                 self.context.logger.warning("%s %s: status not available (%s); still waiting",
                                             self.label, remote_id, exc)
                 return None
             failing_since.clear()
+            # Only real answers reach the hook (cost guard, log follower); a failed poll has none.
             if on_poll is not None:
                 on_poll(description)
             return description
@@ -252,6 +284,7 @@ class RemoteWork:
             return outcome(ops.engine, ops.state_of(description)) is not None
 
         result = wait_for(poll, ended, self.context, deadline=deadline, long_poll=ops.long_poll)
+        # ended() is False for None, so wait_for never returns it; this is for the type checker.
         assert result is not None
         return result
 
@@ -262,12 +295,16 @@ class RemoteWork:
         state: str | None = None
         try:
             self.inflight.stop(ops, remote_id)
+            # No context here: the run is usually being cancelled already, and its flag would end
+            # this wait before the first poll.
             description = wait_for(lambda: ops.describe(remote_id),
                                    lambda d: outcome(ops.engine, ops.state_of(d)) is not None, None,
                                    deadline=time.monotonic() + STOP_CONFIRM_SECONDS,
                                    backoff=Backoff(first=0.2, ratio=0.5, cap=1.0))
             state = ops.state_of(description)
         except Exception as exc:
+            # Still reported as cancelled: raising here would hide why the wait ended, and the
+            # record without a state makes a resume describe the work again before trusting it.
             self.context.logger.warning("%s %s: stop not confirmed: %s", self.label, remote_id, exc)
         self.record.save(state=state)
         self.context.logger.info("%s %s stopped (remote state %s)", self.label, remote_id, state)
