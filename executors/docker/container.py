@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 
 LABEL_PREFIX = "orchestrator."
 NAME_PREFIX = "orchestrator-"
+# cleanup tells a kept failure from a crashed run's container by this prefix alone.
 KEPT_PREFIX = "orchestrator-kept-"
+# How often the task thread looks for a cancel while the wait call blocks: the bound on how late a
+# cancel is noticed (the benchmark's cancel target is under a second).
 WAIT_TICK = 0.05
 
 
@@ -27,6 +30,8 @@ def container_name(token: str) -> str:
 
 def labels(routine: str, run_id: str, step: str, task: str, token: str) -> dict[str, str]:
     return {
+        # cleanup filters on the routine label and skips this run's; the token label is how find()
+        # maps a container found by name back to the record that named it.
         f"{LABEL_PREFIX}{key}": value
         for key, value in (
             ("routine", routine),
@@ -93,11 +98,15 @@ def create(engine: Engine, name: str, body: dict[str, Any]) -> tuple[Found, bool
     from .engine import Conflict
 
     try:
+        # A fresh container's state is known without asking: no inspect after create (one call
+        # fewer).
         token = (body.get("Labels") or {}).get(LABEL_PREFIX + "token")
         return Found(engine.create(name, body), name, "created", token), True
+    # The name is taken: an earlier attempt whose answer was lost, or a resume, created it.
     except Conflict:
         pass
     existing = find(engine, name)
+    # Removed between the conflict and the lookup (by hand, another process): nothing safe to attach to.
     if existing is None:
         raise RuntimeError(
             f"container {name}: the daemon reported a name conflict but has no such container"
@@ -118,6 +127,9 @@ def wait(engine: Engine, container_id: str, stop_requested: Callable[[], bool]) 
         finally:
             done.set()
 
+    # The wait call has no timeout and a thread blocked in it cannot be interrupted, so it blocks
+    # in a thread of its own; daemon, so one still blocked after a cancel never holds the process
+    # open.
     threading.Thread(target=waiter, name=f"wait-{container_id[:12]}", daemon=True).start()
     while not done.wait(WAIT_TICK):
         if stop_requested():
@@ -129,6 +141,8 @@ def wait(engine: Engine, container_id: str, stop_requested: Callable[[], bool]) 
 
 def exit_of(engine: Engine, container_id: str, answer: dict[str, Any]) -> Exit:
     """The exit ``wait`` reported; only a failure costs an inspect (was it killed for memory?)."""
+    # The exit code comes with wait's answer: a success needs no inspect, only a failure asks
+    # whether the kernel killed it for memory (wait's answer does not say).
     code = answer.get("StatusCode")
     error = (answer.get("Error") or {}).get("Message") or None
     if code == 0:
@@ -136,6 +150,7 @@ def exit_of(engine: Engine, container_id: str, answer: dict[str, Any]) -> Exit:
     state = engine.inspect(container_id)["State"]
     code = state.get("ExitCode") if code is None else code
     error = error or state.get("Error") or None
+    # -1 when neither wait nor inspect knows the code: still a failure, never taken for a success.
     return Exit(int(code if code is not None else -1), bool(state.get("OOMKilled")), error)
 
 
@@ -144,6 +159,7 @@ def stop(engine: Engine, container_id: str, grace: float) -> None:
     from .engine import NotFound
 
     try:
+        # The Engine API takes whole seconds; a fractional grace rounds, and never goes negative.
         engine.stop(container_id, max(0, int(round(grace))))
     except NotFound:
         pass

@@ -19,8 +19,12 @@ class ImageUnavailable(NotRetryable):
     """The image is not on the daemon and the pull policy forbids (or failed) fetching it."""
 
 
+# The SDK's default pool is 10: past five containers at once, urllib3 would drop connections after
+# each call and open new ones (and warn "connection pool is full").
 POOL_SIZE = 64
 """Connections kept per daemon: each running container holds two (its log stream and its wait)."""
+# Parallel steps create their executors in their own threads: the lock keeps two first uses of one
+# daemon from making two clients, one of which would be dropped with its connections open.
 _shared: dict[str, Any] = {}
 _shared_lock = threading.Lock()
 
@@ -40,6 +44,8 @@ def shared_client(docker_host: str | None) -> Any:
     Every step has its own executor; a client each would ask the daemon for its API version again
     and open fresh connections. The shared one negotiates once and reuses its pool.
     """
+    # Keyed on DOCKER_HOST's value at this call, not on "no docker_host": after the environment
+    # changes (a test's daemon, an embedding program) the client talks to the daemon it now names.
     key = docker_host or "env:" + os.environ.get("DOCKER_HOST", "")
     with _shared_lock:
         client = _shared.get(key)
@@ -82,6 +88,8 @@ def probe(docker_host: str | None, image: str | None, pull: PullPolicy) -> list[
         return ["the Docker SDK is not installed: pip install 'lake-orchestrator[docker]'"]
     where = docker_host or "DOCKER_HOST / the local socket"
     try:
+        # Not the shared client: the doctor runs once and closes this one; the shared pool stays
+        # for tasks.
         client = connect(docker_host)
         client.version()
     except Exception as exc:
@@ -106,6 +114,8 @@ def _image_problems(client: Any, image: str | None, pull: PullPolicy) -> list[st
     if pull == "never":
         return [f"image {image} is not on the daemon and pull is 'never'"]
     try:
+        # Asks the registry for the manifest only: the doctor says whether a pull would work
+        # without downloading anything (no side effect, and no minutes spent on a large image).
         client.images.get_registry_data(image)
         return []
     except Exception as exc:

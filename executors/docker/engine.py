@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from . import wire
 
+# Where dockerd listens when DOCKER_HOST is unset, as the CLI and the SDK assume.
 DEFAULT_SOCKET = "/var/run/docker.sock"
 CALL_TIMEOUT = 60.0
 """Seconds a short call may take (the SDK's default); ``wait`` and followed logs have none."""
@@ -45,8 +46,12 @@ class Conflict(EngineError):
 def error_for(status: int, message: str, creating: bool = False) -> EngineError:
     """A 404 from create is a missing image only when it says so (a missing network is not)."""
     if status == 404:
+        # The daemon answers 404 to create both for a missing image and for a missing network; only
+        # the first may start a pull, or a typo in `network` would pull the image and fail again.
         missing_image = creating and "no such image" in message.lower()
         return NoSuchImage(status, message) if missing_image else NotFound(status, message)
+    # 409 is what makes creation idempotent: a second create under a taken name lands here, and
+    # container.create takes the existing container instead.
     return Conflict(status, message) if status == 409 else EngineError(status, message)
 
 
@@ -82,6 +87,8 @@ class SocketEngine:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        # Asked once per engine, and engines are one per daemon per process: the lock keeps
+        # parallel steps from each pinging on their first call.
         self._version: str | None = None
         self._lock = threading.Lock()
 
@@ -93,19 +100,29 @@ class SocketEngine:
         self._call("POST", f"/containers/{ref}/start")
 
     def wait(self, ref: str) -> dict[str, Any]:
+        # No timeout: the daemon answers wait only when the container exits, which may be hours
+        # away; cancel does not interrupt this call but stops the container, which ends it.
         return dict(self._call("POST", f"/containers/{ref}/wait", timeout=None))
 
     def inspect(self, ref: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/containers/{ref}/json"))
 
     def logs(self, ref: str, params: dict[str, Any]) -> Stream:
+        # A followed stream is silent while the program is; a read timeout would cut a quiet
+        # container.
         return self._call("GET", f"/containers/{ref}/logs", params, timeout=None, stream=True)
 
     def stop(self, ref: str, seconds: int) -> None:
+        # The daemon answers stop when the container is gone, up to the grace period plus the
+        # SIGKILL later, so this call's timeout has to outlast the grace or a long grace would read
+        # as a failure.
         self._call("POST", f"/containers/{ref}/stop", {"t": seconds},
                    timeout=CALL_TIMEOUT + seconds)
 
     def remove(self, ref: str) -> None:
+        # v: the anonymous volumes go with the container instead of piling up on the daemon; force:
+        # the cancel path removes a container whose stop may have failed, which a plain remove
+        # refuses.
         self._call("DELETE", f"/containers/{ref}", {"v": 1, "force": 1})
 
     def rename(self, ref: str, name: str) -> None:
@@ -116,6 +133,9 @@ class SocketEngine:
             if self._version is None:
                 response = wire.request(self.path, "HEAD", "/_ping", timeout=CALL_TIMEOUT)
                 response.close()
+                # HEAD /_ping is the cheapest call that names the version (no body to read). A
+                # daemon that leaves the header out gets 1.41, the API of Docker 20.10, which every
+                # call here exists in.
                 self._version = response.header("API-Version") or "1.41"
             return self._version
 
@@ -131,6 +151,9 @@ class SocketEngine:
             text = response.read().decode("utf-8", "replace")
             response.close()
             try:
+                # The daemon's errors are {"message": ...}; a proxy in front of it may answer plain
+                # text or HTML, which is shown as it is (AttributeError: JSON that is not an
+                # object).
                 message = json.loads(text).get("message", text)
             except (ValueError, AttributeError):
                 message = text
@@ -139,6 +162,7 @@ class SocketEngine:
             return response
         answer = response.read()
         response.close()
+        # start, stop, remove and rename answer 204 with no body.
         return json.loads(answer) if answer.strip() else {}
 
 
@@ -165,6 +189,9 @@ class SdkEngine:
             return dict(self.api.inspect_container(ref))
 
     def logs(self, ref: str, params: dict[str, Any]) -> Stream:
+        # Not api.logs(): it inspects the container first (is it a TTY?) and splits the frames
+        # itself. The raw multiplexed stream is what LogPump reads, the same bytes SocketEngine
+        # returns.
         url = f"{self.api.base_url}/v{self.api.api_version}/containers/{ref}/logs"
         response = self.api.get(url, params=params, stream=True, timeout=None)
         if response.status_code >= 400:
@@ -189,6 +216,8 @@ class _SdkStream:
         self.response = response
 
     def read(self, size: int) -> bytes:
+        # The undecoded body, in the exact sizes LogPump asks for (a frame header, then its
+        # payload).
         return bytes(self.response.raw.read(size))
 
     def close(self) -> None:
@@ -221,6 +250,7 @@ def engine_for(docker_host: str | None) -> Engine:
     """The process's engine for this daemon: the socket engine for a unix socket, else the SDK's."""
     from .daemon import shared_client
 
+    # Only a unix socket gets the minimal client; tcp, TLS and ssh need the SDK's transports.
     address = docker_host or os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
     with _engines_lock:
         engine = _engines.get(address)
