@@ -106,7 +106,7 @@ def create(engine: Engine, name: str, body: dict[str, Any]) -> tuple[Found, bool
     except Conflict:
         pass
     existing = find(engine, name)
-    # Removed between the conflict and the lookup (by hand, by another process): nothing to attach to.
+    # Removed between the conflict and the lookup (by hand, by another process): none to attach to.
     if existing is None:
         raise RuntimeError(
             f"container {name}: the daemon reported a name conflict but has no such container"
