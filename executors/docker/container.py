@@ -30,8 +30,6 @@ def container_name(token: str) -> str:
 
 def labels(routine: str, run_id: str, step: str, task: str, token: str) -> dict[str, str]:
     return {
-        # cleanup filters on the routine label and skips this run's; the token label is how find()
-        # maps a container found by name back to the record that named it.
         f"{LABEL_PREFIX}{key}": value
         for key, value in (
             ("routine", routine),
@@ -98,11 +96,9 @@ def create(engine: Engine, name: str, body: dict[str, Any]) -> tuple[Found, bool
     from .engine import Conflict
 
     try:
-        # A fresh container's state is known without asking: no inspect after create (one call
-        # fewer).
         token = (body.get("Labels") or {}).get(LABEL_PREFIX + "token")
         return Found(engine.create(name, body), name, "created", token), True
-    # The name is taken: an earlier attempt whose answer was lost, or a resume, created it.
+    # The name is taken: an attempt of this call whose answer was lost already created it.
     except Conflict:
         pass
     existing = find(engine, name)
@@ -127,9 +123,8 @@ def wait(engine: Engine, container_id: str, stop_requested: Callable[[], bool]) 
         finally:
             done.set()
 
-    # The wait call has no timeout and a thread blocked in it cannot be interrupted, so it blocks
-    # in a thread of its own; daemon, so one still blocked after a cancel never holds the process
-    # open.
+    # The wait call has no timeout and cannot be interrupted, so it blocks in a thread of its own; a
+    # daemon thread, so one still blocked after a cancel never holds the process open.
     threading.Thread(target=waiter, name=f"wait-{container_id[:12]}", daemon=True).start()
     while not done.wait(WAIT_TICK):
         if stop_requested():
@@ -141,8 +136,6 @@ def wait(engine: Engine, container_id: str, stop_requested: Callable[[], bool]) 
 
 def exit_of(engine: Engine, container_id: str, answer: dict[str, Any]) -> Exit:
     """The exit ``wait`` reported; only a failure costs an inspect (was it killed for memory?)."""
-    # The exit code comes with wait's answer: a success needs no inspect, only a failure asks
-    # whether the kernel killed it for memory (wait's answer does not say).
     code = answer.get("StatusCode")
     error = (answer.get("Error") or {}).get("Message") or None
     if code == 0:
@@ -159,7 +152,6 @@ def stop(engine: Engine, container_id: str, grace: float) -> None:
     from .engine import NotFound
 
     try:
-        # The Engine API takes whole seconds; a fractional grace rounds, and never goes negative.
         engine.stop(container_id, max(0, int(round(grace))))
     except NotFound:
         pass

@@ -23,8 +23,8 @@ class ImageUnavailable(NotRetryable):
 # each call and open new ones (and warn "connection pool is full").
 POOL_SIZE = 64
 """Connections kept per daemon: each running container holds two (its log stream and its wait)."""
-# Parallel steps create their executors in their own threads: the lock keeps two first uses of one
-# daemon from making two clients, one of which would be dropped with its connections open.
+# Parallel steps ask for the client from their own threads on first use: the lock keeps two of them
+# from making two clients for one daemon, one dropped with its connections open.
 _shared: dict[str, Any] = {}
 _shared_lock = threading.Lock()
 
@@ -88,8 +88,6 @@ def probe(docker_host: str | None, image: str | None, pull: PullPolicy) -> list[
         return ["the Docker SDK is not installed: pip install 'lake-orchestrator[docker]'"]
     where = docker_host or "DOCKER_HOST / the local socket"
     try:
-        # Not the shared client: the doctor runs once and closes this one; the shared pool stays
-        # for tasks.
         client = connect(docker_host)
         client.version()
     except Exception as exc:

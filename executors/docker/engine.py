@@ -17,7 +17,6 @@ from urllib.parse import urlencode
 
 from . import wire
 
-# Where dockerd listens when DOCKER_HOST is unset, as the CLI and the SDK assume.
 DEFAULT_SOCKET = "/var/run/docker.sock"
 CALL_TIMEOUT = 60.0
 """Seconds a short call may take (the SDK's default); ``wait`` and followed logs have none."""
@@ -108,21 +107,19 @@ class SocketEngine:
         return dict(self._call("GET", f"/containers/{ref}/json"))
 
     def logs(self, ref: str, params: dict[str, Any]) -> Stream:
-        # A followed stream is silent while the program is; a read timeout would cut a quiet
+        # A followed stream is silent while the program is: a read timeout would cut a quiet
         # container.
         return self._call("GET", f"/containers/{ref}/logs", params, timeout=None, stream=True)
 
     def stop(self, ref: str, seconds: int) -> None:
-        # The daemon answers stop when the container is gone, up to the grace period plus the
-        # SIGKILL later, so this call's timeout has to outlast the grace or a long grace would read
-        # as a failure.
+        # The daemon answers stop once the container is gone, up to the grace period after SIGTERM:
+        # this call's timeout must outlast the grace, or a long grace would read as a failed stop.
         self._call("POST", f"/containers/{ref}/stop", {"t": seconds},
                    timeout=CALL_TIMEOUT + seconds)
 
     def remove(self, ref: str) -> None:
-        # v: the anonymous volumes go with the container instead of piling up on the daemon; force:
-        # the cancel path removes a container whose stop may have failed, which a plain remove
-        # refuses.
+        # v: anonymous volumes go with the container rather than pile up on the daemon; force: the
+        # cancel path removes a container whose stop may have failed, which a plain remove refuses.
         self._call("DELETE", f"/containers/{ref}", {"v": 1, "force": 1})
 
     def rename(self, ref: str, name: str) -> None:
@@ -133,9 +130,6 @@ class SocketEngine:
             if self._version is None:
                 response = wire.request(self.path, "HEAD", "/_ping", timeout=CALL_TIMEOUT)
                 response.close()
-                # HEAD /_ping is the cheapest call that names the version (no body to read). A
-                # daemon that leaves the header out gets 1.41, the API of Docker 20.10, which every
-                # call here exists in.
                 self._version = response.header("API-Version") or "1.41"
             return self._version
 
@@ -151,9 +145,8 @@ class SocketEngine:
             text = response.read().decode("utf-8", "replace")
             response.close()
             try:
-                # The daemon's errors are {"message": ...}; a proxy in front of it may answer plain
-                # text or HTML, which is shown as it is (AttributeError: JSON that is not an
-                # object).
+                # The daemon's errors are {"message": ...}; a proxy in front of it may answer text
+                # or HTML, which is shown as it is.
                 message = json.loads(text).get("message", text)
             except (ValueError, AttributeError):
                 message = text
@@ -190,8 +183,7 @@ class SdkEngine:
 
     def logs(self, ref: str, params: dict[str, Any]) -> Stream:
         # Not api.logs(): it inspects the container first (is it a TTY?) and splits the frames
-        # itself. The raw multiplexed stream is what LogPump reads, the same bytes SocketEngine
-        # returns.
+        # itself; LogPump reads the raw multiplexed stream, the same bytes SocketEngine returns.
         url = f"{self.api.base_url}/v{self.api.api_version}/containers/{ref}/logs"
         response = self.api.get(url, params=params, stream=True, timeout=None)
         if response.status_code >= 400:
@@ -216,8 +208,6 @@ class _SdkStream:
         self.response = response
 
     def read(self, size: int) -> bytes:
-        # The undecoded body, in the exact sizes LogPump asks for (a frame header, then its
-        # payload).
         return bytes(self.response.raw.read(size))
 
     def close(self) -> None:
@@ -250,7 +240,6 @@ def engine_for(docker_host: str | None) -> Engine:
     """The process's engine for this daemon: the socket engine for a unix socket, else the SDK's."""
     from .daemon import shared_client
 
-    # Only a unix socket gets the minimal client; tcp, TLS and ssh need the SDK's transports.
     address = docker_host or os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
     with _engines_lock:
         engine = _engines.get(address)

@@ -25,7 +25,6 @@ STREAM_OF_FRAME = {1: "stdout", 2: "stderr"}
 # Docker's frame header: the stream's byte, three padding bytes, the payload's size (big-endian).
 # The executor never asks for a TTY, so the stream always comes framed.
 FRAME_HEADER = struct.Struct(">BxxxL")
-# How many of the last stderr lines a failure's message quotes (the README promises 20).
 STDERR_TAIL_LINES = 20
 # Seconds between writes of the position to the record (a JSON file replaced whole): a chatty
 # container would otherwise rewrite it for every line.
@@ -51,7 +50,6 @@ def parse_timestamp(stamp: bytes) -> int:
     fraction = text[20:-1] if text[19] == "." else ""
     if not fraction.isdigit() and fraction:
         raise ValueError(f"not a timestamp: {text[:40]!r}")
-    # The fraction may have fewer than nine digits or none: pad it to nanoseconds.
     return seconds * 1_000_000_000 + int((fraction + "000000000")[:9])
 
 
@@ -62,9 +60,8 @@ def frames(raw: Any) -> Iterator[tuple[str, bytes]]:
         if len(header) < FRAME_HEADER.size:
             return
         kind, length = FRAME_HEADER.unpack(header)
-        # A short read means the stream ended mid-frame (container gone, connection cut): the
-        # partial frame is dropped and the caller reopens from the last position if the container
-        # still runs.
+        # A short read: the stream ended mid-frame (container gone, connection cut). The partial
+        # frame is dropped; the caller reopens from the last position if the container still runs.
         payload = raw.read(length) if length else b""
         if len(payload) < length:
             return
@@ -135,9 +132,8 @@ class LogPump:
         stream = self._open()
         try:
             for name, payload in frames(stream):
-                # A frame may end mid-line and the next line may come in another frame: the
-                # unfinished tail waits for the next frame of the same stream. What is left when
-                # the stream ends is logged as it is.
+                # A frame may end mid-line: the unfinished tail waits for the stream's next frame,
+                # and what is left when the stream ends is logged as it is.
                 *lines, partial[name] = (partial[name] + payload).split(b"\n")
                 for line in lines:
                     self._line(name, line)
@@ -155,7 +151,6 @@ class LogPump:
         # at exactly that time, which _line drops too.
         since = min(self.positions.values())
         if since:
-            # The Engine API takes "seconds.nanoseconds" since the epoch.
             params["since"] = f"{since // 1_000_000_000}.{since % 1_000_000_000:09d}"
         return self.engine.logs(self.container_id, params)
 

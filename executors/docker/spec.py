@@ -68,7 +68,6 @@ def memory_bytes(value: Any) -> int:
             raise ValueError(
                 f"{value!r} is not a size: write bytes or a number with b, k, m, g or t (512m, 2g)"
             )
-        # float first, so 1.5g is allowed; the Engine API wants whole bytes.
         size = int(float(match.group(1)) * _UNITS[unit])
     if size < MIN_MEMORY:
         raise ValueError(f"{value!r} is below Docker's minimum of 6m")
@@ -173,8 +172,6 @@ def create_body(image: str, config: dict[str, Any], host: dict[str, Any]) -> dic
             # $VARS reach the program as plain words. Use ["sh", "-c", "..."] for a shell.
             body[field] = shlex.split(value) if isinstance(value, str) else [str(p) for p in value]
     if config.get("environment"):
-        # The executor has turned every value into a string already (YAML gives numbers and
-        # booleans).
         body["Env"] = [f"{name}={value}" for name, value in config["environment"].items()]
     for key, field in (("working_dir", "WorkingDir"), ("user", "User")):
         if config.get(key):

@@ -35,15 +35,12 @@ def request(path: str, method: str, target: str, body: bytes | None = None,
         sock.close()
         raise DaemonUnreachable(f"Docker daemon at unix://{path} does not answer ({exc}); "
                                 "start dockerd or set docker_host") from None
-    # HTTP/1.1 requires a Host; over a unix socket any name will do. "Connection: close" is what
-    # lets an answer without a length end at the end of the connection, and spares any keep-alive
-    # state.
+    # HTTP/1.1 requires a Host, any name on a unix socket. "Connection: close" lets an answer
+    # without a length end with the connection, and leaves no keep-alive state to manage.
     head = f"{method} {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n"
     if body is not None or method in ("POST", "PUT"):
         head += f"Content-Type: application/json\r\nContent-Length: {len(body or b'')}\r\n"
     try:
-        # Header bytes are ISO-8859-1 by the HTTP spec; the targets here are already
-        # percent-encoded.
         sock.sendall(head.encode("latin-1") + b"\r\n" + (body or b""))
         return Response(sock, method)
     # BaseException: a Ctrl-C while sending or awaiting the head closes the socket too.
@@ -80,8 +77,8 @@ class Response:
     def read(self, size: int = -1) -> bytes:
         if size < 0:
             return b"".join(iter(lambda: self.read(LINE_LIMIT), b""))
-        # read(size) must return size bytes unless the body ends: logs.frames reads an 8-byte
-        # header and then exactly its payload, and the daemon's chunks do not follow frame
+        # read(size) returns size bytes unless the body ends, across chunks: logs.frames reads an
+        # 8-byte header, then exactly its payload, and the daemon's chunks do not follow frame
         # boundaries.
         if self._chunked and self._left is None:
             return self._read_chunked(size)
