@@ -32,8 +32,6 @@ def _url_problem(name: str, url: str) -> Iterator[tuple[str, str]]:
     from .urls import mask_url
 
     try:
-        # SQLAlchemy is the metadata extra's; without it the answer is how to install it, not an
-        # ImportError.
         from sqlalchemy.engine import make_url
     except ImportError:
         yield name, missing_extra()

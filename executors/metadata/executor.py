@@ -179,9 +179,8 @@ class MetadataExecutor(Executor):
             # over everything it reads.
             chosen = [t for t in catalog.tables if t.file_type not in ("view", "materialized view")
                       and (not tables or any(fnmatch.fnmatchcase(t.name, p) for p in tables))]
-            # Optional in the source contract: the SQL source reads pg_stats (PostgreSQL, estimate
-            # mode) for all chosen tables in one query, not one per table; a plugin's source need
-            # not have it.
+            # Optional: the SQL source reads pg_stats (PostgreSQL, estimate mode) for all chosen
+            # tables in one query, not one per table; a plugin's source need not offer it.
             if hasattr(self.source, "set_tables"):
                 self.source.set_tables(chosen)
             rows = scanned = 0
@@ -221,8 +220,7 @@ class MetadataExecutor(Executor):
             after = drift.current_columns(catalog)
             if expected is not None:
                 against, before = "expected", drift.expected_columns(expected)
-                # Only the tables `expected` names: it describes what the routine cares about, not
-                # the whole source.
+                # Only the tables `expected` names: it says what the routine cares about.
                 changes = drift.compare(before, after, set(expected))
             else:
                 against, before = self.store.previous_columns(self.source_key, context.run_id)
@@ -232,12 +230,9 @@ class MetadataExecutor(Executor):
                 tables = {t for t, _ in before if wanted is None or wanted(t)} | {
                     t.name for t in catalog.tables
                 }
-                # No earlier extraction of this source (a first run): nothing to compare, so no
-                # drift.
                 changes = drift.compare(before, after, tables) if against else []
                 against = against or "none"
-            # Recorded before on_drift can fail the task, so a failed check still shows what
-            # changed.
+            # Recorded before on_drift can fail the task: a failed check still shows what changed.
             self.store.write_changes(context.run_id, self.source_key, changes, against)
             if changes:
                 message = f"schema drift against {against}: {drift.describe(changes)}"
@@ -294,8 +289,7 @@ class MetadataExecutor(Executor):
         target = params.get("target") or default_target(home_dir())
         store = MetadataStore(target)
         try:
-            # The same masked URL the executor keyed its rows by (source_key), so the same rows are
-            # found.
+            # The masked URL, as the executor keys its rows (source_key): the same rows are found.
             display = mask_url(str(params["source"]))
             doc = store.run_document(run_id, source_id(display))
         finally:
@@ -346,16 +340,14 @@ class MetadataExecutor(Executor):
         started = _now()
         lines: list[tuple[str, str, str]] = []
 
-        # Each line goes to the run's log now and into the target's logs table with the outcome.
         def log(level: str, message: str) -> None:
             getattr(context.logger, level)(message)
             lines.append((_now(), level, message))
 
         try:
             yield log
-        # BaseException: a Ctrl-C or SystemExit is recorded as a failure too. Recording is best
-        # effort here: the store may be what failed, and the task's own error must be the one
-        # raised.
+        # BaseException: Ctrl-C is recorded as a failure too. Best effort: the store may be what
+        # failed, and the task's own error must be the one raised.
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
             lines.append((_now(), "error", error))

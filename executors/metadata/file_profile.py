@@ -128,7 +128,6 @@ def profile_relation(con: Any, name: str, relation: str, columns: list[ColumnInf
     rows = int(row["n"])
     note = (f"distinct counts: HyperLogLog of 2^{p} registers, relative standard error "
             f"{hll.standard_error(p):.2%}")
-    # count(*) over the whole scan: the row count of a file is always exact.
     profile = TableProfile(name, rows, True, "exact" if exact else "approx-distinct",
                            note=None if exact else note)
     for index, column in enumerate(columns):

@@ -100,8 +100,7 @@ class FileSource:
         return layout.list_local(self.local_root)
 
     def _root_name(self) -> str:
-        # The name a partitioned folder given as the source gets as its one table: the folder's
-        # own.
+        # A partitioned folder given as the source is one table, named after the folder.
         return self.location.rstrip("/").rsplit("/", 1)[-1]
 
     def wanted(self, name: str) -> bool:
@@ -121,8 +120,6 @@ class FileSource:
             file_path=self._path(table),
             partition_keys=table.partition_keys,
             location=self._path(table),
-            # Known without a scan only for Parquet (its footers); CSV and JSON wait for profile's
-            # count.
             row_count=self._parquet_rows(table),
             row_count_exact=table.file_type == "parquet",
             last_modified=(
@@ -197,9 +194,8 @@ class FileSource:
         root = (
             self.local_root if os.path.isdir(self.local_root) else os.path.dirname(self.local_root)
         )
-        # The exact files grouped into this table, not a glob: a glob would also read the skipped
-        # ones (_SUCCESS markers, files of another format) and those of other tables below the
-        # folder.
+        # The files grouped into this table, not a glob: a glob would also read the skipped ones
+        # (_SUCCESS markers, files of another format) and other tables' files below the folder.
         files = "[" + ", ".join(literal(os.path.join(root, f.path)) for f in table.files) + "]"
         hive = ", hive_partitioning = true" if table.partition_keys else ""
         if table.file_type == "csv":

@@ -23,8 +23,8 @@ RANK_BITS = SLOTS - 1  # low bits of the hash that give the rank (Ertl's q)
 # Bounded because DuckDB hands a bitstring back as text, one character per bit, and a table's
 # sketches all come in one row: 32 MB at most beside the process's 512 MiB ceiling.
 BIT_BUDGET = 1 << 25  # sketch bits per table (4 MiB; 32 MB as text here), whatever the width
-# 2^16 registers give 0.41 % standard error (the issue asks for 2 % at most); 2^10, 3.25 %, is the
-# floor, kept even when a very wide table then passes the budget.
+# 2^16 registers: 0.41 % standard error; 2^10 (3.25 %) is the floor, kept even when a very wide
+# table then passes the budget.
 MAX_PRECISION, MIN_PRECISION = 16, 10
 NULL_HASH_QUERY = "SELECT hash(NULL)"  # one value for every type; asked, not assumed
 

@@ -56,9 +56,8 @@ class Publisher:
             # pages), so the API can file each page on its own.
             body = {**{k: v for k, v in document.items() if not isinstance(v, list)},
                     "page": number, "pages": len(pages), **page}
-            # One key per page, with the page count in it: a retried page is the same request to the
-            # API, and a rerun that splits the document into another number of pages gets keys of
-            # its own.
+            # One key per page, the page count in it: a retried page is the same request to the API,
+            # and a rerun split into another number of pages gets keys of its own.
             self.post(json.dumps(body, default=str).encode(), f"{key}:{number}/{len(pages)}")
         return len(pages)
 

@@ -45,13 +45,11 @@ def list_s3(location: str, region: str | None) -> tuple[str, list[FileEntry]]:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             relative = item["Key"][len(prefix):]
-            # A key ending in "/" is a folder placeholder (the console's "create folder"), not
-            # data.
+            # A key ending in "/" is a folder placeholder (the console's "create folder").
             if relative and not relative.endswith("/"):
                 entries.append(FileEntry(relative, item["Size"], item["LastModified"].timestamp()))
     if entries or not prefix:
         return f"{bucket}/{prefix}", entries
-    # Nothing under the prefix taken as a folder: the location may name one object.
     key = prefix.rstrip("/")
     head = client.head_object(Bucket=bucket, Key=key)
     folder, _, name = key.rpartition("/")
@@ -65,9 +63,8 @@ def _filesystem(region: str | None) -> Any:
     from pyarrow import fs
 
     client = _client(region)
-    # The boto3 chain's credentials (environment, profile, instance role) handed to pyarrow, so
-    # both read as the same identity. Frozen: key, secret and token from one moment, not a refresh
-    # halfway through.
+    # The boto3 chain's credentials handed to pyarrow, so both read as one identity; frozen: key,
+    # secret and token of one moment, not torn by a refresh in between.
     credentials = client._request_signer._credentials.get_frozen_credentials()  # the boto3 chain's
     endpoint = urlsplit(client.meta.endpoint_url)
     # An endpoint that is not AWS's (a moto server in tests, MinIO) is handed to pyarrow with its
@@ -94,8 +91,7 @@ def _csv_format(root: str, table: FileTable, region: str | None) -> Any:
     # Cut at the last full line: the range ends mid-row, and a half row misleads the sniffer.
     sample = text[: text.rfind("\n")] if "\n" in text else text
     try:
-        # Only the usual delimiters: left free, the sniffer may pick a letter that happens to
-        # repeat.
+        # Only the usual delimiters: left free, the sniffer may pick a letter.
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
         delimiter = dialect.delimiter
         header = csv.Sniffer().has_header(sample)

@@ -130,8 +130,7 @@ def _postgres_tables(rows: Iterable[Any]) -> dict[str, TableInfo]:
         table = _table(tables, schema, name)
         # The table's own figures repeat on each of its column rows: taken from the first.
         if not table.columns:
-            # reltuples is -1 for a table never vacuumed or analyzed (PostgreSQL 14+): unknown, not
-            # empty.
+            # reltuples is -1 when never vacuumed or analyzed (PostgreSQL 14+): unknown, not empty.
             table.row_count = int(tuples) if tuples is not None and tuples >= 0 else None
             table.size_bytes = size
             table.file_type = {"v": "view", "m": "materialized view", "f": "foreign table"}.get(

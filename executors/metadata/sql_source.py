@@ -72,9 +72,8 @@ class SqlSource:
                     f"cannot connect to {self.display}: {self.masked(first_line(exc))}"
                 ) from None
             if self.dialect == "postgresql":
-                # Off, whatever the role or database sets: a server-side statement_timeout would cut
-                # an exact scan of a large table halfway; the task's own timeout and cancel limit it
-                # instead.
+                # Off, whatever the role or database sets: that would cut an exact scan of a large
+                # table halfway; the task's own timeout and cancel limit it instead.
                 self._conn.exec_driver_sql("SET statement_timeout = 0")
         return self._conn
 

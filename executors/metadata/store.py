@@ -117,9 +117,8 @@ class MetadataStore:
         keys = {"run_id": run_id, "source_id": source, "table_name": table.name}
         rows = []
         for column in table.columns:
-            # Every catalog column gets a row: one the profile has no figures for (a Glue column
-            # missing from the files) keeps it, with empty figures, instead of vanishing from this
-            # run.
+            # Every catalog column gets a row: one without figures (a Glue column the files lack)
+            # keeps its catalog row with empty figures instead of vanishing from this run.
             p = profile.columns.get(column.name)
             rows.append({**keys, "column_name": column.name, "data_type": column.data_type,
                          "position": column.position, "nullable": column.nullable,
@@ -128,8 +127,6 @@ class MetadataStore:
         tables = self.t["tables"]
         with self._begin() as conn:
             self._replace(conn, "columns", keys, rows)
-            # The profile's row count replaces the catalog's estimate, and says how it was
-            # obtained.
             conn.execute(tables.update().where(*(tables.c[k] == v for k, v in keys.items())).values(
                 row_count=profile.row_count, row_count_exact=profile.row_count_exact,
                 profile_mode=profile.mode, profile_note=profile.note))
@@ -179,8 +176,7 @@ class MetadataStore:
         with self.engine.connect() as conn:
             last = conn.execute(
                 sa.select(s.c.run_id)
-                # Another run's: this run's own extraction has just been written by the task
-                # asking.
+                # Another run's: the task asking has just written this run's own.
                 .where(s.c.source_id == source, s.c.run_id != run_id)
                 # extracted_at has one-second resolution; run ids are random, so they only make the
                 # pick between two extractions of the same second deterministic, not chronological.
@@ -214,8 +210,6 @@ class MetadataStore:
         for column in doc["columns"]:
             for key in ("top_values", "sample_values"):
                 if column.get(key):
-                    # Stored as JSON text (a Text column works on every dialect); the document
-                    # carries the lists.
                     column[key] = json.loads(column[key])
         return doc
 
