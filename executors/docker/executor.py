@@ -104,8 +104,7 @@ class DockerExecutor(CallKeys, Executor):
             # before the engine flags its context, and must know the stop was ours.
             self._cancelled.update(running)
         for container_id, grace in running.items():
-            # A thread per container: a stop takes up to the grace period, and cancel() must return
-            # at once.
+            # A thread per container: a stop may take the grace period, and cancel() must not block.
             threading.Thread(target=self._stop_quietly, args=(container_id, grace), daemon=True,
                              name=f"stop-{container_id[:12]}").start()
 
@@ -314,8 +313,7 @@ class DockerExecutor(CallKeys, Executor):
                 # in between (143 after SIGTERM) is still our cancel, not a failure of the program.
                 self._stop_quietly(cid, grace)
                 pump.drain()
-                # Drained before removal: a removed container's remaining output can no longer be
-                # read.
+                # Drained first: a removed container's remaining output can no longer be read.
                 box.remove(engine, cid)
                 record.save(state="cancelled")
                 raise Cancelled(f"container {found.name} stopped and removed (cancelled)")
@@ -323,8 +321,8 @@ class DockerExecutor(CallKeys, Executor):
             pump.drain()
         finally:
             with self._lock:
-                # This container is no longer this task's: a later cancel() of the executor must
-                # not reach it.
+                # No longer this task's: a later cancel() of the executor must not reach this
+                # container.
                 self._running.pop(cid, None)
                 self._cancelled.discard(cid)
         return self._finish(

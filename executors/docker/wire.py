@@ -77,9 +77,8 @@ class Response:
     def read(self, size: int = -1) -> bytes:
         if size < 0:
             return b"".join(iter(lambda: self.read(LINE_LIMIT), b""))
-        # read(size) returns size bytes unless the body ends, across chunks: logs.frames reads an
-        # 8-byte header, then exactly its payload, and the daemon's chunks do not follow frame
-        # boundaries.
+        # size bytes unless the body ends, across chunks: logs.frames reads an 8-byte header, then
+        # exactly its payload, and the daemon's chunks do not follow frame boundaries.
         if self._chunked and self._left is None:
             return self._read_chunked(size)
         if self._left is None:
