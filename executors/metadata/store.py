@@ -44,8 +44,9 @@ class MetadataStore:
         schema, _ = store_schema.layout(self.dialect)
         with self._begin() as conn:
             # Two steps (or routines) on one new target would both create the schema and the tables,
-            # and checkfirst looks before it creates: both look, both create. This lock, held to the
-            # end of the transaction, makes the second wait and then find them made.
+            # and checkfirst looks before it creates: both look, both create. On PostgreSQL this
+            # lock, held to the end of the transaction, makes the second wait and then find them
+            # made.
             if self.dialect == "postgresql":
                 conn.execute(
                     sa.text("SELECT pg_advisory_xact_lock(hashtext('_executor_metadata'))")
