@@ -6,6 +6,7 @@ from typing import Any
 
 from orchestrator import Cancelled, Context, NotRetryable
 
+# How often the watcher thread looks for a cancel; it also ends within this after the build does.
 CANCEL_TICK = 0.1
 
 
@@ -31,6 +32,8 @@ def build_image(
     """
     from docker.types import CancellableStream
 
+    # build() returns only a generator of events; closing its connection from another thread needs
+    # the HTTP response under it, which the session's response hook hands over.
     responses: list[Any] = []
     api.hooks["response"].append(lambda response, *args, **kwargs: responses.append(response))
     stream = api.build(
@@ -40,18 +43,25 @@ def build_image(
         buildargs=build_args or None,
         network_mode=network,
         pull=pull,
+        # rm and forcerm: intermediate containers go even when a step fails, or every failed RUN
+        # would leave one on the daemon.
         rm=True,
         forcerm=True,
         decode=True,
         labels={"orchestrator.routine": context.routine_name, "orchestrator.run": context.run_id},
     )
+    # The build's POST is the last request this client made (build() sends no other first).
     events = CancellableStream(stream, responses[-1])
     finished = threading.Event()
+    # A watcher thread, because the loop below blocks in a read as long as a RUN step prints
+    # nothing: checking the cancel between lines would wait for the next line, maybe minutes.
     threading.Thread(target=_close_on_cancel, args=(events, context, finished), daemon=True,
                      name=f"build-cancel-{context.step}").start()
     try:
         image_id = _follow(events, context, context_dir, dockerfile, tag)
     except Exception:
+        # Closing the stream under the loop makes it fail or end early: after a cancel that is
+        # expected, any other error is the build's.
         if not context.cancelled:
             raise
         image_id = None
@@ -60,6 +70,7 @@ def build_image(
         events.close()
     if context.cancelled:
         raise Cancelled(f"build of {tag} cancelled (its connection closed: the daemon stops it)")
+    # A builder that announced no id still tagged the image: the tag names it.
     return image_id or api.inspect_image(tag)["Id"]
 
 
@@ -77,6 +88,7 @@ def _follow(events: Any, context: Context, context_dir: str, dockerfile: str,
     for event in events:
         if "error" in event:
             detail = (event.get("errorDetail") or {}).get("message") or event["error"]
+            # A failed build arrives as an event in a 200 answer, not as an HTTP error.
             raise BuildFailed(f"building {tag} from {context_dir}/{dockerfile} failed: "
                               f"{detail.strip()}")
         text = str(event.get("stream") or event.get("status") or "").rstrip()

@@ -18,10 +18,14 @@ def remove_finished(api: Any, routine: str, run_id: str, include_kept: bool = Tr
     from docker.errors import NotFound
 
     removed = []
+    # The daemon filters: only this routine's containers, and none running, paused or restarting.
+    # "created" includes one a crash left between create and start.
     filters = {"label": f"{LABEL_PREFIX}routine={routine}", "status": ["exited", "created", "dead"]}
     for item in api.containers(all=True, filters=filters):
         name = (item.get("Names") or ["?"])[0].lstrip("/")
         labels = item.get("Labels") or {}
+        # Never this run's: a parallel step's container is "created" between its create and start
+        # calls, and would be removed from under it.
         if labels.get(f"{LABEL_PREFIX}run") == run_id:
             continue
         kept = name.startswith(KEPT_PREFIX)

@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 
 LABEL_PREFIX = "orchestrator."
 NAME_PREFIX = "orchestrator-"
+# cleanup tells a kept failure from a crashed run's container by this prefix alone.
 KEPT_PREFIX = "orchestrator-kept-"
+# How often the task thread looks for a cancel while the wait call blocks: the bound on how late a
+# cancel is noticed (the benchmark's cancel target is under a second).
 WAIT_TICK = 0.05
 
 
@@ -95,9 +98,11 @@ def create(engine: Engine, name: str, body: dict[str, Any]) -> tuple[Found, bool
     try:
         token = (body.get("Labels") or {}).get(LABEL_PREFIX + "token")
         return Found(engine.create(name, body), name, "created", token), True
+    # The name is taken: an attempt of this call whose answer was lost already created it.
     except Conflict:
         pass
     existing = find(engine, name)
+    # Removed between the conflict and the lookup (by hand, by another process): none to attach to.
     if existing is None:
         raise RuntimeError(
             f"container {name}: the daemon reported a name conflict but has no such container"
@@ -118,6 +123,8 @@ def wait(engine: Engine, container_id: str, stop_requested: Callable[[], bool]) 
         finally:
             done.set()
 
+    # The wait call has no timeout and cannot be interrupted, so it blocks in a thread of its own; a
+    # daemon thread, so one still blocked after a cancel never holds the process open.
     threading.Thread(target=waiter, name=f"wait-{container_id[:12]}", daemon=True).start()
     while not done.wait(WAIT_TICK):
         if stop_requested():
@@ -136,6 +143,7 @@ def exit_of(engine: Engine, container_id: str, answer: dict[str, Any]) -> Exit:
     state = engine.inspect(container_id)["State"]
     code = state.get("ExitCode") if code is None else code
     error = error or state.get("Error") or None
+    # -1 when neither wait nor inspect knows the code: still a failure, never taken for a success.
     return Exit(int(code if code is not None else -1), bool(state.get("OOMKilled")), error)
 
 

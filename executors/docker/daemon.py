@@ -19,8 +19,12 @@ class ImageUnavailable(NotRetryable):
     """The image is not on the daemon and the pull policy forbids (or failed) fetching it."""
 
 
+# The SDK's default pool is 10: past five containers at once, urllib3 would drop connections after
+# each call and open new ones (and warn "connection pool is full").
 POOL_SIZE = 64
 """Connections kept per daemon: each running container holds two (its log stream and its wait)."""
+# Parallel steps ask for the client from their own threads on first use: the lock keeps two of them
+# from making two clients for one daemon, one dropped with its connections open.
 _shared: dict[str, Any] = {}
 _shared_lock = threading.Lock()
 
@@ -40,6 +44,8 @@ def shared_client(docker_host: str | None) -> Any:
     Every step has its own executor; a client each would ask the daemon for its API version again
     and open fresh connections. The shared one negotiates once and reuses its pool.
     """
+    # Keyed on DOCKER_HOST's value at this call, not on "no docker_host": after the environment
+    # changes (a test's daemon, an embedding program) the client talks to the daemon it now names.
     key = docker_host or "env:" + os.environ.get("DOCKER_HOST", "")
     with _shared_lock:
         client = _shared.get(key)
@@ -106,6 +112,8 @@ def _image_problems(client: Any, image: str | None, pull: PullPolicy) -> list[st
     if pull == "never":
         return [f"image {image} is not on the daemon and pull is 'never'"]
     try:
+        # Asks the registry for the manifest only: the doctor says whether a pull would work
+        # without downloading anything (no side effect, and no minutes spent on a large image).
         client.images.get_registry_data(image)
         return []
     except Exception as exc:

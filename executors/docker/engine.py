@@ -45,8 +45,12 @@ class Conflict(EngineError):
 def error_for(status: int, message: str, creating: bool = False) -> EngineError:
     """A 404 from create is a missing image only when it says so (a missing network is not)."""
     if status == 404:
+        # The daemon answers 404 to create both for a missing image and for a missing network; only
+        # the first may start a pull, or a typo in `network` would pull the image and fail again.
         missing_image = creating and "no such image" in message.lower()
         return NoSuchImage(status, message) if missing_image else NotFound(status, message)
+    # 409 is what makes creation idempotent: a second create under a taken name lands here, and
+    # container.create takes the existing container instead.
     return Conflict(status, message) if status == 409 else EngineError(status, message)
 
 
@@ -82,6 +86,8 @@ class SocketEngine:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        # Asked once per engine, and engines are one per daemon per process: the lock keeps
+        # parallel steps from each pinging on their first call.
         self._version: str | None = None
         self._lock = threading.Lock()
 
@@ -93,19 +99,27 @@ class SocketEngine:
         self._call("POST", f"/containers/{ref}/start")
 
     def wait(self, ref: str) -> dict[str, Any]:
+        # No timeout: the daemon answers wait only when the container exits, which may be hours
+        # away; cancel does not interrupt this call but stops the container, which ends it.
         return dict(self._call("POST", f"/containers/{ref}/wait", timeout=None))
 
     def inspect(self, ref: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/containers/{ref}/json"))
 
     def logs(self, ref: str, params: dict[str, Any]) -> Stream:
+        # A followed stream is silent while the program is: a read timeout would cut a quiet
+        # container.
         return self._call("GET", f"/containers/{ref}/logs", params, timeout=None, stream=True)
 
     def stop(self, ref: str, seconds: int) -> None:
+        # The daemon answers stop once the container is gone, up to the grace period after SIGTERM:
+        # this call's timeout must outlast the grace, or a long grace would read as a failed stop.
         self._call("POST", f"/containers/{ref}/stop", {"t": seconds},
                    timeout=CALL_TIMEOUT + seconds)
 
     def remove(self, ref: str) -> None:
+        # v: anonymous volumes go with the container rather than pile up on the daemon; force: the
+        # cancel path removes a container whose stop may have failed, which a plain remove refuses.
         self._call("DELETE", f"/containers/{ref}", {"v": 1, "force": 1})
 
     def rename(self, ref: str, name: str) -> None:
@@ -131,6 +145,8 @@ class SocketEngine:
             text = response.read().decode("utf-8", "replace")
             response.close()
             try:
+                # The daemon's errors are {"message": ...}; a proxy in front of it may answer text
+                # or HTML, which is shown as it is.
                 message = json.loads(text).get("message", text)
             except (ValueError, AttributeError):
                 message = text
@@ -139,6 +155,7 @@ class SocketEngine:
             return response
         answer = response.read()
         response.close()
+        # start, stop, remove and rename answer 204 with no body.
         return json.loads(answer) if answer.strip() else {}
 
 
@@ -165,6 +182,8 @@ class SdkEngine:
             return dict(self.api.inspect_container(ref))
 
     def logs(self, ref: str, params: dict[str, Any]) -> Stream:
+        # Not api.logs(): it inspects the container first (is it a TTY?) and splits the frames
+        # itself; LogPump reads the raw multiplexed stream, the same bytes SocketEngine returns.
         url = f"{self.api.base_url}/v{self.api.api_version}/containers/{ref}/logs"
         response = self.api.get(url, params=params, stream=True, timeout=None)
         if response.status_code >= 400:

@@ -34,6 +34,8 @@ from .spec import (MOUNT_SCHEMA, RESOURCES_SCHEMA, build_problems, create_body, 
 DEFAULT_STOP_GRACE = 5.0
 """Below the engine's own cancel grace (ORCHESTRATOR_CANCEL_GRACE, 10 s): a task still stopping its
 container when that runs out is abandoned, and the stopped container would be left behind."""
+# Numbers and booleans are allowed because YAML writes them unquoted; run() and build() turn them
+# into the strings Docker takes.
 ENV_SCHEMA = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}
 Command = list[str] | str | None
 
@@ -61,6 +63,8 @@ class DockerExecutor(CallKeys, Executor):
             stop_grace,
         )
         self._lock = threading.Lock()
+        # _running: the containers this executor's tasks wait for, with the grace to stop each.
+        # _cancelled: those cancel() has stopped, whose exit is then the cancel, not a failure.
         self._running: dict[str, float] = {}
         self._cancelled: set[str] = set()
         self._ordinals: dict[str, int] = {}
@@ -96,8 +100,11 @@ class DockerExecutor(CallKeys, Executor):
         """
         with self._lock:
             running = dict(self._running)
+            # Marked before any stop is sent: the task thread may see the exit a stop causes (143)
+            # before the engine flags its context, and must know the stop was ours.
             self._cancelled.update(running)
         for container_id, grace in running.items():
+            # A thread per container: a stop may take the grace period, and cancel() must not block.
             threading.Thread(target=self._stop_quietly, args=(container_id, grace), daemon=True,
                              name=f"stop-{container_id[:12]}").start()
 
@@ -153,6 +160,8 @@ class DockerExecutor(CallKeys, Executor):
                   "user": user, "environment": env}
         config = {k: v for k, v in config.items() if v is not None}
         host = {"network_mode": network, "init": init, **host_config(resources, mounts)}
+        # The digest covers the image and all asked of the container: after a changed routine, a
+        # resume starts a new container instead of re-attaching to one running the old command.
         record = self.record(context, self.call_key(context), "container", self.image,
                               {**config, **host}, keep_on_failure)
         found, positions, reattached = self._attach(record, context)
@@ -175,8 +184,12 @@ class DockerExecutor(CallKeys, Executor):
 
         tag = tag or self.image
         # a client of its own: cancelling closes its connection, which stops the build on the daemon
+        # With the shared client's negotiated version this client asks the daemon nothing before
+        # the build starts.
         own = connect(self.docker_host, version=self.client.api.api_version)
         try:
+            # The builder pulls a FROM image it lacks anyway; only "always" makes it refresh one
+            # it has.
             image_id = build_image(own.api, str(context_dir), dockerfile, tag,
                                    {k: str(v) for k, v in (build_args or {}).items()}, network,
                                    pull=self.pull == "always", context=context)
@@ -222,9 +235,13 @@ class DockerExecutor(CallKeys, Executor):
         A record holds a token from just before its create call until the container's outcome
         was taken; without one nothing can exist, and the daemon is not asked.
         """
+        # This run's record first (a retry), then the resumed run's (a resume after a crash), which
+        # exists only while this run has none of its own.
         for source in (record, record.previous):
             if source is None or not source.data.get("token"):
                 continue
+            # The id is saved only once create has answered; a crash or a lost answer before that
+            # leaves only the token, and the name made from it still finds the container.
             ref = source.remote_id or box.container_name(source.data["token"])
             found = box.find(self.engine, ref)
             if found is None:
@@ -233,6 +250,8 @@ class DockerExecutor(CallKeys, Executor):
             context.logger.info(
                 "container %s from %s is %s; re-attaching", found.name, where, found.status
             )
+            # Copied into this run's own record: should this run crash too, its resume finds the
+            # container here, and the logs go on from where the earlier run's log stopped.
             record.save(id=found.id, token=found.token, logs=source.data.get("logs") or {},
                         inherited_from=None if source is record else source.run_id)
             return found, dict(source.data.get("logs") or {}), True
@@ -246,6 +265,9 @@ class DockerExecutor(CallKeys, Executor):
         if self.pull == "always":
             pull_image(self.client, self.image, context.logger)
         token = record.token()
+        # Saved before the create call, the write-ahead that makes "never twice" hold: once the
+        # daemon has the container, a retry or resume knows the name to ask for, whatever
+        # happens to this process.
         record.save(token=token, id=None, logs={})
         name = box.container_name(token)
         labels = box.labels(context.routine_name, context.run_id, context.step, context.task, token)
@@ -273,8 +295,11 @@ class DockerExecutor(CallKeys, Executor):
     ) -> TaskMetrics:
         engine, cid, grace = self.engine, found.id, self.stop_grace
         with self._lock:
+            # Registered before the start call: a cancel while the container starts still stops it.
             self._running[cid] = grace
         try:
+            # A new container, or one a crash left between create and start, is started; one
+            # re-attached while running or after its exit is only followed.
             if found.status == "created":
                 self._start(found, record)
             pump = LogPump(engine, cid, context.logger, positions,
@@ -288,12 +313,16 @@ class DockerExecutor(CallKeys, Executor):
                 # in between (143 after SIGTERM) is still our cancel, not a failure of the program.
                 self._stop_quietly(cid, grace)
                 pump.drain()
+                # Drained first: a removed container's remaining output can no longer be read.
                 box.remove(engine, cid)
                 record.save(state="cancelled")
                 raise Cancelled(f"container {found.name} stopped and removed (cancelled)")
+            # Before _finish: a failure's message quotes the stderr tail, which must be complete.
             pump.drain()
         finally:
             with self._lock:
+                # No longer this task's: a later cancel() of the executor must not reach this
+                # container.
                 self._running.pop(cid, None)
                 self._cancelled.discard(cid)
         return self._finish(
@@ -323,6 +352,8 @@ class DockerExecutor(CallKeys, Executor):
         if end.code != 0:
             failure = box.ContainerFailed(found.name, self.image, end, list(pump.stderr_tail))
             if keep_on_failure:
+                # Renamed so that cleanup, by default, removes it as a kept failure, while it
+                # leaves the unrenamed containers of crashed runs for resume.
                 kept = box.keep(engine, found.id, found.name)
                 context.logger.info("failed container kept as %s (keep_on_failure)", kept)
             else:

@@ -20,10 +20,17 @@ import time
 from typing import Any, Callable, Iterator
 
 STREAMS = ("stdout", "stderr")
+# 0 would be stdin, which only an attach carries; an unknown kind is logged as stdout, not lost.
 STREAM_OF_FRAME = {1: "stdout", 2: "stderr"}
+# Docker's frame header: the stream's byte, three padding bytes, the payload's size (big-endian).
+# The executor never asks for a TTY, so the stream always comes framed.
 FRAME_HEADER = struct.Struct(">BxxxL")
 STDERR_TAIL_LINES = 20
+# Seconds between writes of the position to the record (a JSON file replaced whole): a chatty
+# container would otherwise rewrite it for every line.
 SAVE_INTERVAL = 0.25
+# How long an exited container's remaining output may take to arrive before the task goes on
+# without it: a stream the daemon never ends must not hold the task forever.
 DRAIN_SECONDS = 10.0
 EXIT_NOTICE_SECONDS = 1.0
 """How long a stream that ended waits to hear from the task thread that the container exited,
@@ -38,6 +45,7 @@ def parse_timestamp(stamp: bytes) -> int:
     if len(text) < 20 or text[4] != "-" or text[10] != "T" or not text.endswith("Z"):
         raise ValueError(f"not a timestamp: {text[:40]!r}")
     fields = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19])
+    # timegm, not mktime: the stamp is UTC, and mktime would shift it by the local zone.
     seconds = calendar.timegm(tuple(int(field) for field in fields) + (0, 0, 0))
     fraction = text[20:-1] if text[19] == "." else ""
     if not fraction.isdigit() and fraction:
@@ -52,6 +60,8 @@ def frames(raw: Any) -> Iterator[tuple[str, bytes]]:
         if len(header) < FRAME_HEADER.size:
             return
         kind, length = FRAME_HEADER.unpack(header)
+        # A short read: the stream ended mid-frame (container gone, connection cut). The partial
+        # frame is dropped; the caller reopens from the last position if the container still runs.
         payload = raw.read(length) if length else b""
         if len(payload) < length:
             return
@@ -74,6 +84,7 @@ class LogPump:
         self._save_lock = threading.Lock()
         self._saved_at = 0.0
         self._unsaved = False
+        # _exited: the task thread is done waiting (exit or cancel). _stopped: end the follower now.
         self._exited = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._follow, daemon=True,
@@ -87,6 +98,7 @@ class LogPump:
         """The container has exited: wait for its stream to end, then save the position."""
         self._exited.set()
         self._thread.join(seconds)
+        # Even when the join timed out: from here on the follower must not reopen the stream.
         self._stopped.set()
         if self._unsaved:
             self._save(force=True)
@@ -97,12 +109,15 @@ class LogPump:
                 self._copy()
             except Exception as exc:  # a broken stream is opened again while the container runs
                 self.logger.debug("container %s log stream broke (%s)", self.container_id[:12], exc)
+                # The container has stopped: read once more from the last position for what the
+                # break cut off, then end; while it runs, loop and reopen.
                 if self._exited.is_set() or not self._running():
                     self._copy_rest()
                     return
             else:  # the daemon ends a followed stream when the container stops
                 if self._exited.wait(EXIT_NOTICE_SECONDS) or not self._running():
                     return
+            # A pause before reopening, so a restarting daemon is not hammered with requests.
             time.sleep(0.1)
 
     def _copy_rest(self) -> None:
@@ -117,6 +132,8 @@ class LogPump:
         stream = self._open()
         try:
             for name, payload in frames(stream):
+                # A frame may end mid-line: the unfinished tail waits for the stream's next frame,
+                # and what is left when the stream ends is logged as it is.
                 *lines, partial[name] = (partial[name] + payload).split(b"\n")
                 for line in lines:
                     self._line(name, line)
@@ -129,6 +146,9 @@ class LogPump:
     def _open(self) -> Any:
         """The followed logs request, from the earlier of the two streams' positions."""
         params: dict[str, Any] = {"stdout": 1, "stderr": 1, "follow": 1, "timestamps": 1}
+        # From the earlier of the two: the stream that is behind loses nothing; the other's lines
+        # up to its position come again and _line drops them. The daemon's "since" includes lines
+        # at exactly that time, which _line drops too.
         since = min(self.positions.values())
         if since:
             params["since"] = f"{since // 1_000_000_000}.{since % 1_000_000_000:09d}"
@@ -142,6 +162,7 @@ class LogPump:
             position, body = self.positions[name], raw
         if position and position <= self.positions[name]:
             return  # already copied before a reconnect or a re-attach
+        # A program's bytes need not be UTF-8: replaced, never a failed task. "\r": CRLF line ends.
         text = body.decode("utf-8", "replace").rstrip("\r")
         if name == "stderr":
             self.stderr_tail.append(text)
@@ -149,6 +170,8 @@ class LogPump:
         else:
             self.logger.info("%s", text)
         with self._lock:
+            # After the line is logged, not before: a crash in between copies the line twice on
+            # re-attach rather than losing it.
             self.positions[name] = position
             self.lines += 1
             self._unsaved = True
@@ -158,6 +181,8 @@ class LogPump:
         if self.on_position is None:
             return
         now = time.monotonic()
+        # The follower saves per line, and drain from the task thread; the snapshot is taken under
+        # this lock, so an older snapshot can never be written after a newer one.
         with self._save_lock:  # one writer at a time
             if not force and now - self._saved_at < SAVE_INTERVAL:
                 return
@@ -173,6 +198,8 @@ class LogPump:
 
     def _running(self) -> bool:
         try:
+            # A container that cannot be inspected (removed, daemon away) counts as stopped: the
+            # follower ends instead of reopening forever.
             return bool(self.engine.inspect(self.container_id)["State"]["Running"])
         except Exception:
             return False

@@ -15,6 +15,8 @@ from typing import Any, Iterator
 MOUNT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
+        # "location": the core resolves a relative source against the routine's folder, so the
+        # routine runs the same from any working directory.
         "source": {"type": "string", "format": "location",
                    "description": "Host folder or file; relative to the routine's folder"},
         "target": {"type": "string", "description": "Absolute path inside the container"},
@@ -44,6 +46,7 @@ RESOURCES_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+# Binary units, as `docker run --memory 2g` reads them: 2g is 2 GiB.
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024 ** 2, "mb": 1024 ** 2,
           "g": 1024 ** 3, "gb": 1024 ** 3, "t": 1024 ** 4, "tb": 1024 ** 4}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
@@ -53,6 +56,7 @@ MIN_MEMORY = 6 * 1024 ** 2
 
 def memory_bytes(value: Any) -> int:
     """``"2g"`` → 2147483648; integers are bytes. Raises ``ValueError`` with a fix."""
+    # bool is an int: `memory: true` would be read as 1 byte and refused as too small.
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a size")
     if isinstance(value, int):
@@ -94,8 +98,11 @@ def mount_problems(mounts: list[Any]) -> Iterator[tuple[str, str]]:
         if not isinstance(mount, dict):
             continue
         source, target = mount.get("source"), mount.get("target")
+        # A URL (s3://...) passes the location format, but the daemon can only bind host paths.
         if isinstance(source, str) and "://" in source:
             yield f"mounts[{i}].source", f"{source!r}: only local folders and files can be mounted"
+        # Checked at validation, so no step runs before a missing source stops the routine: the
+        # daemon would refuse it only at create, after the steps before this one have run.
         elif isinstance(source, str) and not os.path.exists(source):
             yield f"mounts[{i}].source", f"{source} does not exist; create it or fix the path"
         if isinstance(target, str):
@@ -103,6 +110,7 @@ def mount_problems(mounts: list[Any]) -> Iterator[tuple[str, str]]:
                 yield f"mounts[{i}].target", f"{target!r} must be an absolute path inside the container"
             elif target in targets:
                 yield f"mounts[{i}].target", f"{target} is already mounted by mounts[{targets[target]}]"
+            # Docker refuses two mounts on one target at create; the message names the first one.
             targets.setdefault(target, i)
 
 
@@ -128,20 +136,26 @@ def host_config(
     kwargs: dict[str, Any] = {}
     resources = resources or {}
     if "cpus" in resources:
+        # NanoCpus is in billionths of a CPU: the same limit `docker run --cpus 1.5` sets.
         kwargs["nano_cpus"] = int(float(resources["cpus"]) * 1e9)
     if "memory" in resources:
         # no swap beyond the limit: the limit is what the program really gets, and OOM is reported
         kwargs["mem_limit"] = kwargs["memswap_limit"] = memory_bytes(resources["memory"])
     if "gpus" in resources:
+        # The device request `docker run --gpus` sends: Count -1 is every GPU, the empty Driver
+        # lets the daemon pick the one that serves the "gpu" capability.
         count = -1 if resources["gpus"] == "all" else int(resources["gpus"])
         kwargs["device_requests"] = [{"Driver": "", "Count": count, "DeviceIDs": [],
                                       "Capabilities": [["gpu"]], "Options": {}}]
     if mounts:
+        # Mounts, not Binds: a missing source is an error, not an empty folder created as root.
         kwargs["mounts"] = [{"Target": m["target"], "Source": m["source"], "Type": "bind",
                              "ReadOnly": bool(m.get("read_only", False))} for m in mounts]
     return kwargs
 
 
+# host_config's keys (the SDK's keyword names, which the record's digest is made of) to the Engine
+# API's HostConfig fields the create body needs.
 HOST_FIELDS = {"network_mode": "NetworkMode", "init": "Init", "nano_cpus": "NanoCpus",
                "mem_limit": "Memory", "memswap_limit": "MemorySwap",
                "device_requests": "DeviceRequests", "mounts": "Mounts"}
@@ -154,6 +168,8 @@ def create_body(image: str, config: dict[str, Any], host: dict[str, Any]) -> dic
     for key, field in (("command", "Cmd"), ("entrypoint", "Entrypoint")):
         value = config.get(key)
         if value is not None:
+            # A string is split as a shell would split it, but no shell runs it: pipes, globs and
+            # $VARS reach the program as plain words. Use ["sh", "-c", "..."] for a shell.
             body[field] = shlex.split(value) if isinstance(value, str) else [str(p) for p in value]
     if config.get("environment"):
         body["Env"] = [f"{name}={value}" for name, value in config["environment"].items()]

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import socket
 
+# Longest status, header or chunk-size line read: an answer that is not HTTP (a wrong socket)
+# cannot make readline buffer without end.
 LINE_LIMIT = 65536
+# Statuses that never carry a body whatever their headers say (RFC 9112, 6.3), like 1xx and HEAD.
 NO_BODY = (204, 304)
 
 
@@ -32,12 +35,15 @@ def request(path: str, method: str, target: str, body: bytes | None = None,
         sock.close()
         raise DaemonUnreachable(f"Docker daemon at unix://{path} does not answer ({exc}); "
                                 "start dockerd or set docker_host") from None
+    # HTTP/1.1 requires a Host, any name on a unix socket. "Connection: close" lets an answer
+    # without a length end with the connection, and leaves no keep-alive state to manage.
     head = f"{method} {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n"
     if body is not None or method in ("POST", "PUT"):
         head += f"Content-Type: application/json\r\nContent-Length: {len(body or b'')}\r\n"
     try:
         sock.sendall(head.encode("latin-1") + b"\r\n" + (body or b""))
         return Response(sock, method)
+    # BaseException: a Ctrl-C while sending or awaiting the head closes the socket too.
     except BaseException:
         sock.close()
         raise
@@ -57,6 +63,8 @@ class Response:
         while (line := self.file.readline(LINE_LIMIT)) not in (b"\r\n", b"\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
             self.headers[name.strip().lower()] = value.strip()
+        # The body's length: none for HEAD, 1xx, 204 and 304; else Content-Length; else chunked;
+        # else (None, not chunked) it runs until the daemon closes the connection.
         self._chunked = "chunked" in self.header("transfer-encoding").lower()
         self._chunk_left, self._ended = 0, False
         no_body = method == "HEAD" or self.status in NO_BODY or self.status < 200
@@ -69,6 +77,8 @@ class Response:
     def read(self, size: int = -1) -> bytes:
         if size < 0:
             return b"".join(iter(lambda: self.read(LINE_LIMIT), b""))
+        # size bytes unless the body ends, across chunks: logs.frames reads an 8-byte header, then
+        # exactly its payload, and the daemon's chunks do not follow frame boundaries.
         if self._chunked and self._left is None:
             return self._read_chunked(size)
         if self._left is None:
@@ -94,6 +104,8 @@ class Response:
 
     def _next_chunk(self) -> bool:
         line = self.file.readline(LINE_LIMIT)
+        # A chunk-size line is hex and may carry ";extensions"; an empty line (the connection
+        # dropped mid-body) counts as the last chunk rather than an error.
         size = int(line.split(b";")[0].strip() or b"0", 16) if line.strip() else 0
         if size == 0:
             self._ended = True
@@ -105,8 +117,11 @@ class Response:
 
     def close(self) -> None:
         try:
+            # shutdown before close: on Linux, closing a socket another thread is blocked reading
+            # does not wake that thread; shutdown does, and its read returns the end of the stream.
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        # Python keeps the descriptor open while a makefile() reader refers to it: close both.
         self.file.close()
         self.sock.close()

@@ -11,6 +11,8 @@ def param_problems(params: dict[str, Any]) -> Iterator[tuple[str, str]]:
     location = params.get("source")
     if isinstance(location, str) and location:
         try:
+            # The source plugins' lookup runs here, at validation: an unknown source type stops the
+            # routine (exit 2) before any step has run. problems() opens no connection.
             source = find_source(location, params)
         except SourceError as exc:
             yield "source", str(exc)
@@ -43,6 +45,8 @@ def _url_problem(name: str, url: str) -> Iterator[tuple[str, str]]:
 def arg_problems(
     task: str, args: dict[str, Any], params: dict[str, Any]
 ) -> Iterator[tuple[str, str]]:
+    # Said at validation: otherwise the routine would extract and profile first, then fail at
+    # publish.
     if task == "publish" and not params.get("api_url"):
         yield "", "publish needs the executor's api_url param (and api_token if the API wants one)"
     if task == "check_schema" and args.get("expected") is not None:

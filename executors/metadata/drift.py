@@ -61,6 +61,7 @@ def compare(
         changes.append(_change(key, "removed", before[key], None))
     for key in sorted(k for k in before.keys() & after.keys() if keep(k)):
         old, new = before[key], after[key]
+        # A type not stated (an expected column given by name alone) matches any type.
         if old is not None and new is not None and _norm(old) != _norm(new):
             changes.append(_change(key, "retyped", old, new))
     return changes
@@ -77,6 +78,7 @@ def _change(key: tuple[str, str], change: str, old: str | None, new: str | None)
 
 
 def _norm(kind: str) -> str:
+    # Only case and spacing are ignored: "VARCHAR(10)" is "varchar(10)", but "varchar(20)" is not.
     return " ".join(kind.lower().split())
 
 

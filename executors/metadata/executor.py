@@ -106,6 +106,8 @@ class MetadataExecutor(Executor):
         self._source: Any = None
         self._store: Any = None
         self._catalog: Any = None
+        # The target's default lives in the orchestrator home, which only a task's context names
+        # (_recorded sets it before anything opens the store).
         self._home: Any = None
 
     # ------------------------------------------------------------------ validation
@@ -173,14 +175,20 @@ class MetadataExecutor(Executor):
 
         with self._recorded(context, "profile", self.settings.mode) as log:
             catalog = self._catalog or self._extract(context)
+            # Views are catalogued, not profiled: a view's aggregates would run its defining query
+            # over everything it reads.
             chosen = [t for t in catalog.tables if t.file_type not in ("view", "materialized view")
                       and (not tables or any(fnmatch.fnmatchcase(t.name, p) for p in tables))]
+            # Optional: the SQL source reads pg_stats (PostgreSQL, estimate mode) for all chosen
+            # tables in one query, not one per table; a plugin's source need not offer it.
             if hasattr(self.source, "set_tables"):
                 self.source.set_tables(chosen)
             rows = scanned = 0
             for table in chosen:
                 context.check_cancelled()
                 result = self.source.profile(table, self.settings, context.check_cancelled)
+                # Written table by table: a cancel or a failure halfway keeps the tables already
+                # profiled.
                 self.store.write_profile(context.run_id, self.source_key, catalog, result)
                 rows += result.row_count or 0
                 scanned += result.bytes_scanned or 0
@@ -212,15 +220,19 @@ class MetadataExecutor(Executor):
             after = drift.current_columns(catalog)
             if expected is not None:
                 against, before = "expected", drift.expected_columns(expected)
+                # Only the tables `expected` names: it says what the routine cares about.
                 changes = drift.compare(before, after, set(expected))
             else:
                 against, before = self.store.previous_columns(self.source_key, context.run_id)
                 wanted = getattr(self.source, "wanted", None)
+                # The previous extraction's tables that include/exclude now leave out are not
+                # compared: narrowing the globs must not report all their columns as removed.
                 tables = {t for t, _ in before if wanted is None or wanted(t)} | {
                     t.name for t in catalog.tables
                 }
                 changes = drift.compare(before, after, tables) if against else []
                 against = against or "none"
+            # Recorded before on_drift can fail the task: a failed check still shows what changed.
             self.store.write_changes(context.run_id, self.source_key, changes, against)
             if changes:
                 message = f"schema drift against {against}: {drift.describe(changes)}"
@@ -240,6 +252,8 @@ class MetadataExecutor(Executor):
         if not self.api["url"]:
             raise ValueError("publish needs the api_url param")
         with self._recorded(context, "publish") as log:
+            # What gets published is this run's rows: a publish whose run did not extract here (a
+            # resume skipped the extract step, a publish-only step) writes the catalog first.
             if self._catalog is None:
                 self._extract(context)
             document = {"run_id": context.run_id, "source": self.display,
@@ -253,6 +267,8 @@ class MetadataExecutor(Executor):
                 wait=context.wait,
                 log=lambda m: log("warning", m),
             )
+            # A resumed run keys its pages with the first run's id: the API recognises the pages
+            # the crashed run already delivered instead of taking them twice.
             key = f"{context.resumed_from or context.run_id}/{context.step}/publish"
             pages = publisher.publish(document, key)
             log("info", f"published {len(document['columns'])} columns in {pages} page(s)")
@@ -273,6 +289,7 @@ class MetadataExecutor(Executor):
         target = params.get("target") or default_target(home_dir())
         store = MetadataStore(target)
         try:
+            # The masked URL, as the executor keys its rows (source_key): the same rows are found.
             display = mask_url(str(params["source"]))
             doc = store.run_document(run_id, source_id(display))
         finally:
@@ -329,6 +346,8 @@ class MetadataExecutor(Executor):
 
         try:
             yield log
+        # BaseException: Ctrl-C is recorded as a failure too. Best effort: the store may be what
+        # failed, and the task's own error must be the one raised.
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
             lines.append((_now(), "error", error))
@@ -360,6 +379,7 @@ class MetadataExecutor(Executor):
     def close(self) -> None:
         for part in (self._source, self._store):
             if part is not None:
+                # One part failing to close must not leave the other open.
                 with contextlib.suppress(Exception):
                     part.close()
 

@@ -11,6 +11,7 @@ import os
 import posixpath
 from typing import Iterable
 
+# .tsv and .txt are read as CSV: DuckDB sniffs the delimiter.
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json", ".jsonl": "json",
            ".ndjson": "json", ".parquet": "parquet", ".pq": "parquet"}
 COMPRESSED = (".gz", ".zst")
@@ -56,8 +57,12 @@ def group(entries: Iterable[FileEntry], root_name: str = "") -> tuple[list[FileT
     """
     tables: dict[str, FileTable] = {}
     skipped = []
+    # Sorted: the same listing gives the same tables in the same order, local or S3, and a table's
+    # first file (which decides its format) is always the same one.
     for entry in sorted(entries, key=lambda e: e.path):
         kind = file_format(entry.path)
+        # "_" and "." name what writers leave beside the data: Spark's _SUCCESS, _committed_ and
+        # .crc files, editors' dot files.
         if kind is None or posixpath.basename(entry.path).startswith(("_", ".")):
             skipped.append(entry.path)
             continue
@@ -69,6 +74,8 @@ def group(entries: Iterable[FileEntry], root_name: str = "") -> tuple[list[FileT
         table = tables.setdefault(
             name, FileTable(name, kind, [], partition_keys(rest) if rest else [], folder)
         )
+        # A table is one format: a stray file of another kind is skipped, not read with the wrong
+        # reader.
         if table.file_type != kind:
             skipped.append(entry.path)
             continue
@@ -87,6 +94,8 @@ def list_local(root: str) -> list[FileEntry]:
         return [FileEntry(os.path.basename(root), stat.st_size, stat.st_mtime)]
     found = []
     for folder, dirs, files in os.walk(root):
+        # In place, so os.walk skips hidden folders (.git, checkpoints) and visits the rest in
+        # order.
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             full = os.path.join(folder, name)

@@ -38,6 +38,9 @@ HEAD_ROWS, HEAD_MIN_VALUES = 10_000, 1_000  # see unique_in_head
 def connect() -> Any:
     import duckdb
 
+    # No insertion order to keep (only aggregates come back), and DuckDB buffers less without it.
+    # Extensions are never downloaded at run time (offline hosts, reproducible runs); one already
+    # installed still loads when a query needs it.
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "threads": THREADS,
                                  "preserve_insertion_order": False,
                                  "autoinstall_known_extensions": False,
@@ -80,6 +83,8 @@ def unique_in_head(con: Any, relation: str, columns: list[ColumnInfo]) -> set[st
     figures = con.execute(f"SELECT {counted} FROM (SELECT * FROM {relation} LIMIT {HEAD_ROWS})"
                           ).fetchone()
     return {c.name for i, c in enumerate(columns)
+            # Fewer than HEAD_MIN_VALUES values in the head (a short file, a mostly-NULL column) is
+            # too little to judge: such a column keeps its frequent values.
             if figures[2 * i] >= HEAD_MIN_VALUES and figures[2 * i + 1] * 2 > figures[2 * i]}
 
 
@@ -90,9 +95,11 @@ def _aggregates(column: ColumnInfo, index: int, exact: bool, top: int, p: int) -
     hashable = _hashable(column)
     parts.append(f"count(DISTINCT {hashable}) AS d{index}" if exact
                  else f"{hll.duckdb_sketch(f'__hll{index}', p)} AS d{index}")
+    # Nested types have no useful order: no min or max for them.
     if not any(u in kind for u in UNORDERED):
         parts += [f"min({col}) AS lo{index}", f"max({col}) AS hi{index}"]
     if kind.startswith(NUMERIC) or kind == "BOOLEAN":
+        # As DOUBLE, a BOOLEAN's mean is its share of true.
         parts.append(f"avg(CAST({col} AS DOUBLE)) AS avg{index}")
     if top > 0:
         parts.append(f"approx_top_k({hashable}, {int(top)}) AS top{index}")
@@ -115,6 +122,8 @@ def profile_relation(con: Any, name: str, relation: str, columns: list[ColumnInf
     cursor = con.execute(f"SELECT {', '.join(parts)} FROM {scanned}")
     names = [d[0] for d in cursor.description]
     row = dict(zip(names, cursor.fetchone()))
+    # Asked of this DuckDB rather than written down: hash() is not promised to stay the same across
+    # versions.
     null_hash = None if exact else con.execute(hll.NULL_HASH_QUERY).fetchone()[0]
     rows = int(row["n"])
     note = (f"distinct counts: HyperLogLog of 2^{p} registers, relative standard error "
@@ -142,6 +151,8 @@ def profile_relation(con: Any, name: str, relation: str, columns: list[ColumnInf
     shown = [c for c in columns if c.name not in hidden]
     if shown and sample_rows > 0:
         select = ", ".join(quote(c.name) for c in shown)
+        # A statement of its own, after the scan: LIMIT lets DuckDB stop after the first rows.
+        # Columns whose name looks sensitive are not read for it at all.
         sample = con.execute(f"SELECT {select} FROM {relation} LIMIT {int(sample_rows)}").fetchall()
         for i, column in enumerate(shown):
             profile.columns[column.name].sample_values = [

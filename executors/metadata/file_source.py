@@ -12,6 +12,7 @@ from .model import Catalog, TableInfo, TableProfile
 from .sensitive import redact, sensitive_name
 from .source import ProfileOptions, SourceError
 
+# A Parquet file starts and ends with these four bytes.
 PARQUET_MAGIC = b"PAR1"
 # Below this size exact distinct counts cost little memory; above, a HyperLogLog sketch.
 EXACT_DISTINCT_BELOW = 16 * 1024 * 1024
@@ -72,6 +73,8 @@ class FileSource:
         try:
             listing = self._listing()
         except Exception as exc:
+            # An S3 refusal (no bucket, no access) is one line naming the location; anything else
+            # is a bug and keeps its traceback.
             if type(exc).__module__.startswith(("botocore", "boto3")):
                 raise SourceError(
                     f"{self.location}: cannot list: {str(exc).splitlines()[0]}"
@@ -84,6 +87,7 @@ class FileSource:
                 continue
             self._tables[table.name] = table
             catalog.tables.append(self._describe(table))
+        # One DESCRIBE per table: files have no catalog to ask for them all at once.
         catalog.queries = len(catalog.tables)
         return catalog
 
@@ -96,6 +100,7 @@ class FileSource:
         return layout.list_local(self.local_root)
 
     def _root_name(self) -> str:
+        # A partitioned folder given as the source is one table, named after the folder.
         return self.location.rstrip("/").rsplit("/", 1)[-1]
 
     def wanted(self, name: str) -> bool:
@@ -189,9 +194,13 @@ class FileSource:
         root = (
             self.local_root if os.path.isdir(self.local_root) else os.path.dirname(self.local_root)
         )
+        # The files grouped into this table, not a glob: a glob would also read the skipped ones
+        # (_SUCCESS markers, files of another format) and other tables' files below the folder.
         files = "[" + ", ".join(literal(os.path.join(root, f.path)) for f in table.files) + "]"
         hive = ", hive_partitioning = true" if table.partition_keys else ""
         if table.file_type == "csv":
+            # union_by_name: files written over time may add, drop or reorder columns; columns are
+            # matched by name and a file's missing ones read as NULL.
             return f"read_csv({files}, union_by_name = true{hive})"
         if table.file_type == "json":
             return f"read_json({files}, format = 'auto', union_by_name = true{hive})"
@@ -203,6 +212,7 @@ class FileSource:
         except SourceError:
             raise
         except Exception as exc:
+            # A file that cannot be read as what it claims fails the task with one line naming it.
             if type(exc).__module__.startswith(("duckdb", "_duckdb", "pyarrow")) or isinstance(
                 exc, OSError
             ):
@@ -220,6 +230,7 @@ class FileSource:
 
 def content_problem(path: str, kind: str) -> str | None:
     """A file that is not what its extension says, seen from its first bytes."""
+    # A compressed file's first bytes are gzip's or zstd's, which says nothing of what is inside.
     if path.endswith(layout.COMPRESSED):
         return None
     try:
@@ -232,6 +243,7 @@ def content_problem(path: str, kind: str) -> str | None:
         return f"{path}: cannot read ({exc.strerror})"
     if kind == "parquet" and (head[:4] != PARQUET_MAGIC or tail != PARQUET_MAGIC):
         return f"{path}: not a Parquet file (no PAR1 magic); rename it or fix the export"
+    # Text formats have no NUL byte; one in the first 4 KiB means a binary file under a text name.
     if kind in ("csv", "json") and b"\0" in head:
         return f"{path}: binary content, not {kind.upper()} text; check the file's real format"
     return None
@@ -239,6 +251,8 @@ def content_problem(path: str, kind: str) -> str | None:
 
 @hookimpl
 def metadata_source(location: str, options: dict[str, Any]) -> FileSource | None:
+    # Any location without a scheme is a path: this source claims it, and problems() says if it does
+    # not exist.
     if location.startswith("s3://") or location.startswith("file://") or "://" not in location:
         return FileSource(
             location, options.get("include"), options.get("exclude"), options.get("region")

@@ -10,6 +10,8 @@ from .model import Catalog, ColumnInfo, TableInfo, TableProfile
 from .source import ProfileOptions, SourceError
 
 SCHEME = "glue://"
+# Glue classifications the file source can read; a table in another format (avro, orc) is
+# catalogued, and profiling it fails saying so.
 FORMATS = {"csv": "csv", "json": "json", "parquet": "parquet"}
 
 
@@ -69,6 +71,7 @@ class GlueSource:
                 f"({table.location or 'none'}, format {table.file_type or 'unknown'})"
             )
         if table.name not in self._files:
+            # Listed and described once per table: a retried profile reuses it.
             files = FileSource(table.location, region=self.region)
             self._files[table.name] = (files, files.extract())
         files, found = self._files[table.name]
@@ -97,9 +100,12 @@ def _table(database: str, raw: dict[str, Any]) -> TableInfo:
         for i, c in enumerate(storage.get("Columns") or [])
     ]
     keys = raw.get("PartitionKeys") or []
+    # Glue keeps partition keys apart from the columns; like Athena, they are listed after them.
     columns += [
         ColumnInfo(k["Name"], k.get("Type", ""), len(columns) + i + 1) for i, k in enumerate(keys)
     ]
+    # A crawler writes classification, recordCount and sizeKey into the table's parameters; those
+    # win over the storage descriptor's. Values are strings, hence the isdigit checks.
     params = {**(storage.get("Parameters") or {}), **(raw.get("Parameters") or {})}
     modified: Any = raw.get("UpdateTime") or raw.get("CreateTime")  # a datetime from boto3
     rows = params.get("recordCount")
@@ -120,6 +126,8 @@ def _format(params: dict[str, Any], storage: dict[str, Any]) -> str | None:
     classification = str(params.get("classification", "")).lower()
     if classification in FORMATS:
         return FORMATS[classification]
+    # Without a classification (a table made by DDL), the Hive input format and SerDe class names
+    # tell the format; LazySimpleSerDe is Hive's delimited text.
     hints = " ".join(str(storage.get(k, "")) for k in ("InputFormat", "SerdeInfo")).lower()
     for word, kind in (
         ("parquet", "parquet"),

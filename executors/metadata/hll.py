@@ -20,7 +20,11 @@ import math
 
 SLOTS = 32  # ranks kept per register; the top one means "SLOTS or more"
 RANK_BITS = SLOTS - 1  # low bits of the hash that give the rank (Ertl's q)
+# Bounded because DuckDB hands a bitstring back as text, one character per bit, and a table's
+# sketches all come in one row: 32 MB at most beside the process's 512 MiB ceiling.
 BIT_BUDGET = 1 << 25  # sketch bits per table (4 MiB; 32 MB as text here), whatever the width
+# 2^16 registers: 0.41 % standard error; 2^10 (3.25 %) is the floor, kept even when a very wide
+# table then passes the budget.
 MAX_PRECISION, MIN_PRECISION = 16, 10
 NULL_HASH_QUERY = "SELECT hash(NULL)"  # one value for every type; asked, not assumed
 
@@ -91,11 +95,13 @@ def distinct_count(bits: str | None, p: int, null_hash: int | None = None) -> in
 
 def position(hash_value: int, p: int) -> int:
     """The bit the sketch sets for a hash (the same arithmetic as the SQL, in Python)."""
+    # The same bit forced on as duckdb_hash: this must find the very bit the SQL set.
     hashed = hash_value | (1 << RANK_BITS)
     rank = (hashed & -hashed).bit_length()
     return (hashed >> (64 - p)) * SLOTS + rank - 1
 
 
+# Ertl's sigma and tau series, summed until the float stops changing.
 def _sigma(x: float) -> float:
     if x == 1:
         return math.inf

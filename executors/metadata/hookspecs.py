@@ -10,11 +10,15 @@ from typing import Any
 
 import pluggy
 
+# A plugin project of its own, apart from the orchestrator's: source plugins are loaded by the
+# metadata executor, when a routine uses it, not by the core.
 PROJECT = "orchestrator.metadata_sources"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
+# firstresult: the first source that claims the location is used and the others are not asked; the
+# built-in sources claim disjoint locations (schemes, glue://, paths and s3://).
 @hookspec(firstresult=True)
 def metadata_source(location: str, options: dict[str, Any]) -> Any:  # type: ignore[empty-body]
     """Return a source object for ``location`` if it is yours, else None.

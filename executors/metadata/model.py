@@ -14,6 +14,7 @@ class ColumnInfo:
     name: str
     data_type: str
     position: int
+    # None: the source does not say (files, Glue).
     nullable: bool | None = None
     primary_key: bool = False
     foreign_key: str | None = None  # "schema.table.column" it refers to
@@ -24,6 +25,8 @@ class TableInfo:
     name: str  # "schema.table" for databases, a path relative to the source for files
     columns: list[ColumnInfo] = dataclasses.field(default_factory=list)
     row_count: int | None = None
+    # False for catalog estimates (PostgreSQL's reltuples, MySQL's TABLE_ROWS); SQLite counts and
+    # Parquet footers are exact.
     row_count_exact: bool = False
     size_bytes: int | None = None
     last_modified: str | None = None
@@ -54,6 +57,8 @@ class ColumnProfile:
     name: str
     null_count: int | None = None
     distinct_count: int | None = None
+    # True whenever distinct_count is an estimate (a sketch, a sample, pg_stats): consumers must
+    # not take it for a count.
     distinct_approx: bool = False
     min_value: Any = None
     max_value: Any = None

@@ -14,6 +14,8 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable
 
+# Answers that may pass: the server's own timeout, "too early", rate limiting and the transient
+# 5xx. 501 and 505 will not change on a retry, and any other 4xx is the request's fault.
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
@@ -50,8 +52,12 @@ class Publisher:
         """Send ``document`` (lists of records by kind) in pages; return the number of pages."""
         pages = paginate(document, self.page_bytes)
         for number, page in enumerate(pages, 1):
+            # Every page carries the document's scalar fields (run id, source) and its place (page,
+            # pages), so the API can file each page on its own.
             body = {**{k: v for k, v in document.items() if not isinstance(v, list)},
                     "page": number, "pages": len(pages), **page}
+            # One key per page, the page count in it: a retried page is the same request to the API,
+            # and a rerun split into another number of pages gets keys of its own.
             self.post(json.dumps(body, default=str).encode(), f"{key}:{number}/{len(pages)}")
         return len(pages)
 
@@ -69,6 +75,7 @@ class Publisher:
             self.log(
                 f"publish to {self.url}: {reason}; retry {attempt + 1}/{self.max_attempts} in {pause:.1f}s"
             )
+            # The task's cancellable wait: a cancel during a backoff ends the publish at once.
             if self.wait(pause):
                 raise PublishError(f"publish to {self.url} cancelled", retryable=False)
 
@@ -83,14 +90,19 @@ class Publisher:
                 reply.read()
             return None, ""
         except urllib.error.HTTPError as exc:
+            # The first line of the error body, at most 300 bytes, with the token masked: an API
+            # may echo the request's headers into its error page.
             detail = self._masked(exc.read(300).decode(errors="replace").strip().splitlines()[:1])
             reason = f"HTTP {exc.code}" + (f" ({detail})" if detail else "")
             if exc.code not in RETRY_STATUS:
                 raise PublishError(
                     f"publish to {self.url} refused: {reason}", retryable=False
                 ) from None
+            # The server's Retry-After wins over our backoff (post caps it at max_delay).
             after = retry_after(exc.headers.get("Retry-After"))
             return (after if after is not None else self._backoff()), reason
+        # Before OSError, which TimeoutError is a kind of: a slow reply is said as such, not as a
+        # failed connection.
         except (socket.timeout, TimeoutError):
             return self._backoff(), f"no reply within {self.timeout:g}s"
         except (urllib.error.URLError, ConnectionError, OSError) as exc:
@@ -118,6 +130,7 @@ def retry_after(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    # A date already past (clocks differ) means: retry now.
     return max(when.timestamp() - time.time(), 0.0)
 
 
@@ -130,7 +143,11 @@ def paginate(document: dict[str, Any], limit: int) -> list[dict[str, list[Any]]]
         if not isinstance(records, list):
             continue
         for record in records:
+            # +2: the ", " json.dumps writes between list items. The limit counts the records; the
+            # few fields every page repeats come on top.
             length = len(json.dumps(record, default=str)) + 2
+            # Never a new page while the current one is empty: a record over the limit takes a page
+            # of its own instead of leaving an empty page before it.
             if size + length > limit and any(pages[-1].values()):
                 pages.append({})
                 size = 0

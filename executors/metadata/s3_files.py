@@ -12,6 +12,7 @@ from typing import Any
 
 from .file_layout import FileEntry, FileTable
 
+# Enough lines for csv.Sniffer to tell the delimiter and the header, read with one ranged GET.
 SNIFF_BYTES = 65536
 
 
@@ -26,6 +27,8 @@ def s3_problems(location: str) -> list[str]:
     return [] if bucket else [f"{location!r} names no bucket: use s3://bucket/prefix"]
 
 
+# One client per region for the process: making one costs tens of milliseconds (and a credential
+# lookup), and listing, sniffing and reading all need it.
 @functools.lru_cache(maxsize=8)
 def _client(region: str | None) -> Any:
     import boto3
@@ -42,6 +45,7 @@ def list_s3(location: str, region: str | None) -> tuple[str, list[FileEntry]]:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             relative = item["Key"][len(prefix):]
+            # A key ending in "/" is a folder placeholder (the console's "create folder").
             if relative and not relative.endswith("/"):
                 entries.append(FileEntry(relative, item["Size"], item["LastModified"].timestamp()))
     if entries or not prefix:
@@ -59,8 +63,12 @@ def _filesystem(region: str | None) -> Any:
     from pyarrow import fs
 
     client = _client(region)
+    # The boto3 chain's credentials handed to pyarrow, so both read as one identity; frozen: key,
+    # secret and token of one moment, not torn by a refresh in between.
     credentials = client._request_signer._credentials.get_frozen_credentials()  # the boto3 chain's
     endpoint = urlsplit(client.meta.endpoint_url)
+    # An endpoint that is not AWS's (a moto server in tests, MinIO) is handed to pyarrow with its
+    # scheme (plain http for a local server), as boto3 resolved it.
     custom = not endpoint.netloc.endswith("amazonaws.com")
     return fs.S3FileSystem(access_key=credentials.access_key, secret_key=credentials.secret_key,
                            session_token=credentials.token, region=client.meta.region_name,
@@ -80,8 +88,10 @@ def _csv_format(root: str, table: FileTable, region: str | None) -> Any:
         .read()
     )
     text = head.decode("utf-8", errors="replace")
+    # Cut at the last full line: the range ends mid-row, and a half row misleads the sniffer.
     sample = text[: text.rfind("\n")] if "\n" in text else text
     try:
+        # Only the usual delimiters: left free, the sniffer may pick a letter.
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
         delimiter = dialect.delimiter
         header = csv.Sniffer().has_header(sample)
@@ -96,6 +106,8 @@ def register_dataset(con: Any, root: str, table: FileTable, region: str | None) 
     import pyarrow.dataset as ds
 
     name = "s3_" + "".join(c if c.isalnum() else "_" for c in table.name)
+    # Registered once per connection: extract describes the table and profile scans it, both
+    # through this view.
     if name in {row[0] for row in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
         return f'"{name}"'
     fmt: Any = {"parquet": "parquet", "json": ds.JsonFileFormat()}.get(table.file_type)
@@ -109,6 +121,7 @@ def register_dataset(con: Any, root: str, table: FileTable, region: str | None) 
         filesystem=_filesystem(region),
         format=fmt,
         partitioning=partitioning,
+        # The folder the key=value parts are read from, so partition columns get their keys' names.
         partition_base_dir=base,
     )
     con.register(name, dataset)

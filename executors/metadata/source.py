@@ -42,11 +42,15 @@ class Source(Protocol):
         """Release connections."""
 
 
+# Once per process: scanning the installed distributions' entry points costs milliseconds, and
+# validation and every task ask for sources.
 @functools.lru_cache(maxsize=1)
 def plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    # A plugin's hookimpl that matches no spec (a misspelt hook name) fails here, instead of the
+    # source type silently never being found.
     pm.check_pending()
     return pm
 
@@ -61,5 +65,6 @@ def find_source(
         from .urls import mask_url
 
         known = sorted({t for types in manager.hook.metadata_source_types() for t in types or ()})
+        # Masked: the location is often a URL with a password in it.
         raise SourceError(f"unknown source type {mask_url(location)!r}; known: {', '.join(known)}")
     return found

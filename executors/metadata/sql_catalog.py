@@ -9,12 +9,16 @@ from typing import Any, Iterable
 
 from .model import Catalog, ColumnInfo, TableInfo
 
+# The store may live in the very database it describes: its own schema or tables are left out.
 TARGET_NAME = "_executor_metadata"
 
 # Sizes: where the table has statistics (reltuples >= 0, as the row count also needs), pages from
 # pg_class for the table, its TOAST table and its indexes, as of the last VACUUM/ANALYZE, like the
 # row count; only tables never analyzed get pg_total_relation_size, which opens the table and each
 # index (about 0.1-0.2 ms each: most of this query's time for 500 tables when asked of all).
+# MATERIALIZED: PostgreSQL 12 and later would otherwise inline the CTE and work out each size once
+# per column row of the join below, not once per table. Partitions (relispartition) are catalogued
+# through their parent. In LIKE, "\_" is a literal underscore, not any character.
 POSTGRES_COLUMNS = f"""
 WITH rel AS MATERIALIZED (
   SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples::bigint AS tuples,
@@ -38,6 +42,8 @@ FROM rel r
 JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY 1, 2, 6"""
 
+# unnest(conkey, confkey) pairs each column of a composite key with the column it references, so a
+# two-column foreign key yields two rows.
 POSTGRES_KEYS = """
 SELECT n.nspname, c.relname, k.contype, a.attname, fn.nspname, fc.relname, fa.attname
 FROM pg_constraint k
@@ -50,6 +56,8 @@ LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
 LEFT JOIN pg_attribute fa ON fa.attrelid = k.confrelid AND fa.attnum = u.fattnum
 WHERE k.contype IN ('p', 'f')"""
 
+# A MySQL schema is a database: DATABASE(), the URL's, bounds the catalog. TABLE_ROWS is InnoDB's
+# estimate; the CAST hands the last change over as text, as last_modified is kept.
 MYSQL_COLUMNS = f"""
 SELECT c.TABLE_SCHEMA, c.TABLE_NAME, t.TABLE_TYPE, t.TABLE_ROWS, t.DATA_LENGTH + t.INDEX_LENGTH,
        CAST(COALESCE(t.UPDATE_TIME, t.CREATE_TIME) AS CHAR), c.ORDINAL_POSITION, c.COLUMN_NAME,
@@ -67,6 +75,8 @@ JOIN information_schema.TABLE_CONSTRAINTS tc ON tc.CONSTRAINT_SCHEMA = k.CONSTRA
  AND tc.TABLE_NAME = k.TABLE_NAME AND tc.CONSTRAINT_NAME = k.CONSTRAINT_NAME
 WHERE k.TABLE_SCHEMA = DATABASE() AND tc.CONSTRAINT_TYPE IN ('PRIMARY KEY', 'FOREIGN KEY')"""
 
+# pragma_table_info as a table-valued function: every table's columns in one statement. cid counts
+# from 0 (positions elsewhere from 1); SQLite's LIKE has no escape character unless told.
 SQLITE_COLUMNS = f"""
 SELECT 'main', m.name, m.type, p.cid + 1, p.name, p.type, p."notnull", p.pk
 FROM sqlite_master m JOIN pragma_table_info(m.name) p
@@ -74,6 +84,7 @@ WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
   AND m.name NOT LIKE '{TARGET_NAME}\\_%' ESCAPE '\\'
 ORDER BY 2, 4"""
 
+# Foreign keys only: SQLite's primary keys come with the columns (pragma_table_info's pk).
 SQLITE_KEYS = """
 SELECT 'main', m.name, 'f', f."from", 'main', f."table", f."to"
 FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f WHERE m.type = 'table'"""
@@ -92,6 +103,7 @@ def read_catalog(conn: Any, dialect: str) -> Catalog:
     elif dialect in ("mysql", "mariadb"):
         tables = _mysql_tables(conn.execute(text(MYSQL_COLUMNS)).all())
         keys = conn.execute(text(MYSQL_KEYS)).all()
+        # "PRIMARY KEY" / "FOREIGN KEY" as PostgreSQL's contype letters, which _apply_keys reads.
         keys = [(s, t, "p" if kind.startswith("P") else "f", *rest) for s, t, kind, *rest in keys]
     elif dialect == "sqlite":
         tables = _sqlite_tables(conn.execute(text(SQLITE_COLUMNS)).all())
@@ -116,7 +128,9 @@ def _postgres_tables(rows: Iterable[Any]) -> dict[str, TableInfo]:
     tables: dict[str, TableInfo] = {}
     for schema, name, kind, tuples, size, position, column, data_type, not_null in rows:
         table = _table(tables, schema, name)
+        # The table's own figures repeat on each of its column rows: taken from the first.
         if not table.columns:
+            # reltuples is -1 when never vacuumed or analyzed (PostgreSQL 14+): unknown, not empty.
             table.row_count = int(tuples) if tuples is not None and tuples >= 0 else None
             table.size_bytes = size
             table.file_type = {"v": "view", "m": "materialized view", "f": "foreign table"}.get(
@@ -169,6 +183,7 @@ def _sqlite_counts(conn: Any, tables: dict[str, TableInfo]) -> int:
     queries = 0
     for start in range(0, len(names), SQLITE_COUNT_CHUNK):
         chunk = names[start:start + SQLITE_COUNT_CHUNK]
+        # Table names cannot be bound parameters: quoted here, doubling any quote inside the name.
         sql = " UNION ALL ".join(f"SELECT {_literal(n)}, COUNT(*) FROM {_quote(n)}" for n in chunk)
         for name, count in conn.execute(text(sql)):
             table = tables[f"main.{name}"]
@@ -180,6 +195,7 @@ def _sqlite_counts(conn: Any, tables: dict[str, TableInfo]) -> int:
 def _apply_keys(tables: dict[str, TableInfo], keys: Iterable[Any]) -> None:
     for schema, name, kind, column, ref_schema, ref_table, ref_column in keys:
         table = tables.get(f"{schema}.{name}")
+        # A key of a table the catalog left out (a partition, a system schema) is skipped.
         found = next((c for c in table.columns if c.name == column), None) if table else None
         if found is None:
             continue

@@ -28,12 +28,15 @@ SAMPLE_ROWS_LIMIT = 100_000
 def category(column: ColumnInfo, dialect: str) -> str:
     """numeric, boolean, ordered (min/max make sense), or other (counted as text)."""
     kind = column.data_type.lower()
+    # tinyint(1) is how MySQL and MariaDB declare BOOLEAN.
     if kind.startswith("tinyint(1)") or BOOLEAN.search(kind):
         return "boolean"
+    # "[]": a PostgreSQL array of numbers has no AVG; "interval" starts with "int".
     if NUMERIC.search(kind) and "[]" not in kind and "interval" not in kind:
         return "numeric"
     if ORDERED.search(kind) and "[]" not in kind:
         return "ordered"
+    # SQLite's declared types are free text and MIN/MAX work on any value, so nothing is "other".
     return "ordered" if dialect == "sqlite" else "other"
 
 
@@ -54,6 +57,7 @@ def aggregate_statement(table: TableInfo, dialect: str, mode: str, sample_percen
         if dialect == "postgresql":
             source = sa.tablesample(source, sa.func.system(sample_percent))
         else:
+            # No TABLESAMPLE here: the first rows the database returns, which the note says.
             source = sa.select(source).limit(sample_rows_limit).subquery("sample")
     parts = [sa.func.count().label("n")]
     for index, column in enumerate(table.columns):
@@ -67,8 +71,11 @@ def _aggregates(col: Any, kind: str, index: int, distinct: bool) -> list[Any]:
     import sqlalchemy as sa
 
     if kind == "boolean":
+        # PostgreSQL has no MIN, MAX or AVG of booleans; as 0/1 the mean is the share of true.
         col = sa.cast(col, sa.Integer)
     elif kind == "other":
+        # As text, types without an equality (PostgreSQL's json, for one) can still be counted
+        # distinct.
         col = sa.cast(col, sa.Text)
     parts = [sa.func.count(col).label(f"nn{index}")]
     if distinct:
@@ -96,12 +103,16 @@ def profile_by_aggregate(
     if mode == "sample":
         known = table.row_count
         if known is not None and seen:
+            # The catalog's row count is an estimate and may be below what the sample saw: never
+            # scaled down.
             scale = max(known / seen, 1.0)
             profile.row_count = (
                 int(round(seen * scale)) if dialect == "postgresql" else max(known, seen)
             )
         where = (f"a {sample_percent:g} % TABLESAMPLE SYSTEM" if dialect == "postgresql"
                  else f"the first {seen:,} rows")
+        # Distinct counts are not scaled: they do not grow in proportion to rows, so a scaled one
+        # would be a guess.
         profile.note = f"figures from {where}; null counts scaled, distinct counts are the sample's"
     for index, column in enumerate(table.columns):
         nulls = seen - int(row[f"nn{index}"])
@@ -116,6 +127,9 @@ def profile_by_aggregate(
     return profile
 
 
+# most_common_vals and histogram_bounds are anyarray, which casts to text[] only through text. The
+# histogram leaves the most common values out, so its bounds are only candidates for min and max
+# (see _from_pg_stats). inherited rows describe a parent with its children: not taken.
 POSTGRES_STATS = """
 SELECT s.schemaname, s.tablename, s.attname, s.null_frac, s.n_distinct,
        array_to_json(s.most_common_vals::text::text[]), array_to_json(s.most_common_freqs),
@@ -124,6 +138,7 @@ SELECT s.schemaname, s.tablename, s.attname, s.null_frac, s.n_distinct,
 FROM pg_stats s
 WHERE s.schemaname || '.' || s.tablename = ANY(:names) AND NOT s.inherited"""
 
+# Read after any ANALYZE below, which updates reltuples.
 POSTGRES_TUPLES = """
 SELECT n.nspname || '.' || c.relname, c.reltuples::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -145,10 +160,13 @@ class PostgresStatistics:
 
         names = list(self.tables)
         self.stats = self._read(names)
+        # Only tables are analyzed (file_type None: plain or partitioned); a view has no statistics.
         missing = [n for n in names if n not in self.stats and self.tables[n].file_type is None]
         for name in missing:
             check_cancelled()
             schema, table = split_name(self.tables[name])
+            # Names from the catalog may need quoting (mixed case, spaces); ANALYZE takes no
+            # parameters.
             quote = self.conn.dialect.identifier_preparer.quote
             self.conn.execute(text(f"ANALYZE {quote(schema)}.{quote(table)}"))
             self.analyzed.add(name)
@@ -184,6 +202,8 @@ class PostgresStatistics:
 
 def _from_pg_stats(name: str, figures: tuple[Any, ...], rows: int, top: int) -> ColumnProfile:
     null_frac, n_distinct, values, freqs, low, high = figures
+    # A negative n_distinct is minus the distinct share of the rows (PostgreSQL's form for columns
+    # whose distinct count grows with the table).
     distinct = n_distinct if n_distinct is None or n_distinct >= 0 else -n_distinct * rows
     common = list(zip(values or [], freqs or []))
     candidates = [v for v in (low, high) if v is not None] + [v for v, _ in common]
@@ -217,6 +237,7 @@ def sample_values(conn: Any, table: TableInfo, columns: list[ColumnInfo], rows: 
     source = sa.table(
         name, *(sa.column(c.name) for c in columns), schema=None if dialect == "sqlite" else schema
     )
+    # No ORDER BY: whatever rows come first, the cheapest read there is.
     result = conn.execute(sa.select(*(source.c[c.name] for c in columns)).limit(rows)).all()
     return {c.name: [clip(r[i]) for r in result if r[i] is not None] for i, c in enumerate(columns)}
 
@@ -226,8 +247,10 @@ def clip(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, (bytes, bytearray, memoryview)):
+        # Hex takes two characters a byte: half VALUE_LIMIT bytes fill VALUE_LIMIT characters.
         return "0x" + bytes(value)[: VALUE_LIMIT // 2].hex()
     if isinstance(value, Decimal):
+        # JSON has no Decimal; whole ones stay exact as int.
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, (list, dict)):
         value = json.dumps(value, default=str)

@@ -11,6 +11,8 @@ from .source import ProfileOptions, SourceError
 from .urls import mask_url, scheme_of, with_password
 
 SCHEMES = {"postgresql", "postgres", "mysql", "mariadb", "sqlite"}
+# Seconds. Without it an unreachable host that drops packets holds the task for the operating
+# system's TCP timeout, minutes; psycopg and PyMySQL both take connect_timeout. SQLite is a file.
 CONNECT_TIMEOUT = 10
 DRIVER_ARGS = {
     "postgresql": {"connect_timeout": CONNECT_TIMEOUT},
@@ -55,6 +57,8 @@ class SqlSource:
             import sqlalchemy as sa
 
             url = sa.engine.make_url(self.url)
+            # SQLAlchemy dropped the "postgres" name in 1.4, but URLs from Heroku-style
+            # environments still use it; it means postgresql.
             if url.get_backend_name() == "postgres":
                 url = url.set(drivername="postgresql")
             args = DRIVER_ARGS.get(url.get_backend_name(), {})
@@ -68,6 +72,8 @@ class SqlSource:
                     f"cannot connect to {self.display}: {self.masked(first_line(exc))}"
                 ) from None
             if self.dialect == "postgresql":
+                # Off, whatever the role or database sets: that would cut an exact scan of a large
+                # table halfway; the task's own timeout and cancel limit it instead.
                 self._conn.exec_driver_sql("SET statement_timeout = 0")
         return self._conn
 
@@ -75,6 +81,7 @@ class SqlSource:
         from sqlalchemy.engine import make_url
 
         password = make_url(self.url).password
+        # Drivers may quote the connection string, password included, in their errors.
         return text.replace(str(password), "****") if password else text
 
     def extract(self) -> Catalog:
@@ -100,6 +107,8 @@ class SqlSource:
         if options.mode == "estimate" and self.dialect == "postgresql":
             result = self._statistics(check_cancelled).profile(table, options.top_values)
         if result is None:
+            # A table no larger than sample_limit is cheap to read whole (the LIMIT sample of
+            # databases without TABLESAMPLE would read it all anyway), so it gets exact figures.
             small = table.row_count is not None and table.row_count <= options.sample_limit
             mode = "exact" if options.mode == "exact" or small else "sample"
             result = sql_profile.profile_by_aggregate(self.connection, table, self.dialect, mode,
@@ -124,6 +133,8 @@ class SqlSource:
         from .sensitive import redact
         from .sql_profile import sample_values
 
+        # Columns whose name looks sensitive are not even selected: their values never leave the
+        # database. Those found sensitive by their values are redacted after.
         shown = [c for c in table.columns if not sensitive_name(c.name)]
         for name, values in sample_values(
             self.connection, table, shown, rows, self.dialect
@@ -139,6 +150,8 @@ class SqlSource:
         except Exception as exc:
             from sqlalchemy.exc import SQLAlchemyError
 
+            # A database's refusal is one masked line for the user; anything else is a bug and
+            # keeps its traceback.
             if isinstance(exc, SQLAlchemyError):
                 raise SourceError(f"{self.display}: {self.masked(first_line(exc))}") from None
             raise

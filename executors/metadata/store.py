@@ -28,6 +28,8 @@ class MetadataStore:
 
         self.display = mask_url(url)
         try:
+            # NullPool: a connection per transaction, closed at its end, so nothing stays open on
+            # the target between one task's writes and the next (a routine may run for hours).
             self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
         except Exception as exc:
             raise StoreError(f"target {self.display}: {exc}") from None
@@ -41,6 +43,10 @@ class MetadataStore:
 
         schema, _ = store_schema.layout(self.dialect)
         with self._begin() as conn:
+            # Two steps (or routines) on one new target would both create the schema and the tables,
+            # and checkfirst looks before it creates: both look, both create. On PostgreSQL this
+            # lock, held to the end of the transaction, makes the second wait and then find them
+            # made.
             if self.dialect == "postgresql":
                 conn.execute(
                     sa.text("SELECT pg_advisory_xact_lock(hashtext('_executor_metadata'))")
@@ -79,6 +85,8 @@ class MetadataStore:
     ) -> None:
         table = self.t[name]
         conn.execute(table.delete().where(*(table.c[k] == v for k, v in where.items())))
+        # No insert for no rows: SQLAlchemy runs an INSERT given an empty list once, without
+        # parameters, which writes a row of NULLs (or fails on the key).
         rows = list(rows)
         if rows:
             conn.execute(table.insert(), rows)
@@ -110,6 +118,8 @@ class MetadataStore:
         keys = {"run_id": run_id, "source_id": source, "table_name": table.name}
         rows = []
         for column in table.columns:
+            # Every catalog column gets a row: one without figures (a Glue column the files lack)
+            # keeps its catalog row with empty figures instead of vanishing from this run.
             p = profile.columns.get(column.name)
             rows.append({**keys, "column_name": column.name, "data_type": column.data_type,
                          "position": column.position, "nullable": column.nullable,
@@ -167,7 +177,10 @@ class MetadataStore:
         with self.engine.connect() as conn:
             last = conn.execute(
                 sa.select(s.c.run_id)
+                # Another run's: the task asking has just written this run's own.
                 .where(s.c.source_id == source, s.c.run_id != run_id)
+                # extracted_at has one-second resolution; run ids are random, so they only make the
+                # pick between two extractions of the same second deterministic, not chronological.
                 .order_by(s.c.extracted_at.desc(), s.c.run_id.desc())
                 .limit(1)
             ).scalar()

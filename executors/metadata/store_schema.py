@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 NAME = "_executor_metadata"
 NO_SCHEMA_DIALECTS = {"sqlite", "mysql", "mariadb"}
+# Lengths, not Text, for key columns: MySQL cannot put a TEXT column in a primary key without a
+# prefix length. Run ids are 36-character UUIDs, source ids 16 hex digits.
 KEY = 64  # run ids, source ids, task names
 IDENT = 255  # table names (a file path for files), column names
 
@@ -27,9 +29,12 @@ def build_tables(dialect: str, version: int) -> dict[str, Any]:
     meta = sa.MetaData(schema=schema)
     key = lambda name: sa.Column(name, sa.String(KEY), primary_key=True)  # noqa: E731
     ident = lambda name: sa.Column(name, sa.String(IDENT), primary_key=True)  # noqa: E731
+    # Every data table's key starts with (run_id, source_id): a rerun of a task replaces just its
+    # own rows, and runs and sources never overwrite each other.
     t = {
         "schema_version": sa.Table(
             f"{prefix}schema_version", meta, sa.Column("version", sa.Integer, primary_key=True),
+            # Times are ISO 8601 text in UTC, the same on every dialect (no driver converts them).
             sa.Column("applied_at", sa.String(40), nullable=False)),
         "sources": sa.Table(
             f"{prefix}sources", meta, key("run_id"), key("source_id"),
@@ -52,6 +57,7 @@ def build_tables(dialect: str, version: int) -> dict[str, Any]:
             sa.Column("null_share", sa.Float), sa.Column("distinct_count", sa.BigInteger),
             sa.Column("distinct_approx", sa.Boolean), sa.Column("min_value", sa.Text),
             sa.Column("max_value", sa.Text), sa.Column("mean", sa.Float),
+            # JSON as text: not every target dialect has a JSON type.
             sa.Column("top_values", sa.Text), sa.Column("sample_values", sa.Text),
             sa.Column("sensitive", sa.Boolean)),
         "executor_runs": sa.Table(
@@ -64,6 +70,8 @@ def build_tables(dialect: str, version: int) -> dict[str, Any]:
             sa.Column("seq", sa.Integer, primary_key=True), sa.Column("level", sa.String(16)),
             sa.Column("message", sa.Text), sa.Column("logged_at", sa.String(40))),
     }
+    # Tables as of `version`, so a migration creates exactly what its version added (the store
+    # always builds the latest; a test builds an older target and migrates it forward).
     if version >= 2:
         t["schema_changes"] = sa.Table(
             f"{prefix}schema_changes", meta, key("run_id"), key("source_id"), ident("table_name"),
@@ -76,6 +84,8 @@ def build_tables(dialect: str, version: int) -> dict[str, Any]:
 
 def _v1(conn: Any, tables: dict[str, Any]) -> None:
     for name in ("sources", "tables", "columns", "executor_runs", "logs"):
+        # checkfirst: MySQL commits each CREATE TABLE at once, so a migration that failed halfway
+        # has left tables behind without its version row; applying it again must not fail on them.
         tables[name].create(conn, checkfirst=True)
 
 
@@ -84,5 +94,7 @@ def _v2(conn: Any, tables: dict[str, Any]) -> None:
     tables["schema_changes"].create(conn, checkfirst=True)
 
 
+# Append only: a target records how many migrations it has applied, so a changed earlier one would
+# never run on it. A change to the tables is a new migration at the end.
 MIGRATIONS: list[Callable[[Any, dict[str, Any]], None]] = [_v1, _v2]
 VERSION = len(MIGRATIONS)
