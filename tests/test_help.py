@@ -67,3 +67,17 @@ def test_task_schemas_come_from_signatures_and_docstrings():
     assert schema["description"] == "Say hello."
     assert schema["required"] == ["name"] and schema["properties"]["times"] == {"type": "integer", "default": 2}
     assert schema["additionalProperties"] is True and "context" not in schema["properties"]
+
+
+def test_tuple_annotations_give_their_json_shapes() -> None:
+    from jsonschema import Draft202012Validator
+
+    from orchestrator.routine.introspect import type_schema
+
+    many, pair = type_schema(tuple[int, ...]), type_schema(tuple[int, str])
+    assert Draft202012Validator(many).is_valid([1, 2, 3])
+    assert not Draft202012Validator(many).is_valid([1, "x"]), "tuple[int, ...] holds only ints"
+    assert Draft202012Validator(pair).is_valid([1, "x"])
+    assert not Draft202012Validator(pair).is_valid(["x", 1]), "each position has its own type"
+    assert not Draft202012Validator(pair).is_valid([1, "x", 2]), "a pair has two items"
+    assert not Draft202012Validator(type_schema(list[int])).is_valid(["x"])

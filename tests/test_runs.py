@@ -155,6 +155,9 @@ def test_detach_wait_cancel_and_follow(plugin_site, orchestrator_home, write_rou
     while "sleeping" not in cli("logs", run_id).stdout:
         assert time.monotonic() < deadline, "the detached run never logged"
         time.sleep(0.1)
+    # Started once both lines are in the store: --tail 0 --follow shows only what comes after.
+    follow_new = start(plugin_site, orchestrator_home, "logs", run_id, "--tail", "0", "--follow")
+    time.sleep(0.5)
     began = time.monotonic()
     cancelled = cli("cancel", run_id)
     assert cancelled.returncode == 0 and f"run {run_id} cancelled" in cancelled.stdout
@@ -163,6 +166,9 @@ def test_detach_wait_cancel_and_follow(plugin_site, orchestrator_home, write_rou
     assert cli("wait", run_id).returncode == 130
     out, _ = follow.communicate(timeout=10)
     assert "greet.say: before" in out and "nap.sleep: sleeping" in out, "--follow printed and ended with the run"
+    new, _ = follow_new.communicate(timeout=10)
+    assert follow_new.returncode == 0
+    assert "greet.say: before" not in new and "nap.sleep: sleeping" not in new, new
     again = cli("cancel", run_id)
     assert again.returncode == 0 and "already ended (cancelled)" in again.stdout
 

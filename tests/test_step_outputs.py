@@ -225,3 +225,11 @@ def test_a_routine_from_an_event_cannot_read_step_outputs(write_routine: Callabl
     with pytest.raises(RoutineError) as caught:
         load_routine(path, policy=lambda place: None)
     assert "a routine from an event cannot read step outputs" in str(caught.value)
+
+
+def test_a_non_ascii_digit_key_into_a_list_is_missing_not_a_crash() -> None:
+    from orchestrator.routine.outputs import OutputUnavailable, _child
+
+    assert _child([10, 20], "1", "here", "outputs.list") == 20
+    with pytest.raises(OutputUnavailable, match="has no '\u00b2'"):
+        _child([10, 20], "\u00b2", "here", "outputs.list")

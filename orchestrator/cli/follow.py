@@ -16,10 +16,12 @@ def print_logs(store: Any, run: Any, tail: int | None, follow: bool, as_json: bo
     from .views import log_line
 
     records = store.logs(run.run_id)
+    # Taken before the tail is cut: with --tail 0 nothing is printed, and following from seq 0
+    # would then print every earlier line after all.
+    last = records[-1].seq if records else 0
     # A slice of [-0:] would be every line, so --tail 0 is spelled out as none.
     if tail is not None:
         records = records[-tail:] if tail else []
-    last = records[-1].seq if records else 0
     while True:
         for record in records:
             # Flushed per line: piped into grep or a file, --follow must show lines as they come.

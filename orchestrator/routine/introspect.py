@@ -51,11 +51,17 @@ def type_schema(annotation: Any) -> dict[str, Any]:
     # Optional[X] arrives here too, as X | None: anyOf [X, null].
     if origin in (typing.Union, types.UnionType):
         return {"anyOf": [type_schema(a) for a in args]}
-    if origin in (list, tuple, set, frozenset):
-        schema = {"type": "array"}
-        if args and args[-1] is not Ellipsis:
-            schema["items"] = type_schema(args[0])
-        return schema
+    if origin in (list, set, frozenset):
+        return {"type": "array", "items": type_schema(args[0])} if args else {"type": "array"}
+    if origin is tuple:
+        # tuple[int, ...] is any number of ints; tuple[int, str] is exactly an int then a str,
+        # which JSON Schema 2020-12 says with prefixItems (items would hold every element to int).
+        if len(args) == 2 and args[1] is Ellipsis:
+            return {"type": "array", "items": type_schema(args[0])}
+        if args:
+            return {"type": "array", "prefixItems": [type_schema(a) for a in args],
+                    "items": False, "minItems": len(args)}
+        return {"type": "array"}
     if origin is dict:
         return {"type": "object"}
     return {}

@@ -283,7 +283,9 @@ def _child(value: Any, key: str, where: str, parent: str) -> Any:
             known = ", ".join(map(str, value)) or "none"
             raise OutputUnavailable(f"{where}: {parent} has no {key!r} (it has: {known})")
         return value[key]
-    if isinstance(value, list) and key.isdigit() and int(key) < len(value):
+    # isascii too: "²" is a digit to isdigit() but not to int(), which would raise ValueError
+    # at run time instead of saying which key is missing.
+    if isinstance(value, list) and key.isascii() and key.isdigit() and int(key) < len(value):
         return value[int(key)]
     raise OutputUnavailable(f"{where}: {parent} is {type(value).__name__} "
                             f"{json.dumps(value, default=str)[:60]}, which has no {key!r}")
