@@ -461,3 +461,26 @@ def test_kill_9_then_resume_reattaches_to_the_same_container(
     else:
         assert task.status == "succeeded" and task.metrics["execution_metadata"]["reattached"] is True
     assert containers(docker_client, routine_name) == []
+
+
+def test_a_log_line_without_a_timestamp_is_kept_and_does_not_move_the_position() -> None:
+    import logging
+
+    from executors.docker.logs import LogPump
+
+    seen: list[str] = []
+    logger = logging.getLogger("test-docker-unstamped")
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        pump = LogPump(None, "c" * 64, logger)
+        pump._line("stdout", b"2026-11-30T11:21:23.100000000Z first")
+        pump._line("stdout", b"no stamp on this one")
+        pump._line("stdout", b"2026-11-30T11:21:23.100000000Z first")  # a re-read after reconnect
+        pump._line("stdout", b"2026-11-30T11:21:24Z second")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["first", "no stamp on this one", "second"]
+    assert pump.positions["stdout"] == 1796037684 * 1_000_000_000

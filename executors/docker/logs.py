@@ -156,11 +156,14 @@ class LogPump:
 
     def _line(self, name: str, raw: bytes) -> None:
         stamp, _, body = raw.partition(b" ")
+        position: int | None
         try:
             position = parse_timestamp(stamp)
         except ValueError:
-            position, body = self.positions[name], raw
-        if position and position <= self.positions[name]:
+            # No stamp, so no way to tell whether it was copied before: logged (a line twice
+            # rather than none), and the position stays where the last stamped line left it.
+            position, body = None, raw
+        if position is not None and position <= self.positions[name]:
             return  # already copied before a reconnect or a re-attach
         # A program's bytes need not be UTF-8: replaced, never a failed task. "\r": CRLF line ends.
         text = body.decode("utf-8", "replace").rstrip("\r")
@@ -172,7 +175,8 @@ class LogPump:
         with self._lock:
             # After the line is logged, not before: a crash in between copies the line twice on
             # re-attach rather than losing it.
-            self.positions[name] = position
+            if position is not None:
+                self.positions[name] = position
             self.lines += 1
             self._unsaved = True
         self._save()
