@@ -135,3 +135,18 @@ def test_token_stays_out_of_the_run_store_and_output(cli, write_routine, tmp_pat
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
     assert api.accepted()[0]["headers"]["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_backoff_starts_again_for_each_page(api):
+    from executors.metadata.publish import Publisher
+
+    pauses: list[float] = []
+    publisher = Publisher(api.url, base_delay=0.01, max_delay=60, page_bytes=300,
+                          wait=lambda seconds: pauses.append(seconds) or False)
+    api.script = [("status", 500)] * 3 + [("ok",), ("status", 503), ("ok",)]
+    pages = publisher.publish({"columns": [{"name": f"c{i}", "note": "x" * 100} for i in range(4)]}, "k")
+    assert pages >= 2 and publisher.attempts == 6
+    for number, pause in enumerate(pauses[:3]):
+        ceiling = 0.01 * 2 ** number
+        assert ceiling / 2 <= pause <= ceiling, (number, pauses)
+    assert 0.005 <= pauses[3] <= 0.01, "the second page's first retry waits the first delay"

@@ -46,7 +46,8 @@ class Publisher:
         self.page_bytes = page_bytes
         self.wait = wait or _sleep
         self.log = log or (lambda message: None)
-        self.attempts = 0
+        self.attempts = 0  # every request of every page: the task's metric
+        self._try_number = 0  # of the page being posted: what the backoff grows with
 
     def publish(self, document: dict[str, Any], key: str) -> int:
         """Send ``document`` (lists of records by kind) in pages; return the number of pages."""
@@ -64,6 +65,7 @@ class Publisher:
     def post(self, body: bytes, key: str) -> None:
         for attempt in range(1, self.max_attempts + 1):
             self.attempts += 1
+            self._try_number = attempt
             delay, reason = self._try(body, key)
             if delay is None:
                 return
@@ -109,8 +111,11 @@ class Publisher:
             return self._backoff(), f"cannot connect ({getattr(exc, 'reason', exc)})"
 
     def _backoff(self) -> float:
-        """Exponential with full jitter: many publishers retrying at once do not arrive together."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** max(self.attempts - 1, 0))
+        """Exponential per page, with equal jitter (half the ceiling, plus up to half again): many
+        publishers retrying at once do not arrive together, and none comes straight back."""
+        # Per page, not self.attempts: a page that fails once after earlier pages needed retries
+        # waits the first delay, not one grown by the earlier pages' failures.
+        ceiling = min(self.max_delay, self.base_delay * 2 ** max(self._try_number - 1, 0))
         return random.uniform(ceiling / 2, ceiling)
 
     def _masked(self, lines: list[str]) -> str:

@@ -38,7 +38,7 @@ class MetadataStore:
         self.migrate(store_schema.VERSION if upto is None else upto)
 
     def migrate(self, upto: int) -> int:
-        """Apply the migrations the target lacks, in order, each in its own transaction."""
+        """Apply the migrations the target lacks, in order, in one transaction under one lock."""
         import sqlalchemy as sa
 
         schema, _ = store_schema.layout(self.dialect)
