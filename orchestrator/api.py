@@ -16,9 +16,9 @@ RoutineSource = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 class Orchestrator:
     """Holds a registry (and optionally one routine); each method loads and validates afresh.
 
-    ``Orchestrator(routine).run_executors()`` is the seed's spelling of ``Orchestrator().run(routine)``.
-    Runs are recorded in the run store (``track=False`` to skip it); a run started from inside a
-    task records that task's run as its parent.
+    ``Orchestrator(routine).run_executors()`` is the seed's spelling of
+    ``Orchestrator().run(routine)``. Runs are recorded in the run store (``track=False`` to skip
+    it); a run started from inside a task records that task's run as its parent.
     """
 
     def __init__(
@@ -94,5 +94,6 @@ class Orchestrator:
         return result
 
     def run_executors(self, params: Mapping[str, Any] | None = None, **options: Any) -> RunResult:
-        """The seed's name: run the routine given to the constructor (same validation, same records)."""
+        """The seed's name: run the routine given to the constructor (same
+        validation, same records)."""
         return self.run(None, params, **options)

@@ -38,7 +38,8 @@ class ETLMetrics(TaskMetrics):
 
 @dataclasses.dataclass
 class ETLResult(ETLMetrics):
-    """Metrics plus the SDK's verdict: ``completed_successfully=False`` records a failed execution."""
+    """Metrics plus the SDK's verdict: ``completed_successfully=False`` records
+    a failed execution."""
 
     completed_successfully: bool = True
 

@@ -84,7 +84,8 @@ def breaches(expect: Expectation, runs: Iterable[Any], now: float | None = None)
                     "stale",
                     f"stale:{success.run_id}",
                     f"last successful run {success.run_id} "
-                    f"started {spoken(now - success.started)} ago; expected every {spoken(expect.every)}"
+                    f"started {spoken(now - success.started)} ago; "
+                    f"expected every {spoken(expect.every)}"
                     + (f" (+{spoken(expect.within)} grace)" if expect.within else ""),
                 )
             )

@@ -80,5 +80,6 @@ def outcome_log(run_id: str, outcome: Outcome) -> LogRecord:
         "ERROR",
         None,
         None,
-        f"notification to {outcome.target} failed after {outcome.attempts} attempt(s): {outcome.error}",
+        f"notification to {outcome.target} failed after {outcome.attempts} attempt(s): "
+        f"{outcome.error}",
     )

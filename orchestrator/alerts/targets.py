@@ -1,4 +1,5 @@
-"""A routine's ``notify:`` block, checked and typed: where to send, on which events, how hard to try."""
+"""A routine's ``notify:`` block, checked and typed: where to send,
+on which events, how hard to try."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ class NotifyTarget:
 
 
 def notify_targets(raw: Any, report: Callable[[str, str], None]) -> list[NotifyTarget]:
-    """The targets of a ``notify:`` list the schema already accepted; each needs exactly one kind."""
+    """The targets of a ``notify:`` list the schema already accepted;
+    each needs exactly one kind."""
     targets = []
     for index, entry in enumerate(raw if isinstance(raw, list) else []):
         if not isinstance(entry, dict):

@@ -1,9 +1,11 @@
-"""``orchestrate backfill ROUTINE --param run_date=2026-11-01..2026-11-07``: one recorded run per date.
+"""``orchestrate backfill ROUTINE --param run_date=2026-11-01..2026-11-07``: one recorded run per
+date.
 
 Every date's routine is validated before the first run. Dates that already have a succeeded run
 (same routine, same value of the param) are skipped, so running the same backfill again resumes
 it. Dates run in order, one at a time in this process; ``--max-parallel N`` runs N at once, each
-in its own ``orchestrate run`` process (runs capture their process's output, so they cannot share one).
+in its own ``orchestrate run`` process (runs capture their process's output, so they cannot share
+one).
 """
 
 from __future__ import annotations

@@ -17,13 +17,16 @@ COMMANDS = {
 }
 
 EXAMPLES = {
-    "backfill": "example:\n  orchestrate backfill routines/daily.yaml --param run_date=2026-11-01..2026-11-07\n"
-    "  orchestrate backfill routines/daily.yaml -p run_date=2026-11-01..2026-11-30 --max-parallel 4",
+    "backfill": "example:\n"
+    "  orchestrate backfill routines/daily.yaml --param run_date=2026-11-01..2026-11-07\n"
+    "  orchestrate backfill routines/daily.yaml -p run_date=2026-11-01..2026-11-30"
+    " --max-parallel 4",
     "report": "example:\n  orchestrate report RUN_ID -o run.html\n"
     "  orchestrate report routines/daily.yaml --history 30",
     "check": "example:\n  orchestrate check                  every routine with an expect: block\n"
     "  orchestrate check routines/daily.yaml",
-    "metadata": "example:\n  orchestrate metadata postgresql+psycopg://postgres@127.0.0.1/test --include 'public.*'\n"
+    "metadata": "example:\n"
+    "  orchestrate metadata postgresql+psycopg://postgres@127.0.0.1/test --include 'public.*'\n"
     "  orchestrate metadata ./landing --json",
     "run": "example:\n  orchestrate run routines/daily.yaml --param run_date=2026-11-21\n"
     "  orchestrate run daily@3            a published version, fetched and verified first",

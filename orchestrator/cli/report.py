@@ -40,7 +40,8 @@ font-family:monospace;font-size:12px}
 pre{background:#f7f7f7;padding:8px;overflow:auto;max-height:320px;font-size:12px}
 .trend{display:flex;align-items:flex-end;height:120px;gap:2px;border-bottom:1px solid #ccc}
 .tbar{flex:1;min-width:3px}.tbar.succeeded{background:#2e9d55}
-.tbar.failed,.tbar.dead{background:#d84343}.tbar.cancelled{background:#e39b2b}.tbar.skipped{background:#aaa}.child{margin-left:24px;border-left:3px solid #eee;padding-left:12px}
+.tbar.failed,.tbar.dead{background:#d84343}.tbar.cancelled{background:#e39b2b}\
+.tbar.skipped{background:#aaa}.child{margin-left:24px;border-left:3px solid #eee;padding-left:12px}
 """
 
 # Measures what the browser drew: each bar's width in pixels beside its duration in seconds.
@@ -94,7 +95,8 @@ def _run_section(store: RunStore, run: RunRecord, now: float, depth: int) -> str
     heading = "h1" if depth == 0 else "h2"
     parts = [
         f'<section class="{"child" if depth else "run"}" data-run-id="{_e(run.run_id)}">',
-        f'<{heading}>{_e(run.routine)} <span class="st {_e(run.status)}">{_e(run.status)}</span></{heading}>',
+        f'<{heading}>{_e(run.routine)} '
+        f'<span class="st {_e(run.status)}">{_e(run.status)}</span></{heading}>',
         _facts(run, now),
         _gantt(run, tasks, now),
         _task_table(tasks),
@@ -169,7 +171,8 @@ def _bar(kind: str, begin: float, end: float, origin: float, span: float, title:
     left, width = (begin - origin) / span * 100, (end - begin) / span * 100
     return (
         f'<div class="bar {_e(kind)}" data-kind="{_e(kind)}" data-seconds="{end - begin:.6f}" '
-        f'data-span="{span:.6f}" style="left:{left:.4f}%;width:{width:.4f}%" title="{_e(title)}"></div>'
+        f'data-span="{span:.6f}" style="left:{left:.4f}%;width:{width:.4f}%" '
+        f'title="{_e(title)}"></div>'
     )
 
 
@@ -200,7 +203,8 @@ def _task_table(tasks: list[TaskRecord]) -> str:
         duration = _seconds(t.ended - t.started) if t.ended and t.started else "-"
         rows.append(
             f"<tr><td>{_e(t.step)}.{_e(t.task)}</td><td class=num>{t.attempt or ''}</td>"
-            f'<td class="st {_e(t.status)}">{_e(t.status)}</td><td class=num>{duration}</td>{numbers}'
+            f'<td class="st {_e(t.status)}">{_e(t.status)}</td>'
+            f"<td class=num>{duration}</td>{numbers}"
             f"<td>{_e(json.dumps(meta, default=str)) if meta else ''}</td></tr>"
         )
     return f"<h2>Tasks</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
@@ -262,12 +266,14 @@ def history_report(store: RunStore, routine: str, runs: list[RunRecord]) -> str:
         total = _rows(store.tasks(run.run_id))
         rows.append(
             f'<tr><td>{_e(run.run_id)}</td><td class="st {_e(run.status)}">{_e(run.status)}</td>'
-            f"<td>{_clock(run.started)}</td><td class=num>{_seconds(duration if run.ended else None)}</td>"
+            f"<td>{_clock(run.started)}</td>"
+            f"<td class=num>{_seconds(duration if run.ended else None)}</td>"
             f"<td class=num>{'' if total is None else total}</td></tr>"
         )
     body = (
         f"<h1>{_e(routine)}: last {len(ordered)} runs</h1>"
-        f"<table><tr><th>success rate</th><td>{rate} ({succeeded} of {len(finished)} finished)</td></tr></table>"
+        "<table><tr><th>success rate</th>"
+        f"<td>{rate} ({succeeded} of {len(finished)} finished)</td></tr></table>"
         f"<h2>Duration trend (oldest left)</h2><div class=trend>{bars}</div>"
         "<h2>Runs</h2><table><tr><th>run id</th><th>status</th><th>started</th><th>duration</th>"
         f"<th>rows</th></tr>{''.join(rows)}</table>"

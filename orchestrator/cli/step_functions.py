@@ -1,5 +1,5 @@
-"""``orchestrate run ROUTINE --on step-functions --state-machine ARN``, and ``wait``/``cancel`` of an
-execution ARN: start an execution of a deployed routine and follow it like a local run.
+"""``orchestrate run ROUTINE --on step-functions --state-machine ARN``, and ``wait``/``cancel`` of
+an execution ARN: start an execution of a deployed routine and follow it like a local run.
 
 The execution is named after the run id (``${run.id}``); its input carries the ``--param`` values
 and the run date. Progress comes from the execution's history; Ctrl-C (or ``cancel ARN``) stops it

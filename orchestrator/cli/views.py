@@ -23,7 +23,8 @@ def runs_table(
     routine: str | None = None,
     status: str | None = None,
 ) -> str:
-    """One line per run; the newest run of each routine that is late (``late``: why) is marked LATE."""
+    """One line per run; the newest run of each routine that is late
+    (``late``: why) is marked LATE."""
     if not runs:
         if routine or status:
             which = " ".join(filter(None, [status, f"of {routine}" if routine else None]))
@@ -128,4 +129,5 @@ def _result_lines(value: Any, most: int = 40) -> list[str]:
 
 def log_line(record: LogRecord) -> str:
     where = f"{record.step}.{record.task}" if record.step else "-"
-    return f"{time.strftime('%H:%M:%S', time.localtime(record.ts))} {record.level:7} {where}: {record.message}"
+    clock = time.strftime("%H:%M:%S", time.localtime(record.ts))
+    return f"{clock} {record.level:7} {where}: {record.message}"
