@@ -104,7 +104,8 @@ def _load(runner: Any, path: Any, params: dict[str, Any], execution: str,
 
 
 def ensure_record(store: Any, routine: Any, routine_file: str, arn: str | None = None) -> Any:
-    """The execution's run record, created by whichever step comes first (parallel branches race)."""
+    """The execution's run record, created by whichever step comes first
+    (parallel branches race)."""
     from ..runs.recorder import new_record
     from ..runs.store import external_host
 

@@ -1,5 +1,5 @@
-"""Lambda's output: one JSON line per event on stdout, as CloudWatch expects; what tasks print or log
-is wrapped into such lines too, secrets masked."""
+"""Lambda's output: one JSON line per event on stdout, as CloudWatch expects; what tasks print or
+log is wrapped into such lines too, secrets masked."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def _now() -> str:
 
 
 class JsonLinesRenderer(Listener):
-    """One JSON object per line on stdout, as CloudWatch Logs Insights reads them; secrets masked."""
+    """One JSON object per line on stdout, as CloudWatch Logs Insights reads them;
+    secrets masked."""
 
     FIELDS = (
         "ts",

@@ -1,6 +1,7 @@
 """Run routines in AWS Lambda: ``orchestrator.aws_lambda.handler``.
 
-Events: ``{"routine": <object> | "s3://bucket/key.json" | "path/in/package.json", "params": {...}}``;
+Events:
+``{"routine": <object> | "s3://bucket/key.json" | "path/in/package.json", "params": {...}}``;
 a step of a Step Functions execution (``{"execution", "step", ...}``, see :mod:`.one_step`);
 an S3 event notification (one run of ``$ORCHESTRATOR_ROUTINE`` per created object, with params
 ``bucket``, ``key``, ``s3_uri``) or an EventBridge S3 "Object Created" event (one run, same
@@ -9,18 +10,18 @@ The run is stopped through its ``cancel()`` a safety margin before Lambda's dead
 stop their remote work and the record says "cancelled". A run that does not succeed raises
 :class:`RunFailed`, so Lambda's retries and dead-letter queues see it.
 
-Routines that come from outside the package (inline, S3, or inline JSON in ``$ORCHESTRATOR_ROUTINE``)
-are untrusted; all the checks below run before anything runs, and a refusal is an
-:class:`InvalidEvent` naming the JSON path of each offending value:
+Routines that come from outside the package (inline, S3, or inline JSON in
+``$ORCHESTRATOR_ROUTINE``) are untrusted; all the checks below run before anything runs, and a
+refusal is an :class:`InvalidEvent` naming the JSON path of each offending value:
 
-- code they name (staging ``py_exec_path``/``transform``, the python executor's ``path``) must lie under
-  a prefix of ``$ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST`` (comma-separated absolute prefixes; unset or
-  empty allows none), and each function called from it must be one the file defines itself with
-  ``def`` (not a name it imports, such as ``from shutil import copyfile``): checked with ``ast`` now
-  and on the function object (``__module__``) when it is imported;
-- ``${env.X}`` resolves only for names listed in ``$ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST`` (comma-separated
-  names; unset or empty allows none), so a routine cannot copy ``AWS_SECRET_ACCESS_KEY`` or the like
-  into an S3 key, a folder name or a query;
+- code they name (staging ``py_exec_path``/``transform``, the python executor's ``path``) must lie
+  under a prefix of ``$ORCHESTRATOR_LAMBDA_CODE_ALLOWLIST`` (comma-separated absolute prefixes;
+  unset or empty allows none), and each function called from it must be one the file defines
+  itself with ``def`` (not a name it imports, such as ``from shutil import copyfile``): checked
+  with ``ast`` now and on the function object (``__module__``) when it is imported;
+- ``${env.X}`` resolves only for names listed in ``$ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST``
+  (comma-separated names; unset or empty allows none), so a routine cannot copy
+  ``AWS_SECRET_ACCESS_KEY`` or the like into an S3 key, a folder name or a query;
 - every local data location they name (staging ``parent_directory``, ``dump_directory`` and
   ``archive_directory``, the default ``<parent_directory>_archive`` included; any other executor
   parameter or task argument typed as a location, such as ``sql_file``; strings among a function's
@@ -68,7 +69,8 @@ MAX_PARALLEL = 4
 
 
 class RunFailed(RuntimeError):
-    """A run failed or was cancelled (Lambda's deadline included); ``summary`` holds what happened."""
+    """A run failed or was cancelled (Lambda's deadline included);
+    ``summary`` holds what happened."""
 
     def __init__(self, message: str, summary: dict[str, Any]) -> None:
         self.summary = summary
@@ -77,7 +79,8 @@ class RunFailed(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """Where a routine comes from; ``text`` is set for routines that arrive with the event (untrusted)."""
+    """Where a routine comes from; ``text`` is set for routines that arrive with
+    the event (untrusted)."""
 
     label: str
     trusted: bool
@@ -154,8 +157,9 @@ def _object(value: Any) -> dict[str, Any]:
 
 
 def _eventbridge_object(event: dict[str, Any]) -> dict[str, str]:
-    """An EventBridge S3 "Object Created" event (what ``generate --target lambda --s3-trigger`` wires up,
-    since it works with existing buckets): the same params as a notification; its key is not URL-encoded.
+    """An EventBridge S3 "Object Created" event (what ``generate --target lambda --s3-trigger``
+    wires up, since it works with existing buckets): the same params as a notification; its key is
+    not URL-encoded.
     """
     detail = _object(event.get("detail"))
     bucket, key = _object(detail.get("bucket")).get("name"), _object(detail.get("object")).get(
@@ -170,7 +174,8 @@ def _eventbridge_object(event: dict[str, Any]) -> dict[str, str]:
 
 
 def _record_field(record: dict[str, Any], i: int, part: str, name: str) -> str:
-    """``record.s3.<part>.<name>``, a non-empty string, or :class:`InvalidEvent` naming what is missing."""
+    """``record.s3.<part>.<name>``, a non-empty string,
+    or :class:`InvalidEvent` naming what is missing."""
     value: Any = record["s3"]
     where = "s3"
     for key in (part, name):
@@ -197,7 +202,8 @@ def _configured_routine(env: Mapping[str, str]) -> Source:
 
 
 def resolve_source(ref: Any) -> Source:
-    """An inline object (or JSON text), an ``s3://`` URI (fetched now) or a path inside the package."""
+    """An inline object (or JSON text), an ``s3://`` URI (fetched now) or a path
+    inside the package."""
     # $ORCHESTRATOR_ROUTINE may hold the routine itself as JSON text rather than naming it.
     if isinstance(ref, str) and ref.strip().startswith("{"):
         try:
@@ -228,7 +234,8 @@ def resolve_source(ref: Any) -> Source:
 
 
 def package_path(ref: str) -> Path:
-    """A routine file inside the deployed package; anything outside it (``..``, /tmp) is not trusted code."""
+    """A routine file inside the deployed package; anything outside it (``..``,
+    /tmp) is not trusted code."""
     # Lambda sets LAMBDA_TASK_ROOT to where the deployment package is unpacked (/var/task); outside
     # Lambda the working folder stands in. Both sides are resolved, so neither ".." nor a symlink in
     # the package can make a file from elsewhere pass as packaged, trusted code.
@@ -279,7 +286,8 @@ def margin_seconds(env: Mapping[str, str] = os.environ) -> float:
 
 
 def cancel_at(context: Any, cancel: Callable[[], None], margin: float) -> threading.Timer | None:
-    """A started timer that calls ``cancel`` ``margin`` (at most half the time left) before Lambda's deadline."""
+    """A started timer that calls ``cancel`` ``margin`` (at most half the time left)
+    before Lambda's deadline."""
     remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
     # Called outside Lambda (tests, a local invoke) the context has no deadline to guard.
     if remaining_ms is None:
@@ -302,9 +310,10 @@ _ACTIVE: set[str] = set()
 
 
 def claim(tracked: Any) -> None:
-    """Claim the routine; a holder recorded by this very process (same host and pid) that is not running
-    here is a leftover of an earlier invocation in this sandbox, or of a killed sandbox that had the same
-    host name and pid: ``is_dead`` cannot tell it from a live run, so it is marked dead and the claim retried.
+    """Claim the routine; a holder recorded by this very process (same host and pid) that is not
+    running here is a leftover of an earlier invocation in this sandbox, or of a killed sandbox that
+    had the same host name and pid: ``is_dead`` cannot tell it from a live run, so it is marked dead
+    and the claim retried.
     """
     from ..runs.store import DEAD, RoutineBusy, hostname
 
@@ -360,7 +369,8 @@ class LambdaRunner:
         return self.run_all(requests, context)
 
     def run_all(self, requests: list[Request], context: Any) -> dict[str, Any]:
-        """One run per S3 object, in order; after a deadline cancellation the rest are not started."""
+        """One run per S3 object, in order; after a deadline cancellation the
+        rest are not started."""
         runs: list[dict[str, Any]] = []
         for request in requests:
             # No time is left after a deadline cancellation; the objects not started stay in the
@@ -419,7 +429,8 @@ class LambdaRunner:
         return summary
 
     def load(self, request: Request, folder: Path) -> Routine:
-        """Validate the routine (and, for untrusted ones, the code it names) before any side effect."""
+        """Validate the routine (and, for untrusted ones,
+        the code it names) before any side effect."""
         source = request.source
         path = source.path
         if path is None:

@@ -22,7 +22,8 @@ MAX_CODE_BYTES = 16 * 1024 * 1024  # a bigger file is not parsed: none of its fu
 
 
 class InvalidEvent(UserError):
-    """The event, its routine or the configuration is wrong; nothing ran. The message is one line."""
+    """The event, its routine or the configuration is wrong;
+    nothing ran. The message is one line."""
 
 
 def allowlist(env: Mapping[str, str] = os.environ) -> list[str]:
@@ -31,7 +32,8 @@ def allowlist(env: Mapping[str, str] = os.environ) -> list[str]:
 
 
 def path_allowlist(env: Mapping[str, str] = os.environ) -> list[str]:
-    """Where untrusted routines may name local data: ``$ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST``, ``/tmp/`` if unset."""
+    """Where untrusted routines may name local data: ``$ORCHESTRATOR_LAMBDA_PATH_ALLOWLIST``,
+    ``/tmp/`` if unset."""
     return _prefixes(PATH_ALLOWLIST_ENV, env.get(PATH_ALLOWLIST_ENV, DEFAULT_PATH_ALLOWLIST))
 
 
@@ -46,12 +48,14 @@ def _prefixes(name: str, text: str) -> list[str]:
 
 
 def env_allowlist(env: Mapping[str, str] = os.environ) -> list[str]:
-    """The environment variables untrusted routines may read: ``$ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST``."""
+    """The environment variables untrusted routines may read:
+    ``$ORCHESTRATOR_LAMBDA_ENV_ALLOWLIST``."""
     return sorted({n.strip() for n in env.get(ENV_ALLOWLIST_ENV, "").split(",") if n.strip()})
 
 
 def visible_env(env: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """What ``${env.X}`` sees in an untrusted routine: only the allowlisted variables that are set."""
+    """What ``${env.X}`` sees in an untrusted routine: only the allowlisted
+    variables that are set."""
     return {name: env[name] for name in env_allowlist(env) if name in env}
 
 
