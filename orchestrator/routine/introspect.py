@@ -71,7 +71,8 @@ def type_schema(annotation: Any) -> dict[str, Any]:
 def signature_schema(
     fn: Callable[..., Any], skip: tuple[str, ...] = ("self", "context")
 ) -> dict[str, Any]:
-    """Object schema of ``fn``'s keyword arguments: required ones, types, no extras unless ``**kwargs``."""
+    """Object schema of ``fn``'s keyword arguments: required ones, types,
+    no extras unless ``**kwargs``."""
     # include_extras keeps Annotated[...], whose descriptions and schema fragments type_schema
     # reads; without it get_type_hints strips them.
     hints = typing.get_type_hints(fn, include_extras=True)
@@ -126,7 +127,8 @@ LOCATION_FORMATS = ("location", "code")
 
 
 def location_kinds(schema: dict[str, Any]) -> dict[str, str]:
-    """Top-level properties that hold locations (resolved against the routine's folder): ``key -> "location"|"code"``."""
+    """Top-level properties that hold locations (resolved against the routine's folder):
+    ``key -> "location"|"code"``."""
     found = {}
     for key, sub in schema.get("properties", {}).items():
         for option in (sub, *sub.get("anyOf", [])):

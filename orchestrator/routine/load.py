@@ -187,7 +187,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     for key, value in pairs:
         if key in result:
             raise _DuplicateKey(
-                f"duplicate key {key!r}: the second would silently replace the first; rename or merge them"
+                f"duplicate key {key!r}: the second would silently replace the first; "
+                "rename or merge them"
             )
         result[key] = value
     return result
@@ -680,7 +681,8 @@ class _Loader:
             if name in seen:
                 self.report(
                     f"{path}.name",
-                    f"step name {name!r} is already used at {seen[name]}; give each entry a unique name",
+                    f"step name {name!r} is already used at {seen[name]}; "
+                    "give each entry a unique name",
                 )
             # The first entry keeps the name: later duplicates point back at it.
             seen.setdefault(name, path)
@@ -734,9 +736,9 @@ def _dependencies(entry: dict[str, Any]) -> list[tuple[int, str]]:
 
 
 def _deeper_checks(check: Any, reported: set[str], prefix: str) -> list[tuple[str, str]]:
-    """An executor's own checks, run even when the schema found problems (so all are reported at once);
-    they may then meet values of the wrong type: a check that breaks on them, or repeats a problem
-    the schema already reported, adds nothing."""
+    """An executor's own checks, run even when the schema found problems (so all are reported at
+    once); they may then meet values of the wrong type: a check that breaks on them, or repeats a
+    problem the schema already reported, adds nothing."""
     try:
         found = list(check())
     except Exception:

@@ -166,12 +166,15 @@ def _validator(frozen: str) -> Any:
     checker = Draft202012Validator.TYPE_CHECKER.redefine(
         "number", lambda _, value: finite_number(value) and not isinstance(value, bool))
     # types-jsonschema leaves validators.extend unannotated
-    extended = validators.extend(Draft202012Validator, type_checker=checker)  # type: ignore[no-untyped-call]
+    extended = validators.extend(  # type: ignore[no-untyped-call]
+        Draft202012Validator, type_checker=checker
+    )
     return extended(json.loads(frozen))
 
 
 def _causes(error: Any) -> list[Any]:
-    """For anyOf/oneOf, every error of the branch whose type fits the value (else the best guess)."""
+    """For anyOf/oneOf, every error of the branch whose type fits the value
+    (else the best guess)."""
     if not error.context:
         return [error]
     from jsonschema.exceptions import best_match

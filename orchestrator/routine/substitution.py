@@ -97,7 +97,8 @@ class Substituter:
             if value is None:
                 report(
                     path,
-                    f"${{{match.group(1)}}} is null and cannot be part of a string; give it a value",
+                    f"${{{match.group(1)}}} is null and cannot be part of a string; "
+                    "give it a value",
                 )
                 return match.group(0)
             return str(value)
@@ -135,7 +136,8 @@ class Substituter:
         if "$" in ref or "{" in ref:
             report(
                 path,
-                f"nested substitution ${{{ref}}} is not supported; use one ${{scope.NAME}} at a time",
+                f"nested substitution ${{{ref}}} is not supported; "
+                "use one ${scope.NAME} at a time",
             )
             return f"${{{ref}}}"
         if scope in SECRET_SCOPES:
@@ -201,7 +203,10 @@ def _missing(scope: str, name: str, values: Mapping[str, Any]) -> str:
         return f"environment variable {name} is not set; export it or use ${{params.{name}}}"
     if scope == "params":
         known = ", ".join(sorted(values)) or "none"
-        return f"unknown param ${{params.{name}}}; define it under params or pass --param {name}=VALUE (known: {known})"
+        return (
+            f"unknown param ${{params.{name}}}; define it under params "
+            f"or pass --param {name}=VALUE (known: {known})"
+        )
     return f"unknown name ${{run.{name}}}; run has id and date"
 
 

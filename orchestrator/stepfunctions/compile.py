@@ -163,7 +163,9 @@ class _Compiler:
         start = _chain(pieces, states, SUCCEEDED_STATE)
         self.add_fail(states)
         definition = {
-            "Comment": f"routine {self.routine.name} version {self.version}, compiled by orchestrator",
+            "Comment": (
+                f"routine {self.routine.name} version {self.version}, compiled by orchestrator"
+            ),
             "StartAt": start,
             "States": states,
         }
@@ -203,7 +205,8 @@ class _Compiler:
             )
 
     def check_secrets(self, definition: dict[str, Any]) -> None:
-        """No secret value may be written into a definition (anyone who can describe it reads it)."""
+        """No secret value may be written into a definition (anyone who can
+        describe it reads it)."""
         text = json.dumps(definition)
         # State by state first, to name the step; then the whole text, for what lies outside the
         # states. Values under 3 characters are skipped as mask() skips them: they would match
@@ -212,9 +215,10 @@ class _Compiler:
             for secret in self.routine.secrets:
                 if len(secret) >= 3 and secret in state_text:
                     raise CompileError(
-                        f"{self.routine.file}: step {step_name}: a secret value would be written into "
-                        "the state machine definition; let the task run in the orchestrator's Lambda "
-                        "(which resolves it at run time) or reference it from Secrets Manager/SSM"
+                        f"{self.routine.file}: step {step_name}: a secret value would be "
+                        "written into the state machine definition; let the task run in the "
+                        "orchestrator's Lambda (which resolves it at run time) or reference it "
+                        "from Secrets Manager/SSM"
                     )
         if any(len(s) >= 3 and s in text for s in self.routine.secrets):
             raise CompileError(
@@ -652,7 +656,8 @@ def _raw_entry(doc: Any, path: str) -> dict[str, Any]:
 
 
 def _with_references(resolved: Any, raw: Any) -> Any:
-    """``resolved`` with the routine's raw text wherever that held a ``${params.X}``/``${run.X}``."""
+    """``resolved`` with the routine's raw text wherever that held a
+    ``${params.X}``/``${run.X}``."""
     if isinstance(raw, str) and has_runtime_reference(raw):
         return raw
     if isinstance(resolved, dict) and isinstance(raw, dict):

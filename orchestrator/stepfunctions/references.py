@@ -1,4 +1,5 @@
-"""``${params.X}``, ``${run.id}``, ``${run.date}`` in a compiled state: paths into the state's input.
+"""``${params.X}``, ``${run.id}``, ``${run.date}`` in a compiled state: paths into the state's
+input.
 
 A routine resolves these when it is loaded; a state machine resolves them per execution. So the
 compiler keeps the routine's raw text where it held such a reference, and here turns each string
@@ -46,7 +47,8 @@ def path_of(ref: str) -> str:
 
 
 def _escaped(text: str) -> str:
-    """Literal text inside an intrinsic function's string: ``'``, ``{``, ``}`` and ``\\`` escaped."""
+    """Literal text inside an intrinsic function's string:
+    ``'``, ``{``, ``}`` and ``\\`` escaped."""
     return re.sub(r"([\\'{}])", r"\\\1", text)
 
 
