@@ -1,4 +1,5 @@
-"""The Athena executor: run queries and manage external tables, waiting smartly and cancelling for real.
+"""The Athena executor: run queries and manage external tables, waiting smartly and cancelling for
+real.
 
 Each statement is one query execution with a deterministic ``ClientRequestToken`` and a record
 of its id under the step's state folder, so a retry re-attaches instead of running it twice.
@@ -30,11 +31,13 @@ ORPHAN_SCAN = 100
 
 
 class CostGuardExceeded(NotRetryable, RuntimeError):
-    """A query scanned more bytes than ``max_bytes_scanned`` allows; retrying would only scan them again."""
+    """A query scanned more bytes than ``max_bytes_scanned`` allows;
+    retrying would only scan them again."""
 
 
 class AthenaExecutor(AwsExecutor):
-    """Run Athena queries and DDL; each query's id, state, bytes scanned and run time land in the metrics."""
+    """Run Athena queries and DDL; each query's id, state,
+    bytes scanned and run time land in the metrics."""
 
     name = "athena"
     service = "athena"
@@ -190,7 +193,8 @@ class AthenaExecutor(AwsExecutor):
             list[dict] | None, "[{values: {key: value}, location?}]: ADD PARTITION instead of MSCK"
         ] = None,
     ) -> TaskMetrics:
-        """Load partitions: MSCK REPAIR TABLE, or ALTER TABLE ADD IF NOT EXISTS PARTITION for listed ones."""
+        """Load partitions: MSCK REPAIR TABLE, or ALTER TABLE ADD IF NOT EXISTS
+        PARTITION for listed ones."""
         name = spec.hive_qualified(table, self.database)
         # MSCK lists the whole table location, slow on big tables; naming the partitions adds just
         # them. IF NOT EXISTS lets a retry or re-run add what is already there without failing.
@@ -245,7 +249,10 @@ class AthenaExecutor(AwsExecutor):
         if_exists: Annotated[bool, "Do nothing if the table is missing"] = True,
     ) -> TaskMetrics:
         """DROP TABLE (the files in S3 stay: external tables own no data)."""
-        statement = f"DROP TABLE {'IF EXISTS ' if if_exists else ''}{spec.hive_qualified(table, self.database)}"
+        statement = (
+            f"DROP TABLE {'IF EXISTS ' if if_exists else ''}"
+            f"{spec.hive_qualified(table, self.database)}"
+        )
         return self._run_statements(context, self.call_key(context), [statement], None, 0)
 
     # ------------------------------------------------------------------ queries
@@ -520,7 +527,10 @@ def _query_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:
     rows = args.get("result_rows", 0)
     # One place of the 1,000-row page goes to a SELECT's header row.
     if not isinstance(rows, int) or not 0 <= rows <= MAX_RESULT_ROWS - 1:
-        yield "result_rows", f"must be between 0 and {MAX_RESULT_ROWS - 1}; read larger results from the output location"
+        yield "result_rows", (
+            f"must be between 0 and {MAX_RESULT_ROWS - 1}; "
+            "read larger results from the output location"
+        )
 
 
 def _create_table_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:

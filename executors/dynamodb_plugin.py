@@ -13,7 +13,8 @@ SCHEME = "dynamodb://"
 
 @hookimpl
 def run_store(url: str) -> Any:
-    """``dynamodb://TABLE`` → a store on that table (region and endpoint from the usual AWS settings)."""
+    """``dynamodb://TABLE`` → a store on that table (region and endpoint from the
+    usual AWS settings)."""
     if not url.startswith(SCHEME):
         return None
     from .dynamodb_store import DynamoDBStore

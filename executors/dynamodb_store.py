@@ -8,15 +8,17 @@ Single-table layout (``#`` inside names is escaped, so keys never collide)::
     pk                          sk                                  what
     RUN#<run id>                META                                the run record
     RUN#<run id>                TASK#<step:05>#<task:05>#<task id>  one task execution (attempt)
-    RUN#<run id>                LOG#<seq:020>                       one log line; seq per run, increasing
+    RUN#<run id>                LOG#<seq:020>                       one log line; seq per run,
+                                                                    increasing
     RUN#<run id>                LOGSEQ                              the run's log sequence counter
     WM#<routine>#<step>#<task>  WM                                  a watermark
     LOCK#<routine>              LOCK                                who holds the routine
 
-The lock item has ``run_id`` (the exclusive holder), ``concurrent_runs`` (a string set of runs started with
-``allow_concurrent``) and ``lock_version``, bumped on every change: a start writes the lock only if ``lock_version`` is
-what it read, in the same transaction as its run record, so two simultaneous starts cannot both win.
-``list_runs`` scans the table with filters; at scale, add a GSI on ``routine``/``started``.
+The lock item has ``run_id`` (the exclusive holder), ``concurrent_runs`` (a string set of runs
+started with ``allow_concurrent``) and ``lock_version``, bumped on every change: a start writes the
+lock only if ``lock_version`` is what it read, in the same transaction as its run record, so two
+simultaneous starts cannot both win. ``list_runs`` scans the table with filters; at scale, add a
+GSI on ``routine``/``started``.
 
 boto3 is imported when the first request is made, never at import.
 """
@@ -62,11 +64,13 @@ _INT_FIELDS = frozenset({"pid", "step_index", "task_index", "attempt", "seq"})
 
 
 class Conflict(Exception):
-    """A conditional write lost: someone changed the item since we read it (or our own retried write landed)."""
+    """A conditional write lost: someone changed the item since we read it (or our own
+    retried write landed)."""
 
 
 class DynamoDBStore(RunStore):
-    """Every method of the :class:`RunStore` contract on one table; thread-safe (one boto3 client)."""
+    """Every method of the :class:`RunStore` contract on one table;
+    thread-safe (one boto3 client)."""
 
     def __init__(self, table: str, client: Any = None) -> None:
         if not _TABLE_NAME.fullmatch(table):
@@ -79,7 +83,8 @@ class DynamoDBStore(RunStore):
 
     @property
     def client(self) -> Any:
-        """Created on first use so importing and constructing the store stay free of boto3 and network."""
+        """Created on first use so importing and constructing the store stay free
+        of boto3 and network."""
         if self._client is None:
             with self._client_lock:
                 # Checked again under the lock: two threads may both have seen None.
@@ -96,7 +101,8 @@ class DynamoDBStore(RunStore):
         return self._client
 
     def create_table(self, wait: bool = True) -> None:
-        """Create the table (on-demand billing) unless it exists; tests and first deployments use it."""
+        """Create the table (on-demand billing) unless it exists;
+        tests and first deployments use it."""
         try:
             self.client.create_table(
                 TableName=self.table,
@@ -123,10 +129,11 @@ class DynamoDBStore(RunStore):
     def start_run(self, run: RunRecord, allow_concurrent: bool = False) -> None:
         """Take the routine's lock and write the run in one transaction, retrying on a lost race.
 
-        A lost reply (the transaction landed, the retry then failed its condition) is not mistaken for
-        a rival: the next pass reads the lock back, finds this run as holder and writes again. A run id
-        already recorded by another process (host, pid) is refused with :class:`UserError`; the run
-        item is written only if absent or this process's own, so two processes cannot share an id.
+        A lost reply (the transaction landed, the retry then failed its condition) is not mistaken
+        for a rival: the next pass reads the lock back, finds this run as holder and writes again. A
+        run id already recorded by another process (host, pid) is refused with :class:`UserError`;
+        the run item is written only if absent or this process's own, so two processes cannot share
+        an id.
         """
         for _ in range(CLAIM_ATTEMPTS):
             if allow_concurrent:
@@ -147,11 +154,13 @@ class DynamoDBStore(RunStore):
                 # Short: the rival's write has already landed, so the next read sees it.
                 time.sleep(0.01)
         raise RuntimeError(
-            f"could not claim routine {run.routine!r} after {CLAIM_ATTEMPTS} attempts (lock keeps changing)"
+            f"could not claim routine {run.routine!r} after {CLAIM_ATTEMPTS} attempts "
+            "(lock keeps changing)"
         )
 
     def _check_run_id(self, run: RunRecord) -> None:
-        """A run id is used once: refuse one recorded by another process, accept our own (a retried start)."""
+        """A run id is used once: refuse one recorded by another process,
+        accept our own (a retried start)."""
         item = self._get(_run_key(run.run_id))
         if item is not None and (item.get("host"), _decode("pid", item.get("pid"))) != (
             run.host,
@@ -160,7 +169,8 @@ class DynamoDBStore(RunStore):
             raise UserError(f"run id {run.run_id} is already recorded; a run id is used once")
 
     def _put_run(self, run: RunRecord) -> dict[str, Any]:
-        """The run item, written only if no other process wrote it first (closes the race of :meth:`_check_run_id`)."""
+        """The run item, written only if no other process wrote it first (closes the race of
+        :meth:`_check_run_id`)."""
         condition = "attribute_not_exists(pk) OR (#host = :host AND #pid = :pid)"
         # A run without a pid stores NULL, which '=' never matches: attribute_type tests for it.
         if run.pid is None:
@@ -180,7 +190,8 @@ class DynamoDBStore(RunStore):
         }
 
     def _check_holders(self, run: RunRecord, lock: dict[str, Any] | None) -> None:
-        """Raise ``RoutineBusy`` for a live holder; mark dead ones so (the lock is then taken over)."""
+        """Raise ``RoutineBusy`` for a live holder; mark dead ones so (the lock
+        is then taken over)."""
         if lock is None:
             return
         holders = [lock.get("run_id"), *sorted(lock.get("concurrent_runs") or ())]
@@ -245,7 +256,10 @@ class DynamoDBStore(RunStore):
                 "TableName": self.table,
                 "Key": _lock_key(run.routine),
                 # The first concurrent run may find no lock item at all; UpdateItem creates it.
-                "UpdateExpression": "SET lock_version = if_not_exists(lock_version, :zero) + :one ADD concurrent_runs :me",
+                "UpdateExpression": (
+                    "SET lock_version = if_not_exists(lock_version, :zero) + :one "
+                    "ADD concurrent_runs :me"
+                ),
                 "ExpressionAttributeValues": {
                     ":zero": _attr(0),
                     ":one": _attr(1),
@@ -255,7 +269,8 @@ class DynamoDBStore(RunStore):
         }
 
     def _release(self, routine: str, run_id: str) -> None:
-        """Let go of the routine's lock once the run ended; conditional, so a new holder is never touched."""
+        """Let go of the routine's lock once the run ended;
+        conditional, so a new holder is never touched."""
         key = _lock_key(routine)
         lock = self._get(key)
         if lock is None:
@@ -285,7 +300,9 @@ class DynamoDBStore(RunStore):
                 self.client.update_item(
                     TableName=self.table,
                     Key=key,
-                    UpdateExpression="DELETE concurrent_runs :set SET lock_version = lock_version + :one",
+                    UpdateExpression=(
+                        "DELETE concurrent_runs :set SET lock_version = lock_version + :one"
+                    ),
                     ConditionExpression="contains(concurrent_runs, :me)",
                     ExpressionAttributeValues={**values, ":set": {"SS": [run_id]}},
                 )
@@ -294,7 +311,8 @@ class DynamoDBStore(RunStore):
             pass
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        """Change fields of an existing run (a missing run is left missing); a terminal status releases the lock."""
+        """Change fields of an existing run (a missing run is left missing);
+        a terminal status releases the lock."""
         unknown = set(fields) - set(_RUN_FIELDS) - {"run_id"}
         if unknown or "run_id" in fields:
             raise TypeError(
@@ -336,7 +354,8 @@ class DynamoDBStore(RunStore):
         parent: str | None = None,
         limit: int = 20,
     ) -> list[RunRecord]:
-        """A Scan with filters, newest first; correct at any size, but a GSI on routine/started scales better."""
+        """A Scan with filters, newest first; correct at any size,
+        but a GSI on routine/started scales better."""
         names, values = {"#sk": "sk"}, {":meta": _attr(META)}
         conditions = ["#sk = :meta"]
         for i, (field, value) in enumerate(
@@ -380,7 +399,8 @@ class DynamoDBStore(RunStore):
     # ------------------------------------------------------------------ logs
 
     def append_logs(self, records: Iterable[LogRecord]) -> None:
-        """Reserve a block of sequence numbers per run (an atomic counter), then batch-write the lines."""
+        """Reserve a block of sequence numbers per run (an atomic counter),
+        then batch-write the lines."""
         by_run: dict[str, list[LogRecord]] = {}
         for record in records:
             by_run.setdefault(record.run_id, []).append(record)
@@ -541,7 +561,8 @@ def _lock_key(routine: str) -> dict[str, Any]:
 
 
 def _encode(name: str, value: Any) -> Any:
-    """JSON values become JSON strings: DynamoDB maps reject floats and empty keys, strings keep any shape."""
+    """JSON values become JSON strings: DynamoDB maps reject floats and empty keys,
+    strings keep any shape."""
     if name in _JSON_FIELDS:
         return None if value is None else json.dumps(value, default=str)
     return value

@@ -46,7 +46,8 @@ class TaskNotFound(Exception):
 
 
 def _pascal(value: Any) -> Any:
-    """RunTask's request keys as Step Functions spells them (``containerOverrides`` → ``ContainerOverrides``)."""
+    """RunTask's request keys as Step Functions spells them (``containerOverrides`` →
+    ``ContainerOverrides``)."""
     if isinstance(value, dict):
         return {k[:1].upper() + k[1:]: _pascal(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -55,7 +56,8 @@ def _pascal(value: Any) -> Any:
 
 
 def task_state(description: dict[str, Any], container: str | None) -> str:
-    """ECS's lastStatus while the task lives; once STOPPED, how it ended (our raw terminal states)."""
+    """ECS's lastStatus while the task lives; once STOPPED,
+    how it ended (our raw terminal states)."""
     if description.get("lastStatus") != "STOPPED":
         # A task just started may not report a status yet: it is on its way, as PROVISIONING says.
         return str(description.get("lastStatus") or "PROVISIONING")
@@ -77,7 +79,8 @@ def exit_code(description: dict[str, Any], container: str | None) -> int | None:
 
 
 class EcsExecutor(AwsExecutor):
-    """Run a container as an ECS task (Fargate by default): exit code, CloudWatch logs, real StopTask."""
+    """Run a container as an ECS task (Fargate by default):
+    exit code, CloudWatch logs, real StopTask."""
 
     name = "ecs"
     service = "ecs"
@@ -131,8 +134,9 @@ class EcsExecutor(AwsExecutor):
     @classmethod
     def state_machine_task(cls, task: str, args: dict[str, Any],
                            params: dict[str, Any]) -> dict[str, Any] | None:
-        """``run`` → ``ecs:runTask.sync`` (Step Functions waits for the task to stop and stops it when
-        the execution is stopped), then a Choice on the container's exit code: only 0 succeeds."""
+        """``run`` → ``ecs:runTask.sync`` (Step Functions waits for the task to stop and stops it
+        when the execution is stopped), then a Choice on the container's exit code: only 0
+        succeeds."""
         if task != "run":
             return None
         overrides = _pascal(cls._overrides(args.get("command"), args.get("environment"),
@@ -189,7 +193,8 @@ class EcsExecutor(AwsExecutor):
             bool, "Copy the container's CloudWatch log stream into the run's log"
         ] = True,
     ) -> TaskMetrics:
-        """Start an ECS task (or re-attach to this call's), follow its logs, wait; exit code 0 succeeds."""
+        """Start an ECS task (or re-attach to this call's), follow its logs, wait;
+        exit code 0 succeeds."""
         overrides = self._overrides(command, environment, resources)
         record = self.record(
             context,
@@ -258,7 +263,8 @@ class EcsExecutor(AwsExecutor):
         return overrides
 
     def _start(self, token: str, overrides: dict[str, Any]) -> str:
-        """RunTask with ``clientToken`` (a retried call starts nothing new) and ``startedBy`` = token."""
+        """RunTask with ``clientToken`` (a retried call starts nothing new) and
+        ``startedBy`` = token."""
         request: dict[str, Any] = {
             "cluster": self.cluster,
             "taskDefinition": self.task_definition,
@@ -290,7 +296,8 @@ class EcsExecutor(AwsExecutor):
                 for f in answer.get("failures", [])
             )
             raise RuntimeError(
-                f"ECS RunTask of {self.task_definition} started nothing: {reasons or 'no reason given'}"
+                f"ECS RunTask of {self.task_definition} started nothing: "
+                f"{reasons or 'no reason given'}"
             )
         return answer["tasks"][0]["taskArn"]
 
@@ -345,7 +352,8 @@ class EcsExecutor(AwsExecutor):
 
 
 class CloudWatchFollower:
-    """Copies the container's ``awslogs`` stream into the task's log; the read position is kept in the record."""
+    """Copies the container's ``awslogs`` stream into the task's log;
+    the read position is kept in the record."""
 
     def __init__(self, executor: EcsExecutor, context: Context, record: RemoteRecord) -> None:
         self.executor, self.context, self.record = executor, context, record
@@ -377,7 +385,8 @@ class CloudWatchFollower:
                 self.context.logger.debug("ecs logs %s: %s", self.where, exc)
 
     def _stream(self, description: dict[str, Any]) -> tuple[str, str] | None:
-        """``(group, stream)`` from the task definition's awslogs options: PREFIX/CONTAINER/TASK_ID."""
+        """``(group, stream)`` from the task definition's awslogs options:
+        PREFIX/CONTAINER/TASK_ID."""
         ecs = self.executor.aws.client("ecs")
         definition = ecs.describe_task_definition(taskDefinition=description["taskDefinitionArn"])[
             "taskDefinition"

@@ -1,4 +1,5 @@
-"""The Glue executor: job runs and crawlers that are waited for, followed in the log, stopped for real.
+"""The Glue executor: job runs and crawlers that are waited for, followed in the log, stopped for
+real.
 
 A job run is started with an ``--orchestrator_run_token`` argument and its id is recorded at
 once, so a retry re-attaches to a run that is still going (or already succeeded) instead of
@@ -36,7 +37,8 @@ WorkerType = Literal["Standard", "G.1X", "G.2X", "G.4X", "G.8X", "G.025X", "Z.2X
 
 
 class GlueExecutor(AwsExecutor):
-    """Run Glue jobs and crawlers; manage Data Catalog databases and tables from declarative specs."""
+    """Run Glue jobs and crawlers; manage Data Catalog databases and tables
+    from declarative specs."""
 
     name = "glue"
     service = "glue"
@@ -65,9 +67,9 @@ class GlueExecutor(AwsExecutor):
     @classmethod
     def state_machine_task(cls, task: str, args: dict[str, Any],
                            params: dict[str, Any]) -> dict[str, Any] | None:
-        """``run_job`` → ``glue:startJobRun.sync``; ``run_crawler`` → start, then poll GetCrawler with
-        growing waits until the crawler is READY again, failing unless its last crawl SUCCEEDED.
-        Catalog tasks (databases, tables) run in the Lambda."""
+        """``run_job`` → ``glue:startJobRun.sync``; ``run_crawler`` → start, then poll GetCrawler
+        with growing waits until the crawler is READY again, failing unless its last crawl
+        SUCCEEDED. Catalog tasks (databases, tables) run in the Lambda."""
         if task == "run_job":
             request: dict[str, Any] = {"JobName": args["job_name"]}
             if args.get("arguments"):
@@ -289,7 +291,8 @@ class GlueExecutor(AwsExecutor):
     def _start_crawl(
         self, name: str, context: Context, deadline: float
     ) -> tuple[tuple[Any, Any] | None, bool]:
-        """Start a crawl (or join a RUNNING one); returns the LastCrawl marker seen before starting, and joined."""
+        """Start a crawl (or join a RUNNING one); returns the LastCrawl marker seen before
+        starting, and joined."""
         glue = self.aws.client("glue")
         for _ in range(START_ATTEMPTS):
             crawler = self._crawler(name)
@@ -473,7 +476,8 @@ def _table_input(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _crawl_marker(crawler: dict[str, Any]) -> tuple[Any, Any] | None:
-    """What identifies the crawler's last crawl: its StartTime and MessagePrefix (None before any crawl)."""
+    """What identifies the crawler's last crawl: its StartTime and MessagePrefix
+    (None before any crawl)."""
     last = crawler.get("LastCrawl")
     return (last.get("StartTime"), last.get("MessagePrefix")) if last else None
 

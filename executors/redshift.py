@@ -37,7 +37,8 @@ UNLOAD_FORMATS = {"csv": "FORMAT AS CSV", "json": "FORMAT AS JSON", "parquet": "
 
 
 class RedshiftExecutor(AwsExecutor):
-    """Run SQL, COPY, UNLOAD and CREATE TABLE through the Data API; rows affected go into the metrics."""
+    """Run SQL, COPY, UNLOAD and CREATE TABLE through the Data API;
+    rows affected go into the metrics."""
 
     name = "redshift"
     service = "redshift-data"
@@ -64,7 +65,10 @@ class RedshiftExecutor(AwsExecutor):
     def validate_params(cls, params: dict[str, Any]) -> Iterable[tuple[str, str]]:
         cluster, workgroup = params.get("cluster_identifier"), params.get("workgroup_name")
         if bool(cluster) == bool(workgroup):
-            yield "cluster_identifier", "give exactly one of cluster_identifier (provisioned) and workgroup_name (Serverless)"
+            yield "cluster_identifier", (
+                "give exactly one of cluster_identifier (provisioned) "
+                "and workgroup_name (Serverless)"
+            )
         if cluster and not (params.get("db_user") or params.get("secret_arn")):
             yield "db_user", "a provisioned cluster needs db_user or secret_arn"
         if params.get("db_user") and params.get("secret_arn"):
@@ -123,7 +127,8 @@ class RedshiftExecutor(AwsExecutor):
         return lineage.redshift(task, args, params)
 
     def check(self) -> list[str]:
-        """Describing an unknown statement proves endpoint, credentials and permission without touching a cluster."""
+        """Describing an unknown statement proves endpoint,
+        credentials and permission without touching a cluster."""
         probe = "00000000-0000-4000-8000-000000000000"
         return check_service(self.aws, "redshift-data", lambda c: c.describe_statement(Id=probe),
                              ok_codes=("ResourceNotFoundException", "ValidationException"))
@@ -196,7 +201,8 @@ class RedshiftExecutor(AwsExecutor):
         key = self.call_key(context)
         # The SELECT goes in as a string literal, with its quotes and backslashes escaped.
         statement = (
-            f"UNLOAD ({spec.redshift_literal(sql.strip().rstrip(';'))}) TO {spec.redshift_literal(s3_path)} "
+            f"UNLOAD ({spec.redshift_literal(sql.strip().rstrip(';'))}) "
+            f"TO {spec.redshift_literal(s3_path)} "
             f"IAM_ROLE {spec.redshift_literal(_checked_role(iam_role))} {UNLOAD_FORMATS[format]}"
         )
         # Options are appended as written; validation kept ';' and comments out of them
@@ -219,7 +225,10 @@ class RedshiftExecutor(AwsExecutor):
         body = ",\n".join(
             f"  {spec.sql_name(c['name'])} {c['type'].strip().upper()}" for c in columns
         )
-        sql = f"CREATE TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{spec.sql_name(table)} (\n{body}\n)"
+        sql = (
+            f"CREATE TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{spec.sql_name(table)} "
+            f"(\n{body}\n)"
+        )
         if distkey:
             sql += f" DISTKEY({spec.sql_name(distkey)})"
         if sortkey:
@@ -478,7 +487,8 @@ def _s3_and_role(args: dict[str, Any]) -> Iterator[tuple[str, str]]:
 
 
 def _checked_role(iam_role: str) -> str:
-    """The role ARN, re-checked at run time (validation may have been skipped): it is pasted into SQL."""
+    """The role ARN, re-checked at run time (validation may have been skipped):
+    it is pasted into SQL."""
     problem = spec.iam_role_problem(iam_role)
     if problem:
         raise spec.SpecError(problem)
@@ -509,11 +519,14 @@ _QUOTED = re.compile(r"'(?:[^'\\]|\\.|'')*'")
 
 
 def _option_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """COPY/UNLOAD options are SQL fragments: one option each, so no statement end or comment outside quotes."""
+    """COPY/UNLOAD options are SQL fragments: one option each,
+    so no statement end or comment outside quotes."""
     for i, option in enumerate(args.get("options") or []):
         bare = _QUOTED.sub("''", str(option))
         if any(mark in bare for mark in (";", "--", "/*")):
-            yield f"options[{i}]", f"{option!r}: an option may not contain ';', '--' or '/*' outside quotes"
+            yield f"options[{i}]", (
+                f"{option!r}: an option may not contain ';', '--' or '/*' outside quotes"
+            )
 
 
 def _create_problems(args: dict[str, Any]) -> Iterator[tuple[str, str]]:

@@ -15,7 +15,8 @@ FIRST_WAIT, CAP_WAIT = 1, 30
 
 
 def sync_task(resource: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    """A Task state for an optimised integration: Step Functions starts the work and waits for it."""
+    """A Task state for an optimised integration: Step Functions starts the
+    work and waits for it."""
     return {"Type": "Task", "Resource": resource, "Parameters": parameters}
 
 
@@ -36,9 +37,9 @@ def poll_loop(*, engine: str, submit: dict[str, Any], describe: dict[str, Any], 
     ``submit`` is a Task state whose response's ``submit_id`` (a JSONPath) names the work (without
     it, ``describe`` already names it); ``describe`` a Task state whose Parameters get ``id_field``
     set to that id. The describe response is narrowed to ``seen`` (default ``{"state": status}``) at
-    ``$.poll.seen``; ``rules`` are Choice rules on it leading to ``Succeeded`` or ``Failed`` (default:
-    the state among ``succeeded`` / ``failed``). ``reason`` is the JSONPath of an error message in
-    the describe response, read once more when the work failed (it is absent before).
+    ``$.poll.seen``; ``rules`` are Choice rules on it leading to ``Succeeded`` or ``Failed``
+    (default: the state among ``succeeded`` / ``failed``). ``reason`` is the JSONPath of an error
+    message in the describe response, read once more when the work failed (it is absent before).
 
     ``stop`` is a Task state that stops the remote work (its Parameters get ``id_field`` like
     ``describe``): when the waits reach the task's timeout it runs before the loop fails, so a

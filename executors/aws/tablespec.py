@@ -108,7 +108,8 @@ DEFAULT_SERDE_PROPERTIES = {
 
 
 class SpecError(ValueError):
-    """A spec that passed validation cannot be rendered (only reachable when validation was skipped)."""
+    """A spec that passed validation cannot be rendered (only reachable when
+    validation was skipped)."""
 
 
 def identifier_problem(name: Any) -> str | None:
@@ -296,12 +297,14 @@ def iam_role_problem(value: Any, what: str = "iam_role") -> str | None:
 
 
 def quote_literal(value: Any) -> str:
-    """A single-quoted Trino (Athena DML/CTAS) string literal: embedded quotes doubled, backslash is literal."""
+    """A single-quoted Trino (Athena DML/CTAS) string literal:
+    embedded quotes doubled, backslash is literal."""
     return "'" + str(value).replace("'", "''") + "'"
 
 
 def redshift_literal(value: Any) -> str:
-    """A single-quoted Redshift string literal: Redshift reads backslash escapes, so backslashes are doubled too."""
+    """A single-quoted Redshift string literal: Redshift reads backslash escapes,
+    so backslashes are doubled too."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "''") + "'"
 
 
@@ -361,7 +364,8 @@ class TableSpec:
     def athena_ddl(self, database: str | None, if_not_exists: bool = True) -> str:
         fmt = FORMATS[self.format]
         lines = [
-            f"CREATE EXTERNAL TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{hive_qualified(self.name, database)} ("
+            f"CREATE EXTERNAL TABLE {'IF NOT EXISTS ' if if_not_exists else ''}"
+            f"{hive_qualified(self.name, database)} ("
         ]
         lines.append(",\n".join(f"  {_hive_column(c)}" for c in self.columns))
         lines.append(")")
@@ -380,7 +384,8 @@ class TableSpec:
                 + ")"
             )
         lines.append(
-            f"STORED AS INPUTFORMAT {hive_literal(fmt['input'])} OUTPUTFORMAT {hive_literal(fmt['output'])}"
+            f"STORED AS INPUTFORMAT {hive_literal(fmt['input'])} "
+            f"OUTPUTFORMAT {hive_literal(fmt['output'])}"
         )
         lines.append(f"LOCATION {hive_literal(self.location)}")
         lines.append(
@@ -465,7 +470,9 @@ def table_spec_problems(args: dict[str, Any], location_required: bool = True) ->
             and isinstance(key.get("name"), str)
             and key["name"].lower() in names
         ):
-            yield f"partition_keys[{i}].name", f"partition key {key['name']!r} is also a column; Hive tables need them distinct"
+            yield f"partition_keys[{i}].name", (
+                f"partition key {key['name']!r} is also a column; Hive tables need them distinct"
+            )
     if location_required or args.get("location") is not None:
         problem = s3_problem(args.get("location"))
         if problem:
@@ -478,7 +485,8 @@ def table_spec_problems(args: dict[str, Any], location_required: bool = True) ->
 
 
 def table_spec(args: dict[str, Any]) -> TableSpec:
-    """Build a spec from validated task args; raises :class:`SpecError` if validation was skipped."""
+    """Build a spec from validated task args; raises :class:`SpecError` if
+    validation was skipped."""
     problems = list(table_spec_problems(args))
     if problems:
         raise SpecError("; ".join(f"{p}: {m}" for p, m in problems))
@@ -519,7 +527,8 @@ def partition_problems(partitions: Any, path: str = "partitions") -> Iterable[Pr
 Escapes = Literal["hive", "redshift", "trino"]
 
 _HIVE_DDL = re.compile(
-    r"\s*(CREATE\s+EXTERNAL\s+TABLE|ALTER\s+(TABLE|DATABASE|SCHEMA)|MSCK\s|DROP\s+(TABLE|DATABASE|SCHEMA)|"
+    r"\s*(CREATE\s+EXTERNAL\s+TABLE|ALTER\s+(TABLE|DATABASE|SCHEMA)|MSCK\s|"
+    r"DROP\s+(TABLE|DATABASE|SCHEMA)|"
     r"CREATE\s+(DATABASE|SCHEMA)|DESCRIBE\s|DESC\s|SHOW\s)",
     re.I,
 )
@@ -528,7 +537,8 @@ _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 
 
 def split_statements(sql: str, dialect: Escapes = "hive") -> list[str]:
-    """Split a script on ``;`` outside quotes, identifiers, dollar-quoted bodies and comments; empty statements are dropped.
+    """Split a script on ``;`` outside quotes, identifiers, dollar-quoted bodies and comments;
+    empty statements are dropped.
 
     Inside ``'…'`` a doubled quote is always an escaped quote; a backslash escapes the next
     character in Redshift (``dialect="redshift"``) and in the Hive DDL Athena runs (CREATE EXTERNAL
@@ -604,12 +614,14 @@ def _backslash_escapes(dialect: Escapes, quote: str, statement_so_far: str) -> b
     head = re.sub(r"--[^\n]*|/\*.*?\*/", " ", statement_so_far, flags=re.S)
     if _HIVE_DDL.match(head):
         return True
-    # CREATE TABLE without EXTERNAL: Hive DDL (Iceberg), unless it is a CTAS (WITH (…) AS / AS SELECT): Trino
+    # CREATE TABLE without EXTERNAL: Hive DDL (Iceberg), unless it is a CTAS
+    # (WITH (…) AS / AS SELECT): Trino
     return bool(_CREATE_TABLE.match(head)) and not re.search(r"\b(WITH|AS)\b", head, re.I)
 
 
 def _dollar_quote_at(sql: str, i: int, current: list[str]) -> str | None:
-    """The ``$tag$`` opening a dollar-quoted body at ``i``, or None (``$`` inside a word is not one)."""
+    """The ``$tag$`` opening a dollar-quoted body at ``i``,
+    or None (``$`` inside a word is not one)."""
     # As in PostgreSQL, a '$' that continues a word (price$usd$) belongs to the identifier and
     # opens no body.
     before = current[-1][-1:] if current else ""
