@@ -1,1 +1,2 @@
-"""Built-in executors. Each module is a plugin registered under the ``orchestrator`` entry-point group."""
+"""Built-in executors. Each module is a plugin registered under the
+``orchestrator`` entry-point group."""

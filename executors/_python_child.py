@@ -312,7 +312,8 @@ def _error_from(payload: dict[str, Any]) -> BaseException:
         exc = ChildTaskError(
             f"{payload['type']}: {payload['message']}", payload.get("retryable", True)
         )
-    try:  # what the run keeps and shows: where it failed in the child, not how the parent heard of it
+    # What the run keeps and shows: where it failed in the child, not how the parent heard of it.
+    try:
         exc.child_traceback = payload["traceback"]  # type: ignore[attr-defined]
     except AttributeError:
         pass

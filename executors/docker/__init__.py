@@ -1,4 +1,5 @@
-"""The ``docker`` executor plugin: containers on a Docker daemon (the SDK loads only when a task runs)."""
+"""The ``docker`` executor plugin: containers on a Docker daemon (the SDK loads
+only when a task runs)."""
 
 from __future__ import annotations
 

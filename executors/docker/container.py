@@ -1,4 +1,5 @@
-"""One task's container: named by its token so it is created at most once, then waited for or stopped.
+"""One task's container: named by its token so it is created at most once, then waited for or
+stopped.
 
 The name ``orchestrator-<token>`` makes creation idempotent on the daemon itself: a second create
 with the same token (a retry after a lost reply, a resume after a crash) is refused with a
@@ -43,7 +44,8 @@ def labels(routine: str, run_id: str, step: str, task: str, token: str) -> dict[
 
 @dataclasses.dataclass(frozen=True)
 class Exit:
-    """How a container ended: its exit code, whether the kernel killed it for memory, Docker's error."""
+    """How a container ended: its exit code, whether the kernel killed it for
+    memory, Docker's error."""
 
     code: int
     oom_killed: bool
@@ -168,7 +170,8 @@ def remove(engine: Engine, container_id: str) -> None:
 
 
 def keep(engine: Engine, container_id: str, name: str) -> str:
-    """Rename a failed container kept for debugging: its token is free again, and cleanup knows it."""
+    """Rename a failed container kept for debugging: its token is free again,
+    and cleanup knows it."""
     kept = KEPT_PREFIX + name.removeprefix(NAME_PREFIX)
     engine.rename(container_id, kept)
     return kept

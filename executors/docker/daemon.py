@@ -30,7 +30,8 @@ _shared_lock = threading.Lock()
 
 
 def connect(docker_host: str | None, **options: Any) -> Any:
-    """A client for ``docker_host``, or the environment's (``DOCKER_HOST``, else the local socket)."""
+    """A client for ``docker_host``, or the environment's (``DOCKER_HOST``,
+    else the local socket)."""
     import docker
 
     if docker_host:

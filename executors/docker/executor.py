@@ -1,4 +1,5 @@
-"""The ``docker`` executor: run a command in a container (or build an image) with the full lifecycle.
+"""The ``docker`` executor: run a command in a container (or build an image) with the full
+lifecycle.
 
 ``run`` is start + wait. Its container is named after a token derived from the run, step and
 call, and remembered (token, id and log position) in the step's state folder before it exists, so
@@ -41,7 +42,8 @@ Command = list[str] | str | None
 
 
 class DockerExecutor(CallKeys, Executor):
-    """Run containers on a Docker daemon: live logs, real cancel, never two containers for one task."""
+    """Run containers on a Docker daemon: live logs, real cancel,
+    never two containers for one task."""
 
     name = "docker"
 
@@ -96,7 +98,8 @@ class DockerExecutor(CallKeys, Executor):
         """Stop this step's container in the background, so ``cancel()`` returns at once.
 
         The engine has also flagged the task's context: the task thread sees it within
-        ``WAIT_TICK``, stops the container itself (a second stop is harmless), removes it and raises.
+        ``WAIT_TICK``, stops the container itself (a second stop is harmless), removes it and
+        raises.
         """
         with self._lock:
             running = dict(self._running)
@@ -153,7 +156,8 @@ class DockerExecutor(CallKeys, Executor):
             bool, "Keep a failed container for debugging (renamed orchestrator-kept-…)"
         ] = False,
     ) -> TaskMetrics:
-        """Start a container (or re-attach to this task's), stream its output, wait; exit 0 succeeds."""
+        """Start a container (or re-attach to this task's), stream its output, wait;
+        exit 0 succeeds."""
         context.check_cancelled()
         env = {k: str(v) for k, v in (environment or {}).items()} or None
         config = {"command": command, "entrypoint": entrypoint, "working_dir": working_dir,
@@ -212,7 +216,8 @@ class DockerExecutor(CallKeys, Executor):
             "whose outcome `orchestrate resume` would take from them",
         ] = False,
     ) -> TaskMetrics:
-        """Remove stopped containers this routine's other runs left on the daemon; never a running one."""
+        """Remove stopped containers this routine's other runs left on the daemon;
+        never a running one."""
         from .cleanup import remove_finished
 
         removed = remove_finished(
@@ -375,7 +380,8 @@ class DockerExecutor(CallKeys, Executor):
         )
 
     def _start(self, found: Any, record: _aws.RemoteRecord) -> None:
-        """Start a created container; one that cannot start is removed so a retry creates it afresh."""
+        """Start a created container; one that cannot start is removed so a
+        retry creates it afresh."""
         try:
             self.engine.start(found.id)
         except Exception:

@@ -107,9 +107,13 @@ def mount_problems(mounts: list[Any]) -> Iterator[tuple[str, str]]:
             yield f"mounts[{i}].source", f"{source} does not exist; create it or fix the path"
         if isinstance(target, str):
             if not target.startswith("/"):
-                yield f"mounts[{i}].target", f"{target!r} must be an absolute path inside the container"
+                yield f"mounts[{i}].target", (
+                    f"{target!r} must be an absolute path inside the container"
+                )
             elif target in targets:
-                yield f"mounts[{i}].target", f"{target} is already mounted by mounts[{targets[target]}]"
+                yield f"mounts[{i}].target", (
+                    f"{target} is already mounted by mounts[{targets[target]}]"
+                )
             # Docker refuses two mounts on one target at create; the message names the first one.
             targets.setdefault(target, i)
 

@@ -39,7 +39,9 @@ def _url_problem(name: str, url: str) -> Iterator[tuple[str, str]]:
     try:
         make_url(url)
     except Exception:
-        yield name, f"{mask_url(url)!r} is not a SQLAlchemy URL (e.g. postgresql+psycopg://user@host/db)"
+        yield name, (
+            f"{mask_url(url)!r} is not a SQLAlchemy URL (e.g. postgresql+psycopg://user@host/db)"
+        )
 
 
 def arg_problems(

@@ -152,7 +152,8 @@ class MetadataExecutor(Executor):
 
     @task
     def extract(self, context: Context) -> MetadataMetrics:
-        """Catalog the source (tables or files, columns, types, keys, counts, sizes) into the target."""
+        """Catalog the source (tables or files, columns, types, keys, counts,
+        sizes) into the target."""
         with self._recorded(context, "extract") as log:
             catalog = self._extract(context)
             log("info", f"{len(catalog.tables)} tables, {catalog.column_count} columns "
@@ -170,7 +171,8 @@ class MetadataExecutor(Executor):
         context: Context,
         tables: Annotated[list[str] | None, "Only these tables (glob patterns)"] = None,
     ) -> MetadataMetrics:
-        """Per column: nulls, distinct (exact or approximate, said which), min/max, mean, top and sample values."""
+        """Per column: nulls, distinct (exact or approximate, said which), min/max, mean,
+        top and sample values."""
         import fnmatch
 
         with self._recorded(context, "profile", self.settings.mode) as log:
@@ -212,7 +214,8 @@ class MetadataExecutor(Executor):
             "{'schema.table': [column or {name, type}]}; default: " "the previous extraction",
         ] = None,
     ) -> MetadataMetrics:
-        """Report columns added, removed or retyped since the previous extraction (or versus ``expected``)."""
+        """Report columns added, removed or retyped since the previous extraction (or
+        versus ``expected``)."""
         from . import drift
 
         with self._recorded(context, "check_schema") as log:
@@ -246,7 +249,8 @@ class MetadataExecutor(Executor):
 
     @task
     def publish(self, context: Context) -> MetadataMetrics:
-        """POST this run's metadata to ``api_url`` (bearer token, retries, idempotency key, pages)."""
+        """POST this run's metadata to ``api_url`` (bearer token, retries,
+        idempotency key, pages)."""
         from .publish import Publisher
 
         if not self.api["url"]:
@@ -280,7 +284,8 @@ class MetadataExecutor(Executor):
 
     @classmethod
     def run_summary(cls, params: dict[str, Any], run_id: str) -> dict[str, Any]:
-        """What one run wrote for these params, read back from the target (for ``orchestrate metadata``)."""
+        """What one run wrote for these params, read back from the target (for
+        ``orchestrate metadata``)."""
         from orchestrator.home import home_dir
 
         from .store import MetadataStore

@@ -4,7 +4,8 @@ Why DuckDB: it sniffs CSV dialects and types, reads CSV, JSON lines and Parquet 
 too) in parallel, vectorised and within a memory limit, and has the sketches needed
 (``bitstring_agg`` to build our HyperLogLog, see hll.py; ``approx_top_k`` for frequent values),
 so one pass computes everything without our process holding rows. pyarrow supplies what DuckDB
-cannot do offline here: reading ``s3://`` (DuckDB's httpfs extension would be downloaded at run time).
+cannot do offline here: reading ``s3://`` (DuckDB's httpfs extension would be downloaded at run
+time).
 """
 
 from __future__ import annotations

@@ -75,7 +75,8 @@ class Publisher:
                 )
             pause = min(delay, self.max_delay)
             self.log(
-                f"publish to {self.url}: {reason}; retry {attempt + 1}/{self.max_attempts} in {pause:.1f}s"
+                f"publish to {self.url}: {reason}; "
+                f"retry {attempt + 1}/{self.max_attempts} in {pause:.1f}s"
             )
             # The task's cancellable wait: a cancel during a backoff ends the publish at once.
             if self.wait(pause):

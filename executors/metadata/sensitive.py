@@ -8,7 +8,8 @@ from typing import Any, Iterable
 # anywhere, they would catch "company", "panel" or "adobe".
 SENSITIVE_NAME = re.compile(
     r"(?i)(passw|pwd|secret|token|api_?key|access_?key|private_?key|credential|salt|hash"
-    r"|e_?mail|phone|mobile|ssn|social_?sec|tax_?id|passport|iban|card|cc_?num|cvv|pan$|account_?num"
+    r"|e_?mail|phone|mobile|ssn|social_?sec|tax_?id|passport|iban|card|cc_?num|cvv"
+    r"|pan$|account_?num"
     r"|birth|dob$|address|ip_?addr)"
 )
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
@@ -51,7 +52,8 @@ def _luhn(digits: str) -> bool:
 
 
 def redact(profile: Any) -> None:
-    """Mark a table profile's sensitive columns (by name or by the values seen) and drop their values."""
+    """Mark a table profile's sensitive columns (by name or by the values seen)
+    and drop their values."""
     for column in profile.columns.values():
         # By value too: a column named "notes" or "contact" may still hold e-mail addresses.
         seen = list(column.sample_values or ()) + [v.get("value") for v in column.top_values or ()]
