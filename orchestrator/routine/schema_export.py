@@ -37,7 +37,7 @@ def full_schema(registry: Registry) -> dict[str, Any]:
                 "then": {"properties": step},
             }
         )
-        for alias in {info.name, info.class_name}:
+        for alias in dict.fromkeys((info.name, info.class_name)):
             by_class[alias] = {"allOf": [{"$ref": "#/$defs/dict_executor"}, {"properties": step}]}
     defs["list_executor"]["allOf"] = rules
     # The seed's dict form: each key is an executor's name, so it gets that executor's schema
