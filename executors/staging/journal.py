@@ -7,6 +7,7 @@ descriptor, so it survives the process being killed (a torn last line is skipped
 
     {"owner": {"run_id": "…", "host": "…", "pid": 123, "pid_started": 456}}   always the first line
     {"begin": "/dump/sub/.orchestrator-partial-…"}     a temp file is about to exist there
+    {"begins": ["/dump/sub/.orchestrator-partial-…", …]}   the same for many (a batch of links)
     {"begin": "s3://lake/raw/a.csv"}                   a multipart upload to that key is starting
     {"upload": "s3://lake/raw/a.csv", "id": "…"}       … and this is its upload id
     {"claims": [["/landing/.orchestrator-claim-…", "/landing/a.csv"], …]}
@@ -86,6 +87,11 @@ class Journal:
     def begin(self, target: str) -> None:
         self._append({"begin": target}, add=[target])
 
+    def begin_all(self, targets: list[str]) -> None:
+        """Temp files about to exist, in one line: a batch costs one write, not one per file."""
+        if targets:
+            self._append({"begins": targets}, add=targets)
+
     def upload(self, target: str, upload_id: str) -> None:
         self._append({"upload": target, "id": upload_id})
 
@@ -111,9 +117,16 @@ class Journal:
                 return
         self._append({"ends": []})
 
-    def end_all(self, targets: list[str]) -> None:
-        if targets:
+    def end_all(self, targets: list[str], lazy: bool = False) -> None:
+        """``lazy``: as for ``end``, written with the next record."""
+        if not targets:
+            return
+        if not lazy:
             self._append({"ends": targets}, remove=targets)
+            return
+        with self._lock:
+            self._pending.difference_update(targets)
+            self._ends.append((json.dumps({"ends": targets}) + "\n").encode())
 
     def finish(self) -> None:
         """Close; remove the file unless something is still in flight (then the next run's recovery
@@ -138,9 +151,11 @@ class Journal:
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 if os.fstat(self._fd).st_size == 0:
-                    data = (
-                        json.dumps({"owner": dataclasses.asdict(self.owner)}) + "\n"
-                    ).encode() + data
+                    # A write of its own, not the first record's: SIGKILL can stop a large write
+                    # at any page (a batch's record is ~100 kB), and a journal left empty names
+                    # no owner, so recovery would leave it alone for UNCLAIMED_SECONDS.
+                    os.write(self._fd, (json.dumps({"owner": dataclasses.asdict(self.owner)})
+                                        + "\n").encode())
             os.write(self._fd, data)
             self._pending.update(add)
             self._pending.difference_update(remove)
@@ -154,6 +169,9 @@ def read(path: Path) -> tuple[Owner | None, list[Leftover]]:
             owner = _owner(record["owner"])
         elif "begin" in record:
             pending[record["begin"]] = Leftover(record["begin"])
+        elif "begins" in record:
+            for target in record["begins"]:
+                pending[target] = Leftover(target)
         elif "claims" in record:
             for private, origin in record["claims"]:
                 pending[private] = Leftover(private, path=origin)

@@ -10,6 +10,7 @@ import dataclasses
 import errno
 import hashlib
 import os
+import stat as _stat
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol, Sequence
 
 from .journal import Journal
@@ -107,6 +108,7 @@ class LocalStore:
         self._prefix = self.root.rstrip("/") + "/"
         self.uri = self.root
         self._made: set[str] = set()
+        self.links = True  # hard links into this folder may work (see ``link_files``)
 
     def path(self, rel: str) -> str:
         if os.sep == "/":  # the common case, kept cheap: called several times per file
@@ -167,6 +169,44 @@ class LocalStore:
             return entry.size, kernel_copy(source, temp, entry.size)
 
         return self._publish(rel, produce, journal, before_publish)
+
+    def link_files(self, source: "LocalStore", entries: Sequence[Entry], journal: Journal,
+                   check: Callable[[], None]) -> tuple[list[tuple[Entry, int | Exception]],
+                                                       list[Entry]]:
+        """Publish each of ``entries`` of ``source`` here as a hard link to it, verified.
+
+        Returns, for each file linked or failed, the entry to record (for a link, the file's
+        identity once published) with its size or why not; and the entries that need a real copy
+        instead (a symlink, a filesystem that cannot link)."""
+        plan = []
+        for entry in entries:
+            final = self.path(entry.rel)
+            folder, name = os.path.split(final)
+            self._makedirs(folder)
+            plan.append((entry, source.path(entry.rel), final,
+                         os.path.join(folder, private_name("partial", name))))
+        journal.begin_all([temp for *_, temp in plan])
+        results: list[tuple[Entry, int | Exception]] = []
+        rest: list[Entry] = []
+        try:
+            for i, (entry, path, final, temp) in enumerate(plan):
+                if not self.links:
+                    rest.append(entry)
+                    continue
+                if i % 64 == 0:
+                    check()
+                try:
+                    linked = _link(entry, path, final, temp)
+                except _CannotLink as exc:
+                    self.links = exc.file_only
+                    rest.append(entry)
+                except Exception as exc:
+                    results.append((entry, exc))
+                else:
+                    results.append((linked, entry.size))
+        finally:
+            journal.end_all([temp for *_, temp in plan], lazy=True)
+        return results, rest
 
     def _publish(self, rel: str, produce: Callable[[str], tuple[int, int]], journal: Journal,
                  before_publish: Callable[[], None]) -> int:
@@ -267,6 +307,47 @@ def _kernel_copy(src: int, dst: int, size: int) -> int:
             view = view[written:]
             total += written
     return total
+
+
+class _CannotLink(Exception):
+    """This file must be copied instead; ``file_only``: links may still work for the others."""
+
+    def __init__(self, file_only: bool) -> None:
+        self.file_only = file_only
+
+
+_NO_LINKS_HERE = {errno.EXDEV, errno.EOPNOTSUPP, errno.ENOSYS}
+
+
+def _link(entry: Entry, path: str, final: str, temp: str) -> Entry:
+    """Link ``path`` (listed as ``entry``) to ``temp``, check it is the listed file, rename it
+    to ``final``; return the file's entry as it is then."""
+    try:
+        os.link(path, temp, follow_symlinks=False)
+    except FileNotFoundError:
+        if not os.path.lexists(path):
+            raise SourceChanged(entry.rel) from None
+        raise
+    except OSError as exc:
+        if exc.errno in _NO_LINKS_HERE or exc.errno in (errno.EPERM, errno.EMLINK, errno.EACCES):
+            raise _CannotLink(exc.errno not in _NO_LINKS_HERE) from None
+        raise
+    try:
+        st = os.lstat(temp)
+        if _stat.S_ISLNK(st.st_mode):
+            raise _CannotLink(True)
+        if not same_file(st, entry):
+            raise SourceChanged(entry.rel)
+        os.rename(temp, final)
+    except BaseException:
+        remove_quietly(temp)
+        raise
+    if st.st_nlink > 2:
+        remove_quietly(temp)
+    after = os.lstat(final)
+    if not same_file(after, entry):
+        raise SourceChanged(entry.rel)
+    return local_entry(entry.rel, after)
 
 
 def local_entry(rel: str, st: os.stat_result) -> Entry:

@@ -22,7 +22,7 @@ from .ledger import Ledger
 from .loader import code_path, function_of, load_callable, load_file
 from .parallel import run_all
 from .settings import StagingSettings
-from .storage import CHANGED, Entry, SourceChanged, Store
+from .storage import CHANGED, Entry, SourceChanged, Store, as_local
 
 S3_WORKERS = 16
 BATCH = 1000  # files listed, copied and recorded at a time
@@ -69,12 +69,18 @@ def transfer(settings: StagingSettings, landing: Store, dump: Store, journal: Jo
         return copy_entry(landing, dump, entry, entry.rel, journal, function,
                           dict(settings.transform_args))
 
+    link = (function is None and settings.archive_or_delete == "delete" and landing.is_local
+            and dump.is_local)
     listed = copied = written = changed = 0
     failures = _Failures()
     for batch in batches(landing.list(), BATCH):
         listed += len(batch)
         entries = [e for e in batch if loc.matches(e.rel, settings.pattern)]
-        results = run_all(one, entries, _workers(landing, dump), check)
+        results: list[tuple[Entry, int | Exception]] = []
+        if link and as_local(dump).links:
+            results, entries = as_local(dump).link_files(as_local(landing), entries, journal,
+                                                         check)
+        results += run_all(one, entries, _workers(landing, dump), check)
         ledger.add([e for e, r in results if not isinstance(r, Exception)])
         for entry, result in results:
             if isinstance(result, SourceChanged):
