@@ -15,18 +15,15 @@ S3 needs no claim: its deletes are conditional on the copied ETag (see ``_s3stor
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import posixpath
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from .journal import Journal
 from .locations import private_name, timestamped
 from .storage import Entry, Store, as_local, local_entry, same_file
 
 
-@dataclasses.dataclass(frozen=True)
-class Held:
+class Held(NamedTuple):
     """A landing file post_staging acts on: ``entry`` as transferred (its name is the archive
     name), ``source`` what to read and remove (a claimed private name locally, ``entry`` on S3)."""
 
@@ -57,9 +54,9 @@ def hold(
         batch = []
         for entry in entries[start : start + CLAIM_BATCH]:
             path = local.path(entry.rel)
-            folder, base = os.path.split(path)
+            folder, _, base = path.rpartition(os.sep)
             name = private_name("claim", base)
-            batch.append((entry, path, name, os.path.join(folder, name)))
+            batch.append((entry, path, name, f"{folder}{os.sep}{name}"))
         journal.claim_all([(private, path) for _, path, _, private in batch])
         settled = []  # claims that hold nothing: never renamed, or put back
         done = 0
@@ -103,7 +100,8 @@ def _claim(
         put_back(private, path)
         changed.append(entry.rel)
         return None
-    return local_entry(posixpath.join(posixpath.dirname(entry.rel), name), st)
+    folder, slash, _ = entry.rel.rpartition("/")
+    return local_entry(f"{folder}{slash}{name}", st)
 
 
 def release(

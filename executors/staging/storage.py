@@ -6,12 +6,12 @@ verified, so a reader of the destination never sees a partial file, even after a
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import errno
 import hashlib
 import os
 import stat as _stat
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol, Sequence
+from typing import (TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, NamedTuple, Protocol,
+                    Sequence)
 
 from .journal import Journal
 from .locations import is_private, is_s3, private_name
@@ -33,8 +33,7 @@ class SourceChanged(Exception):
     """The source changed while it was copied: leave it for the next run."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One file: path relative to the store root ('/'-separated), size and a version fingerprint."""
 
     rel: str
@@ -181,10 +180,10 @@ class LocalStore:
         plan = []
         for entry in entries:
             final = self.path(entry.rel)
-            folder, name = os.path.split(final)
+            folder, _, name = final.rpartition(os.sep)
             self._makedirs(folder)
             plan.append((entry, source.path(entry.rel), final,
-                         os.path.join(folder, private_name("partial", name))))
+                         f"{folder}{os.sep}{private_name('partial', name)}"))
         journal.begin_all([temp for *_, temp in plan])
         results: list[tuple[Entry, int | Exception]] = []
         rest: list[Entry] = []
@@ -361,8 +360,9 @@ def local_entry(rel: str, st: os.stat_result) -> Entry:
 def same_file(st: os.stat_result, entry: Entry) -> bool:
     """``st`` is the file ``entry`` was listed from: device, inode, size and mtime. Not the ctime,
     which a rename (our own claim of the file) moves."""
-    size, mtime, _, inode, device = (int(part) for part in entry.version.split(":"))
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == (device, inode, size, mtime)
+    size, mtime, _, inode, device = entry.version.split(":")
+    return (st.st_ino == int(inode) and st.st_mtime_ns == int(mtime)
+            and st.st_size == int(size) and st.st_dev == int(device))
 
 
 def remove_quietly(path: str) -> None:
