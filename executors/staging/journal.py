@@ -37,7 +37,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+# Still read, so that a crash under an older version is undone after an upgrade.
 LEGACY_NAME = "journal.jsonl"  # one shared journal, written before owners were recorded
+# How long a journal without its owner line is taken for one being created by a live writer: far
+# longer than the gap between its creation and its first write.
 UNCLAIMED_SECONDS = 600
 
 
@@ -79,8 +82,12 @@ class Journal:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)[:64]
         self.path = folder / f"journal-{safe}-{secrets.token_hex(4)}.jsonl"
         self.owner = Owner.current(run_id)
+        # S3 staging journals from 16 threads: one lock keeps each line whole and in order, and the
+        # pending set consistent with what is written.
         self._lock = threading.Lock()
         self._fd: int | None = None
+        # What this writer has begun and not ended: ``finish`` keeps the file when it is not empty,
+        # for the next run's recovery.
         self._pending: set[str] = set()
         self._ends: list[bytes] = []  # end records not written yet (see ``end``)
 
@@ -113,6 +120,8 @@ class Journal:
         with self._lock:
             self._pending.discard(target)
             self._ends.append((json.dumps({"end": target}) + "\n").encode())
+            # Flushed by 64 at the latest, so that deferred ends do not pile up in memory between
+            # writes.
             if len(self._ends) < 64:
                 return
         self._append({"ends": []})
@@ -145,10 +154,14 @@ class Journal:
     ) -> None:
         data = (json.dumps(record) + "\n").encode()
         with self._lock:
+            # One os.write of the deferred ends and the new record: a torn write loses at most the
+            # last line, and an end never reaches the file before its begin.
             if self._ends:  # in the order they happened, before this record
                 data = b"".join(self._ends) + data
                 self._ends.clear()
             if self._fd is None:
+                # O_APPEND: each write lands whole at the end, whichever thread made it; opened on
+                # the first record, so a task that does nothing leaves no file.
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 if os.fstat(self._fd).st_size == 0:
                     # A write of its own, not the first record's: SIGKILL can stop a large write
@@ -169,6 +182,8 @@ def read(path: Path) -> tuple[Owner | None, list[Leftover]]:
             owner = _owner(record["owner"])
         elif "begin" in record:
             pending[record["begin"]] = Leftover(record["begin"])
+        # Written by ``begin_all`` for a batch of links; an older version skips the line (it knows
+        # only ``begin``).
         elif "begins" in record:
             for target in record["begins"]:
                 pending[target] = Leftover(target)
@@ -255,6 +270,9 @@ def recover(folder: Path, clean: Callable[[Leftover], None]) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX)
         for path in journals(folder):
             owner, leftovers = read(path)
+            # A live owner's journal is its own business (a concurrent run, or an abandoned attempt
+            # still finishing); undoing its entries would remove temp files or claims it is still
+            # using.
             if owner is not None and owner.alive() or owner is None and _unclaimed(path):
                 continue
             for leftover in leftovers:
