@@ -78,6 +78,9 @@ def transfer(settings: StagingSettings, landing: Store, dump: Store, journal: Jo
     # deletes the landing name, i.e. a move. In archive mode the archive keeps the landing file
     # (linked too, see ``archive``), and a dump sharing it would let a change to the dump rewrite
     # the archive, so the dump gets a real copy. A transformation writes new bytes anyway.
+    # A linked dump file keeps the landing file's owner and mode, as after mv (a copy gets ours).
+    # Until post_staging, a rewrite in place of the landing file shows in the dump too; nothing is
+    # lost (post_staging sees the change, leaves the file, and the next run stages it again).
     link = (function is None and settings.archive_or_delete == "delete" and landing.is_local
             and dump.is_local)
     listed = copied = written = changed = 0
