@@ -35,7 +35,11 @@ def archive(landing: Store, store: Store, items: list[Held], journal: Journal, w
             check: Callable[[], None]) -> ArchiveResult:
     result = ArchiveResult()
     if landing.is_local and store.is_local:
+        # Links first: no bytes are copied, and linking never replaces an archived file. Only what
+        # cannot be linked (another filesystem) goes through the copies below.
         items = _link_all(landing, store, items, result, check)
+    # On S3 one ranged listing answers "already archived?" for the whole batch, instead of a HEAD
+    # per file.
     existing = None if store.is_local else _archived(store, items)
 
     def one(item: Held) -> str:
@@ -49,6 +53,8 @@ def archive(landing: Store, store: Store, items: list[Held], journal: Journal, w
     result.changed += [i for i, o in done if isinstance(o, SourceChanged)]
     result.failed += [(i, str(o)) for i, o in done
                       if isinstance(o, Exception) and not isinstance(o, SourceChanged)]
+    # Only after each copy is verified, and by the claimed names locally or conditionally on the
+    # copied ETag on S3, so a replaced landing file is never what is deleted.
     kept = landing.delete([i.source for i, _ in copied])
     result.changed += [i for i, _ in copied if kept.get(i.source.rel) == CHANGED]
     result.failed += [(i, kept[i.source.rel]) for i, _ in copied
@@ -72,6 +78,8 @@ def _archived(store: Store, items: list[Held]) -> dict[str, Entry] | None:
     names = {item.entry.rel for item in items}
     if not names or s3.bucket.endswith("--x-s3"):
         return None
+    # The batch's names are a slice of the landing order, so their range in the archive is narrow
+    # whatever the archive's size.
     first, last = min(names), max(names)  # code point order is UTF-8 byte order, as S3 lists
     found = {}
     # StartAfter is exclusive: start after a key that sorts just before the first name.
@@ -90,6 +98,8 @@ def _target(landing: Store, store: Store, item: Held,
         return item.entry.rel, "archived"
     if _same(landing, item.source, store, found):
         return item.entry.rel, "already_archived"
+    # A different file already archived under the name is kept: ours gets a timestamped name beside
+    # it, never over it.
     return timestamped(item.entry.rel), "renamed"
 
 
@@ -116,6 +126,8 @@ def _link(landing: Store, store: Store, item: Held) -> str | None:
     """Archive by hard link; None when the filesystem cannot link (another device, no support)."""
     local_landing, local_store = as_local(landing), as_local(store)
     source, target, outcome = local_landing.path(item.source.rel), item.entry.rel, "archived"
+    # Bounded: each turn either links or moves on to a fresh timestamped name, and five taken names
+    # in a row mean something else is writing there; the file is then copied instead.
     for _ in range(5):
         path = local_store.path(target)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -123,6 +135,8 @@ def _link(landing: Store, store: Store, item: Held) -> str | None:
             os.link(source, path)
         except FileExistsError:
             found = store.stat(target)
+            # The same bytes are archived already (a rerun after a kill between link and unlink, or
+            # the same file landed twice): only the landing copy goes.
             if found is not None and _same(landing, item.source, store, found):
                 os.unlink(source)
                 return "already_archived"

@@ -15,18 +15,15 @@ S3 needs no claim: its deletes are conditional on the copied ETag (see ``_s3stor
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import posixpath
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from .journal import Journal
 from .locations import private_name, timestamped
 from .storage import Entry, Store, as_local, local_entry, same_file
 
 
-@dataclasses.dataclass(frozen=True)
-class Held:
+class Held(NamedTuple):
     """A landing file post_staging acts on: ``entry`` as transferred (its name is the archive
     name), ``source`` what to read and remove (a claimed private name locally, ``entry`` on S3)."""
 
@@ -38,6 +35,7 @@ class Held:
         return self.source is not self.entry
 
 
+# 256: one journal write per 256 claims rather than one per file, in lines of tens of kB.
 CLAIM_BATCH = 256  # claims journaled with one write, before their renames
 
 
@@ -53,13 +51,17 @@ def hold(
     changed: list[str] = []
     failed: list[tuple[str, str]] = []
     for start in range(0, len(entries), CLAIM_BATCH):
+        # Between sub-batches only: a cancel never stops a batch between its journal line and its
+        # renames, where the end records below would be written for claims still open.
         check()
         batch = []
         for entry in entries[start : start + CLAIM_BATCH]:
             path = local.path(entry.rel)
-            folder, base = os.path.split(path)
+            folder, _, base = path.rpartition(os.sep)
             name = private_name("claim", base)
-            batch.append((entry, path, name, os.path.join(folder, name)))
+            batch.append((entry, path, name, f"{folder}{os.sep}{name}"))
+        # Journaled before any rename: a kill right after a rename leaves a file under a private
+        # name that only the journal can return to its landing name.
         journal.claim_all([(private, path) for _, path, _, private in batch])
         settled = []  # claims that hold nothing: never renamed, or put back
         done = 0
@@ -88,6 +90,8 @@ def _claim(
 ) -> Entry | None:
     """Rename ``path`` to ``private``; None (nothing held) unless it is the copied file."""
     try:
+        # The claim itself: a rename is atomic, so from here on a new version renamed over the
+        # landing name lands beside our file, not over it, and we delete only what we checked.
         os.rename(path, private)
     except FileNotFoundError:
         changed.append(entry.rel)
@@ -96,14 +100,21 @@ def _claim(
         failed.append((entry.rel, f"cannot claim it: {exc.strerror or exc}"))
         return None
     try:
+        # Checked after the rename, on the private name nobody else writes to: a check before it
+        # would leave a window in which a replaced file is taken for the copied one.
         st = os.stat(private)
     except OSError:
         st = None
+    # Not the copied file (replaced or rewritten since transfer): it goes back under its name at
+    # once and is left for the next run.
     if st is None or not same_file(st, entry):
         put_back(private, path)
         changed.append(entry.rel)
         return None
-    return local_entry(posixpath.join(posixpath.dirname(entry.rel), name), st)
+    folder, slash, _ = entry.rel.rpartition("/")
+    # The claimed name, in the landing folder's relative terms: delete and archive read and remove
+    # it through the same store.
+    return local_entry(f"{folder}{slash}{name}", st)
 
 
 def release(
@@ -117,6 +128,8 @@ def release(
     if not claimed:
         return {}
     local = as_local(landing)
+    # After an error ``done`` is None and every claimed file is offered back: ``put_back`` finds out
+    # by itself which ones are gone (archived or deleted) and returns None for them.
     finished = {item.source.rel for item in done or ()}
     back: dict[str, Entry | None] = {}
     for item in claimed:
@@ -125,6 +138,8 @@ def release(
             where = put_back(local.path(item.source.rel), path)
             if where is not None:
                 back[item.entry.rel] = _back_as(item.entry, where, path)
+    # Only once every file is back or done: ending a claim first and dying before its put-back would
+    # strand a landing file under a private name no journal names.
     journal.end_all([local.path(item.source.rel) for item in claimed])
     return back
 
@@ -133,6 +148,8 @@ def _back_as(entry: Entry, where: str, path: str) -> Entry | None:
     """The entry of a file put back as ``path``: our renames moved its ctime, so the entry
     ``transfer`` saved no longer matches it, and a later ``post_staging`` (a resume) would take
     the very file it copied for a changed one. None when it is not that file back at ``path``."""
+    # Under a timestamped name (its own was taken meanwhile) it is a new landing file for the next
+    # run, not the one the ledger recorded.
     if where != path:
         return None
     try:
@@ -146,6 +163,8 @@ def put_back(private: str, path: str) -> str | None:
     """Return a claimed file to the landing folder as ``path``, or as a timestamped name beside it
     when ``path`` is taken: never over another file. None when ``private`` is gone (it was archived
     or deleted). Used by recovery too, so a put back half done by a killed run is finished."""
+    # Link then unlink, not rename: rename replaces an existing file, and a producer may have landed
+    # a new version under the name while ours was claimed.
     candidate = path
     for _ in range(20):
         try:
@@ -164,6 +183,8 @@ def put_back(private: str, path: str) -> str | None:
             if os.path.lexists(candidate):
                 candidate = os.path.join(os.path.dirname(path), timestamped(os.path.basename(path)))
                 continue
+            # No hard links on this filesystem: a rename, only after seeing the name free (a race
+            # with a producer remains here, where links are not available to close it).
             os.rename(private, candidate)
             return candidate
         os.unlink(private)

@@ -25,6 +25,8 @@ def copy_entry(src: Store, dst: Store, entry: Entry, rel: str, journal: Journal,
     try:
         return _copy(src, dst, entry, rel, journal, transform, transform_args)
     except FileNotFoundError:
+        # Told apart from a missing dump folder (also FileNotFoundError), which is a failure: only
+        # the source being gone means another run staged it.
         if src.is_local and not os.path.lexists(as_local(src).path(entry.rel)):
             raise SourceChanged(entry.rel) from None
         raise
@@ -32,11 +34,14 @@ def copy_entry(src: Store, dst: Store, entry: Entry, rel: str, journal: Journal,
 
 def _copy(src: Store, dst: Store, entry: Entry, rel: str, journal: Journal,
           transform: Transform | None, transform_args: dict[str, Any] | None) -> int:
+    # Every route calls this right before publishing: what is published is never a source that
+    # changed while it was read.
     unchanged = lambda: src.ensure_unchanged(entry)  # noqa: E731
     if transform is None and src.is_local and dst.is_local:
         source = as_local(src).path(entry.rel)
         return as_local(dst).copy_file(source, rel, entry, journal, unchanged)
     if transform is None and not src.is_local and not dst.is_local:
+        # No ``unchanged`` here: the server-side copy is itself conditional on the listed ETag.
         return as_s3(dst).copy_from(as_s3(src), entry, rel, journal)
     if transform is None and src.is_local:
         source = as_local(src).path(entry.rel)
@@ -46,6 +51,7 @@ def _copy(src: Store, dst: Store, entry: Entry, rel: str, journal: Journal,
 
 
 def _identity(source: BinaryIO, destination: BinaryIO) -> None:
+    # 1 MiB blocks, not copyfileobj's default 64 kB: fewer Python calls per byte, memory bounded.
     shutil.copyfileobj(source, destination, 1 << 20)
 
 

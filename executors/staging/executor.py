@@ -157,7 +157,11 @@ class StagingExecutor(Executor):
         from .transfer import StagingError, legacy_transfer, transfer
 
         self._cancelled = False  # a cancel() of an earlier attempt (timeout, then retry) is over
+        # The previous attempt's ledger is not this one's: post_staging must only ever act on what
+        # the transfer that succeeded copied.
         self._ledger = None
+        # Again at run time, not only at validation: a symlink changed since may now make the dump
+        # or archive the landing folder, and staging would then delete what it just copied.
         self._check_places()
         settings, check = self.settings(), self._check(context)
         journal = self._journal(context)
@@ -181,10 +185,14 @@ class StagingExecutor(Executor):
                 raise StagingError(f"no file matching {self.pattern!r} arrived in {landing.uri} "
                                    "(require_files: true)")
         except BaseException:
+            # A ledger that is not complete is never published: post_staging would otherwise delete
+            # or archive a subset without knowing it is one.
             ledger.discard()
             raise
         finally:
             journal.finish()
+        # Reached only when the transfer returned: the ledger gets its final name complete, and a
+        # resume (``restore``) may trust it to hold every file that run copied.
         self._ledger = ledger.publish()
         return metrics
 
@@ -237,6 +245,8 @@ class StagingExecutor(Executor):
             ledger.close()
             journal.finish()
         if path is not None:  # dealt with: a later resume has nothing to redo
+            # Only after a post_staging that did all it could: a failure above keeps the ledger
+            # (updated as files were done) for a resume.
             path.unlink(missing_ok=True)
         self._ledger = None
         return metrics

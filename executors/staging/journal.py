@@ -7,6 +7,7 @@ descriptor, so it survives the process being killed (a torn last line is skipped
 
     {"owner": {"run_id": "…", "host": "…", "pid": 123, "pid_started": 456}}   always the first line
     {"begin": "/dump/sub/.orchestrator-partial-…"}     a temp file is about to exist there
+    {"begins": ["/dump/sub/.orchestrator-partial-…", …]}   the same for many (a batch of links)
     {"begin": "s3://lake/raw/a.csv"}                   a multipart upload to that key is starting
     {"upload": "s3://lake/raw/a.csv", "id": "…"}       … and this is its upload id
     {"claims": [["/landing/.orchestrator-claim-…", "/landing/a.csv"], …]}
@@ -36,7 +37,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+# Still read, so that a crash under an older version is undone after an upgrade.
 LEGACY_NAME = "journal.jsonl"  # one shared journal, written before owners were recorded
+# How long a journal without its owner line is taken for one being created by a live writer: far
+# longer than the gap between its creation and its first write.
 UNCLAIMED_SECONDS = 600
 
 
@@ -78,13 +82,22 @@ class Journal:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)[:64]
         self.path = folder / f"journal-{safe}-{secrets.token_hex(4)}.jsonl"
         self.owner = Owner.current(run_id)
+        # S3 staging journals from 16 threads: one lock keeps each line whole and in order, and the
+        # pending set consistent with what is written.
         self._lock = threading.Lock()
         self._fd: int | None = None
+        # What this writer has begun and not ended: ``finish`` keeps the file when it is not empty,
+        # for the next run's recovery.
         self._pending: set[str] = set()
         self._ends: list[bytes] = []  # end records not written yet (see ``end``)
 
     def begin(self, target: str) -> None:
         self._append({"begin": target}, add=[target])
+
+    def begin_all(self, targets: list[str]) -> None:
+        """Temp files about to exist, in one line: a batch costs one write, not one per file."""
+        if targets:
+            self._append({"begins": targets}, add=targets)
 
     def upload(self, target: str, upload_id: str) -> None:
         self._append({"upload": target, "id": upload_id})
@@ -107,13 +120,22 @@ class Journal:
         with self._lock:
             self._pending.discard(target)
             self._ends.append((json.dumps({"end": target}) + "\n").encode())
+            # Flushed by 64 at the latest, so that deferred ends do not pile up in memory between
+            # writes.
             if len(self._ends) < 64:
                 return
         self._append({"ends": []})
 
-    def end_all(self, targets: list[str]) -> None:
-        if targets:
+    def end_all(self, targets: list[str], lazy: bool = False) -> None:
+        """``lazy``: as for ``end``, written with the next record."""
+        if not targets:
+            return
+        if not lazy:
             self._append({"ends": targets}, remove=targets)
+            return
+        with self._lock:
+            self._pending.difference_update(targets)
+            self._ends.append((json.dumps({"ends": targets}) + "\n").encode())
 
     def finish(self) -> None:
         """Close; remove the file unless something is still in flight (then the next run's recovery
@@ -132,15 +154,21 @@ class Journal:
     ) -> None:
         data = (json.dumps(record) + "\n").encode()
         with self._lock:
+            # One os.write of the deferred ends and the new record: a torn write loses at most the
+            # last line, and an end never reaches the file before its begin.
             if self._ends:  # in the order they happened, before this record
                 data = b"".join(self._ends) + data
                 self._ends.clear()
             if self._fd is None:
+                # O_APPEND: each write lands whole at the end, whichever thread made it; opened on
+                # the first record, so a task that does nothing leaves no file.
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 if os.fstat(self._fd).st_size == 0:
-                    data = (
-                        json.dumps({"owner": dataclasses.asdict(self.owner)}) + "\n"
-                    ).encode() + data
+                    # A write of its own, not the first record's: SIGKILL can stop a large write
+                    # at any page (a batch's record is ~100 kB), and a journal left empty names
+                    # no owner, so recovery would leave it alone for UNCLAIMED_SECONDS.
+                    os.write(self._fd, (json.dumps({"owner": dataclasses.asdict(self.owner)})
+                                        + "\n").encode())
             os.write(self._fd, data)
             self._pending.update(add)
             self._pending.difference_update(remove)
@@ -154,6 +182,11 @@ def read(path: Path) -> tuple[Owner | None, list[Leftover]]:
             owner = _owner(record["owner"])
         elif "begin" in record:
             pending[record["begin"]] = Leftover(record["begin"])
+        # Written by ``begin_all`` for a batch of links; an older version skips the line (it knows
+        # only ``begin``).
+        elif "begins" in record:
+            for target in record["begins"]:
+                pending[target] = Leftover(target)
         elif "claims" in record:
             for private, origin in record["claims"]:
                 pending[private] = Leftover(private, path=origin)
@@ -237,6 +270,9 @@ def recover(folder: Path, clean: Callable[[Leftover], None]) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX)
         for path in journals(folder):
             owner, leftovers = read(path)
+            # A live owner's journal is its own business (a concurrent run, or an abandoned attempt
+            # still finishing); undoing its entries would remove temp files or claims it is still
+            # using.
             if owner is not None and owner.alive() or owner is None and _unclaimed(path):
                 continue
             for leftover in leftovers:

@@ -23,14 +23,19 @@ from typing import Iterable, Iterator
 from .journal import Owner
 from .storage import Entry
 
+# WITHOUT ROWID: the path is the key, stored once, and reading in path order (``batches``) walks
+# the table itself. ``seen`` is for the S3 post_staging only (see ``mark``).
 _SCHEMA = """
 CREATE TABLE copied (rel BLOB PRIMARY KEY, size INTEGER NOT NULL, version TEXT NOT NULL,
                      seen INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
 """
+# SQLite before 3.32 allows 999 variables per statement; 500 stays well under it.
 _LOOKUP_CHUNK = 500  # SQLite bounds the variables of one statement
 
 
 def _key(rel: str) -> bytes:
+    # A BLOB, not TEXT: a lone surrogate (an undecodable byte in a landing name) cannot be stored as
+    # TEXT, and bytes sort in byte order, as S3 lists its keys.
     return rel.encode("utf-8", "surrogateescape")
 
 
@@ -39,6 +44,8 @@ def _rel(key: bytes) -> str:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    # Autocommit mode: transactions are explicit (``_Transaction``), one per batch, not opened
+    # behind our back by the sqlite3 module.
     connection = sqlite3.connect(path, isolation_level=None)
     # A process kill loses nothing committed (the OS has the pages); a power cut may lose the
     # ledger, and then a resume runs transfer again, which is harmless.
@@ -56,8 +63,13 @@ class Ledger:
 
     @classmethod
     def create(cls, final: Path) -> "Ledger":
+        # An attempt killed half way leaves its .part; removed here, unless its writer still runs
+        # (an abandoned attempt of a timed-out task may still be finishing).
         _remove_dead_parts(final.parent)
         me = Owner.current("")
+        # The writer's pid and start time in the name, so that ``_remove_dead_parts`` can tell
+        # whether it is still alive without opening the file; the token keeps two attempts of
+        # one process apart.
         part = final.with_name(
             f"{final.name}.{me.pid}-{me.pid_started or 0}-{secrets.token_hex(4)}.part")
         connection = _connect(part)
@@ -71,6 +83,8 @@ class Ledger:
             return None
         try:
             connection = _connect(path)
+            # A file that is not a readable ledger (a power cut, with synchronous=OFF) counts as
+            # none: transfer then runs again, which is harmless.
             connection.execute("SELECT count(*) FROM copied").fetchone()
         except sqlite3.DatabaseError:
             return None
@@ -81,6 +95,8 @@ class Ledger:
         if entries:
             with self._transaction():
                 self._db.executemany(
+                    # REPLACE: a file copied again in the same run (a retry) or put back by
+                    # post_staging keeps one row, with its latest identity.
                     "INSERT OR REPLACE INTO copied (rel, size, version) VALUES (?, ?, ?)",
                     [(_key(e.rel), e.size, e.version) for e in entries])
 
@@ -88,6 +104,8 @@ class Ledger:
         """Close and rename the finished ledger to its final name; return that name."""
         assert self._final is not None, "published already"
         self._db.close()
+        # Closed first, so all the pages are in the file before it gets its final name: a ledger
+        # under that name is always complete.
         os.replace(self.path, self._final)
         self.path, self._final = self._final, None
         return self.path
@@ -110,6 +128,8 @@ class Ledger:
         after = b""
         while True:
             rows = self._db.execute(
+                # Keyset pagination (``rel > last``), not OFFSET: rows forgotten between batches
+                # would shift an offset and skip files.
                 "SELECT rel, size, version FROM copied WHERE rel > ? ORDER BY rel LIMIT ?",
                 (after, size)).fetchall()
             if not rows:

@@ -25,13 +25,19 @@ from .locations import is_private, split_s3
 from .storage import CHANGED, CountingWriter, Entry, Fill, SourceChanged, VerifyError
 from .uploads import error_code, in_flight
 
+# CopyObject copies at most 5 GiB in one request; bigger objects go through a multipart copy.
 COPY_OBJECT_LIMIT = 5 * 1024**3
+# Below 8 MiB one PutObject, verified by Content-MD5; at or above it, a multipart upload (the size
+# at which s3transfer switches to multipart by default).
 SINGLE_PUT_LIMIT = 8 * 1024**2
+# The most keys DeleteObjects accepts in one request.
 DELETE_BATCH = 1000
 
 
 def make_client() -> Any:
     """A client that honours ``AWS_ENDPOINT_URL`` and retries throttling the standard way."""
+    # Standard mode backs off on SlowDown and retries resets; more connections than the 16
+    # staging threads, so urllib3 reuses them instead of discarding ("Connection pool is full").
     return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 8},
                                             max_pool_connections=32))
 
@@ -64,6 +70,7 @@ class S3Store:
     def key(self, rel: str) -> str:
         return self.prefix + rel
 
+    # A prefix exists as soon as a key under it does; an empty one simply lists nothing.
     def exists(self) -> bool:
         return True
 
@@ -74,6 +81,7 @@ class S3Store:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, **extra):
             for obj in page.get("Contents", []):
                 rel = obj["Key"][len(self.prefix):]
+                # Keys ending in '/' are the folder markers consoles create, not files.
                 if rel and not rel.endswith("/") and not is_private(posixpath.basename(rel)):
                     yield Entry(rel, obj["Size"], _etag(obj["ETag"]))
 
@@ -152,12 +160,16 @@ class S3Store:
         """Server-side copy of exactly the listed version: no byte crosses this machine.
         Verified by ETag, else by size. A source replaced since it was listed: ``SourceChanged``."""
         copy_source = {"Bucket": source.bucket, "Key": source.key(entry.rel)}
+        # Copies exactly the listed version: a source replaced since fails with 412 instead of
+        # publishing bytes that were never listed.
         condition = {"CopySourceIfMatch": f'"{entry.version}"'}
         try:
             if entry.size < COPY_OBJECT_LIMIT:
                 result = self.client.copy_object(CopySource=copy_source, Bucket=self.bucket,
                                                  Key=self.key(rel), **condition)
                 copied = _etag(result["CopyObjectResult"]["ETag"])
+                # A plain-MD5 ETag equal on both sides proves the bytes; otherwise (multipart,
+                # encrypted) the size is checked by a HEAD.
                 if "-" not in entry.version and copied == entry.version:
                     return entry.size
             else:

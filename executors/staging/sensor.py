@@ -47,6 +47,8 @@ class Watch:
             seen[entry.rel] = (
                 before if before is not None and before.entry == entry else _Seen(entry, now)
             )
+        # Rebuilt from each listing rather than updated: memory follows the files there now, and a
+        # file that comes back later starts its stable time again.
         self._seen = seen  # a file gone since the last poll is forgotten
 
     @property

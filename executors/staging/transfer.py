@@ -22,9 +22,14 @@ from .ledger import Ledger
 from .loader import code_path, function_of, load_callable, load_file
 from .parallel import run_all
 from .settings import StagingSettings
-from .storage import CHANGED, Entry, SourceChanged, Store
+from .storage import CHANGED, Entry, SourceChanged, Store, as_local
 
+# Per-file work on S3 waits on the network, so it runs 16 requests at a time; locally it is CPU and
+# metadata work on one filesystem, and threads only contend for the GIL (a thread pool made the
+# local staging slower on two cores), so local batches run in this thread.
 S3_WORKERS = 16
+# 1,000: one S3 listing page and one DeleteObjects call; memory stays flat, and a ledger transaction
+# per batch keeps SQLite's per-commit cost off the per-file path.
 BATCH = 1000  # files listed, copied and recorded at a time
 T = TypeVar("T")
 
@@ -69,12 +74,28 @@ def transfer(settings: StagingSettings, landing: Store, dump: Store, journal: Jo
         return copy_entry(landing, dump, entry, entry.rel, journal, function,
                           dict(settings.transform_args))
 
+    # Delete mode only: a link makes the dump and the landing file one file until post_staging
+    # deletes the landing name, i.e. a move. In archive mode the archive keeps the landing file
+    # (linked too, see ``archive``), and a dump sharing it would let a change to the dump rewrite
+    # the archive, so the dump gets a real copy. A transformation writes new bytes anyway.
+    # A linked dump file keeps the landing file's owner and mode, as after mv (a copy gets ours).
+    # Until post_staging, a rewrite in place of the landing file shows in the dump too; nothing is
+    # lost (post_staging sees the change, leaves the file, and the next run stages it again).
+    link = (function is None and settings.archive_or_delete == "delete" and landing.is_local
+            and dump.is_local)
     listed = copied = written = changed = 0
     failures = _Failures()
     for batch in batches(landing.list(), BATCH):
         listed += len(batch)
         entries = [e for e in batch if loc.matches(e.rel, settings.pattern)]
-        results = run_all(one, entries, _workers(landing, dump), check)
+        results: list[tuple[Entry, int | Exception]] = []
+        if link and as_local(dump).links:
+            results, entries = as_local(dump).link_files(as_local(landing), entries, journal,
+                                                         check)
+        results += run_all(one, entries, _workers(landing, dump), check)
+        # Recorded before the next batch is listed: a kill loses at most this batch's record, and
+        # those files, in the dump but not in the ledger, are staged again by the rerun (same dump
+        # path), never deleted without a record.
         ledger.add([e for e, r in results if not isinstance(r, Exception)])
         for entry, result in results:
             if isinstance(result, SourceChanged):
@@ -117,6 +138,8 @@ def legacy_transfer(settings: StagingSettings, landing: Store, dump: Store, ledg
         context.logger.info("py_exec_args not given: only py_exec.test() runs, as in the seed")
         return TaskMetrics(total_rows=0,
                            execution_metadata={"files": 0, "missing": 0, "legacy": True})
+    # Taken before ``main`` runs: what is found in the dump afterwards is credited only to files
+    # that were there before it ran.
     snapshot = {e.rel: e for e in landing.list() if loc.matches(e.rel, settings.pattern)}
     before = _dump_versions(dump, snapshot, check) if dump.is_local else {}
     context.logger.info("legacy py_exec.main on %d landed files", len(snapshot))
@@ -197,6 +220,8 @@ def _ready_batches(landing: Store, ledger: Ledger) -> Iterator[tuple[list[Entry]
     Locally each recorded file is looked at (one stat); on S3 the landing prefix is listed (one
     request per 1,000 objects) and each listed object looked up in the ledger, and what the
     listing never showed comes last."""
+    # A stat per recorded file is cheaper than a listing here, and each one also catches a file
+    # replaced since transfer (its inode or ctime differ).
     if landing.is_local:
         for batch in ledger.batches(BATCH):
             ready, gone = [], []
@@ -207,6 +232,7 @@ def _ready_batches(landing: Store, ledger: Ledger) -> Iterator[tuple[list[Entry]
                     gone.append(entry.rel)
             yield ready, gone
         return
+    # The marks of a previous attempt (a resume) would hide files that are gone since.
     ledger.forget_marks()
     for batch in batches(landing.list(), BATCH):
         copied = ledger.lookup(e.rel for e in batch)
@@ -230,7 +256,11 @@ def _act(landing: Store, store: Store | None, ready: list[Entry], journal: Journ
         else:
             counts, more_changed, failed, done = _archive(landing, store, held, journal, check)
     finally:
+        # In ``finally``: a failure or a cancel half way must still put back what it claimed, or the
+        # files would stay under private names until the next run's recovery.
         back = release(landing, held, journal, done)
+        # The put-back file's ctime moved (our renames): its new identity is recorded, else a resume
+        # would take the very file it copied for a changed one and leave it.
         ledger.replace(entry for entry in back.values() if entry is not None)
         if done is not None:
             ledger.forget(item.entry.rel for item in done)
@@ -245,6 +275,7 @@ _Done = tuple[dict[str, int], list[str], list[tuple[str, str]], list[Held]]
 
 def _delete(landing: Store, held: list[Held], check: Callable[[], None]) -> _Done:
     check()
+    # The claimed names, not the landing ones: see ``claim``.
     kept = landing.delete([h.source for h in held])
     changed = [h.entry.rel for h in held if kept.get(h.source.rel) == CHANGED]
     failed = [(h.entry.rel, kept[h.source.rel]) for h in held

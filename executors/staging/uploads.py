@@ -32,6 +32,8 @@ class _Upload:
     retried: bool = False
 
 
+# Per client, weakly: the event hook is registered once per client, and a closed client's uploads
+# are forgotten with it.
 _WATCHED: "weakref.WeakKeyDictionary[Any, dict[str, _Upload]]" = weakref.WeakKeyDictionary()
 _WATCH_LOCK = threading.Lock()
 
@@ -49,6 +51,8 @@ def in_flight(client: Any, uri: str, journal: Journal) -> Iterator[None]:
     try:
         yield
     finally:
+        # Stop watching before the end record: an upload id reported after it would be journaled for
+        # a key no longer in flight.
         watched.pop(uri, None)
         journal.end(uri)
         if upload.retried:
@@ -67,6 +71,8 @@ def abort_uploads(client: Any, uri: str, upload_ids: list[str] | None = None) ->
         try:
             client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         except ClientError as exc:
+            # Recovery may run twice over one journal (killed while cleaning): aborting is
+            # idempotent.
             if error_code(exc) != "NoSuchUpload":  # completed or aborted already
                 raise
     return len(upload_ids)
@@ -75,6 +81,8 @@ def abort_uploads(client: Any, uri: str, upload_ids: list[str] | None = None) ->
 def abort_orphans(client: Any, uri: str, ours: list[str], folder: Any) -> None:
     """After a retried create: abort the incomplete uploads to ``uri`` other than ``ours``,
     unless a live run's journal has ``uri`` in flight."""
+    # Another live run writing the same key owns uploads we cannot tell from orphans: better an
+    # orphan left for a lifecycle rule than a live upload aborted.
     if uri in _journal.in_flight(folder):
         return
     bucket, key = split_s3(uri)
@@ -105,6 +113,8 @@ def _note_upload(watched: dict[str, _Upload], parsed: dict[str, Any], **_: Any) 
     if upload is None or "UploadId" not in parsed:
         return
     upload.ids.append(parsed["UploadId"])
+    # RetryAttempts > 0: botocore sent the create more than once, so S3 may hold an upload whose id
+    # we never saw.
     upload.retried = (
         upload.retried or parsed.get("ResponseMetadata", {}).get("RetryAttempts", 0) > 0
     )
