@@ -8,13 +8,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import logging
 import threading
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, TypeVar
 
 from .records import FrozenRecord, Record, frozen_record
 from .ids import sha256_hex
+
+if TYPE_CHECKING:
+    # Only named in annotations: a run imports ``logging`` when a task first asks for its logger
+    # (see orchestrator.lazy_logging), and a plugin's import of this module must not do it.
+    import logging
 
 __all__ = ["Cancelled", "CodeLocation", "Context", "Dataset", "NotRetryable", "Executor", "Lineage",
            "Location", "Place", "TaskMetrics", "Uncompilable", "task"]
@@ -223,6 +227,8 @@ class Context:
         """The task's logger, made on first use: most tasks never log, and the engine makes a
         context for every attempt."""
         if self._logger is None:
+            import logging
+
             self._logger = logging.getLogger(f"orchestrator.task.{self.step}.{self.task}")
         return self._logger
 

@@ -8,7 +8,6 @@ not use it still run. Set ``ORCHESTRATOR_BLOCK_PLUGINS=name1,name2`` to skip ent
 """
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from functools import cached_property
@@ -24,7 +23,8 @@ from .routine.introspect import signature_schema
 
 ENTRY_POINT_GROUP = GROUP
 BLOCK_VARIABLE = "ORCHESTRATOR_BLOCK_PLUGINS"
-log = logging.getLogger("orchestrator.plugins")
+# The logger a broken plugin is reported on (the CLI prints it as one line: cli.log_setup).
+PLUGINS_LOGGER = "orchestrator.plugins"
 
 
 class ExecutorInfo:
@@ -179,7 +179,11 @@ class Registry:
     def _set_broken(self, ep: EntryPoint, reason: str, claims: Claims | None) -> None:
         broken = BrokenPlugin(ep.name, ep.distribution, ep.version, reason)
         self._broken[ep.name] = (broken, claims)
-        log.warning(broken.warning())
+        # Imported here, not with this module: a run whose plugins all load never imports
+        # ``logging`` unless a task logs (orchestrator.lazy_logging).
+        import logging
+
+        logging.getLogger(PLUGINS_LOGGER).warning(broken.warning())
 
     def load_all(self) -> None:
         """Import every installed plugin (for listings and raw hook calls)."""
