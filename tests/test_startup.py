@@ -124,3 +124,25 @@ def test_logging_first_imported_by_a_task_reaches_the_run_log_and_the_terminal(
     logs = cli("logs", json.loads(ran.stdout)["run_id"]).stdout
     assert "WARNING work.call: library warning" in " ".join(logs.split()), logs
     assert "INFO work.call: my info line" in " ".join(logs.split()), logs
+
+
+def test_argparse_skips_gettext_only_where_no_catalog_could_translate(tmp_path, monkeypatch):
+    import argparse
+    import gettext
+
+    from orchestrator.cli.parser import untranslated_argparse
+
+    monkeypatch.setattr(argparse, "_", gettext.gettext)
+    monkeypatch.setattr(argparse, "ngettext", gettext.ngettext)
+    monkeypatch.setattr(gettext, "bindtextdomain", lambda domain, folder=None: str(tmp_path))
+    catalog = tmp_path / "xx_YY" / "LC_MESSAGES" / f"{gettext.textdomain()}.mo"
+    catalog.parent.mkdir(parents=True)
+    catalog.write_bytes(b"")
+    untranslated_argparse.__wrapped__()
+    assert argparse._ is gettext.gettext, "a catalog exists: argparse must keep asking gettext"
+    catalog.unlink()
+    untranslated_argparse.__wrapped__()
+    assert argparse._ is not gettext.gettext
+    assert argparse._("usage: ") == gettext.gettext("usage: ") == "usage: "
+    for count in (0, 1, 2):
+        assert argparse.ngettext("one", "many", count) == gettext.ngettext("one", "many", count)
