@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, TypeVar
 
-from .records import FrozenRecord, Record, frozen_record
+from .records import FACTORY, FrozenRecord, Record, frozen_record
 from .ids import sha256_hex
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class Uncompilable(Exception):
     """
 
 
-@dataclasses.dataclass(repr=False, eq=False)
+@dataclasses.dataclass(init=False, repr=False, eq=False)
 class TaskMetrics(Record):
     """What a task reports. Subclass it to add fields; they are kept and shown."""
 
@@ -125,6 +125,18 @@ class TaskMetrics(Record):
     soft_deletes: int | None = None
     total_rows: int | None = None
     execution_metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    # Written out, as records.FACTORY says: tasks make one each. A subclass declared a dataclass
+    # gets a generated one for all its fields again.
+    def __init__(self, inserts: int | None = None, updates: int | None = None,
+                 soft_deletes: int | None = None, total_rows: int | None = None,
+                 execution_metadata: dict[str, Any] = FACTORY) -> None:
+        self.inserts = inserts
+        self.updates = updates
+        self.soft_deletes = soft_deletes
+        self.total_rows = total_rows
+        self.execution_metadata = {} if execution_metadata is FACTORY else execution_metadata
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         for name in _METRIC_NAMES:

@@ -16,6 +16,22 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 T = TypeVar("T")
 
 
+class _Factory:
+    """The default of a hand-written ``__init__``'s argument whose field has a default factory:
+    shown as ``<factory>``, as a generated one shows it."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+# A record whose instances are made per task (too often for the shared ``__init__`` below) is
+# declared ``@dataclasses.dataclass(init=False, repr=False, eq=False)`` with its ``__init__``
+# written out, compiled once into the module's .pyc instead of from source at every start-up.
+# Such an ``__init__`` takes the fields in order, with their defaults, and ``FACTORY`` for those
+# with a factory (``x = factory() if x is FACTORY else x``): what dataclasses would generate.
+FACTORY: Any = _Factory()
+
+
 def _names(cls: type, flag: str) -> tuple[str, ...]:
     """The fields of ``cls`` that take part in ``flag`` ("repr", "compare" or "hash"), cached."""
     cached: dict[str, tuple[str, ...]] = cls.__dict__.get("_record_names") or {}
