@@ -63,9 +63,15 @@ def execute(args: argparse.Namespace, the_plan: Any, options: Any) -> int:
     """Run a plan with tracking: claim the routine, render, record, cancel cleanly on signals."""
     from ..runs.control import TrackedRun
     from ..runs.store import open_store
-    from .reserved_stdout import stdout_reserved
 
-    with stdout_reserved() if args.json else contextlib.nullcontext(sys.stdout) as stdout:
+    reserved: Any = contextlib.nullcontext(sys.stdout)
+    if args.json:
+        # --json's one document must be alone on stdout, whatever tasks print; only then is
+        # the module that sees to it imported.
+        from .reserved_stdout import stdout_reserved
+
+        reserved = stdout_reserved()
+    with reserved as stdout:
         shown = renderer(args, stdout)
         tracked = TrackedRun(open_store(), the_plan, [shown], options)
         tracked.claim()
