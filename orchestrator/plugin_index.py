@@ -17,7 +17,7 @@ import sys
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, ClassVar, Iterable
 
 GROUP = "orchestrator"
 CACHE_VERSION = 1
@@ -27,15 +27,51 @@ MTIME_SETTLE_NS = 2_000_000_000
 _METADATA_SUFFIXES = (".dist-info", ".egg-info")
 
 
-# NamedTuples rather than dataclasses here: making a dataclass costs about a millisecond of
-# start-up, a NamedTuple a tenth of that.
-class EntryPoint(NamedTuple):
+class Row(tuple[Any, ...]):
+    """A named tuple written out by hand. Neither a dataclass (about a millisecond of start-up
+    to make) nor a ``typing.NamedTuple``, which compiles its ``__new__`` from source when the
+    class is made (about 0.5 M instructions each, in every process): these are made at every
+    start-up. Behaves as a NamedTuple does: a tuple, with ``_fields``, ``_asdict`` and the
+    same repr."""
+
+    __slots__ = ()
+    _fields: ClassVar[tuple[str, ...]] = ()
+
+    def _asdict(self) -> dict[str, Any]:
+        return dict(zip(self._fields, self))
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{name}={value!r}" for name, value in zip(self._fields, self))
+        return f"{type(self).__name__}({values})"
+
+    def __getnewargs__(self) -> tuple[Any, ...]:  # pickled as the plain tuple, as namedtuple
+        return tuple(self)
+
+
+class EntryPoint(Row):
     """One ``orchestrator`` entry point: ``name = module[:attr]`` from a distribution."""
 
-    name: str
-    value: str
-    distribution: str
-    version: str
+    __slots__ = ()
+    _fields = ("name", "value", "distribution", "version")
+
+    def __new__(cls, name: str, value: str, distribution: str, version: str) -> EntryPoint:
+        return tuple.__new__(cls, (name, value, distribution, version))
+
+    @property
+    def name(self) -> str:
+        return self[0]  # type: ignore[no-any-return]
+
+    @property
+    def value(self) -> str:
+        return self[1]  # type: ignore[no-any-return]
+
+    @property
+    def distribution(self) -> str:
+        return self[2]  # type: ignore[no-any-return]
+
+    @property
+    def version(self) -> str:
+        return self[3]  # type: ignore[no-any-return]
 
     def load(self) -> object:
         module_name, _, attr = self.value.partition(":")
@@ -49,11 +85,23 @@ class EntryPoint(NamedTuple):
         return f"{self.distribution} {self.version}".strip() or self.name
 
 
-class Claims(NamedTuple):
+class Claims(Row):
     """What a plugin registered when it was last imported."""
 
-    executors: tuple[tuple[str, str], ...]  # (registry name, class name)
-    hooks: tuple[str, ...]
+    __slots__ = ()
+    _fields = ("executors", "hooks")
+
+    def __new__(cls, executors: tuple[tuple[str, str], ...], hooks: tuple[str, ...]) -> Claims:
+        return tuple.__new__(cls, (executors, hooks))
+
+    @property
+    def executors(self) -> tuple[tuple[str, str], ...]:
+        """(registry name, class name) of each executor."""
+        return self[0]  # type: ignore[no-any-return]
+
+    @property
+    def hooks(self) -> tuple[str, ...]:
+        return self[1]  # type: ignore[no-any-return]
 
     def names(self) -> set[str]:
         return {name for pair in self.executors for name in pair}

@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import threading
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import PluginError, UserError
 from .executor import Executor
-from .plugin_index import GROUP, Claims, EntryPoint, PluginIndex, claims_of
+from .plugin_index import GROUP, Claims, EntryPoint, PluginIndex, Row, claims_of
 from .routine.introspect import signature_schema
 
 ENTRY_POINT_GROUP = GROUP
@@ -67,13 +67,30 @@ class ExecutorInfo:
         return f"{self.distribution} {self.version}".strip() or self.plugin
 
 
-class BrokenPlugin(NamedTuple):
-    """An installed plugin that could not be loaded, and why."""
+class BrokenPlugin(Row):
+    """An installed plugin that could not be loaded, and why (a named tuple: see ``Row``)."""
 
-    name: str
-    distribution: str
-    version: str
-    reason: str
+    __slots__ = ()
+    _fields = ("name", "distribution", "version", "reason")
+
+    def __new__(cls, name: str, distribution: str, version: str, reason: str) -> BrokenPlugin:
+        return tuple.__new__(cls, (name, distribution, version, reason))
+
+    @property
+    def name(self) -> str:
+        return self[0]  # type: ignore[no-any-return]
+
+    @property
+    def distribution(self) -> str:
+        return self[1]  # type: ignore[no-any-return]
+
+    @property
+    def version(self) -> str:
+        return self[2]  # type: ignore[no-any-return]
+
+    @property
+    def reason(self) -> str:
+        return self[3]  # type: ignore[no-any-return]
 
     @property
     def origin(self) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -15,7 +16,9 @@ from orchestrator.errors import Problem
 from orchestrator.events import RunInfo, RunResult, TaskResult
 from orchestrator.executor import Dataset, Lineage, Place, TaskMetrics
 from orchestrator.lineage.config import LineageSettings
+from orchestrator.plugin_index import Claims, EntryPoint
 from orchestrator.records import FrozenRecord, frozen_record
+from orchestrator.registry import BrokenPlugin
 from orchestrator.routine.load import Routine, StepSpec, TaskCall
 from orchestrator.routine.outputs import StepOutput
 from orchestrator.runs.store import LogRecord, RunRecord, TaskRecord
@@ -143,3 +146,19 @@ def test_task_metrics_keep_their_checks_defaults_and_subclasses() -> None:
     assert more.to_dict()["files"] == 2 and more.execution_metadata == {}
     with pytest.raises(ValueError):
         More(updates=True)
+
+
+@pytest.mark.parametrize("cls", [EntryPoint, Claims, BrokenPlugin], ids=lambda c: c.__name__)
+def test_a_written_out_named_tuple_behaves_as_a_named_tuple(cls: type) -> None:
+    old = NamedTuple(cls.__name__, [(name, Any) for name in cls._fields])  # type: ignore[misc]
+    values = [f"v{number}" for number in range(len(cls._fields))]
+    row, before = cls(*values), old(*values)
+    assert row == before == tuple(values) and hash(row) == hash(before)
+    assert repr(row) == repr(before) and row._asdict() == before._asdict()
+    assert cls(**dict(zip(cls._fields, values))) == row
+    assert [getattr(row, name) for name in cls._fields] == values
+    assert pickle.loads(pickle.dumps(row)) == row
+    with pytest.raises(TypeError):
+        cls(*values[:-1])
+    with pytest.raises(AttributeError):
+        row.extra = 1
