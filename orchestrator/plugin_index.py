@@ -15,7 +15,6 @@ import json
 import os
 import sys
 import time
-import zlib
 from pathlib import Path
 from typing import Any, ClassVar, Iterable
 
@@ -213,8 +212,12 @@ def _path_entries() -> list[str]:
 
 def _cache_name(entries: list[str]) -> str:
     """One cache per interpreter and path: virtual environments sharing a home do not fight."""
+    from .ids import sha256_hex
+
     seed = "\0".join([sys.executable, *entries]).encode()
-    return f"plugins-{zlib.crc32(seed):08x}.json"
+    # SHA-256, which every run loads anyway (the routine's digest), rather than zlib's CRC-32:
+    # importing zlib's extension module alone cost each start-up about 1 M instructions.
+    return f"plugins-{sha256_hex(seed)[:8]}.json"
 
 
 def _read_json(file: Path | None) -> dict[str, Any] | None:
