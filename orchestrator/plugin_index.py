@@ -166,6 +166,8 @@ class PluginIndex:
             if known is None or (known["value"], known["distribution"], known["version"]) != (
                     ep.value, ep.distribution, ep.version):
                 return None
+            # The same version but an edited module (an editable install, a plugin under
+            # development) may register other executors now.
             if known["file"] is not None and _mtime(known["file"]) != known["mtime"]:
                 return None
             executors = tuple((str(name), str(cls)) for name, cls in known["executors"])
@@ -180,6 +182,7 @@ class PluginIndex:
                  "file": file, "mtime": _mtime(file) if file else None,
                  "executors": [list(pair) for pair in claims.executors],
                  "hooks": list(claims.hooks)}
+        # Only a change marks the index dirty: a run that learns nothing new writes no file.
         if self._claims.get(ep.name) != entry:
             self._claims[ep.name] = entry
             self._dirty = True
@@ -198,6 +201,8 @@ class PluginIndex:
                "claims": self._claims}
         try:
             self._cache_file.parent.mkdir(exist_ok=True)  # the home must exist already
+            # Written aside and renamed over: processes starting meanwhile read the old cache
+            # or the new one, never half a file; the pid keeps two writers apart.
             temporary = self._cache_file.with_name(f"{self._cache_file.name}.{os.getpid()}.tmp")
             temporary.write_text(json.dumps(doc))
             os.replace(temporary, self._cache_file)
@@ -207,6 +212,8 @@ class PluginIndex:
 
 
 def _path_entries() -> list[str]:
+    # "" (the working directory, for ``python -c``) made absolute: the same path string run from
+    # two folders must not share a cache.
     return [os.path.abspath(entry or ".") for entry in sys.path]
 
 

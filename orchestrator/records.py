@@ -34,6 +34,7 @@ FACTORY: Any = _Factory()
 
 def _names(cls: type, flag: str) -> tuple[str, ...]:
     """The fields of ``cls`` that take part in ``flag`` ("repr", "compare" or "hash"), cached."""
+    # The class's own cache, not an inherited one: a subclass may have more fields.
     cached: dict[str, tuple[str, ...]] = cls.__dict__.get("_record_names") or {}
     names = cached.get(flag)
     if names is None:
@@ -60,6 +61,8 @@ class Record:
         return f"{type(self).__qualname__}({values})"
 
     def __eq__(self, other: object) -> bool:
+        # The exact class, as a generated __eq__ compares: a subclass's record never equals its
+        # base's, even with the same field values.
         if other.__class__ is not self.__class__:
             return NotImplemented
         names = _names(type(self), "compare")
@@ -67,6 +70,8 @@ class Record:
 
     def __hash__(self) -> int:
         frozen = type(self).__dataclass_params__.frozen  # type: ignore[attr-defined]
+        # A mutable dataclass with eq is unhashable (its __hash__ is None): a record whose hash
+        # could change while it sits in a set or dict key must stay so.
         if not (frozen or isinstance(self, FrozenRecord)):
             raise TypeError(f"unhashable type: {type(self).__name__!r}")
         return hash(tuple(getattr(self, n) for n in _names(type(self), "hash")))

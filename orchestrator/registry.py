@@ -58,6 +58,8 @@ class ExecutorInfo:
     def tasks(self) -> list[str]:
         return list(self.cls.tasks())
 
+    # Cached: deriving it reads the constructor's signature and type hints, and validation asks
+    # for it once per step that uses the executor.
     @cached_property
     def params_schema(self) -> dict[str, Any]:
         return self.cls.params_schema or signature_schema(self.cls.__init__)
@@ -97,6 +99,8 @@ class BrokenPlugin(Row):
         return f"{self.distribution} {self.version}".strip() or self.name
 
     def warning(self) -> str:
+        # The names already blocked are kept in the suggested value: copied as it is, it must not
+        # unblock another broken plugin.
         blocked = [*blocked_plugins(), self.name]
         return (f"warning: plugin {self.name!r} ({self.origin}) failed to load: {self.reason}; "
                 f"routines that do not use it still run; to skip it, set "
@@ -115,9 +119,13 @@ class Registry:
     """Executors by short name and by class name, importing plugin modules only when needed."""
 
     def __init__(self, load_entrypoints: bool = True, index: PluginIndex | None = None) -> None:
+        # PROJECT is also the name in ``hookimpl``'s marker: a plugin's hooks are found only if
+        # both say the same.
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self._blocked = blocked_plugins() if load_entrypoints else []
+        # Blocked in pluggy too, not only skipped in the index: registering a plugin by hand
+        # under that name then does nothing either.
         for name in self._blocked:
             self._pm.set_blocked(name)
         self._use_entrypoints = load_entrypoints
@@ -125,6 +133,7 @@ class Registry:
         self._pending: dict[str, EntryPoint] | None = None
         self._origins: dict[str, tuple[str, str]] = {}
         self._broken: dict[str, tuple[BrokenPlugin, Claims | None]] = {}
+        # Re-entrant: resolve() holds it and may call load_all(), which takes it again.
         self._lock = threading.RLock()
         self._cache: tuple[dict[str, ExecutorInfo], dict[str, list[ExecutorInfo]]] | None = None
 
@@ -163,7 +172,11 @@ class Registry:
 
     def _load(self, ep: EntryPoint) -> None:
         """Import and register one plugin; one that fails is recorded as broken, not raised."""
+        # Taken off the pending list before the import: a plugin that fails is tried once per
+        # process, not again at every lookup that falls back to loading everything.
         self._entry_points().pop(ep.name, None)
+        # What it claimed last time it loaded: if it fails now, a routine naming one of its
+        # executors is told which broken plugin provides it (_not_found).
         known = self.index.claims(ep)
         plugin: object = None
         try:
@@ -184,6 +197,8 @@ class Registry:
     def _validate(self, plugin: object) -> Claims:
         """Its hooks must match the specs, and ``register_executors`` return executor classes."""
         callers = self._pm.get_hookcallers(plugin) or []
+        # pluggy accepts a hook nobody specified until check_pending(), which would then fail
+        # every lookup; refused here, the mistake breaks this plugin only.
         for caller in callers:
             if caller.spec is None:
                 raise pluggy.PluginValidationError(plugin, f"unknown hook {caller.name!r}")
@@ -216,6 +231,8 @@ class Registry:
             claims = self.index.claims(ep)
             if claims is None or wanted in claims.names() or wanted in claims.hooks:
                 self._load(ep)
+        # What the imports taught is written at once, so the next process imports only what it
+        # needs.
         self.index.save()
 
     def broken(self) -> list[BrokenPlugin]:
@@ -304,6 +321,8 @@ class Registry:
 
 
 def _executor_classes(impl: Any) -> list[type[Executor]]:
+    # One plugin's implementation called directly rather than through the hook, which would
+    # merge every plugin's classes: each class must be traced to the plugin that returned it.
     classes = list(impl.function() or ())
     for cls in classes:
         if not (isinstance(cls, type) and issubclass(cls, Executor)):

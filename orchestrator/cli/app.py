@@ -80,6 +80,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not args.command:
         parser.print_help()
         return ExitCode.USAGE
+    # Before any command runs: whichever one finds a broken plugin, the warning is one line.
     show_plugin_warnings()
     if args.command == "help":
         from .help_cmd import cmd_help

@@ -13,6 +13,8 @@ class StderrLines(logging.Handler):
     handler was made: tests and embedding programs swap it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        # The message alone: a broken plugin's warning is a whole sentence ("warning: plugin
+        # ..."), which a time and a logger name would only push off the line.
         try:
             print(record.getMessage(), file=sys.stderr)
         except Exception:
@@ -27,6 +29,8 @@ class ConsoleLogHandler(logging.Handler):
         self.console = console
 
     def emit(self, record: logging.LogRecord) -> None:
+        # markup=False: a message with [brackets] is text, not rich markup to swallow or choke
+        # on; soft_wrap: a long line stays one line for copying and grep.
         try:
             self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
         except Exception:
@@ -39,6 +43,8 @@ class TaskLogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         name = record.name
         record.name = name.removeprefix("orchestrator.task.")
+        # Put back whatever happens: the same record goes on to the root logger's handlers (the
+        # run's log capture), which may read the step and task from the full name.
         try:
             return super().format(record)
         finally:

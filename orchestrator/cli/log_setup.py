@@ -30,6 +30,8 @@ def _show_plugin_warnings(logging: ModuleType) -> None:
     plugins = logging.getLogger("orchestrator.plugins")
     if not plugins.handlers:
         plugins.addHandler(StderrLines())
+        # Not also through the "orchestrator" logger's terminal handler: the warning would be
+        # printed a second time, timestamped.
         plugins.propagate = False
 
 
@@ -58,4 +60,6 @@ def _configure(logging: ModuleType, level: int, secrets: frozenset[str], console
     )
     logger = logging.getLogger("orchestrator")
     logger.addHandler(handler)
+    # INFO at least even under --quiet: the handler filters what the terminal shows, but the
+    # records must still get past the logger to reach the run's log capture on the root.
     logger.setLevel(min(level, INFO))

@@ -76,6 +76,8 @@ def execute(args: argparse.Namespace, the_plan: Any, options: Any) -> int:
         tracked = TrackedRun(open_store(), the_plan, [shown], options)
         tracked.claim()
         configure_logging(args, the_plan.routine.secrets, getattr(shown, "console", None))
+        # Only around the execution: a Ctrl-C while loading or claiming has nothing to cancel
+        # and stops the command at once (app: "interrupted", exit 130).
         with cancel_on_signals(tracked):
             result = tracked.execute()
     if tracked.failure is not None:  # not raised: --json has already printed its one document
@@ -110,6 +112,8 @@ def renderer(args: argparse.Namespace, stdout: Any = None) -> Any:
 
     if args.json:
         return JsonRenderer(stdout or sys.stdout)
+    # The live display only for a person at a terminal: a pipe, a CI log or NO_COLOR gets plain
+    # timestamped lines.
     if not args.quiet and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
         return RichRenderer(verbose=args.verbose)
     return PlainRenderer(sys.stderr, quiet=args.quiet, verbose=args.verbose)
