@@ -20,7 +20,7 @@ SUCCEEDED, FAILED, CANCELLED, SKIPPED = (
 )
 
 
-@dataclasses.dataclass(repr=False, eq=False)
+@dataclasses.dataclass(init=False, repr=False, eq=False)
 class TaskResult(Record):
     """One task of a run as listeners see it: updated in place from start to end."""
 
@@ -42,6 +42,32 @@ class TaskResult(Record):
     traceback: str | None = None  # of the failed attempt, secrets masked
     result: Any = None  # the task's return value when it is not metrics (JSON, masked; returns.py)
     args: Any = None  # its args once ${steps...} were resolved (masked); None when it has none
+
+    # Written out, not generated: see records.FACTORY.
+    def __init__(self, step: str, executor: str, task: str, index: int, step_index: int = 0,
+                 status: str = SKIPPED, attempts: int = 0, started: float | None = None,
+                 ended: float | None = None, metrics: TaskMetrics | None = None,
+                 error: str | None = None, error_type: str | None = None,
+                 reason: str | None = None, next_watermark: Any = None, watermark: Any = None,
+                 traceback: str | None = None, result: Any = None, args: Any = None) -> None:
+        self.step = step
+        self.executor = executor
+        self.task = task
+        self.index = index
+        self.step_index = step_index
+        self.status = status
+        self.attempts = attempts
+        self.started = started
+        self.ended = ended
+        self.metrics = metrics
+        self.error = error
+        self.error_type = error_type
+        self.reason = reason
+        self.next_watermark = next_watermark
+        self.watermark = watermark
+        self.traceback = traceback
+        self.result = result
+        self.args = args
 
     @property
     def duration(self) -> float | None:
@@ -65,7 +91,7 @@ class TaskResult(Record):
         }
 
 
-@dataclasses.dataclass(repr=False, eq=False)
+@dataclasses.dataclass(init=False, repr=False, eq=False)
 class RunResult(Record):
     """How a run ended, with every task's result (what the CLI and the API return)."""
 
@@ -75,6 +101,16 @@ class RunResult(Record):
     started: float
     ended: float
     tasks: list[TaskResult]
+
+    # Written out, not generated: see records.FACTORY.
+    def __init__(self, run_id: str, routine: str, status: str, started: float, ended: float,
+                 tasks: list[TaskResult]) -> None:
+        self.run_id = run_id
+        self.routine = routine
+        self.status = status
+        self.started = started
+        self.ended = ended
+        self.tasks = tasks
 
     @property
     def exit_code(self) -> int:

@@ -8,19 +8,25 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import logging
 import threading
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, TypeVar
 
-from .records import FrozenRecord, Record, frozen_record
+from .records import FACTORY, FrozenRecord, Record, frozen_record
 from .ids import sha256_hex
+
+if TYPE_CHECKING:
+    # Only named in annotations: a run imports ``logging`` when a task first asks for its logger
+    # (see orchestrator.lazy_logging), and a plugin's import of this module must not do it.
+    import logging
 
 __all__ = ["Cancelled", "CodeLocation", "Context", "Dataset", "NotRetryable", "Executor", "Lineage",
            "Location", "Place", "TaskMetrics", "Uncompilable", "task"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TASK_MARK = "__orchestrator_task__"
+# Per thread: a step's tasks run in parallel threads, and each thread's current context is the
+# task it runs (log lines and child runs are attributed through it).
 _current = threading.local()
 
 
@@ -29,6 +35,8 @@ def current_context() -> "Context | None":
     return getattr(_current, "context", None)
 
 
+# A str subclass, not a marker: annotations must be real types that signature_schema can map
+# (to ``"format": "location"``), while the values a task receives stay plain strings.
 class Location(str):
     """Annotation for a param that names a file, folder or ``s3://`` URI.
 
@@ -112,7 +120,7 @@ class Uncompilable(Exception):
     """
 
 
-@dataclasses.dataclass(repr=False, eq=False)
+@dataclasses.dataclass(init=False, repr=False, eq=False)
 class TaskMetrics(Record):
     """What a task reports. Subclass it to add fields; they are kept and shown."""
 
@@ -122,9 +130,22 @@ class TaskMetrics(Record):
     total_rows: int | None = None
     execution_metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    # Written out, as records.FACTORY says: tasks make one each. A subclass declared a dataclass
+    # gets a generated one for all its fields again.
+    def __init__(self, inserts: int | None = None, updates: int | None = None,
+                 soft_deletes: int | None = None, total_rows: int | None = None,
+                 execution_metadata: dict[str, Any] = FACTORY) -> None:
+        self.inserts = inserts
+        self.updates = updates
+        self.soft_deletes = soft_deletes
+        self.total_rows = total_rows
+        self.execution_metadata = {} if execution_metadata is FACTORY else execution_metadata
+        self.__post_init__()
+
     def __post_init__(self) -> None:
         for name in _METRIC_NAMES:
             value = getattr(self, name)
+            # bool is an int subclass: True would otherwise be stored as a count of 1.
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 0
             ):
@@ -166,6 +187,8 @@ class TaskMetrics(Record):
         if not fields:
             return None
         meta = fields.pop("execution_metadata", None)
+        # Copied into a plain dict: the task's own object stays the task's; a value that is
+        # not a dict is dropped rather than making the whole value a plain result.
         try:
             return cls(**fields, execution_metadata=dict(meta) if isinstance(meta, dict) else {})
         except (TypeError, ValueError):
@@ -214,6 +237,8 @@ class Context:
         self.resumed_from = (
             resumed_from  # the run this one resumes: its remote work may still be going
         )
+        # A context made outside a run (a test, ``track``) still answers ``cancelled`` and
+        # ``wait``: its own event, never set.
         self._cancel_event = cancel_event or threading.Event()
         self._home = home
         self._logger = logger
@@ -223,6 +248,8 @@ class Context:
         """The task's logger, made on first use: most tasks never log, and the engine makes a
         context for every attempt."""
         if self._logger is None:
+            import logging
+
             self._logger = logging.getLogger(f"orchestrator.task.{self.step}.{self.task}")
         return self._logger
 
@@ -251,6 +278,8 @@ class Context:
     @property
     def home(self) -> Path:
         if self._home is None:
+            # Found on first use: home_dir() creates the folder (and may fail to), which a task
+            # that keeps no state must not cause.
             from .home import home_dir
 
             self._home = home_dir()
@@ -280,6 +309,8 @@ class _Active:
         return self.context
 
     def __exit__(self, *exc: object) -> None:
+        # The previous context, not None: a task that runs a child routine in-process gets its
+        # own context back when the child's task ends.
         _current.context = self.previous
 
 
@@ -317,10 +348,14 @@ class Executor:
     @classmethod
     def tasks(cls) -> dict[str, Callable[..., Any]]:
         """The methods a routine may call, by name, in definition order."""
+        # From the class's own __dict__, not getattr: a subclass must not reuse its parent's
+        # cached table, it may add or override tasks.
         cached: dict[str, Callable[..., Any]] | None = cls.__dict__.get("_orchestrator_tasks")
         if cached is not None:
             return cached
         found: dict[str, Callable[..., Any]] = {}
+        # Base classes first: an override replaces its parent's method under the same name and
+        # keeps the parent's place in the order.
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
                 if callable(value) and getattr(value, _TASK_MARK, False):
@@ -424,6 +459,8 @@ class Executor:
         """Release resources once the executor's last task has run."""
 
 
+# Cached: inspect.signature builds a whole Signature object, and the engine asks once per task;
+# task functions live as long as their classes.
 @functools.lru_cache(maxsize=None)
 def accepts_context(fn: Callable[..., Any]) -> bool:
     return "context" in inspect.signature(fn).parameters

@@ -6,13 +6,15 @@ neither piece).
 """
 from __future__ import annotations
 
-import logging
 import re
 import threading
 from types import TracebackType
-from typing import Callable, Container
+from typing import TYPE_CHECKING, Callable, Container
 
 from .routine.substitution import mask
+
+if TYPE_CHECKING:
+    import logging
 
 LINE_END = re.compile(r"[\r\n]")
 MAX_PENDING = 8192  # an unended line this long is passed on, but for a secret's possible start
@@ -20,11 +22,13 @@ MAX_TRACEBACK = 32_768  # characters kept of one traceback: its end, the frames 
 TRACEBACK_HEADER = "Traceback (most recent call last):"
 
 
-class MaskSecrets(logging.Filter):
+# Not a ``logging.Filter`` subclass: a handler takes any object with a ``filter`` method, and this
+# module is on every run's path, which does not import ``logging`` until something logs
+# (orchestrator.lazy_logging).
+class MaskSecrets:
     """Masks secrets in a record's message, traceback and stack before any handler formats it."""
 
     def __init__(self, secrets: frozenset[str] | set[str]) -> None:
-        super().__init__()
         self.secrets = set(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -34,6 +38,8 @@ class MaskSecrets(logging.Filter):
             # the raw args.
             record.msg, record.args = mask(record.getMessage(), self.secrets), None
             if record.exc_info and not record.exc_text:
+                import logging
+
                 # Formatted here, once: handlers reuse ``exc_text`` instead of formatting it again.
                 record.exc_text = logging.Formatter().formatException(record.exc_info)
             if record.exc_text:

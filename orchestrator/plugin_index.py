@@ -15,9 +15,8 @@ import json
 import os
 import sys
 import time
-import zlib
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, ClassVar, Iterable
 
 GROUP = "orchestrator"
 CACHE_VERSION = 1
@@ -27,15 +26,51 @@ MTIME_SETTLE_NS = 2_000_000_000
 _METADATA_SUFFIXES = (".dist-info", ".egg-info")
 
 
-# NamedTuples rather than dataclasses here: making a dataclass costs about a millisecond of
-# start-up, a NamedTuple a tenth of that.
-class EntryPoint(NamedTuple):
+class Row(tuple[Any, ...]):
+    """A named tuple written out by hand. Neither a dataclass (about a millisecond of start-up
+    to make) nor a ``typing.NamedTuple``, which compiles its ``__new__`` from source when the
+    class is made (about 0.5 M instructions each, in every process): these are made at every
+    start-up. Behaves as a NamedTuple does: a tuple, with ``_fields``, ``_asdict`` and the
+    same repr."""
+
+    __slots__ = ()
+    _fields: ClassVar[tuple[str, ...]] = ()
+
+    def _asdict(self) -> dict[str, Any]:
+        return dict(zip(self._fields, self))
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{name}={value!r}" for name, value in zip(self._fields, self))
+        return f"{type(self).__name__}({values})"
+
+    def __getnewargs__(self) -> tuple[Any, ...]:  # pickled as the plain tuple, as namedtuple
+        return tuple(self)
+
+
+class EntryPoint(Row):
     """One ``orchestrator`` entry point: ``name = module[:attr]`` from a distribution."""
 
-    name: str
-    value: str
-    distribution: str
-    version: str
+    __slots__ = ()
+    _fields = ("name", "value", "distribution", "version")
+
+    def __new__(cls, name: str, value: str, distribution: str, version: str) -> EntryPoint:
+        return tuple.__new__(cls, (name, value, distribution, version))
+
+    @property
+    def name(self) -> str:
+        return self[0]  # type: ignore[no-any-return]
+
+    @property
+    def value(self) -> str:
+        return self[1]  # type: ignore[no-any-return]
+
+    @property
+    def distribution(self) -> str:
+        return self[2]  # type: ignore[no-any-return]
+
+    @property
+    def version(self) -> str:
+        return self[3]  # type: ignore[no-any-return]
 
     def load(self) -> object:
         module_name, _, attr = self.value.partition(":")
@@ -49,11 +84,23 @@ class EntryPoint(NamedTuple):
         return f"{self.distribution} {self.version}".strip() or self.name
 
 
-class Claims(NamedTuple):
+class Claims(Row):
     """What a plugin registered when it was last imported."""
 
-    executors: tuple[tuple[str, str], ...]  # (registry name, class name)
-    hooks: tuple[str, ...]
+    __slots__ = ()
+    _fields = ("executors", "hooks")
+
+    def __new__(cls, executors: tuple[tuple[str, str], ...], hooks: tuple[str, ...]) -> Claims:
+        return tuple.__new__(cls, (executors, hooks))
+
+    @property
+    def executors(self) -> tuple[tuple[str, str], ...]:
+        """(registry name, class name) of each executor."""
+        return self[0]  # type: ignore[no-any-return]
+
+    @property
+    def hooks(self) -> tuple[str, ...]:
+        return self[1]  # type: ignore[no-any-return]
 
     def names(self) -> set[str]:
         return {name for pair in self.executors for name in pair}
@@ -119,6 +166,8 @@ class PluginIndex:
             if known is None or (known["value"], known["distribution"], known["version"]) != (
                     ep.value, ep.distribution, ep.version):
                 return None
+            # The same version but an edited module (an editable install, a plugin under
+            # development) may register other executors now.
             if known["file"] is not None and _mtime(known["file"]) != known["mtime"]:
                 return None
             executors = tuple((str(name), str(cls)) for name, cls in known["executors"])
@@ -133,6 +182,7 @@ class PluginIndex:
                  "file": file, "mtime": _mtime(file) if file else None,
                  "executors": [list(pair) for pair in claims.executors],
                  "hooks": list(claims.hooks)}
+        # Only a change marks the index dirty: a run that learns nothing new writes no file.
         if self._claims.get(ep.name) != entry:
             self._claims[ep.name] = entry
             self._dirty = True
@@ -151,6 +201,8 @@ class PluginIndex:
                "claims": self._claims}
         try:
             self._cache_file.parent.mkdir(exist_ok=True)  # the home must exist already
+            # Written aside and renamed over: processes starting meanwhile read the old cache
+            # or the new one, never half a file; the pid keeps two writers apart.
             temporary = self._cache_file.with_name(f"{self._cache_file.name}.{os.getpid()}.tmp")
             temporary.write_text(json.dumps(doc))
             os.replace(temporary, self._cache_file)
@@ -160,13 +212,19 @@ class PluginIndex:
 
 
 def _path_entries() -> list[str]:
+    # "" (the working directory, for ``python -c``) made absolute: the same path string run from
+    # two folders must not share a cache.
     return [os.path.abspath(entry or ".") for entry in sys.path]
 
 
 def _cache_name(entries: list[str]) -> str:
     """One cache per interpreter and path: virtual environments sharing a home do not fight."""
+    from .ids import sha256_hex
+
     seed = "\0".join([sys.executable, *entries]).encode()
-    return f"plugins-{zlib.crc32(seed):08x}.json"
+    # SHA-256, which every run loads anyway (the routine's digest), rather than zlib's CRC-32:
+    # importing zlib's extension module alone cost each start-up about 1 M instructions.
+    return f"plugins-{sha256_hex(seed)[:8]}.json"
 
 
 def _read_json(file: Path | None) -> dict[str, Any] | None:

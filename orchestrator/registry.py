@@ -8,23 +8,23 @@ not use it still run. Set ``ORCHESTRATOR_BLOCK_PLUGINS=name1,name2`` to skip ent
 """
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import PluginError, UserError
 from .executor import Executor
-from .plugin_index import GROUP, Claims, EntryPoint, PluginIndex, claims_of
+from .plugin_index import GROUP, Claims, EntryPoint, PluginIndex, Row, claims_of
 from .routine.introspect import signature_schema
 
 ENTRY_POINT_GROUP = GROUP
 BLOCK_VARIABLE = "ORCHESTRATOR_BLOCK_PLUGINS"
-log = logging.getLogger("orchestrator.plugins")
+# The logger a broken plugin is reported on (the CLI prints it as one line: cli.log_setup).
+PLUGINS_LOGGER = "orchestrator.plugins"
 
 
 class ExecutorInfo:
@@ -58,6 +58,8 @@ class ExecutorInfo:
     def tasks(self) -> list[str]:
         return list(self.cls.tasks())
 
+    # Cached: deriving it reads the constructor's signature and type hints, and validation asks
+    # for it once per step that uses the executor.
     @cached_property
     def params_schema(self) -> dict[str, Any]:
         return self.cls.params_schema or signature_schema(self.cls.__init__)
@@ -67,19 +69,38 @@ class ExecutorInfo:
         return f"{self.distribution} {self.version}".strip() or self.plugin
 
 
-class BrokenPlugin(NamedTuple):
-    """An installed plugin that could not be loaded, and why."""
+class BrokenPlugin(Row):
+    """An installed plugin that could not be loaded, and why (a named tuple: see ``Row``)."""
 
-    name: str
-    distribution: str
-    version: str
-    reason: str
+    __slots__ = ()
+    _fields = ("name", "distribution", "version", "reason")
+
+    def __new__(cls, name: str, distribution: str, version: str, reason: str) -> BrokenPlugin:
+        return tuple.__new__(cls, (name, distribution, version, reason))
+
+    @property
+    def name(self) -> str:
+        return self[0]  # type: ignore[no-any-return]
+
+    @property
+    def distribution(self) -> str:
+        return self[1]  # type: ignore[no-any-return]
+
+    @property
+    def version(self) -> str:
+        return self[2]  # type: ignore[no-any-return]
+
+    @property
+    def reason(self) -> str:
+        return self[3]  # type: ignore[no-any-return]
 
     @property
     def origin(self) -> str:
         return f"{self.distribution} {self.version}".strip() or self.name
 
     def warning(self) -> str:
+        # The names already blocked are kept in the suggested value: copied as it is, it must not
+        # unblock another broken plugin.
         blocked = [*blocked_plugins(), self.name]
         return (f"warning: plugin {self.name!r} ({self.origin}) failed to load: {self.reason}; "
                 f"routines that do not use it still run; to skip it, set "
@@ -98,9 +119,13 @@ class Registry:
     """Executors by short name and by class name, importing plugin modules only when needed."""
 
     def __init__(self, load_entrypoints: bool = True, index: PluginIndex | None = None) -> None:
+        # PROJECT is also the name in ``hookimpl``'s marker: a plugin's hooks are found only if
+        # both say the same.
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self._blocked = blocked_plugins() if load_entrypoints else []
+        # Blocked in pluggy too, not only skipped in the index: registering a plugin by hand
+        # under that name then does nothing either.
         for name in self._blocked:
             self._pm.set_blocked(name)
         self._use_entrypoints = load_entrypoints
@@ -108,6 +133,7 @@ class Registry:
         self._pending: dict[str, EntryPoint] | None = None
         self._origins: dict[str, tuple[str, str]] = {}
         self._broken: dict[str, tuple[BrokenPlugin, Claims | None]] = {}
+        # Re-entrant: resolve() holds it and may call load_all(), which takes it again.
         self._lock = threading.RLock()
         self._cache: tuple[dict[str, ExecutorInfo], dict[str, list[ExecutorInfo]]] | None = None
 
@@ -146,7 +172,11 @@ class Registry:
 
     def _load(self, ep: EntryPoint) -> None:
         """Import and register one plugin; one that fails is recorded as broken, not raised."""
+        # Taken off the pending list before the import: a plugin that fails is tried once per
+        # process, not again at every lookup that falls back to loading everything.
         self._entry_points().pop(ep.name, None)
+        # What it claimed last time it loaded: if it fails now, a routine naming one of its
+        # executors is told which broken plugin provides it (_not_found).
         known = self.index.claims(ep)
         plugin: object = None
         try:
@@ -167,6 +197,8 @@ class Registry:
     def _validate(self, plugin: object) -> Claims:
         """Its hooks must match the specs, and ``register_executors`` return executor classes."""
         callers = self._pm.get_hookcallers(plugin) or []
+        # pluggy accepts a hook nobody specified until check_pending(), which would then fail
+        # every lookup; refused here, the mistake breaks this plugin only.
         for caller in callers:
             if caller.spec is None:
                 raise pluggy.PluginValidationError(plugin, f"unknown hook {caller.name!r}")
@@ -179,7 +211,11 @@ class Registry:
     def _set_broken(self, ep: EntryPoint, reason: str, claims: Claims | None) -> None:
         broken = BrokenPlugin(ep.name, ep.distribution, ep.version, reason)
         self._broken[ep.name] = (broken, claims)
-        log.warning(broken.warning())
+        # Imported here, not with this module: a run whose plugins all load never imports
+        # ``logging`` unless a task logs (orchestrator.lazy_logging).
+        import logging
+
+        logging.getLogger(PLUGINS_LOGGER).warning(broken.warning())
 
     def load_all(self) -> None:
         """Import every installed plugin (for listings and raw hook calls)."""
@@ -195,6 +231,8 @@ class Registry:
             claims = self.index.claims(ep)
             if claims is None or wanted in claims.names() or wanted in claims.hooks:
                 self._load(ep)
+        # What the imports taught is written at once, so the next process imports only what it
+        # needs.
         self.index.save()
 
     def broken(self) -> list[BrokenPlugin]:
@@ -283,6 +321,8 @@ class Registry:
 
 
 def _executor_classes(impl: Any) -> list[type[Executor]]:
+    # One plugin's implementation called directly rather than through the hook, which would
+    # merge every plugin's classes: each class must be traced to the plugin that returned it.
     classes = list(impl.function() or ())
     for cls in classes:
         if not (isinstance(cls, type) and issubclass(cls, Executor)):

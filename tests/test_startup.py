@@ -81,3 +81,68 @@ def test_an_example_keeps_its_lines(capsys):
     with pytest.raises(SystemExit):
         build_parser("generate").parse_args(["generate", "--help"])
     assert "\n  ./daily.pyz --param run_date=2026-11-21" in capsys.readouterr().out
+
+
+def test_a_run_whose_task_logs_nothing_imports_no_logging(plugin_site, write_routine,
+                                                          monkeypatch):
+    from importlib.metadata import entry_points
+
+    monkeypatch.setenv("PYTHONPATH", str(plugin_site))
+    # The built-in plugins log from their modules; until the plugin index is warm (a run or two
+    # after an install) a run imports them all.
+    others = {ep.name for ep in entry_points(group="orchestrator")} - {"testkit"}
+    monkeypatch.setenv("ORCHESTRATOR_BLOCK_PLUGINS", ",".join(sorted(others)))
+    quiet = write_routine({"routine_name": "quiet", "executors": [
+        {"name": "hello", "executor": "echo", "tasks": ["noop"]}]})
+    imported_by("run", str(quiet))  # the first run after an install reads the plugins' metadata
+    modules = imported_by("run", str(quiet))
+    assert "orchestrator.runs.recorder" in modules, "the run did not get as far as recording"
+    assert "logging" not in modules and "traceback" not in modules
+
+
+LATE_LOGGING = '''
+def work():
+    import logging  # first imported here, halfway through the run
+
+    logging.getLogger("some.library").warning("library warning")
+    logging.getLogger("orchestrator.mine").info("my info line")
+'''
+
+
+def test_logging_first_imported_by_a_task_reaches_the_run_log_and_the_terminal(
+        cli, write_routine, tmp_path):
+    code = tmp_path / "late.py"
+    code.write_text(LATE_LOGGING)
+    path = write_routine({"routine_name": "late", "executors": [
+        {"name": "work", "executor": "python", "params": {"path": str(code), "in_process": True},
+         "tasks": [{"task": "call", "args": {"function": "work"}}]}]})
+    ran = cli("run", str(path), "--json")
+    assert ran.returncode == 0, ran.stderr
+    # The terminal shows the orchestrator's loggers (cli.log_setup), not a library's.
+    assert "INFO orchestrator.mine: my info line" in ran.stderr
+    assert "library warning" not in ran.stderr
+    logs = cli("logs", json.loads(ran.stdout)["run_id"]).stdout
+    assert "WARNING work.call: library warning" in " ".join(logs.split()), logs
+    assert "INFO work.call: my info line" in " ".join(logs.split()), logs
+
+
+def test_argparse_skips_gettext_only_where_no_catalog_could_translate(tmp_path, monkeypatch):
+    import argparse
+    import gettext
+
+    from orchestrator.cli.parser import untranslated_argparse
+
+    monkeypatch.setattr(argparse, "_", gettext.gettext)
+    monkeypatch.setattr(argparse, "ngettext", gettext.ngettext)
+    monkeypatch.setattr(gettext, "bindtextdomain", lambda domain, folder=None: str(tmp_path))
+    catalog = tmp_path / "xx_YY" / "LC_MESSAGES" / f"{gettext.textdomain()}.mo"
+    catalog.parent.mkdir(parents=True)
+    catalog.write_bytes(b"")
+    untranslated_argparse.__wrapped__()
+    assert argparse._ is gettext.gettext, "a catalog exists: argparse must keep asking gettext"
+    catalog.unlink()
+    untranslated_argparse.__wrapped__()
+    assert argparse._ is not gettext.gettext
+    assert argparse._("usage: ") == gettext.gettext("usage: ") == "usage: "
+    for count in (0, 1, 2):
+        assert argparse.ngettext("one", "many", count) == gettext.ngettext("one", "many", count)

@@ -1,31 +1,38 @@
 """Where log records go: task logs on stderr (through rich's console when there is one, masked),
-and a broken plugin's warning as one line."""
+and a broken plugin's warning as one line.
+
+Both are set up when ``logging`` is first imported, not here: a run that logs nothing never
+imports it (see orchestrator.lazy_logging), and the handlers, being ``logging`` classes, live in
+``log_handlers``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+from types import ModuleType
 from typing import Any
+
+from ..lazy_logging import when_imported
+
+# logging.DEBUG, INFO and WARNING, which this module cannot name without importing ``logging``.
+DEBUG, INFO, WARNING = 10, 20, 30
 
 
 def show_plugin_warnings() -> None:
     """A plugin that fails to load is one line on stderr, whatever the output mode."""
+    when_imported(_show_plugin_warnings)
+
+
+def _show_plugin_warnings(logging: ModuleType) -> None:
+    from .log_handlers import StderrLines
+
     plugins = logging.getLogger("orchestrator.plugins")
     if not plugins.handlers:
         plugins.addHandler(StderrLines())
+        # Not also through the "orchestrator" logger's terminal handler: the warning would be
+        # printed a second time, timestamped.
         plugins.propagate = False
-
-
-class StderrLines(logging.Handler):
-    """Each record's message as a line on the ``sys.stderr`` of the moment (not the one when the
-    handler was made: tests and embedding programs swap it)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            print(record.getMessage(), file=sys.stderr)
-        except Exception:
-            self.handleError(record)
 
 
 def configure_logging(
@@ -33,12 +40,19 @@ def configure_logging(
 ) -> None:
     """Log lines on stderr; through the rich console when there is one, so they print above
     the live progress bar instead of over it."""
-    from ..masking import MaskSecrets
+    level = DEBUG if args.verbose else WARNING if args.quiet else INFO
+    # ``sys.stderr`` read now, as a handler made here would have: a run's log capture replaces it
+    # with a tee that writes to the run's log, and task log lines would be stored twice.
+    stream = sys.stderr
+    when_imported(lambda logging: _configure(logging, level, secrets, console, stream))
 
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    handler: logging.Handler = (
-        ConsoleLogHandler(console) if console is not None else logging.StreamHandler(sys.stderr)
-    )
+
+def _configure(logging: ModuleType, level: int, secrets: frozenset[str], console: Any,
+               stream: Any) -> None:
+    from ..masking import MaskSecrets
+    from .log_handlers import ConsoleLogHandler, TaskLogFormatter
+
+    handler = ConsoleLogHandler(console) if console is not None else logging.StreamHandler(stream)
     handler.setLevel(level)
     handler.addFilter(MaskSecrets(secrets))
     handler.setFormatter(
@@ -46,30 +60,6 @@ def configure_logging(
     )
     logger = logging.getLogger("orchestrator")
     logger.addHandler(handler)
-    logger.setLevel(min(level, logging.INFO))
-
-
-class ConsoleLogHandler(logging.Handler):
-    """Writes formatted records through a rich console (plain text: no markup, no highlighting)."""
-
-    def __init__(self, console: Any) -> None:
-        super().__init__()
-        self.console = console
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
-        except Exception:
-            self.handleError(record)
-
-
-class TaskLogFormatter(logging.Formatter):
-    """Names a task's log lines ``step.task`` rather than by the full logger name."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        name = record.name
-        record.name = name.removeprefix("orchestrator.task.")
-        try:
-            return super().format(record)
-        finally:
-            record.name = name
+    # INFO at least even under --quiet: the handler filters what the terminal shows, but the
+    # records must still get past the logger to reach the run's log capture on the root.
+    logger.setLevel(min(level, INFO))

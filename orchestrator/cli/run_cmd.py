@@ -63,13 +63,21 @@ def execute(args: argparse.Namespace, the_plan: Any, options: Any) -> int:
     """Run a plan with tracking: claim the routine, render, record, cancel cleanly on signals."""
     from ..runs.control import TrackedRun
     from ..runs.store import open_store
-    from .reserved_stdout import stdout_reserved
 
-    with stdout_reserved() if args.json else contextlib.nullcontext(sys.stdout) as stdout:
+    reserved: Any = contextlib.nullcontext(sys.stdout)
+    if args.json:
+        # --json's one document must be alone on stdout, whatever tasks print; only then is
+        # the module that sees to it imported.
+        from .reserved_stdout import stdout_reserved
+
+        reserved = stdout_reserved()
+    with reserved as stdout:
         shown = renderer(args, stdout)
         tracked = TrackedRun(open_store(), the_plan, [shown], options)
         tracked.claim()
         configure_logging(args, the_plan.routine.secrets, getattr(shown, "console", None))
+        # Only around the execution: a Ctrl-C while loading or claiming has nothing to cancel
+        # and stops the command at once (app: "interrupted", exit 130).
         with cancel_on_signals(tracked):
             result = tracked.execute()
     if tracked.failure is not None:  # not raised: --json has already printed its one document
@@ -104,6 +112,8 @@ def renderer(args: argparse.Namespace, stdout: Any = None) -> Any:
 
     if args.json:
         return JsonRenderer(stdout or sys.stdout)
+    # The live display only for a person at a terminal: a pipe, a CI log or NO_COLOR gets plain
+    # timestamped lines.
     if not args.quiet and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
         return RichRenderer(verbose=args.verbose)
     return PlainRenderer(sys.stderr, quiet=args.quiet, verbose=args.verbose)

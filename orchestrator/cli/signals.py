@@ -6,7 +6,7 @@ import contextlib
 import os
 import sys
 import threading
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..outcome import ExitCode
 
@@ -16,7 +16,16 @@ CANCEL_JOIN_SECONDS = 30.0
 @contextlib.contextmanager
 def cancel_on_signals(run: Any) -> Iterator[None]:
     """First Ctrl-C or SIGTERM cancels the run cleanly; a second one exits at once."""
-    import signal
+    # The C module under ``signal``: the same functions, without the enums ``signal`` makes of
+    # every signal number at import (about 3.4 M instructions, ~0.8 ms, of each run's start-up).
+    # Handlers come back as plain ints or functions, which is all the restore below needs.
+    if TYPE_CHECKING:  # typeshed describes ``signal`` only
+        import signal
+    else:
+        try:
+            import _signal as signal
+        except ImportError:  # an interpreter without it
+            import signal
 
     cancellers: list[threading.Thread] = []
 

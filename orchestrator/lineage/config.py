@@ -5,7 +5,6 @@ keys. Unconfigured, nothing is emitted and the OpenLineage client is never impor
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -21,7 +20,6 @@ DEFAULT_NAMESPACE = "orchestrator"
 ENV = {"url": "OPENLINEAGE_URL", "endpoint": "OPENLINEAGE_ENDPOINT",
        "namespace": "OPENLINEAGE_NAMESPACE", "file": "ORCHESTRATOR_LINEAGE_FILE"}
 API_KEY_ENV = "OPENLINEAGE_API_KEY"
-log = logging.getLogger("orchestrator.lineage")
 
 
 @frozen_record
@@ -88,7 +86,9 @@ def _home_values(env: Mapping[str, str]) -> dict[str, Any]:
     try:
         config = load_config(env)
     except UserError as exc:
-        log.warning("lineage not emitted: %s", exc)
+        import logging  # only then: every run reads these settings, few log
+
+        logging.getLogger("orchestrator.lineage").warning("lineage not emitted: %s", exc)
         return {}
     return {key: config.get(f"lineage.{key}") for key in ENV
             if config.get(f"lineage.{key}") is not None}

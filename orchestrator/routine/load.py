@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..records import FrozenRecord, Record, frozen_record
+from ..records import FrozenRecord, frozen_record
 from ..errors import PluginError, Problem, RoutineError, UserError
 from ..executor import Place, accepts_context
 from ..ids import new_id, sha256_hex
@@ -30,8 +30,8 @@ from .substitution import SECRET_NAME, Deferred, Substituter, mask_values, secre
 SCHEMA_PATH = Path(__file__).with_name("routine.schema.json")
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)
-class TaskCall(Record):
+@frozen_record
+class TaskCall(FrozenRecord):
     """One task of a step: its method name, arguments, retries and timeout."""
 
     task: str
@@ -41,6 +41,14 @@ class TaskCall(Record):
     timeout: float | None = None
     wants_context: bool = False
     references: tuple[StepOutput, ...] = ()  # ``${steps...}`` in args: resolved at run time
+
+    # Written out (see records.FACTORY): one is made per distinct task entry, too many for the
+    # shared one. Straight into __dict__, as FrozenRecord's own __init__ does.
+    def __init__(self, task: str, args: dict[str, Any], retries: int = 0,
+                 retry_delay: float = 1.0, timeout: float | None = None,
+                 wants_context: bool = False, references: tuple[StepOutput, ...] = ()) -> None:
+        self.__dict__.update(task=task, args=args, retries=retries, retry_delay=retry_delay,
+                             timeout=timeout, wants_context=wants_context, references=references)
 
 
 @frozen_record

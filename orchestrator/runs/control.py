@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import time
 from typing import Any, Iterable
 
@@ -125,6 +124,8 @@ def cancel_run(
     if run.finished:
         return run, False
     store.update_run(run.run_id, cancel_requested=True)
+    import signal  # not at the top: every run imports this module, few cancel another
+
     local = run.host == hostname() and owns_pid(run)  # so run.pid is set
     if local and run.pid:
         _signal(run.pid, signal.SIGTERM)

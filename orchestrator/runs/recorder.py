@@ -7,20 +7,24 @@ from __future__ import annotations
 
 import functools
 import io
-import logging
 import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Sequence, TextIO
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
 from ..events import CANCELLED, FAILED, SKIPPED, Listener, RunResult, TaskResult
 from ..executor import current_context
+from ..lazy_logging import when_imported
 from ..masking import MaskedLines, MaskSecrets
 from ..routine.substitution import mask
 from .io import FLUSH_SECONDS, WRITE_AT_ONCE_SECONDS, TaskWriter
 from .store import (HEARTBEAT_SECONDS, RUNNING, LogRecord, RoutineBusy, RunRecord, RunStore,
                     TaskRecord)
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = ["LogCapture", "MaskSecrets", "RunRecorder", "new_record", "parent_run_id"]
 PARENT_ENV = "ORCHESTRATOR_PARENT_RUN_ID"
@@ -261,22 +265,30 @@ class RunRecorder(Listener):
             result.status = FAILED
 
 
-class LogCapture(logging.Handler):
-    """Sends log records and printed lines of the running tasks to the run's log."""
+class LogCapture:
+    """Sends log records and printed lines of the running tasks to the run's log.
+
+    Its ``logging`` handler goes on the root logger only once ``logging`` is imported: at once if
+    it already is, else when a task (or anything it calls) first imports it
+    (orchestrator.lazy_logging), so a run that logs nothing never pays for ``logging``.
+    """
 
     def __init__(self, store: RunStore, run_id: str, secrets: frozenset[str] = frozenset(),
                  on_error: Callable[[BaseException], None] | None = None) -> None:
         """``on_error`` hears of a log line the store refused; the task that logged it does not."""
-        super().__init__(logging.INFO)
         self.store, self.run_id, self.secrets, self.on_error = store, run_id, set(secrets), on_error
         self._saved: list[Any] = []
+        self._handler: logging.Handler | None = None
+        self._forget: Callable[[], None] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
+        """One log record into the run's log (what the root logger's handler does)."""
+        handler = self._handler or _capture_handler()(self)
         try:
             step, task = _where(record.name)
-            self.write(record.levelname, self.format(record), step, task, record.created)
+            self.write(record.levelname, handler.format(record), step, task, record.created)
         except Exception:
-            self.handleError(record)
+            handler.handleError(record)
 
     def write(self, level: str, message: str, step: str | None = None, task: str | None = None,
               ts: float | None = None) -> None:
@@ -289,23 +301,53 @@ class LogCapture(logging.Handler):
                 self.on_error(exc)
 
     def __enter__(self) -> LogCapture:
-        root = logging.getLogger()
-        self._saved = [root.level, sys.stdout, sys.stderr]
-        if root.level > logging.INFO or root.level == logging.NOTSET:
-            root.setLevel(logging.INFO)
-        root.addHandler(self)
+        self._saved = [None, sys.stdout, sys.stderr]
+        self._forget = when_imported(self._install)
         sys.stdout = _Tee(sys.stdout, self, "PRINT")
         sys.stderr = _Tee(sys.stderr, self, "STDERR")
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def _install(self, logging: ModuleType) -> None:
+        self._handler = _capture_handler()(self)
         root = logging.getLogger()
-        root.removeHandler(self)
-        root.setLevel(self._saved[0])
+        self._saved[0] = root.level
+        # INFO unless the root is already more verbose: tasks' info lines are part of the run's
+        # log even when nothing configured logging (the Python API, the Lambda).
+        if root.level > logging.INFO or root.level == logging.NOTSET:
+            root.setLevel(logging.INFO)
+        root.addHandler(self._handler)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._forget is not None:
+            self._forget()
+        if self._handler is not None:
+            import logging
+
+            root = logging.getLogger()
+            root.removeHandler(self._handler)
+            root.setLevel(self._saved[0])
+            self._handler = None
         for tee in (sys.stdout, sys.stderr):
             if isinstance(tee, _Tee):
                 tee.flush_partial()
         sys.stdout, sys.stderr = self._saved[1], self._saved[2]
+
+
+@functools.lru_cache(maxsize=None)
+def _capture_handler() -> Callable[[LogCapture], logging.Handler]:
+    """The ``logging.Handler`` class of a :class:`LogCapture`, made once ``logging`` is imported
+    (a class at module level would import it with this module)."""
+    import logging
+
+    class CaptureHandler(logging.Handler):
+        def __init__(self, capture: LogCapture) -> None:
+            super().__init__(logging.INFO)
+            self.capture = capture
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.capture.emit(record)
+
+    return CaptureHandler
 
 
 def _where(logger_name: str) -> tuple[str | None, str | None]:

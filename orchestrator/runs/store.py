@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
-from ..records import Record
+from ..records import FACTORY, Record
 from ..errors import EnvironmentProblem, UserError
 from ..outcome import TERMINAL, Status
 
@@ -66,7 +66,7 @@ class UnknownRun(UserError):
     pass
 
 
-@dataclasses.dataclass(repr=False, eq=False)
+@dataclasses.dataclass(init=False, repr=False, eq=False)
 class RunRecord(Record):
     """One run as the store keeps it; ``host``, ``pid`` and ``heartbeat`` tell whether it
     still lives."""
@@ -87,6 +87,30 @@ class RunRecord(Record):
     heartbeat: float = dataclasses.field(default_factory=time.time)
     cancel_requested: bool = False
 
+    # Written out, not generated: see records.FACTORY. The factories run in field order, as
+    # a generated __init__ runs them.
+    def __init__(self, run_id: str, routine: str, routine_file: str = "",
+                 routine_hash: str = "", params: dict[str, Any] = FACTORY,
+                 status: str = RUNNING, started: float = FACTORY, ended: float | None = None,
+                 parent_run_id: str | None = None, resumed_from: str | None = None,
+                 host: str = FACTORY, pid: int | None = FACTORY, pid_started: int | None = FACTORY,
+                 heartbeat: float = FACTORY, cancel_requested: bool = False) -> None:
+        self.run_id = run_id
+        self.routine = routine
+        self.routine_file = routine_file
+        self.routine_hash = routine_hash
+        self.params = {} if params is FACTORY else params
+        self.status = status
+        self.started = time.time() if started is FACTORY else started
+        self.ended = ended
+        self.parent_run_id = parent_run_id
+        self.resumed_from = resumed_from
+        self.host = hostname() if host is FACTORY else host
+        self.pid = os.getpid() if pid is FACTORY else pid
+        self.pid_started = process_start(os.getpid()) if pid_started is FACTORY else pid_started
+        self.heartbeat = time.time() if heartbeat is FACTORY else heartbeat
+        self.cancel_requested = cancel_requested
+
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
@@ -95,7 +119,7 @@ class RunRecord(Record):
         return dataclasses.asdict(self)
 
 
-@dataclasses.dataclass(repr=False, eq=False)
+@dataclasses.dataclass(init=False, repr=False, eq=False)
 class TaskRecord(Record):
     """One attempt of one task, as the store keeps it (secrets already masked)."""
 
@@ -121,11 +145,39 @@ class TaskRecord(Record):
     result: Any = None  # the task's return value when it is not metrics: JSON, secrets masked
     args: Any = None  # its args with ${steps...} resolved (masked); None when it had none
 
+    # Written out, not generated: see records.FACTORY.
+    def __init__(self, id: str, run_id: str, step: str, executor: str, task: str,
+                 step_index: int, task_index: int, attempt: int, status: str = RUNNING,
+                 started: float = FACTORY, ended: float | None = None,
+                 error_type: str | None = None, error: str | None = None,
+                 metrics: dict[str, Any] | None = None, traceback: str | None = None,
+                 watermark: Any = None, next_watermark: Any = None, result: Any = None,
+                 args: Any = None) -> None:
+        self.id = id
+        self.run_id = run_id
+        self.step = step
+        self.executor = executor
+        self.task = task
+        self.step_index = step_index
+        self.task_index = task_index
+        self.attempt = attempt
+        self.status = status
+        self.started = time.time() if started is FACTORY else started
+        self.ended = ended
+        self.error_type = error_type
+        self.error = error
+        self.metrics = metrics
+        self.traceback = traceback
+        self.watermark = watermark
+        self.next_watermark = next_watermark
+        self.result = result
+        self.args = args
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-@dataclasses.dataclass(repr=False, eq=False)
+@dataclasses.dataclass(init=False, repr=False, eq=False)
 class LogRecord(Record):
     """One log line of a run; ``seq`` orders them for ``orchestrate logs --follow``."""
 
@@ -136,6 +188,17 @@ class LogRecord(Record):
     task: str | None
     message: str
     seq: int = 0
+
+    # Written out, not generated: see records.FACTORY.
+    def __init__(self, run_id: str, ts: float, level: str, step: str | None, task: str | None,
+                 message: str, seq: int = 0) -> None:
+        self.run_id = run_id
+        self.ts = ts
+        self.level = level
+        self.step = step
+        self.task = task
+        self.message = message
+        self.seq = seq
 
 
 class RunStore:
