@@ -104,6 +104,9 @@ def partial_path(path: str) -> str:
     return os.path.join(head, private_name("partial", name))
 
 
+# Named at module level: inside LocalStore, ``list`` is its method, not the builtin.
+LinkOutcome = tuple[list[tuple[Entry, int | Exception]], list[Entry]]
+
 class LocalStore:
     is_local = True
 
@@ -185,8 +188,7 @@ class LocalStore:
         return self._publish(rel, produce, journal, before_publish)
 
     def link_files(self, source: "LocalStore", entries: Sequence[Entry], journal: Journal,
-                   check: Callable[[], None]) -> tuple[list[tuple[Entry, int | Exception]],
-                                                       list[Entry]]:
+                   check: Callable[[], None]) -> LinkOutcome:
         """Publish each of ``entries`` of ``source`` here as a hard link to it, verified.
 
         Returns, for each file linked or failed, the entry to record (for a link, the file's
