@@ -64,6 +64,7 @@ class Run:
 
     def execute(self) -> RunResult:
         started = time.time()
+        self.tasks.listen(self.listeners)  # as they are now: TrackedRun sets them after __init__
         total = sum(len(r) for r in self.results.values())
         self.emit("run_started", RunInfo(self.routine.run_id, self.routine.name, total))
         if not self.routine.active:
@@ -173,13 +174,16 @@ class Run:
 
     def run_tasks(self, step: Step, instance: Any, results: list[TaskResult]) -> bool:
         """The step's tasks in order; False as soon as one did not succeed (the rest skipped)."""
+        name, done, stopping, tasks = step.name, self.done, self.stopping, self.tasks
         for call, result in zip(step.spec.tasks, results):
-            if self.stopping.is_set():
-                self.tasks.skip(results[result.index:], self.stop_reason())
+            # ``Event.is_set`` is a Python method: its flag is read directly, once per task
+            if stopping._flag:  # type: ignore[attr-defined]
+                tasks.skip(results[result.index:], self.stop_reason())
                 return False
-            origin = self.done.get((result.step_index, result.index))
-            if not self.tasks.run_or_restore(step.name, instance, call, result, origin):
-                self.tasks.skip(results[result.index + 1:], EARLIER_TASK_FAILED)
+            origin = done.get((result.step_index, result.index)) if done else None
+            if not (tasks.run(name, instance, call, result) if origin is None
+                    else tasks.run_or_restore(name, instance, call, result, origin)):
+                tasks.skip(results[result.index + 1:], EARLIER_TASK_FAILED)
                 return False
         return True
 
