@@ -53,10 +53,9 @@ class TaskWriter:
     the recorder does when a step ends or a task attempt fails. A ``running`` record is not even
     built unless a flush comes while its attempt runs, and is written once per attempt.
 
-    ``records`` is the run's every finished attempt in the order they ended, append-only: a step
-    thread adds one with ``records.append`` alone (a list append is atomic under the GIL, and a
-    lock per task cost as much as the rest of the bookkeeping), and a flush writes the part not on
-    disk yet. ``running`` returns the records of the attempts running now (by default those given
+    ``records`` are the finished attempts waiting, in the order they ended: a step thread adds
+    one with ``records.append`` alone (a list append is atomic under the GIL, and a lock per task
+    cost as much as the rest of the bookkeeping), and a flush writes and removes those it found. ``running`` returns the records of the attempts running now (by default those given
     to :meth:`started` and not yet replaced through :meth:`add`).
     """
 
@@ -65,7 +64,6 @@ class TaskWriter:
         self.store = store
         self.interval = interval
         self.records: list[TaskRecord] = []
-        self._written = 0  # records[:_written] are on disk
         self._started: dict[str, Callable[[], TaskRecord]] = {}  # id -> how to build its record
         self._running = running or self._started_records
         # Ids of the running attempts whose ``running`` record is on disk: not written again at
@@ -89,8 +87,7 @@ class TaskWriter:
     @property
     def due(self) -> bool:
         """Records wait, and the last flush is ``interval`` ago or more."""
-        return (self._written < len(self.records)
-                and time.monotonic() - self._flushed >= self.interval)
+        return bool(self.records) and time.monotonic() - self._flushed >= self.interval
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write what waits; if that fails, it waits again (behind anything newer) and it raises.
@@ -108,12 +105,14 @@ class TaskWriter:
             end = len(self.records)
             shown = self._shown
             batch = [record for record in running if record.id not in shown]
-            batch.extend(self.records[self._written:end])
+            batch.extend(self.records[:end])
             if batch:
                 # On failure nothing is marked written: the next flush writes this batch again,
                 # followed by anything newer, so a newer record of the same id still wins.
                 self.store.record_tasks(batch)
-            self._written = end
+            # Only the first ``end`` are removed: what step threads appended meanwhile stays
+            # (``del`` of a slice is one atomic step too).
+            del self.records[:end]
             self._shown = frozenset(record.id for record in running)
             self._flushed = time.monotonic()
             return True

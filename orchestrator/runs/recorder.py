@@ -70,6 +70,13 @@ class RunRecorder(Listener):
         # time, so this one small dict is all the bookkeeping a task start needs. A flush builds
         # their ``running`` records from it, and so does a store re-created after it vanished.
         self._running: dict[int, TaskResult] = {}
+        # What a re-created store is given again: every result that ended (they are the
+        # engine's, alive anyway: a list of them costs no objects) and the records of attempts
+        # that failed before a retry (the result moved on to the next attempt). The writer
+        # drops what it wrote: a record per task kept to the end made the interpreter's last
+        # garbage collection cost about 3 k instructions per task.
+        self._results: list[TaskResult] = []
+        self._retried: list[TaskRecord] = []
         self.writer = TaskWriter(store, flush_seconds, running=self._running_records)
         # The last task index of each step: its task ends the step (see ``task_finished``).
         self._last_index = None if step_sizes is None else [size - 1 for size in step_sizes]
@@ -137,7 +144,8 @@ class RunRecorder(Listener):
                 self.store.start_run(self.record, allow_concurrent=True)
             # every finished attempt in the order it ended (a later record of an id wins), then
             # those running; the writer's flush below then finds them all written already
-            self.store.record_tasks([*self.writer.records, *self._running_records()])
+            ended = [self._task_record(result, result.status) for result in self._results]
+            self.store.record_tasks([*self._retried, *ended, *self._running_records()])
             self.writer.flush()
         except Exception as exc:  # the store cannot be re-created either: the run still stops
             reason += f"; it could not be re-created ({exc})"
@@ -184,15 +192,6 @@ class RunRecorder(Listener):
     def _running_records(self) -> list[TaskRecord]:
         return [self._task_record(result, RUNNING) for result in list(self._running.values())]
 
-    def _ended(self, result: TaskResult, status: str) -> None:
-        """The attempt ended: it is no longer running, and its record waits for the next flush."""
-        running = self._running
-        if running.get(result.step_index) is result:
-            running.pop(result.step_index, None)
-        self.writer.records.append(self._task_record(result, status))
-        if status == FAILED and result.traceback:  # ``orchestrate logs`` tells what went wrong, too
-            self._quietly(lambda: self._log_traceback(result))
-
     def _log_traceback(self, result: TaskResult) -> None:
         head = f"attempt {result.attempts} failed: {result.error_type}: {result.error}"
         message = f"{head}\n{result.traceback}".rstrip("\n")
@@ -211,20 +210,35 @@ class RunRecorder(Listener):
 
     def task_retrying(self, result: TaskResult, delay: float) -> None:
         result.ended = time.time()
-        self._ended(result, FAILED)
+        running = self._running
+        if running.get(result.step_index) is result:
+            running.pop(result.step_index, None)
+        record = self._task_record(result, FAILED)
+        self._retried.append(record)
+        self.writer.records.append(record)
         result.ended = None
+        if result.traceback:  # ``orchestrate logs`` tells what went wrong, too
+            self._quietly(lambda: self._log_traceback(result))
         self.flush()
 
     def task_finished(self, result: TaskResult) -> None:
-        status = result.status
-        self._ended(result, status)
+        """Called for every task: the attempt is no longer running, and its record waits for
+        the next flush (written now if it must be)."""
+        status, step_index = result.status, result.step_index
+        running = self._running
+        if running.get(step_index) is result:
+            running.pop(step_index, None)
+        self._results.append(result)
+        self.writer.records.append(self._task_record(result, status))
+        if status == FAILED and result.traceback:
+            self._quietly(lambda: self._log_traceback(result))
         # Written at once: a failure or a cancel (a rerun must see it), the step's last task (a
         # resume counts the step done only from disk), a task that did real work (a commit is
         # cheap beside it, and a rerun after a crash would repeat that work). Without the
         # heartbeat thread (``begin`` not called) nothing else flushes on time.
         last, started, ended = self._last_index, result.started, result.ended
-        if (status in (FAILED, CANCELLED) or last is None or result.step_index >= len(last)
-                or result.index >= last[result.step_index]
+        if (status in (FAILED, CANCELLED) or last is None or step_index >= len(last)
+                or result.index >= last[step_index]
                 or (started is not None and ended is not None
                     and ended - started >= WRITE_AT_ONCE_SECONDS)
                 or (self._beater is None and self.writer.due)):
