@@ -46,8 +46,12 @@ def metrics_text(metrics: dict[str, Any] | None) -> str:
 
 
 def task_line(result: TaskResult) -> str:
-    name = f"{result.step}.{result.task}"
     status = result.status
+    if (status is SUCCEEDED and result.attempts == 1 and result.metrics is None
+            and result.result is None and result.started is not None
+            and result.ended is not None):  # most lines of a long run: one f-string
+        return f"{result.step}.{result.task} succeeded{_took(result.ended - result.started)}"
+    name = f"{result.step}.{result.task}"
     if status == SKIPPED:
         return f"{name} skipped: {result.reason}"
     started, ended = result.started, result.ended
@@ -126,8 +130,9 @@ class PlainRenderer(Listener):
         self.write_traceback(result)
 
     def task_finished(self, result: TaskResult) -> None:
-        self.write(task_line(result), always=result.status in (FAILED, CANCELLED))
-        if result.status == FAILED:
+        status = result.status
+        self.write(task_line(result), status == FAILED or status == CANCELLED)
+        if status == FAILED:
             self.write_traceback(result)
 
     def write_traceback(self, result: TaskResult) -> None:
