@@ -66,6 +66,8 @@ class Run:
         started = time.time()
         self.tasks.listen(self.listeners)  # as they are now: TrackedRun sets them after __init__
         total = sum(len(r) for r in self.results.values())
+        # Listeners are called in the order given: ``TrackedRun`` puts the recorder first, so
+        # that at the end it can mark the result failed before the others report it.
         self.emit("run_started", RunInfo(self.routine.run_id, self.routine.name, total))
         if not self.routine.active:
             self.skip_all("routine is inactive (active: false)")
@@ -88,6 +90,8 @@ class Run:
                 break
             if self.cancelled.is_set() and deadline is None:
                 deadline = time.monotonic() + CANCEL_GRACE
+            # A timeout, not a blocking get: the main thread must come back to notice the cancel
+            # grace running out, and a blocking get would also keep Ctrl-C from reaching it.
             try:
                 name, ok = self._done.get(timeout=0.25)
             except queue.Empty:
@@ -100,6 +104,8 @@ class Run:
                 continue
             running.pop(name).join()
             ready.finish(name)
+            # A failed step stops the run, but only new starts: steps already running finish
+            # their current task (their records stay consistent), then skip the rest.
             if not ok:
                 self.stopping.set()
 
@@ -121,6 +127,8 @@ class Run:
                 self.skip_step(step, reason)
                 ready.finish(step.name)  # left out on purpose: the steps after it may still run
                 continue
+            # Daemon: a step that ignores cancellation past the grace is abandoned, and must not
+            # keep the process alive after the run has ended.
             thread = threading.Thread(target=self.run_step, args=(step,),
                                       name=f"step-{step.name}", daemon=True)
             running[step.name] = thread

@@ -93,6 +93,8 @@ class TaskRunner:
             result.error = result.error_type = result.traceback = result.result = None
             for notify in on_started:
                 notify(result)
+            # Only an attempt with a timeout can be stopped alone, so only it needs an event of
+            # its own (made and registered per attempt); the others share the run's.
             event = cancellation.attempt_started(True) if own_event else cancellation.cancelled
             try:
                 watermark = None
@@ -132,20 +134,28 @@ class TaskRunner:
               exc: BaseException) -> bool:
         """After a failed attempt: end the task (cancelled or failed), or wait to retry it."""
         cancelled = self.cancellation.cancelled
+        # A task stopped by the run's cancel ends cancelled whatever it raised (often a side
+        # effect of being stopped); a timeout is the task's own failure, and may be retried.
         if cancelled.is_set() or (isinstance(exc, Cancelled) and not isinstance(exc, TaskTimeout)):
             result.status, result.ended = CANCELLED, time.time()
             result.error = self.routine.masked(str(exc) or "cancelled")
             result.error_type = type(exc).__name__
             self.emit("task_finished", result)
             return True
+        # No retry once the run is stopping (another step failed: nothing new starts) or for an
+        # error its executor marked as one a retry cannot fix (bad SQL, access denied).
         if (attempt > call.retries or self.cancellation.stopping.is_set()
                 or getattr(exc, "retryable", True) is False):
             result.ended = time.time()
             self.fail(result, exc)
             return True
+        # Exponential backoff; the exponent is capped so that a task with thousands of retries
+        # cannot overflow the float, and the delay at a day.
         delay = min(call.retry_delay * 2 ** min(attempt - 1, 32), MAX_RETRY_DELAY)
         self.describe_failure(result, exc)
         self.emit("task_retrying", result, delay)
+        # Waiting on the cancel event, not sleeping: a cancel during a long backoff ends the task
+        # at once instead of after the delay.
         if cancelled.wait(delay):
             result.status, result.ended = CANCELLED, time.time()
             self.emit("task_finished", result)
@@ -211,6 +221,8 @@ class TaskRunner:
             except BaseException as exc:  # re-raised in the step thread
                 box["error"] = exc
 
+        # A thread of its own so that the step thread can stop waiting at the timeout; daemon,
+        # because a task that ignores its cancel cannot be killed and must not hold the exit.
         worker = threading.Thread(target=target, name=f"task-{ctx.step}.{ctx.task}", daemon=True)
         worker.start()
         worker.join(call.timeout)

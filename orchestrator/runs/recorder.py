@@ -97,6 +97,8 @@ class RunRecorder(Listener):
         for a cancel request) on theirs."""
         next_watch = time.monotonic() + self.watch_seconds
         next_beat = time.monotonic() + self.heartbeat_seconds
+        # One thread for all three duties: the flush interval (0.2 s) is the shortest, so the
+        # wait is cut to it, and the store is looked at only on its own, slower schedule.
         while not self._stop.wait(self._next_wait(min(next_watch, next_beat))):
             if time.monotonic() >= next_watch:
                 next_watch = time.monotonic() + self.watch_seconds
@@ -110,6 +112,8 @@ class RunRecorder(Listener):
                 current = self.store.get_run(self.record.run_id)
             except Exception:  # a store hiccup must not kill the run
                 continue
+            # The record was deleted under a live run (its routine's claim with it): without
+            # putting it back, a second run of the routine would start beside this one.
             if current is None:
                 self._reclaim("its record vanished from the run store")
             elif current.cancel_requested and self.on_cancel_request:
@@ -124,6 +128,8 @@ class RunRecorder(Listener):
 
     def _watch(self) -> None:
         """The store this run claimed its routine in must still be the one at its place."""
+        # ``run_finished`` watches once more while the heartbeat thread may be doing the same:
+        # the lock keeps the two from re-creating the store twice.
         with self._watch_lock:
             reason = self.store.lost()
             if reason is not None and self.failure is None:
@@ -142,8 +148,9 @@ class RunRecorder(Listener):
             except RoutineBusy as busy:
                 reason += f"; run {busy.run_id} has claimed the routine since"
                 self.store.start_run(self.record, allow_concurrent=True)
-            # every finished attempt in the order it ended (a later record of an id wins), then
-            # those running; the writer's flush below then finds them all written already
+            # Failed attempts before retries, every ended task, then the attempts running now:
+            # the new store holds all the run had. The flush after it writes what still waited
+            # again, which only replaces rows with the same records.
             ended = [self._task_record(result, result.status) for result in self._results]
             self.store.record_tasks([*self._retried, *ended, *self._running_records()])
             self.writer.flush()
@@ -153,6 +160,8 @@ class RunRecorder(Listener):
 
     def fail(self, reason: str) -> None:
         """The run's record cannot be trusted any more: say so once, let the owner stop the run."""
+        # The heartbeat thread and step threads can fail at once (a store that filled up fails
+        # every write): the first reason is kept and the owner is told once.
         with self._failure_lock:
             if self.failure is not None:
                 return
@@ -202,6 +211,8 @@ class RunRecorder(Listener):
     def task_started(self, result: TaskResult) -> None:
         """Called for every attempt of every task: kept to a dictionary write. The running
         record is built only if a flush comes before the attempt ends."""
+        # A plain dict write, no lock: the heartbeat thread reads ``_running`` through a copy
+        # (``list(values())``), which the GIL makes atomic against this.
         self._running[result.step_index] = result
         if result.attempts > 1:  # the first attempt starts when the task does (``result.started``)
             self._attempt_started[(result.step_index, result.index)] = time.time()
@@ -226,6 +237,8 @@ class RunRecorder(Listener):
         the next flush (written now if it must be)."""
         status, step_index = result.status, result.step_index
         running = self._running
+        # Only this attempt's own entry: a run past its cancel grace reports the tasks it
+        # abandons from the scheduler's thread, while their step threads may still report.
         if running.get(step_index) is result:
             running.pop(step_index, None)
         self._results.append(result)

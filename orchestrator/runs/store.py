@@ -218,6 +218,8 @@ def is_dead(run: RunRecord, now: float | None = None) -> bool:
     if run.status != RUNNING or run.host.startswith(EXTERNAL_HOST_PREFIX):
         return False
     now = now or time.time()
+    # On its own host a run is judged by its process, which is exact and immediate; elsewhere
+    # only the heartbeat tells, so a run is dead there only after several missed beats.
     if run.host == hostname() and run.pid:
         return not owns_pid(run)
     return now - run.heartbeat > DEAD_AFTER_SECONDS
@@ -236,6 +238,8 @@ def owns_pid(run: RunRecord) -> bool:
 def process_start(pid: int) -> int | None:
     """When a process started, in clock ticks since boot (Linux); None where /proc cannot tell."""
     try:
+        # Field 22 of stat, counted after the command name, which is in parentheses and may
+        # itself hold spaces or ")": hence the split at the last ")".
         with open(f"/proc/{pid}/stat") as handle:
             return int(handle.read().rsplit(")", 1)[1].split()[19])
     except (OSError, ValueError, IndexError):
@@ -243,6 +247,8 @@ def process_start(pid: int) -> int | None:
 
 
 def pid_alive(pid: int) -> bool:
+    # Signal 0 checks that the pid exists without touching it; a pid of another user's process
+    # answers PermissionError, and it exists all the same.
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -432,11 +438,14 @@ class SQLiteStore(RunStore):
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
+        # CREATE ... IF NOT EXISTS: a store written by an older version keeps its data, and
+        # columns added since are added below; nothing is ever dropped.
         conn.executescript(_SCHEMA)
         for table, wanted in (("runs", _RUN_COLUMNS), ("tasks", _TASK_COLUMNS)):
             columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             for name in sorted(set(wanted) - columns):  # a store written by an older version
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {name}")
+        # Compared by ``lost``: a path check alone would not see the file replaced by another.
         self._identity = _identity(self.path)
 
     def lost(self) -> str | None:
@@ -453,6 +462,9 @@ class SQLiteStore(RunStore):
         self._open()
 
     def _conn(self) -> sqlite3.Connection:
+        # A connection per thread (the heartbeat, each step, the main thread): one connection's
+        # transaction would take in every thread's statements. A new generation (``reopen``)
+        # makes each thread open the file at its place again.
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.generation != self._generation:
             if conn is not None:
@@ -460,6 +472,9 @@ class SQLiteStore(RunStore):
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
                                    check_same_thread=False)
             self._local.conn, self._local.generation = conn, self._generation
+            # WAL: readers (``orchestrate runs``, ``logs --follow``) and the run that writes
+            # never wait for each other. NORMAL syncs at checkpoints only: a commit survives a
+            # crash of the process (what a resume needs); only a power loss can take the last.
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
         return conn
@@ -471,6 +486,8 @@ class SQLiteStore(RunStore):
     @_store_errors
     def start_run(self, run: RunRecord, allow_concurrent: bool = False) -> None:
         conn = self._conn()
+        # IMMEDIATE takes the write lock before the check: two processes starting the same
+        # routine at once would otherwise both read "no live run" and both claim it.
         conn.execute("BEGIN IMMEDIATE")
         try:
             if not allow_concurrent:
@@ -489,6 +506,8 @@ class SQLiteStore(RunStore):
             same = conn.execute(
                 "SELECT host, pid FROM runs WHERE run_id = ?", (run.run_id,)
             ).fetchone()
+            # The same process may claim again (a store re-created mid-run); another may not
+            # take over a run id that is already on record.
             if same is not None and tuple(same) != (run.host, run.pid):
                 raise UserError(f"run id {run.run_id} is already recorded; a run id is used once")
             values = [self._encode(name, getattr(run, name)) for name in _RUN_COLUMNS]
@@ -558,11 +577,14 @@ class SQLiteStore(RunStore):
         width, values = 0, []  # type: tuple[int, list[Any]]
         for task in tasks:
             row: Sequence[Any] = _TASK_VALUES(task)
+            # A record with any detail (error, metrics, watermarks, result, args) needs its JSON
+            # columns encoded and its text made storable: the careful row.
             if row[_PLAIN_COLUMNS:] != _NO_DETAILS:
                 row, columns = self._task_row(task), len(_TASK_COLUMNS)
             else:
                 row, columns = (_plain_row(row) or self._task_row(task)[:_PLAIN_COLUMNS],
                                 _PLAIN_COLUMNS)
+            # A new statement only where the kind changes: a quick step's batch is one stretch.
             if columns != width:
                 width, values = columns, []
                 stretches.append((width, values))
