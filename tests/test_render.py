@@ -115,6 +115,7 @@ def test_a_quick_task_duration_reads_as_formatting_would_show_it():
     """The plain line's duration skips float formatting below 0.005 s: the text must not change."""
     from orchestrator.cli.render import _took
 
-    edges = [0.0, 1e-9, 0.004, 0.0049999, 0.005, 0.00500001, 0.0051, 0.015, 0.125, 2.0, -1e-9, -0.01]
+    edges = [0.0, 1e-9, 0.004, 0.0049999, 0.005, 0.00500001, 0.0051, 0.015, 0.125, 2.0,
+             -1e-9, -0.01]
     for seconds in edges + [i / 7919 for i in range(200)]:
         assert _took(seconds) == f" in {seconds:.2f}s", seconds

@@ -55,7 +55,8 @@ class TaskWriter:
 
     ``records`` are the finished attempts waiting, in the order they ended: a step thread adds
     one with ``records.append`` alone (a list append is atomic under the GIL, and a lock per task
-    cost as much as the rest of the bookkeeping), and a flush writes and removes those it found. ``running`` returns the records of the attempts running now (by default those given
+    cost as much as the rest of the bookkeeping), and a flush writes and removes those it found.
+    ``running`` returns the records of the attempts running now (by default those given
     to :meth:`started` and not yet replaced through :meth:`add`).
     """
 
