@@ -41,9 +41,11 @@ class Run:
         # tasks that already succeeded in the run being resumed: skipped, never run twice
         self.done = dict(options.done)
         self.excluded = options.excluded(plan)  # steps left out on purpose, with the reason shown
-        self.results = {s.name: [TaskResult(s.name, s.spec.executor.name, c.task, i, n)
-                                 for i, c in enumerate(s.spec.tasks)]
-                        for n, s in enumerate(plan.steps)}
+        self.results = {name: [TaskResult(name, executor, c.task, i, n)
+                               for i, c in enumerate(s.spec.tasks)]
+                        for n, s in enumerate(plan.steps)
+                        # read once per step, not per task (``Step.name`` is a property)
+                        for name, executor in [(s.name, s.spec.executor.name)]}
         self.cancellation = Cancellation()
         self.stopping, self.cancelled = self.cancellation.stopping, self.cancellation.cancelled
         self.watermarks = watermarks  # the run store: step outputs after a resume are read there
