@@ -184,10 +184,11 @@ class Run:
 
     def run_tasks(self, step: Step, instance: Any, results: list[TaskResult]) -> bool:
         """The step's tasks in order; False as soon as one did not succeed (the rest skipped)."""
-        name, done, stopping, tasks = step.name, self.done, self.stopping, self.tasks
+        name, done, stopped, tasks = step.name, self.done, self.stopping.is_set, self.tasks
         for call, result in zip(step.spec.tasks, results):
-            # ``Event.is_set`` is a Python method: its flag is read directly, once per task
-            if stopping._flag:  # type: ignore[attr-defined]
+            # Checked before each task, not once per step: a cancel or another step's failure
+            # stops a long step between two of its tasks.
+            if stopped():
                 tasks.skip(results[result.index:], self.stop_reason())
                 return False
             origin = done.get((result.step_index, result.index)) if done else None
