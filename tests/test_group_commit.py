@@ -220,3 +220,28 @@ def test_plain_records_with_text_sqlite_cannot_encode_are_stored_escaped(tmp_pat
     assert [t.step for t in tasks] == ["st\\udcffep", "plain", "plain"]
     assert [t.metrics for t in tasks] == [None, None, {"total_rows": 3}]
     assert [(t.started, t.ended, t.status) for t in tasks] == [(1.0, 2.0, "succeeded")] * 3
+
+
+def test_a_batch_is_written_in_order_whatever_its_rows_hold(tmp_path):
+    """Rows go in as several multi-row statements, plain (nothing after ``ended``) and full
+    ones apart: a later record of an id still replaces an earlier one, across both kinds."""
+    from orchestrator.runs import RunRecord
+
+    store = SQLiteStore(tmp_path / "runs.sqlite")
+    store.start_run(RunRecord(run_id="r1", routine="x"))
+
+    def record(i: int, status: str = "running", **details: Any) -> TaskRecord:
+        return TaskRecord(f"t{i}", "r1", "s", "e", "go", 0, i, 1, status, 1.0, None, **details)
+
+    batch = [record(i) for i in range(23)]  # 16 + 4 + 1 + 1 + 1 rows
+    batch += [record(1, "failed", error="boom"), record(1, "succeeded"),  # full, then plain
+              record(2, "succeeded"), record(2, "failed", error="late"),  # plain, then full
+              record(3, "succeeded", metrics={"total_rows": 1}), record(4, "succeeded")]
+    store.record_tasks(batch)
+    stored = {t.task_index: (t.status, t.error, t.metrics) for t in store.tasks("r1")}
+    assert len(stored) == 23
+    assert stored[1] == ("succeeded", None, None)
+    assert stored[2] == ("failed", "late", None)
+    assert stored[3] == ("succeeded", None, {"total_rows": 1})
+    assert stored[4] == ("succeeded", None, None)
+    assert stored[22] == ("running", None, None)

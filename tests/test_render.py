@@ -109,3 +109,13 @@ def test_show_is_a_readable_report():
                      "tasks": [task, ok], "children": []})
     assert "{" not in text and "\\n" not in text
     assert "q.run_query #1 failed" in text and "      second line" in text and "inserts=2" in text
+
+
+def test_a_quick_task_duration_reads_as_formatting_would_show_it():
+    """The plain line's duration skips float formatting below 0.005 s: the text must not change."""
+    from orchestrator.cli.render import _took
+
+    edges = [0.0, 1e-9, 0.004, 0.0049999, 0.005, 0.00500001, 0.0051, 0.015, 0.125, 2.0,
+             -1e-9, -0.01]
+    for seconds in edges + [i / 7919 for i in range(200)]:
+        assert _took(seconds) == f" in {seconds:.2f}s", seconds

@@ -46,21 +46,36 @@ def metrics_text(metrics: dict[str, Any] | None) -> str:
 
 
 def task_line(result: TaskResult) -> str:
+    status = result.status
+    if (status is SUCCEEDED and result.attempts == 1 and result.metrics is None
+            and result.result is None and result.started is not None
+            and result.ended is not None):  # most lines of a long run: one f-string
+        return f"{result.step}.{result.task} succeeded{_took(result.ended - result.started)}"
     name = f"{result.step}.{result.task}"
-    if result.status == SKIPPED:
+    if status == SKIPPED:
         return f"{name} skipped: {result.reason}"
-    duration = f" in {result.duration:.2f}s" if result.duration is not None else ""
+    started, ended = result.started, result.ended
+    duration = "" if started is None or ended is None else _took(ended - started)
     attempts = f" after {result.attempts} attempts" if result.attempts > 1 else ""
     tail = (
         f": {result.error_type}: {result.error}"
-        if result.status in (FAILED, CANCELLED) and result.error
+        if (status == FAILED or status == CANCELLED) and result.error
         else ""
     )
-    metrics = (describe_metrics(result) if result.status == SUCCEEDED
+    metrics = (describe_metrics(result) if status == SUCCEEDED
                and (result.metrics is not None or result.result is not None) else "")
     # ``!s``: a StrEnum formats through Python code; its str() is the text, at C speed
     shown = f"  {metrics}" if metrics else ""
-    return f"{name} {result.status!s}{duration}{attempts}{tail}{shown}"
+    return f"{name} {status!s}{duration}{attempts}{tail}{shown}"
+
+
+def _took(seconds: float) -> str:
+    # Formatting a float with ``.2f`` costs as much as the rest of the line; a quick task (most
+    # of a long run's lines) rounds to 0.00 exactly when under 0.005 s (the float nearest 0.005
+    # is just above it, and rounds up), so its text is a constant.
+    if 0 <= seconds < 0.005:
+        return " in 0.00s"
+    return f" in {seconds:.2f}s"
 
 
 def indented(traceback: str) -> str:
@@ -85,15 +100,19 @@ class PlainRenderer(Listener):
         self.stream = stream or sys.stderr
         self.quiet, self.verbose = quiet, verbose
         self._lock = threading.Lock()
-        self._second, self._stamp = -1, ""  # the clock shown, formatted once a second
+        # The clock shown, formatted once a second: ``strftime`` per line cost more than the
+        # rest of it. [_from, _to) is the second the stamp is for; a clock set back is noticed.
+        self._from, self._to, self._stamp = 0.0, 0.0, ""
 
     def write(self, text: str, always: bool = False) -> None:
         if self.quiet and not always:
             return
-        now = int(time.time())
+        now = time.time()
         with self._lock:
-            if now != self._second:
-                self._second, self._stamp = now, time.strftime("%H:%M:%S", time.localtime(now))
+            if not self._from <= now < self._to:
+                second = int(now)
+                self._from, self._to = second, second + 1
+                self._stamp = time.strftime("%H:%M:%S", time.localtime(second))
             self.stream.write(f"{self._stamp} {text}\n")
             self.stream.flush()
 
@@ -111,8 +130,9 @@ class PlainRenderer(Listener):
         self.write_traceback(result)
 
     def task_finished(self, result: TaskResult) -> None:
-        self.write(task_line(result), always=result.status in (FAILED, CANCELLED))
-        if result.status == FAILED:
+        status = result.status
+        self.write(task_line(result), status == FAILED or status == CANCELLED)
+        if status == FAILED:
             self.write_traceback(result)
 
     def write_traceback(self, result: TaskResult) -> None:

@@ -41,9 +41,11 @@ class Run:
         # tasks that already succeeded in the run being resumed: skipped, never run twice
         self.done = dict(options.done)
         self.excluded = options.excluded(plan)  # steps left out on purpose, with the reason shown
-        self.results = {s.name: [TaskResult(s.name, s.spec.executor.name, c.task, i, n)
-                                 for i, c in enumerate(s.spec.tasks)]
-                        for n, s in enumerate(plan.steps)}
+        self.results = {name: [TaskResult(name, executor, c.task, i, n)
+                               for i, c in enumerate(s.spec.tasks)]
+                        for n, s in enumerate(plan.steps)
+                        # read once per step, not per task (``Step.name`` is a property)
+                        for name, executor in [(s.name, s.spec.executor.name)]}
         self.cancellation = Cancellation()
         self.stopping, self.cancelled = self.cancellation.stopping, self.cancellation.cancelled
         self.watermarks = watermarks  # the run store: step outputs after a resume are read there
@@ -64,7 +66,10 @@ class Run:
 
     def execute(self) -> RunResult:
         started = time.time()
+        self.tasks.listen(self.listeners)  # as they are now: TrackedRun sets them after __init__
         total = sum(len(r) for r in self.results.values())
+        # Listeners are called in the order given: ``TrackedRun`` puts the recorder first, so
+        # that at the end it can mark the result failed before the others report it.
         self.emit("run_started", RunInfo(self.routine.run_id, self.routine.name, total))
         if not self.routine.active:
             self.skip_all("routine is inactive (active: false)")
@@ -87,6 +92,8 @@ class Run:
                 break
             if self.cancelled.is_set() and deadline is None:
                 deadline = time.monotonic() + CANCEL_GRACE
+            # A timeout, not a blocking get: the main thread must come back to notice the cancel
+            # grace running out, and a blocking get would also keep Ctrl-C from reaching it.
             try:
                 name, ok = self._done.get(timeout=0.25)
             except queue.Empty:
@@ -99,6 +106,8 @@ class Run:
                 continue
             running.pop(name).join()
             ready.finish(name)
+            # A failed step stops the run, but only new starts: steps already running finish
+            # their current task (their records stay consistent), then skip the rest.
             if not ok:
                 self.stopping.set()
 
@@ -120,6 +129,8 @@ class Run:
                 self.skip_step(step, reason)
                 ready.finish(step.name)  # left out on purpose: the steps after it may still run
                 continue
+            # Daemon: a step that ignores cancellation past the grace is abandoned, and must not
+            # keep the process alive after the run has ended.
             thread = threading.Thread(target=self.run_step, args=(step,),
                                       name=f"step-{step.name}", daemon=True)
             running[step.name] = thread
@@ -173,13 +184,17 @@ class Run:
 
     def run_tasks(self, step: Step, instance: Any, results: list[TaskResult]) -> bool:
         """The step's tasks in order; False as soon as one did not succeed (the rest skipped)."""
+        name, done, stopped, tasks = step.name, self.done, self.stopping.is_set, self.tasks
         for call, result in zip(step.spec.tasks, results):
-            if self.stopping.is_set():
-                self.tasks.skip(results[result.index:], self.stop_reason())
+            # Checked before each task, not once per step: a cancel or another step's failure
+            # stops a long step between two of its tasks.
+            if stopped():
+                tasks.skip(results[result.index:], self.stop_reason())
                 return False
-            origin = self.done.get((result.step_index, result.index))
-            if not self.tasks.run_or_restore(step.name, instance, call, result, origin):
-                self.tasks.skip(results[result.index + 1:], EARLIER_TASK_FAILED)
+            origin = done.get((result.step_index, result.index)) if done else None
+            if not (tasks.run(name, instance, call, result) if origin is None
+                    else tasks.run_or_restore(name, instance, call, result, origin)):
+                tasks.skip(results[result.index + 1:], EARLIER_TASK_FAILED)
                 return False
         return True
 

@@ -6,12 +6,13 @@ listener sees it. The scheduler (``run.py``) decides which task runs; this modul
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 import time
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from ..events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, TaskResult
+from ..events import CANCELLED, FAILED, SKIPPED, SUCCEEDED, Listener, TaskResult
 from ..executor import Cancelled, Context, Executor, TaskMetrics
 from ..masking import masked_traceback
 from ..returns import kept_result
@@ -49,6 +50,18 @@ class TaskRunner:
         self.home = home
         self.resumed_from = resumed_from
         self.outputs_source: Any = None  # the Run whose results ${steps...} references read
+        # What each attempt's start and end call, until ``listen`` binds the listeners' methods.
+        self.on_started: list[Callable[[TaskResult], None]] = [
+            functools.partial(emit, "task_started")]
+        self.on_finished: list[Callable[[TaskResult], None]] = [
+            functools.partial(emit, "task_finished")]
+
+    def listen(self, listeners: Sequence[Any]) -> None:
+        """Call these listeners' ``task_started`` and ``task_finished`` directly, in order: two
+        calls per task and listener, instead of ``emit`` looking each method up by name. A
+        listener that keeps ``Listener``'s empty method for an event is not called for it."""
+        self.on_started = _bound(listeners, "task_started")
+        self.on_finished = _bound(listeners, "task_finished")
 
     def run_or_restore(self, step: str, instance: Executor, call: TaskCall, result: TaskResult,
                        origin: str | None) -> bool:
@@ -68,22 +81,46 @@ class TaskRunner:
         """Call the task until it succeeds or its retries are spent; True when it succeeded."""
         method = getattr(instance, call.task)
         result.started = time.time()
-        emit, cancellation = self.emit, self.cancellation
+        cancellation, routine, watermarks = self.cancellation, self.routine, self.watermarks
+        # Every task goes through this loop: what is done once per task (the attribute reads
+        # above, the listeners' bound methods) stays out of it, and the common attempt (no
+        # timeout, args as given) calls the task right here rather than through ``invoke``.
+        on_started, on_finished = self.on_started, self.on_finished
         own_event = call.timeout is not None  # else the attempt watches the run's cancel event
+        plain = not (own_event or call.wants_context or call.references)
         for attempt in range(1, call.retries + 2):
             result.attempts = attempt
             result.error = result.error_type = result.traceback = result.result = None
-            emit("task_started", result)
+            for notify in on_started:
+                notify(result)
+            # Only an attempt with a timeout can be stopped alone, so only it needs an event of
+            # its own (made and registered per attempt); the others share the run's.
             event = cancellation.attempt_started(True) if own_event else cancellation.cancelled
             try:
-                ctx = self.context(step, call, attempt, event)
-                result.watermark = ctx.watermark
-                self.keep_return(result, self.invoke(instance, method, call, ctx, event))
+                watermark = None
+                if watermarks is not None:
+                    watermark = watermarks.get_watermark(routine.name, step, call.task)
+                ctx = Context(run_id=routine.run_id, run_date=routine.run_date,
+                              routine_name=routine.name, step=step, task=call.task,
+                              attempt=attempt, cancel_event=event, trusted=routine.trusted,
+                              home=self.home, watermark=watermark,
+                              resumed_from=self.resumed_from)
+                result.watermark = watermark
+                if plain:
+                    with ctx.active():
+                        value = method(**call.args)
+                else:
+                    value = self.invoke(instance, method, call, ctx, event)
+                if value is None:  # most tasks: nothing to convert, mask or keep
+                    result.metrics = result.result = None
+                else:
+                    self.keep_return(result, value)
                 if ctx.next_watermark is not None:
                     self.save_watermark(step, call, ctx)
                 result.next_watermark = ctx.next_watermark
                 result.status, result.ended = SUCCEEDED, time.time()
-                emit("task_finished", result)
+                for notify in on_finished:
+                    notify(result)
                 return True
             except BaseException as exc:  # SystemExit or KeyboardInterrupt fail the task too
                 if self.ended(call, result, attempt, exc):
@@ -97,20 +134,28 @@ class TaskRunner:
               exc: BaseException) -> bool:
         """After a failed attempt: end the task (cancelled or failed), or wait to retry it."""
         cancelled = self.cancellation.cancelled
+        # A task stopped by the run's cancel ends cancelled whatever it raised (often a side
+        # effect of being stopped); a timeout is the task's own failure, and may be retried.
         if cancelled.is_set() or (isinstance(exc, Cancelled) and not isinstance(exc, TaskTimeout)):
             result.status, result.ended = CANCELLED, time.time()
             result.error = self.routine.masked(str(exc) or "cancelled")
             result.error_type = type(exc).__name__
             self.emit("task_finished", result)
             return True
+        # No retry once the run is stopping (another step failed: nothing new starts) or for an
+        # error its executor marked as one a retry cannot fix (bad SQL, access denied).
         if (attempt > call.retries or self.cancellation.stopping.is_set()
                 or getattr(exc, "retryable", True) is False):
             result.ended = time.time()
             self.fail(result, exc)
             return True
+        # Exponential backoff; the exponent is capped so that a task with thousands of retries
+        # cannot overflow the float, and the delay at a day.
         delay = min(call.retry_delay * 2 ** min(attempt - 1, 32), MAX_RETRY_DELAY)
         self.describe_failure(result, exc)
         self.emit("task_retrying", result, delay)
+        # Waiting on the cancel event, not sleeping: a cancel during a long backoff ends the task
+        # at once instead of after the delay.
         if cancelled.wait(delay):
             result.status, result.ended = CANCELLED, time.time()
             self.emit("task_finished", result)
@@ -176,6 +221,8 @@ class TaskRunner:
             except BaseException as exc:  # re-raised in the step thread
                 box["error"] = exc
 
+        # A thread of its own so that the step thread can stop waiting at the timeout; daemon,
+        # because a task that ignores its cancel cannot be killed and must not hold the exit.
         worker = threading.Thread(target=target, name=f"task-{ctx.step}.{ctx.task}", daemon=True)
         worker.start()
         worker.join(call.timeout)
@@ -222,6 +269,12 @@ class TaskRunner:
         for result in results:
             result.status, result.reason = SKIPPED, reason
             self.emit("task_finished", result)
+
+
+def _bound(listeners: Sequence[Any], event: str) -> list[Callable[[TaskResult], None]]:
+    base = getattr(Listener, event)
+    methods = (getattr(listener, event) for listener in listeners)
+    return [method for method in methods if getattr(method, "__func__", None) is not base]
 
 
 def done_reason(origin: str) -> str:

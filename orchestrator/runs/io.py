@@ -50,39 +50,45 @@ class TaskWriter:
 
     Committing every event costs more than a short task, so records wait here: at most
     ``interval`` seconds (a timer flushes them), and not at all when :meth:`flush` is called, which
-    the recorder does when a step ends or a task attempt fails. A record replaced before its flush
-    (``running``, then ``succeeded``) is written once, and a ``running`` record is not even built
-    unless a flush comes while the task runs.
+    the recorder does when a step ends or a task attempt fails. A ``running`` record is not even
+    built unless a flush comes while its attempt runs, and is written once per attempt.
+
+    ``records`` are the finished attempts waiting, in the order they ended: a step thread adds
+    one with ``records.append`` alone (a list append is atomic under the GIL, and a lock per task
+    cost as much as the rest of the bookkeeping), and a flush writes and removes those it found.
+    ``running`` returns the records of the attempts running now (by default those given
+    to :meth:`started` and not yet replaced through :meth:`add`).
     """
 
-    def __init__(self, store: RunStore, interval: float = FLUSH_SECONDS) -> None:
+    def __init__(self, store: RunStore, interval: float = FLUSH_SECONDS,
+                 running: Callable[[], list[TaskRecord]] | None = None) -> None:
         self.store = store
         self.interval = interval
-        self._pending: dict[str, TaskRecord] = {}
-        self._running: dict[str, Callable[[], TaskRecord]] = {}  # id -> how to build its record
-        self._since: float | None = None  # when the oldest waiting record arrived (monotonic)
-        self._lock = threading.Lock()
+        self.records: list[TaskRecord] = []
+        self._started: dict[str, Callable[[], TaskRecord]] = {}  # id -> how to build its record
+        self._running = running or self._started_records
+        # Ids of the running attempts whose ``running`` record is on disk: not written again at
+        # every flush while a long task runs.
+        self._shown: frozenset[str] = frozenset()
+        self._flushed = time.monotonic()  # when the last flush ended
         # Flushes in order: an older batch never lands after a newer one.
         self._write_lock = threading.Lock()
 
     def started(self, task_id: str, running: Callable[[], TaskRecord]) -> None:
         """A task attempt began; ``running()`` builds its record if a flush comes before it ends."""
-        with self._lock:
-            self._running[task_id] = running
-            if self._since is None:
-                self._since = time.monotonic()
+        self._started[task_id] = running
 
     def add(self, record: TaskRecord) -> None:
-        with self._lock:
-            self._running.pop(record.id, None)
-            self._pending[record.id] = record
-            if self._since is None:
-                self._since = time.monotonic()
+        self._started.pop(record.id, None)
+        self.records.append(record)
+
+    def _started_records(self) -> list[TaskRecord]:
+        return [build() for build in list(self._started.values())]
 
     @property
     def due(self) -> bool:
-        since = self._since
-        return since is not None and time.monotonic() - since >= self.interval
+        """Records wait, and the last flush is ``interval`` ago or more."""
+        return bool(self.records) and time.monotonic() - self._flushed >= self.interval
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write what waits; if that fails, it waits again (behind anything newer) and it raises.
@@ -93,22 +99,23 @@ class TaskWriter:
         if not self._write_lock.acquire(timeout=-1 if timeout is None else timeout):
             return False
         try:
-            with self._lock:
-                batch = [running() for running in self._running.values()]
-                batch.extend(self._pending.values())
-                self._running, self._pending, self._since = {}, {}, None
+            # Running attempts are looked at before the finished ones are counted: an attempt
+            # that ends in between then has its finished record after its running one in the
+            # batch (the later row wins), never a running record written after its end.
+            running = self._running()
+            end = len(self.records)
+            shown = self._shown
+            batch = [record for record in running if record.id not in shown]
+            batch.extend(self.records[:end])
             if batch:
-                self._write(batch)
+                # On failure nothing is marked written: the next flush writes this batch again,
+                # followed by anything newer, so a newer record of the same id still wins.
+                self.store.record_tasks(batch)
+            # Only the first ``end`` are removed: what step threads appended meanwhile stays
+            # (``del`` of a slice is one atomic step too).
+            del self.records[:end]
+            self._shown = frozenset(record.id for record in running)
+            self._flushed = time.monotonic()
             return True
         finally:
             self._write_lock.release()
-
-    def _write(self, batch: list[TaskRecord]) -> None:
-        try:
-            self.store.record_tasks(batch)
-        except BaseException:
-            with self._lock:
-                for record in batch:
-                    self._pending.setdefault(record.id, record)
-                self._since = self._since or time.monotonic()
-            raise

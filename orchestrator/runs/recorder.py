@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import functools
 import io
 import os
 import sys
@@ -14,7 +13,7 @@ import time
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
-from ..events import CANCELLED, FAILED, SKIPPED, Listener, RunResult, TaskResult
+from ..events import CANCELLED, FAILED, Listener, RunResult, TaskResult
 from ..executor import current_context
 from ..lazy_logging import when_imported
 from ..masking import MaskedLines, MaskSecrets
@@ -70,17 +69,24 @@ class RunRecorder(Listener):
         self.heartbeat_seconds = heartbeat_seconds
         self.watch_seconds = min(watch_seconds, heartbeat_seconds)
         self.step_sizes = list(step_sizes) if step_sizes is not None else None
-        self.writer = TaskWriter(store, flush_seconds)
         self.failure: str | None = None
-        self._attempt_ids: dict[tuple[int, int], str] = {}
-        # Every attempt's latest record, and how to build those still running: a store re-created
-        # after it vanished gets them all again.
-        self._attempts: dict[str, TaskRecord] = {}
-        self._running: dict[str, Callable[[], TaskRecord]] = {}
+        # The attempt each step is running now, by step index: a step runs its tasks one at a
+        # time, so this one small dict is all the bookkeeping a task start needs. A flush builds
+        # their ``running`` records from it, and so does a store re-created after it vanished.
+        self._running: dict[int, TaskResult] = {}
+        # What a re-created store is given again: every result that ended (they are the
+        # engine's, alive anyway: a list of them costs no objects) and the records of attempts
+        # that failed before a retry (the result moved on to the next attempt). The writer
+        # drops what it wrote: a record per task kept to the end made the interpreter's last
+        # garbage collection cost about 3 k instructions per task.
+        self._results: list[TaskResult] = []
+        self._retried: list[TaskRecord] = []
+        self.writer = TaskWriter(store, flush_seconds, running=self._running_records)
+        # The last task index of each step: its task ends the step (see ``task_finished``).
+        self._last_index = None if step_sizes is None else [size - 1 for size in step_sizes]
         self._failure_lock, self._watch_lock = threading.Lock(), threading.Lock()
-        self._attempt_started: dict[tuple[int, int], float] = (
-            {}
-        )  # a retry's own start, not the task's
+        # a retry's own start, not the task's (so attempts do not overlap on a timeline)
+        self._attempt_started: dict[tuple[int, int], float] = {}
         self._stop = threading.Event()
         self._beater: threading.Thread | None = None
 
@@ -95,6 +101,8 @@ class RunRecorder(Listener):
         for a cancel request) on theirs."""
         next_watch = time.monotonic() + self.watch_seconds
         next_beat = time.monotonic() + self.heartbeat_seconds
+        # One thread for all three duties: the flush interval (0.2 s) is the shortest, so the
+        # wait is cut to it, and the store is looked at only on its own, slower schedule.
         while not self._stop.wait(self._next_wait(min(next_watch, next_beat))):
             if time.monotonic() >= next_watch:
                 next_watch = time.monotonic() + self.watch_seconds
@@ -108,6 +116,8 @@ class RunRecorder(Listener):
                 current = self.store.get_run(self.record.run_id)
             except Exception:  # a store hiccup must not kill the run
                 continue
+            # The record was deleted under a live run (its routine's claim with it): without
+            # putting it back, a second run of the routine would start beside this one.
             if current is None:
                 self._reclaim("its record vanished from the run store")
             elif current.cancel_requested and self.on_cancel_request:
@@ -122,6 +132,8 @@ class RunRecorder(Listener):
 
     def _watch(self) -> None:
         """The store this run claimed its routine in must still be the one at its place."""
+        # ``run_finished`` watches once more while the heartbeat thread may be doing the same:
+        # the lock keeps the two from re-creating the store twice.
         with self._watch_lock:
             reason = self.store.lost()
             if reason is not None and self.failure is None:
@@ -140,15 +152,20 @@ class RunRecorder(Listener):
             except RoutineBusy as busy:
                 reason += f"; run {busy.run_id} has claimed the routine since"
                 self.store.start_run(self.record, allow_concurrent=True)
-            running = [build() for build in list(self._running.values())]
-            self.store.record_tasks([*self._attempts.values(), *running])
-            self.writer.flush()  # those waiting for their batch, too (already among them)
+            # Failed attempts before retries, every ended task, then the attempts running now:
+            # the new store holds all the run had. The flush after it writes what still waited
+            # again, which only replaces rows with the same records.
+            ended = [self._task_record(result, result.status) for result in self._results]
+            self.store.record_tasks([*self._retried, *ended, *self._running_records()])
+            self.writer.flush()
         except Exception as exc:  # the store cannot be re-created either: the run still stops
             reason += f"; it could not be re-created ({exc})"
         self.fail(reason)
 
     def fail(self, reason: str) -> None:
         """The run's record cannot be trusted any more: say so once, let the owner stop the run."""
+        # The heartbeat thread and step threads can fail at once (a store that filled up fails
+        # every write): the first reason is kept and the owner is told once.
         with self._failure_lock:
             if self.failure is not None:
                 return
@@ -168,38 +185,25 @@ class RunRecorder(Listener):
         except Exception as exc:
             self.store_failed(exc)
 
-    def _task_id(self, result: TaskResult, attempt: int) -> str:
-        """One id per attempt: the run's id is unique, and so is an attempt within a run (cheaper
-        than a random UUID per task)."""
-        key = (result.step_index, result.index)
-        task_id = self._attempt_ids.get(key)
-        if task_id is None:
-            task_id = self._attempt_ids[key] = f"{self.record.run_id}:{key[0]}.{key[1]}.{attempt}"
-        return task_id
-
-    def _task_record(self, result: TaskResult, status: str, attempt: int, task_id: str
-                     ) -> TaskRecord:
-        # a retry's own start, not the task's first (so attempts do not overlap on a timeline)
-        started = (self._attempt_started.get((result.step_index, result.index)) if attempt > 1
-                   else None) or result.started or time.time()
+    def _task_record(self, result: TaskResult, status: str) -> TaskRecord:
+        """The record of ``result``'s current attempt. Its id is the run's id (unique) and the
+        attempt's place in it: cheaper than a random UUID per task, and the same whenever it is
+        built again (a running record, then the finished one, replace each other)."""
+        step_index, index, attempt = result.step_index, result.index, result.attempts
+        started = result.started
+        if attempt > 1:  # a retry's own start, not the task's first
+            started = self._attempt_started.get((step_index, index)) or started
         metrics = result.metrics
+        run_id = self.record.run_id
         return TaskRecord(
-            task_id, self.record.run_id, result.step, result.executor, result.task,
-            result.step_index, result.index, attempt, status, started, result.ended,
-            result.error_type, result.error or result.reason,
+            f"{run_id}:{step_index}.{index}.{attempt}", run_id, result.step, result.executor,
+            result.task, step_index, index, attempt, status, started or time.time(),
+            result.ended, result.error_type, result.error or result.reason,
             metrics.to_dict() if metrics else None, result.traceback,
             result.watermark, result.next_watermark, result.result, result.args)
 
-    def _record(self, result: TaskResult, status: str, attempt: int | None = None) -> None:
-        attempt = result.attempts if attempt is None else attempt
-        task_id = (self._attempt_ids.get((result.step_index, result.index))
-                   or self._task_id(result, attempt))
-        record = self._task_record(result, status, attempt, task_id)
-        self._running.pop(task_id, None)
-        self._attempts[task_id] = record
-        self.writer.add(record)
-        if status == FAILED and result.traceback:  # ``orchestrate logs`` tells what went wrong, too
-            self._quietly(lambda: self._log_traceback(result))
+    def _running_records(self) -> list[TaskRecord]:
+        return [self._task_record(result, RUNNING) for result in list(self._running.values())]
 
     def _log_traceback(self, result: TaskResult) -> None:
         head = f"attempt {result.attempts} failed: {result.error_type}: {result.error}"
@@ -209,48 +213,53 @@ class RunRecorder(Listener):
         self.store.append_logs([record])
 
     def task_started(self, result: TaskResult) -> None:
-        """Called for every attempt of every task: kept to a few dictionary writes. The running
+        """Called for every attempt of every task: kept to a dictionary write. The running
         record is built only if a flush comes before the attempt ends."""
-        key = (result.step_index, result.index)
-        attempt = result.attempts
-        task_id = self._attempt_ids[key] = f"{self.record.run_id}:{key[0]}.{key[1]}.{attempt}"
-        if attempt > 1:  # the first attempt starts when the task does (``result.started``)
-            self._attempt_started[key] = time.time()
-        running = functools.partial(self._task_record, result, RUNNING, attempt, task_id)
-        self._running[task_id] = running
-        self.writer.started(task_id, running)
-        if result.index == 0 and attempt <= 1:  # a step starts: a crash shows where it was
+        # A plain dict write, no lock: the heartbeat thread reads ``_running`` through a copy
+        # (``list(values())``), which the GIL makes atomic against this.
+        self._running[result.step_index] = result
+        if result.attempts > 1:  # the first attempt starts when the task does (``result.started``)
+            self._attempt_started[(result.step_index, result.index)] = time.time()
+        elif result.index == 0:  # a step starts: a crash shows where it was
             self.flush()
 
     def task_retrying(self, result: TaskResult, delay: float) -> None:
         result.ended = time.time()
-        self._record(result, "failed")
+        running = self._running
+        if running.get(result.step_index) is result:
+            running.pop(result.step_index, None)
+        record = self._task_record(result, FAILED)
+        self._retried.append(record)
+        self.writer.records.append(record)
         result.ended = None
+        if result.traceback:  # ``orchestrate logs`` tells what went wrong, too
+            self._quietly(lambda: self._log_traceback(result))
         self.flush()
 
     def task_finished(self, result: TaskResult) -> None:
-        status = result.status
-        self._record(result, status, 0 if status == SKIPPED and not result.attempts else None)
-        # Without the heartbeat thread (``begin`` not called) nothing else flushes on time.
-        if (status in (FAILED, CANCELLED) or self._ends_step(result) or self._slow(result)
+        """Called for every task: the attempt is no longer running, and its record waits for
+        the next flush (written now if it must be)."""
+        status, step_index = result.status, result.step_index
+        running = self._running
+        # Only this attempt's own entry: a run past its cancel grace reports the tasks it
+        # abandons from the scheduler's thread, while their step threads may still report.
+        if running.get(step_index) is result:
+            running.pop(step_index, None)
+        self._results.append(result)
+        self.writer.records.append(self._task_record(result, status))
+        if status == FAILED and result.traceback:
+            self._quietly(lambda: self._log_traceback(result))
+        # Written at once: a failure or a cancel (a rerun must see it), the step's last task (a
+        # resume counts the step done only from disk), a task that did real work (a commit is
+        # cheap beside it, and a rerun after a crash would repeat that work). Without the
+        # heartbeat thread (``begin`` not called) nothing else flushes on time.
+        last, started, ended = self._last_index, result.started, result.ended
+        if (status in (FAILED, CANCELLED) or last is None or step_index >= len(last)
+                or result.index >= last[step_index]
+                or (started is not None and ended is not None
+                    and ended - started >= WRITE_AT_ONCE_SECONDS)
                 or (self._beater is None and self.writer.due)):
             self.flush()
-
-    @staticmethod
-    def _slow(result: TaskResult) -> bool:
-        """A task that did real work is written at once: a commit is cheap beside it, and a rerun
-        after a crash would repeat that work."""
-        started, ended = result.started, result.ended
-        if started is None or ended is None:
-            return False
-        return ended - started >= WRITE_AT_ONCE_SECONDS
-
-    def _ends_step(self, result: TaskResult) -> bool:
-        """The engine reports a step's tasks in order: its last task's last event ends the step."""
-        sizes = self.step_sizes
-        if sizes is None or result.step_index >= len(sizes):
-            return True
-        return result.index >= sizes[result.step_index] - 1
 
     def run_finished(self, result: RunResult) -> None:
         """Record the end. The recorder is the run's first listener: a run whose record failed is

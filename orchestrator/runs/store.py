@@ -281,6 +281,8 @@ def is_dead(run: RunRecord, now: float | None = None) -> bool:
     if run.status != RUNNING or run.host.startswith(EXTERNAL_HOST_PREFIX):
         return False
     now = now or time.time()
+    # On its own host a run is judged by its process, which is exact and immediate; elsewhere
+    # only the heartbeat tells, so a run is dead there only after several missed beats.
     if run.host == hostname() and run.pid:
         return not owns_pid(run)
     return now - run.heartbeat > DEAD_AFTER_SECONDS
@@ -299,6 +301,8 @@ def owns_pid(run: RunRecord) -> bool:
 def process_start(pid: int) -> int | None:
     """When a process started, in clock ticks since boot (Linux); None where /proc cannot tell."""
     try:
+        # Field 22 of stat, counted after the command name, which is in parentheses and may
+        # itself hold spaces or ")": hence the split at the last ")".
         with open(f"/proc/{pid}/stat") as handle:
             return int(handle.read().rsplit(")", 1)[1].split()[19])
     except (OSError, ValueError, IndexError):
@@ -306,6 +310,8 @@ def process_start(pid: int) -> int | None:
 
 
 def pid_alive(pid: int) -> bool:
+    # Signal 0 checks that the pid exists without touching it; a pid of another user's process
+    # answers PermissionError, and it exists all the same.
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -351,20 +357,27 @@ _TEXT_INDEXES = tuple(i for i, field in enumerate(dataclasses.fields(TaskRecord)
                       if field.type == "str")  # id, run_id, step, executor, task, status
 
 
-def _plain_row(values: tuple[Any, ...]) -> list[Any] | None:
+_STATUS = _TASK_COLUMNS.index("status")
+# id, run_id, step, executor and task lead the row: one join checks all five at once
+_LEADING_TEXT = _TEXT_INDEXES.index(_STATUS)
+assert _TEXT_INDEXES == (*range(_LEADING_TEXT), _STATUS), "plain rows assume this layout"
+
+
+def _plain_row(values: Sequence[Any]) -> tuple[Any, ...] | None:
     """A plain record's row as it comes, when its text columns are ASCII (nothing to make
     storable); a ``str`` subclass (the status, a ``StrEnum``) becomes plain text, which SQLite
     binds without its adapter lookup (that lookup cost as much as the rest of the row)."""
-    row = list(values[:_PLAIN_COLUMNS])
-    for i in _TEXT_INDEXES:
-        value = row[i]
-        if value.__class__ is not str:
-            if not isinstance(value, str):
-                return None
-            row[i] = value = str(value)
-        if not value.isascii():
+    status = values[_STATUS]
+    try:
+        # one join and one isascii() instead of a check per column; a value that is not text
+        # at all makes join raise, and the caller builds the row the careful way
+        if not ("".join(values[:_LEADING_TEXT]) + status).isascii():
             return None
-    return row
+    except TypeError:
+        return None
+    if status.__class__ is not str:
+        status = str(status)
+    return (*values[:_STATUS], status, *values[_STATUS + 1:_PLAIN_COLUMNS])
 
 
 def _text(value: str) -> str:
@@ -373,10 +386,36 @@ def _text(value: str) -> str:
     return text
 
 
-_INSERT_PLAIN_TASK = (f"INSERT OR REPLACE INTO tasks ({', '.join(_TASK_COLUMNS[:_PLAIN_COLUMNS])}) "
-                      f"VALUES ({', '.join('?' * _PLAIN_COLUMNS)})")
-_INSERT_TASK = (f"INSERT OR REPLACE INTO tasks ({', '.join(_TASK_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_TASK_COLUMNS))})")
+# SQLite's bound-parameter limit before 3.32 (32766 since): the most any build allows.
+_MAX_VARIABLES = 999
+# Rows per INSERT statement, largest first. One statement of many rows costs about 7 k
+# instructions less per row than executemany's statement per row (each execution opens and
+# closes cursors on the table and its two indexes). But each size is prepared once per
+# connection (the heartbeat's thread and a step's thread flush through their own), at about
+# 23 k instructions per row of it: (64, 32, ... 1) cost more to prepare than a 1,000-task run
+# saved, and (16, 4, 1) keeps nearly all of the saving.
+_CHUNKS = (16, 4, 1)
+
+
+@functools.lru_cache(maxsize=None)
+def _insert_tasks(width: int, rows: int) -> str:
+    """``INSERT OR REPLACE`` of ``rows`` rows of the first ``width`` task columns. Rows are
+    inserted in the order given, so a later row of an id replaces an earlier one."""
+    row = f"({', '.join('?' * width)})"
+    return (f"INSERT OR REPLACE INTO tasks ({', '.join(_TASK_COLUMNS[:width])}) "
+            f"VALUES {', '.join([row] * rows)}")
+
+
+def _insert_rows(conn: sqlite3.Connection, width: int, values: list[Any]) -> None:
+    """Insert rows of ``width`` columns given as one flat list of values, in order."""
+    count, start = len(values) // width, 0
+    for rows in _CHUNKS:
+        if rows * width > _MAX_VARIABLES:
+            continue
+        while count >= rows:
+            end = start + rows * width
+            conn.execute(_insert_tasks(width, rows), values[start:end])
+            count, start = count - rows, end
 
 
 class StoreUnavailable(EnvironmentProblem):
@@ -462,11 +501,14 @@ class SQLiteStore(RunStore):
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
+        # CREATE ... IF NOT EXISTS: a store written by an older version keeps its data, and
+        # columns added since are added below; nothing is ever dropped.
         conn.executescript(_SCHEMA)
         for table, wanted in (("runs", _RUN_COLUMNS), ("tasks", _TASK_COLUMNS)):
             columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             for name in sorted(set(wanted) - columns):  # a store written by an older version
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {name}")
+        # Compared by ``lost``: a path check alone would not see the file replaced by another.
         self._identity = _identity(self.path)
 
     def lost(self) -> str | None:
@@ -483,6 +525,9 @@ class SQLiteStore(RunStore):
         self._open()
 
     def _conn(self) -> sqlite3.Connection:
+        # A connection per thread (the heartbeat, each step, the main thread): one connection's
+        # transaction would take in every thread's statements. A new generation (``reopen``)
+        # makes each thread open the file at its place again.
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.generation != self._generation:
             if conn is not None:
@@ -490,6 +535,9 @@ class SQLiteStore(RunStore):
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
                                    check_same_thread=False)
             self._local.conn, self._local.generation = conn, self._generation
+            # WAL: readers (``orchestrate runs``, ``logs --follow``) and the run that writes
+            # never wait for each other. NORMAL syncs at checkpoints only: a commit survives a
+            # crash of the process (what a resume needs); only a power loss can take the last.
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
         return conn
@@ -501,6 +549,8 @@ class SQLiteStore(RunStore):
     @_store_errors
     def start_run(self, run: RunRecord, allow_concurrent: bool = False) -> None:
         conn = self._conn()
+        # IMMEDIATE takes the write lock before the check: two processes starting the same
+        # routine at once would otherwise both read "no live run" and both claim it.
         conn.execute("BEGIN IMMEDIATE")
         try:
             if not allow_concurrent:
@@ -519,6 +569,8 @@ class SQLiteStore(RunStore):
             same = conn.execute(
                 "SELECT host, pid FROM runs WHERE run_id = ?", (run.run_id,)
             ).fetchone()
+            # The same process may claim again (a store re-created mid-run); another may not
+            # take over a run id that is already on record.
             if same is not None and tuple(same) != (run.host, run.pid):
                 raise UserError(f"run id {run.run_id} is already recorded; a run id is used once")
             values = [self._encode(name, getattr(run, name)) for name in _RUN_COLUMNS]
@@ -581,22 +633,30 @@ class SQLiteStore(RunStore):
         # Most records (a task that succeeded with nothing to report) have every column after
         # ``ended`` empty: binding those NULLs is half the cost of a row, so such rows leave them
         # out, and are taken as they come when their text is ASCII (nothing to make storable).
-        # The ids of one batch differ, so the two statements cannot reorder a task's rows.
-        plain: list[Sequence[Any]] = []
-        full: list[Sequence[Any]] = []
+        # A batch may hold two records of one id (running, then finished): rows are inserted in
+        # the batch's order, a plain stretch and a full stretch after each other, so the later
+        # record wins.
+        stretches: list[tuple[int, list[Any]]] = []  # (columns, the rows' values one after another)
+        width, values = 0, []  # type: tuple[int, list[Any]]
         for task in tasks:
-            values = _TASK_VALUES(task)
-            if values[_PLAIN_COLUMNS:] != _NO_DETAILS:
-                full.append(self._task_row(task))
+            row: Sequence[Any] = _TASK_VALUES(task)
+            # A record with any detail (error, metrics, watermarks, result, args) needs its JSON
+            # columns encoded and its text made storable: the careful row.
+            if row[_PLAIN_COLUMNS:] != _NO_DETAILS:
+                row, columns = self._task_row(task), len(_TASK_COLUMNS)
             else:
-                plain.append(_plain_row(values) or self._task_row(task)[:_PLAIN_COLUMNS])
+                row, columns = (_plain_row(row) or self._task_row(task)[:_PLAIN_COLUMNS],
+                                _PLAIN_COLUMNS)
+            # A new statement only where the kind changes: a quick step's batch is one stretch.
+            if columns != width:
+                width, values = columns, []
+                stretches.append((width, values))
+            values.extend(row)
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if plain:
-                conn.executemany(_INSERT_PLAIN_TASK, plain)
-            if full:
-                conn.executemany(_INSERT_TASK, full)
+            for columns, flat in stretches:
+                _insert_rows(conn, columns, flat)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:  # a COMMIT that failed (a full disk) may have ended it already
