@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import sys
