@@ -45,7 +45,8 @@ class Location(str):
 
 
 class CodeLocation(Location):
-    """Annotation for a param or arg that names Python code (a file, ``file.py:function`` or a folder).
+    """Annotation for a param or arg that names Python code (a file, ``file.py:function`` or a
+    folder).
 
     Resolved like a :class:`Location`; a caller may apply a stricter policy to code than to data
     (the Lambda handler does, for routines that arrive in events).
@@ -90,7 +91,8 @@ class Dataset(FrozenRecord):
 
 @frozen_record
 class Lineage(FrozenRecord):
-    """What one task reads (``inputs``) and writes (``outputs``): see :meth:`Executor.task_lineage`."""
+    """What one task reads (``inputs``) and writes (``outputs``): see
+    :meth:`Executor.task_lineage`."""
 
     inputs: tuple[Dataset, ...] = ()
     outputs: tuple[Dataset, ...] = ()
@@ -101,7 +103,8 @@ class Cancelled(Exception):
 
 
 class NotRetryable(Exception):
-    """A failure that a retry would only repeat (a cost guard, a rejected spec): the task fails at once.
+    """A failure that a retry would only repeat (a cost guard, a rejected spec): the task fails at
+    once.
 
     Any exception with a ``retryable = False`` attribute is treated the same way.
     """
@@ -115,8 +118,9 @@ BATCH_STATE_ENV = "ORCHESTRATOR_BATCH_STATE"
 
 
 class Uncompilable(Exception):
-    """Raised by :meth:`Executor.state_machine_task` for a task that cannot run in a state machine at
-    all (neither as a native integration nor in our Lambda): generating one is refused, naming the step.
+    """Raised by :meth:`Executor.state_machine_task` for a task that cannot run in a state machine
+    at all (neither as a native integration nor in our Lambda): generating one is refused, naming
+    the step.
     """
 
 
@@ -404,11 +408,12 @@ class Executor:
     @classmethod
     def state_machine_task(cls, task: str, args: dict[str, Any],
                            params: dict[str, Any]) -> dict[str, Any] | None:
-        """How one task runs in an AWS Step Functions state machine, declared by the executor itself.
+        """How one task runs in an AWS Step Functions state machine, declared by the executor
+        itself.
 
         Return None to run it through the orchestrator's Lambda (the default: any task can); a
-        ``Task`` state (``Type``, ``Resource``, ``Parameters``..., without ``Next``/``End``, which the
-        compiler adds with ``Retry``, ``Catch`` and ``TimeoutSeconds``); or a fragment
+        ``Task`` state (``Type``, ``Resource``, ``Parameters``..., without ``Next``/``End``, which
+        the compiler adds with ``Retry``, ``Catch`` and ``TimeoutSeconds``); or a fragment
         ``{"StartAt", "States"}`` whose last states have ``"End": true`` (a submit-and-poll loop),
         which runs as a one-branch ``Parallel`` whose input is ``{"params", "run", "timeout"}``
         (``timeout`` in seconds, for the loop to honour). Strings may hold ``${params.X}``,

@@ -35,7 +35,8 @@ def register_executors() -> list[type[Executor]]:  # type: ignore[empty-body]
 
 @hookspec(firstresult=True)
 def run_store(url: str) -> RunStore | None:
-    """Return a run store (an ``orchestrator.runs.RunStore``) for ``url``, or None if the URL is not yours.
+    """Return a run store (an ``orchestrator.runs.RunStore``) for ``url``, or None if the URL is
+    not yours.
 
     ``url`` comes from ``ORCHESTRATOR_STORE`` (for example ``dynamodb://table``); with no
     variable, the built-in SQLite store under the orchestrator home is used. Only plugins that
@@ -60,9 +61,9 @@ def catalog_store(url: str) -> CatalogStore | None:
     """Return a routine-catalog store (an ``orchestrator.catalog.stores.CatalogStore``) for ``url``,
     or None if the URL is not yours.
 
-    ``url`` is the home config's ``catalog`` or ``artifacts`` (for example ``s3://bucket/routines/``);
-    folders and ``http(s)://`` are built in. Only plugins that implement this hook (or are not
-    known yet) are imported to answer it.
+    ``url`` is the home config's ``catalog`` or ``artifacts`` (for example
+    ``s3://bucket/routines/``); folders and ``http(s)://`` are built in. Only plugins that
+    implement this hook (or are not known yet) are imported to answer it.
     """
 
 
@@ -71,8 +72,9 @@ def aws_iam_statements(step: Any) -> list[dict[str, Any]] | None:
     """Return the IAM policy statements a deployed routine needs for ``step`` (an
     ``orchestrator.routine.load.StepSpec``) if the step's executor is yours, else None.
 
-    Statements are dicts (``Effect``, ``Action``, ``Resource``, optional ``Condition``); ARNs may use
-    ``${AWS::Partition}``, ``${AWS::Region}`` and ``${AWS::AccountId}``. ``[]`` means it needs none.
+    Statements are dicts (``Effect``, ``Action``, ``Resource``, optional ``Condition``); ARNs may
+    use ``${AWS::Partition}``, ``${AWS::Region}`` and ``${AWS::AccountId}``. ``[]`` means it needs
+    none.
     A ``{"Note": "..."}`` item is not a statement: it says what could not be derived (it is shown).
     Used by ``orchestrate generate --target lambda`` for a least-privilege role; only plugins that
     implement this hook (or are not known yet) are imported to answer it.

@@ -32,7 +32,8 @@ def returned_text(value: Any) -> str:
 
 
 def metrics_text(metrics: dict[str, Any] | None) -> str:
-    """``k=v`` pairs on one line: counts first, then short scalar metadata (no dicts, no newlines)."""
+    """``k=v`` pairs on one line: counts first, then short scalar metadata (no dicts, no
+    newlines)."""
     if not metrics:
         return ""
     values = dict(metrics)
@@ -125,7 +126,8 @@ class PlainRenderer(Listener):
 
     def task_retrying(self, result: TaskResult, delay: float) -> None:
         self.write(
-            f"{result.step}.{result.task} attempt {result.attempts} failed: {result.error}; retrying in {delay:g}s"
+            f"{result.step}.{result.task} attempt {result.attempts} failed: {result.error}; "
+            f"retrying in {delay:g}s"
         )
         self.write_traceback(result)
 
@@ -147,8 +149,8 @@ class PlainRenderer(Listener):
 
 
 class JsonRenderer(Listener):
-    """``--json``: exactly one JSON document, written when the run ends, to the stream given at start
-    (the real stdout, while what tasks print is sent to stderr)."""
+    """``--json``: exactly one JSON document, written when the run ends, to the stream given at
+    start (the real stdout, while what tasks print is sent to stderr)."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream or sys.stdout
@@ -174,7 +176,8 @@ class RichRenderer(Listener):
         )
 
         self.console = console or Console(stderr=True)
-        # Log lines must go through this console (see ConsoleLogHandler) so they print above the bar.
+        # Log lines must go through this console (see ConsoleLogHandler) so they print above the
+        # bar.
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}", style="cyan"),

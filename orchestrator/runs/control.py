@@ -1,4 +1,5 @@
-"""Runs over time: start a tracked run, find dead ones, wait, cancel, work out what a resume must redo."""
+"""Runs over time: start a tracked run, find dead ones, wait, cancel, work out what a resume must
+redo."""
 
 from __future__ import annotations
 
@@ -115,7 +116,8 @@ def wait_for(
 def cancel_run(
     store: RunStore, ref: str, grace: float = CANCEL_WAIT_SECONDS
 ) -> tuple[RunRecord, bool]:
-    """Ask a run to stop and return once it has; ``(record, changed)``. A finished run is left alone.
+    """Ask a run to stop and return once it has; ``(record, changed)``. A finished run is left
+    alone.
 
     The request goes through the store (a run on another host sees it at its next heartbeat) and,
     for a local process, as SIGTERM. A process that ignores it past ``grace`` is killed.
@@ -164,7 +166,8 @@ def resume_plan(store: RunStore, old: RunRecord, routine: Routine,
         _refuse_finished(store, old)
     if routine.hash != old.routine_hash and not force:
         raise UserError(
-            f"{routine.file}: the routine changed since run {old.run_id}; pass --force to resume anyway"
+            f"{routine.file}: the routine changed since run {old.run_id}; "
+            "pass --force to resume anyway"
         )
     the_plan = plan(routine)
     return the_plan, Resume(old.run_id, succeeded_tasks(store, old, the_plan))

@@ -32,7 +32,8 @@ WATCH_SECONDS = 1.0
 
 
 def parent_run_id() -> str | None:
-    """The run this one is started from: the task running in this thread, or the parent process's run."""
+    """The run this one is started from: the task running in this thread, or the parent process's
+    run."""
     context = current_context()
     return context.run_id if context is not None else os.environ.get(PARENT_ENV) or None
 
@@ -92,7 +93,8 @@ class RunRecorder(Listener):
         self._beater: threading.Thread | None = None
 
     def begin(self, allow_concurrent: bool = False) -> None:
-        """Claim the routine (refused with ``RoutineBusy`` if a live run holds it) and start the heartbeat."""
+        """Claim the routine (refused with ``RoutineBusy`` if a live run holds it) and start the
+        heartbeat."""
         self.store.start_run(self.record, allow_concurrent)
         self._beater = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._beater.start()

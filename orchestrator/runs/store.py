@@ -289,7 +289,8 @@ def is_dead(run: RunRecord, now: float | None = None) -> bool:
 
 
 def owns_pid(run: RunRecord) -> bool:
-    """The run's process is still the one with its pid: alive, and started when the run's process started.
+    """The run's process is still the one with its pid: alive, and started when the run's process
+    started.
 
     A pid reused by another process (containers with fixed host names repeat pids) is not ours.
     """
@@ -327,19 +328,21 @@ def pid_alive(pid: int) -> bool:
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, routine TEXT NOT NULL, routine_file TEXT, routine_hash TEXT, params TEXT,
-    status TEXT NOT NULL, started REAL, ended REAL, parent_run_id TEXT, resumed_from TEXT,
-    host TEXT, pid INTEGER, pid_started INTEGER, heartbeat REAL, cancel_requested INTEGER DEFAULT 0);
+    run_id TEXT PRIMARY KEY, routine TEXT NOT NULL, routine_file TEXT, routine_hash TEXT,
+    params TEXT, status TEXT NOT NULL, started REAL, ended REAL, parent_run_id TEXT,
+    resumed_from TEXT, host TEXT, pid INTEGER, pid_started INTEGER, heartbeat REAL,
+    cancel_requested INTEGER DEFAULT 0);
 CREATE INDEX IF NOT EXISTS runs_routine ON runs (routine, status);
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
 CREATE TABLE IF NOT EXISTS tasks (
-    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, step TEXT, executor TEXT, task TEXT, step_index INTEGER,
-    task_index INTEGER, attempt INTEGER, status TEXT, started REAL, ended REAL, error_type TEXT, error TEXT,
-    metrics TEXT, traceback TEXT, watermark TEXT, next_watermark TEXT, result TEXT, args TEXT);
+    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, step TEXT, executor TEXT, task TEXT,
+    step_index INTEGER, task_index INTEGER, attempt INTEGER, status TEXT, started REAL, ended REAL,
+    error_type TEXT, error TEXT, metrics TEXT, traceback TEXT, watermark TEXT, next_watermark TEXT,
+    result TEXT, args TEXT);
 CREATE INDEX IF NOT EXISTS tasks_run ON tasks (run_id);
 CREATE TABLE IF NOT EXISTS logs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL, level TEXT, step TEXT, task TEXT,
-    message TEXT);
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL, level TEXT, step TEXT,
+    task TEXT, message TEXT);
 CREATE INDEX IF NOT EXISTS logs_run ON logs (run_id, seq);
 CREATE TABLE IF NOT EXISTS watermarks (
     routine TEXT, step TEXT, task TEXT, value TEXT, run_id TEXT, updated REAL,
@@ -575,7 +578,8 @@ class SQLiteStore(RunStore):
                 raise UserError(f"run id {run.run_id} is already recorded; a run id is used once")
             values = [self._encode(name, getattr(run, name)) for name in _RUN_COLUMNS]
             conn.execute(
-                f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(values))})",
+                f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(values))})",
                 values,
             )
             conn.execute("COMMIT")
@@ -617,7 +621,8 @@ class SQLiteStore(RunStore):
         rows = (
             self._conn()
             .execute(
-                f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs {clause} ORDER BY started DESC LIMIT ?",
+                f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs {clause} "
+                "ORDER BY started DESC LIMIT ?",
                 (*args, limit),
             )
             .fetchall()
@@ -687,7 +692,8 @@ class SQLiteStore(RunStore):
                 for r in records]
         if rows:
             self._conn().executemany(
-                "INSERT INTO logs (run_id, ts, level, step, task, message) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO logs (run_id, ts, level, step, task, message) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -762,7 +768,8 @@ def _identity(path: Path) -> tuple[int, int]:
 
 
 def open_store(registry: Any = None) -> RunStore:
-    """The store named by ``ORCHESTRATOR_STORE`` (through the ``run_store`` hook), else SQLite in the home."""
+    """The store named by ``ORCHESTRATOR_STORE`` (through the ``run_store`` hook), else SQLite in
+    the home."""
     url = os.environ.get("ORCHESTRATOR_STORE", "")
     if url and not url.startswith("sqlite:"):
         from ..registry import Registry

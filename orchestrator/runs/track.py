@@ -30,7 +30,8 @@ _UNSET: Any = object()
 
 @dataclasses.dataclass(frozen=True)
 class Tracked:
-    """What a tracked call returns: the execution id, how it ended, the metrics and the function's result."""
+    """What a tracked call returns: the execution id, how it ended, the metrics and the function's
+    result."""
 
     execution_id: str
     status: str
@@ -47,12 +48,13 @@ def track(
     store: RunStore | None = None,
     allow_concurrent: bool = True,
 ) -> Callable[[Callable[..., Any]], Callable[..., Tracked]]:
-    """Record each call of the decorated function as a run of ``pipeline`` (one task, named after the function).
+    """Record each call of the decorated function as a run of ``pipeline`` (one task, named after
+    the function).
 
-    The function gets a ``Context`` if it takes ``context``; its ``watermark`` is the one saved by the last
-    successful call (or ``watermark`` given here) and ``next_watermark`` is saved when it succeeds. It should
-    return ``TaskMetrics`` (or None). ``active=False`` records a skipped execution and does not call it.
-    Exceptions are recorded, then re-raised.
+    The function gets a ``Context`` if it takes ``context``; its ``watermark`` is the one saved by
+    the last successful call (or ``watermark`` given here) and ``next_watermark`` is saved when it
+    succeeds. It should return ``TaskMetrics`` (or None). ``active=False`` records a skipped
+    execution and does not call it. Exceptions are recorded, then re-raised.
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Tracked]:
