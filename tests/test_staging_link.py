@@ -164,3 +164,26 @@ def test_temp_links_left_by_a_killed_run_are_removed_and_the_landing_file_kept(
     run(staging(tmp_path, archive_or_delete="delete"), tmp_path)
     assert tree(landing) == {} and tree(dump) == FILES
     assert every_name(dump) == sorted(FILES)
+
+
+def test_a_listing_skips_names_renamed_or_removed_after_their_folder_was_read(
+        tmp_path: Path) -> None:
+    # A sender renaming "x.part" to "x", or removing a folder, while the listing walks: the names
+    # read before are gone by the time they are looked at, which must not fail the listing.
+    root = tmp_path / "landing"
+    (root / "gone").mkdir(parents=True)
+    (root / "gone" / "x.csv").write_bytes(CSV)
+    for name in ("a.csv", "b.csv", "c.csv"):
+        (root / name).write_bytes(CSV)
+    listing = LocalStore(str(root)).list()
+    first = next(listing)
+    for name in ("a.csv", "b.csv", "c.csv"):
+        if name != first.rel:
+            (root / name).rename(root / f"{name}.renamed")
+    (root / "gone" / "x.csv").unlink()
+    (root / "gone").rmdir()
+    rest = [entry.rel for entry in listing]
+    assert first.rel in ("a.csv", "b.csv", "c.csv"), first
+    # The new names may or may not be seen by this walk (the next poll lists them); the old ones
+    # and the removed folder's file must not be.
+    assert set(rest) <= {f"{name}.renamed" for name in ("a.csv", "b.csv", "c.csv")}, rest

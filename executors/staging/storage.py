@@ -134,14 +134,27 @@ class LocalStore:
         stack = [(self.root, "")]
         while stack:
             folder, prefix = stack.pop()
-            with os.scandir(folder) as it:
+            try:
+                scan = os.scandir(folder)
+            except FileNotFoundError:
+                if not prefix:
+                    raise  # the landing folder itself: the caller says what is missing
+                continue  # a sub-folder removed since its parent was read holds nothing to stage
+            with scan as it:
                 for item in it:
                     # A symlink to a folder is not followed (it could loop, or lead outside the
                     # landing folder); a symlink to a file is staged, its target read.
                     if item.is_dir(follow_symlinks=False):
                         stack.append((item.path, f"{prefix}{item.name}/"))
                     elif item.is_file() and not is_private(item.name):
-                        yield local_entry(f"{prefix}{item.name}", item.stat())
+                        # The folder was read in one go, the stat comes later: a sender that
+                        # renames "x.part" to "x" in between leaves a name that is gone. It is not
+                        # there to stage; its new name is listed, now or at the next poll.
+                        try:
+                            status = item.stat()
+                        except FileNotFoundError:
+                            continue
+                        yield local_entry(f"{prefix}{item.name}", status)
 
     def stat(self, rel: str) -> Entry | None:
         try:
