@@ -210,6 +210,10 @@ def test_deadline_cancels_the_run_before_lambda_would_kill_it(lam: Any, monkeypa
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     started = lam.out / "started"
     monkeypatch.setenv("ORCHESTRATOR_LAMBDA_MARGIN_SECONDS", "1")
+    # The python child gets half the cancel grace (at most 3 s) between SIGTERM and SIGKILL; with
+    # the default 10 s that is 3 s, more than this 1 s margin, and a child slow to exit once made
+    # the run end at 5.2 s. Half a second fits in the margin, as a deployment's grace should.
+    monkeypatch.setenv("ORCHESTRATOR_CANCEL_GRACE", "1")
     begin = time.monotonic()
     with pytest.raises(RunFailed) as failed:
         lam.call({"routine": python_routine(lam.functions, "stay", {"started": str(started)})}, seconds=3)
