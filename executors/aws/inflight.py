@@ -63,6 +63,11 @@ class InFlight:
                 self._stopped.discard(key)
             raise
 
+    def was_stopped(self, ops: RemoteOps, remote_id: str) -> bool:
+        """Whether ``stop`` was asked for ``remote_id`` (by ``cancel()`` or the task itself)."""
+        with self._lock:
+            return (ops.engine, remote_id) in self._stopped
+
     def stop_all(self) -> list[str]:
         """Stop everything in flight; return errors instead of raising (from ``cancel()``)."""
         with self._lock:

@@ -127,7 +127,7 @@ class RemoteWork:
         """Wait while ``cancel()`` can see the work; whatever ends the wait early stops it."""
         self.inflight.add(self.ops, remote_id)
         try:
-            return self._wait(remote_id, on_poll, deadline)
+            description = self._wait(remote_id, on_poll, deadline)
         except Cancelled:
             # from None: the Cancelled was only the signal; the RemoteCancelled says what was
             # stopped.
@@ -150,6 +150,12 @@ class RemoteWork:
             raise
         finally:
             self.inflight.discard(self.ops, remote_id)
+        # cancel() stopped the work while a status call was on its way: the call saw it ended
+        # before the wait saw the cancel, and an ECS task stopped that way reports exit code 0.
+        # It ended because it was stopped, so it is cancelled, not succeeded.
+        if self.inflight.was_stopped(self.ops, remote_id):
+            raise self._stop_and_confirm(remote_id)
+        return description
 
     def _reattach(self, find_live: FindLive | None, find_orphan: FindOrphan | None
                   ) -> tuple[str | None, bool, dict[str, Any] | None]:
